@@ -1,0 +1,163 @@
+/**
+ * Prometheus metrics for every stage of the journal: appends, sealing, uploads, downloads,
+ * recovery and replication lag. Recording methods are called on hot paths, so each one is a
+ * single update of a pre-bound prom-client series.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { GraphstreamError } from './errors.js';
+
+export interface MetricsOptions {
+  /** registry to register on; a new dedicated Registry by default */
+  registry?: Registry;
+  /** the `db` label of every series; none when omitted */
+  db?: string;
+}
+
+const LABEL_NAMES = ['db'] as const;
+type LabelName = (typeof LABEL_NAMES)[number];
+
+const APPEND_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const UPLOAD_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+interface CounterSeries {
+  inc(value?: number): void;
+}
+interface GaugeSeries {
+  set(value: number): void;
+}
+interface HistogramSeries {
+  observe(value: number): void;
+}
+
+export class GraphstreamMetrics {
+  readonly registry: Registry;
+  readonly db: string | undefined;
+
+  private readonly entriesWritten: CounterSeries;
+  private readonly segmentsSealed: CounterSeries;
+  private readonly segmentsUploaded: CounterSeries;
+  private readonly uploadErrors: CounterSeries;
+  private readonly uploadBytes: CounterSeries;
+  private readonly segmentsDownloaded: CounterSeries;
+  private readonly downloadErrors: CounterSeries;
+  private readonly chainHashMismatches: CounterSeries;
+  private readonly lastUploadTimestamp: GaugeSeries;
+  private readonly lastUploadDuration: GaugeSeries;
+  private readonly lastRecoveryDuration: GaugeSeries;
+  private readonly replicationLagSequences: GaugeSeries;
+  private readonly replicationLagSeconds: GaugeSeries;
+  private readonly appendLatency: HistogramSeries;
+  private readonly uploadLatency: HistogramSeries;
+
+  constructor(options: MetricsOptions = {}) {
+    this.registry = options.registry ?? new Registry();
+    this.db = options.db;
+    const labels: Partial<Record<LabelName, string>> | undefined = options.db === undefined ? undefined : { db: options.db };
+
+    const counter = (name: string, help: string): CounterSeries => {
+      const metric = this.metric(name, Counter, () => new Counter({ name, help, labelNames: LABEL_NAMES, registers: [this.registry] }));
+      const series = labels ? metric.labels(labels) : { inc: (value?: number) => metric.inc(value) };
+      series.inc(0);
+      return series;
+    };
+    const gauge = (name: string, help: string): GaugeSeries => {
+      const metric = this.metric(name, Gauge, () => new Gauge({ name, help, labelNames: LABEL_NAMES, registers: [this.registry] }));
+      return labels ? metric.labels(labels) : { set: (value: number) => metric.set(value) };
+    };
+    const histogram = (name: string, help: string, buckets: number[]): HistogramSeries => {
+      const metric = this.metric(
+        name,
+        Histogram,
+        () => new Histogram({ name, help, buckets, labelNames: LABEL_NAMES, registers: [this.registry] }),
+      );
+      metric.zero(labels ?? {});
+      return labels ? metric.labels(labels) : { observe: (value: number) => metric.observe(value) };
+    };
+
+    this.entriesWritten = counter('graphstream_entries_written_total', 'Journal entries appended');
+    this.segmentsSealed = counter('graphstream_segments_sealed_total', 'Journal segments sealed');
+    this.segmentsUploaded = counter('graphstream_segments_uploaded_total', 'Sealed segments confirmed in object storage');
+    this.uploadErrors = counter('graphstream_upload_errors_total', 'Segment uploads that failed after their retries');
+    this.uploadBytes = counter('graphstream_upload_bytes_total', 'Bytes of segments confirmed in object storage');
+    this.segmentsDownloaded = counter('graphstream_segments_downloaded_total', 'Segments downloaded and verified by a follower');
+    this.downloadErrors = counter('graphstream_download_errors_total', 'Segment downloads that failed');
+    this.chainHashMismatches = counter('graphstream_chain_hash_mismatches_total', 'Segments whose hash chain did not continue the one already applied');
+    this.lastUploadTimestamp = gauge('graphstream_last_upload_timestamp_seconds', 'Unix time of the last confirmed segment upload');
+    this.lastUploadDuration = gauge('graphstream_last_upload_duration_seconds', 'Duration of the last confirmed segment upload, retries included');
+    this.lastRecoveryDuration = gauge('graphstream_last_recovery_duration_seconds', 'Duration of the last journal recovery');
+    this.replicationLagSequences = gauge('graphstream_replication_lag_sequences', 'Sequences the follower is behind the newest one in storage');
+    this.replicationLagSeconds = gauge('graphstream_replication_lag_seconds', 'Age of the newest segment the follower has not applied yet');
+    this.appendLatency = histogram('graphstream_append_latency_seconds', 'Time from append call to durable entry', APPEND_BUCKETS_SECONDS);
+    this.uploadLatency = histogram('graphstream_upload_latency_seconds', 'Time to upload one segment, retries included', UPLOAD_BUCKETS_SECONDS);
+  }
+
+  /** Reuses a metric another GraphstreamMetrics (e.g. for another db) registered on the same registry. */
+  private metric<M extends Counter<LabelName> | Gauge<LabelName> | Histogram<LabelName>>(
+    name: string,
+    kind: abstract new (...args: never[]) => M,
+    create: () => M,
+  ): M {
+    const existing = this.registry.getSingleMetric(name);
+    if (existing === undefined) return create();
+    if (!(existing instanceof kind)) {
+      throw new GraphstreamError('invalid_argument', `metrics: registry already has a metric named ${name} of another type`);
+    }
+    return existing;
+  }
+
+  recordEntriesWritten(count: number): void {
+    this.entriesWritten.inc(count);
+  }
+
+  recordSegmentSealed(): void {
+    this.segmentsSealed.inc();
+  }
+
+  /** A segment confirmed in storage: `durationMs` covers the whole upload, retries included. */
+  recordUpload(bytes: number, durationMs: number, nowMs: number = Date.now()): void {
+    this.segmentsUploaded.inc();
+    this.uploadBytes.inc(bytes);
+    this.lastUploadTimestamp.set(nowMs / 1000);
+    this.lastUploadDuration.set(durationMs / 1000);
+    this.uploadLatency.observe(durationMs / 1000);
+  }
+
+  recordUploadError(): void {
+    this.uploadErrors.inc();
+  }
+
+  recordDownload(): void {
+    this.segmentsDownloaded.inc();
+  }
+
+  recordDownloadError(): void {
+    this.downloadErrors.inc();
+  }
+
+  recordChainHashMismatch(): void {
+    this.chainHashMismatches.inc();
+  }
+
+  observeAppendLatency(durationMs: number): void {
+    this.appendLatency.observe(durationMs / 1000);
+  }
+
+  recordRecoveryDuration(durationMs: number): void {
+    this.lastRecoveryDuration.set(durationMs / 1000);
+  }
+
+  setReplicationLag(sequences: number, seconds: number): void {
+    this.replicationLagSequences.set(sequences);
+    this.replicationLagSeconds.set(seconds);
+  }
+
+  /** Content-Type of toPrometheus()'s text. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Everything in the registry, in Prometheus text exposition format. */
+  toPrometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
