@@ -1,0 +1,202 @@
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MANIFEST_FILE, SegmentCache } from '../ts/cache.js';
+import { createFormatApi, segmentFileName } from '../ts/format.js';
+import { pureFormatCore } from '../ts/pure/core.js';
+
+const format = createFormatApi(pureFormatCore);
+
+/**
+ * Writes a journal directory's worth of segments: `sealed` sealed ones of `entriesEach` entries,
+ * chained, then (optionally) a live unsealed one continuing the chain. Returns their file names.
+ */
+async function writeJournal(dir: string, sealed: number, entriesEach: number, withLive: boolean): Promise<{ sealed: string[]; live: string | null }> {
+  let prevHash: Buffer = Buffer.alloc(32);
+  let sequence = 1;
+  const names: string[] = [];
+  const unsealedSegment = (firstSeq: number) => {
+    const payloads = Array.from({ length: entriesEach }, (_, i) => Buffer.from(`entry ${firstSeq + i} `.repeat(20)));
+    const batch = pureFormatCore.encodeEntries(firstSeq, prevHash, payloads);
+    prevHash = batch.chainHashes.subarray(batch.chainHashes.length - 32);
+    return Buffer.concat([format.encodeHeader({ firstSeq, createdMs: 1_700_000_000_000 }), batch.bytes]);
+  };
+  for (let i = 0; i < sealed; i++) {
+    const name = segmentFileName(sequence);
+    await writeFile(join(dir, name), format.sealSegment(unsealedSegment(sequence)));
+    names.push(name);
+    sequence += entriesEach;
+  }
+  let live: string | null = null;
+  if (withLive) {
+    live = segmentFileName(sequence);
+    await writeFile(join(dir, live), unsealedSegment(sequence));
+  }
+  return { sealed: names, live };
+}
+
+async function sizeOf(dir: string, name: string): Promise<number> {
+  return (await stat(join(dir, name))).size;
+}
+
+function record(name: string, size: number, uploadedAt?: number) {
+  return { name, key: `wal/db/0000/${name}`, size, sha256: 'ab'.repeat(32), uploadedAt };
+}
+
+describe('SegmentCache', () => {
+  let dir: string;
+  let now: number;
+  const clock = () => now;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'graphstream-cache-'));
+    now = 1_800_000_000_000;
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lists sealed segments oldest first, never the live one or files that are not segments', async () => {
+    const { sealed, live } = await writeJournal(dir, 3, 4, true);
+    await writeFile(join(dir, `${sealed[0]}.seal.tmp`), 'partial');
+    await writeFile(join(dir, '.lock'), '');
+    await writeFile(join(dir, 'journal-12.hadbj'), 'not a segment name');
+    await writeFile(join(dir, segmentFileName(1000)), Buffer.alloc(20)); // a segment cut short at creation
+    const cache = await SegmentCache.open(dir);
+
+    const pending = await cache.pending();
+    expect(pending.map((segment) => segment.name)).toEqual(sealed);
+    expect(pending.map((segment) => segment.firstSeq)).toEqual([1, 5, 9]);
+    expect(pending[0]!.path).toBe(join(dir, sealed[0]!));
+    expect(pending[0]!.size).toBe(await sizeOf(dir, sealed[0]!));
+    expect(pending.some((segment) => segment.name === live)).toBe(false);
+  });
+
+  it('rejects a sealed segment whose header sequence disagrees with its file name', async () => {
+    const { sealed } = await writeJournal(dir, 1, 2, false);
+    await writeFile(join(dir, segmentFileName(77)), await readFile(join(dir, sealed[0]!)));
+    const cache = await SegmentCache.open(dir);
+    await expect(cache.pending()).rejects.toMatchObject({ code: 'invalid_segment', message: expect.stringContaining(segmentFileName(77)) });
+  });
+
+  it('records uploads in manifest.json, atomically, and remembers them after a restart', async () => {
+    const { sealed } = await writeJournal(dir, 3, 2, false);
+    const cache = await SegmentCache.open(dir, {}, { now: clock });
+    const size = await sizeOf(dir, sealed[0]!);
+    const marked = await cache.markUploaded(record(sealed[0]!, size));
+    expect(marked.uploadedAt).toBe(now);
+    expect(cache.isUploaded(sealed[0]!)).toBe(true);
+
+    expect((await readdir(dir)).filter((name) => name.includes('manifest'))).toEqual([MANIFEST_FILE]);
+    const onDisk = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
+    expect(onDisk).toEqual({ version: 1, segments: [{ ...record(sealed[0]!, size), uploadedAt: now }] });
+
+    const reopened = await SegmentCache.open(dir);
+    expect(reopened.isUploaded(sealed[0]!)).toBe(true);
+    expect(reopened.isUploaded(sealed[1]!)).toBe(false);
+    expect(reopened.record(sealed[0]!)).toEqual(marked);
+    expect((await reopened.pending()).map((segment) => segment.name)).toEqual(sealed.slice(1));
+  });
+
+  it('persists every one of many concurrent markUploaded calls', async () => {
+    const { sealed } = await writeJournal(dir, 12, 1, false);
+    const cache = await SegmentCache.open(dir);
+    await Promise.all(sealed.map((name) => cache.markUploaded(record(name, 1))));
+    const reopened = await SegmentCache.open(dir);
+    expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed);
+    expect(await reopened.pending()).toEqual([]);
+  });
+
+  it('treats an unreadable manifest as empty, so its segments are shipped again', async () => {
+    const { sealed } = await writeJournal(dir, 2, 1, false);
+    await writeFile(join(dir, MANIFEST_FILE), '{"version":1,"segm');
+    const cache = await SegmentCache.open(dir);
+    expect((await cache.pending()).map((segment) => segment.name)).toEqual(sealed);
+  });
+
+  it('cleanup by age deletes only uploaded segments past retention, keeping the newest uploaded one', async () => {
+    const { sealed, live } = await writeJournal(dir, 5, 3, true);
+    const cache = await SegmentCache.open(dir, { retentionMs: 60_000, maxBytes: Number.MAX_SAFE_INTEGER }, { now: clock });
+    // 0..2 uploaded long ago, 3 uploaded just now, 4 pending (and old), plus the live one
+    for (const name of sealed.slice(0, 3)) await cache.markUploaded(record(name, await sizeOf(dir, name), now - 3_600_000));
+    await cache.markUploaded(record(sealed[3]!, await sizeOf(dir, sealed[3]!), now));
+
+    const before = await cache.stats();
+    const deletedBytes = (await Promise.all(sealed.slice(0, 3).map((name) => sizeOf(dir, name)))).reduce((a, b) => a + b);
+    const result = await cache.cleanup();
+    expect(result).toEqual({
+      deletedSegments: 3,
+      deletedBytes,
+      deletedByAge: 3,
+      deletedBySize: 0,
+      remainingSegments: before.segments - 3,
+      remainingBytes: before.bytes - deletedBytes,
+    });
+    expect((await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort()).toEqual([sealed[3], sealed[4], live].sort());
+    expect(cache.uploaded().map((r) => r.name)).toEqual([sealed[3]]);
+
+    now += 3_600_000; // sealed[3] is now past retention too, but it is the newest uploaded segment
+    expect((await cache.cleanup()).deletedSegments).toBe(0);
+    const reopened = await SegmentCache.open(dir);
+    expect(reopened.uploaded().map((r) => r.name)).toEqual([sealed[3]]);
+    expect((await reopened.pending()).map((segment) => segment.name)).toEqual([sealed[4]]);
+  });
+
+  it('cleanup by size deletes the oldest uploaded segments until under maxBytes, never pending or live ones', async () => {
+    const { sealed, live } = await writeJournal(dir, 6, 3, true);
+    const sizes = await Promise.all(sealed.map((name) => sizeOf(dir, name)));
+    const liveSize = await sizeOf(dir, live!);
+    const total = sizes.reduce((a, b) => a + b) + liveSize;
+    // uploaded: 0..3; pending: 4, 5; allowed: everything but segments 0 and 1
+    const maxBytes = total - sizes[0]! - sizes[1]!;
+    const cache = await SegmentCache.open(dir, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes }, { now: clock });
+    for (const [i, name] of sealed.slice(0, 4).entries()) await cache.markUploaded(record(name, sizes[i]!));
+
+    const result = await cache.cleanup();
+    expect(result).toMatchObject({ deletedSegments: 2, deletedBySize: 2, deletedByAge: 0, remainingBytes: maxBytes });
+    expect((await cache.stats()).bytes).toBe(maxBytes);
+
+    // a limit nothing but pending data could satisfy: every uploaded segment but the newest goes
+    const tiny = await SegmentCache.open(dir, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 }, { now: clock });
+    const second = await tiny.cleanup();
+    expect(second).toMatchObject({ deletedSegments: 1, deletedBySize: 1 });
+    const left = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
+    expect(left).toEqual([sealed[3], sealed[4], sealed[5], live].sort());
+    expect((await tiny.pending()).map((segment) => segment.name)).toEqual([sealed[4], sealed[5]]);
+  });
+
+  it('stats add up: uploaded + pending + live = all segment files', async () => {
+    const { sealed, live } = await writeJournal(dir, 4, 2, true);
+    const cache = await SegmentCache.open(dir);
+    await cache.markUploaded(record(sealed[0]!, await sizeOf(dir, sealed[0]!)));
+    const stats = await cache.stats();
+    const pendingBytes = (await Promise.all(sealed.slice(1).map((name) => sizeOf(dir, name)))).reduce((a, b) => a + b);
+    expect(stats).toEqual({
+      segments: 5,
+      bytes: stats.uploadedBytes + stats.pendingBytes + stats.liveBytes,
+      uploadedSegments: 1,
+      uploadedBytes: await sizeOf(dir, sealed[0]!),
+      pendingSegments: 3,
+      pendingBytes,
+      liveSegments: 1,
+      liveBytes: await sizeOf(dir, live!),
+    });
+  });
+
+  it('drops manifest records of segments that no longer exist', async () => {
+    const { sealed } = await writeJournal(dir, 3, 1, false);
+    const cache = await SegmentCache.open(dir);
+    for (const name of sealed) await cache.markUploaded(record(name, 1));
+    await rm(join(dir, sealed[0]!));
+    await cache.cleanup();
+    const reopened = await SegmentCache.open(dir);
+    expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed.slice(1));
+  });
+
+  it('refuses invalid configuration and record names', async () => {
+    await expect(SegmentCache.open(dir, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    const cache = await SegmentCache.open(dir);
+    await expect(cache.markUploaded(record('../etc/passwd', 1))).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+});

@@ -1,0 +1,354 @@
+/**
+ * The local side of shipping: which sealed segments in a journal directory are already in object
+ * storage (recorded in `manifest.json`), which are still pending, and cleanup of uploaded ones.
+ */
+import { open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HeaderFields } from './core.js';
+import { replaceFileAtomically } from './durable-fs.js';
+import { GraphstreamError, toGraphstreamError } from './errors.js';
+import { FLAG_SEALED, HEADER_SIZE, decodeHeader } from './pure/format.js';
+
+export interface CacheConfig {
+  /** uploaded segments older than this (since their upload) are deleted by cleanup */
+  retentionMs: number;
+  /** when all segment files together exceed this, cleanup deletes the oldest uploaded ones */
+  maxBytes: number;
+}
+
+export const DEFAULT_CACHE_CONFIG: Readonly<CacheConfig> = Object.freeze({
+  retentionMs: 24 * 60 * 60 * 1000,
+  maxBytes: 1024 * 1024 * 1024,
+});
+
+/** What the manifest records about one uploaded segment. */
+export interface UploadRecord {
+  /** file name in the journal directory, `journal-{first_seq:016}.hadbj` */
+  name: string;
+  /** object key it was stored under */
+  key: string;
+  size: number;
+  /** SHA-256 of the file's bytes, hex */
+  sha256: string;
+  /** milliseconds since the Unix epoch */
+  uploadedAt: number;
+}
+
+/** A sealed segment in the journal directory that the manifest does not record as uploaded. */
+export interface PendingSegment {
+  name: string;
+  path: string;
+  firstSeq: number;
+  size: number;
+}
+
+export interface CacheStats {
+  /** segment files in the directory, any state */
+  segments: number;
+  bytes: number;
+  uploadedSegments: number;
+  uploadedBytes: number;
+  pendingSegments: number;
+  pendingBytes: number;
+  /** unsealed segments (the live one, normally at most one) */
+  liveSegments: number;
+  liveBytes: number;
+}
+
+export interface CleanupStats {
+  deletedSegments: number;
+  deletedBytes: number;
+  /** of the deleted ones, those past retentionMs */
+  deletedByAge: number;
+  /** of the deleted ones, those deleted to get under maxBytes */
+  deletedBySize: number;
+  /** segment files left in the directory */
+  remainingSegments: number;
+  remainingBytes: number;
+}
+
+export const MANIFEST_FILE = 'manifest.json';
+const MANIFEST_VERSION = 1;
+const SEGMENT_FILE = /^journal-(\d{16})\.hadbj$/;
+
+interface ManifestFile {
+  version: number;
+  segments: UploadRecord[];
+}
+
+interface SegmentFile {
+  name: string;
+  path: string;
+  firstSeq: number;
+  size: number;
+}
+
+/**
+ * One per journal directory. Open it with `SegmentCache.open(dir)`; the manifest is read once and
+ * kept in memory, and every change is written back atomically (temp file, fsync, rename, directory
+ * fsync) before the call that made it resolves. Concurrent changes share one write.
+ */
+export class SegmentCache {
+  readonly config: CacheConfig;
+  readonly manifestPath: string;
+  private readonly records = new Map<string, UploadRecord>();
+  private queuedWrite: Promise<void> | null = null;
+  private lastWrite: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly dir: string,
+    config: Partial<CacheConfig>,
+    private readonly now: () => number,
+  ) {
+    this.config = { ...DEFAULT_CACHE_CONFIG, ...config };
+    for (const [name, value] of Object.entries(this.config)) {
+      if (!(typeof value === 'number' && value >= 0)) {
+        throw new GraphstreamError('invalid_argument', `cache config: ${name} must be a number >= 0, got ${String(value)}`);
+      }
+    }
+    this.manifestPath = join(dir, MANIFEST_FILE);
+  }
+
+  /**
+   * Opens the cache of `dir`, reading its manifest if there is one. A manifest that cannot be parsed
+   * is treated as empty: its segments are uploaded again, which conditional puts make a no-op for
+   * identical bytes.
+   */
+  static async open(dir: string, config: Partial<CacheConfig> = {}, options: { now?: () => number } = {}): Promise<SegmentCache> {
+    const cache = new SegmentCache(dir, config, options.now ?? Date.now);
+    await cache.load();
+    return cache;
+  }
+
+  private async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.manifestPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw toGraphstreamError(err, `reading ${this.manifestPath}`);
+    }
+    for (const record of parseManifest(text)) this.records.set(record.name, record);
+  }
+
+  isUploaded(name: string): boolean {
+    return this.records.has(name);
+  }
+
+  /** The manifest's records, oldest segment first. */
+  uploaded(): UploadRecord[] {
+    return [...this.records.values()].sort(byName);
+  }
+
+  /** The manifest's record of segment file `name`, if it is recorded as uploaded. */
+  record(name: string): UploadRecord | undefined {
+    return this.records.get(name);
+  }
+
+  /** Records a segment as uploaded (at now, by default); resolves once the manifest on disk says so. */
+  async markUploaded(upload: Omit<UploadRecord, 'uploadedAt'> & { uploadedAt?: number }): Promise<UploadRecord> {
+    if (!SEGMENT_FILE.test(upload.name)) {
+      throw new GraphstreamError('invalid_argument', `cache: ${upload.name} is not a segment file name`);
+    }
+    const record: UploadRecord = { ...upload, uploadedAt: upload.uploadedAt ?? this.now() };
+    this.records.set(record.name, record);
+    await this.persist();
+    return record;
+  }
+
+  /** Sealed segments not recorded as uploaded, oldest first. Never the live (unsealed) segment. */
+  async pending(): Promise<PendingSegment[]> {
+    const pending: PendingSegment[] = [];
+    for (const file of await this.segmentFiles()) {
+      if (this.records.has(file.name)) continue;
+      if (await this.isSealed(file)) pending.push(file);
+    }
+    return pending;
+  }
+
+  async stats(): Promise<CacheStats> {
+    const stats: CacheStats = {
+      segments: 0,
+      bytes: 0,
+      uploadedSegments: 0,
+      uploadedBytes: 0,
+      pendingSegments: 0,
+      pendingBytes: 0,
+      liveSegments: 0,
+      liveBytes: 0,
+    };
+    for (const file of await this.segmentFiles()) {
+      stats.segments++;
+      stats.bytes += file.size;
+      if (this.records.has(file.name)) {
+        stats.uploadedSegments++;
+        stats.uploadedBytes += file.size;
+      } else if (await this.isSealed(file)) {
+        stats.pendingSegments++;
+        stats.pendingBytes += file.size;
+      } else {
+        stats.liveSegments++;
+        stats.liveBytes += file.size;
+      }
+    }
+    return stats;
+  }
+
+  /**
+   * Deletes uploaded segments past retentionMs, then the oldest uploaded ones while all segment
+   * files together exceed maxBytes. Pending and live segments are never deleted, and neither is the
+   * newest uploaded segment: recovery reads the chain tip (last sequence and chain hash) from it.
+   */
+  async cleanup(): Promise<CleanupStats> {
+    const files = await this.segmentFiles();
+    const present = new Set(files.map((file) => file.name));
+    let manifestChanged = false;
+    for (const name of this.records.keys()) {
+      if (!present.has(name)) {
+        this.records.delete(name);
+        manifestChanged = true;
+      }
+    }
+
+    const deletable = files.filter((file) => this.records.has(file.name));
+    deletable.pop(); // the newest uploaded segment stays
+    const stats: CleanupStats = {
+      deletedSegments: 0,
+      deletedBytes: 0,
+      deletedByAge: 0,
+      deletedBySize: 0,
+      remainingSegments: files.length,
+      remainingBytes: files.reduce((sum, file) => sum + file.size, 0),
+    };
+    const now = this.now();
+    for (const file of deletable) {
+      const record = this.records.get(file.name)!;
+      const expired = now - record.uploadedAt > this.config.retentionMs;
+      const overSize = stats.remainingBytes > this.config.maxBytes;
+      if (!expired && !overSize) continue;
+      await this.deleteSegment(file);
+      manifestChanged = true;
+      stats.deletedSegments++;
+      stats.deletedBytes += file.size;
+      stats.remainingSegments--;
+      stats.remainingBytes -= file.size;
+      if (expired) stats.deletedByAge++;
+      else stats.deletedBySize++;
+    }
+    if (manifestChanged) await this.persist();
+    return stats;
+  }
+
+  private async deleteSegment(file: SegmentFile): Promise<void> {
+    try {
+      await unlink(file.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toGraphstreamError(err, `cache cleanup: deleting ${file.path}`);
+    }
+    this.records.delete(file.name);
+  }
+
+  /** Segment files in the directory, oldest first. */
+  private async segmentFiles(): Promise<SegmentFile[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      throw toGraphstreamError(err, `cache: listing ${this.dir}`);
+    }
+    const files: SegmentFile[] = [];
+    for (const name of names.sort()) {
+      const match = SEGMENT_FILE.exec(name);
+      if (!match) continue;
+      const path = join(this.dir, name);
+      let size: number;
+      try {
+        size = (await stat(path)).size;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw toGraphstreamError(err, `cache: stat ${path}`);
+      }
+      files.push({ name, path, firstSeq: Number(match[1]), size });
+    }
+    return files;
+  }
+
+  /**
+   * Reads only the 128-byte header. A file whose header does not decode (too short, no magic: a
+   * live segment being created) is not sealed. A sealed header whose first_seq disagrees with the
+   * file name is an `invalid_segment`: uploading it would put it under the wrong key.
+   */
+  private async isSealed(file: SegmentFile): Promise<boolean> {
+    const bytes = Buffer.alloc(HEADER_SIZE);
+    let bytesRead: number;
+    try {
+      const handle = await open(file.path, 'r');
+      try {
+        ({ bytesRead } = await handle.read(bytes, 0, HEADER_SIZE, 0));
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw toGraphstreamError(err, `cache: reading the header of ${file.path}`);
+    }
+    let header: HeaderFields;
+    try {
+      header = decodeHeader(bytes.subarray(0, bytesRead));
+    } catch {
+      return false;
+    }
+    if ((header.flags & FLAG_SEALED) === 0) return false;
+    if (header.firstSeq !== file.firstSeq) {
+      throw new GraphstreamError(
+        'invalid_segment',
+        `${file.path}: header first_seq ${header.firstSeq} does not match the file name's sequence ${file.firstSeq}`,
+      );
+    }
+    return true;
+  }
+
+  /** Writes the manifest; a change made while a write is running gets the next write. */
+  private persist(): Promise<void> {
+    if (this.queuedWrite) return this.queuedWrite;
+    const write = this.lastWrite
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedWrite = null;
+        const manifest: ManifestFile = { version: MANIFEST_VERSION, segments: this.uploaded() };
+        const text = JSON.stringify(manifest, null, 1) + '\n';
+        return replaceFileAtomically(this.manifestPath, `${this.manifestPath}.tmp`, Buffer.from(text, 'utf8')).catch((err: unknown) => {
+          throw toGraphstreamError(err, `writing ${this.manifestPath}`);
+        });
+      });
+    this.queuedWrite = write;
+    this.lastWrite = write;
+    return write;
+  }
+}
+
+function byName(a: UploadRecord, b: UploadRecord): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function parseManifest(text: string): UploadRecord[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const segments = (parsed as Partial<ManifestFile> | null)?.segments;
+  if (!Array.isArray(segments)) return [];
+  return segments.filter(
+    (record): record is UploadRecord =>
+      typeof record === 'object' &&
+      record !== null &&
+      typeof record.name === 'string' &&
+      SEGMENT_FILE.test(record.name) &&
+      typeof record.key === 'string' &&
+      typeof record.size === 'number' &&
+      typeof record.sha256 === 'string' &&
+      typeof record.uploadedAt === 'number',
+  );
+}
