@@ -1,0 +1,178 @@
+import { create, toBinary } from '@bufbuild/protobuf';
+import { describe, expect, test } from 'vitest';
+import { GraphstreamError, type ErrorCode } from '../ts/errors.js';
+import { createFormatApi } from '../ts/format.js';
+import { ParamValue, type ParamInput, type ParamsInput } from '../ts/params.js';
+import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
+import { JournalEntrySchema, TemporalKind } from '../ts/proto/graphd_pb.js';
+import { cores } from './helpers/cores.js';
+import { hex, manifest, paramFromManifest } from './helpers/vectors.js';
+
+function codeOf(fn: () => unknown): ErrorCode | 'ok' {
+  try {
+    fn();
+    return 'ok';
+  } catch (err) {
+    expect(err).toBeInstanceOf(GraphstreamError);
+    return (err as GraphstreamError).code;
+  }
+}
+
+const vectors = manifest.entries.map((e) => ({
+  payload: hex(e.payload),
+  entry: {
+    sequence: e.decoded.sequence,
+    query: e.decoded.query,
+    params: e.decoded.params.map(([key, value]) => [key, paramFromManifest(value)] as [string, ParamValue]),
+    timestampMs: e.decoded.timestamp_ms,
+  },
+}));
+
+describe('graphd.JournalEntry vectors', () => {
+  test.each(vectors.map((v, i) => ({ i: i + 1, ...v })))('entry $i encodes to its payload bytes', ({ payload, entry }) => {
+    expect(Buffer.from(encodeJournalEntry(entry)).toString('hex')).toBe(payload.toString('hex'));
+  });
+
+  test.each(vectors.map((v, i) => ({ i: i + 1, ...v })))('entry $i decodes to its typed values', ({ payload, entry }) => {
+    expect(decodeJournalEntry(payload)).toEqual(entry);
+  });
+
+  test('int64 values come back exact as bigint', () => {
+    const [, meta] = decodeJournalEntry(vectors[2]!.payload).params[4]!;
+    expect(meta).toEqual(ParamValue.map([['k', ParamValue.int(9223372036854775807n)], ['z', ParamValue.point({ srid: 9157, x: 0, y: 1, z: 0 })]]));
+    const [, id] = decodeJournalEntry(vectors[1]!.payload).params[0]!;
+    expect(id).toEqual(ParamValue.int(-7n));
+  });
+});
+
+describe('plain JavaScript parameters', () => {
+  const first = manifest.entries[0]!;
+
+  test('map onto the same bytes as typed values, as an object or as pairs', () => {
+    const base = { sequence: 1, query: first.decoded.query, timestampMs: first.decoded.timestamp_ms };
+    const expected = first.payload;
+    expect(Buffer.from(encodeJournalEntry({ ...base, params: { id: 1, name: 'Alice' } })).toString('hex')).toBe(expected);
+    expect(Buffer.from(encodeJournalEntry({ ...base, params: [['id', 1n], ['name', 'Alice']] })).toString('hex')).toBe(expected);
+    expect(Buffer.from(encodeJournalEntry({ ...base, sequence: 1n, timestampMs: BigInt(base.timestampMs), params: { id: 1, name: 'Alice' } })).toString('hex')).toBe(expected);
+  });
+
+  test('every kind maps as documented', () => {
+    const params: ParamsInput = {
+      int: 5,
+      big: 2n ** 62n,
+      float: 1.5,
+      integralFloat: ParamValue.float(1),
+      nan: Number.NaN,
+      str: 'x',
+      yes: true,
+      nothing: null,
+      raw: new Uint8Array([1, 2]),
+      list: [1, 'a', [null]],
+      map: { b: 1, a: { c: false } },
+      when: ParamValue.date('2026-01-01'),
+      where: ParamValue.point({ srid: 7203, x: 1, y: 2 }),
+    };
+    const { params: decoded } = decodeJournalEntry(encodeJournalEntry({ query: 'RETURN 1', params }));
+    expect(decoded).toEqual([
+      ['int', ParamValue.int(5n)],
+      ['big', ParamValue.int(2n ** 62n)],
+      ['float', ParamValue.float(1.5)],
+      ['integralFloat', ParamValue.float(1)],
+      ['nan', ParamValue.float(Number.NaN)],
+      ['str', ParamValue.string('x')],
+      ['yes', ParamValue.bool(true)],
+      ['nothing', ParamValue.null()],
+      ['raw', ParamValue.bytes(new Uint8Array([1, 2]))],
+      ['list', ParamValue.list([ParamValue.int(1), ParamValue.string('a'), ParamValue.list([ParamValue.null()])])],
+      ['map', ParamValue.map([['b', ParamValue.int(1)], ['a', ParamValue.map({ c: ParamValue.bool(false) })]])],
+      ['when', ParamValue.date('2026-01-01')],
+      ['where', ParamValue.point({ srid: 7203, x: 1, y: 2 })],
+    ]);
+    expect(decoded[3]![1].type).toBe('float');
+    expect(ParamValue.from({ a: [1.5] })).toEqual(ParamValue.map([['a', ParamValue.list([ParamValue.float(1.5)])]]));
+  });
+
+  test.each<[string, () => unknown, RegExp]>([
+    ['a function', () => encodeJournalEntry({ query: 'q', params: { f: () => 1 } as never }), /params\.f/],
+    ['a symbol', () => encodeJournalEntry({ query: 'q', params: { s: Symbol('s') } as never }), /params\.s/],
+    ['undefined', () => encodeJournalEntry({ query: 'q', params: { list: [1, undefined] } as never }), /params\.list\[1\]/],
+    ['an int beyond 64 bits', () => encodeJournalEntry({ query: 'q', params: { n: 2n ** 63n } }), /params\.n/],
+    ['an integral number beyond 64 bits', () => encodeJournalEntry({ query: 'q', params: { n: 1e20 } }), /params\.n/],
+    ['a Date', () => encodeJournalEntry({ query: 'q', params: { d: new Date() } as never }), /params\.d.*Date/],
+    ['a Map', () => encodeJournalEntry({ query: 'q', params: { m: new Map() } as never }), /params\.m/],
+    ['a bad pair', () => encodeJournalEntry({ query: 'q', params: [['a', 1], ['b']] as never }), /params\[1\]/],
+    ['a lone surrogate', () => encodeJournalEntry({ query: 'q', params: { s: '\ud800' } }), /params\.s/],
+    ['a non-integer int', () => ParamValue.int(1.5), /int/],
+    ['a bad srid', () => ParamValue.point({ srid: -1, x: 0, y: 0 }), /srid/],
+  ])('rejects %s with invalid_argument naming the parameter', (_, fn, where) => {
+    expect(codeOf(fn)).toBe('invalid_argument');
+    expect(fn).toThrow(where);
+  });
+
+  test('rejects cycles', () => {
+    const list: ParamInput[] = [1];
+    list.push(list);
+    expect(() => encodeJournalEntry({ query: 'q', params: { list } })).toThrow(/params\.list\[1\].*cycle/);
+    const map: Record<string, ParamInput> = {};
+    map.self = { again: map };
+    expect(codeOf(() => encodeJournalEntry({ query: 'q', params: { map } }))).toBe('invalid_argument');
+    const shared = [1];
+    expect(codeOf(() => encodeJournalEntry({ query: 'q', params: { a: shared, b: shared, c: [shared, shared] } }))).toBe('ok');
+  });
+});
+
+describe('encoding rules', () => {
+  test('proto3 defaults are omitted even when given', () => {
+    expect(encodeJournalEntry({ sequence: 0, query: '', params: [], timestampMs: 0 })).toHaveLength(0);
+    expect(Buffer.from(encodeJournalEntry({ sequence: 4, query: '' })).toString('hex')).toBe('0804');
+  });
+
+  test('oneof members are written even at their default', () => {
+    const bytes = encodeJournalEntry({ query: 'q', params: { z: 0, f: ParamValue.float(0), s: '', b: false } });
+    expect(decodeJournalEntry(bytes).params).toEqual([
+      ['z', ParamValue.int(0n)],
+      ['f', ParamValue.float(0)],
+      ['s', ParamValue.string('')],
+      ['b', ParamValue.bool(false)],
+    ]);
+  });
+
+  test('a temporal value of an unknown kind decodes as a string', () => {
+    const message = create(JournalEntrySchema, {
+      query: 'q',
+      params: [{ key: 't', value: { value: { case: 'temporalValue', value: { kind: 42 as TemporalKind, iso: '2026-01-01' } } } }],
+    });
+    expect(decodeJournalEntry(toBinary(JournalEntrySchema, message)).params).toEqual([['t', ParamValue.string('2026-01-01')]]);
+  });
+
+  test('every temporal kind round-trips', () => {
+    const params = (['date', 'time', 'localtime', 'datetime', 'localdatetime', 'duration'] as const).map(
+      (type) => [type, ParamValue[type]('x')] as [string, ParamValue],
+    );
+    expect(decodeJournalEntry(encodeJournalEntry({ query: 'q', params })).params).toEqual(params);
+  });
+
+  test('bytes that are not a JournalEntry are invalid_argument', () => {
+    expect(codeOf(() => decodeJournalEntry(Buffer.from([0x0a, 0x05, 0x61])))).toBe('invalid_argument');
+    expect(codeOf(() => decodeJournalEntry(Buffer.from([0xff])))).toBe('invalid_argument');
+  });
+
+  test('out-of-range sequence and timestamp are rejected', () => {
+    expect(codeOf(() => encodeJournalEntry({ sequence: -1, query: 'q' }))).toBe('invalid_argument');
+    expect(codeOf(() => encodeJournalEntry({ query: 'q', timestampMs: 1.5 }))).toBe('invalid_argument');
+    expect(codeOf(() => decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 60n, query: 'q' })))).toBe('invalid_argument');
+  });
+});
+
+describe.each(cores)('payloads through the $kind core', (core) => {
+  const api = createFormatApi(core);
+
+  test('journal entries survive a sealed segment', () => {
+    const payloads = vectors.map((v) => encodeJournalEntry(v.entry));
+    const batch = core.encodeEntries(1, Buffer.alloc(32), payloads);
+    const unsealed = Buffer.concat([api.encodeHeader({ firstSeq: 1, createdMs: manifest.created_ms }), batch.bytes]);
+    const segment = api.decodeSegment(api.sealSegment(unsealed));
+    expect(segment.entries.map((e) => decodeJournalEntry(e.payload))).toEqual(vectors.map((v) => v.entry));
+    expect(segment.chainHash.toString('hex')).toBe(manifest.chain_hash);
+  });
+});

@@ -1,0 +1,139 @@
+/**
+ * The public `.hadbj` format API, written once over a Core: ts/index.ts binds
+ * it to the native core and ts/pure/index.ts to the pure one, so both entry
+ * points export the same functions. Every failure is a GraphstreamError.
+ */
+import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from './core.js';
+import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from './errors.js';
+
+/** The format half of a Core: everything but the journal writer. */
+export type FormatCore = Omit<Core, 'openWriter'>;
+
+export interface Entry {
+  sequence: number;
+  /** chain hash of the entry before (32 bytes) */
+  prevHash: Buffer;
+  payload: Buffer;
+}
+
+export interface DecodedEntry {
+  entry: Entry;
+  /** bytes the entry occupies (48 + payload length) */
+  size: number;
+}
+
+export interface DecodedSegment {
+  header: HeaderFields;
+  /** payloads and hashes are views into one decoded body, not copies */
+  entries: Entry[];
+  /** chain hash after the last entry (32 zero bytes for an empty unsealed segment) */
+  chainHash: Buffer;
+  /** prev_hash of the first entry: the chain hash this segment continues from */
+  startHash: Buffer;
+  /** bytes of the input holding the header and whole, valid entries */
+  validLength: number;
+  /** an unsealed segment ended in a cut-short entry (only with `allowTornTail`) */
+  tornTail: boolean;
+}
+
+export interface FormatApi {
+  /** CRC-32C (Castagnoli); `initial` continues a previous CRC. */
+  crc32c(data: Uint8Array, initial?: number): number;
+  /** Chain hash of an entry: SHA-256(prevHash || payload). */
+  computeEntryHash(prevHash: Uint8Array, payload: Uint8Array): Buffer;
+  encodeEntry(entry: { sequence: number; prevHash: Uint8Array; payload: Uint8Array }): Buffer;
+  /** Decodes (and CRC-checks) the entry at `offset`; its payload is a view into `bytes`. */
+  decodeEntry(bytes: Uint8Array, offset?: number): DecodedEntry;
+  encodeHeader(header: HeaderInit): Buffer;
+  decodeHeader(bytes: Uint8Array): HeaderFields;
+  /** Seals an unsealed segment: verifies every entry, compresses (zstd level 3 unless `level`), adds the trailer. */
+  sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer;
+  /** sealSegment off the JS thread (native core). */
+  sealSegmentAsync(unsealed: Uint8Array, options?: SealOptions): Promise<Buffer>;
+  /** Decodes and verifies a sealed or unsealed segment. */
+  decodeSegment(bytes: Uint8Array, options?: DecodeOptions): DecodedSegment;
+  /** decodeSegment off the JS thread (native core). */
+  decodeSegmentAsync(bytes: Uint8Array, options?: DecodeOptions): Promise<DecodedSegment>;
+  /** Local file name of a segment: `journal-{firstSeq:016}.hadbj`. */
+  segmentFileName(firstSeq: number): string;
+  /** Object-storage key of a segment: `{prefix}{db}/{generation:04x}/{firstSeq:016x}.hadbj`. */
+  segmentKey(prefix: string, db: string, generation: number, firstSeq: number): string;
+}
+
+function checkCount(value: unknown, what: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new GraphstreamError('invalid_argument', `${what} must be a non-negative integer below 2^53, got ${String(value)}`);
+  }
+}
+
+export function segmentFileName(firstSeq: number): string {
+  checkCount(firstSeq, 'firstSeq');
+  return `journal-${String(firstSeq).padStart(16, '0')}.hadbj`;
+}
+
+export function segmentKey(prefix: string, db: string, generation: number, firstSeq: number): string {
+  if (typeof prefix !== 'string') throw new GraphstreamError('invalid_argument', 'prefix must be a string');
+  if (typeof db !== 'string' || db === '' || db.includes('/')) {
+    throw new GraphstreamError('invalid_argument', `db must be a non-empty name without '/', got ${JSON.stringify(db)}`);
+  }
+  checkCount(generation, 'generation');
+  checkCount(firstSeq, 'firstSeq');
+  return `${prefix}${db}/${generation.toString(16).padStart(4, '0')}/${firstSeq.toString(16).padStart(16, '0')}.hadbj`;
+}
+
+/** Runs an async core call so that a synchronous throw also becomes a GraphstreamError rejection. */
+function callAsync<T>(call: () => Promise<T>): Promise<T> {
+  return normalizeAsyncErrors(new Promise<T>((resolve) => resolve(call())));
+}
+
+/** Views each entry of a decoded body (already verified by the core). */
+function toDecodedSegment(raw: RawSegment): DecodedSegment {
+  const { body, entryOffsets } = raw;
+  const entries: Entry[] = new Array(entryOffsets.length);
+  for (let i = 0; i < entryOffsets.length; i++) {
+    const offset = entryOffsets[i]!;
+    const payloadStart = offset + 48;
+    entries[i] = {
+      sequence: raw.header.firstSeq + i,
+      prevHash: body.subarray(offset + 16, payloadStart),
+      payload: body.subarray(payloadStart, payloadStart + body.readUInt32BE(offset + 4)),
+    };
+  }
+  return {
+    header: raw.header,
+    entries,
+    chainHash: raw.chainHash,
+    startHash: raw.startHash,
+    validLength: raw.validLength,
+    tornTail: raw.tornTail,
+  };
+}
+
+export function createFormatApi(core: FormatCore): FormatApi {
+  return {
+    crc32c: (data, initial) => normalizeErrors(() => core.crc32c(data, initial)),
+    computeEntryHash: (prevHash, payload) => normalizeErrors(() => core.computeEntryHash(prevHash, payload)),
+    encodeEntry: (entry) =>
+      normalizeErrors(() => {
+        if (typeof entry !== 'object' || entry === null) {
+          throw new GraphstreamError('invalid_argument', 'encodeEntry takes { sequence, prevHash, payload }');
+        }
+        return core.encodeEntry(entry.sequence, entry.prevHash, entry.payload);
+      }),
+    decodeEntry: (bytes, offset = 0) =>
+      normalizeErrors(() => {
+        const raw = core.decodeEntry(bytes, offset);
+        const payload = Buffer.from(bytes.buffer, bytes.byteOffset + raw.payloadOffset, raw.payloadLength);
+        return { entry: { sequence: raw.sequence, prevHash: raw.prevHash, payload }, size: raw.size };
+      }),
+    encodeHeader: (header) => normalizeErrors(() => core.encodeHeader(header)),
+    decodeHeader: (bytes) => normalizeErrors(() => core.decodeHeader(bytes)),
+    sealSegment: (unsealed, options) => normalizeErrors(() => core.sealSegment(unsealed, options)),
+    sealSegmentAsync: (unsealed, options) => callAsync(() => core.sealSegmentAsync(unsealed, options)),
+    decodeSegment: (bytes, options) => normalizeErrors(() => toDecodedSegment(core.decodeSegment(bytes, options))),
+    decodeSegmentAsync: async (bytes, options) =>
+      toDecodedSegment(await callAsync(() => core.decodeSegmentAsync(bytes, options))),
+    segmentFileName,
+    segmentKey,
+  };
+}

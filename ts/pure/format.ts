@@ -1,0 +1,437 @@
+/**
+ * The `.hadbj` v1 format (FORMAT.md) in TypeScript: the pure twin of
+ * crate/src/{format,segment}.rs, byte for byte. Failures are thrown as
+ * `Error('[code] what and where')`, exactly like the native core, so the
+ * facade normalizes both the same way.
+ */
+import { createHash } from 'node:crypto';
+import CRC32C from 'crc-32/crc32c.js';
+import type {
+  DecodeOptions,
+  EncodedBatch,
+  HeaderFields,
+  HeaderInit,
+  RawEntry,
+  RawSegment,
+  SealOptions,
+} from '../core.js';
+import type { ErrorCode } from '../errors.js';
+import { zstdCompress, zstdDecompress } from './zstd.js';
+
+export const HEADER_SIZE = 128;
+export const ENTRY_HEADER_SIZE = 48;
+export const TRAILER_SIZE = 32;
+export const HASH_SIZE = 32;
+export const FLAG_COMPRESSED = 0x01;
+export const FLAG_SEALED = 0x04;
+export const FLAG_HAS_CHAIN_HASH = 0x08;
+export const COMPRESSION_NONE = 0;
+export const COMPRESSION_ZSTD = 1;
+export const FORMAT_VERSION = 1;
+export const DEFAULT_ZSTD_LEVEL = 3;
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024;
+export const ZERO_HASH: Buffer = Buffer.alloc(HASH_SIZE);
+
+const MAGIC = Buffer.from('HADBJ', 'latin1');
+const KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_SEALED | FLAG_HAS_CHAIN_HASH;
+const MAX_PAYLOAD_LEN = 0xffff_ffff;
+const TWO_POW_32 = 2 ** 32;
+const MAX_U64 = 2n ** 64n - 1n;
+
+function fail(code: ErrorCode, message: string): never {
+  throw new Error(`[${code}] ${message}`);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function checkBytes(value: unknown, what: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) fail('invalid_argument', `${what} must be a Uint8Array`);
+}
+
+function checkHash(value: unknown, what: string): asserts value is Uint8Array {
+  checkBytes(value, what);
+  if (value.length !== HASH_SIZE) {
+    fail('invalid_argument', `${what} must be ${HASH_SIZE} bytes, got ${value.length}`);
+  }
+}
+
+function checkU53(value: unknown, what: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    fail('invalid_argument', `${what} must be a non-negative integer below 2^53, got ${String(value)}`);
+  }
+}
+
+/** Writes a u64 given as a safe integer, big-endian. */
+function writeU64(buf: Buffer, value: number, offset: number): void {
+  buf.writeUInt32BE(Math.floor(value / TWO_POW_32), offset);
+  buf.writeUInt32BE(value >>> 0, offset + 4);
+}
+
+/** Reads a big-endian u64 that must fit a safe integer. */
+function readU64(buf: Buffer, offset: number, what: string): number {
+  const high = buf.readUInt32BE(offset);
+  const value = high * TWO_POW_32 + buf.readUInt32BE(offset + 4);
+  if (high > 0x1f_ffff) {
+    fail('invalid_segment', `${what} ${buf.readBigUInt64BE(offset)} at byte ${offset} exceeds 2^53`);
+  }
+  return value;
+}
+
+function sha256(...parts: Uint8Array[]): Buffer {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+}
+
+// ---- primitives -----------------------------------------------------------
+
+export function crc32c(data: Uint8Array, initial = 0): number {
+  checkBytes(data, 'data');
+  if (!Number.isInteger(initial) || initial < 0 || initial > 0xffff_ffff) {
+    fail('invalid_argument', `initial crc must be a u32, got ${initial}`);
+  }
+  return CRC32C.buf(data, initial | 0) >>> 0;
+}
+
+export function computeEntryHash(prevHash: Uint8Array, payload: Uint8Array): Buffer {
+  checkHash(prevHash, 'prevHash');
+  checkBytes(payload, 'payload');
+  return sha256(prevHash, payload);
+}
+
+function checkPayload(payload: unknown, sequence: number): asserts payload is Uint8Array {
+  checkBytes(payload, `payload of sequence ${sequence}`);
+  if (payload.length > MAX_PAYLOAD_LEN) {
+    fail('too_large', `payload of sequence ${sequence} is ${payload.length} bytes, over the u32 limit`);
+  }
+}
+
+/** Writes one entry at `offset` of `out` (which has room for it). */
+function writeEntry(out: Buffer, offset: number, sequence: number, prevHash: Uint8Array, payload: Uint8Array): void {
+  out.writeUInt32BE(payload.length, offset + 4);
+  writeU64(out, sequence, offset + 8);
+  out.set(prevHash, offset + 16);
+  out.set(payload, offset + ENTRY_HEADER_SIZE);
+  const end = offset + ENTRY_HEADER_SIZE + payload.length;
+  out.writeUInt32BE(CRC32C.buf(out.subarray(offset + 4, end), 0) >>> 0, offset);
+}
+
+export function encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer {
+  checkU53(sequence, 'sequence');
+  checkHash(prevHash, 'prevHash');
+  checkPayload(payload, sequence);
+  const out = Buffer.allocUnsafe(ENTRY_HEADER_SIZE + payload.length);
+  writeEntry(out, 0, sequence, prevHash, payload);
+  return out;
+}
+
+export function encodeEntries(firstSequence: number, prevHash: Uint8Array, payloads: Uint8Array[]): EncodedBatch {
+  checkU53(firstSequence, 'firstSequence');
+  checkHash(prevHash, 'prevHash');
+  if (!Array.isArray(payloads)) fail('invalid_argument', 'payloads must be an array of Uint8Array');
+  checkU53(firstSequence + Math.max(payloads.length - 1, 0), 'last sequence');
+  let total = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    checkPayload(payloads[i], firstSequence + i);
+    total += ENTRY_HEADER_SIZE + payloads[i]!.length;
+  }
+  const bytes = Buffer.allocUnsafe(total);
+  const chainHashes = Buffer.allocUnsafe(HASH_SIZE * payloads.length);
+  let prev: Uint8Array = prevHash;
+  let offset = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    const payload = payloads[i]!;
+    writeEntry(bytes, offset, firstSequence + i, prev, payload);
+    offset += ENTRY_HEADER_SIZE + payload.length;
+    const hash = sha256(prev, payload);
+    hash.copy(chainHashes, i * HASH_SIZE);
+    prev = hash;
+  }
+  return { bytes, chainHashes };
+}
+
+/** Decodes and CRC-checks the entry at `offset`; `base` is added to offsets in messages. */
+function readEntry(data: Buffer, offset: number, base: number): RawEntry {
+  const at = base + offset;
+  if (data.length - offset < ENTRY_HEADER_SIZE) {
+    fail('truncated', `entry header at offset ${at}: need ${ENTRY_HEADER_SIZE} bytes, ${data.length - offset} present`);
+  }
+  const payloadLength = data.readUInt32BE(offset + 4);
+  const size = ENTRY_HEADER_SIZE + payloadLength;
+  if (data.length - offset < size) {
+    fail('truncated', `entry at offset ${at}: declares ${payloadLength} payload bytes, ${data.length - offset - ENTRY_HEADER_SIZE} present`);
+  }
+  const stored = data.readUInt32BE(offset);
+  const actual = CRC32C.buf(data.subarray(offset + 4, offset + size), 0) >>> 0;
+  if (stored !== actual) {
+    fail('checksum_mismatch', `entry at offset ${at}: crc32c ${hex32(stored)} stored, ${hex32(actual)} computed`);
+  }
+  return {
+    sequence: readU64(data, offset + 8, `entry at offset ${at}: sequence`),
+    prevHash: data.subarray(offset + 16, offset + ENTRY_HEADER_SIZE),
+    payloadOffset: offset + ENTRY_HEADER_SIZE,
+    payloadLength,
+    size,
+  };
+}
+
+function hex32(value: number): string {
+  return `0x${value.toString(16).padStart(8, '0')}`;
+}
+
+export function decodeEntry(bytes: Uint8Array, offset = 0): RawEntry {
+  checkBytes(bytes, 'bytes');
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > bytes.length) {
+    fail('invalid_argument', `offset ${offset} is outside the ${bytes.length} bytes given`);
+  }
+  const entry = readEntry(asBuffer(bytes), offset, 0);
+  return { ...entry, prevHash: Buffer.from(entry.prevHash) };
+}
+
+// ---- header ---------------------------------------------------------------
+
+function checkByte(value: number, what: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xff) {
+    fail('invalid_argument', `${what} must be a byte, got ${value}`);
+  }
+}
+
+export function encodeHeader(init: HeaderInit): Buffer {
+  if (typeof init !== 'object' || init === null) fail('invalid_argument', 'header must be an object');
+  const flags = init.flags ?? 0;
+  const compression = init.compression ?? COMPRESSION_NONE;
+  checkByte(flags, 'flags');
+  checkByte(compression, 'compression');
+  const u64Fields = {
+    firstSeq: init.firstSeq,
+    lastSeq: init.lastSeq ?? 0,
+    entryCount: init.entryCount ?? 0,
+    bodyLen: init.bodyLen ?? 0,
+  };
+  for (const [name, value] of Object.entries(u64Fields)) checkU53(value, name);
+  const prevSegmentChecksum = init.prevSegmentChecksum ?? 0n;
+  if (typeof prevSegmentChecksum !== 'bigint' || prevSegmentChecksum < 0n || prevSegmentChecksum > MAX_U64) {
+    fail('invalid_argument', `prevSegmentChecksum must be a u64 bigint, got ${String(prevSegmentChecksum)}`);
+  }
+  const createdMs = init.createdMs ?? 0;
+  if (!Number.isSafeInteger(createdMs)) fail('invalid_argument', `createdMs must be a safe integer, got ${createdMs}`);
+  if (init.bodyChecksum !== undefined) checkHash(init.bodyChecksum, 'bodyChecksum');
+
+  const out = Buffer.alloc(HEADER_SIZE);
+  MAGIC.copy(out, 0);
+  out[5] = FORMAT_VERSION;
+  out[6] = flags;
+  out[7] = compression;
+  writeU64(out, u64Fields.firstSeq, 12);
+  writeU64(out, u64Fields.lastSeq, 20);
+  writeU64(out, u64Fields.entryCount, 28);
+  writeU64(out, u64Fields.bodyLen, 36);
+  if (init.bodyChecksum !== undefined) out.set(init.bodyChecksum, 44);
+  out.writeBigUInt64BE(prevSegmentChecksum, 76);
+  out.writeBigInt64BE(BigInt(createdMs), 84);
+  return out;
+}
+
+function readHeader(buf: Buffer): HeaderFields {
+  if (buf.length < HEADER_SIZE) {
+    fail('truncated', `header: need ${HEADER_SIZE} bytes, ${buf.length} present`);
+  }
+  if (!buf.subarray(0, 5).equals(MAGIC)) {
+    fail('invalid_magic', `header: magic ${buf.subarray(0, 5).toString('hex')} is not HADBJ`);
+  }
+  if (buf[5] !== FORMAT_VERSION) fail('unsupported_version', `header: version ${buf[5]}, only 1 is supported`);
+  const createdMs = buf.readBigInt64BE(84);
+  if (createdMs > BigInt(Number.MAX_SAFE_INTEGER) || createdMs < BigInt(Number.MIN_SAFE_INTEGER)) {
+    fail('invalid_segment', `header: created_ms ${createdMs} is outside the safe integer range`);
+  }
+  return {
+    version: FORMAT_VERSION,
+    flags: buf[6]!,
+    compression: buf[7]!,
+    firstSeq: readU64(buf, 12, 'header: first_seq'),
+    lastSeq: readU64(buf, 20, 'header: last_seq'),
+    entryCount: readU64(buf, 28, 'header: entry_count'),
+    bodyLen: readU64(buf, 36, 'header: body_len'),
+    bodyChecksum: Buffer.from(buf.subarray(44, 76)),
+    prevSegmentChecksum: buf.readBigUInt64BE(76),
+    createdMs: Number(createdMs),
+  };
+}
+
+export function decodeHeader(bytes: Uint8Array): HeaderFields {
+  checkBytes(bytes, 'bytes');
+  return readHeader(asBuffer(bytes));
+}
+
+// ---- segments -------------------------------------------------------------
+
+function maxBodyBytesOf(options: { maxBodyBytes?: number } | undefined): number {
+  const max = options?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isSafeInteger(max) || max <= 0) {
+    fail('invalid_argument', `maxBodyBytes must be a positive integer, got ${String(max)}`);
+  }
+  return max;
+}
+
+interface WalkedEntries {
+  entryOffsets: Uint32Array;
+  chainHash: Buffer;
+  startHash: Buffer;
+  /** bytes of `body` holding whole, valid entries */
+  validLength: number;
+  /** why the walk stopped before the end of `body`, when `stopAtBadEntry` is set */
+  tornReason: string | null;
+}
+
+/**
+ * Walks the raw entries of `body`: checks CRCs, that sequences run on from
+ * `firstSeq`, and the hash chain. With `stopAtBadEntry` (unsealed segments),
+ * a cut-short or CRC-invalid entry ends the walk instead of throwing.
+ */
+function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBadEntry: boolean): WalkedEntries {
+  const offsets: number[] = [];
+  let startHash: Buffer = ZERO_HASH;
+  let chainHash: Buffer = ZERO_HASH;
+  let offset = 0;
+  let tornReason: string | null = null;
+  while (offset < body.length) {
+    let entry: RawEntry;
+    try {
+      entry = readEntry(body, offset, bodyBase);
+    } catch (err) {
+      if (!stopAtBadEntry) throw err;
+      tornReason = (err as Error).message.replace(/^\[[a-z_]+\] /, '');
+      break;
+    }
+    const expected = firstSeq + offsets.length;
+    if (entry.sequence !== expected) {
+      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${entry.sequence}, expected ${expected}`);
+    }
+    if (offsets.length === 0) {
+      startHash = Buffer.from(entry.prevHash);
+    } else if (!entry.prevHash.equals(chainHash)) {
+      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${entry.sequence}): prev_hash does not match the chain hash of sequence ${expected - 1}`);
+    }
+    chainHash = sha256(entry.prevHash, body.subarray(entry.payloadOffset, entry.payloadOffset + entry.payloadLength));
+    offsets.push(offset);
+    offset += entry.size;
+  }
+  if (offset > 0xffff_ffff) fail('too_large', `segment body of ${offset} bytes exceeds the u32 entry offset range`);
+  return { entryOffsets: Uint32Array.from(offsets), chainHash, startHash, validLength: offset, tornReason };
+}
+
+function decodeUnsealed(buf: Buffer, header: HeaderFields, options: DecodeOptions | undefined, max: number): RawSegment {
+  if (header.flags !== 0 || header.compression !== COMPRESSION_NONE) {
+    fail('invalid_segment', `unsealed segment: flags ${hex8(header.flags)} and compression ${header.compression} must be 0`);
+  }
+  const body = buf.subarray(HEADER_SIZE);
+  if (body.length > max) fail('too_large', `unsealed segment body of ${body.length} bytes exceeds the limit of ${max}`);
+  const walked = walkEntries(body, header.firstSeq, HEADER_SIZE, true);
+  const tornTail = walked.tornReason !== null;
+  if (tornTail && options?.allowTornTail !== true) {
+    const lastSeq = header.firstSeq + walked.entryOffsets.length - 1;
+    fail('torn_tail', `unsealed segment: torn tail after sequence ${lastSeq} at offset ${HEADER_SIZE + walked.validLength} of ${buf.length} (${walked.tornReason})`);
+  }
+  return {
+    header,
+    body: body.subarray(0, walked.validLength),
+    entryOffsets: walked.entryOffsets,
+    chainHash: walked.chainHash,
+    startHash: walked.startHash,
+    validLength: HEADER_SIZE + walked.validLength,
+    tornTail,
+  };
+}
+
+function hex8(value: number): string {
+  return `0x${value.toString(16).padStart(2, '0')}`;
+}
+
+function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegment {
+  const compressed = (header.flags & FLAG_COMPRESSED) !== 0;
+  const hasTrailer = (header.flags & FLAG_HAS_CHAIN_HASH) !== 0;
+  if (compressed !== (header.compression === COMPRESSION_ZSTD) || header.compression > COMPRESSION_ZSTD) {
+    fail('invalid_segment', `sealed segment: flags ${hex8(header.flags)} do not agree with compression ${header.compression}`);
+  }
+  if (header.bodyLen > max) {
+    fail('too_large', `sealed segment: body_len ${header.bodyLen} exceeds the limit of ${max}`);
+  }
+  const expectedLength = HEADER_SIZE + header.bodyLen + (hasTrailer ? TRAILER_SIZE : 0);
+  if (buf.length < expectedLength) {
+    fail('truncated', `sealed segment: header declares ${expectedLength} bytes (body_len ${header.bodyLen}), ${buf.length} present`);
+  }
+  if (buf.length > expectedLength) {
+    fail('invalid_segment', `sealed segment: ${buf.length - expectedLength} bytes after the declared end at offset ${expectedLength}`);
+  }
+  if (header.entryCount === 0) fail('invalid_segment', 'sealed segment: entry_count is 0');
+  const stored = buf.subarray(HEADER_SIZE, HEADER_SIZE + header.bodyLen);
+  if (!sha256(stored).equals(header.bodyChecksum)) {
+    fail('checksum_mismatch', `sealed segment: SHA-256 of the ${header.bodyLen}-byte body does not match body_checksum`);
+  }
+  const body = compressed ? zstdDecompress(stored, max) : stored;
+  // Offsets in messages are into the file for raw bodies, into the decompressed body otherwise.
+  const walked = walkEntries(body, header.firstSeq, compressed ? 0 : HEADER_SIZE, false);
+  const count = walked.entryOffsets.length;
+  if (count !== header.entryCount) {
+    fail('truncated', `sealed segment: entry_count ${header.entryCount}, body holds ${count} entries`);
+  }
+  const lastSeq = header.firstSeq + count - 1;
+  if (header.lastSeq !== lastSeq) {
+    fail('invalid_segment', `sealed segment: last_seq ${header.lastSeq}, entries end at sequence ${lastSeq}`);
+  }
+  const expectedPrevChecksum = walked.startHash.readBigUInt64BE(0);
+  if (header.prevSegmentChecksum !== expectedPrevChecksum) {
+    fail('chain_broken', `sealed segment: prev_segment_checksum ${header.prevSegmentChecksum} does not match the first entry's prev_hash (sequence ${header.firstSeq})`);
+  }
+  if (hasTrailer && !buf.subarray(expectedLength - TRAILER_SIZE).equals(walked.chainHash)) {
+    fail('checksum_mismatch', `sealed segment: trailer at offset ${expectedLength - TRAILER_SIZE} does not match the chain hash after sequence ${lastSeq}`);
+  }
+  return {
+    header,
+    body,
+    entryOffsets: walked.entryOffsets,
+    chainHash: walked.chainHash,
+    startHash: walked.startHash,
+    validLength: buf.length,
+    tornTail: false,
+  };
+}
+
+export function decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSegment {
+  checkBytes(bytes, 'bytes');
+  const max = maxBodyBytesOf(options);
+  const buf = asBuffer(bytes);
+  const header = readHeader(buf);
+  if ((header.flags & ~KNOWN_FLAGS) !== 0) fail('invalid_segment', `header: unknown flags ${hex8(header.flags)}`);
+  return (header.flags & FLAG_SEALED) !== 0 ? decodeSealed(buf, header, max) : decodeUnsealed(buf, header, options, max);
+}
+
+export function sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer {
+  checkBytes(unsealed, 'unsealed');
+  const level = options?.level ?? DEFAULT_ZSTD_LEVEL;
+  if (!Number.isInteger(level) || level < 0 || level > 22) {
+    fail('invalid_argument', `zstd level must be 0..22, got ${String(level)}`);
+  }
+  const max = maxBodyBytesOf(options);
+  const buf = asBuffer(unsealed);
+  const header = readHeader(buf);
+  if ((header.flags & FLAG_SEALED) !== 0) fail('invalid_segment', 'seal: the segment is already sealed');
+  const decoded = decodeUnsealed(buf, header, undefined, max);
+  const count = decoded.entryOffsets.length;
+  if (count === 0) fail('invalid_segment', `seal: unsealed segment starting at sequence ${header.firstSeq} has no entries`);
+  const stored = level > 0 ? zstdCompress(decoded.body, level) : decoded.body;
+  const sealedHeader = encodeHeader({
+    flags: FLAG_SEALED | FLAG_HAS_CHAIN_HASH | (level > 0 ? FLAG_COMPRESSED : 0),
+    compression: level > 0 ? COMPRESSION_ZSTD : COMPRESSION_NONE,
+    firstSeq: header.firstSeq,
+    lastSeq: header.firstSeq + count - 1,
+    entryCount: count,
+    bodyLen: stored.length,
+    bodyChecksum: sha256(stored),
+    prevSegmentChecksum: decoded.startHash.readBigUInt64BE(0),
+    createdMs: header.createdMs,
+  });
+  return Buffer.concat([sealedHeader, stored, decoded.chainHash], HEADER_SIZE + stored.length + TRAILER_SIZE);
+}
