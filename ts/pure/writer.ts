@@ -1,0 +1,674 @@
+/**
+ * The pure twin of crate/src/writer.rs: a journal writer with group commit,
+ * a bounded queue, rotation, atomic sealing and a pid lock file. Node has no
+ * writer thread to offer, so the "thread" is one async loop that owns the
+ * files; the semantics (brief, "Journal writer semantics") are the native ones.
+ */
+import { randomBytes } from 'node:crypto';
+import { link, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import type { AppendedBatch, CoreWriter, WriterOptions, WriterStart, WriterStats } from '../core.js';
+import { syncDirectory, writeAll, writeFileSynced } from '../durable-fs.js';
+import { GraphstreamError, type ErrorCode } from '../errors.js';
+import { segmentFileName } from '../format.js';
+import {
+  DEFAULT_MAX_BODY_BYTES,
+  ENTRY_HEADER_SIZE,
+  FLAG_SEALED,
+  HASH_SIZE,
+  HEADER_SIZE,
+  computeEntryHash,
+  decodeHeader,
+  encodeEntry,
+  encodeHeader,
+  sealSegment,
+} from './format.js';
+
+const LOCK_FILE = '.lock';
+const SEAL_SUFFIX = '.seal.tmp';
+
+function coreError(code: ErrorCode, message: string, cause?: unknown): Error {
+  return new Error(`[${code}] ${message}`, cause === undefined ? undefined : { cause });
+}
+
+/** An fs failure as a core error: ENOSPC/EDQUOT are `disk_full`, everything else `io`. */
+function ioError(context: string, err: unknown): Error {
+  if (err instanceof GraphstreamError || (err instanceof Error && /^\[[a-z_]+\] /.test(err.message))) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'disk_full' : 'io';
+  return coreError(code, `${context}: ${err instanceof Error ? err.message : String(err)}`, err);
+}
+
+async function readExactly(handle: FileHandle, length: number, what: string): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(out, done, length - done, done);
+    if (bytesRead === 0) throw coreError('truncated', `${what}: expected ${length} bytes, the file ends at ${done}`);
+    done += bytesRead;
+  }
+  return out;
+}
+
+// ---- the lock: an O_EXCL pid file (Node has no flock) ----------------------
+
+/** Directories locked by pure writers of this process (a pid check cannot tell them apart). */
+const lockedHere = new Set<string>();
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Creates `dir/.lock` holding our pid. The pid is written to a private file
+ * first and linked into place, so the lock file never exists without its pid.
+ * A lock file whose pid is dead, unreadable, or this process's own (but not
+ * held by a writer here) is stale and replaced.
+ */
+async function acquireLock(dir: string): Promise<string> {
+  const lockPath = join(dir, LOCK_FILE);
+  if (lockedHere.has(lockPath)) {
+    throw coreError('locked', `journal directory ${dir} is already open by a writer in this process`);
+  }
+  const staging = join(dir, `${LOCK_FILE}.${process.pid}.${randomBytes(6).toString('hex')}`);
+  try {
+    await writeFileSynced(staging, Buffer.from(`${process.pid}\n`));
+  } catch (err) {
+    throw ioError(`creating lock file in ${dir}`, err);
+  }
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(staging, lockPath);
+        lockedHere.add(lockPath);
+        return lockPath;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
+          throw (err as NodeJS.ErrnoException).code === 'EEXIST'
+            ? coreError('locked', `journal directory ${dir} is locked (${lockPath} was re-created while opening)`)
+            : ioError(`locking ${lockPath}`, err);
+        }
+      }
+      const holder = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
+      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && processIsAlive(holder)) {
+        throw coreError('locked', `journal directory ${dir} is locked by live process ${holder} (${lockPath})`);
+      }
+      await unlink(lockPath).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw ioError(`removing stale lock ${lockPath}`, err);
+      });
+    }
+  } finally {
+    await unlink(staging).catch(() => undefined);
+  }
+}
+
+async function releaseLock(lockPath: string): Promise<void> {
+  lockedHere.delete(lockPath);
+  await unlink(lockPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw ioError(`releasing lock ${lockPath}`, err);
+  });
+}
+
+// ---- the writer ------------------------------------------------------------
+
+/** Sequences are JavaScript numbers at the binding surface. */
+const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER;
+/** the largest payload one entry may carry: a segment holding it alone still decodes under the default ceiling */
+const MAX_ENTRY_PAYLOAD = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
+
+interface AppendOp {
+  kind: 'append';
+  payloads: Uint8Array[];
+  resolve(result: AppendedBatch): void;
+  reject(err: Error): void;
+}
+
+interface ControlOp {
+  kind: 'flush' | 'seal' | 'close' | 'sync';
+  resolve(result: string | null): void;
+  reject(err: Error): void;
+}
+
+type Op = AppendOp | ControlOp;
+
+interface LiveSegment {
+  path: string;
+  handle: FileHandle;
+  /** bytes written: header and entries */
+  length: number;
+  /** written but not yet fdatasynced */
+  dirty: boolean;
+}
+
+/** The state a failing group rolls back to: every entry before it is durable or sealed. */
+interface Checkpoint {
+  nextSequence: number;
+  chainHash: Buffer;
+  liveLength: number;
+}
+
+/** One append of a group, encoded but not yet answered. */
+interface PendingBatch {
+  op: AppendOp;
+  firstSequence: number;
+  chainHashes: Buffer[];
+}
+
+function checkOptions(options: WriterOptions): void {
+  const { maxSegmentBytes, level, durability, fsyncIntervalMs, queueCapacity } = options;
+  if (!Number.isSafeInteger(maxSegmentBytes) || maxSegmentBytes <= HEADER_SIZE + ENTRY_HEADER_SIZE) {
+    throw coreError('invalid_argument', `maxSegmentBytes must be an integer above ${HEADER_SIZE + ENTRY_HEADER_SIZE}, got ${String(maxSegmentBytes)}`);
+  }
+  if (!Number.isInteger(level) || level < 0 || level > 22) {
+    throw coreError('invalid_argument', `level must be 0..22, got ${String(level)}`);
+  }
+  if (durability !== 'fsync' && durability !== 'interval' && durability !== 'none') {
+    throw coreError('invalid_argument', `durability must be 'fsync', 'interval' or 'none', got ${String(durability)}`);
+  }
+  if (!Number.isSafeInteger(fsyncIntervalMs) || fsyncIntervalMs <= 0) {
+    throw coreError('invalid_argument', `fsyncIntervalMs must be a positive integer, got ${String(fsyncIntervalMs)}`);
+  }
+  if (!Number.isSafeInteger(queueCapacity) || queueCapacity <= 0) {
+    throw coreError('invalid_argument', `queueCapacity must be a positive integer, got ${String(queueCapacity)}`);
+  }
+}
+
+function checkStart(start: WriterStart): void {
+  if (!Number.isSafeInteger(start.sequence) || start.sequence < 0) {
+    throw coreError('invalid_argument', `start.sequence must be a non-negative integer below 2^53, got ${String(start.sequence)}`);
+  }
+  if (!(start.chainHash instanceof Uint8Array) || start.chainHash.length !== HASH_SIZE) {
+    throw coreError('invalid_argument', `start.chainHash must be ${HASH_SIZE} bytes`);
+  }
+}
+
+/** Opens an unsealed segment left by a previous writer (already truncated to its valid length) to continue it. */
+async function resumeLive(path: string, sequence: number): Promise<LiveSegment> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r+');
+  } catch (err) {
+    throw ioError(`opening live segment ${path}`, err);
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size < HEADER_SIZE) {
+      throw coreError('truncated', `continuing live segment ${path}: ${size} bytes, shorter than a header`);
+    }
+    const header = decodeHeader(await readExactly(handle, HEADER_SIZE, `live segment ${path}`));
+    const firstSeqFits = size === HEADER_SIZE ? header.firstSeq === sequence + 1 : header.firstSeq <= sequence;
+    const sealed = (header.flags & FLAG_SEALED) !== 0;
+    if (sealed || !firstSeqFits) {
+      throw coreError(
+        'invalid_segment',
+        `continuing live segment ${path}: it is ${sealed ? 'sealed' : 'unsealed'} with first sequence ${header.firstSeq}, which cannot continue a journal at sequence ${sequence}`,
+      );
+    }
+    return { path, handle, length: size, dirty: false };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw ioError(`continuing live segment ${path}`, err);
+  }
+}
+
+class PureWriter implements CoreWriter {
+  /** published state: what the last group committed */
+  private lastSequence: number;
+  private lastChainHash: Buffer;
+  /** working state of the writer loop */
+  private nextSequence: number;
+  private chain: Buffer;
+  /** encoded entries not yet written to the live segment */
+  private chunk: Buffer[] = [];
+  private chunkBytes = 0;
+  private readonly queue: Op[] = [];
+  /** ops that arrived while the queue was full, admitted in call order */
+  private readonly waiting: Op[] = [];
+  private queuedAppends = 0;
+  private draining = false;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private lastSyncMs = Date.now();
+  private failure: Error | null = null;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+  private readonly counters: WriterStats = { syncs: 0, batches: 0, segmentsSealed: 0 };
+
+  constructor(
+    private readonly dir: string,
+    private readonly lockPath: string,
+    start: WriterStart,
+    private live: LiveSegment | null,
+    private readonly options: WriterOptions,
+  ) {
+    this.lastSequence = start.sequence;
+    this.lastChainHash = Buffer.from(start.chainHash);
+    this.nextSequence = start.sequence + 1;
+    this.chain = this.lastChainHash;
+  }
+
+  get sequence(): number {
+    return this.lastSequence;
+  }
+
+  get chainHash(): Buffer {
+    return Buffer.from(this.lastChainHash);
+  }
+
+  get alive(): boolean {
+    return !this.closed && this.failure === null;
+  }
+
+  stats(): WriterStats {
+    return { ...this.counters };
+  }
+
+  append(payloads: Uint8Array[]): Promise<AppendedBatch> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', payloads, resolve, reject }));
+  }
+
+  sealForUpload(): Promise<string | null> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'seal', resolve, reject }));
+  }
+
+  async flush(): Promise<void> {
+    await new Promise<string | null>((resolve, reject) => this.enqueue({ kind: 'flush', resolve, reject }));
+  }
+
+  close(): Promise<void> {
+    if (this.closePromise === null) {
+      const closed = new Promise<string | null>((resolve, reject) => this.enqueue({ kind: 'close', resolve, reject }));
+      this.closing = true;
+      this.closePromise = closed.then(() => undefined);
+    }
+    return this.closePromise;
+  }
+
+  private enqueue(op: Op): void {
+    if (this.closing) {
+      op.reject(coreError('closed', `journal writer for ${this.dir} is closed`));
+      return;
+    }
+    if (this.waiting.length > 0 || (op.kind === 'append' && this.queuedAppends >= this.options.queueCapacity)) {
+      this.waiting.push(op);
+      return;
+    }
+    this.admit(op);
+  }
+
+  private admit(op: Op): void {
+    if (op.kind === 'append') this.queuedAppends++;
+    this.queue.push(op);
+    if (!this.draining) {
+      this.draining = true;
+      void this.drain();
+    }
+  }
+
+  private admitWaiting(): void {
+    while (this.waiting.length > 0) {
+      const next = this.waiting[0]!;
+      if (next.kind === 'append' && this.queuedAppends >= this.options.queueCapacity) return;
+      this.waiting.shift();
+      this.admit(next);
+    }
+  }
+
+  /** The writer loop: every queued append becomes one group; control requests run one at a time, in order. */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      if (head.kind === 'append') {
+        const group: AppendOp[] = [];
+        while (this.queue.length > 0 && this.queue[0]!.kind === 'append') group.push(this.queue.shift() as AppendOp);
+        this.queuedAppends -= group.length;
+        this.admitWaiting();
+        await this.appendGroup(group);
+        await this.syncIfDue();
+      } else {
+        this.queue.shift();
+        this.admitWaiting();
+        await this.runControl(head);
+      }
+    }
+    this.draining = false;
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+  }
+
+  private checkpoint(): Checkpoint {
+    return { nextSequence: this.nextSequence, chainHash: this.chain, liveLength: this.live?.length ?? HEADER_SIZE };
+  }
+
+  private checkBatch(payloads: unknown): Error | null {
+    if (!Array.isArray(payloads) || payloads.length === 0 || !payloads.every((p) => p instanceof Uint8Array)) {
+      return coreError('invalid_argument', 'append takes a non-empty array of Uint8Array payloads');
+    }
+    const index = payloads.findIndex((payload: Uint8Array) => payload.length > MAX_ENTRY_PAYLOAD);
+    if (index >= 0) {
+      return coreError('too_large', `payload ${index} of the batch has ${payloads[index]!.length} bytes, over the ${MAX_ENTRY_PAYLOAD}-byte entry limit`);
+    }
+    if (this.nextSequence - 1 + payloads.length > MAX_SEQUENCE) {
+      return coreError('too_large', `appending ${payloads.length} entries after sequence ${this.nextSequence - 1} would pass 2^53-1`);
+    }
+    return null;
+  }
+
+  /** Whether an entry of `entryLength` bytes must go to a new segment. */
+  private segmentFull(entryLength: number): boolean {
+    if (this.live === null) return false;
+    const used = this.live.length + this.chunkBytes;
+    return used > HEADER_SIZE && used + entryLength > this.options.maxSegmentBytes;
+  }
+
+  /**
+   * Encodes the group's batches in order and commits them with one write and
+   * (durability 'fsync') one fdatasync, sealing and starting segments as they
+   * fill. A failure rolls back to the last checkpoint and rejects exactly the
+   * batches after it; the other batches of the group still go through.
+   */
+  private async appendGroup(group: AppendOp[]): Promise<void> {
+    this.clearChunk();
+    const pending: PendingBatch[] = [];
+    // pending[0, safe) are wholly before the checkpoint (sealed)
+    let safe = 0;
+    let checkpoint = this.checkpoint();
+    // after a failed seal the segment grows past its limit until the next group retries
+    let rotationBlocked = false;
+
+    const rollBack = async (err: Error): Promise<void> => {
+      this.clearChunk();
+      this.nextSequence = checkpoint.nextSequence;
+      this.chain = checkpoint.chainHash;
+      const live = this.live;
+      if (live !== null) {
+        try {
+          // no half-entry, and no rejected whole entry, may survive: cut back and make the cut durable
+          await live.handle.truncate(checkpoint.liveLength);
+          await live.handle.datasync();
+        } catch (truncateErr) {
+          const cause = ioError(`truncating ${live.path} after a failed write`, truncateErr);
+          this.fail(new Error(`${err.message}; then ${cause.message.replace(/^\[[a-z_]+\] /, '')}`, { cause: err }));
+        }
+        live.length = checkpoint.liveLength;
+      }
+      const first = pending[safe];
+      if (this.failure === null && first !== undefined && first.firstSequence < checkpoint.nextSequence) {
+        // part of this batch is already sealed: it can neither be completed nor withdrawn
+        this.fail(err);
+      }
+      const error = this.failure ?? err;
+      for (const batch of pending.splice(safe)) batch.op.reject(error);
+    };
+
+    batches: for (const op of group) {
+      if (this.failure !== null) {
+        op.reject(this.failure);
+        continue;
+      }
+      const problem = this.checkBatch(op.payloads);
+      if (problem !== null) {
+        op.reject(problem);
+        continue;
+      }
+      const batch: PendingBatch = { op, firstSequence: this.nextSequence, chainHashes: [] };
+      pending.push(batch);
+      for (const payload of op.payloads) {
+        if (!rotationBlocked && this.segmentFull(ENTRY_HEADER_SIZE + payload.length)) {
+          try {
+            await this.writeChunk();
+          } catch (err) {
+            await rollBack(err as Error);
+            continue batches;
+          }
+          try {
+            await this.sealLive();
+            checkpoint = this.checkpoint();
+            safe = pending.length - 1;
+          } catch (err) {
+            if (this.live === null) {
+              // renamed into place, but its directory entry may not be durable
+              this.fail(err as Error);
+              await rollBack(err as Error);
+              continue batches;
+            }
+            rotationBlocked = true;
+          }
+        }
+        if (this.live === null) {
+          try {
+            await this.createSegment();
+          } catch (err) {
+            await rollBack(err as Error);
+            continue batches;
+          }
+        }
+        const entry = encodeEntry(this.nextSequence, this.chain, payload);
+        this.chunk.push(entry);
+        this.chunkBytes += entry.length;
+        this.chain = computeEntryHash(this.chain, payload);
+        this.nextSequence++;
+        batch.chainHashes.push(this.chain);
+      }
+    }
+    if (pending.length > safe) {
+      try {
+        await this.writeChunk();
+        if (this.options.durability === 'fsync') await this.syncLive();
+        this.counters.batches++;
+      } catch (err) {
+        await rollBack(err as Error);
+      }
+    }
+    this.lastSequence = this.nextSequence - 1;
+    this.lastChainHash = this.chain;
+    for (const batch of pending) {
+      batch.op.resolve({ firstSequence: batch.firstSequence, chainHashes: Buffer.concat(batch.chainHashes) });
+    }
+  }
+
+  /** Writes the encoded entries at the end of the live segment (one write). */
+  private async writeChunk(): Promise<void> {
+    if (this.chunk.length === 0) return;
+    const live = this.live;
+    if (live === null) throw coreError('internal', 'encoded entries without a live segment');
+    const bytes = this.chunk.length === 1 ? this.chunk[0]! : Buffer.concat(this.chunk);
+    live.dirty = true;
+    try {
+      await writeAll(live.handle, bytes, live.length);
+    } catch (err) {
+      throw ioError(`writing to ${live.path} at offset ${live.length}`, err);
+    }
+    live.length += bytes.length;
+    this.clearChunk();
+  }
+
+  private clearChunk(): void {
+    this.chunk = [];
+    this.chunkBytes = 0;
+  }
+
+  private async syncLive(): Promise<void> {
+    const live = this.live;
+    if (live === null || !live.dirty) return;
+    try {
+      await live.handle.datasync();
+    } catch (err) {
+      throw ioError(`fdatasync of ${live.path}`, err);
+    }
+    live.dirty = false;
+    this.lastSyncMs = Date.now();
+    this.counters.syncs++;
+  }
+
+  /** 'interval': fdatasync once the interval since the last one has passed, now or by timer. */
+  private async syncIfDue(): Promise<void> {
+    if (this.options.durability !== 'interval' || this.failure !== null || this.live === null || !this.live.dirty) return;
+    const dueIn = this.lastSyncMs + this.options.fsyncIntervalMs - Date.now();
+    if (dueIn <= 0) {
+      try {
+        await this.syncLive();
+      } catch (err) {
+        // the entries were acknowledged already: their durability is now unknown
+        this.fail(err as Error);
+      }
+      return;
+    }
+    if (this.syncTimer !== null) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null;
+      if (!this.closing) this.admit({ kind: 'sync', resolve: () => undefined, reject: () => undefined });
+    }, dueIn);
+    this.syncTimer.unref();
+  }
+
+  /** Creates the next unsealed segment, durably (file and directory entry). Never overwrites one. */
+  private async createSegment(): Promise<void> {
+    const path = join(this.dir, segmentFileName(this.nextSequence));
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'wx+');
+    } catch (err) {
+      throw (err as NodeJS.ErrnoException).code === 'EEXIST'
+        ? coreError('conflict', `segment file ${path} already exists; refusing to overwrite it`)
+        : ioError(`creating segment ${path}`, err);
+    }
+    try {
+      await writeAll(handle, encodeHeader({ firstSeq: this.nextSequence, createdMs: Date.now() }), 0);
+      await handle.sync();
+      await syncDirectory(this.dir);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      // best effort: a leftover header-only file would block the next attempt's name
+      await unlink(path).catch(() => undefined);
+      throw ioError(`writing segment ${path}`, err);
+    }
+    this.live = { path, handle, length: HEADER_SIZE, dirty: false };
+  }
+
+  /**
+   * Seals the live segment if it has entries: temp file, fsync, rename over
+   * the live file, directory fsync. On failure before the rename the unsealed
+   * file stays live; after it (directory fsync), `live` is null and the error is thrown.
+   */
+  private async sealLive(): Promise<string | null> {
+    const live = this.live;
+    if (live === null || live.length <= HEADER_SIZE) return null;
+    const tempPath = live.path + SEAL_SUFFIX;
+    try {
+      const unsealed = await readExactly(live.handle, live.length, `reading ${live.path} to seal it`);
+      const sealed = sealSegment(unsealed, { level: this.options.level, maxBodyBytes: unsealed.length });
+      await writeFileSynced(tempPath, sealed);
+      await rename(tempPath, live.path);
+    } catch (err) {
+      await unlink(tempPath).catch(() => undefined);
+      throw ioError(`sealing ${live.path}`, err);
+    }
+    this.live = null;
+    this.counters.segmentsSealed++;
+    await live.handle.close().catch(() => undefined);
+    try {
+      await syncDirectory(this.dir);
+    } catch (err) {
+      throw ioError(`fsync of directory ${this.dir}`, err);
+    }
+    return live.path;
+  }
+
+  private async runControl(op: ControlOp): Promise<void> {
+    try {
+      switch (op.kind) {
+        case 'sync':
+          await this.syncIfDue();
+          op.resolve(null);
+          return;
+        case 'flush':
+          await this.flushLive();
+          op.resolve(null);
+          return;
+        case 'seal':
+          op.resolve(await this.sealForUploadNow());
+          return;
+        case 'close':
+          await this.shutDown();
+          op.resolve(null);
+          return;
+      }
+    } catch (err) {
+      op.reject(err as Error);
+    }
+  }
+
+  private async flushLive(): Promise<void> {
+    if (this.failure !== null) throw this.failure;
+    try {
+      await this.syncLive();
+    } catch (err) {
+      if (this.options.durability !== 'fsync') this.fail(err as Error);
+      throw err;
+    }
+  }
+
+  private async sealForUploadNow(): Promise<string | null> {
+    if (this.failure !== null) throw this.failure;
+    try {
+      return await this.sealLive();
+    } catch (err) {
+      if (this.live === null) this.fail(err as Error);
+      throw err;
+    }
+  }
+
+  /** The last work of close: seal the live segment (or at least make it durable), close files, release the lock. */
+  private async shutDown(): Promise<void> {
+    if (this.syncTimer !== null) {
+      clearTimeout(this.syncTimer);
+      this.syncTimer = null;
+    }
+    let error: Error | null = null;
+    if (this.failure === null) {
+      try {
+        await this.sealLive();
+      } catch (sealErr) {
+        error = sealErr as Error;
+        // the unsealed segment stays for the next open to continue or seal
+        await this.syncLive().catch((syncErr: Error) => {
+          error = new Error(`${error!.message}; then ${syncErr.message.replace(/^\[[a-z_]+\] /, '')}`, { cause: sealErr });
+        });
+      }
+    }
+    if (this.live !== null) {
+      await this.live.handle.close().catch(() => undefined);
+      this.live = null;
+    }
+    this.closed = true;
+    try {
+      await releaseLock(this.lockPath);
+    } catch (err) {
+      error ??= err as Error;
+    }
+    if (error !== null) throw error;
+  }
+}
+
+/** `Core.openWriter` of the pure core. */
+export async function openWriter(dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> {
+  checkOptions(options);
+  checkStart(start);
+  const absoluteDir = resolvePath(dir);
+  const lockPath = await acquireLock(absoluteDir);
+  try {
+    const live = start.liveSegment === null ? null : await resumeLive(resolvePath(absoluteDir, start.liveSegment), start.sequence);
+    return new PureWriter(absoluteDir, lockPath, start, live, options);
+  } catch (err) {
+    await releaseLock(lockPath).catch(() => undefined);
+    throw err;
+  }
+}

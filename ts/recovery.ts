@@ -1,0 +1,475 @@
+/**
+ * Crash recovery of a journal directory: where the writer continues from.
+ *
+ * O(1) in the journal's length: the last sealed segment's header gives its
+ * last sequence and its trailer the chain hash after it; only what follows it
+ * (normally one unsealed segment) is scanned. A sealed segment without a
+ * trailer is decoded from the nearest segment that has one (or from the start).
+ */
+import { open, readdir, readFile, stat, truncate, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Core, HeaderFields, WriterStart } from './core.js';
+import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
+import { GraphstreamError, toGraphstreamError } from './errors.js';
+
+export const RECOVERY_FILE = 'recovery.json';
+const RECOVERY_TEMP = 'recovery.json.tmp';
+const SEAL_TEMP_SUFFIX = '.seal.tmp';
+const HEADER_SIZE = 128;
+const TRAILER_SIZE = 32;
+const HASH_SIZE = 32;
+const FLAG_SEALED = 0x04;
+const FLAG_HAS_CHAIN_HASH = 0x08;
+const SEGMENT_NAME = /^journal-(\d{16})\.hadbj$/;
+const ZERO_HASH = Buffer.alloc(HASH_SIZE);
+
+/** The format functions recovery and the reader need from a Core. */
+export type RecoveryCore = Pick<Core, 'decodeHeader' | 'decodeSegmentAsync'>;
+
+/** A segment file of a journal directory. */
+export interface SegmentFile {
+  name: string;
+  path: string;
+  /** from the file name, which the writer derives from the header's first_seq */
+  firstSeq: number;
+}
+
+/** Where a journal stands, as recorded by recovery.json or the segments. */
+export interface ChainPosition {
+  /** last sequence written (0 for a new journal) */
+  sequence: number;
+  /** chain hash after `sequence` (32 zero bytes for a new journal) */
+  chainHash: Buffer;
+}
+
+export interface RecoveredJournalState extends WriterStart {
+  /** the unsealed segment to continue, as an absolute path, or null when the next append starts a new segment */
+  liveSegment: string | null;
+  /** path of the last sealed segment, or null */
+  lastSealedSegment: string | null;
+  /** segment files in the directory after recovery */
+  segmentCount: number;
+  /** bytes cut off a torn tail (a crash mid-append) */
+  truncatedBytes: number;
+  /** leftover files removed: temporary sealed files, and an unsealed segment that died before its header */
+  removedFiles: string[];
+}
+
+export interface RecoverOptions {
+  core: RecoveryCore;
+  /**
+   * Truncate a torn tail and remove leftovers (default true). Only the holder
+   * of the journal's lock may repair: Journal.open does it under the lock.
+   */
+  repair?: boolean;
+}
+
+/** The error for a problem in a segment file, naming the file (and sequence when known). */
+export function segmentError(err: unknown, path: string, sequence?: number): GraphstreamError {
+  return toGraphstreamError(err, sequence === undefined ? path : `${path} (sequence ${sequence})`);
+}
+
+/** Lists the segment files of `dir` in sequence order. */
+export async function listSegments(dir: string): Promise<SegmentFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `listing journal directory ${dir}`);
+  }
+  return segmentsAmong(dir, names);
+}
+
+function segmentsAmong(dir: string, names: string[]): SegmentFile[] {
+  const segments: SegmentFile[] = [];
+  for (const name of names) {
+    const match = SEGMENT_NAME.exec(name);
+    if (match) segments.push({ name, path: join(dir, name), firstSeq: Number(match[1]) });
+  }
+  return segments.sort((a, b) => a.firstSeq - b.firstSeq);
+}
+
+/** Reads `dir/recovery.json`, or null when there is none. */
+export async function readRecoveryState(dir: string): Promise<ChainPosition | null> {
+  const path = join(dir, RECOVERY_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw toGraphstreamError(err, `reading ${path}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new GraphstreamError('invalid_segment', `${path} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const { last_seq: sequence, chain_hash: hash } = (parsed ?? {}) as { last_seq?: unknown; chain_hash?: unknown };
+  if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 0) {
+    throw new GraphstreamError('invalid_segment', `${path}: last_seq must be a non-negative integer below 2^53`);
+  }
+  if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/i.test(hash)) {
+    throw new GraphstreamError('invalid_segment', `${path}: chain_hash must be 64 hex digits`);
+  }
+  return { sequence, chainHash: Buffer.from(hash, 'hex') };
+}
+
+/**
+ * Writes `dir/recovery.json` atomically (temp file, fsync, rename, directory
+ * fsync) so that a journal restored from a snapshot at `sequence` continues the
+ * chain from `chainHash` when no segment exists yet.
+ */
+export async function writeRecoveryState(dir: string, sequence: number, chainHash: Uint8Array): Promise<void> {
+  if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 0) {
+    throw new GraphstreamError('invalid_argument', `sequence must be a non-negative integer below 2^53, got ${String(sequence)}`);
+  }
+  if (!(chainHash instanceof Uint8Array) || chainHash.length !== HASH_SIZE) {
+    throw new GraphstreamError('invalid_argument', `chainHash must be ${HASH_SIZE} bytes`);
+  }
+  const json = JSON.stringify({ last_seq: sequence, chain_hash: Buffer.from(chainHash).toString('hex') });
+  try {
+    await replaceFileAtomically(join(dir, RECOVERY_FILE), join(dir, RECOVERY_TEMP), Buffer.from(json + '\n'));
+  } catch (err) {
+    throw toGraphstreamError(err, `writing ${join(dir, RECOVERY_FILE)}`);
+  }
+}
+
+/** Reads the first `length` bytes of a file (fewer if it is shorter) and its size. */
+async function readHead(path: string, length: number): Promise<{ bytes: Buffer; size: number }> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const bytes = Buffer.alloc(Math.min(length, size));
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+    return { bytes: bytes.subarray(0, bytesRead), size };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readTrailer(path: string, offset: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const trailer = Buffer.alloc(TRAILER_SIZE);
+    const { bytesRead } = await handle.read(trailer, 0, TRAILER_SIZE, offset);
+    if (bytesRead !== TRAILER_SIZE) throw new GraphstreamError('truncated', `trailer at offset ${offset}: file ends early`);
+    return trailer;
+  } finally {
+    await handle.close();
+  }
+}
+
+function isSealed(header: HeaderFields): boolean {
+  return (header.flags & FLAG_SEALED) !== 0;
+}
+
+/** The position after a sealed segment with a trailer, from its header and trailer alone. */
+async function positionAfterTrailer(segment: SegmentFile, header: HeaderFields, size: number): Promise<ChainPosition> {
+  const expected = HEADER_SIZE + header.bodyLen + TRAILER_SIZE;
+  if (size !== expected) {
+    throw new GraphstreamError(
+      size < expected ? 'truncated' : 'invalid_segment',
+      `${segment.path} (sequence ${header.lastSeq}): sealed segment is ${size} bytes, its header declares ${expected}`,
+    );
+  }
+  try {
+    return { sequence: header.lastSeq, chainHash: await readTrailer(segment.path, expected - TRAILER_SIZE) };
+  } catch (err) {
+    throw segmentError(err, segment.path, header.lastSeq);
+  }
+}
+
+/**
+ * Checks that a decoded segment continues `from`: its first sequence follows
+ * on, and its first entry's prev_hash is the chain hash so far. `from.chainHash`
+ * null means nothing anchors the chain here (the journal's start was removed).
+ */
+export function checkContinuity(
+  path: string,
+  firstSeq: number,
+  entryCount: number,
+  startHash: Buffer,
+  from: { sequence: number; chainHash: Buffer | null },
+): void {
+  if (firstSeq !== from.sequence + 1) {
+    throw new GraphstreamError(
+      firstSeq > from.sequence + 1 ? 'gap' : 'overlap',
+      `${path} (sequence ${firstSeq}): expected the segment to start at sequence ${from.sequence + 1}`,
+    );
+  }
+  if (entryCount > 0 && from.chainHash !== null && !startHash.equals(from.chainHash)) {
+    throw new GraphstreamError(
+      'chain_broken',
+      `${path} (sequence ${firstSeq}): prev_hash does not match the chain hash after sequence ${from.sequence}`,
+    );
+  }
+}
+
+/**
+ * Where the chain stands before the first segment `first`: recovery.json or
+ * the journal's start when they line up with it, otherwise unanchored
+ * (chainHash null: the journal's start was removed).
+ */
+export async function basePosition(dir: string, first: SegmentFile | undefined): Promise<{ sequence: number; chainHash: Buffer | null }> {
+  const recorded = await readRecoveryState(dir);
+  if (recorded !== null && (first === undefined || first.firstSeq === recorded.sequence + 1)) return recorded;
+  if (first === undefined || first.firstSeq === 1) return { sequence: 0, chainHash: ZERO_HASH };
+  return { sequence: first.firstSeq - 1, chainHash: null };
+}
+
+/**
+ * Finds the (sequence, chain hash) a writer continues from and the unsealed
+ * segment it continues, repairing a crash's leftovers: a torn tail is cut back
+ * to the last whole, CRC-valid entry (and fsynced), a temporary sealed file
+ * whose rename never happened is removed (the unsealed original is intact), and
+ * an unsealed segment shorter than its header (a crash while creating it, so
+ * it holds no entry) is removed. Nothing that holds an entry is removed.
+ */
+export async function recoverJournalState(dir: string, options: RecoverOptions): Promise<RecoveredJournalState> {
+  const { core } = options;
+  const repair = options.repair ?? true;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `opening journal directory ${dir}`);
+  }
+  const removedFiles: string[] = [];
+  const present = new Set(names);
+  let directoryChanged = false;
+  for (const name of names) {
+    const isSealTemp = name.endsWith(SEAL_TEMP_SUFFIX);
+    if (!isSealTemp && name !== RECOVERY_TEMP) continue;
+    if (isSealTemp && !present.has(name.slice(0, -SEAL_TEMP_SUFFIX.length))) {
+      // The writer renames the temp file over its unsealed original, so the original always exists.
+      throw new GraphstreamError('invalid_segment', `${join(dir, name)}: temporary sealed file without its segment`);
+    }
+    if (repair) {
+      await removeFile(join(dir, name));
+      removedFiles.push(join(dir, name));
+      directoryChanged = true;
+    }
+  }
+
+  const segments = segmentsAmong(dir, names);
+  // Walk back to the last sealed segment; normally only the live segment follows it.
+  let lastSealed = -1;
+  let lastSealedHeader: HeaderFields | null = null;
+  let lastSealedSize = 0;
+  for (let i = segments.length - 1; i >= 0; i--) {
+    const segment = segments[i]!;
+    const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
+      throw segmentError(err, segment.path);
+    });
+    if (size < HEADER_SIZE) continue; // checked with the tail below
+    let header: HeaderFields;
+    try {
+      header = core.decodeHeader(bytes);
+    } catch (err) {
+      throw segmentError(err, segment.path, segment.firstSeq);
+    }
+    if (isSealed(header)) {
+      lastSealed = i;
+      lastSealedHeader = header;
+      lastSealedSize = size;
+      break;
+    }
+  }
+
+  if (lastSealedHeader !== null && lastSealedHeader.firstSeq !== segments[lastSealed]!.firstSeq) {
+    throw new GraphstreamError(
+      'invalid_segment',
+      `${segments[lastSealed]!.path}: header first_seq ${lastSealedHeader.firstSeq} does not match the file name`,
+    );
+  }
+  let position: { sequence: number; chainHash: Buffer | null };
+  if (lastSealedHeader === null) {
+    position = await basePosition(dir, segments[0]);
+  } else if ((lastSealedHeader.flags & FLAG_HAS_CHAIN_HASH) !== 0) {
+    position = await positionAfterTrailer(segments[lastSealed]!, lastSealedHeader, lastSealedSize);
+  } else {
+    position = await positionWithoutTrailer(dir, segments, lastSealed, core);
+  }
+
+  // The tail: unsealed segments after the last sealed one, scanned and checked against the chain.
+  let liveSegment: string | null = null;
+  let truncatedBytes = 0;
+  let removedSegments = 0;
+  const tail = segments.slice(lastSealed + 1);
+  for (let i = 0; i < tail.length; i++) {
+    const segment = tail[i]!;
+    const isLast = i === tail.length - 1;
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(segment.path);
+    } catch (err) {
+      throw segmentError(err, segment.path);
+    }
+    if (bytes.length <= HEADER_SIZE && isLast && !headerDecodes(core, bytes)) {
+      if (repair) {
+        await removeFile(segment.path);
+        removedFiles.push(segment.path);
+        removedSegments++;
+        directoryChanged = true;
+      }
+      break;
+    }
+    let decoded;
+    try {
+      decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: true });
+    } catch (err) {
+      throw segmentError(err, segment.path, segment.firstSeq);
+    }
+    const count = decoded.entryOffsets.length;
+    if (isSealed(decoded.header)) {
+      throw new GraphstreamError('invalid_segment', `${segment.path}: sealed segment found after the last sealed one`);
+    }
+    if (decoded.header.firstSeq !== segment.firstSeq) {
+      throw new GraphstreamError(
+        'invalid_segment',
+        `${segment.path}: header first_seq ${decoded.header.firstSeq} does not match the file name`,
+      );
+    }
+    checkContinuity(segment.path, segment.firstSeq, count, decoded.startHash, position);
+    if (decoded.tornTail) {
+      if (!isLast) {
+        throw new GraphstreamError(
+          'torn_tail',
+          `${segment.path} (sequence ${segment.firstSeq + count}): torn entry in an unsealed segment that is not the last one`,
+        );
+      }
+      if (repair) {
+        await truncateDurably(segment.path, decoded.validLength);
+        truncatedBytes = bytes.length - decoded.validLength;
+      }
+    }
+    if (count > 0) position = { sequence: segment.firstSeq + count - 1, chainHash: decoded.chainHash };
+    if (isLast) liveSegment = segment.path;
+  }
+  if (directoryChanged) await syncDirectory(dir).catch((err: unknown) => {
+    throw toGraphstreamError(err, `fsync of journal directory ${dir}`);
+  });
+
+  if (position.chainHash === null) {
+    throw new GraphstreamError(
+      'chain_broken',
+      `${dir}: no entry, sealed segment or recovery.json gives the chain hash after sequence ${position.sequence}`,
+    );
+  }
+  return {
+    sequence: position.sequence,
+    chainHash: Buffer.from(position.chainHash),
+    liveSegment,
+    lastSealedSegment: lastSealed >= 0 ? segments[lastSealed]!.path : null,
+    segmentCount: segments.length - removedSegments,
+    truncatedBytes,
+    removedFiles,
+  };
+}
+
+function headerDecodes(core: RecoveryCore, bytes: Buffer): boolean {
+  if (bytes.length < HEADER_SIZE) return false;
+  try {
+    core.decodeHeader(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The position after one segment: from its header and trailer when it has
+ * one, otherwise by decoding (and so verifying) it.
+ */
+export async function positionAfterSegment(segment: SegmentFile, core: RecoveryCore): Promise<ChainPosition> {
+  const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
+    throw segmentError(err, segment.path);
+  });
+  let header: HeaderFields;
+  try {
+    header = core.decodeHeader(bytes);
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
+  }
+  if (isSealed(header) && (header.flags & FLAG_HAS_CHAIN_HASH) !== 0) return positionAfterTrailer(segment, header, size);
+  let decoded;
+  try {
+    decoded = await core.decodeSegmentAsync(await readFile(segment.path));
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
+  }
+  const count = decoded.entryOffsets.length;
+  if (count === 0) throw new GraphstreamError('invalid_segment', `${segment.path}: empty segment followed by another segment`);
+  return { sequence: decoded.header.firstSeq + count - 1, chainHash: decoded.chainHash };
+}
+
+/**
+ * The position after sealed segment `lastSealed`, which has no trailer: decoded
+ * forward from the nearest earlier segment with a trailer (or the start).
+ */
+async function positionWithoutTrailer(
+  dir: string,
+  segments: SegmentFile[],
+  lastSealed: number,
+  core: RecoveryCore,
+): Promise<{ sequence: number; chainHash: Buffer | null }> {
+  let from = lastSealed;
+  let position: { sequence: number; chainHash: Buffer | null } | null = null;
+  while (from > 0 && position === null) {
+    from--;
+    const segment = segments[from]!;
+    const { bytes, size } = await readHead(segment.path, HEADER_SIZE);
+    const header = core.decodeHeader(bytes);
+    if (isSealed(header) && (header.flags & FLAG_HAS_CHAIN_HASH) !== 0) {
+      position = await positionAfterTrailer(segment, header, size);
+    }
+  }
+  if (position === null) {
+    from = -1;
+    position = await basePosition(dir, segments[0]);
+  }
+  for (let i = from + 1; i <= lastSealed; i++) {
+    const segment = segments[i]!;
+    let decoded;
+    try {
+      decoded = await core.decodeSegmentAsync(await readFile(segment.path));
+    } catch (err) {
+      throw segmentError(err, segment.path, segment.firstSeq);
+    }
+    const count = decoded.entryOffsets.length;
+    checkContinuity(segment.path, decoded.header.firstSeq, count, decoded.startHash, position);
+    position = { sequence: decoded.header.firstSeq + count - 1, chainHash: decoded.chainHash };
+  }
+  return position;
+}
+
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toGraphstreamError(err, `removing ${path}`);
+  }
+}
+
+async function truncateDurably(path: string, length: number): Promise<void> {
+  try {
+    await truncate(path, length);
+    const handle = await open(path, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw toGraphstreamError(err, `truncating the torn tail of ${path} to ${length} bytes`);
+  }
+}
+
+/** Names and sizes of the segment files: what a writer that opened the journal meanwhile would change. */
+export async function journalFingerprint(dir: string): Promise<string> {
+  const segments = await listSegments(dir);
+  const last = segments[segments.length - 1];
+  const lastSize = last === undefined ? 0 : (await stat(last.path).catch(() => ({ size: -1 }))).size;
+  return `${segments.map((segment) => segment.name).join(',')}:${lastSize}`;
+}
