@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format.js';
-import { GraphstreamError, type ErrorCode } from '../ts/errors.js';
+import { GraphstreamError, normalizeErrors, type ErrorCode } from '../ts/errors.js';
 import { corePairs, cores } from './helpers/cores.js';
 import { hex, manifest, readVector, vectorFiles } from './helpers/vectors.js';
+import { availableZstdCodecs } from '../ts/pure/zstd.js';
 
 const ZERO_HASH = Buffer.alloc(32);
 const HEADER_SIZE = 128;
@@ -23,6 +24,11 @@ function codeOf(fn: () => unknown): ErrorCode | 'ok' {
     expect(err).toBeInstanceOf(GraphstreamError);
     return (err as GraphstreamError).code;
   }
+}
+
+/** The code of a core-level failure (an Error whose message starts with `[code] `). */
+function coreCodeOf(fn: () => unknown): ErrorCode | 'ok' {
+  return codeOf(() => normalizeErrors(fn));
 }
 
 /** An unsealed segment (header + raw entries) holding `payloads` from `firstSeq`, chained from `prevHash`. */
@@ -302,5 +308,33 @@ describe.each(corePairs)('sealed by the $writer.kind core, decoded by the $reade
   test('encoded entries are byte-identical', () => {
     const payloads = [new Uint8Array(0), Buffer.from('x'), new Uint8Array(70_000).fill(7)];
     expect(reader.encodeEntries(9, ZERO_HASH, payloads)).toEqual(writer.encodeEntries(9, ZERO_HASH, payloads));
+  });
+});
+
+describe.each(availableZstdCodecs())('pure core zstd via $name', ({ codec }) => {
+  const sealedZstd = readVector('sealed-zstd.hadbj');
+  const storedBody = sealedZstd.subarray(HEADER_SIZE, sealedZstd.length - 32);
+  const rawBody = readVector('sealed-raw.hadbj').subarray(HEADER_SIZE, -32);
+
+  test('decompresses the reference frame (no declared content size)', () => {
+    expect(codec.decompress(storedBody, 1 << 20)).toEqual(rawBody);
+  });
+
+  test('round-trips what it compresses, and what the other codecs compress', () => {
+    const data = Buffer.from('graphstream '.repeat(50_000));
+    for (const { codec: other } of availableZstdCodecs()) {
+      expect(codec.decompress(other.compress(data, 3), data.length)).toEqual(data);
+    }
+  });
+
+  test('caps the output', () => {
+    const zeros = codec.compress(new Uint8Array(1 << 20), 3);
+    expect(coreCodeOf(() => codec.decompress(zeros, (1 << 20) - 1))).toBe('too_large');
+    expect(coreCodeOf(() => codec.decompress(storedBody, 100))).toBe('too_large');
+  });
+
+  test('rejects what is not a zstd frame', () => {
+    expect(coreCodeOf(() => codec.decompress(Buffer.from('not zstd at all'), 1 << 20))).toBe('invalid_segment');
+    expect(coreCodeOf(() => codec.decompress(storedBody.subarray(0, storedBody.length - 5), 1 << 20))).toBe('invalid_segment');
   });
 });

@@ -22,7 +22,7 @@ function fail(code: 'invalid_segment' | 'too_large' | 'internal', message: strin
   throw new Error(`[${code}] ${message}`);
 }
 
-interface ZstdCodec {
+export interface ZstdCodec {
   compress(data: Uint8Array, level: number): Buffer;
   /** Decompresses one zstd frame; throws `too_large` past `maxOutput` bytes. */
   decompress(frame: Uint8Array, maxOutput: number): Buffer;
@@ -179,14 +179,27 @@ function wasmCodec(): ZstdCodec {
   };
 }
 
+const runtimeZlib = zlib as unknown as Partial<ZlibWithZstd>;
+const zlibHasZstd = typeof runtimeZlib.zstdCompressSync === 'function';
+
+let wasm: ZstdCodec | undefined;
 let codec: ZstdCodec | undefined;
 
+function getWasmCodec(): ZstdCodec {
+  wasm ??= wasmCodec();
+  return wasm;
+}
+
 function getCodec(): ZstdCodec {
-  if (codec === undefined) {
-    const z = zlib as unknown as Partial<ZlibWithZstd>;
-    codec = typeof z.zstdCompressSync === 'function' ? zlibCodec(z as ZlibWithZstd) : wasmCodec();
-  }
+  codec ??= zlibHasZstd ? zlibCodec(runtimeZlib as ZlibWithZstd) : getWasmCodec();
   return codec;
+}
+
+/** Every zstd implementation this runtime can use (the wasm one always), so tests cover each. */
+export function availableZstdCodecs(): { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] {
+  const codecs: { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] = [{ name: 'zstd-wasm', codec: getWasmCodec() }];
+  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: zlibCodec(runtimeZlib as ZlibWithZstd) });
+  return codecs;
 }
 
 export function zstdCompress(data: Uint8Array, level: number): Buffer {
