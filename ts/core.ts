@@ -1,0 +1,157 @@
+/**
+ * The binding surface: what the native addon (crate/src/lib.rs) and the pure
+ * TypeScript twin (ts/pure/) both implement, byte for byte. The public facade
+ * (ts/format.ts, ts/journal.ts, ...) is written once against this interface.
+ *
+ * Conventions:
+ * - sequences and lengths are JS numbers (sequences above 2^53 are rejected);
+ * - hashes are 32-byte Buffers; `prevSegmentChecksum` is a u64 as bigint;
+ * - every failure is thrown (or rejected) as an Error whose message starts with
+ *   `[code] ` (see ts/errors.ts), which the facade turns into GraphstreamError.
+ */
+
+export interface HeaderFields {
+  version: number;
+  flags: number;
+  compression: number;
+  firstSeq: number;
+  lastSeq: number;
+  entryCount: number;
+  bodyLen: number;
+  bodyChecksum: Buffer;
+  prevSegmentChecksum: bigint;
+  createdMs: number;
+}
+
+/** Fields accepted by encodeHeader; omitted ones are zero (version is always 1). */
+export interface HeaderInit {
+  flags?: number;
+  compression?: number;
+  firstSeq: number;
+  lastSeq?: number;
+  entryCount?: number;
+  bodyLen?: number;
+  bodyChecksum?: Uint8Array;
+  prevSegmentChecksum?: bigint;
+  createdMs?: number;
+}
+
+/** One entry located inside a buffer; the payload is `bytes[payloadOffset, payloadOffset+payloadLength)`. */
+export interface RawEntry {
+  sequence: number;
+  prevHash: Buffer;
+  payloadOffset: number;
+  payloadLength: number;
+  /** bytes this entry occupies (48 + payloadLength) */
+  size: number;
+}
+
+export interface DecodeOptions {
+  /** Unsealed segments only: stop at the last whole CRC-valid entry instead of throwing `torn_tail`. */
+  allowTornTail?: boolean;
+  /** Ceiling on the decoded body (and on any single length field); default 1 GiB. */
+  maxBodyBytes?: number;
+}
+
+/**
+ * A decoded, fully verified segment. `body` holds the raw (decompressed) entries;
+ * entry i starts at `entryOffsets[i]` in it.
+ */
+export interface RawSegment {
+  header: HeaderFields;
+  body: Buffer;
+  entryOffsets: Uint32Array;
+  /** chain hash after the last entry (the trailer for sealed segments) */
+  chainHash: Buffer;
+  /** prev_hash of the first entry: the chain hash this segment continues from */
+  startHash: Buffer;
+  /** bytes of the input that hold the header and whole, valid entries (unsealed segments) */
+  validLength: number;
+  /** true when an unsealed segment ended in a partial or CRC-invalid entry that was cut off */
+  tornTail: boolean;
+}
+
+export interface SealOptions {
+  /** zstd level 1..22, or 0 for no compression. Default 3. */
+  level?: number;
+  /** Ceiling on the unsealed input; default 1 GiB. */
+  maxBodyBytes?: number;
+}
+
+export interface EncodedBatch {
+  /** the encoded entries, back to back */
+  bytes: Buffer;
+  /** the chain hash after each entry, 32 bytes each */
+  chainHashes: Buffer;
+}
+
+export type Durability = 'fsync' | 'interval' | 'none';
+
+export interface WriterOptions {
+  maxSegmentBytes: number;
+  /** zstd level for sealing, 0 for none */
+  level: number;
+  durability: Durability;
+  fsyncIntervalMs: number;
+  /** capacity of the queue of pending append batches before appends wait */
+  queueCapacity: number;
+}
+
+/** Where a writer starts, as found by recovery (ts/recovery.ts). */
+export interface WriterStart {
+  /** last sequence written (0 for a new journal) */
+  sequence: number;
+  /** chain hash after `sequence` (32 zero bytes for a new journal) */
+  chainHash: Buffer;
+  /** an unsealed segment to continue appending to, already truncated to its valid length */
+  liveSegment: string | null;
+}
+
+export interface AppendedBatch {
+  firstSequence: number;
+  /** chain hash after each appended entry, 32 bytes each */
+  chainHashes: Buffer;
+}
+
+export interface WriterStats {
+  /** fdatasync calls made for appends (group commit makes this smaller than the appends) */
+  syncs: number;
+  /** write batches committed */
+  batches: number;
+  segmentsSealed: number;
+}
+
+/** A journal writer: one per journal directory, doing its I/O off the JS thread. */
+export interface CoreWriter {
+  /** Appends the payloads as consecutive entries; resolves once durable per the writer's durability. */
+  append(payloads: Uint8Array[]): Promise<AppendedBatch>;
+  /** Seals the live segment if it has entries; resolves to the sealed file's path or null. */
+  sealForUpload(): Promise<string | null>;
+  /** Writes and fsyncs everything appended so far. */
+  flush(): Promise<void>;
+  /** Flushes, seals the live segment and stops the writer. Idempotent. */
+  close(): Promise<void>;
+  readonly sequence: number;
+  readonly chainHash: Buffer;
+  readonly alive: boolean;
+  stats(): WriterStats;
+}
+
+export interface Core {
+  readonly kind: 'native' | 'pure';
+  crc32c(data: Uint8Array, initial?: number): number;
+  computeEntryHash(prevHash: Uint8Array, payload: Uint8Array): Buffer;
+  encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer;
+  /** Encodes payloads as consecutive entries starting at `firstSequence`, chained from `prevHash`. */
+  encodeEntries(firstSequence: number, prevHash: Uint8Array, payloads: Uint8Array[]): EncodedBatch;
+  decodeEntry(bytes: Uint8Array, offset: number): RawEntry;
+  encodeHeader(header: HeaderInit): Buffer;
+  decodeHeader(bytes: Uint8Array): HeaderFields;
+  /** Seals an unsealed segment (header + raw entries): verifies it, fills the header, compresses, adds the trailer. */
+  sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer;
+  sealSegmentAsync(unsealed: Uint8Array, options?: SealOptions): Promise<Buffer>;
+  decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSegment;
+  decodeSegmentAsync(bytes: Uint8Array, options?: DecodeOptions): Promise<RawSegment>;
+  /** Locks `dir` (OS advisory lock) and starts a writer from `start`. */
+  openWriter(dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter>;
+}

@@ -1,0 +1,101 @@
+/**
+ * Every failure graphstream reports is a GraphstreamError with a stable `code`.
+ * Native errors arrive as `Error` objects whose message starts with `[code] `;
+ * `toGraphstreamError` is the one place that turns them (and anything else) into
+ * GraphstreamError.
+ */
+export const ERROR_CODES = [
+  'truncated',
+  'invalid_magic',
+  'unsupported_version',
+  'checksum_mismatch',
+  'chain_broken',
+  'torn_tail',
+  'invalid_segment',
+  'too_large',
+  'invalid_argument',
+  'io',
+  'disk_full',
+  'closed',
+  'locked',
+  'not_found',
+  'conflict',
+  'gap',
+  'overlap',
+  'storage',
+  'circuit_open',
+  'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(ERROR_CODES);
+
+/** Machine-readable facts about a failure, for callers deciding what to do next (e.g. retry). */
+export interface ErrorDetails {
+  /** whether repeating the same operation may succeed (5xx, throttling, timeouts, connection resets) */
+  retryable?: boolean;
+  /** HTTP status of the failed request, when a response arrived */
+  status?: number;
+  /** the storage key the operation was about */
+  key?: string;
+}
+
+export class GraphstreamError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: ErrorDetails }) {
+    super(message, options);
+    this.name = 'GraphstreamError';
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+export function isGraphstreamError(err: unknown, code?: ErrorCode): err is GraphstreamError {
+  return err instanceof GraphstreamError && (code === undefined || err.code === code);
+}
+
+const NATIVE_MESSAGE = /^\[([a-z_]+)\] ([\s\S]*)$/;
+
+const ERRNO_CODES: Record<string, ErrorCode> = {
+  ENOSPC: 'disk_full',
+  EDQUOT: 'disk_full',
+  ENOENT: 'not_found',
+};
+
+/** Normalizes any thrown value into a GraphstreamError. */
+export function toGraphstreamError(err: unknown, context?: string): GraphstreamError {
+  if (err instanceof GraphstreamError) return err;
+  const prefix = context ? `${context}: ` : '';
+  if (err instanceof Error) {
+    const match = NATIVE_MESSAGE.exec(err.message);
+    if (match && CODE_SET.has(match[1]!)) {
+      return new GraphstreamError(match[1] as ErrorCode, prefix + match[2], { cause: err });
+    }
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno !== undefined) {
+      return new GraphstreamError(ERRNO_CODES[errno] ?? 'io', prefix + err.message, { cause: err });
+    }
+    return new GraphstreamError('internal', prefix + err.message, { cause: err });
+  }
+  return new GraphstreamError('internal', prefix + String(err));
+}
+
+/** Runs `fn`, rethrowing whatever it throws as a GraphstreamError. */
+export function normalizeErrors<T>(fn: () => T, context?: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toGraphstreamError(err, context);
+  }
+}
+
+export async function normalizeAsyncErrors<T>(promise: Promise<T>, context?: string): Promise<T> {
+  try {
+    return await promise;
+  } catch (err) {
+    throw toGraphstreamError(err, context);
+  }
+}

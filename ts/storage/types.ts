@@ -1,0 +1,34 @@
+/** Object storage as graphstream uses it: whole objects, listed in key order. */
+export interface PutOptions {
+  /** `'*'`: create only; an existing object is left untouched (see SegmentStorage.put). */
+  ifNoneMatch?: '*';
+}
+
+export interface ListOptions {
+  /** only keys strictly greater than this one */
+  startAfter?: string;
+}
+
+export interface PutResult {
+  /** false when ifNoneMatch found the identical bytes already stored (a no-op success) */
+  created: boolean;
+}
+
+export interface SegmentStorage {
+  /** human-readable location (for messages), e.g. `s3://bucket/prefix` */
+  readonly description: string;
+  /**
+   * Stores `bytes` at `key`. With `ifNoneMatch: '*'`, an existing object with identical bytes is a
+   * no-op success (`created: false`) and one with different bytes is a GraphstreamError `conflict`;
+   * the stored object is never overwritten.
+   */
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult>;
+  /** The object's bytes, or null when there is no object at `key`. */
+  get(key: string): Promise<Uint8Array | null>;
+  /** All keys under `prefix` (every page), in ascending key order. */
+  list(prefix: string, options?: ListOptions): Promise<string[]>;
+  /** Deletes `key`; deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+  /** Releases connections and native resources. */
+  close?(): Promise<void>;
+}
