@@ -1,0 +1,360 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { GraphstreamError } from '../ts/errors.js';
+import { createFormatApi, segmentKey } from '../ts/format.js';
+import { GraphstreamMetrics } from '../ts/metrics.js';
+import { pureFormatCore } from '../ts/pure/core.js';
+import { S3Storage } from '../ts/storage/s3.js';
+import { MemoryStorage } from '../ts/storage/memory.js';
+import { LocalStorage } from '../ts/storage/local.js';
+import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
+import { Uploader, type UploaderOptions } from '../ts/uploader.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
+import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
+
+const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
+const format = createFormatApi(pureFormatCore);
+
+/**
+ * A journal directory written with the format API: entries appended to a live unsealed segment,
+ * rotated at `maxSegmentBytes`, sealed by temp file + rename like the writer does.
+ */
+interface TestJournal {
+  readonly dir: string;
+  sealForUpload(): Promise<string | null>;
+  /** appends `count` entries */
+  append(count: number): Promise<void>;
+}
+
+function openTestJournal(dir: string, maxSegmentBytes = 4096): TestJournal {
+  let nextSeq = 1;
+  let prevHash: Buffer = Buffer.alloc(32);
+  let live: { path: string; bytes: Buffer } | null = null;
+  const seal = async (): Promise<string | null> => {
+    if (live === null || live.bytes.length <= 128) return null;
+    const { path, bytes } = live;
+    live = null;
+    await writeFile(`${path}.seal.tmp`, format.sealSegment(bytes));
+    await rename(`${path}.seal.tmp`, path);
+    return path;
+  };
+  return {
+    dir,
+    sealForUpload: seal,
+    async append(count) {
+      for (let i = 0; i < count; i++) {
+        const payload = Buffer.from(`CREATE (:Node {id: ${nextSeq}, pad: '${'x'.repeat(64 + (nextSeq % 50))}'})`);
+        const entry = format.encodeEntry({ sequence: nextSeq, prevHash, payload });
+        if (live !== null && live.bytes.length + entry.length > maxSegmentBytes) await seal();
+        live ??= {
+          path: join(dir, format.segmentFileName(nextSeq)),
+          bytes: format.encodeHeader({ firstSeq: nextSeq, createdMs: Date.now() }),
+        };
+        live.bytes = Buffer.concat([live.bytes, entry]);
+        await writeFile(live.path, live.bytes);
+        prevHash = format.computeEntryHash(prevHash, payload);
+        nextSeq++;
+      }
+    },
+  };
+}
+
+/** Sealed segment files of a journal directory and their bytes, oldest first. */
+async function sealedSegments(dir: string): Promise<Map<string, Buffer>> {
+  const segments = new Map<string, Buffer>();
+  for (const name of (await readdir(dir)).filter((n) => SEGMENT_FILE.test(n)).sort()) {
+    const bytes = await readFile(join(dir, name));
+    if ((bytes[6]! & 0x04) !== 0) segments.set(name, bytes);
+  }
+  return segments;
+}
+
+function keyOf(name: string, prefix = 'wal/', db = 'db', generation = 0): string {
+  return segmentKey(prefix, db, generation, Number(/\d{16}/.exec(name)![0]));
+}
+
+const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * Wraps a storage: counts every request, records each put's key and bytes hash, tracks the most
+ * puts in flight at once, and lets a test fail or hold puts.
+ */
+class RecordingStorage implements SegmentStorage {
+  readonly description: string;
+  requests = 0;
+  readonly puts: { key: string; sha256: string; ifNoneMatch: string | undefined; created: boolean | null }[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  /** runs before each put reaches the inner storage; may throw or wait */
+  beforePut: ((key: string) => Promise<void>) | null = null;
+
+  constructor(readonly inner: SegmentStorage) {
+    this.description = inner.description;
+  }
+
+  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    this.requests++;
+    const entry = { key, sha256: sha(bytes), ifNoneMatch: options?.ifNoneMatch, created: null as boolean | null };
+    this.puts.push(entry);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      await this.beforePut?.(key);
+      const result = await this.inner.put(key, bytes, options);
+      entry.created = result.created;
+      return result;
+    } finally {
+      this.inFlight--;
+    }
+  }
+  get(key: string) {
+    this.requests++;
+    return this.inner.get(key);
+  }
+  list(prefix: string, options?: { startAfter?: string }) {
+    this.requests++;
+    return this.inner.list(prefix, options);
+  }
+  delete(key: string) {
+    this.requests++;
+    return this.inner.delete(key);
+  }
+}
+
+function http503(): Error {
+  return new GraphstreamError('storage', 'injected 503 SlowDown', { details: { retryable: true, status: 503 } });
+}
+
+/** No real waiting in retries: backoff delays of 0 ms. */
+const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 0, maxDelayMs: 0, breaker: { failureThreshold: 1000, coolDownMs: 0 } };
+
+describe('Uploader', () => {
+  let dir: string;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-'));
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function setup(options: Partial<UploaderOptions> & { maxSegmentBytes?: number; journal?: TestJournal | undefined } = {}) {
+    const journal = 'journal' in options ? options.journal : openTestJournal(dir, options.maxSegmentBytes);
+    const storage = new RecordingStorage(options.storage ?? new MemoryStorage());
+    const uploader = new Uploader({
+      ...(journal ? { journal } : { dir }),
+      prefix: 'wal/',
+      db: 'db',
+      sealIntervalMs: 60_000,
+      retry: FAST_RETRY,
+      cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER },
+      ...options,
+      storage,
+    });
+    cleanups.push(() => uploader.stop());
+    return { journal: journal!, storage, uploader };
+  }
+
+  async function expectStored(storage: SegmentStorage, segments: Map<string, Buffer>): Promise<void> {
+    expect((await storage.list('wal/db/0000/')).sort()).toEqual([...segments.keys()].map((name) => keyOf(name)).sort());
+    for (const [name, bytes] of segments) {
+      const stored = await storage.get(keyOf(name));
+      expect(stored && Buffer.from(stored).equals(bytes), `${name} stored byte-identical`).toBe(true);
+    }
+  }
+
+  it('an idle journal makes no storage requests at all', async () => {
+    const { storage, uploader } = await setup();
+    await uploader.start();
+    for (let i = 0; i < 5; i++) await uploader.runCycle();
+    await uploader.sync();
+    expect(storage.requests).toBe(0);
+    expect(await readdir(dir)).not.toContain(expect.stringMatching(SEGMENT_FILE));
+  });
+
+  it('seals, uploads every segment byte-identical under its FORMAT.md key, and then goes quiet', async () => {
+    const metrics = new GraphstreamMetrics({ db: 'db' });
+    const { journal, storage, uploader } = await setup({ metrics });
+    await journal.append(200);
+    await uploader.sync();
+
+    const segments = await sealedSegments(dir);
+    expect(segments.size).toBeGreaterThan(3); // rotation made several, sync sealed the live one
+    await expectStored(storage.inner, segments);
+    expect(storage.puts.every((put) => put.ifNoneMatch === '*')).toBe(true);
+    const bytes = [...segments.values()].reduce((sum, b) => sum + b.length, 0);
+    expect(uploader.stats()).toMatchObject({ attempted: segments.size, succeeded: segments.size, failed: 0, bytes, retries: 0, inFlight: 0 });
+    expect(await metrics.toPrometheus()).toContain(`graphstream_upload_bytes_total{db="db"} ${bytes}`);
+
+    const requests = storage.requests;
+    await uploader.start();
+    for (let i = 0; i < 3; i++) await uploader.runCycle();
+    await uploader.sync();
+    expect(storage.requests).toBe(requests);
+  });
+
+  it('uploads oldest first, with at most `concurrency` puts in flight', async () => {
+    const serial = await setup({ concurrency: 1 });
+    await serial.journal.append(200);
+    await serial.uploader.sync();
+    const keys = serial.storage.puts.map((put) => put.key);
+    expect(keys.length).toBeGreaterThan(4);
+    expect(keys).toEqual([...keys].sort());
+
+    await rm(dir, { recursive: true });
+    dir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-'));
+    const parallel = await setup({ concurrency: 2 });
+    await parallel.journal.append(200);
+    parallel.storage.beforePut = () => new Promise((resolve) => setTimeout(resolve, 5));
+    await parallel.uploader.sync();
+    expect(parallel.storage.puts.length).toBe(keys.length);
+    expect(parallel.storage.maxInFlight).toBe(2);
+  });
+
+  it('keeps failed segments pending and uploads them on the next cycle; stats add up', async () => {
+    const { journal, storage, uploader } = await setup();
+    await journal.append(100);
+    const firstKey = keyOf(format.segmentFileName(1));
+    let outage = true;
+    storage.beforePut = async (key) => {
+      if (outage && key === firstKey) throw http503();
+    };
+    const first = await uploader.sync().catch((err: unknown) => err);
+    expect(first).toMatchObject({ code: 'storage', details: { retryable: true } });
+    const segments = await sealedSegments(dir);
+    expect(segments.size).toBeGreaterThan(1);
+    expect(uploader.stats()).toMatchObject({ attempted: segments.size, succeeded: segments.size - 1, failed: 1, retries: 2 });
+    expect(await storage.inner.get(firstKey)).toBeNull();
+
+    outage = false;
+    await uploader.runCycle();
+    await uploader.sync();
+    await expectStored(storage.inner, segments);
+    const stats = uploader.stats();
+    expect(stats.succeeded).toBe(segments.size);
+    expect(stats.attempted).toBe(stats.succeeded + stats.failed);
+    expect(stats.retries + stats.attempted).toBe(storage.puts.length);
+    expect(stats.lastError).toMatchObject({ code: 'storage' });
+    expect(await sealedSegments(dir)).toEqual(segments); // nothing deleted
+  });
+
+  it('a conflict is not retried, is surfaced, and the segment is not retried on the timer', async () => {
+    const { journal, storage, uploader } = await setup();
+    await journal.append(5);
+    const sealed = (await journal.sealForUpload())!;
+    const name = sealed.slice(sealed.lastIndexOf('journal-'));
+    await storage.inner.put(keyOf(name), Buffer.from('another leader wrote this'), { ifNoneMatch: '*' });
+    const errors: GraphstreamError[] = [];
+    uploader.on('error', (err) => errors.push(err));
+
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'conflict' });
+    expect(storage.puts).toHaveLength(1);
+    expect(errors.map((err) => err.code)).toEqual(['conflict']);
+    await uploader.runCycle();
+    expect(storage.puts).toHaveLength(1);
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'conflict' });
+    expect(Buffer.from((await storage.inner.get(keyOf(name)))!).toString()).toBe('another leader wrote this');
+    expect((await sealedSegments(dir)).has(name)).toBe(true);
+  });
+
+  it('uploadWithAck(path) resolves once that segment and every older one is in storage', async () => {
+    const { journal, storage, uploader } = await setup();
+    await journal.append(150);
+    const sealed = [...(await sealedSegments(dir)).keys()];
+    expect(sealed.length).toBeGreaterThan(2);
+    const record = await uploader.uploadWithAck(join(dir, sealed[1]!));
+    expect(record).toMatchObject({ name: sealed[1], key: keyOf(sealed[1]!) });
+    expect(storage.puts.map((put) => put.key).sort()).toEqual([keyOf(sealed[0]!), keyOf(sealed[1]!)]);
+    await expect(uploader.uploadWithAck(join(dir, sealed[1]!))).resolves.toEqual(record);
+    expect(storage.puts).toHaveLength(2);
+    await expect(uploader.uploadWithAck(join(tmpdir(), sealed[1]!))).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+
+  it('sidecar mode (a directory, no journal) ships sealed segments and never seals the live one', async () => {
+    const journal = openTestJournal(dir);
+    await journal.append(120);
+    const { storage, uploader } = await setup({ journal: undefined, storage: new LocalStorage(join(dir, 'bucket')) });
+    await uploader.sync();
+    const sealed = await sealedSegments(dir);
+    const all = (await readdir(dir)).filter((n) => SEGMENT_FILE.test(n));
+    expect(all.length).toBe(sealed.size + 1); // the live segment stayed live
+    await expectStored(storage.inner, sealed);
+  });
+
+  it('stop() waits for the uploads in flight, and they are recorded', async () => {
+    const { journal, storage, uploader } = await setup({ concurrency: 1 });
+    await journal.append(20);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    storage.beforePut = () => held;
+    const syncing = uploader.sync().catch((err: unknown) => err);
+    while (storage.inFlight === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    let stopped = false;
+    const stopping = uploader.stop().then(() => (stopped = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    await syncing;
+    expect(uploader.stats().succeeded).toBeGreaterThanOrEqual(1);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+    expect(manifest.segments.map((s: { key: string }) => s.key)).toContain(storage.puts[0]!.key);
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'closed' });
+  });
+
+  it('cleanup after uploads deletes only uploaded segments, never pending ones', async () => {
+    const { journal, storage, uploader } = await setup({ cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 } });
+    await journal.append(100);
+    await journal.sealForUpload();
+    const segments = await sealedSegments(dir);
+    const names = [...segments.keys()];
+    // the second half never gets through
+    const blocked = new Set(names.slice(names.length / 2).map((name) => keyOf(name)));
+    storage.beforePut = async (key) => {
+      if (blocked.has(key)) throw http503();
+    };
+    await uploader.runCycle();
+    const left = [...(await sealedSegments(dir)).keys()];
+    const uploadedCount = Math.floor(names.length / 2);
+    // all uploaded segments but the newest are gone; every pending one is still there
+    expect(left).toEqual(names.slice(uploadedCount - 1));
+
+    storage.beforePut = null;
+    await uploader.sync();
+    await uploader.runCycle();
+    expect([...(await sealedSegments(dir)).keys()]).toEqual([names.at(-1)]);
+    expect((await storage.inner.list('wal/db/0000/')).length).toBe(names.length);
+  });
+
+  it('after a restart, resumes pending uploads from the manifest without re-uploading uploaded ones', async () => {
+    const inner = new MemoryStorage();
+    const first = await setup({ storage: inner });
+    await first.journal.append(200);
+    await first.journal.sealForUpload();
+    const segments = await sealedSegments(dir);
+    const names = [...segments.keys()];
+    const half = Math.floor(names.length / 2);
+    await first.uploader.uploadWithAck(join(dir, names[half - 1]!));
+    await first.uploader.stop();
+
+    const second = await setup({ storage: inner, journal: undefined });
+    await second.uploader.start();
+    await second.uploader.sync();
+    expect(second.storage.puts.map((put) => put.key).sort()).toEqual(names.slice(half).map((name) => keyOf(name)));
+    await expectStored(inner, segments);
+  });
+
+  it('rejects invalid options', () => {
+    const storage = new MemoryStorage();
+    expect(() => new Uploader({ storage, db: 'db' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    expect(() => new Uploader({ dir, storage, db: 'a/b' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    expect(() => new Uploader({ dir, storage, db: 'db', prefix: 'wal' })).toThrow(/prefix/);
+    expect(() => new Uploader({ dir, storage, db: 'db', generation: 0x10000 })).toThrow(/generation/);
+    expect(() => new Uploader({ dir, storage, db: 'db', concurrency: 0 })).toThrow(/concurrency/);
+  });
+});

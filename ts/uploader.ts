@@ -1,0 +1,343 @@
+/**
+ * Ships sealed journal segments to object storage: seals the live segment on a timer, finds sealed
+ * segments the manifest does not record as uploaded, and uploads them oldest first with bounded
+ * concurrency, retries and a circuit breaker. Nothing is deleted before it is confirmed in storage.
+ */
+import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { GraphstreamError, toGraphstreamError } from './errors.js';
+import { SegmentCache, type CacheConfig, type CleanupStats, type PendingSegment, type UploadRecord } from './cache.js';
+import { segmentKey } from './format.js';
+import type { GraphstreamMetrics } from './metrics.js';
+import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
+import type { SegmentStorage } from './storage/types.js';
+
+/** What the uploader needs from a journal: its directory and a way to seal the live segment. */
+export interface SealableJournal {
+  readonly dir: string;
+  /** Seals the live segment if it has entries; resolves to the sealed file's path, or null. */
+  sealForUpload(): Promise<string | null>;
+}
+
+export interface UploaderOptions {
+  /** the journal to seal and ship; or, for a sidecar that only ships what another process sealed, `dir` */
+  journal?: SealableJournal;
+  /** journal directory (sidecar mode: the uploader never seals) */
+  dir?: string;
+  storage: SegmentStorage;
+  /** key prefix, empty or ending in `/` (e.g. `wal/`) */
+  prefix?: string;
+  db: string;
+  /** 0..0xffff; 0 (the default) is the incremental journal */
+  generation?: number;
+  /** how often to seal and upload; default 1000 ms */
+  sealIntervalMs?: number;
+  /** uploads in flight at once; default 4 */
+  concurrency?: number;
+  retry?: RetryConfigInit;
+  cache?: Partial<CacheConfig>;
+  metrics?: GraphstreamMetrics;
+  /** time source for retry backoff and the breaker (tests) */
+  clock?: Clock;
+}
+
+export interface UploaderStats {
+  /** segment uploads started (each one ends as succeeded or failed) */
+  attempted: number;
+  succeeded: number;
+  /** uploads that gave up (after retries, or failing fast on an open breaker); they stay pending */
+  failed: number;
+  /** bytes confirmed in storage */
+  bytes: number;
+  /** extra put attempts made after a retryable failure */
+  retries: number;
+  inFlight: number;
+  breakerState: BreakerState;
+  /** times the circuit breaker opened */
+  breakerOpened: number;
+  lastError: GraphstreamError | null;
+}
+
+export interface UploaderEvents {
+  uploaded: [record: UploadRecord];
+  /** a failure that waiting will not fix (a `conflict`, a refused request, a failed seal or cleanup) */
+  error: [err: GraphstreamError];
+  cleanup: [stats: CleanupStats];
+}
+
+const DEFAULT_SEAL_INTERVAL_MS = 1000;
+const DEFAULT_CONCURRENCY = 4;
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  // WebCrypto digests on the thread pool: a segment-sized hash does not block the event loop.
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return Buffer.from(digest).toString('hex');
+}
+
+/** A FIFO counting semaphore: uploads start in the order they were requested. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(count: number) {
+    this.free = count;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((wake) => this.waiting.push(wake));
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+export class Uploader extends EventEmitter<UploaderEvents> {
+  readonly dir: string;
+  readonly prefix: string;
+  readonly db: string;
+  readonly generation: number;
+  readonly sealIntervalMs: number;
+  readonly concurrency: number;
+  readonly retry: RetryPolicy;
+
+  private readonly journal: SealableJournal | undefined;
+  private readonly storage: SegmentStorage;
+  private readonly metrics: GraphstreamMetrics | undefined;
+  private readonly cacheConfig: Partial<CacheConfig>;
+  private readonly clock: Clock;
+  private readonly slots: Slots;
+  private readonly stopping = new AbortController();
+  private cacheOpening: Promise<SegmentCache> | null = null;
+  private readonly inFlight = new Map<string, Promise<UploadRecord>>();
+  /** segments whose key holds different bytes: not retried on the timer (it cannot succeed) */
+  private readonly conflicts = new Map<string, GraphstreamError>();
+  private timer: NodeJS.Timeout | null = null;
+  private currentCycle: Promise<void> | null = null;
+  private started = false;
+  private stopped = false;
+  private counters = { attempted: 0, succeeded: 0, failed: 0, bytes: 0, retries: 0 };
+  private lastError: GraphstreamError | null = null;
+
+  constructor(options: UploaderOptions) {
+    super();
+    if ((options.journal === undefined) === (options.dir === undefined)) {
+      throw new GraphstreamError('invalid_argument', 'Uploader: give exactly one of `journal` and `dir`');
+    }
+    this.journal = options.journal;
+    this.dir = resolve(options.journal?.dir ?? options.dir!);
+    this.storage = options.storage;
+    this.prefix = options.prefix ?? '';
+    this.db = options.db;
+    this.generation = options.generation ?? 0;
+    this.sealIntervalMs = options.sealIntervalMs ?? DEFAULT_SEAL_INTERVAL_MS;
+    this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    if (this.prefix !== '' && !this.prefix.endsWith('/')) {
+      throw new GraphstreamError('invalid_argument', `Uploader: prefix must be empty or end with '/', got '${this.prefix}'`);
+    }
+    if (!Number.isInteger(this.generation) || this.generation < 0 || this.generation > 0xffff) {
+      throw new GraphstreamError('invalid_argument', `Uploader: generation must be an integer in 0..65535, got ${this.generation}`);
+    }
+    this.keyFor(0); // validates db
+    if (!Number.isInteger(this.sealIntervalMs) || this.sealIntervalMs < 1) {
+      throw new GraphstreamError('invalid_argument', `Uploader: sealIntervalMs must be an integer >= 1, got ${this.sealIntervalMs}`);
+    }
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
+      throw new GraphstreamError('invalid_argument', `Uploader: concurrency must be an integer >= 1, got ${this.concurrency}`);
+    }
+    this.metrics = options.metrics;
+    this.cacheConfig = options.cache ?? {};
+    this.clock = options.clock ?? systemClock;
+    this.retry = new RetryPolicy(options.retry, { clock: this.clock });
+    this.slots = new Slots(this.concurrency);
+  }
+
+  /** The object key of the segment whose first entry is `firstSeq`. */
+  keyFor(firstSeq: number): string {
+    return segmentKey(this.prefix, this.db, this.generation, firstSeq);
+  }
+
+  /** Opens the cache (resuming pending uploads found in its manifest) and starts the seal/upload timer. */
+  async start(): Promise<void> {
+    this.assertRunning();
+    if (this.started) return;
+    this.started = true;
+    await this.cache();
+    this.schedule(0);
+  }
+
+  /**
+   * Seals the live segment (unless sidecar) and uploads every sealed segment not yet in storage.
+   * Resolves once all of them are; rejects with the first failure (after its retries) otherwise,
+   * leaving the failed segments pending for the next cycle.
+   */
+  async sync(): Promise<void> {
+    this.assertRunning();
+    await this.sealLive();
+    const cache = await this.cache();
+    await this.uploadAll(await cache.pending(), { includeConflicts: true });
+  }
+
+  /**
+   * Uploads the sealed segment at `path` and every older pending one; resolves with its manifest
+   * record once all of them are in storage.
+   */
+  async uploadWithAck(path: string): Promise<UploadRecord> {
+    this.assertRunning();
+    const name = basename(path);
+    if (resolve(dirname(path)) !== this.dir) {
+      throw new GraphstreamError('invalid_argument', `uploadWithAck: ${path} is not in the journal directory ${this.dir}`);
+    }
+    const cache = await this.cache();
+    const uploaded = cache.record(name);
+    if (uploaded) return uploaded;
+    const pending = await cache.pending();
+    const index = pending.findIndex((segment) => segment.name === name);
+    if (index < 0) {
+      throw new GraphstreamError('invalid_argument', `uploadWithAck: ${path} is not a sealed segment file`);
+    }
+    const records = await this.uploadAll(pending.slice(0, index + 1), { includeConflicts: true });
+    return records[index]!;
+  }
+
+  /** Stops the timer, abandons retry waits and waits for the uploads in flight. Idempotent. */
+  async stop(): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.stopping.abort(new GraphstreamError('closed', `uploader for ${this.dir} stopped`));
+    }
+    await this.currentCycle;
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  stats(): UploaderStats {
+    return {
+      ...this.counters,
+      inFlight: this.inFlight.size,
+      breakerState: this.retry.breaker.state,
+      breakerOpened: this.retry.breaker.timesOpened,
+      lastError: this.lastError,
+    };
+  }
+
+  /** One timer tick: seal, upload what is pending, clean up. Failures are reported, never thrown. */
+  async runCycle(): Promise<void> {
+    if (this.currentCycle) return this.currentCycle;
+    this.currentCycle = this.cycle().finally(() => {
+      this.currentCycle = null;
+    });
+    return this.currentCycle;
+  }
+
+  private async cycle(): Promise<void> {
+    try {
+      await this.sealLive();
+      const cache = await this.cache();
+      // Per-segment failures are counted and reported inside upload(); they stay pending.
+      await this.uploadAll(await cache.pending(), { includeConflicts: false }).catch(() => undefined);
+      if (this.stopped) return;
+      const cleanup = await cache.cleanup();
+      if (cleanup.deletedSegments > 0) this.emit('cleanup', cleanup);
+    } catch (err) {
+      this.report(toGraphstreamError(err, `uploader for ${this.dir}`));
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.runCycle().then(() => this.schedule(this.sealIntervalMs));
+    }, delayMs);
+  }
+
+  private async sealLive(): Promise<void> {
+    if (!this.journal) return;
+    try {
+      await this.journal.sealForUpload();
+    } catch (err) {
+      throw toGraphstreamError(err, `sealing the live segment of ${this.dir}`);
+    }
+  }
+
+  private cache(): Promise<SegmentCache> {
+    this.cacheOpening ??= SegmentCache.open(this.dir, this.cacheConfig);
+    return this.cacheOpening;
+  }
+
+  /** Uploads `segments` (oldest first); resolves with their records once all are in storage. */
+  private async uploadAll(segments: PendingSegment[], options: { includeConflicts: boolean }): Promise<UploadRecord[]> {
+    const uploads = segments.map((segment) => {
+      const conflict = this.conflicts.get(segment.name);
+      if (conflict) return options.includeConflicts ? Promise.reject(conflict) : Promise.resolve(null);
+      return this.upload(segment);
+    });
+    const results = await Promise.allSettled(uploads);
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw failure.reason;
+    return results.map((result) => (result as PromiseFulfilledResult<UploadRecord>).value);
+  }
+
+  /** One segment, once: concurrent requests for the same segment share one upload. */
+  private upload(segment: PendingSegment): Promise<UploadRecord> {
+    const running = this.inFlight.get(segment.name);
+    if (running) return running;
+    const upload = this.slots.run(() => this.uploadNow(segment)).finally(() => this.inFlight.delete(segment.name));
+    this.inFlight.set(segment.name, upload);
+    return upload;
+  }
+
+  private async uploadNow(segment: PendingSegment): Promise<UploadRecord> {
+    const cache = await this.cache();
+    const already = cache.record(segment.name);
+    if (already) return already;
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.dir} stopped before uploading ${segment.name}`);
+
+    const key = this.keyFor(segment.firstSeq);
+    this.counters.attempted++;
+    const started = this.clock.now();
+    try {
+      const bytes = await readFile(segment.path).catch((err: unknown) => {
+        throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+      });
+      const sha256 = await sha256Hex(bytes);
+      await this.retry.run(() => this.storage.put(key, bytes, { ifNoneMatch: '*' }), {
+        signal: this.stopping.signal,
+        description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+        onRetry: () => {
+          this.counters.retries++;
+        },
+      });
+      const record = await cache.markUploaded({ name: segment.name, key, size: bytes.byteLength, sha256 });
+      this.counters.succeeded++;
+      this.counters.bytes += bytes.byteLength;
+      this.metrics?.recordUpload(bytes.byteLength, this.clock.now() - started);
+      this.emit('uploaded', record);
+      return record;
+    } catch (err) {
+      const error = toGraphstreamError(err, `uploading ${segment.path}`);
+      this.counters.failed++;
+      this.metrics?.recordUploadError();
+      if (error.code === 'conflict') this.conflicts.set(segment.name, error);
+      this.lastError = error;
+      if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed') this.report(error);
+      throw error;
+    }
+  }
+
+  private report(err: GraphstreamError): void {
+    this.lastError = err;
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  private assertRunning(): void {
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.dir} is stopped`);
+  }
+}
