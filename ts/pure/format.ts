@@ -33,7 +33,6 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024;
 export const ZERO_HASH: Buffer = Buffer.alloc(HASH_SIZE);
 
 const MAGIC = Buffer.from('HADBJ', 'latin1');
-const KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_SEALED | FLAG_HAS_CHAIN_HASH;
 const MAX_PAYLOAD_LEN = 0xffff_ffff;
 const TWO_POW_32 = 2 ** 32;
 const MAX_U64 = 2n ** 64n - 1n;
@@ -323,8 +322,8 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
 }
 
 function decodeUnsealed(buf: Buffer, header: HeaderFields, options: DecodeOptions | undefined, max: number): RawSegment {
-  if (header.flags !== 0 || header.compression !== COMPRESSION_NONE) {
-    fail('invalid_segment', `unsealed segment: flags ${hex8(header.flags)} and compression ${header.compression} must be 0`);
+  if (header.flags !== 0) {
+    fail('invalid_segment', `unsealed segment ${header.firstSeq}: flags ${hex8(header.flags)}, only sealed segments carry flags`);
   }
   const body = buf.subarray(HEADER_SIZE);
   if (body.length > max) fail('too_large', `unsealed segment body of ${body.length} bytes exceeds the limit of ${max}`);
@@ -352,9 +351,6 @@ function hex8(value: number): string {
 function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegment {
   const compressed = (header.flags & FLAG_COMPRESSED) !== 0;
   const hasTrailer = (header.flags & FLAG_HAS_CHAIN_HASH) !== 0;
-  if (compressed !== (header.compression === COMPRESSION_ZSTD) || header.compression > COMPRESSION_ZSTD) {
-    fail('invalid_segment', `sealed segment: flags ${hex8(header.flags)} do not agree with compression ${header.compression}`);
-  }
   if (header.bodyLen > max) {
     fail('too_large', `sealed segment: body_len ${header.bodyLen} exceeds the limit of ${max}`);
   }
@@ -365,10 +361,12 @@ function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegmen
   if (buf.length > expectedLength) {
     fail('invalid_segment', `sealed segment: ${buf.length - expectedLength} bytes after the declared end at offset ${expectedLength}`);
   }
-  if (header.entryCount === 0) fail('invalid_segment', 'sealed segment: entry_count is 0');
   const stored = buf.subarray(HEADER_SIZE, HEADER_SIZE + header.bodyLen);
   if (!sha256(stored).equals(header.bodyChecksum)) {
     fail('checksum_mismatch', `sealed segment: SHA-256 of the ${header.bodyLen}-byte body does not match body_checksum`);
+  }
+  if (header.compression !== (compressed ? COMPRESSION_ZSTD : COMPRESSION_NONE)) {
+    fail('invalid_segment', `sealed segment: compression ${header.compression} does not fit flags ${hex8(header.flags)}`);
   }
   const body = compressed ? zstdDecompress(stored, max) : stored;
   // Offsets in messages are into the file for raw bodies, into the decompressed body otherwise.
@@ -377,13 +375,10 @@ function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegmen
   if (count !== header.entryCount) {
     fail('truncated', `sealed segment: entry_count ${header.entryCount}, body holds ${count} entries`);
   }
+  if (count === 0) fail('invalid_segment', 'sealed segment holds no entries');
   const lastSeq = header.firstSeq + count - 1;
   if (header.lastSeq !== lastSeq) {
     fail('invalid_segment', `sealed segment: last_seq ${header.lastSeq}, entries end at sequence ${lastSeq}`);
-  }
-  const expectedPrevChecksum = walked.startHash.readBigUInt64BE(0);
-  if (header.prevSegmentChecksum !== expectedPrevChecksum) {
-    fail('chain_broken', `sealed segment: prev_segment_checksum ${header.prevSegmentChecksum} does not match the first entry's prev_hash (sequence ${header.firstSeq})`);
   }
   if (hasTrailer && !buf.subarray(expectedLength - TRAILER_SIZE).equals(walked.chainHash)) {
     fail('checksum_mismatch', `sealed segment: trailer at offset ${expectedLength - TRAILER_SIZE} does not match the chain hash after sequence ${lastSeq}`);
@@ -404,7 +399,6 @@ export function decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSe
   const max = maxBodyBytesOf(options);
   const buf = asBuffer(bytes);
   const header = readHeader(buf);
-  if ((header.flags & ~KNOWN_FLAGS) !== 0) fail('invalid_segment', `header: unknown flags ${hex8(header.flags)}`);
   return (header.flags & FLAG_SEALED) !== 0 ? decodeSealed(buf, header, max) : decodeUnsealed(buf, header, options, max);
 }
 
