@@ -125,11 +125,13 @@ function writerOptionsOf(options: JournalOptions): WriterOptions {
   };
 }
 
-/** The core to use: the given one, else the native addon (loaded only when needed). */
+/** The core to use: the given one, else the native addon, else (no binary for this platform) the pure twin. */
 export async function resolveCore(core: Core | undefined): Promise<Core> {
   if (core !== undefined) return core;
   const { nativeCore } = await import('./native.js');
-  return nativeCore;
+  if (nativeCore !== null) return nativeCore;
+  const { pureCore } = await import('./pure/index.js');
+  return pureCore;
 }
 
 /** `payload` with protobuf field 1 (`sequence`, a varint) in front: fields are written in field-number order. */

@@ -1,0 +1,308 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { isGraphstreamError } from '../ts/errors.js';
+import { Journal } from '../ts/journal.js';
+import { ParamValue } from '../ts/params.js';
+import { encodeJournalEntry } from '../ts/payload.js';
+import { readJournal } from '../ts/reader.js';
+import { corePairs, cores } from './helpers/cores.js';
+import { entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
+
+const ZERO_HASH = Buffer.alloc(32);
+const SEGMENT = /^journal-\d{16}\.hadbj$/;
+
+async function segmentFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => SEGMENT.test(name)).sort();
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(isGraphstreamError(err), `expected a GraphstreamError, got ${String(err)}`).toBe(true);
+  expect((err as { code: string }).code).toBe(code);
+}
+
+describe.each(cores)('Journal ($kind core)', (core) => {
+  test('appends get consecutive sequences and the chain hash of their payload', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    expect(journal.sequence).toBe(0);
+    expect(journal.chainHash).toEqual(ZERO_HASH);
+    let prev: Buffer = ZERO_HASH;
+    for (let i = 1; i <= 5; i++) {
+      const timestampMs = 1_700_000_000_000 + i;
+      const result = await journal.append({ ...entryFor(i), timestampMs });
+      expect(result.sequence).toBe(i);
+      const payload = encodeJournalEntry({ ...entryFor(i), timestampMs, sequence: i });
+      expect(result.chainHash).toEqual(core.computeEntryHash(prev, payload));
+      prev = result.chainHash;
+    }
+    expect(journal.sequence).toBe(5);
+    expect(journal.chainHash).toEqual(prev);
+    await journal.close();
+
+    const records = await readAll(dir, core);
+    expect(records.map((r) => r.sequence)).toEqual([1, 2, 3, 4, 5]);
+    expect(records[4]!.chainHash).toEqual(prev);
+    const third = records[2]!.entry;
+    expect(third.sequence).toBe(3);
+    expect(third.query).toBe(entryFor(3).query);
+    expect(third.timestampMs).toBe(1_700_000_000_003);
+    expect(third.params).toEqual([
+      ['i', ParamValue.int(3n)],
+      ['name', ParamValue.string('item-3')],
+    ]);
+  });
+
+  test('timestampMs defaults to the time of the append', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const before = Date.now();
+    await journal.append({ query: 'RETURN 1' });
+    const after = Date.now();
+    await journal.close();
+    const [record] = await readAll(dir, core);
+    expect(record!.entry.timestampMs).toBeGreaterThanOrEqual(before);
+    expect(record!.entry.timestampMs).toBeLessThanOrEqual(after);
+  });
+
+  test('concurrent appenders: call order, no gaps, and group commit shares fdatasyncs', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const workers = 64;
+    const perWorker = 16;
+    const seen = await Promise.all(
+      Array.from({ length: workers }, async (_, w) => {
+        const sequences: number[] = [];
+        for (let k = 0; k < perWorker; k++) {
+          sequences.push((await journal.append(entryFor(w * perWorker + k))).sequence);
+        }
+        return sequences;
+      }),
+    );
+    for (const sequences of seen) {
+      for (let k = 1; k < sequences.length; k++) expect(sequences[k]).toBeGreaterThan(sequences[k - 1]!);
+    }
+    const total = workers * perWorker;
+    expect(seen.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    const stats = journal.stats();
+    expect(stats.appends).toBe(total);
+    // one fdatasync per group, not per append
+    expect(stats.syncs).toBeGreaterThan(0);
+    expect(stats.syncs).toBeLessThanOrEqual(total / 8);
+    await journal.close();
+
+    const records = await readAll(dir, core);
+    expect(records).toHaveLength(total);
+    for (const record of records) {
+      expect(record.entry.sequence).toBe(record.sequence);
+      const i = Number((record.entry.params[0]![1] as { value: bigint }).value);
+      // the entry that got sequence s is the one whose append resolved with s
+      expect(seen[Math.floor(i / perWorker)]![i % perWorker]).toBe(record.sequence);
+    }
+  });
+
+  test('appends made in one tick are one core call and keep their call order', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => journal.appendRaw(Buffer.from(`raw-${i}`))));
+    expect(results.map((r) => r.sequence)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(journal.stats().groups).toBe(1);
+    await journal.close();
+    const payloads: string[] = [];
+    for await (const record of readJournal(dir, { core, raw: true })) payloads.push(record.payload.toString());
+    expect(payloads).toEqual(Array.from({ length: 100 }, (_, i) => `raw-${i}`));
+  });
+
+  test('the core writer groups appends queued while a write is in flight', async () => {
+    const dir = await tempDir();
+    const writer = await core.openWriter(dir, { sequence: 0, chainHash: ZERO_HASH, liveSegment: null }, {
+      maxSegmentBytes: 1 << 20,
+      level: 3,
+      durability: 'fsync',
+      fsyncIntervalMs: 100,
+      queueCapacity: 8,
+    });
+    const batches = await Promise.all(Array.from({ length: 200 }, (_, i) => writer.append([Buffer.from(`p${i}`)])));
+    // call order, no gaps, even with the queue (capacity 8) full and callers waiting
+    expect(batches.map((b) => b.firstSequence)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(writer.stats().syncs).toBeLessThan(200);
+    expect(writer.stats().syncs).toBe(writer.stats().batches);
+    await writer.close();
+    expect(writer.alive).toBe(false);
+  });
+
+  test('appendBatch writes consecutive entries and rejects a batch with one bad value before writing any', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const results = await journal.appendBatch([entryFor(1), entryFor(2), entryFor(3)]);
+    expect(results.map((r) => r.sequence)).toEqual([1, 2, 3]);
+    await expectCode(journal.appendBatch([entryFor(4), { query: 'x', params: { f: (() => 1) as never } }]), 'invalid_argument');
+    expect((await journal.append(entryFor(4))).sequence).toBe(4);
+    await journal.close();
+    expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual([1, 2, 3, 4]);
+  });
+
+  test('values that cannot be journaled are rejected and nothing is written', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const bad: unknown[] = [() => 1, Symbol('s'), 2n ** 64n, cyclic, undefined];
+    for (const value of bad) {
+      await expectCode(journal.append({ query: 'RETURN $v', params: { v: value as never } }), 'invalid_argument');
+    }
+    await expectCode(journal.append({ query: 42 as never }), 'invalid_argument');
+    await expectCode(journal.append(null as never), 'invalid_argument');
+    await expectCode(journal.appendRaw('text' as never), 'invalid_argument');
+    expect(journal.sequence).toBe(0);
+    await journal.close();
+    expect(await segmentFiles(dir)).toEqual([]);
+  });
+
+  test('appendRaw copies the payload; payloads over maxEntryBytes are too_large', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core, maxEntryBytes: 1000 });
+    const payload = Buffer.from('original');
+    const pending = journal.appendRaw(payload);
+    payload.write('mutated!');
+    await pending;
+    await expectCode(journal.appendRaw(Buffer.alloc(1001)), 'too_large');
+    await expectCode(journal.append({ query: 'x'.repeat(2000) }), 'too_large');
+    await journal.close();
+    const records = [];
+    for await (const record of readJournal(dir, { core, raw: true })) records.push(record.payload.toString());
+    expect(records).toEqual(['original']);
+  });
+
+  test('close seals, is idempotent, releases the lock; appends after it are rejected with closed', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    await expectCode(Journal.open(dir, { core }), 'locked');
+    await journal.append(entryFor(1));
+    await Promise.all([journal.close(), journal.close()]);
+    await journal.close();
+    expect(journal.alive).toBe(false);
+    await expectCode(journal.append(entryFor(2)), 'closed');
+    await expectCode(journal.appendRaw(Buffer.from('x')), 'closed');
+    await expectCode(journal.sealForUpload(), 'closed');
+    const [name] = await segmentFiles(dir);
+    const header = core.decodeHeader(await readFile(join(dir, name!)));
+    expect(header.flags & 0x04).toBe(0x04);
+    const reopened = await Journal.open(dir, { core });
+    expect(reopened.sequence).toBe(1);
+    await reopened.close();
+  });
+
+  test('appends pending at close are written before it', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const appends = Array.from({ length: 10 }, (_, i) => journal.append(entryFor(i)));
+    await journal.close();
+    expect((await Promise.all(appends)).map((r) => r.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(await readAll(dir, core)).toHaveLength(10);
+  });
+
+  test('rotation: an entry exactly filling a segment stays, the next starts a new one; an oversized entry gets its own', async () => {
+    const dir = await tempDir();
+    const maxSegmentBytes = 128 + 48 + 100;
+    const journal = await Journal.open(dir, { core, maxSegmentBytes, compression: 'none' });
+    await journal.appendRaw(Buffer.alloc(100, 1)); // 1: fills segment 1 exactly
+    await journal.appendRaw(Buffer.alloc(10, 2)); // 2: new segment
+    await journal.appendRaw(Buffer.alloc(10, 3)); // 3: fits beside 2
+    await journal.appendRaw(Buffer.alloc(500, 4)); // 4: larger than a segment, alone
+    await journal.appendRaw(Buffer.alloc(10, 5)); // 5: new segment
+    expect(journal.stats().segmentsSealed).toBe(3);
+    await journal.close();
+    const names = await segmentFiles(dir);
+    expect(names).toEqual([1, 2, 4, 5].map((seq) => `journal-${String(seq).padStart(16, '0')}.hadbj`));
+    const counts = [];
+    for (const name of names) {
+      const bytes = await readFile(join(dir, name));
+      const segment = core.decodeSegment(bytes);
+      expect(segment.header.flags).toBe(0x0c);
+      counts.push(segment.entryOffsets.length);
+      if (segment.entryOffsets.length > 1) expect(128 + segment.body.length).toBeLessThanOrEqual(maxSegmentBytes);
+    }
+    expect(counts).toEqual([1, 2, 1, 1]);
+    const sequences = [];
+    for await (const record of readJournal(dir, { core, raw: true })) sequences.push(record.sequence);
+    expect(sequences).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  test('sealForUpload seals the live segment, returns null when it is empty, and appending continues', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    expect(await journal.sealForUpload()).toBeNull();
+    await journal.append(entryFor(1));
+    await journal.append(entryFor(2));
+    const sealed = await journal.sealForUpload();
+    expect(sealed).toBe(join(journal.directory, 'journal-0000000000000001.hadbj'));
+    const segment = core.decodeSegment(await readFile(sealed!));
+    expect(segment.header.flags).toBe(0x0d);
+    expect(segment.header.lastSeq).toBe(2);
+    expect(segment.chainHash).toEqual(journal.chainHash);
+    expect(await journal.sealForUpload()).toBeNull();
+    expect((await journal.append(entryFor(3))).sequence).toBe(3);
+    expect(await segmentFiles(dir)).toEqual(['journal-0000000000000001.hadbj', 'journal-0000000000000003.hadbj']);
+    await journal.close();
+    expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual([1, 2, 3]);
+  });
+
+  test.each(['interval', 'none'] as const)('durability %s: appends, flush and reopen', async (durability) => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core, durability, fsyncIntervalMs: 5 });
+    for (let i = 0; i < 20; i++) await journal.append(entryFor(i));
+    await journal.flush();
+    if (durability === 'none') expect(journal.stats().syncs).toBe(1);
+    await journal.close();
+    const reopened = await Journal.open(dir, { core, durability });
+    expect(reopened.sequence).toBe(20);
+    await reopened.close();
+    expect(await readAll(dir, core)).toHaveLength(20);
+  });
+
+  test('options are validated', async () => {
+    const dir = await tempDir();
+    await expectCode(Journal.open(dir, { core, maxSegmentBytes: 100 }), 'invalid_argument');
+    await expectCode(Journal.open(dir, { core, compression: { zstd: 23 } }), 'invalid_argument');
+    await expectCode(Journal.open(dir, { core, durability: 'sometimes' as never }), 'invalid_argument');
+    await expectCode(Journal.open(dir, { core, fsyncIntervalMs: 0 }), 'invalid_argument');
+  });
+
+  test('a directory that cannot be created is an io error', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'regular-file');
+    await writeFile(file, 'not a directory');
+    await expectCode(Journal.open(join(file, 'journal'), { core }), 'io');
+  });
+
+  test('one process holds many journals at once', async () => {
+    const journals = await Promise.all(Array.from({ length: 8 }, async () => Journal.open(await tempDir(), { core })));
+    await Promise.all(journals.map((journal, i) => Promise.all(Array.from({ length: 10 }, (_, k) => journal.append(entryFor(i * 10 + k))))));
+    expect(journals.map((journal) => journal.sequence)).toEqual(Array(8).fill(10));
+    await Promise.all(journals.map((journal) => journal.close()));
+  });
+});
+
+describe.each(corePairs)('a journal written by one core is continued and read by the other', ({ writer: writerCore, reader: readerCore }) => {
+  test(`${writerCore.kind} writes, ${readerCore.kind} continues; both read it`, async () => {
+    const dir = await tempDir();
+    const first = await Journal.open(dir, { core: writerCore, maxSegmentBytes: 2048 });
+    await Promise.all(Array.from({ length: 60 }, (_, i) => first.append(entryFor(i))));
+    await first.close();
+    const second = await Journal.open(dir, { core: readerCore, maxSegmentBytes: 2048 });
+    expect(second.sequence).toBe(60);
+    expect(second.chainHash).toEqual(first.chainHash);
+    await Promise.all(Array.from({ length: 60 }, (_, i) => second.append(entryFor(60 + i))));
+    await second.close();
+    for (const core of [writerCore, readerCore]) {
+      const records = await readAll(dir, core);
+      expect(records.map((r) => r.sequence)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+      expect(records[119]!.chainHash).toEqual(second.chainHash);
+    }
+  });
+});
