@@ -1,0 +1,125 @@
+/**
+ * Crash safety with real processes: a child appends with durability 'fsync'
+ * and prints every acknowledged sequence; it is SIGKILLed at random moments,
+ * and each time the journal must reopen with every acknowledged entry, a chain
+ * that verifies end to end, and appending continuing at the next sequence.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { Core } from '../ts/core.js';
+import { Journal } from '../ts/journal.js';
+import { readJournal } from '../ts/reader.js';
+import { cores } from './helpers/cores.js';
+import { tempDir } from './helpers/journal-fixtures.js';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const buildDir = join(root, '.vitest-tmp', `crash-${process.pid}`);
+const script = join(buildDir, 'crash-appender.mjs');
+const ROUNDS = 12;
+
+beforeAll(async () => {
+  await mkdir(buildDir, { recursive: true });
+  await build({
+    entryPoints: [join(root, '__test__/helpers/crash-appender.ts')],
+    outfile: script,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
+});
+
+afterAll(async () => {
+  await rm(buildDir, { recursive: true, force: true });
+});
+
+interface Child {
+  lines: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(): void;
+  stderr(): string;
+}
+
+function run(command: string, args: string[]): Child {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let partial = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    const text = partial + chunk.toString('utf8');
+    const parts = text.split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  return { lines, exited, kill: () => child.kill('SIGKILL'), stderr: () => stderr };
+}
+
+async function waitFor(child: Child, predicate: (lines: string[]) => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!predicate(child.lines)) {
+    if (Date.now() > deadline) throw new Error(`child never printed ${what}; stderr:\n${child.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+async function verify(dir: string, core: Core): Promise<number> {
+  let expected = 1;
+  for await (const record of readJournal(dir, { core })) {
+    expect(record.sequence).toBe(expected);
+    expect(record.entry.sequence).toBe(record.sequence);
+    expected++;
+  }
+  return expected - 1;
+}
+
+describe.each(cores)('crash safety ($kind core)', (core) => {
+  test('SIGKILL at random moments loses no acknowledged append', { timeout: 120_000 }, async () => {
+    const dir = await tempDir('crash');
+    let lastAcknowledged = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const child = run(process.execPath, [script, core.kind, dir, 'append']);
+      await waitFor(child, (lines) => lines.some((line) => line.startsWith('start ')), 'start');
+      const start = Number(child.lines.find((line) => line.startsWith('start '))!.slice(6));
+      expect(start).toBeGreaterThanOrEqual(lastAcknowledged);
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 400));
+      child.kill();
+      const { signal } = await child.exited;
+      expect(signal, child.stderr()).toBe('SIGKILL');
+      const acks = child.lines.filter((line) => line.startsWith('ack ')).map((line) => Number(line.slice(4)));
+      lastAcknowledged = Math.max(lastAcknowledged, ...acks);
+
+      const last = await verify(dir, core);
+      expect(last).toBeGreaterThanOrEqual(lastAcknowledged);
+      const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096 });
+      expect(journal.sequence).toBe(last);
+      expect((await journal.append({ query: 'RETURN $round', params: { round } })).sequence).toBe(last + 1);
+      await journal.close();
+      lastAcknowledged = last + 1;
+    }
+    expect(await verify(dir, core)).toBe(lastAcknowledged);
+  });
+
+  test('an I/O error (file size limit) rejects exactly the append it hits; the journal stays usable', async () => {
+    const dir = await tempDir('efbig');
+    // 16 KiB file size limit: the 64 KiB append fails with EFBIG (node ignores SIGXFSZ)
+    const child = run('bash', ['-c', 'ulimit -f 16 && exec "$0" "$@"', process.execPath, script, core.kind, dir, 'efbig']);
+    const { code } = await child.exited;
+    expect(code, child.stderr()).toBe(0);
+    expect(child.lines).toEqual(['ack 1', 'rejected io', 'alive true', 'ack 2', 'closed']);
+    const payloads = [];
+    for await (const record of readJournal(dir, { core, raw: true })) payloads.push(record.payload.toString());
+    expect(payloads).toEqual(['before', 'after']);
+  });
+});

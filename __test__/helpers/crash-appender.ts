@@ -1,0 +1,62 @@
+/**
+ * Child process of __test__/crash.test.ts (bundled with esbuild, run with node).
+ *
+ *   crash-appender <native|pure> <dir> append   appends forever from 8 concurrent callers with
+ *                                               durability 'fsync', printing `ack <seq>` for each
+ *                                               acknowledged append, until it is killed
+ *   crash-appender <native|pure> <dir> efbig    run under a file-size limit: an append that passes
+ *                                               it must be rejected, and the journal stay usable
+ */
+import type { Core } from '../../ts/core.js';
+import { toGraphstreamError } from '../../ts/errors.js';
+import { Journal } from '../../ts/journal.js';
+
+const [kind, dir, mode] = process.argv.slice(2);
+
+async function loadCore(): Promise<Core> {
+  if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
+  const { nativeCore, nativeLoadError } = await import('../../ts/native.js');
+  if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
+  return nativeCore;
+}
+
+function say(line: string): void {
+  // stdout is a pipe: writes are synchronous, so a printed ack survives SIGKILL
+  process.stdout.write(`${line}\n`);
+}
+
+async function appendForever(core: Core): Promise<void> {
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 4096, durability: 'fsync' });
+  say(`start ${journal.sequence}`);
+  let counter = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (;;) {
+        const i = counter++;
+        const { sequence } = await journal.append({
+          query: 'CREATE (:Item {i: $i, pad: $pad})',
+          params: { i, pad: 'x'.repeat((i * 37) % 300) },
+        });
+        say(`ack ${sequence}`);
+      }
+    }),
+  );
+}
+
+async function appendPastFileLimit(core: Core): Promise<void> {
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 1 << 20 });
+  say(`ack ${(await journal.appendRaw(Buffer.from('before'))).sequence}`);
+  try {
+    await journal.appendRaw(Buffer.alloc(64 * 1024, 7));
+    say('accepted');
+  } catch (err) {
+    say(`rejected ${toGraphstreamError(err).code}`);
+  }
+  say(`alive ${journal.alive}`);
+  say(`ack ${(await journal.appendRaw(Buffer.from('after'))).sequence}`);
+  await journal.close();
+  say('closed');
+}
+
+const core = await loadCore();
+await (mode === 'efbig' ? appendPastFileLimit(core) : appendForever(core));
