@@ -1,0 +1,68 @@
+/**
+ * Loads the native addon (built by `npm run build:native` into native/, or a prebuilt
+ * per-platform package) and adapts it to the Core binding surface. Loading never throws:
+ * `nativeCore` is null where no binary loads, and `nativeLoadError` says why.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as Native from '../native/graphstream.js';
+import type { Core, CoreWriter, WriterOptions, WriterStart } from './core.js';
+
+type NativeBinding = typeof Native;
+
+function findLoader(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 4; depth++) {
+    const candidate = join(dir, 'native', 'graphstream.cjs');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('native/graphstream.cjs not found (run `npm run build:native`)');
+}
+
+function loadBinding(): { binding: NativeBinding | null; error: Error | null } {
+  try {
+    const require = createRequire(import.meta.url);
+    return { binding: require(findLoader()) as NativeBinding, error: null };
+  } catch (err) {
+    return { binding: null, error: err instanceof Error ? err : new Error(String(err)) };
+  }
+}
+
+/** Zero-copy view of bytes as a Buffer (async native calls take Buffers). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function adapt(native: NativeBinding): Core {
+  return {
+    kind: 'native',
+    crc32c: (data, initial) => native.crc32c(data, initial),
+    computeEntryHash: (prevHash, payload) => native.computeEntryHash(prevHash, payload),
+    encodeEntry: (sequence, prevHash, payload) => native.encodeEntry(sequence, prevHash, payload),
+    encodeEntries: (firstSequence, prevHash, payloads) =>
+      native.encodeEntries(firstSequence, prevHash, payloads.map(asBuffer)),
+    decodeEntry: (bytes, offset) => native.decodeEntry(bytes, offset),
+    encodeHeader: (header) =>
+      native.encodeHeader({
+        ...header,
+        bodyChecksum: header.bodyChecksum === undefined ? undefined : asBuffer(header.bodyChecksum),
+      }),
+    decodeHeader: (bytes) => native.decodeHeader(bytes),
+    sealSegment: (unsealed, options) => native.sealSegment(unsealed, options),
+    sealSegmentAsync: (unsealed, options) => native.sealSegmentAsync(asBuffer(unsealed), options),
+    decodeSegment: (bytes, options) => native.decodeSegment(bytes, options),
+    decodeSegmentAsync: (bytes, options) => native.decodeSegmentAsync(asBuffer(bytes), options),
+    openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
+      native.openJournalWriter(dir, start, options),
+  };
+}
+
+const loaded = loadBinding();
+
+/** The native binding itself, for the modules that wrap native classes (object storage). */
+export const nativeBinding: NativeBinding | null = loaded.binding;
+export const nativeCore: Core | null = loaded.binding ? adapt(loaded.binding) : null;
+export const nativeLoadError: Error | null = loaded.error;
