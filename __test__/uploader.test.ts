@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
@@ -76,11 +76,22 @@ function keyOf(name: string, prefix = 'wal/', db = 'db', generation = 0): string
   return segmentKey(prefix, db, generation, Number(/\d{16}/.exec(name)![0]));
 }
 
+/** The sealed segments hold entries 1..count, contiguous and verified: the directory lost nothing. */
+function expectWholeJournal(segments: Map<string, Buffer>, count: number): void {
+  let next = 1;
+  for (const bytes of segments.values()) {
+    const decoded = format.decodeSegment(bytes);
+    expect(decoded.header.firstSeq).toBe(next);
+    next += decoded.entries.length;
+  }
+  expect(next - 1).toBe(count);
+}
+
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /**
- * Wraps a storage: counts every request, records each put's key and bytes hash, tracks the most
- * puts in flight at once, and lets a test fail or hold puts.
+ * Wraps a storage (which a test may swap): counts every request, records each put's key and bytes
+ * hash, tracks the most puts in flight at once, and lets a test fail or hold puts.
  */
 class RecordingStorage implements SegmentStorage {
   readonly description: string;
@@ -91,7 +102,7 @@ class RecordingStorage implements SegmentStorage {
   /** runs before each put reaches the inner storage; may throw or wait */
   beforePut: ((key: string) => Promise<void>) | null = null;
 
-  constructor(readonly inner: SegmentStorage) {
+  constructor(public inner: SegmentStorage) {
     this.description = inner.description;
   }
 
@@ -196,6 +207,21 @@ describe('Uploader', () => {
     for (let i = 0; i < 3; i++) await uploader.runCycle();
     await uploader.sync();
     expect(storage.requests).toBe(requests);
+  });
+
+  it('on its timer, seals the live segment and ships it without being asked', async () => {
+    const { journal, storage, uploader } = await setup({ sealIntervalMs: 5 });
+    await uploader.start();
+    await journal.append(30);
+    await vi.waitFor(async () => {
+      const files = (await readdir(dir)).filter((name) => SEGMENT_FILE.test(name));
+      const sealed = await sealedSegments(dir);
+      expect(sealed.size).toBe(files.length);
+      expect(uploader.stats().succeeded).toBe(sealed.size);
+    });
+    const sealed = await sealedSegments(dir);
+    expectWholeJournal(sealed, 30);
+    await expectStored(storage.inner, sealed);
   });
 
   it('uploads oldest first, with at most `concurrency` puts in flight', async () => {
@@ -356,5 +382,181 @@ describe('Uploader', () => {
     expect(() => new Uploader({ dir, storage, db: 'db', prefix: 'wal' })).toThrow(/prefix/);
     expect(() => new Uploader({ dir, storage, db: 'db', generation: 0x10000 })).toThrow(/generation/);
     expect(() => new Uploader({ dir, storage, db: 'db', concurrency: 0 })).toThrow(/concurrency/);
+  });
+});
+
+describe('Uploader against a real S3 server (moto) through a fault proxy', () => {
+  let dir: string;
+  let bucket: string;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-s3-'));
+    bucket = await createTestBucket('uploader');
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function s3(endpoint: string): S3Storage {
+    // one attempt per request inside the SDK: the Uploader's RetryPolicy is what is under test
+    const storage = new S3Storage({ bucket, endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxAttempts: 1 });
+    cleanups.push(() => storage.close());
+    return storage;
+  }
+
+  /**
+   * Storage behind a proxy injecting faults at `faultRate`, and an outage proxy (every request
+   * answered 500/503 or its connection dropped before reaching the server) to switch to.
+   */
+  async function faultyStorage(faultRate: number, seed: number) {
+    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate, seed, latencyMs: 20 });
+    const outage = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, seed, weights: { latency: 0, dropAfter: 0 } });
+    cleanups.push(() => proxy.close(), () => outage.close());
+    const faulty = s3(proxy.endpoint);
+    const down = s3(outage.endpoint);
+    const storage = new RecordingStorage(faulty);
+    return {
+      proxy,
+      outage,
+      storage,
+      direct: s3(s3Endpoint()),
+      setOutage(on: boolean) {
+        storage.inner = on ? down : faulty;
+      },
+    };
+  }
+
+  function uploaderFor(journal: TestJournal, storage: SegmentStorage, cache = { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }) {
+    const uploader = new Uploader({
+      journal,
+      storage,
+      prefix: 'wal/',
+      db: 'db',
+      sealIntervalMs: 60_000,
+      concurrency: 4,
+      retry: { maxAttempts: 4, baseDelayMs: 2, maxDelayMs: 20, breaker: { failureThreshold: 4, coolDownMs: 1000 } },
+      cache,
+    });
+    cleanups.push(() => uploader.stop());
+    return uploader;
+  }
+
+  /** Calls sync() until it resolves (failed segments stay pending and are retried), at most `tries` times. */
+  async function syncUntilDone(uploader: Uploader, tries = 200): Promise<number> {
+    for (let failures = 0; failures < tries; failures++) {
+      try {
+        await uploader.sync();
+        return failures;
+      } catch (err) {
+        expect(['storage', 'circuit_open']).toContain((err as GraphstreamError).code);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    throw new Error(`sync() did not succeed in ${tries} tries`);
+  }
+
+  /** Every put of a key carried the same bytes: nothing was ever uploaded twice with different bytes. */
+  function expectOneVersionPerKey(...storages: RecordingStorage[]): void {
+    const versions = new Map<string, Set<string>>();
+    for (const put of storages.flatMap((storage) => storage.puts)) {
+      versions.set(put.key, (versions.get(put.key) ?? new Set()).add(put.sha256));
+    }
+    for (const [key, hashes] of versions) expect(hashes.size, key).toBe(1);
+  }
+
+  async function expectStoredIdentical(direct: SegmentStorage, segments: Map<string, Buffer>): Promise<void> {
+    expect(await direct.list('wal/db/0000/')).toEqual([...segments.keys()].map((name) => keyOf(name)));
+    for (const [name, bytes] of segments) {
+      const stored = await direct.get(keyOf(name));
+      expect(stored !== null && Buffer.from(stored).equals(bytes), `${name} byte-identical in storage`).toBe(true);
+    }
+  }
+
+  it('under a 30% fault rate every sealed segment reaches storage byte-identical; the breaker opens in an outage and recovers', async () => {
+    const { proxy, outage, storage, direct, setOutage } = await faultyStorage(0.3, 7);
+    const journal = openTestJournal(dir);
+    const uploader = uploaderFor(journal, storage);
+    let appended = 0;
+    for (let round = 0; round < 4; round++) {
+      await journal.append(100);
+      appended += 100;
+      await uploader.runCycle();
+    }
+    await syncUntilDone(uploader);
+    expect(uploader.stats().breakerState).toBe('closed');
+
+    // an outage: every request fails, the breaker opens and then fails fast without requests
+    setOutage(true);
+    await journal.append(100);
+    appended += 100;
+    for (let i = 0; i < 10 && uploader.stats().breakerState !== 'open'; i++) await uploader.runCycle();
+    expect(uploader.stats().breakerState).toBe('open');
+    expect(outage.stats.forwarded).toBe(0);
+    const requestsWhileOpen = outage.stats.requests;
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'circuit_open' });
+    expect(outage.stats.requests).toBe(requestsWhileOpen);
+
+    // back to 30%: a half-open probe gets through, the breaker closes, the backlog drains
+    setOutage(false);
+    await syncUntilDone(uploader);
+    const stats = uploader.stats();
+    expect(stats.breakerState).toBe('closed');
+    expect(stats.breakerOpened).toBeGreaterThanOrEqual(1);
+
+    const segments = await sealedSegments(dir);
+    expectWholeJournal(segments, appended);
+    await expectStoredIdentical(direct, segments);
+    expectOneVersionPerKey(storage);
+    const injected = Object.values(proxy.injected).reduce((a, b) => a + b, 0);
+    expect(injected).toBeGreaterThan(10);
+    expect(stats.retries).toBeGreaterThan(0);
+    expect(stats.succeeded).toBe(segments.size);
+    expect(stats.attempted).toBe(stats.succeeded + stats.failed);
+    expect(stats.bytes).toBe([...segments.values()].reduce((sum, bytes) => sum + bytes.length, 0));
+    expect(stats.inFlight).toBe(0);
+  });
+
+  it('a restart in the middle of uploading resumes from the manifest; cleanup never deletes pending data', async () => {
+    const { outage, storage: firstStorage, direct, setOutage } = await faultyStorage(0.3, 11);
+    const journal = openTestJournal(dir);
+    await journal.append(600);
+    await journal.sealForUpload();
+    const segments = await sealedSegments(dir);
+    expect(segments.size).toBeGreaterThan(12);
+
+    // the first process uploads a few segments and is stopped in the middle
+    const first = uploaderFor(journal, firstStorage);
+    let uploaded = 0;
+    first.on('uploaded', () => {
+      if (++uploaded === 4) void first.stop();
+    });
+    await first.sync().catch(() => undefined);
+    await first.stop();
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { segments: { name: string }[] };
+    const done = new Set(manifest.segments.map((record) => record.name));
+    expect(done.size).toBeGreaterThanOrEqual(4);
+    expect(done.size).toBeLessThan(segments.size);
+
+    // the restarted process, storage down, cache limit tiny: cleanup runs, pending data stays
+    setOutage(true);
+    const secondStorage = new RecordingStorage(firstStorage);
+    const second = uploaderFor(journal, secondStorage, { retentionMs: 0, maxBytes: 1 });
+    await second.runCycle();
+    const left = await sealedSegments(dir);
+    for (const name of segments.keys()) {
+      if (!done.has(name)) expect(left.get(name), `pending ${name} kept`).toEqual(segments.get(name));
+    }
+    expect([...left.keys()].filter((name) => done.has(name))).toEqual([[...done].sort().at(-1)]);
+
+    expect(outage.stats.requests).toBeGreaterThan(0);
+    expect(outage.stats.forwarded).toBe(0);
+    setOutage(false);
+    await syncUntilDone(second);
+    await expectStoredIdentical(direct, segments);
+    expectOneVersionPerKey(firstStorage, secondStorage);
+    // the second process never uploaded what the manifest recorded
+    expect(secondStorage.puts.filter((put) => [...done].some((name) => keyOf(name) === put.key))).toEqual([]);
   });
 });
