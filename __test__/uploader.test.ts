@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -7,6 +7,8 @@ import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
 import { pureFormatCore } from '../ts/pure/core.js';
+import { Journal } from '../ts/journal.js';
+import { cores } from './helpers/cores.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import { LocalStorage } from '../ts/storage/local.js';
@@ -18,48 +20,17 @@ import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './h
 const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
 const format = createFormatApi(pureFormatCore);
 
-/**
- * A journal directory written with the format API: entries appended to a live unsealed segment,
- * rotated at `maxSegmentBytes`, sealed by temp file + rename like the writer does.
- */
-interface TestJournal {
-  readonly dir: string;
-  sealForUpload(): Promise<string | null>;
-  /** appends `count` entries */
-  append(count: number): Promise<void>;
-}
+const PAD = 'x'.repeat(100);
 
-function openTestJournal(dir: string, maxSegmentBytes = 4096): TestJournal {
-  let nextSeq = 1;
-  let prevHash: Buffer = Buffer.alloc(32);
-  let live: { path: string; bytes: Buffer } | null = null;
-  const seal = async (): Promise<string | null> => {
-    if (live === null || live.bytes.length <= 128) return null;
-    const { path, bytes } = live;
-    live = null;
-    await writeFile(`${path}.seal.tmp`, format.sealSegment(bytes));
-    await rename(`${path}.seal.tmp`, path);
-    return path;
-  };
-  return {
-    dir,
-    sealForUpload: seal,
-    async append(count) {
-      for (let i = 0; i < count; i++) {
-        const payload = Buffer.from(`CREATE (:Node {id: ${nextSeq}, pad: '${'x'.repeat(64 + (nextSeq % 50))}'})`);
-        const entry = format.encodeEntry({ sequence: nextSeq, prevHash, payload });
-        if (live !== null && live.bytes.length + entry.length > maxSegmentBytes) await seal();
-        live ??= {
-          path: join(dir, format.segmentFileName(nextSeq)),
-          bytes: format.encodeHeader({ firstSeq: nextSeq, createdMs: Date.now() }),
-        };
-        live.bytes = Buffer.concat([live.bytes, entry]);
-        await writeFile(live.path, live.bytes);
-        prevHash = format.computeEntryHash(prevHash, payload);
-        nextSeq++;
-      }
-    },
-  };
+/** Appends `count` graphd entries, in batches of 10. */
+async function appendEntries(journal: Journal, count: number): Promise<void> {
+  for (let done = 0; done < count; done += 10) {
+    const batch = Array.from({ length: Math.min(10, count - done) }, (_, i) => ({
+      query: 'CREATE (:Node {id: $id, pad: $pad})',
+      params: { id: done + i, pad: PAD.slice((done + i) % 50) },
+    }));
+    await journal.appendBatch(batch);
+  }
 }
 
 /** Sealed segment files of a journal directory and their bytes, oldest first. */
@@ -142,7 +113,7 @@ function http503(): Error {
 /** No real waiting in retries: backoff delays of 0 ms. */
 const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 0, maxDelayMs: 0, breaker: { failureThreshold: 1000, coolDownMs: 0 } };
 
-describe('Uploader', () => {
+describe.each(cores)('Uploader ($kind core)', (core) => {
   let dir: string;
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -154,11 +125,17 @@ describe('Uploader', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function setup(options: Partial<UploaderOptions> & { maxSegmentBytes?: number; journal?: TestJournal | undefined } = {}) {
-    const journal = 'journal' in options ? options.journal : openTestJournal(dir, options.maxSegmentBytes);
+  async function openJournal(): Promise<Journal> {
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096, durability: 'none' });
+    cleanups.push(() => journal.close());
+    return journal;
+  }
+
+  async function setup(options: Partial<UploaderOptions> & { journal?: Journal | undefined } = {}) {
+    const journal = 'journal' in options ? options.journal : await openJournal();
     const storage = new RecordingStorage(options.storage ?? new MemoryStorage());
     const uploader = new Uploader({
-      ...(journal ? { journal } : { dir }),
+      ...(journal ? { journal } : { directory: dir }),
       prefix: 'wal/',
       db: 'db',
       sealIntervalMs: 60_000,
@@ -191,7 +168,7 @@ describe('Uploader', () => {
   it('seals, uploads every segment byte-identical under its FORMAT.md key, and then goes quiet', async () => {
     const metrics = new GraphstreamMetrics({ db: 'db' });
     const { journal, storage, uploader } = await setup({ metrics });
-    await journal.append(200);
+    await appendEntries(journal, 200);
     await uploader.sync();
 
     const segments = await sealedSegments(dir);
@@ -212,7 +189,7 @@ describe('Uploader', () => {
   it('on its timer, seals the live segment and ships it without being asked', async () => {
     const { journal, storage, uploader } = await setup({ sealIntervalMs: 5 });
     await uploader.start();
-    await journal.append(30);
+    await appendEntries(journal, 30);
     await vi.waitFor(async () => {
       const files = (await readdir(dir)).filter((name) => SEGMENT_FILE.test(name));
       const sealed = await sealedSegments(dir);
@@ -226,7 +203,7 @@ describe('Uploader', () => {
 
   it('uploads oldest first, with at most `concurrency` puts in flight', async () => {
     const serial = await setup({ concurrency: 1 });
-    await serial.journal.append(200);
+    await appendEntries(serial.journal, 200);
     await serial.uploader.sync();
     const keys = serial.storage.puts.map((put) => put.key);
     expect(keys.length).toBeGreaterThan(4);
@@ -235,7 +212,7 @@ describe('Uploader', () => {
     await rm(dir, { recursive: true });
     dir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-'));
     const parallel = await setup({ concurrency: 2 });
-    await parallel.journal.append(200);
+    await appendEntries(parallel.journal, 200);
     parallel.storage.beforePut = () => new Promise((resolve) => setTimeout(resolve, 5));
     await parallel.uploader.sync();
     expect(parallel.storage.puts.length).toBe(keys.length);
@@ -244,7 +221,7 @@ describe('Uploader', () => {
 
   it('keeps failed segments pending and uploads them on the next cycle; stats add up', async () => {
     const { journal, storage, uploader } = await setup();
-    await journal.append(100);
+    await appendEntries(journal, 100);
     const firstKey = keyOf(format.segmentFileName(1));
     let outage = true;
     storage.beforePut = async (key) => {
@@ -271,7 +248,7 @@ describe('Uploader', () => {
 
   it('a conflict is not retried, is surfaced, and the segment is not retried on the timer', async () => {
     const { journal, storage, uploader } = await setup();
-    await journal.append(5);
+    await appendEntries(journal, 5);
     const sealed = (await journal.sealForUpload())!;
     const name = sealed.slice(sealed.lastIndexOf('journal-'));
     await storage.inner.put(keyOf(name), Buffer.from('another leader wrote this'), { ifNoneMatch: '*' });
@@ -290,7 +267,7 @@ describe('Uploader', () => {
 
   it('uploadWithAck(path) resolves once that segment and every older one is in storage', async () => {
     const { journal, storage, uploader } = await setup();
-    await journal.append(150);
+    await appendEntries(journal, 150);
     const sealed = [...(await sealedSegments(dir)).keys()];
     expect(sealed.length).toBeGreaterThan(2);
     const record = await uploader.uploadWithAck(join(dir, sealed[1]!));
@@ -302,8 +279,8 @@ describe('Uploader', () => {
   });
 
   it('sidecar mode (a directory, no journal) ships sealed segments and never seals the live one', async () => {
-    const journal = openTestJournal(dir);
-    await journal.append(120);
+    const journal = await openJournal();
+    await appendEntries(journal, 120);
     const { storage, uploader } = await setup({ journal: undefined, storage: new LocalStorage(join(dir, 'bucket')) });
     await uploader.sync();
     const sealed = await sealedSegments(dir);
@@ -314,7 +291,7 @@ describe('Uploader', () => {
 
   it('stop() waits for the uploads in flight, and they are recorded', async () => {
     const { journal, storage, uploader } = await setup({ concurrency: 1 });
-    await journal.append(20);
+    await appendEntries(journal, 20);
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     storage.beforePut = () => held;
@@ -335,7 +312,7 @@ describe('Uploader', () => {
 
   it('cleanup after uploads deletes only uploaded segments, never pending ones', async () => {
     const { journal, storage, uploader } = await setup({ cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 } });
-    await journal.append(100);
+    await appendEntries(journal, 100);
     await journal.sealForUpload();
     const segments = await sealedSegments(dir);
     const names = [...segments.keys()];
@@ -360,7 +337,7 @@ describe('Uploader', () => {
   it('after a restart, resumes pending uploads from the manifest without re-uploading uploaded ones', async () => {
     const inner = new MemoryStorage();
     const first = await setup({ storage: inner });
-    await first.journal.append(200);
+    await appendEntries(first.journal, 200);
     await first.journal.sealForUpload();
     const segments = await sealedSegments(dir);
     const names = [...segments.keys()];
@@ -378,14 +355,14 @@ describe('Uploader', () => {
   it('rejects invalid options', () => {
     const storage = new MemoryStorage();
     expect(() => new Uploader({ storage, db: 'db' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
-    expect(() => new Uploader({ dir, storage, db: 'a/b' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
-    expect(() => new Uploader({ dir, storage, db: 'db', prefix: 'wal' })).toThrow(/prefix/);
-    expect(() => new Uploader({ dir, storage, db: 'db', generation: 0x10000 })).toThrow(/generation/);
-    expect(() => new Uploader({ dir, storage, db: 'db', concurrency: 0 })).toThrow(/concurrency/);
+    expect(() => new Uploader({ directory: dir, storage, db: 'a/b' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    expect(() => new Uploader({ directory: dir, storage, db: 'db', prefix: 'wal' })).toThrow(/prefix/);
+    expect(() => new Uploader({ directory: dir, storage, db: 'db', generation: 0x10000 })).toThrow(/generation/);
+    expect(() => new Uploader({ directory: dir, storage, db: 'db', concurrency: 0 })).toThrow(/concurrency/);
   });
 });
 
-describe('Uploader against a real S3 server (moto) through a fault proxy', () => {
+describe.each(cores)('Uploader against a real S3 server (moto) through a fault proxy ($kind core)', (core) => {
   let dir: string;
   let bucket: string;
   const cleanups: (() => Promise<void>)[] = [];
@@ -428,7 +405,13 @@ describe('Uploader against a real S3 server (moto) through a fault proxy', () =>
     };
   }
 
-  function uploaderFor(journal: TestJournal, storage: SegmentStorage, cache = { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }) {
+  async function openJournal(): Promise<Journal> {
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096, durability: 'none' });
+    cleanups.push(() => journal.close());
+    return journal;
+  }
+
+  function uploaderFor(journal: Journal, storage: SegmentStorage, cache = { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }) {
     const uploader = new Uploader({
       journal,
       storage,
@@ -476,11 +459,11 @@ describe('Uploader against a real S3 server (moto) through a fault proxy', () =>
 
   it('under a 30% fault rate every sealed segment reaches storage byte-identical; the breaker opens in an outage and recovers', async () => {
     const { proxy, outage, storage, direct, setOutage } = await faultyStorage(0.3, 7);
-    const journal = openTestJournal(dir);
+    const journal = await openJournal();
     const uploader = uploaderFor(journal, storage);
     let appended = 0;
     for (let round = 0; round < 4; round++) {
-      await journal.append(100);
+      await appendEntries(journal, 100);
       appended += 100;
       await uploader.runCycle();
     }
@@ -489,7 +472,7 @@ describe('Uploader against a real S3 server (moto) through a fault proxy', () =>
 
     // an outage: every request fails, the breaker opens and then fails fast without requests
     setOutage(true);
-    await journal.append(100);
+    await appendEntries(journal, 100);
     appended += 100;
     for (let i = 0; i < 10 && uploader.stats().breakerState !== 'open'; i++) await uploader.runCycle();
     expect(uploader.stats().breakerState).toBe('open');
@@ -520,8 +503,8 @@ describe('Uploader against a real S3 server (moto) through a fault proxy', () =>
 
   it('a restart in the middle of uploading resumes from the manifest; cleanup never deletes pending data', async () => {
     const { outage, storage: firstStorage, direct, setOutage } = await faultyStorage(0.3, 11);
-    const journal = openTestJournal(dir);
-    await journal.append(600);
+    const journal = await openJournal();
+    await appendEntries(journal, 600);
     await journal.sealForUpload();
     const segments = await sealedSegments(dir);
     expect(segments.size).toBeGreaterThan(12);

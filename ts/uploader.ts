@@ -13,18 +13,18 @@ import type { GraphstreamMetrics } from './metrics.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import type { SegmentStorage } from './storage/types.js';
 
-/** What the uploader needs from a journal: its directory and a way to seal the live segment. */
+/** What the uploader needs from a journal (a `Journal` is one): its directory and a way to seal the live segment. */
 export interface SealableJournal {
-  readonly dir: string;
+  readonly directory: string;
   /** Seals the live segment if it has entries; resolves to the sealed file's path, or null. */
   sealForUpload(): Promise<string | null>;
 }
 
 export interface UploaderOptions {
-  /** the journal to seal and ship; or, for a sidecar that only ships what another process sealed, `dir` */
+  /** the journal to seal and ship; or, for a sidecar that only ships what another process sealed, `directory` */
   journal?: SealableJournal;
   /** journal directory (sidecar mode: the uploader never seals) */
-  dir?: string;
+  directory?: string;
   storage: SegmentStorage;
   /** key prefix, empty or ending in `/` (e.g. `wal/`) */
   prefix?: string;
@@ -98,7 +98,7 @@ class Slots {
 }
 
 export class Uploader extends EventEmitter<UploaderEvents> {
-  readonly dir: string;
+  readonly directory: string;
   readonly prefix: string;
   readonly db: string;
   readonly generation: number;
@@ -126,11 +126,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
 
   constructor(options: UploaderOptions) {
     super();
-    if ((options.journal === undefined) === (options.dir === undefined)) {
-      throw new GraphstreamError('invalid_argument', 'Uploader: give exactly one of `journal` and `dir`');
+    if ((options.journal === undefined) === (options.directory === undefined)) {
+      throw new GraphstreamError('invalid_argument', 'Uploader: give exactly one of `journal` and `directory`');
     }
     this.journal = options.journal;
-    this.dir = resolve(options.journal?.dir ?? options.dir!);
+    this.directory = resolve(options.journal?.directory ?? options.directory!);
     this.storage = options.storage;
     this.prefix = options.prefix ?? '';
     this.db = options.db;
@@ -190,8 +190,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   async uploadWithAck(path: string): Promise<UploadRecord> {
     this.assertRunning();
     const name = basename(path);
-    if (resolve(dirname(path)) !== this.dir) {
-      throw new GraphstreamError('invalid_argument', `uploadWithAck: ${path} is not in the journal directory ${this.dir}`);
+    if (resolve(dirname(path)) !== this.directory) {
+      throw new GraphstreamError('invalid_argument', `uploadWithAck: ${path} is not in the journal directory ${this.directory}`);
     }
     const cache = await this.cache();
     const uploaded = cache.record(name);
@@ -211,7 +211,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       this.stopped = true;
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
-      this.stopping.abort(new GraphstreamError('closed', `uploader for ${this.dir} stopped`));
+      this.stopping.abort(new GraphstreamError('closed', `uploader for ${this.directory} stopped`));
     }
     await this.currentCycle;
     await Promise.allSettled([...this.inFlight.values()]);
@@ -246,7 +246,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       const cleanup = await cache.cleanup();
       if (cleanup.deletedSegments > 0) this.emit('cleanup', cleanup);
     } catch (err) {
-      this.report(toGraphstreamError(err, `uploader for ${this.dir}`));
+      this.report(toGraphstreamError(err, `uploader for ${this.directory}`));
     }
   }
 
@@ -263,12 +263,12 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     try {
       await this.journal.sealForUpload();
     } catch (err) {
-      throw toGraphstreamError(err, `sealing the live segment of ${this.dir}`);
+      throw toGraphstreamError(err, `sealing the live segment of ${this.directory}`);
     }
   }
 
   private cache(): Promise<SegmentCache> {
-    this.cacheOpening ??= SegmentCache.open(this.dir, this.cacheConfig);
+    this.cacheOpening ??= SegmentCache.open(this.directory, this.cacheConfig);
     return this.cacheOpening;
   }
 
@@ -298,7 +298,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const cache = await this.cache();
     const already = cache.record(segment.name);
     if (already) return already;
-    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.dir} stopped before uploading ${segment.name}`);
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
 
     const key = this.keyFor(segment.firstSeq);
     this.counters.attempted++;
@@ -338,6 +338,6 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   private assertRunning(): void {
-    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.dir} is stopped`);
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} is stopped`);
   }
 }
