@@ -147,10 +147,6 @@ const PERMANENT_CODES = new Set([
   'disk_full',
 ]);
 
-/** Transport and server failures named in messages of errors that carry no structured field (native object_store). */
-const RETRYABLE_MESSAGE =
-  /\b(5\d\d|429|SlowDown|Throttl\w*|timed? ?out|timeout|connection (reset|refused|closed)|broken pipe|ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE)\b/i;
-
 function httpStatusOf(err: object): number | undefined {
   const e = err as {
     status?: unknown;
@@ -175,7 +171,8 @@ function statusIsRetryable(status: number): boolean {
  * bad arguments or bad data. Looks, in order, at a GraphstreamError's `details` (`retryable`, then
  * `status`, as the storage backends set them), an explicit boolean `retryable` (or the AWS SDK's
  * `$retryable`), the HTTP status, the error's name and errno code, and the `cause` chain; a
- * GraphstreamError whose code names a permanent condition is never retryable.
+ * GraphstreamError whose code names a permanent condition is never retryable, and an error that
+ * carries none of these facts is not either.
  */
 export function isRetryable(err: unknown): boolean {
   let current: unknown = err;
@@ -185,7 +182,6 @@ export function isRetryable(err: unknown): boolean {
       $retryable?: unknown;
       name?: unknown;
       code?: unknown;
-      message?: unknown;
       cause?: unknown;
     };
     if (isGraphstreamError(current)) {
@@ -199,9 +195,7 @@ export function isRetryable(err: unknown): boolean {
     if (status !== undefined) return statusIsRetryable(status);
     if (typeof e.code === 'string' && RETRYABLE_ERRNO.has(e.code)) return true;
     if (typeof e.name === 'string' && RETRYABLE_NAMES.has(e.name)) return true;
-    if (e.cause === undefined || e.cause === current) {
-      return typeof e.message === 'string' && !isGraphstreamError(current, 'internal') && RETRYABLE_MESSAGE.test(e.message);
-    }
+    if (e.cause === current) return false;
     current = e.cause;
   }
   return false;
