@@ -76,7 +76,7 @@ describe.each(cores)('readJournal ($kind core)', (core) => {
     const names = await segmentNames(dir);
     const path = join(dir, names[2]!);
     const bytes = await readFile(path);
-    bytes[200] ^= 0x40;
+    bytes[200] = bytes[200]! ^ 0x40;
     await writeFile(path, bytes);
     const firstSeq = Number(names[2]!.slice(8, 24));
     const { code, message, yielded } = await failure(readJournal(dir, { core }));

@@ -102,7 +102,7 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     // damage the body of the first sealed segment: recovery never reads it, the reader does
     const firstPath = join(dir, names[0]!);
     const bytes = await readFile(firstPath);
-    bytes[bytes.length - 40] ^= 0xff;
+    bytes[bytes.length - 40] = bytes[bytes.length - 40]! ^ 0xff;
     await writeFile(firstPath, bytes);
     const state = await recoverJournalState(dir, { core });
     expect(state.sequence).toBe(sequence);
@@ -147,7 +147,7 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     const { dir, sequence } = await crashedJournal(core, 30);
     const livePath = join(dir, (await segmentNames(dir)).at(-1)!);
     const bytes = await readFile(livePath);
-    bytes[bytes.length - 1] ^= 0x01;
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0x01;
     await writeFile(livePath, bytes);
     const state = await recoverJournalState(dir, { core });
     expect(state.sequence).toBe(sequence - 1);

@@ -11,6 +11,7 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { Core, CoreWriter, Durability, WriterOptions, WriterStats } from './core.js';
+import { resolveCore } from './default-core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import type { ParamsInput } from './params.js';
 import { encodeJournalEntry } from './payload.js';
@@ -123,15 +124,6 @@ function writerOptionsOf(options: JournalOptions): WriterOptions {
     fsyncIntervalMs: positiveInteger(options.fsyncIntervalMs ?? DEFAULT_FSYNC_INTERVAL_MS, 'fsyncIntervalMs', 1, 3_600_000),
     queueCapacity: positiveInteger(options.queueCapacity ?? DEFAULT_QUEUE_CAPACITY, 'queueCapacity', 1, 1 << 20),
   };
-}
-
-/** The core to use: the given one, else the native addon, else (no binary for this platform) the pure twin. */
-export async function resolveCore(core: Core | undefined): Promise<Core> {
-  if (core !== undefined) return core;
-  const { nativeCore } = await import('./native.js');
-  if (nativeCore !== null) return nativeCore;
-  const { pureCore } = await import('./pure/index.js');
-  return pureCore;
 }
 
 /** `payload` with protobuf field 1 (`sequence`, a varint) in front: fields are written in field-number order. */

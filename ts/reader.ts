@@ -11,8 +11,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Core } from './core.js';
+import { resolveCore } from './default-core.js';
 import { GraphstreamError, toGraphstreamError } from './errors.js';
-import { resolveCore } from './journal.js';
 import { decodeJournalEntry, type JournalEntry } from './payload.js';
 import {
   basePosition,

@@ -9,6 +9,7 @@
 import { open, readdir, readFile, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Core, HeaderFields, WriterStart } from './core.js';
+import { resolveCore } from './default-core.js';
 import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from './errors.js';
 
@@ -56,7 +57,8 @@ export interface RecoveredJournalState extends WriterStart {
 }
 
 export interface RecoverOptions {
-  core: RecoveryCore;
+  /** the core doing the decoding; default the native addon (the pure twin where it does not load) */
+  core?: RecoveryCore;
   /**
    * Truncate a torn tail and remove leftovers (default true). Only the holder
    * of the journal's lock may repair: Journal.open does it under the lock.
@@ -226,8 +228,8 @@ export async function basePosition(dir: string, first: SegmentFile | undefined):
  * an unsealed segment shorter than its header (a crash while creating it, so
  * it holds no entry) is removed. Nothing that holds an entry is removed.
  */
-export async function recoverJournalState(dir: string, options: RecoverOptions): Promise<RecoveredJournalState> {
-  const { core } = options;
+export async function recoverJournalState(dir: string, options: RecoverOptions = {}): Promise<RecoveredJournalState> {
+  const core = options.core ?? (await resolveCore(undefined));
   const repair = options.repair ?? true;
   let names: string[];
   try {

@@ -1,0 +1,13 @@
+/**
+ * The core a facade function uses when none is given: the native addon, or,
+ * where no binary loads on this platform, the pure twin. Imported only then.
+ */
+import type { Core } from './core.js';
+
+export async function resolveCore(core: Core | undefined): Promise<Core> {
+  if (core !== undefined) return core;
+  const { nativeCore } = await import('./native.js');
+  if (nativeCore !== null) return nativeCore;
+  const { pureCore } = await import('./pure/index.js');
+  return pureCore;
+}
