@@ -56,7 +56,8 @@ function adapt(native: NativeBinding): Core {
     decodeSegment: (bytes, options) => native.decodeSegment(bytes, options),
     decodeSegmentAsync: (bytes, options) => native.decodeSegmentAsync(asBuffer(bytes), options),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
-      native.openJournalWriter(dir, start, options),
+      // napi maps `undefined`, not `null`, to an absent Option.
+      native.openJournalWriter(dir, { ...start, liveSegment: start.liveSegment ?? undefined }, options),
   };
 }
 
