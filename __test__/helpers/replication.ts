@@ -1,0 +1,124 @@
+/**
+ * A leader for replication tests: the real Journal and Uploader shipping to a storage, plus
+ * helpers to compare journals entry for entry and hash for hash.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Core } from '../../ts/core.js';
+import { Journal } from '../../ts/journal.js';
+import { readJournal } from '../../ts/reader.js';
+import { S3Storage } from '../../ts/storage/s3.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage } from '../../ts/storage/types.js';
+import { Uploader } from '../../ts/uploader.js';
+import { TEST_CREDENTIALS, TEST_REGION, s3Endpoint } from './s3.js';
+
+export const T0 = 1_700_000_000_000;
+
+export function s3Storage(bucket: string): S3Storage {
+  return new S3Storage({ bucket, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true });
+}
+
+/** The i-th test entry: its timestamp is T0 + i seconds. */
+export function entryFor(i: number) {
+  return {
+    query: 'CREATE (:Person {id: $id, name: $name})',
+    params: { id: i, name: `person-${i}-${'x'.repeat(i % 40)}` },
+    timestampMs: T0 + i * 1000,
+  };
+}
+
+export interface TestLeader {
+  readonly dir: string;
+  readonly journal: Journal;
+  readonly uploader: Uploader;
+  /** appends entries `count` more entries (ids continue) and ships every sealed segment */
+  write(count: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openLeader(options: {
+  storage: SegmentStorage;
+  prefix: string;
+  db: string;
+  core: Core;
+  maxSegmentBytes?: number;
+  /** entries per append batch (and per seal when sealEvery is set) */
+  batch?: number;
+}): Promise<TestLeader> {
+  const dir = await mkdtemp(join(tmpdir(), 'graphstream-leader-'));
+  const journal = await Journal.open(dir, { core: options.core, maxSegmentBytes: options.maxSegmentBytes ?? 2048, durability: 'none' });
+  const uploader = new Uploader({
+    journal,
+    storage: options.storage,
+    prefix: options.prefix,
+    db: options.db,
+    sealIntervalMs: 3_600_000,
+    cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER },
+  });
+  const batch = options.batch ?? 7;
+  let next = 1;
+  return {
+    dir,
+    journal,
+    uploader,
+    async write(count) {
+      for (let done = 0; done < count; ) {
+        const size = Math.min(batch, count - done);
+        await journal.appendBatch(Array.from({ length: size }, (_, k) => entryFor(next + k)));
+        next += size;
+        done += size;
+      }
+      await uploader.sync();
+    },
+    async close() {
+      await uploader.stop();
+      await journal.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ComparableRecord {
+  sequence: number;
+  chainHash: string;
+  payload: string;
+}
+
+export async function journalRecords(dir: string, core: Core): Promise<ComparableRecord[]> {
+  const records: ComparableRecord[] = [];
+  for await (const record of readJournal(dir, { raw: true, core })) {
+    records.push({ sequence: record.sequence, chainHash: record.chainHash.toString('hex'), payload: record.payload.toString('hex') });
+  }
+  return records;
+}
+
+/** Wraps a storage and records every list call. */
+export class ListRecordingStorage implements SegmentStorage {
+  readonly lists: { prefix: string; startAfter: string | undefined }[] = [];
+  readonly gets: string[] = [];
+
+  constructor(readonly inner: SegmentStorage) {}
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    return this.inner.put(key, bytes, options);
+  }
+
+  get(key: string): Promise<Uint8Array | null> {
+    this.gets.push(key);
+    return this.inner.get(key);
+  }
+
+  list(prefix: string, options?: ListOptions): Promise<string[]> {
+    this.lists.push({ prefix, startAfter: options?.startAfter });
+    return this.inner.list(prefix, options);
+  }
+
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+}

@@ -1,0 +1,572 @@
+/**
+ * Remote compaction: merges runs of consecutive uploaded segments into one larger segment, so
+ * that object storage holds few objects per stretch of history and, once the originals are
+ * deleted, stops growing with the number of segments ever shipped.
+ *
+ * Keys, and how compacted and original segments live side by side:
+ * - Originals stay where the uploader put them, in generation `g` (normally 0):
+ *   `{prefix}{db}/{g:04x}/{first_seq:016x}.hadbj`.
+ * - A compacted segment lives in the compacted generation `0x8000 | g`, keyed by the first
+ *   sequence it holds: `wal/mydb/8000/0000000000000001.hadbj` replaces the originals of
+ *   `wal/mydb/0000/` from sequence 1 up to its last_seq. Compacted segments always start and end
+ *   on original boundaries and never overlap one another. Nothing is ever overwritten: both kinds
+ *   are created with create-only puts.
+ * - `{prefix}{db}/compaction-{g:04x}.json` is the compactor's manifest: every compacted segment
+ *   (range, SHA-256, chain hashes, when it was confirmed) and the originals it supersedes that
+ *   are still to be deleted. Only compaction reads it; one compactor runs per (prefix, db).
+ * - Readers (ts/follower.ts, ts/restore.ts) take the segment of generation `g` that starts at the
+ *   next sequence they need. When there is none (its original was compacted and deleted, or the
+ *   reader starts inside a segment), they take the compacted segment that covers that sequence,
+ *   verify all of it, check that the chain hash before the needed sequence is theirs, and keep
+ *   only the entries from that sequence on. So a follower part-way through originals continues
+ *   inside a compacted segment, and a fresh one reads compacted segments from the start; the
+ *   entries and hashes are the same either way. Two originals overlapping, or a sequence no
+ *   segment holds, stays an `overlap` / `gap` error.
+ * - Retention deletes an original only once its compacted replacement was uploaded, read back
+ *   and compared byte for byte, `retention.minAgeMs` have passed since then, and it is not one of
+ *   the newest `retention.keepLast` originals (at least 1: a reader polling for new segments
+ *   lists generation `g` after its position, and the newest original tells it where the journal
+ *   ends).
+ *
+ * Memory is about one output segment: inputs are fetched and decoded one at a time and their raw
+ * entries collected until the output would pass `maxOutputBytes`, then sealed.
+ */
+import type { Core, RawSegment } from './core.js';
+import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
+import { segmentKey } from './format.js';
+import { resolveCore } from './default-core.js';
+import { sameBytes } from './storage/bytes.js';
+import type { SegmentStorage } from './storage/types.js';
+
+/** The part of a Core that compaction, followers and restore use. */
+export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;
+
+export const COMPACTED_GENERATION_BIT = 0x8000;
+const FLAG_SEALED = 0x04;
+const FLAG_COMPRESSED = 0x01;
+const HASH_SIZE = 32;
+const DEFAULT_ZSTD_LEVEL = 3;
+const SEGMENT_KEY_NAME = /^([0-9a-f]{16})\.hadbj$/;
+const MANIFEST_VERSION = 1;
+
+export interface RetentionPolicy {
+  /** an original is deleted only this long after its compacted replacement was confirmed */
+  minAgeMs: number;
+  /** the newest originals kept whatever their age (at least 1) */
+  keepLast: number;
+}
+
+export interface CompactionConfig {
+  /** compact once at least this many uploaded originals are not compacted yet (at least 2) */
+  threshold: number;
+  /** zstd level of compacted segments, 0 for none */
+  level: number;
+  /** ceiling on the raw entries of one compacted segment (one original bigger than it is copied alone) */
+  maxOutputBytes: number;
+  retention: RetentionPolicy;
+}
+
+export const DEFAULT_COMPACTION_CONFIG: Readonly<CompactionConfig> = Object.freeze({
+  threshold: 16,
+  level: DEFAULT_ZSTD_LEVEL,
+  maxOutputBytes: 64 * 1024 * 1024,
+  retention: Object.freeze({ minAgeMs: 24 * 60 * 60 * 1000, keepLast: 1 }),
+});
+
+export type CompactionConfigInit = Partial<Omit<CompactionConfig, 'retention'>> & { retention?: Partial<RetentionPolicy> };
+
+export interface CompactionOptions {
+  storage: SegmentStorage;
+  /** key prefix, empty or ending in `/` */
+  prefix?: string;
+  db: string;
+  /** generation of the originals; default 0 */
+  generation?: number;
+  config?: CompactionConfigInit;
+  /** default the native core, else the pure one */
+  core?: Core;
+  /** clock for retention (tests); default Date.now */
+  now?: () => number;
+}
+
+/** A compacted segment, as the compaction manifest records it. */
+export interface CompactedSegmentRecord {
+  key: string;
+  firstSeq: number;
+  lastSeq: number;
+  entryCount: number;
+  size: number;
+  sha256: string;
+  /** chain hash before firstSeq (hex) */
+  startHash: string;
+  /** chain hash after lastSeq (hex) */
+  chainHash: string;
+  /** when it was read back from storage and found identical */
+  confirmedAt: number;
+  /** keys of the originals it supersedes that are not deleted yet */
+  originals: string[];
+}
+
+export interface CompactionResult {
+  /** compacted segments created (or adopted, when an earlier run had created them) by this run */
+  compacted: CompactedSegmentRecord[];
+  /** originals deleted by retention in this run */
+  deleted: string[];
+  /** originals not compacted yet */
+  uncompacted: number;
+}
+
+interface CompactionManifest {
+  version: number;
+  segments: CompactedSegmentRecord[];
+}
+
+/** The generation compacted segments of generation `generation` live in. */
+export function compactedGeneration(generation: number): number {
+  checkGeneration(generation);
+  return generation | COMPACTED_GENERATION_BIT;
+}
+
+function checkGeneration(generation: number): void {
+  if (!Number.isInteger(generation) || generation < 0 || generation >= COMPACTED_GENERATION_BIT) {
+    throw new GraphstreamError('invalid_argument', `generation must be an integer in 0..0x7fff, got ${String(generation)}`);
+  }
+}
+
+/** `{prefix}{db}/{generation:04x}/`: what listing a generation lists. */
+export function generationPrefix(prefix: string, db: string, generation: number): string {
+  const key = segmentKey(prefix, db, generation, 0);
+  return key.slice(0, key.lastIndexOf('/') + 1);
+}
+
+export function compactionManifestKey(prefix: string, db: string, generation: number): string {
+  checkGeneration(generation);
+  segmentKey(prefix, db, generation, 0); // validates prefix and db
+  return `${prefix}${db}/compaction-${generation.toString(16).padStart(4, '0')}.json`;
+}
+
+/** The first sequence a listed key names, or null when the key is not a segment of that generation. */
+export function sequenceOfKey(genPrefix: string, key: string): number | null {
+  if (!key.startsWith(genPrefix)) return null;
+  const match = SEGMENT_KEY_NAME.exec(key.slice(genPrefix.length));
+  if (!match) return null;
+  const sequence = Number.parseInt(match[1]!, 16);
+  return Number.isSafeInteger(sequence) && sequence > 0 ? sequence : null;
+}
+
+export interface ListedSegment {
+  key: string;
+  firstSeq: number;
+}
+
+/** The segments of one generation listed after `afterSeq` (all when 0), in sequence order. */
+export async function listSegmentKeys(
+  storage: SegmentStorage,
+  genPrefix: string,
+  afterSeq: number,
+): Promise<ListedSegment[]> {
+  const startAfter = afterSeq > 0 ? `${genPrefix}${afterSeq.toString(16).padStart(16, '0')}.hadbj` : undefined;
+  const keys = await storage.list(genPrefix, startAfter === undefined ? undefined : { startAfter });
+  const listed: ListedSegment[] = [];
+  for (const key of keys) {
+    const firstSeq = sequenceOfKey(genPrefix, key);
+    if (firstSeq !== null) listed.push({ key, firstSeq });
+  }
+  return listed;
+}
+
+/** Chain hash after entry `index` of a decoded segment. */
+export function chainHashAfter(decoded: RawSegment, index: number): Buffer {
+  const next = decoded.entryOffsets[index + 1];
+  return next === undefined ? decoded.chainHash : decoded.body.subarray(next + 16, next + 16 + HASH_SIZE);
+}
+
+/** Chain hash before entry `index` (its prev_hash). */
+export function chainHashBefore(decoded: RawSegment, index: number): Buffer {
+  const offset = decoded.entryOffsets[index]!;
+  return decoded.body.subarray(offset + 16, offset + 16 + HASH_SIZE);
+}
+
+/** zstd level to re-seal a part of `decoded` with: compressed stays compressed. */
+export function levelOf(decoded: RawSegment): number {
+  return (decoded.header.flags & FLAG_COMPRESSED) !== 0 ? DEFAULT_ZSTD_LEVEL : 0;
+}
+
+/**
+ * Seals raw, already chained entries (back to back, as in a decoded body) as one segment starting
+ * at `firstSeq`: an unsealed segment is built with encodeHeader and sealed by the core, which
+ * verifies every entry again.
+ */
+export async function sealRawEntries(
+  core: SegmentCore,
+  firstSeq: number,
+  createdMs: number,
+  bodies: readonly Uint8Array[],
+  level: number,
+): Promise<Buffer> {
+  const header = core.encodeHeader({ firstSeq, createdMs });
+  const unsealed = Buffer.concat([header, ...bodies]);
+  return normalizeAsyncErrors(core.sealSegmentAsync(unsealed, { level }));
+}
+
+/**
+ * The entries `fromSeq..toSeq` of a decoded segment as a sealed segment of their own (the
+ * original bytes when that is all of it).
+ */
+export async function sliceSegment(
+  core: SegmentCore,
+  bytes: Buffer,
+  decoded: RawSegment,
+  fromSeq: number,
+  toSeq: number,
+): Promise<Buffer> {
+  const first = decoded.header.firstSeq;
+  const count = decoded.entryOffsets.length;
+  if (fromSeq === first && toSeq === first + count - 1) return bytes;
+  const start = decoded.entryOffsets[fromSeq - first]!;
+  const end = toSeq - first + 1 < count ? decoded.entryOffsets[toSeq - first + 1]! : decoded.body.length;
+  return sealRawEntries(core, fromSeq, decoded.header.createdMs, [decoded.body.subarray(start, end)], levelOf(decoded));
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  // WebCrypto digests on the thread pool: a segment-sized hash does not block the event loop.
+  return Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
+}
+
+function resolveConfig(init: CompactionConfigInit | undefined): CompactionConfig {
+  const config: CompactionConfig = {
+    ...DEFAULT_COMPACTION_CONFIG,
+    ...init,
+    retention: { ...DEFAULT_COMPACTION_CONFIG.retention, ...init?.retention },
+  };
+  const integer = (value: number, name: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new GraphstreamError('invalid_argument', `compaction ${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+    }
+  };
+  integer(config.threshold, 'threshold', 2);
+  integer(config.level, 'level', 0, 22);
+  integer(config.maxOutputBytes, 'maxOutputBytes', 1, 1024 * 1024 * 1024 - 128);
+  integer(config.retention.minAgeMs, 'retention.minAgeMs', 0);
+  integer(config.retention.keepLast, 'retention.keepLast', 1);
+  return config;
+}
+
+async function readManifest(storage: SegmentStorage, key: string): Promise<CompactionManifest> {
+  const bytes = await storage.get(key);
+  if (bytes === null) return { version: MANIFEST_VERSION, segments: [] };
+  let parsed: Partial<CompactionManifest> | null;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<CompactionManifest> | null;
+  } catch (err) {
+    throw new GraphstreamError('invalid_segment', `${storage.description}${key} is not JSON: ${(err as Error).message}`);
+  }
+  if (parsed?.version !== MANIFEST_VERSION || !Array.isArray(parsed.segments)) {
+    throw new GraphstreamError('invalid_segment', `${storage.description}${key}: not a version ${MANIFEST_VERSION} compaction manifest`);
+  }
+  let next = 0;
+  for (const record of parsed.segments) {
+    const valid =
+      typeof record === 'object' &&
+      record !== null &&
+      typeof record.key === 'string' &&
+      Number.isSafeInteger(record.firstSeq) &&
+      Number.isSafeInteger(record.lastSeq) &&
+      record.firstSeq > next &&
+      record.lastSeq >= record.firstSeq &&
+      /^[0-9a-f]{64}$/.test(record.chainHash) &&
+      /^[0-9a-f]{64}$/.test(record.startHash) &&
+      Array.isArray(record.originals) &&
+      record.originals.every((key) => typeof key === 'string');
+    if (!valid) throw new GraphstreamError('invalid_segment', `${storage.description}${key}: malformed record ${JSON.stringify(record)}`);
+    next = record.lastSeq;
+  }
+  return parsed as CompactionManifest;
+}
+
+async function writeManifest(storage: SegmentStorage, key: string, manifest: CompactionManifest): Promise<void> {
+  await storage.put(key, Buffer.from(JSON.stringify(manifest, null, 1) + '\n', 'utf8'));
+}
+
+/** One original, fetched and verified. */
+interface Original {
+  key: string;
+  decoded: RawSegment;
+}
+
+class Compactor {
+  private readonly storage: SegmentStorage;
+  private readonly prefix: string;
+  private readonly db: string;
+  private readonly generation: number;
+  private readonly config: CompactionConfig;
+  private readonly now: () => number;
+  private readonly manifestKey: string;
+
+  constructor(
+    options: CompactionOptions,
+    private readonly core: Core,
+  ) {
+    this.storage = options.storage;
+    this.prefix = options.prefix ?? '';
+    this.db = options.db;
+    this.generation = options.generation ?? 0;
+    if (this.prefix !== '' && !this.prefix.endsWith('/')) {
+      throw new GraphstreamError('invalid_argument', `compaction: prefix must be empty or end with '/', got '${this.prefix}'`);
+    }
+    this.manifestKey = compactionManifestKey(this.prefix, this.db, this.generation);
+    this.config = resolveConfig(options.config);
+    this.now = options.now ?? Date.now;
+  }
+
+  private where(key: string): string {
+    return `${this.storage.description}${key}`;
+  }
+
+  async run(): Promise<CompactionResult> {
+    const manifest = await readManifest(this.storage, this.manifestKey);
+    const last = manifest.segments[manifest.segments.length - 1];
+    let position: { sequence: number; chainHash: Buffer | null } = last
+      ? { sequence: last.lastSeq, chainHash: Buffer.from(last.chainHash, 'hex') }
+      : { sequence: 0, chainHash: null };
+    const originals = await listSegmentKeys(this.storage, generationPrefix(this.prefix, this.db, this.generation), position.sequence);
+
+    const compacted: CompactedSegmentRecord[] = [];
+    let next = 0;
+    let carried: Original | null = null;
+    while (originals.length - next >= this.config.threshold) {
+      const group: Original[] = [];
+      let bytes = 0;
+      while (next < originals.length) {
+        const original: Original = carried ?? (await this.fetchOriginal(originals[next]!, position));
+        carried = null;
+        if (group.length > 0 && bytes + original.decoded.body.length > this.config.maxOutputBytes) {
+          carried = original;
+          break;
+        }
+        group.push(original);
+        bytes += original.decoded.body.length;
+        position = { sequence: original.decoded.header.lastSeq, chainHash: original.decoded.chainHash };
+        next++;
+      }
+      const record = await this.emit(group);
+      manifest.segments.push(record);
+      await writeManifest(this.storage, this.manifestKey, manifest);
+      compacted.push(record);
+    }
+
+    const deleted = await this.applyRetention(manifest, originals.slice(next).map((original) => original.key));
+    return { compacted, deleted, uncompacted: originals.length - next };
+  }
+
+  /** Fetches and verifies an original that must continue `position`. */
+  private async fetchOriginal(listed: ListedSegment, position: { sequence: number; chainHash: Buffer | null }): Promise<Original> {
+    const bytes = await this.storage.get(listed.key);
+    if (bytes === null) {
+      throw new GraphstreamError('not_found', `compaction: ${this.where(listed.key)} was listed but is gone`, { details: { key: listed.key } });
+    }
+    let decoded: RawSegment;
+    try {
+      decoded = await this.core.decodeSegmentAsync(bytes);
+    } catch (err) {
+      throw toGraphstreamError(err, `compaction: ${this.where(listed.key)} (sequence ${listed.firstSeq})`);
+    }
+    const { header } = decoded;
+    if ((header.flags & FLAG_SEALED) === 0 || header.firstSeq !== listed.firstSeq) {
+      throw new GraphstreamError(
+        'invalid_segment',
+        `compaction: ${this.where(listed.key)} is not the sealed segment its key names (first_seq ${header.firstSeq}, flags ${header.flags})`,
+      );
+    }
+    // With no compacted segment yet, the first original anchors the chain (the journal may start from a snapshot).
+    if (position.chainHash !== null) {
+      if (header.firstSeq !== position.sequence + 1) {
+        throw new GraphstreamError(
+          header.firstSeq > position.sequence + 1 ? 'gap' : 'overlap',
+          `compaction: ${this.where(listed.key)} starts at sequence ${header.firstSeq}, expected ${position.sequence + 1}`,
+        );
+      }
+      if (!decoded.startHash.equals(position.chainHash)) {
+        throw new GraphstreamError(
+          'chain_broken',
+          `compaction: ${this.where(listed.key)} (sequence ${header.firstSeq}) does not continue the chain after sequence ${position.sequence}`,
+        );
+      }
+    }
+    return { key: listed.key, decoded };
+  }
+
+  /** Seals the group, uploads it create-only, reads it back and compares. */
+  private async emit(group: Original[]): Promise<CompactedSegmentRecord> {
+    const first = group[0]!.decoded;
+    const last = group[group.length - 1]!.decoded;
+    const firstSeq = first.header.firstSeq;
+    const sealed = await sealRawEntries(
+      this.core,
+      firstSeq,
+      last.header.createdMs,
+      group.map((original) => original.decoded.body),
+      this.config.level,
+    );
+    const key = segmentKey(this.prefix, this.db, compactedGeneration(this.generation), firstSeq);
+    const expected = {
+      firstSeq,
+      lastSeq: last.header.lastSeq,
+      startHash: first.startHash,
+      chainHash: last.chainHash,
+    };
+    await this.checkEquivalent(sealed, expected, 'the compacted segment just sealed');
+    let stored: Uint8Array;
+    try {
+      await this.storage.put(key, sealed, { ifNoneMatch: '*' });
+      stored = sealed;
+    } catch (err) {
+      if (toGraphstreamError(err).code !== 'conflict') throw err;
+      // An earlier run created this key but did not record it: adopt it if it holds the same entries.
+      const existing = await this.storage.get(key);
+      if (existing === null) throw err;
+      await this.checkEquivalent(existing, expected, `${this.where(key)}, created by an earlier run,`);
+      stored = existing;
+    }
+    const readBack = await this.storage.get(key);
+    if (readBack === null || !sameBytes(readBack, stored)) {
+      throw new GraphstreamError('storage', `compaction: ${this.where(key)} did not read back as written; originals kept`, {
+        details: { key, retryable: true },
+      });
+    }
+    return {
+      key,
+      firstSeq,
+      lastSeq: expected.lastSeq,
+      entryCount: expected.lastSeq - firstSeq + 1,
+      size: stored.byteLength,
+      sha256: await sha256Hex(stored),
+      startHash: expected.startHash.toString('hex'),
+      chainHash: expected.chainHash.toString('hex'),
+      confirmedAt: this.now(),
+      originals: group.map((original) => original.key),
+    };
+  }
+
+  private async checkEquivalent(
+    bytes: Uint8Array,
+    expected: { firstSeq: number; lastSeq: number; startHash: Buffer; chainHash: Buffer },
+    what: string,
+  ): Promise<void> {
+    let decoded: RawSegment;
+    try {
+      decoded = await this.core.decodeSegmentAsync(bytes);
+    } catch (err) {
+      throw toGraphstreamError(err, `compaction: ${what}`);
+    }
+    // The chain hash covers every entry, so equal ends and hashes mean equal entries.
+    const same =
+      decoded.header.firstSeq === expected.firstSeq &&
+      decoded.header.lastSeq === expected.lastSeq &&
+      decoded.startHash.equals(expected.startHash) &&
+      decoded.chainHash.equals(expected.chainHash);
+    if (!same) {
+      throw new GraphstreamError(
+        'conflict',
+        `compaction: ${what} holds sequences ${decoded.header.firstSeq}..${decoded.header.lastSeq}, not the ` +
+          `entries ${expected.firstSeq}..${expected.lastSeq} of its originals`,
+      );
+    }
+  }
+
+  /** Deletes superseded originals that retention allows; returns their keys. */
+  private async applyRetention(manifest: CompactionManifest, uncompacted: string[]): Promise<string[]> {
+    const { minAgeMs, keepLast } = this.config.retention;
+    const newestFirst = [...uncompacted].reverse();
+    for (let i = manifest.segments.length - 1; i >= 0 && newestFirst.length < keepLast; i--) {
+      newestFirst.push(...[...manifest.segments[i]!.originals].reverse());
+    }
+    const kept = new Set(newestFirst.slice(0, keepLast));
+    const now = this.now();
+    const deleted: string[] = [];
+    for (const record of manifest.segments) {
+      if (record.originals.length === 0 || now - record.confirmedAt < minAgeMs) continue;
+      const remaining: string[] = [];
+      for (const key of record.originals) {
+        if (kept.has(key)) {
+          remaining.push(key);
+          continue;
+        }
+        await this.storage.delete(key);
+        deleted.push(key);
+      }
+      record.originals = remaining;
+    }
+    if (deleted.length > 0) await writeManifest(this.storage, this.manifestKey, manifest);
+    return deleted;
+  }
+}
+
+/**
+ * One compaction pass: merges runs of at least `threshold` uncompacted originals, then deletes
+ * the originals retention allows. See the module comment for keys and guarantees.
+ */
+export async function compactOnce(options: CompactionOptions): Promise<CompactionResult> {
+  const core = await resolveCore(options.core);
+  return new Compactor(options, core).run();
+}
+
+export interface BackgroundCompactionOptions extends CompactionOptions {
+  /** pause between passes; default 60 s */
+  intervalMs?: number;
+  /** a pass that failed (the loop goes on) */
+  onError?: (err: GraphstreamError) => void;
+  /** a pass that compacted or deleted something */
+  onCompacted?: (result: CompactionResult) => void;
+}
+
+export interface BackgroundCompaction {
+  /** Runs a pass now (or joins the running one). */
+  runNow(): Promise<CompactionResult>;
+  /** Stops the loop and waits for a running pass. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Runs compactOnce every `intervalMs` until stopped; the first pass starts at once. */
+export function runBackgroundCompaction(options: BackgroundCompactionOptions): BackgroundCompaction {
+  const intervalMs = options.intervalMs ?? 60_000;
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 1) {
+    throw new GraphstreamError('invalid_argument', `compaction intervalMs must be a positive integer, got ${String(intervalMs)}`);
+  }
+  resolveConfig(options.config);
+  let running: Promise<CompactionResult> | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+
+  const pass = (): Promise<CompactionResult> => {
+    running ??= compactOnce(options).finally(() => {
+      running = null;
+    });
+    return running;
+  };
+  const tick = (): void => {
+    timer = null;
+    pass()
+      .then((result) => {
+        if (result.compacted.length > 0 || result.deleted.length > 0) options.onCompacted?.(result);
+      })
+      .catch((err: unknown) => options.onError?.(toGraphstreamError(err, 'background compaction')))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  timer = setTimeout(tick, 0);
+
+  return {
+    runNow: () => {
+      if (stopped) return Promise.reject(new GraphstreamError('closed', 'background compaction is stopped'));
+      return pass();
+    },
+    async stop() {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      await running?.catch(() => undefined);
+    },
+  };
+}
