@@ -211,7 +211,7 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
     const remote = await remoteSegments();
     const victim = remote[2]!;
     const bytes = Buffer.from((await storage.get(victim.key))!);
-    bytes[bytes.length - 40] ^= 0xff; // inside the body
+    bytes[bytes.length - 40]! ^= 0xff; // inside the body
     await storage.put(victim.key, bytes);
 
     const metrics = new GraphstreamMetrics();

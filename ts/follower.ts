@@ -624,7 +624,7 @@ export class Follower {
       }
 
       let idlePolls = 0;
-      let gapSince: { sequence: number; at: number } | null = null;
+      let gapSince = null as { sequence: number; at: number } | null;
       while (!signal?.aborted) {
         let segment: RemoteSegment | null;
         try {
