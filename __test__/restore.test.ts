@@ -1,0 +1,125 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Journal } from '../ts/journal.js';
+import { restore, type RestoreProgress } from '../ts/restore.js';
+import { createFormatApi } from '../ts/format.js';
+import type { S3Storage } from '../ts/storage/s3.js';
+import { cores } from './helpers/cores.js';
+import { ListRecordingStorage, T0, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
+import { createTestBucket } from './helpers/s3.js';
+
+const DB = 'graph';
+let testCounter = 0;
+
+describe.each(cores)('restore from a real S3 server ($kind core)', (core) => {
+  const format = createFormatApi(core);
+  let storage: S3Storage;
+  let prefix: string;
+  let dir: string;
+  let leading: TestLeader;
+
+  beforeAll(async () => {
+    storage = s3Storage(await createTestBucket('restore'));
+    return () => storage.close();
+  });
+  beforeEach(async () => {
+    prefix = `t${++testCounter}/`;
+    dir = await mkdtemp(join(tmpdir(), 'graphstream-restore-'));
+    leading = await openLeader({ storage, prefix, db: DB, core });
+    await leading.write(150);
+  });
+  afterEach(async () => {
+    await leading.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function segmentBounds(): Promise<{ firstSeq: number; lastSeq: number }[]> {
+    const bounds = [];
+    for (const key of await storage.list(`${prefix}${DB}/0000/`)) {
+      const { header } = format.decodeSegment((await storage.get(key))!);
+      bounds.push({ firstSeq: header.firstSeq, lastSeq: header.lastSeq });
+    }
+    return bounds;
+  }
+
+  it('restores everything, verified, reporting progress', async () => {
+    const progress: RestoreProgress[] = [];
+    const result = await restore(storage, { prefix, db: DB, dir, core, onProgress: (p) => progress.push(p) });
+    const expected = await journalRecords(leading.dir, core);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+    expect(result).toMatchObject({ sequence: 150, entries: 150 });
+    expect(result.chainHash.equals(leading.journal.chainHash)).toBe(true);
+    const segments = (await segmentBounds()).length;
+    expect(result.segments).toBe(segments);
+    expect(progress.map((p) => p.segments)).toEqual(Array.from({ length: segments }, (_, i) => i + 1));
+    expect(progress.at(-1)).toEqual({ segments, entries: 150, bytes: result.bytes, totalSegments: segments });
+    for (let i = 1; i < progress.length; i++) expect(progress[i]!.entries).toBeGreaterThan(progress[i - 1]!.entries);
+  });
+
+  it('restores to a sequence inside a segment, and the journal continues the chain from there', async () => {
+    const bounds = await segmentBounds();
+    const holder = bounds[2]!;
+    const target = holder.firstSeq + 1;
+    expect(target).toBeLessThan(holder.lastSeq);
+    const result = await restore(storage, { prefix, db: DB, dir, core, toSequence: target });
+    const expected = (await journalRecords(leading.dir, core)).slice(0, target);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+    expect(result.sequence).toBe(target);
+    expect(result.chainHash.toString('hex')).toBe(expected.at(-1)!.chainHash);
+
+    const journal = await Journal.open(dir, { core });
+    try {
+      expect(journal.sequence).toBe(target);
+      const appended = await journal.append({ query: 'CREATE (:After)' });
+      expect(appended.sequence).toBe(target + 1);
+    } finally {
+      await journal.close();
+    }
+    const continued = await journalRecords(dir, core);
+    expect(continued.slice(0, target)).toEqual(expected);
+    expect(continued).toHaveLength(target + 1);
+  });
+
+  it('restores to a sequence at a segment boundary without reading further', async () => {
+    const bounds = await segmentBounds();
+    const target = bounds[1]!.lastSeq;
+    const recording = new ListRecordingStorage(storage);
+    const result = await restore(recording, { prefix, db: DB, dir, core, toSequence: target });
+    expect(result).toMatchObject({ sequence: target, segments: 2, entries: target });
+    expect(recording.gets).toHaveLength(2);
+    expect(await journalRecords(dir, core)).toEqual((await journalRecords(leading.dir, core)).slice(0, target));
+  });
+
+  it("restores to a point in time by the leader's timestamp_ms", async () => {
+    // entry i was written with timestamp T0 + i s
+    const result = await restore(storage, { prefix, db: DB, dir, core, toTimestampMs: T0 + 77_500 });
+    expect(result.sequence).toBe(77);
+    expect(await journalRecords(dir, core)).toEqual((await journalRecords(leading.dir, core)).slice(0, 77));
+
+    const before = await mkdtemp(join(tmpdir(), 'graphstream-restore-'));
+    try {
+      const nothing = await restore(storage, { prefix, db: DB, dir: before, core, toTimestampMs: T0 });
+      expect(nothing).toMatchObject({ sequence: 0, segments: 0, entries: 0 });
+      expect(await journalRecords(before, core)).toEqual([]);
+    } finally {
+      await rm(before, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a target storage does not hold, a non-empty directory, and a corrupted segment', async () => {
+    await expect(restore(storage, { prefix, db: DB, dir, core, toSequence: 151 })).rejects.toMatchObject({ code: 'not_found' });
+    await expect(restore(storage, { prefix, db: DB, dir, core })).rejects.toMatchObject({ code: 'invalid_argument' });
+    await expect(restore(storage, { prefix, db: DB, dir: join(dir, 'x'), core, toSequence: 0 })).rejects.toMatchObject({
+      code: 'invalid_argument',
+    });
+
+    const keys = await storage.list(`${prefix}${DB}/0000/`);
+    const bytes = Buffer.from((await storage.get(keys[1]!))!);
+    bytes.writeUInt32BE(bytes.readUInt32BE(140) ^ 1, 140);
+    await storage.put(keys[1]!, bytes);
+    const fresh = join(dir, 'fresh');
+    await expect(restore(storage, { prefix, db: DB, dir: fresh, core })).rejects.toMatchObject({ code: 'checksum_mismatch' });
+  });
+});
