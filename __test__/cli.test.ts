@@ -1,0 +1,420 @@
+/**
+ * The `graphstream` CLI run as a user runs it: a spawned process, its output and its exit code
+ * (0 success, 1 operational failure with the error code, 2 bad arguments).
+ */
+import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Journal } from '../ts/journal.js';
+import { ParamValue } from '../ts/params.js';
+import { decodeHeader } from '../ts/pure/index.js';
+import { readJournal } from '../ts/reader.js';
+import { S3Storage } from '../ts/storage/s3.js';
+import { Uploader } from '../ts/uploader.js';
+import { buildCli, removeCliBuild, runCli, startCli, startWriter, type CliResult } from './helpers/cli.js';
+import { tempDir } from './helpers/journal-fixtures.js';
+import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
+import { VECTORS_DIR, manifest } from './helpers/vectors.js';
+
+const FLAG_SEALED = 0x04;
+const HEX_HASH = /[0-9a-f]{64}/;
+
+beforeAll(buildCli);
+afterAll(removeCliBuild);
+
+/** Environment of a user pointing the CLI at the test's S3-compatible server. */
+function s3Env(): Record<string, string | undefined> {
+  return {
+    AWS_ENDPOINT_URL: s3Endpoint(),
+    AWS_ENDPOINT_URL_S3: undefined,
+    AWS_REGION: TEST_REGION,
+    AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+    AWS_SESSION_TOKEN: undefined,
+    AWS_PROFILE: undefined,
+  };
+}
+
+/** The value printed after `label:` on each line that has it. */
+function fieldValues(output: string, label: string): string[] {
+  return [...output.matchAll(new RegExp(`^\\s*${label}:\\s+(.+)$`, 'gm'))].map((match) => match[1]!.trim());
+}
+
+/** Entry i of a test journal; another `salt` gives entries of the same sizes but another chain. */
+function entry(i: number, salt = 0) {
+  return {
+    query: 'MERGE (n:Node {id: $id}) SET n.at = $at',
+    params: { id: i, at: ParamValue.float(i * 1.5 + salt) },
+    timestampMs: 1_700_000_000_000 + i,
+  };
+}
+
+/** A closed journal of `count` entries in several small segments; its segment files, oldest first. */
+async function writeJournal(dir: string, count: number, salt = 0): Promise<{ chainHash: string; files: string[] }> {
+  const journal = await Journal.open(dir, { maxSegmentBytes: 2048 });
+  for (let i = 1; i <= count; i += 10) {
+    await journal.appendBatch(Array.from({ length: Math.min(10, count - i + 1) }, (_, k) => entry(i + k, salt)));
+  }
+  await journal.close();
+  const files = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
+  return { chainHash: journal.chainHash.toString('hex'), files };
+}
+
+async function segmentStates(dir: string): Promise<{ sealed: string[]; live: string[] }> {
+  const sealed: string[] = [];
+  const live: string[] = [];
+  for (const name of (await readdir(dir)).filter((file) => /^journal-\d{16}\.hadbj$/.test(file)).sort()) {
+    const header = decodeHeader(await readFile(join(dir, name)));
+    ((header.flags & FLAG_SEALED) !== 0 ? sealed : live).push(name);
+  }
+  return { sealed, live };
+}
+
+describe('usage', () => {
+  test('every command has --help', async () => {
+    const commands = [[], ['demo'], ['inspect'], ['verify'], ['restore'], ['tail'], ['replicate']];
+    const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
+    results.forEach((result, index) => {
+      expect(result.code, `${commands[index]!.join(' ')} --help`).toBe(0);
+      expect(result.stdout).toMatch(/^Usage: graphstream/);
+    });
+    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*restore[\s\S]*tail[\s\S]*replicate/);
+  });
+
+  test('bad arguments exit with code 2 and say what is wrong', async () => {
+    const dir = await tempDir('cli-args');
+    const cases: [string[], RegExp][] = [
+      [['inspect'], /missing required argument 'segment'/],
+      [['demo', '--entries', 'many'], /--entries.*expected an integer/],
+      [['demo', '--entries', '0'], /expected an integer in 1\.\./],
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['verify', 's3://only-a-bucket'], /does not name a db/],
+      [['verify', 'ftp://host/db'], /unsupported scheme "ftp:"/],
+      [['restore', `file://${dir}`, '--dir', join(dir, 'out')], /required option '--db <db>'/],
+      [['restore', `file://${dir}`, '--db', 'x', '--dir', dir, '--to-sequence', '3', '--to-time', '0'], /cannot be used with/],
+      [['restore', `file://${dir}`, '--db', 'x', '--dir', dir, '--to-time', 'yesterday'], /ISO 8601/],
+      [['replicate', dir, `file://${dir}`, '--metrics-addr', 'nowhere'], /host:port/],
+      [['replicate', dir], /missing required argument 'storage-url'/],
+      [['tail', `file://${dir}`, '--db', 'a/b'], /no '\/'/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((result, index) => {
+      const [args, message] = cases[index]!;
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+      expect(result.stdout, args.join(' ')).toBe('');
+    });
+  });
+});
+
+describe('demo', () => {
+  const ENTRIES = 800;
+  let demoDir: string;
+  let demo: CliResult;
+  let demoChainHash: string;
+
+  // One demo run; the tests after the first one use what it left in its directory.
+  beforeAll(async () => {
+    demoDir = await mkdtemp(join(tmpdir(), 'graphstream-cli-demo-'));
+    demo = await runCli(['demo', '--dir', demoDir, '--entries', String(ENTRIES)]);
+  });
+  afterAll(() => rm(demoDir, { recursive: true, force: true }));
+
+  test('replicates a journal through a local store into a follower, and the chains match', async () => {
+    expect(demo.stderr).toBe(''); // piped: no progress bars
+    expect(demo.code).toBe(0);
+    const [leaderHash, followerHash] = fieldValues(demo.stdout, 'chain hash');
+    expect(leaderHash).toMatch(HEX_HASH);
+    expect(followerHash).toBe(leaderHash);
+    expect(fieldValues(demo.stdout, 'sequences')).toEqual([`1..${ENTRIES}`]);
+    expect(demo.stdout).toContain(`OK: leader and follower match, ${ENTRIES} entries, chain hash ${leaderHash}`);
+    expect(demo.stdout).toMatch(new RegExp(`graphstream_entries_written_total\\{db="demo"\\} ${ENTRIES}`));
+    expect(demo.stdout).toMatch(/graphstream_segments_downloaded_total\{db="demo"\} [1-9]/);
+    demoChainHash = leaderHash!;
+
+    // What it left behind verifies with the CLI too: the leader's directory and the store.
+    const [leader, store] = await Promise.all([
+      runCli(['verify', join(demoDir, 'leader')]),
+      runCli(['verify', `file://${join(demoDir, 'store')}/demo`]),
+    ]);
+    for (const verified of [leader, store]) {
+      expect(verified.code).toBe(0);
+      expect(fieldValues(verified.stdout, 'chain hash')).toEqual([demoChainHash]);
+      expect(fieldValues(verified.stdout, 'entries')).toEqual([String(ENTRIES)]);
+    }
+  });
+
+  test('the pure core writes the same journal: same chain hash', async () => {
+    const result = await runCli(['demo', '--entries', String(ENTRIES), '--pure', '--dir', await tempDir('cli-demo-pure')]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('pure core');
+    const [nativeHash] = fieldValues(demo.stdout, 'chain hash');
+    expect(result.stdout).toContain(`OK: leader and follower match, ${ENTRIES} entries, chain hash ${nativeHash}`);
+  });
+
+  test('ships to an S3-compatible server given with --storage', async () => {
+    const bucket = await createTestBucket('cli-demo');
+    const result = await runCli(['demo', '--entries', '400', '--dir', await tempDir('cli-demo-s3'), '--storage', `s3://${bucket}/demos`], {
+      env: s3Env(),
+    });
+    expect(result.stderr).not.toMatch(/\r|\x1b\[/); // piped: no progress bars
+    expect(result.code).toBe(0);
+    const [storage] = fieldValues(result.stdout, 'storage');
+    expect(storage).toMatch(new RegExp(`^s3://${bucket}/demos/demo-[0-9a-f]+/$`));
+    const verified = await runCli(['verify', storage!], { env: s3Env() });
+    expect(verified.code).toBe(0);
+    expect(fieldValues(verified.stdout, 'entries')).toEqual(['400']);
+  });
+
+  test('restore rebuilds the journal up to a sequence and up to a time', async () => {
+    const store = `file://${join(demoDir, 'store')}`;
+    const bySequence = join(await tempDir('cli-restore'), 'db');
+    const restored = await runCli(['restore', store, '--db', 'demo', '--dir', bySequence, '--to-sequence', '321']);
+    expect(restored.code).toBe(0);
+    expect(fieldValues(restored.stdout, 'sequences')).toEqual(['1..321']);
+    const verified = await runCli(['verify', bySequence]);
+    expect(verified.code).toBe(0);
+    expect(fieldValues(verified.stdout, 'sequences')).toEqual(['1..321']);
+
+    // Up to a time: every entry the leader stamped at or before it, and none after.
+    const leader: { sequence: number; timestampMs: number }[] = [];
+    for await (const record of readJournal(join(demoDir, 'leader'))) leader.push({ sequence: record.sequence, timestampMs: record.entry.timestampMs });
+    const cutoff = leader[199]!.timestampMs;
+    const expected = leader.filter((record) => record.timestampMs <= cutoff).length;
+    const byTime = join(await tempDir('cli-restore-time'), 'db');
+    const restoredByTime = await runCli(['restore', store, '--db', 'demo', '--dir', byTime, '--to-time', new Date(cutoff).toISOString()]);
+    expect(restoredByTime.code).toBe(0);
+    expect(fieldValues(restoredByTime.stdout, 'sequences')).toEqual([`1..${expected}`]);
+
+    const beyond = await runCli(['restore', store, '--db', 'demo', '--dir', join(await tempDir('cli-restore-beyond'), 'db'), '--to-sequence', '99999']);
+    expect(beyond.code).toBe(1);
+    expect(beyond.stderr).toMatch(/graphstream: error \[not_found\]: .*99999/);
+  });
+
+  test('tail prints verified entries from storage until SIGTERM', async () => {
+    const tail = startCli(['tail', `file://${join(demoDir, 'store')}`, '--db', 'demo', '--from-seq', String(ENTRIES - 5), '--json', '--poll', '50']);
+    await tail.waitFor(new RegExp(`"sequence":${ENTRIES},`));
+    tail.kill('SIGTERM');
+    const result = await tail.exited;
+    expect(result.code).toBe(0);
+    const records = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { sequence: number; chainHash: string; query: string });
+    expect(records.map((record) => record.sequence)).toEqual([795, 796, 797, 798, 799, 800]);
+    expect(records.at(-1)!.chainHash).toBe(demoChainHash);
+    expect(records[0]!.query).toMatch(/^(CREATE|MERGE|MATCH)/);
+  });
+});
+
+describe('inspect', () => {
+  const fixture = join(VECTORS_DIR, 'sealed-zstd.hadbj');
+
+  test('prints the header and a table of the entries', async () => {
+    const result = await runCli(['inspect', fixture]);
+    expect(result.code).toBe(0);
+    expect(fieldValues(result.stdout, 'first sequence')).toEqual(['1']);
+    expect(fieldValues(result.stdout, 'last sequence')).toEqual([String(manifest.entries.length)]);
+    expect(fieldValues(result.stdout, 'compression')).toEqual(['zstd']);
+    expect(fieldValues(result.stdout, 'chain hash')).toEqual([manifest.chain_hash]);
+    const rows = result.stdout.split('\n').filter((line) => /^\d+\s/.test(line));
+    expect(rows).toHaveLength(manifest.entries.length);
+    manifest.entries.forEach((expected, index) => {
+      const [sequence, prev, hash] = rows[index]!.split(/\s+/);
+      expect(Number(sequence)).toBe(expected.sequence);
+      expect(expected.prev_hash.startsWith(prev!)).toBe(true);
+      expect(expected.hash.startsWith(hash!)).toBe(true);
+    });
+    expect(rows[0]).toContain('CREATE (p:Person {id: $id, name: $name})');
+    expect(rows[0]).toContain('id=1 name="Alice"');
+  });
+
+  test('--json gives the full decode with typed parameters', async () => {
+    const result = await runCli(['inspect', fixture, '--json']);
+    expect(result.code).toBe(0);
+    const decoded = JSON.parse(result.stdout);
+    expect(decoded.header).toMatchObject({ firstSeq: 1, lastSeq: manifest.entries.length, sealed: true, compression: 1 });
+    expect(decoded.chainHash).toBe(manifest.chain_hash);
+    expect(decoded.entries).toHaveLength(manifest.entries.length);
+    manifest.entries.forEach((expected, index) => {
+      const actual = decoded.entries[index];
+      expect(actual).toMatchObject({ sequence: expected.sequence, prevHash: expected.prev_hash, chainHash: expected.hash });
+      expect(actual.entry).toEqual({
+        sequence: expected.decoded.sequence,
+        query: expected.decoded.query,
+        timestampMs: expected.decoded.timestamp_ms,
+        params: expected.decoded.params,
+      });
+    });
+  });
+
+  test('shows the torn tail of an unsealed segment', async () => {
+    const result = await runCli(['inspect', join(VECTORS_DIR, 'unsealed-torn-tail.hadbj')]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('unsealed');
+    expect(fieldValues(result.stdout, 'torn tail')).toHaveLength(1);
+  });
+
+  test('a damaged segment exits 1 with its error code and file', async () => {
+    const damaged = Object.entries(manifest.files).filter(([name, file]) => file.expect !== 'ok' && name !== 'unsealed-torn-tail.hadbj');
+    expect(damaged.length).toBeGreaterThan(5);
+    const results = await Promise.all(damaged.map(([name]) => runCli(['inspect', join(VECTORS_DIR, name)])));
+    results.forEach((result, index) => {
+      const [name, file] = damaged[index]!;
+      expect(result.code, name).toBe(1);
+      expect(result.stderr, name).toContain(`graphstream: error [${file.expect}]`);
+      expect(result.stderr, name).toContain(name);
+    });
+    const missing = await runCli(['inspect', join(VECTORS_DIR, 'no-such.hadbj')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/error \[not_found\].*no-such\.hadbj/);
+  });
+});
+
+describe('verify', () => {
+  test('a good journal directory verifies end to end', async () => {
+    const dir = await tempDir('cli-verify');
+    const { chainHash, files } = await writeJournal(dir, 150);
+    expect(files.length).toBeGreaterThan(3);
+    const result = await runCli(['verify', dir]);
+    expect(result.code).toBe(0);
+    expect(fieldValues(result.stdout, 'segments')).toEqual([String(files.length)]);
+    expect(fieldValues(result.stdout, 'sequences')).toEqual(['1..150']);
+    expect(fieldValues(result.stdout, 'chain hash')).toEqual([chainHash]);
+    expect(result.stdout).toContain('OK');
+
+    const json = await runCli(['verify', dir, '--json']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, entries: 150, lastSeq: 150, chainHash, problems: [] });
+  });
+
+  test('a corrupted or incomplete directory exits 1 naming the code, file and sequence', async () => {
+    const dir = await tempDir('cli-verify-bad');
+    const { files } = await writeJournal(dir, 150);
+    const victim = files[2]!;
+
+    const flipped = await tempDir('cli-verify-flip');
+    await cp(dir, flipped, { recursive: true });
+    const bytes = await readFile(join(flipped, victim));
+    bytes[bytes.length - 40]! ^= 0x01; // inside the body, before the trailer
+    await writeFile(join(flipped, victim), bytes);
+    const corrupt = await runCli(['verify', flipped]);
+    expect(corrupt.code).toBe(1);
+    expect(corrupt.stdout).toMatch(new RegExp(`PROBLEM \\[checksum_mismatch\\] ${join(flipped, victim)} sequence ${Number(victim.slice(8, 24))}`));
+    expect(corrupt.stderr).toMatch(/graphstream: error \[checksum_mismatch\]/);
+
+    const gapped = await tempDir('cli-verify-gap');
+    await cp(dir, gapped, { recursive: true });
+    await unlink(join(gapped, victim));
+    const gap = await runCli(['verify', gapped]);
+    expect(gap.code).toBe(1);
+    expect(gap.stdout).toMatch(new RegExp(`PROBLEM \\[gap\\] ${join(gapped, files[3]!)}`));
+
+    const empty = await runCli(['verify', await tempDir('cli-verify-empty')]);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(/error \[not_found\]/);
+  });
+
+  test('a bucket on an S3-compatible server: ok, then a missing and a foreign segment', async () => {
+    const bucket = await createTestBucket('cli-verify');
+    const dir = await tempDir('cli-verify-s3');
+    const journal = await Journal.open(dir, { maxSegmentBytes: 2048 });
+    const storage = new S3Storage({ bucket, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true });
+    const uploader = new Uploader({ journal, storage, db: 'graph', prefix: 'wal/' });
+    const uploaded: string[] = [];
+    uploader.on('uploaded', (record) => uploaded.push(record.key));
+    for (let i = 1; i <= 120; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k)));
+    await uploader.sync();
+    await uploader.stop();
+    await journal.close();
+    await storage.close?.();
+    uploaded.sort();
+    expect(uploaded.length).toBeGreaterThan(3);
+    const chainHash = journal.chainHash.toString('hex');
+
+    const ok = await runCli(['verify', `s3://${bucket}/wal/graph`], { env: s3Env() });
+    expect(ok.code).toBe(0);
+    expect(fieldValues(ok.stdout, 'segments')).toEqual([String(uploaded.length)]);
+    expect(fieldValues(ok.stdout, 'chain hash')).toEqual([chainHash]);
+    const byFlags = await runCli(['verify', `s3://${bucket}`, '--prefix', 'wal', '--db', 'graph', '--endpoint', s3Endpoint()], {
+      env: { ...s3Env(), AWS_ENDPOINT_URL: undefined },
+    });
+    expect(byFlags.code).toBe(0);
+    expect(fieldValues(byFlags.stdout, 'chain hash')).toEqual([chainHash]);
+
+    const client = testS3Client();
+    try {
+      const victim = uploaded[1]!;
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: victim }));
+      const gap = await runCli(['verify', `s3://${bucket}/wal/graph`], { env: s3Env() });
+      expect(gap.code).toBe(1);
+      expect(gap.stdout).toContain(`PROBLEM [gap] s3://${bucket}/${uploaded[2]} sequence`);
+      expect(gap.stderr).toMatch(/graphstream: error \[gap\]/);
+
+      // A segment of another journal under the missing key: it decodes, but its chain is not this one.
+      const other = await tempDir('cli-verify-foreign');
+      const { files } = await writeJournal(other, 120, 0.25);
+      const foreignName = files.find((name) => Number(name.slice(8, 24)) === Number.parseInt(victim.slice(-22, -6), 16));
+      expect(foreignName).toBeDefined();
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: victim, Body: await readFile(join(other, foreignName!)) }));
+      const foreign = await runCli(['verify', `s3://${bucket}/wal/graph`], { env: s3Env() });
+      expect(foreign.code).toBe(1);
+      expect(foreign.stdout).toContain(`PROBLEM [chain_broken] s3://${bucket}/${victim} sequence`);
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
+describe('replicate', () => {
+  test('ships the segments another process seals, serves metrics, and drains on SIGTERM', async () => {
+    const dir = await tempDir('cli-sidecar');
+    const store = await tempDir('cli-sidecar-store');
+    const writer = startWriter(dir, 2048);
+    try {
+      await writer.waitFor(/^at 0$/m);
+      writer.send('append 60');
+      await writer.waitFor(/^at 60$/m);
+
+      const sidecar = startCli(['replicate', dir, `file://${store}`, '--db', 'sidecar', '--prefix', 'wal', '--interval', '50', '--metrics-addr', '127.0.0.1:0']);
+      const metricsUrl = (await sidecar.waitFor(/^metrics on (http:\/\/\S+)$/m))[0]![1]!;
+      const first = await segmentStates(dir);
+      expect(first.sealed.length).toBeGreaterThan(1);
+      expect(first.live).toHaveLength(1);
+      await sidecar.waitFor(/^uploaded journal-/m, (matches) => matches.length >= first.sealed.length);
+
+      // The writer keeps going: the sidecar ships what it seals next, while running.
+      writer.send('append 60');
+      await writer.waitFor(/^at 120$/m);
+      const second = await segmentStates(dir);
+      expect(second.sealed.length).toBeGreaterThan(first.sealed.length);
+      const uploads = await sidecar.waitFor(/^uploaded (journal-\S+) -> (\S+)/m, (matches) => matches.length >= second.sealed.length);
+      expect(uploads.map((match) => match[1]).sort()).toEqual(second.sealed);
+      expect(uploads.every((match) => match[2]!.startsWith('wal/sidecar/0000/'))).toBe(true);
+
+      const metrics = await fetch(metricsUrl);
+      expect(metrics.status).toBe(200);
+      const text = await metrics.text();
+      expect(text).toContain(`graphstream_segments_uploaded_total{db="sidecar"} ${second.sealed.length}`);
+      expect(text).toMatch(/graphstream_upload_bytes_total\{db="sidecar"\} [1-9]\d*/);
+      expect((await fetch(new URL('/nothing', metricsUrl))).status).toBe(404);
+
+      sidecar.kill('SIGTERM');
+      const stopped = await sidecar.exited;
+      expect(stopped.code).toBe(0);
+      expect(stopped.stdout).toMatch(new RegExp(`stopped: ${second.sealed.length} segment\\(s\\) uploaded`));
+
+      // The live segment was left alone: still unsealed, and not in storage.
+      const after = await segmentStates(dir);
+      expect(after.live).toEqual(second.live);
+      const verified = await runCli(['verify', `file://${store}/wal/sidecar`]);
+      expect(verified.code).toBe(0);
+      const [range] = fieldValues(verified.stdout, 'sequences');
+      const liveFirst = Number(second.live[0]!.slice(8, 24));
+      expect(range).toBe(`1..${liveFirst - 1}`);
+    } finally {
+      writer.kill('SIGKILL');
+      await writer.exited;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,167 @@
+/** `graphstream inspect <segment>`: a segment's header and entries, as a table or as JSON. */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { HeaderFields } from '../core.js';
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { decodeHeader, decodeJournalEntry, decodeSegmentAsync, type DecodedSegment, type JournalEntry } from '../index.js';
+import { Output, formatBytes, formatFields, formatTable, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
+
+const FLAG_NAMES: readonly (readonly [number, string])[] = [
+  [0x01, 'compressed'],
+  [0x04, 'sealed'],
+  [0x08, 'chain-hash'],
+];
+const FLAG_SEALED = 0x04;
+const ENTRY_HEADER_SIZE = 48;
+const QUERY_COLUMN_LIMIT = 60;
+
+interface InspectedEntry {
+  sequence: number;
+  prevHash: Buffer;
+  chainHash: Buffer;
+  /** bytes the entry occupies in the body */
+  size: number;
+  payload: Buffer;
+  /** the graphd entry, or null when the payload is not one (an engine with its own payload format) */
+  entry: JournalEntry | null;
+}
+
+function flagNames(flags: number): string {
+  const names = FLAG_NAMES.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
+  return `0x${flags.toString(16).padStart(2, '0')}${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
+}
+
+function inspectEntries(segment: DecodedSegment): InspectedEntry[] {
+  return segment.entries.map((entry, index) => {
+    let decoded: JournalEntry | null;
+    try {
+      decoded = decodeJournalEntry(entry.payload);
+    } catch {
+      decoded = null;
+    }
+    return {
+      sequence: entry.sequence,
+      prevHash: entry.prevHash,
+      chainHash: segment.entries[index + 1]?.prevHash ?? segment.chainHash,
+      size: ENTRY_HEADER_SIZE + entry.payload.length,
+      payload: entry.payload,
+      entry: decoded,
+    };
+  });
+}
+
+function headerJson(header: HeaderFields) {
+  return {
+    ...header,
+    bodyChecksum: header.bodyChecksum.toString('hex'),
+    prevSegmentChecksum: header.prevSegmentChecksum.toString(),
+    sealed: (header.flags & FLAG_SEALED) !== 0,
+  };
+}
+
+function printSegment(path: string, size: number, segment: DecodedSegment, entries: InspectedEntry[], output: Output): void {
+  const { header } = segment;
+  const sealed = (header.flags & FLAG_SEALED) !== 0;
+  output.print(`segment ${path} (${formatBytes(size)}, ${sealed ? 'sealed' : 'unsealed'})`);
+  output.print(
+    formatFields([
+      ['version', header.version],
+      ['flags', flagNames(header.flags)],
+      ['compression', header.compression === 0 ? 'none' : header.compression === 1 ? 'zstd' : `unknown (${header.compression})`],
+      ['first sequence', header.firstSeq],
+      ['last sequence', sealed ? header.lastSeq : '(unsealed)'],
+      ['entry count', sealed ? header.entryCount : '(unsealed)'],
+      ['body', sealed ? `${header.bodyLen} bytes, sha256 ${header.bodyChecksum.toString('hex')}` : '(unsealed)'],
+      ['prev segment checksum', header.prevSegmentChecksum.toString()],
+      ['created', `${new Date(header.createdMs).toISOString()} (${header.createdMs})`],
+      ['entries', entries.length],
+      ['start hash', segment.startHash.toString('hex')],
+      ['chain hash', segment.chainHash.toString('hex')],
+      ...(segment.tornTail ? ([['torn tail', `cut after byte ${segment.validLength}`]] as const) : []),
+    ]),
+  );
+  output.print();
+  const rows = entries.map((item) => {
+    let query = `<${item.payload.length}-byte payload, not a graphd entry>`;
+    if (item.entry) query = item.entry.query === '' ? '<no query>' : item.entry.query.replace(/\s+/g, ' ');
+    return [
+      String(item.sequence),
+      hashPrefix(item.prevHash),
+      hashPrefix(item.chainHash),
+      String(item.payload.length),
+      query.length > QUERY_COLUMN_LIMIT ? `${query.slice(0, QUERY_COLUMN_LIMIT - 1)}…` : query,
+      item.entry ? summarizeParams(item.entry.params) : '',
+    ];
+  });
+  output.print(formatTable(['SEQ', 'PREV', 'HASH', 'PAYLOAD', 'QUERY', 'PARAMS'], rows));
+}
+
+function entryJson(item: InspectedEntry) {
+  return {
+    sequence: item.sequence,
+    prevHash: item.prevHash.toString('hex'),
+    chainHash: item.chainHash.toString('hex'),
+    size: item.size,
+    payloadBytes: item.payload.length,
+    ...(item.entry
+      ? {
+          entry: {
+            sequence: item.entry.sequence,
+            query: item.entry.query,
+            timestampMs: item.entry.timestampMs,
+            params: item.entry.params.map(([name, value]) => [name, paramToJson(value)]),
+          },
+        }
+      : { entry: null, payloadHex: item.payload.toString('hex') }),
+  };
+}
+
+export function registerInspect(program: Command, output: Output): void {
+  program
+    .command('inspect')
+    .summary("show a segment's header and entries")
+    .description(
+      "Decodes and verifies one .hadbj segment (sealed or unsealed) and prints its header and every entry:\n" +
+        'sequence, prev/chain hash prefixes, payload size, and the decoded graphd query with its parameters.',
+    )
+    .argument('<segment>', 'a .hadbj segment file')
+    .option('--json', 'print the full decode as JSON, parameters typed')
+    .action(async (file: string, options: { json?: boolean }) => {
+      const path = resolve(file);
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(path);
+      } catch (err) {
+        throw toGraphstreamError(err, `reading ${path}`);
+      }
+      let segment: DecodedSegment;
+      try {
+        const { flags } = decodeHeader(bytes);
+        segment = await decodeSegmentAsync(bytes, { allowTornTail: (flags & FLAG_SEALED) === 0 });
+      } catch (err) {
+        const error = toGraphstreamError(err);
+        throw new GraphstreamError(error.code, `${path}: ${error.message}`, { cause: err });
+      }
+      const entries = inspectEntries(segment);
+      if (options.json) {
+        output.print(
+          toJson(
+            {
+              file: path,
+              size: bytes.length,
+              header: headerJson(segment.header),
+              startHash: segment.startHash.toString('hex'),
+              chainHash: segment.chainHash.toString('hex'),
+              validLength: segment.validLength,
+              tornTail: segment.tornTail,
+              entries: entries.map(entryJson),
+            },
+            2,
+          ),
+        );
+        return;
+      }
+      printSegment(path, bytes.length, segment, entries, output);
+    });
+}

@@ -1,0 +1,105 @@
+/**
+ * Argument parsing shared by the commands: numbers, storage URLs and the storage flags. A bad
+ * argument is a commander usage error (exit code 2), never an operational failure.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { isGraphstreamError } from '../errors.js';
+import { openStorage, type OpenStorageOptions, type SegmentStorage } from '../storage/index.js';
+
+export const USAGE_ERROR_EXIT_CODE = 2;
+
+/** Stops the command with a usage error: commander prints `error: <message>`, the exit code is 2. */
+export function usageError(command: Command, message: string): never {
+  command.error(`error: ${message}`, { exitCode: USAGE_ERROR_EXIT_CODE, code: 'graphstream.usage' });
+}
+
+/** A commander argument parser for integers in `min..max`. */
+export function integerArg(min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value) => {
+    if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`expected an integer, got '${value}'.`);
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`expected an integer in ${min}..${max}, got '${value}'.`);
+    }
+    return parsed;
+  };
+}
+
+/** `--to-time`: an ISO 8601 date-time or milliseconds since the epoch. */
+export function timeArg(value: string): number {
+  const trimmed = value.trim();
+  const ms = /^-?\d+$/.test(trimmed) ? Number(trimmed) : Date.parse(trimmed);
+  if (!Number.isSafeInteger(ms)) {
+    throw new InvalidArgumentError(`expected an ISO 8601 time (2026-01-01T12:00:00Z) or milliseconds since the epoch, got '${value}'.`);
+  }
+  return ms;
+}
+
+/** `host:port` (`[::1]:9464` for IPv6); the host may be omitted (`:9464`, all interfaces). */
+export function addressArg(value: string): { host: string | undefined; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError(`expected host:port (e.g. 127.0.0.1:9464), got '${value}'.`);
+  }
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}
+
+/** Key prefix as the storage layer wants it: empty, or ending in '/'. */
+export function prefixArg(value: string): string {
+  const trimmed = value.trim().replace(/^\/+/, '');
+  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+export function dbArg(value: string): string {
+  if (value === '' || value.includes('/')) throw new InvalidArgumentError(`a db name is non-empty and has no '/', got '${value}'.`);
+  return value;
+}
+
+export interface StorageFlags {
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+}
+
+/** Adds the S3 connection flags; credentials come from the standard AWS environment variables. */
+export function withStorageOptions(command: Command): Command {
+  return command
+    .option('--endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)')
+    .option('--region <region>', 'S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)')
+    .option('--path-style', 'address buckets in the path, not the host name (default when an endpoint is set)')
+    .addHelpText(
+      'after',
+      '\nStorage URLs: s3://bucket[/prefix], file:///dir, a directory path, memory://.\n' +
+        'Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), else the AWS SDK chain.',
+    );
+}
+
+/** Opens the storage a URL names; a malformed URL is a usage error. */
+export async function openStorageArg(command: Command, url: string, flags: StorageFlags): Promise<SegmentStorage> {
+  const options: OpenStorageOptions = {};
+  if (flags.endpoint !== undefined) options.endpoint = flags.endpoint;
+  if (flags.region !== undefined) options.region = flags.region;
+  if (flags.pathStyle === true) options.forcePathStyle = true;
+  try {
+    return await openStorage(url, options);
+  } catch (err) {
+    if (isGraphstreamError(err, 'invalid_argument')) usageError(command, err.message);
+    throw err;
+  }
+}
+
+export function isStorageUrl(target: string): boolean {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]+:\/\//.test(target);
+}
+
+/**
+ * Splits `s3://bucket/prefix/db` (or `file:///root/prefix/db`) into the storage URL of its parent
+ * and the db name: the db's segments are the keys `db/...` of that storage.
+ */
+export function splitDbUrl(url: string): { storageUrl: string; db: string } | null {
+  const match = /^(.*?:\/\/[^/]*\/(?:.*\/)?)([^/]+)\/*$/.exec(url);
+  if (!match) return null;
+  return { storageUrl: match[1]!, db: match[2]! };
+}

@@ -1,0 +1,125 @@
+/**
+ * `graphstream replicate <journal-dir> <storage-url>`: the sidecar. Ships the sealed segments of a
+ * journal that another process writes (it never seals or touches the live segment), until SIGTERM
+ * or SIGINT, which drain the uploads in flight. Serves Prometheus metrics with --metrics-addr.
+ */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { stat } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { basename, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { GraphstreamMetrics, Uploader } from '../index.js';
+import { Output, formatBytes } from './output.js';
+import {
+  addressArg,
+  dbArg,
+  integerArg,
+  openStorageArg,
+  prefixArg,
+  usageError,
+  withStorageOptions,
+  type StorageFlags,
+} from './options.js';
+import { stopSignals } from './signals.js';
+
+interface ReplicateOptions extends StorageFlags {
+  db?: string;
+  prefix: string;
+  interval: number;
+  concurrency: number;
+  metricsAddr?: { host: string | undefined; port: number };
+}
+
+async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string | undefined; port: number }): Promise<Server> {
+  const server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' || path !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at GET /metrics\n');
+      return;
+    }
+    metrics.toPrometheus().then(
+      (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+      (err: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+    );
+  });
+  server.listen(address.port, address.host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw toGraphstreamError(err, `serving metrics on ${address.host ?? '*'}:${address.port}`);
+    }),
+  ]);
+  return server;
+}
+
+export function registerReplicate(program: Command, output: Output): void {
+  withStorageOptions(
+    program
+      .command('replicate')
+      .summary('sidecar: ship the sealed segments of a journal another process writes')
+      .description(
+        'Watches a journal directory that another process writes and uploads every sealed segment to object\n' +
+          'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or\n' +
+          'SIGINT, then waits for the uploads in flight and exits 0.',
+      )
+      .argument('<journal-dir>', 'the journal directory')
+      .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
+      .option('--db <db>', 'db name in the keys (default: the journal directory name)', dbArg)
+      .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
+      .option('--interval <ms>', 'how often to look for newly sealed segments', integerArg(1, 3_600_000), 1000)
+      .option('--concurrency <n>', 'uploads in flight at once', integerArg(1, 256), 4)
+      .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg),
+  ).action(async function (this: Command, journalDir: string, storageUrl: string, options: ReplicateOptions) {
+    const directory = resolve(journalDir);
+    const db = options.db ?? basename(directory);
+    try {
+      dbArg(db);
+    } catch {
+      usageError(this, `cannot name the db after ${directory}: give --db`);
+    }
+    const info = await stat(directory).catch((err: unknown) => {
+      throw toGraphstreamError(err, `journal directory ${directory}`);
+    });
+    if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${directory} is not a directory`);
+
+    const storage = await openStorageArg(this, storageUrl, options);
+    const metrics = new GraphstreamMetrics({ db });
+    const uploader = new Uploader({
+      directory,
+      storage,
+      db,
+      prefix: options.prefix,
+      sealIntervalMs: options.interval,
+      concurrency: options.concurrency,
+      metrics,
+    });
+    uploader.on('uploaded', (record) => output.print(`uploaded ${record.name} -> ${record.key} (${formatBytes(record.size)})`));
+    uploader.on('error', (err) => output.note(`graphstream: upload problem [${err.code}]: ${err.message}`));
+    let server: Server | null = null;
+    const signals = stopSignals();
+    try {
+      if (options.metricsAddr !== undefined) {
+        server = await serveMetrics(metrics, options.metricsAddr);
+        const { address, port } = server.address() as AddressInfo;
+        output.print(`metrics on http://${address.includes(':') ? `[${address}]` : address}:${port}/metrics`);
+      }
+      await uploader.start();
+      output.print(`replicating ${directory} to ${storage.description.replace(/\/?$/, '/')}${options.prefix}${db}/ (every ${options.interval} ms)`);
+      const signal = await signals.received;
+      output.note(`graphstream: ${signal}: draining uploads in flight`);
+      await uploader.stop();
+      const stats = uploader.stats();
+      output.print(`stopped: ${stats.succeeded} segment(s) uploaded (${formatBytes(stats.bytes)}), ${stats.failed} failed attempt(s)`);
+    } finally {
+      signals.dispose();
+      await uploader.stop();
+      if (server !== null) {
+        server.closeAllConnections();
+        server.close();
+      }
+      await storage.close?.();
+    }
+  });
+}

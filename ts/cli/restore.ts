@@ -1,0 +1,61 @@
+/** `graphstream restore <storage-url> --db <db> --dir <dir>`: point-in-time restore from object storage. */
+import { Option, type Command } from 'commander';
+import { restore } from '../restore.js';
+import { Output, formatBytes, formatDuration, formatFields } from './output.js';
+import { dbArg, integerArg, openStorageArg, prefixArg, timeArg, withStorageOptions, type StorageFlags } from './options.js';
+
+interface RestoreCommandOptions extends StorageFlags {
+  db: string;
+  prefix: string;
+  dir: string;
+  toSequence?: number;
+  toTime?: number;
+}
+
+export function registerRestore(program: Command, output: Output): void {
+  withStorageOptions(
+    program
+      .command('restore')
+      .summary('rebuild a local journal from object storage, up to a sequence or a point in time')
+      .description(
+        'Downloads and verifies the journal of a db from object storage into an empty directory, end to end\n' +
+          'from its first entry, up to --to-sequence or up to the last entry written at or before --to-time\n' +
+          "(the leader's timestamp of each entry). The directory is then a journal that continues from there.",
+      )
+      .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
+      .requiredOption('--db <db>', 'the db to restore', dbArg)
+      .requiredOption('--dir <dir>', 'an empty directory to restore into')
+      .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
+      .addOption(new Option('--to-sequence <n>', 'last sequence to restore').argParser(integerArg(1)).conflicts('toTime'))
+      .addOption(new Option('--to-time <time>', 'restore up to this time: ISO 8601, or ms since the epoch').argParser(timeArg)),
+  ).action(async function (this: Command, storageUrl: string, options: RestoreCommandOptions) {
+    const storage = await openStorageArg(this, storageUrl, options);
+    const progress = output.progress('restoring segments');
+    const started = performance.now();
+    try {
+      const result = await restore(storage, {
+        db: options.db,
+        prefix: options.prefix,
+        dir: options.dir,
+        ...(options.toSequence !== undefined ? { toSequence: options.toSequence } : {}),
+        ...(options.toTime !== undefined ? { toTimestampMs: options.toTime } : {}),
+        onProgress: (state) => progress.update(state.segments, state.totalSegments),
+      });
+      progress.done();
+      output.print(`restored ${options.prefix}${options.db} from ${storage.description} into ${options.dir}`);
+      output.print(
+        formatFields([
+          ['entries', result.entries],
+          ['sequences', result.entries === 0 ? 'none' : `${result.sequence - result.entries + 1}..${result.sequence}`],
+          ['segments', result.segments],
+          ['bytes', formatBytes(result.bytes)],
+          ['chain hash', result.chainHash.toString('hex')],
+          ['time', formatDuration(performance.now() - started)],
+        ]),
+      );
+    } finally {
+      progress.done();
+      await storage.close?.();
+    }
+  });
+}

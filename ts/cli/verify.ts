@@ -1,0 +1,327 @@
+/**
+ * `graphstream verify <dir | storage URL>`: checks a whole journal, CRCs and the hash chain end to
+ * end, and reports every problem with where it is (file or key, sequence, error code).
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
+import { COMPACTED_GENERATION_BIT } from '../compaction.js';
+import { decodeSegmentAsync, readJournal } from '../index.js';
+import type { SegmentStorage } from '../storage/types.js';
+import { Output, formatBytes, formatFields, toJson } from './output.js';
+import {
+  dbArg,
+  isStorageUrl,
+  openStorageArg,
+  prefixArg,
+  splitDbUrl,
+  usageError,
+  withStorageOptions,
+  type StorageFlags,
+} from './options.js';
+import { dbKeyPrefix, listRemoteSegments, type RemoteSegment } from './remote.js';
+
+const FLAG_SEALED = 0x04;
+const ZERO_HASH = Buffer.alloc(32);
+const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
+/** remote segments downloaded ahead of the one being verified */
+const DOWNLOAD_WINDOW = 4;
+
+export interface Problem {
+  /** file path, or storage URL of the key */
+  where: string;
+  sequence: number | null;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface VerifyReport {
+  target: string;
+  ok: boolean;
+  segments: number;
+  entries: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  /** chain hash after lastSeq, hex */
+  chainHash: string | null;
+  bytes: number;
+  problems: Problem[];
+  /** keys under the db's prefix that are not segments (not verified) */
+  ignoredKeys: string[];
+}
+
+interface VerifyOptions extends StorageFlags {
+  db?: string;
+  prefix: string;
+  json?: boolean;
+}
+
+function emptyReport(target: string): VerifyReport {
+  return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [] };
+}
+
+/** The sequence a GraphstreamError message names (`... (sequence 12) ...`), if any. */
+function sequenceIn(message: string): number | null {
+  const match = /\(sequence (\d+)\)/.exec(message);
+  return match ? Number(match[1]) : null;
+}
+
+async function verifyDirectory(dir: string, output: Output): Promise<VerifyReport> {
+  const report = emptyReport(dir);
+  let info;
+  try {
+    info = await stat(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `journal directory ${dir}`);
+  }
+  if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${dir} is not a directory`);
+  const files = (await readdir(dir)).filter((name) => SEGMENT_FILE.test(name));
+  for (const name of files) report.bytes += (await stat(join(dir, name))).size;
+  report.segments = files.length;
+
+  const progress = output.progress('verifying', undefined);
+  try {
+    for await (const record of readJournal(dir, { raw: true })) {
+      report.firstSeq ??= record.sequence;
+      report.lastSeq = record.sequence;
+      report.chainHash = record.chainHash.toString('hex');
+      report.entries++;
+      if (report.entries % 1000 === 0) progress.update(report.entries);
+    }
+  } catch (err) {
+    const error = toGraphstreamError(err, dir);
+    // Reader errors start with `<file> (sequence N): `: keep the detail after it.
+    const file = /^(\S+\.hadbj)/.exec(error.message)?.[1];
+    const message = file === undefined ? error.message : error.message.slice(file.length).replace(/^ \(sequence \d+\)/, '').replace(/^: /, '');
+    report.problems.push({ where: file ?? dir, sequence: sequenceIn(error.message), code: error.code, message });
+  } finally {
+    progress.done();
+  }
+  if (files.length === 0) {
+    report.problems.push({ where: dir, sequence: null, code: 'not_found', message: `${dir} holds no journal segments` });
+  }
+  report.ok = report.problems.length === 0;
+  return report;
+}
+
+/** What verifying one remote segment established about the chain. */
+interface VerifiedSegment {
+  url: string;
+  generation: number;
+  firstSeq: number;
+  lastSeq: number;
+  /** chain hash before firstSeq */
+  startHash: Buffer;
+  /** chain hash after lastSeq */
+  chainHash: Buffer;
+}
+
+/** Downloads `segments` a few at a time ahead of the caller, yielding them in order. */
+async function* downloads(storage: SegmentStorage, segments: RemoteSegment[]): AsyncGenerator<[RemoteSegment, Promise<Uint8Array | null>]> {
+  const started: Promise<Uint8Array | null>[] = [];
+  const start = (index: number) => {
+    const segment = segments[index];
+    if (segment !== undefined) {
+      const download = storage.get(segment.key);
+      download.catch(() => undefined); // observed when its turn comes
+      started[index] = download;
+    }
+  };
+  for (let i = 0; i < DOWNLOAD_WINDOW; i++) start(i);
+  for (let i = 0; i < segments.length; i++) {
+    yield [segments[i]!, started[i]!];
+    delete started[i];
+    start(i + DOWNLOAD_WINDOW);
+  }
+}
+
+/** Decodes and checks one downloaded segment on its own; null (and a problem) when it cannot be trusted. */
+async function verifySegmentBytes(segment: RemoteSegment, bytes: Uint8Array, report: VerifyReport): Promise<VerifiedSegment | null> {
+  const problem = (code: ErrorCode, message: string, sequence: number | null = segment.firstSeq) => {
+    report.problems.push({ where: segment.url, sequence, code, message });
+    return null;
+  };
+  let decoded;
+  try {
+    decoded = await decodeSegmentAsync(bytes);
+  } catch (err) {
+    const error = toGraphstreamError(err);
+    return problem(error.code, error.message, sequenceIn(error.message) ?? segment.firstSeq);
+  }
+  const { header } = decoded;
+  if ((header.flags & FLAG_SEALED) === 0) return problem('invalid_segment', 'segment is not sealed (only sealed segments belong in storage)');
+  if (header.firstSeq !== segment.firstSeq) {
+    return problem('invalid_segment', `the key names first sequence ${segment.firstSeq} but the header says ${header.firstSeq}`);
+  }
+  report.segments++;
+  report.bytes += bytes.byteLength;
+  if (decoded.entries.length === 0) return null;
+  return {
+    url: segment.url,
+    generation: segment.generation,
+    firstSeq: header.firstSeq,
+    lastSeq: header.lastSeq,
+    startHash: decoded.startHash,
+    chainHash: decoded.chainHash,
+  };
+}
+
+/**
+ * Checks that the segments of one family (the originals of a generation and the compacted
+ * segments that replace runs of them, see ts/compaction.ts) form one chain: every sequence from
+ * the first to the last is in some segment, originals do not overlap each other (nor do compacted
+ * ones), and wherever segments meet, they agree on the chain hash at that sequence.
+ */
+function checkFamily(segments: VerifiedSegment[], report: VerifyReport): void {
+  const hashAfter = new Map<number, { hash: Buffer; url: string }>([[0, { hash: ZERO_HASH, url: 'the journal start' }]]);
+  const agree = (sequence: number, hash: Buffer, segment: VerifiedSegment, what: string) => {
+    const known = hashAfter.get(sequence);
+    if (known === undefined) hashAfter.set(sequence, { hash, url: segment.url });
+    else if (!known.hash.equals(hash)) {
+      report.problems.push({
+        where: segment.url,
+        sequence: sequence === segment.lastSeq ? sequence : sequence + 1,
+        code: 'chain_broken',
+        message: `${what} does not match the chain hash after sequence ${sequence} in ${known.url}`,
+      });
+    }
+  };
+  const lastByKind = new Map<boolean, VerifiedSegment>();
+  let coveredTo = -1;
+  const ordered = [...segments].sort((a, b) => a.firstSeq - b.firstSeq || a.generation - b.generation);
+  for (const segment of ordered) {
+    agree(segment.firstSeq - 1, segment.startHash, segment, `prev_hash of sequence ${segment.firstSeq}`);
+    agree(segment.lastSeq, segment.chainHash, segment, `the chain hash after sequence ${segment.lastSeq}`);
+    const compacted = (segment.generation & COMPACTED_GENERATION_BIT) !== 0;
+    const previous = lastByKind.get(compacted);
+    if (previous !== undefined && segment.firstSeq <= previous.lastSeq) {
+      report.problems.push({
+        where: segment.url,
+        sequence: segment.firstSeq,
+        code: 'overlap',
+        message: `starts at sequence ${segment.firstSeq}, inside ${previous.url} (${previous.firstSeq}..${previous.lastSeq})`,
+      });
+    }
+    lastByKind.set(compacted, segment);
+    if (coveredTo >= 0 && segment.firstSeq > coveredTo + 1) {
+      report.problems.push({
+        where: segment.url,
+        sequence: segment.firstSeq,
+        code: 'gap',
+        message: `sequences ${coveredTo + 1}..${segment.firstSeq - 1} are in no segment`,
+      });
+    }
+    if (coveredTo < 0) report.firstSeq = Math.min(report.firstSeq ?? segment.firstSeq, segment.firstSeq);
+    if (segment.lastSeq > coveredTo) {
+      report.entries += segment.lastSeq - Math.max(coveredTo, segment.firstSeq - 1);
+      coveredTo = segment.lastSeq;
+      report.lastSeq = segment.lastSeq;
+      report.chainHash = segment.chainHash.toString('hex');
+    }
+  }
+}
+
+async function verifyRemote(storage: SegmentStorage, prefix: string, db: string, output: Output): Promise<VerifyReport> {
+  const location = storage.description.replace(/\/?$/, '/');
+  const report = emptyReport(`${location}${dbKeyPrefix(prefix, db)}`);
+  const listing = await listRemoteSegments(storage, prefix, db, location);
+  report.ignoredKeys = listing.foreign;
+  if (listing.segments.length === 0) {
+    report.problems.push({ where: report.target, sequence: null, code: 'not_found', message: `no segments under ${report.target}` });
+  }
+  const families = new Map<number, VerifiedSegment[]>();
+  const progress = output.progress('verifying', listing.segments.length);
+  let done = 0;
+  try {
+    for await (const [segment, download] of downloads(storage, listing.segments)) {
+      let bytes: Uint8Array | null;
+      try {
+        bytes = await download;
+      } catch (err) {
+        const error = toGraphstreamError(err);
+        report.problems.push({ where: segment.url, sequence: segment.firstSeq, code: error.code, message: `download failed: ${error.message}` });
+        continue;
+      }
+      if (bytes === null) {
+        report.problems.push({ where: segment.url, sequence: segment.firstSeq, code: 'not_found', message: 'the object disappeared while being verified' });
+        continue;
+      }
+      const verified = await verifySegmentBytes(segment, bytes, report);
+      if (verified !== null) {
+        const family = verified.generation & ~COMPACTED_GENERATION_BIT;
+        families.set(family, [...(families.get(family) ?? []), verified]);
+      }
+      progress.update(++done);
+    }
+  } finally {
+    progress.done();
+  }
+  for (const family of [...families.keys()].sort((a, b) => a - b)) checkFamily(families.get(family)!, report);
+  report.ok = report.problems.length === 0;
+  return report;
+}
+
+function printReport(report: VerifyReport, output: Output): void {
+  const range = report.firstSeq === null ? 'none' : `${report.firstSeq}..${report.lastSeq}`;
+  output.print(`verify ${report.target}`);
+  output.print(
+    formatFields([
+      ['segments', report.segments],
+      ['entries', report.entries],
+      ['sequences', range],
+      ['bytes', formatBytes(report.bytes)],
+      ['chain hash', report.chainHash ?? '-'],
+    ]),
+  );
+  if (report.ignoredKeys.length > 0) {
+    output.print(`  ignored ${report.ignoredKeys.length} key(s) that are not segments, e.g. ${report.ignoredKeys[0]}`);
+  }
+  for (const problem of report.problems) {
+    const sequence = problem.sequence === null ? '' : ` sequence ${problem.sequence}`;
+    output.print(`PROBLEM [${problem.code}] ${problem.where}${sequence}: ${problem.message}`);
+  }
+  output.print(report.ok ? 'OK: the chain verifies end to end' : `FAILED: ${report.problems.length} problem(s)`);
+}
+
+export function registerVerify(program: Command, output: Output): void {
+  withStorageOptions(
+    program
+      .command('verify')
+      .summary('check a whole journal: CRCs, hash chain, gaps and overlaps')
+      .description(
+        'Checks every segment of a journal, the CRC of every entry and the hash chain end to end, and reports\n' +
+          'every problem with where it is. Exit code 0 when everything verifies, 1 otherwise.',
+      )
+      .argument('<target>', 'a journal directory, or s3://bucket/prefix/db, file:///root/prefix/db, memory://')
+      .option('--db <db>', 'the db name, when the URL names the storage root rather than the db', dbArg)
+      .option('--prefix <prefix>', 'key prefix in front of the db name (with --db)', prefixArg, '')
+      .option('--json', 'print the report as JSON'),
+  ).action(async function (this: Command, target: string, options: VerifyOptions) {
+    let report: VerifyReport;
+    if (!isStorageUrl(target)) {
+      if (options.db !== undefined) usageError(this, '--db is for storage URLs; a directory is one journal');
+      report = await verifyDirectory(resolve(target), output);
+    } else {
+      let storageUrl = target;
+      let db = options.db;
+      if (db === undefined) {
+        const split = splitDbUrl(target);
+        if (split === null) usageError(this, `${target} does not name a db: use s3://bucket/prefix/db or give --db`);
+        ({ storageUrl, db } = split);
+      }
+      const storage = await openStorageArg(this, storageUrl, options);
+      try {
+        report = await verifyRemote(storage, options.prefix, db, output);
+      } finally {
+        await storage.close?.();
+      }
+    }
+    if (options.json) output.print(toJson(report, 2));
+    else printReport(report, output);
+    const first = report.problems[0];
+    if (first !== undefined) {
+      throw new GraphstreamError(first.code, `${report.target} does not verify: ${report.problems.length} problem(s), the first at ${first.where}`);
+    }
+  });
+}
