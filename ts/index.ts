@@ -77,3 +77,28 @@ export {
 export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats } from './cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
 export { Uploader, type UploaderOptions, type UploaderStats } from './uploader.js';
+export {
+  Follower,
+  downloadNewSegments,
+  type CatchUpResult,
+  type DownloadedSegment,
+  type DownloadOptions,
+  type FollowerOptions,
+  type FollowerPosition,
+  type ReplicationLag,
+  type TailOptions,
+} from './follower.js';
+export { restore, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore.js';
+export {
+  compactOnce,
+  runBackgroundCompaction,
+  DEFAULT_COMPACTION_CONFIG,
+  type BackgroundCompaction,
+  type BackgroundCompactionOptions,
+  type CompactionConfig,
+  type CompactionConfigInit,
+  type CompactionOptions,
+  type CompactionResult,
+  type CompactedSegmentRecord,
+  type RetentionPolicy,
+} from './compaction.js';

@@ -86,7 +86,7 @@ export class GraphstreamMetrics {
     this.lastUploadDuration = gauge('graphstream_last_upload_duration_seconds', 'Duration of the last confirmed segment upload, retries included');
     this.lastRecoveryDuration = gauge('graphstream_last_recovery_duration_seconds', 'Duration of the last journal recovery');
     this.replicationLagSequences = gauge('graphstream_replication_lag_sequences', 'Sequences the follower is behind the newest one in storage');
-    this.replicationLagSeconds = gauge('graphstream_replication_lag_seconds', 'Age of the newest segment the follower has not applied yet');
+    this.replicationLagSeconds = gauge('graphstream_replication_lag_seconds', 'Age (header created_ms) of the segment holding the next entry the follower applies; 0 when caught up');
     this.appendLatency = histogram('graphstream_append_latency_seconds', 'Time from append call to durable entry', APPEND_BUCKETS_SECONDS);
     this.uploadLatency = histogram('graphstream_upload_latency_seconds', 'Time to upload one segment, retries included', UPLOAD_BUCKETS_SECONDS);
   }
