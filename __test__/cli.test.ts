@@ -4,6 +4,7 @@
  */
 import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -11,8 +12,11 @@ import { Journal } from '../ts/journal.js';
 import { ParamValue } from '../ts/params.js';
 import { decodeHeader } from '../ts/pure/index.js';
 import { readJournal } from '../ts/reader.js';
+import { compactOnce } from '../ts/compaction.js';
+import { LocalStorage } from '../ts/storage/local.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/uploader.js';
+import { Output } from '../ts/cli/output.js';
 import { buildCli, removeCliBuild, runCli, startCli, startWriter, type CliResult } from './helpers/cli.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
@@ -106,6 +110,34 @@ describe('usage', () => {
       expect(result.stderr, args.join(' ')).toMatch(message);
       expect(result.stdout, args.join(' ')).toBe('');
     });
+  });
+});
+
+describe('output', () => {
+  function capture(isTTY: boolean) {
+    const err = Object.assign(new PassThrough(), { isTTY, columns: 80 });
+    let written = '';
+    err.on('data', (chunk: Buffer) => (written += chunk.toString('utf8')));
+    return { output: new Output(new PassThrough(), err, {}), written: () => written };
+  }
+
+  test('progress bars are drawn on a terminal and erased when done', async () => {
+    const { output, written } = capture(true);
+    const bar = output.progress('uploading', 4);
+    bar.update(4);
+    bar.done();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(written()).toContain('\ruploading [############################] 4/4');
+    expect(written().endsWith('\r\x1b[K')).toBe(true);
+  });
+
+  test('nothing is drawn when stderr is piped', async () => {
+    const { output, written } = capture(false);
+    const bar = output.progress('uploading', 4);
+    bar.update(4);
+    bar.done();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(written()).toBe('');
   });
 });
 
@@ -312,6 +344,35 @@ describe('verify', () => {
     const empty = await runCli(['verify', await tempDir('cli-verify-empty')]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toMatch(/error \[not_found\]/);
+  });
+
+  test('a compacted store verifies to the same chain; a damaged compacted segment is reported', async () => {
+    const dir = await tempDir('cli-verify-compacted');
+    const store = await tempDir('cli-verify-compacted-store');
+    const journal = await Journal.open(dir, { maxSegmentBytes: 2048 });
+    const storage = new LocalStorage(store);
+    const uploader = new Uploader({ journal, storage, db: 'graph' });
+    for (let i = 1; i <= 150; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k)));
+    await uploader.sync();
+    await uploader.stop();
+    await journal.close();
+    const result = await compactOnce({ storage, db: 'graph', config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
+    expect(result.compacted.length).toBeGreaterThan(0);
+    expect(result.deleted.length).toBeGreaterThan(0);
+
+    const verified = await runCli(['verify', `file://${store}/graph`]);
+    expect(verified.code).toBe(0);
+    expect(fieldValues(verified.stdout, 'sequences')).toEqual(['1..150']);
+    expect(fieldValues(verified.stdout, 'chain hash')).toEqual([journal.chainHash.toString('hex')]);
+
+    const compactedKey = result.compacted[0]!.key;
+    const path = join(store, ...compactedKey.split('/'));
+    const bytes = await readFile(path);
+    bytes[bytes.length - 40]! ^= 0x01;
+    await writeFile(path, bytes);
+    const damaged = await runCli(['verify', `file://${store}/graph`]);
+    expect(damaged.code).toBe(1);
+    expect(damaged.stdout).toContain(`PROBLEM [checksum_mismatch] file://${store}/${compactedKey} sequence`);
   });
 
   test('a bucket on an S3-compatible server: ok, then a missing and a foreign segment', async () => {

@@ -146,8 +146,9 @@ export class Output {
   constructor(
     readonly out: Writable = process.stdout,
     readonly err: Writable & { isTTY?: boolean; columns?: number } = process.stderr,
+    env: Record<string, string | undefined> = process.env,
   ) {
-    this.interactive = err.isTTY === true && process.env.TERM !== 'dumb' && process.env.CI === undefined;
+    this.interactive = err.isTTY === true && env.TERM !== 'dumb';
   }
 
   print(text = ''): void {
