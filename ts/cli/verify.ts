@@ -91,8 +91,9 @@ async function verifyDirectory(dir: string, output: Output): Promise<VerifyRepor
     }
   } catch (err) {
     const error = toGraphstreamError(err, dir);
-    // Reader errors start with `<file> (sequence N): `: keep the detail after it.
-    const file = /^(\S+\.hadbj)/.exec(error.message)?.[1];
+    // Reader errors start with `<dir>/<segment file> (sequence N): `: keep the detail after it.
+    const name = error.message.startsWith(dir) ? /^[\\/](journal-\d{16}\.hadbj)/.exec(error.message.slice(dir.length))?.[1] : undefined;
+    const file = name === undefined ? undefined : join(dir, name);
     const message = file === undefined ? error.message : error.message.slice(file.length).replace(/^ \(sequence \d+\)/, '').replace(/^: /, '');
     report.problems.push({ where: file ?? dir, sequence: sequenceIn(error.message), code: error.code, message });
   } finally {
