@@ -2,16 +2,17 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { sealRawEntries } from '../ts/compaction.js';
+import { compactOnce, sealRawEntries } from '../ts/compaction.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { Follower, downloadNewSegments } from '../ts/follower.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
 import { encodeJournalEntry } from '../ts/payload.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
+import { ObjectStoreStorage } from '../ts/storage/object-store.js';
 import type { S3Storage } from '../ts/storage/s3.js';
 import { cores } from './helpers/cores.js';
 import { ListRecordingStorage, entryFor, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
-import { createTestBucket } from './helpers/s3.js';
+import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
 
 const DB = 'graph';
 let testCounter = 0;
@@ -322,6 +323,42 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
       code: 'invalid_segment',
       message: expect.stringContaining('not sealed'),
     });
+  });
+});
+
+describe.each(cores)('Follower and compaction through the native object_store backend against moto ($kind core)', (core) => {
+  it("a follower over ObjectStoreStorage rebuilds the leader's journal, before and after compaction", async () => {
+    const bucket = await createTestBucket('follower-os');
+    const storage = await ObjectStoreStorage.open(`s3://${bucket}`, {
+      endpoint: s3Endpoint(),
+      region: TEST_REGION,
+      credentials: TEST_CREDENTIALS,
+      forcePathStyle: true,
+    });
+    const dirs: string[] = [];
+    const tempDir = async () => {
+      dirs.push(await mkdtemp(join(tmpdir(), 'graphstream-follower-')));
+      return dirs.at(-1)!;
+    };
+    const leading = await openLeader({ storage, prefix: 'wal/', db: DB, core });
+    try {
+      await leading.write(80);
+      const midway = new Follower({ storage, prefix: 'wal/', db: DB, dir: await tempDir(), core });
+      expect((await midway.catchUp()).sequence).toBe(80);
+      await leading.write(80);
+      const compacted = await compactOnce({ storage, prefix: 'wal/', db: DB, core, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
+      expect(compacted.deleted.length).toBeGreaterThan(0);
+      const expected = await journalRecords(leading.dir, core);
+      expect((await midway.catchUp()).sequence).toBe(160);
+      expect(await journalRecords(midway.dir, core)).toEqual(expected);
+      const fresh = new Follower({ storage, prefix: 'wal/', db: DB, dir: await tempDir(), core });
+      expect((await fresh.catchUp()).sequence).toBe(160);
+      expect(await journalRecords(fresh.dir, core)).toEqual(expected);
+    } finally {
+      await leading.close();
+      await storage.close?.();
+      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
