@@ -356,7 +356,6 @@ describe.each(cores)('Follower and compaction through the native object_store ba
       expect(await journalRecords(fresh.dir, core)).toEqual(expected);
     } finally {
       await leading.close();
-      await storage.close?.();
       for (const dir of dirs) await rm(dir, { recursive: true, force: true });
     }
   });
