@@ -1,0 +1,331 @@
+/**
+ * One SegmentStorage contract, run against every backend: S3Storage and the native
+ * ObjectStoreStorage against a real S3-compatible server (moto, started by global-setup.ts), and
+ * the local-directory and memory stores.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GraphstreamError } from '../ts/errors.js';
+import { LocalStorage, MemoryStorage, ObjectStoreStorage, S3Storage, openStorage } from '../ts/storage/index.js';
+import type { SegmentStorage } from '../ts/storage/types.js';
+import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
+import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const segmentKey = (seq: number) => `wal/db/0000/${seq.toString(16).padStart(16, '0')}.hadbj`;
+
+let bucket: string;
+const scratchDirs: string[] = [];
+const opened: SegmentStorage[] = [];
+
+async function scratchDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'graphstream-storage-'));
+  scratchDirs.push(dir);
+  return dir;
+}
+
+function track<T extends SegmentStorage>(storage: T): T {
+  opened.push(storage);
+  return storage;
+}
+
+const s3Options = () => ({ endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, env: {} });
+
+/** A fresh, empty location per test; `open()` gives another client on the same location. */
+interface Location {
+  open(): Promise<SegmentStorage>;
+}
+
+interface Backend {
+  name: string;
+  fresh(): Promise<Location>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'S3Storage (moto)',
+    async fresh() {
+      const url = `s3://${bucket}/sdk-${randomBytes(4).toString('hex')}`;
+      return { open: async () => track(await openStorage(url, s3Options())) };
+    },
+  },
+  {
+    name: 'ObjectStoreStorage s3:// (moto)',
+    async fresh() {
+      const url = `s3://${bucket}/native-${randomBytes(4).toString('hex')}`;
+      return { open: async () => track(await openStorage(url, { ...s3Options(), backend: 'object_store' })) };
+    },
+  },
+  {
+    name: 'LocalStorage',
+    async fresh() {
+      const dir = await scratchDir();
+      return { open: async () => track(await openStorage(dir)) };
+    },
+  },
+  {
+    name: 'MemoryStorage',
+    async fresh() {
+      const storage = track(await openStorage('memory://'));
+      return { open: async () => storage };
+    },
+  },
+  {
+    name: 'ObjectStoreStorage file://',
+    async fresh() {
+      const url = pathToFileURL(await scratchDir()).href;
+      return { open: async () => track(await openStorage(url, { backend: 'object_store' })) };
+    },
+  },
+  {
+    name: 'ObjectStoreStorage memory://',
+    async fresh() {
+      const storage = track(await openStorage('memory://', { backend: 'object_store' }));
+      return { open: async () => storage };
+    },
+  },
+];
+
+beforeAll(async () => {
+  bucket = await createTestBucket('storage');
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((storage) => storage.close?.()));
+  await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function expectGraphstreamError(promise: Promise<unknown>, code: string): Promise<GraphstreamError> {
+  const err = await promise.then(
+    () => {
+      throw new Error(`expected a GraphstreamError ${code}, but the call succeeded`);
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GraphstreamError);
+  expect((err as GraphstreamError).code).toBe(code);
+  return err as GraphstreamError;
+}
+
+describe.each(backends)('SegmentStorage contract: $name', (backend) => {
+  it('stores and returns bytes; a missing key is null', async () => {
+    const storage = await (await backend.fresh()).open();
+    const payload = randomBytes(70_000);
+    expect(await storage.put(segmentKey(1), payload)).toEqual({ created: true });
+    expect(Buffer.from((await storage.get(segmentKey(1)))!)).toEqual(payload);
+    expect(await storage.get(segmentKey(2))).toBeNull();
+    expect(await storage.get('wal/db')).toBeNull();
+  });
+
+  it('a plain put replaces the object; an empty object round-trips', async () => {
+    const storage = await (await backend.fresh()).open();
+    await storage.put('k', bytes('first'));
+    await storage.put('k', bytes('second'));
+    expect(new TextDecoder().decode((await storage.get('k'))!)).toBe('second');
+    await storage.put('empty', new Uint8Array(0));
+    expect((await storage.get('empty'))?.byteLength).toBe(0);
+  });
+
+  it('lists keys under a prefix in key order, after startAfter', async () => {
+    const storage = await (await backend.fresh()).open();
+    const keys = [3, 1, 17, 2, 16].map(segmentKey);
+    for (const key of keys) await storage.put(key, bytes(key));
+    await storage.put('wal/other/0000/0000000000000001.hadbj', bytes('x'));
+    await storage.put('wal/db/0001/0000000000000001.hadbj', bytes('x'));
+    const sorted = [1, 2, 3, 16, 17].map(segmentKey);
+
+    expect(await storage.list('wal/db/0000/')).toEqual(sorted);
+    expect(await storage.list('wal/db/0000/', { startAfter: segmentKey(3) })).toEqual(sorted.slice(3));
+    expect(await storage.list('wal/db/0000/', { startAfter: segmentKey(17) })).toEqual([]);
+    // a prefix need not end at a '/'
+    expect(await storage.list('wal/db/0000/000000000000001')).toEqual(sorted.slice(3));
+    expect(await storage.list('wal/db/000')).toEqual([...sorted, 'wal/db/0001/0000000000000001.hadbj']);
+    expect(await storage.list('wal/d')).toEqual([...sorted, 'wal/db/0001/0000000000000001.hadbj']);
+    expect(await storage.list('wal/nothing/')).toEqual([]);
+  });
+
+  it('lists every page: more than 1000 keys', async () => {
+    const storage = await (await backend.fresh()).open();
+    const count = 1_005;
+    const keys = Array.from({ length: count }, (_, i) => segmentKey(i + 1));
+    for (let i = 0; i < count; i += 50) {
+      await Promise.all(keys.slice(i, i + 50).map((key) => storage.put(key, bytes(key))));
+    }
+    expect(await storage.list('wal/db/0000/')).toEqual(keys);
+    expect(await storage.list('wal/db/0000/', { startAfter: keys[9] })).toEqual(keys.slice(10));
+  });
+
+  it('deletes; deleting a missing key succeeds', async () => {
+    const storage = await (await backend.fresh()).open();
+    await storage.put(segmentKey(1), bytes('one'));
+    await storage.put(segmentKey(2), bytes('two'));
+    await storage.delete(segmentKey(1));
+    expect(await storage.get(segmentKey(1))).toBeNull();
+    expect(await storage.list('wal/')).toEqual([segmentKey(2)]);
+    await storage.delete(segmentKey(1));
+    await storage.delete('never/existed');
+  });
+
+  it('a conditional re-put of identical bytes is a no-op success', async () => {
+    const storage = await (await backend.fresh()).open();
+    const payload = randomBytes(4_096);
+    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toEqual({ created: true });
+    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toEqual({ created: false });
+    expect(Buffer.from((await storage.get(segmentKey(5)))!)).toEqual(payload);
+  });
+
+  it('fencing: a second writer with different bytes gets conflict and the first object stays', async () => {
+    const location = await backend.fresh();
+    const first = await location.open();
+    const second = await location.open();
+    const firstBytes = bytes('leader A segment');
+    expect(await first.put(segmentKey(9), firstBytes, { ifNoneMatch: '*' })).toEqual({ created: true });
+
+    const err = await expectGraphstreamError(
+      second.put(segmentKey(9), bytes('leader B segment'), { ifNoneMatch: '*' }),
+      'conflict',
+    );
+    expect(err.message).toContain(segmentKey(9));
+    expect(err.details?.retryable).not.toBe(true);
+    expect(Buffer.from((await first.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
+    expect(Buffer.from((await second.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
+  });
+});
+
+describe('S3 backends share one layout', () => {
+  it('what S3Storage writes under a prefix, ObjectStoreStorage reads, and the reverse', async () => {
+    const url = `s3://${bucket}/shared-${randomBytes(4).toString('hex')}/`;
+    const sdk = track(await openStorage(url, s3Options()));
+    const native = track(await openStorage(url, { ...s3Options(), backend: 'object_store' }));
+    await sdk.put(segmentKey(1), bytes('from sdk'), { ifNoneMatch: '*' });
+    await native.put(segmentKey(2), bytes('from native'), { ifNoneMatch: '*' });
+    expect(await native.list('wal/')).toEqual([segmentKey(1), segmentKey(2)]);
+    expect(await sdk.list('wal/')).toEqual([segmentKey(1), segmentKey(2)]);
+    expect(new TextDecoder().decode((await native.get(segmentKey(1)))!)).toBe('from sdk');
+    await expectGraphstreamError(native.put(segmentKey(1), bytes('other'), { ifNoneMatch: '*' }), 'conflict');
+    await expectGraphstreamError(sdk.put(segmentKey(2), bytes('other'), { ifNoneMatch: '*' }), 'conflict');
+  });
+
+  it('S3Storage follows continuation tokens with small pages', async () => {
+    const storage = track(
+      new S3Storage({
+        bucket,
+        prefix: `paged-${randomBytes(4).toString('hex')}/`,
+        endpoint: s3Endpoint(),
+        region: TEST_REGION,
+        credentials: TEST_CREDENTIALS,
+        forcePathStyle: true,
+        maxKeysPerPage: 3,
+      }),
+    );
+    const keys = Array.from({ length: 11 }, (_, i) => segmentKey(i + 1));
+    await Promise.all(keys.map((key) => storage.put(key, bytes(key))));
+    expect(await storage.list('wal/')).toEqual(keys);
+    expect(await storage.list('wal/', { startAfter: keys[4] })).toEqual(keys.slice(5));
+  });
+});
+
+async function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+    });
+  });
+}
+
+describe.each([
+  { name: 'S3Storage', backend: 'sdk' as const },
+  { name: 'ObjectStoreStorage', backend: 'object_store' as const },
+])('$name failures carry retry details', ({ backend }) => {
+  it('an unreachable endpoint is a retryable storage error naming the key', async () => {
+    const endpoint = `http://127.0.0.1:${await closedPort()}`;
+    const storage = track(
+      await openStorage(`s3://${bucket}/p`, { ...s3Options(), endpoint, backend, maxAttempts: 1 }),
+    );
+    const err = await expectGraphstreamError(storage.put(segmentKey(1), bytes('x')), 'storage');
+    expect(err.message).toContain(segmentKey(1));
+    expect(err.details).toMatchObject({ retryable: true, key: segmentKey(1) });
+    await expectGraphstreamError(storage.get(segmentKey(1)), 'storage');
+    await expectGraphstreamError(storage.list('wal/'), 'storage');
+  });
+
+  it.each([
+    { fault: 'error500' as const, status: 500 },
+    { fault: 'error503' as const, status: 503 },
+    { fault: 'slowDown' as const, status: 503 },
+  ])('a $fault answer is a retryable storage error with status $status', async ({ fault, status }) => {
+    const weights = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, kind === fault ? 1 : 0]));
+    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, seed: 7, weights });
+    try {
+      const storage = track(
+        await openStorage(`s3://${bucket}/p`, { ...s3Options(), endpoint: proxy.endpoint, backend, maxAttempts: 1 }),
+      );
+      const err = await expectGraphstreamError(storage.put(segmentKey(1), bytes('x'), { ifNoneMatch: '*' }), 'storage');
+      expect(err.details).toMatchObject({ retryable: true, status, key: segmentKey(1) });
+      expect(proxy.injected[fault]).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a response lost after the server stored the object resolves on the next conditional put', async () => {
+    const weights = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, kind === 'dropAfter' ? 1 : 0]));
+    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, weights });
+    const url = `s3://${bucket}/lost-${randomBytes(4).toString('hex')}`;
+    try {
+      const flaky = track(await openStorage(url, { ...s3Options(), endpoint: proxy.endpoint, backend, maxAttempts: 1 }));
+      const err = await expectGraphstreamError(flaky.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' }), 'storage');
+      expect(err.details?.retryable).toBe(true);
+      expect(proxy.injected.dropAfter).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+    const direct = track(await openStorage(url, s3Options()));
+    expect(await direct.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' })).toEqual({ created: false });
+  });
+});
+
+describe('bad locations and keys', () => {
+  it.each(['ftp://host/x', 's3://', 'gs://', 'file://remote-host/dir', ''])('openStorage(%j) is invalid_argument', async (url) => {
+    await expectGraphstreamError(openStorage(url), 'invalid_argument');
+  });
+
+  it('the native backend rejects unknown schemes and options', async () => {
+    await expectGraphstreamError(ObjectStoreStorage.open('ftp://host/x'), 'invalid_argument');
+    await expectGraphstreamError(
+      ObjectStoreStorage.open(`s3://${bucket}/p`, { options: { no_such_option: '1' } }),
+      'invalid_argument',
+    );
+  });
+
+  it('LocalStorage rejects keys that would leave its directory, and hides its temp files', async () => {
+    const dir = await scratchDir();
+    const storage = new LocalStorage(join(dir, 'store'));
+    for (const key of ['../escape', '/abs', 'a//b', 'a/./b', 'a\\b', '']) {
+      await expectGraphstreamError(storage.put(key, bytes('x')), 'invalid_argument');
+    }
+    await storage.put('a/b', bytes('x'), { ifNoneMatch: '*' });
+    await storage.put('a/b', bytes('x'), { ifNoneMatch: '*' });
+    await expectGraphstreamError(storage.put('a/b', bytes('y'), { ifNoneMatch: '*' }), 'conflict');
+    expect(await readdir(join(dir, 'store', 'a'))).toEqual(['b']);
+    expect(await readdir(dir)).toEqual(['store']);
+  });
+
+  it('MemoryStorage copies bytes in and out', async () => {
+    const storage = new MemoryStorage();
+    const payload = bytes('abc');
+    await storage.put('k', payload);
+    payload[0] = 0;
+    const read = (await storage.get('k'))!;
+    read[1] = 0;
+    expect(new TextDecoder().decode((await storage.get('k'))!)).toBe('abc');
+  });
+});

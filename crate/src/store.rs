@@ -1,0 +1,518 @@
+//! Object storage through the `object_store` crate: S3 and S3-compatible servers, GCS, Azure,
+//! a local directory and memory, opened from a URL. Every operation runs on the addon's tokio
+//! runtime (napi `async fn`), never on the JavaScript thread.
+//!
+//! Failures cross into JavaScript as `[code] message`. Storage failures end with a suffix that
+//! ts/storage/object-store.ts parses into retry details: ` (retryable; HTTP 503)`,
+//! ` (retryable)` or ` (not retryable; HTTP 403)`.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, TryStreamExt};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// Options of our own, next to the `object_store` configuration keys (`aws_endpoint`, ...).
+const OPTION_MAX_RETRIES: &str = "max_retries";
+const OPTION_RETRY_TIMEOUT_MS: &str = "retry_timeout_ms";
+const OPTION_MAX_OBJECT_BYTES: &str = "max_object_bytes";
+
+/// Ceiling on one object read into memory unless `max_object_bytes` says otherwise.
+const DEFAULT_MAX_OBJECT_BYTES: u64 = 1 << 30;
+/// The crate retries 10 times by default; graphstream's uploader has its own retry policy, so the
+/// client only smooths over short blips.
+const DEFAULT_MAX_RETRIES: usize = 2;
+const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[napi]
+pub struct NativeObjectStore {
+    store: Arc<dyn ObjectStore>,
+    description: String,
+    max_object_bytes: u64,
+}
+
+/// Opens the store a URL names: `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://container/prefix`, `file:///absolute/dir`, `memory://`. `options` holds `object_store`
+/// configuration keys for the scheme (`aws_endpoint`, `aws_region`, `aws_allow_http`,
+/// `aws_access_key_id`, `aws_virtual_hosted_style_request`, `google_service_account`, ...) plus
+/// `max_retries`, `retry_timeout_ms` and `max_object_bytes`. Unknown keys are rejected.
+#[napi]
+pub async fn open_native_object_store(
+    url: String,
+    options: Option<HashMap<String, String>>,
+) -> napi::Result<NativeObjectStore> {
+    let options = options.unwrap_or_default();
+    let opened = AssertUnwindSafe(async move { open(&url, options).await })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorCode::Internal,
+                "native code panicked while opening a store",
+            ))
+        });
+    Ok(opened?)
+}
+
+async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<NativeObjectStore> {
+    let url = Url::parse(url_text).map_err(|err| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid storage URL {url_text:?}: {err}"),
+        )
+    })?;
+    let retry = RetryConfig {
+        max_retries: take_number(&mut options, OPTION_MAX_RETRIES)?
+            .map_or(DEFAULT_MAX_RETRIES, |n| n as usize),
+        retry_timeout: take_number(&mut options, OPTION_RETRY_TIMEOUT_MS)?
+            .map_or(DEFAULT_RETRY_TIMEOUT, Duration::from_millis),
+        ..RetryConfig::default()
+    };
+    let max_object_bytes =
+        take_number(&mut options, OPTION_MAX_OBJECT_BYTES)?.unwrap_or(DEFAULT_MAX_OBJECT_BYTES);
+    let description = url_text.trim_end_matches('/').to_string();
+    let prefix = url.path().trim_start_matches('/');
+    let invalid = |err: object_store::Error| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("cannot open storage {description}: {err}"),
+        )
+    };
+
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => {
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket_of(&url)?)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = parse_key(&key, "s3")?;
+                builder = builder.with_config(key, value);
+            }
+            with_prefix(builder.build().map_err(invalid)?, prefix)
+        }
+        "gs" => {
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket_of(&url)?)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: GoogleConfigKey = parse_key(&key, "gs")?;
+                builder = builder.with_config(key, value);
+            }
+            with_prefix(builder.build().map_err(invalid)?, prefix)
+        }
+        "az" | "azure" => {
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket_of(&url)?)
+                .with_retry(retry);
+            for (key, value) in options {
+                let key: AzureConfigKey = parse_key(&key, "az")?;
+                builder = builder.with_config(key, value);
+            }
+            with_prefix(builder.build().map_err(invalid)?, prefix)
+        }
+        "file" => {
+            reject_options(&options, "file")?;
+            let dir = url.to_file_path().map_err(|()| {
+                Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!("invalid storage URL {url_text:?}: not an absolute local path"),
+                )
+            })?;
+            let create_dir = dir.clone();
+            tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create_dir))
+                .await
+                .map_err(|err| Error::new(ErrorCode::Internal, err.to_string()))?
+                .map_err(|err| {
+                    Error::io(&format!("create storage directory {}", dir.display()), err)
+                })?;
+            Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(invalid)?)
+        }
+        "memory" => {
+            reject_options(&options, "memory")?;
+            Arc::new(InMemory::new())
+        }
+        other => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "invalid storage URL {url_text:?}: unsupported scheme {other:?} \
+                     (expected s3, gs, az, file or memory)"
+                ),
+            ))
+        }
+    };
+    Ok(NativeObjectStore {
+        store,
+        description,
+        max_object_bytes,
+    })
+}
+
+fn bucket_of(url: &Url) -> Result<String> {
+    match url.host_str() {
+        Some(host) if !host.is_empty() => Ok(host.to_string()),
+        _ => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid storage URL {:?}: no bucket name", url.as_str()),
+        )),
+    }
+}
+
+fn with_prefix<T: ObjectStore>(store: T, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.trim_matches('/').is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }
+}
+
+fn parse_key<K: std::str::FromStr>(key: &str, scheme: &str) -> Result<K> {
+    if let Ok(parsed) = key.parse::<K>() {
+        return Ok(parsed);
+    }
+    Err(Error::new(
+        ErrorCode::InvalidArgument,
+        format!("unknown option {key:?} for {scheme}:// storage"),
+    ))
+}
+
+fn reject_options(options: &HashMap<String, String>, scheme: &str) -> Result<()> {
+    match options.keys().next() {
+        Some(key) => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("option {key:?} does not apply to {scheme}:// storage"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn take_number(options: &mut HashMap<String, String>, key: &str) -> Result<Option<u64>> {
+    match options.remove(key) {
+        None => Ok(None),
+        Some(text) => text.trim().parse().map(Some).map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("option {key:?} must be a non-negative integer, got {text:?}"),
+            )
+        }),
+    }
+}
+
+#[napi]
+impl NativeObjectStore {
+    /// `s3://bucket/prefix` etc., for messages.
+    #[napi(getter)]
+    pub fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
+    /// (returns false) and different bytes are a `[conflict]`; the stored object is never replaced.
+    /// Returns true when this call created (or overwrote) the object.
+    #[napi]
+    pub async fn put(&self, key: String, bytes: Buffer, create_only: bool) -> napi::Result<bool> {
+        let bytes = bytes::Bytes::copy_from_slice(&bytes);
+        let work = self.put_inner(key, bytes, create_only);
+        Ok(guarded(work).await?)
+    }
+
+    /// The object's bytes, or null when there is none.
+    #[napi]
+    pub async fn get(&self, key: String) -> napi::Result<Option<Buffer>> {
+        let work = self.get_inner(key);
+        Ok(guarded(work)
+            .await?
+            .map(|bytes| Buffer::from(bytes.to_vec())))
+    }
+
+    /// Keys starting with `prefix` and greater than `start_after`, ascending, every page.
+    #[napi]
+    pub async fn list(
+        &self,
+        prefix: String,
+        start_after: Option<String>,
+    ) -> napi::Result<Vec<String>> {
+        let work = self.list_inner(prefix, start_after);
+        Ok(guarded(work).await?)
+    }
+
+    /// Deletes `key`; a missing key is not an error.
+    #[napi]
+    pub async fn delete(&self, key: String) -> napi::Result<()> {
+        let work = self.delete_inner(key);
+        Ok(guarded(work).await?)
+    }
+}
+
+async fn guarded<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorCode::Internal,
+                "native code panicked in a storage operation",
+            ))
+        })
+}
+
+impl NativeObjectStore {
+    fn path(&self, key: &str) -> Result<Path> {
+        Path::parse(key).map_err(|err| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid storage key {key:?} in {}: {err}", self.description),
+            )
+        })
+    }
+
+    async fn put_inner(&self, key: String, bytes: bytes::Bytes, create_only: bool) -> Result<bool> {
+        let path = self.path(&key)?;
+        let mode = if create_only {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) if create_only => {
+                match self.get_inner(key.clone()).await? {
+                    Some(existing) if existing == bytes => Ok(false),
+                    Some(_) => Err(Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "{}/{key} already holds different bytes (another writer created it); \
+                             not overwritten",
+                            self.description
+                        ),
+                    )),
+                    // Created and deleted again between our two requests: nothing to compare.
+                    None => Err(storage_error(
+                        &format!(
+                            "put {}/{key}: object existed but vanished before it could be compared",
+                            self.description
+                        ),
+                        true,
+                        None,
+                    )),
+                }
+            }
+            Err(err) => Err(map_error("put", &self.description, &key, err)),
+        }
+    }
+
+    async fn get_inner(&self, key: String) -> Result<Option<bytes::Bytes>> {
+        let path = self.path(&key)?;
+        let result = match self.store.get(&path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(map_error("get", &self.description, &key, err)),
+        };
+        if result.meta.size > self.max_object_bytes {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{}/{key} is {} bytes, more than the {} bytes allowed (max_object_bytes)",
+                    self.description, result.meta.size, self.max_object_bytes
+                ),
+            ));
+        }
+        match result.bytes().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(map_error("get", &self.description, &key, err)),
+        }
+    }
+
+    async fn list_inner(&self, prefix: String, start_after: Option<String>) -> Result<Vec<String>> {
+        // object_store lists whole path segments; list the directory holding the prefix and
+        // keep the keys that really start with it.
+        let directory = match prefix.rfind('/') {
+            Some(end) => Some(self.path(&prefix[..end])?),
+            None => None,
+        };
+        let offset = start_after.as_deref().and_then(|key| Path::parse(key).ok());
+        let stream = match &offset {
+            Some(offset) => self.store.list_with_offset(directory.as_ref(), offset),
+            None => self.store.list(directory.as_ref()),
+        };
+        let metas: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(|err| map_error("list", &self.description, &prefix, err))?;
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .map(|meta| meta.location.to_string())
+            .filter(|key| key.starts_with(&prefix))
+            .filter(|key| start_after.as_ref().is_none_or(|after| key > after))
+            .collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    async fn delete_inner(&self, key: String) -> Result<()> {
+        let path = self.path(&key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(map_error("delete", &self.description, &key, err)),
+        }
+    }
+}
+
+fn storage_error(what: &str, retryable: bool, status: Option<u16>) -> Error {
+    let suffix = match (retryable, status) {
+        (true, Some(status)) => format!("retryable; HTTP {status}"),
+        (true, None) => "retryable".to_string(),
+        (false, Some(status)) => format!("not retryable; HTTP {status}"),
+        (false, None) => "not retryable".to_string(),
+    };
+    Error::new(ErrorCode::Storage, format!("{what} ({suffix})"))
+}
+
+fn map_error(op: &str, description: &str, key: &str, err: object_store::Error) -> Error {
+    let what = format!("{op} {description}/{key} failed: {}", full_message(&err));
+    match &err {
+        object_store::Error::InvalidPath { .. } => Error::new(ErrorCode::InvalidArgument, what),
+        object_store::Error::PermissionDenied { .. } => storage_error(&what, false, Some(403)),
+        object_store::Error::Unauthenticated { .. } => storage_error(&what, false, Some(401)),
+        object_store::Error::NotFound { .. } => storage_error(&what, false, Some(404)),
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => {
+            let (retryable, status) = classify(&err);
+            storage_error(&what, retryable, status)
+        }
+        _ => storage_error(&what, false, None),
+    }
+}
+
+/// Transport failures (connect, reset, timeout, a connection closed mid-answer) and 5xx / 429 /
+/// throttling responses are worth retrying; other responses are not. object_store keeps the
+/// status and its `HttpError` only in the text of its (private) retry error, so the text is read.
+fn classify(err: &(dyn StdError + 'static)) -> (bool, Option<u16>) {
+    let text = full_message(err);
+    let status = status_in(&text);
+    let throttled = ["SlowDown", "Throttl", "TooManyRequests"]
+        .iter()
+        .any(|marker| text.contains(marker));
+    let mut transport = text.contains("HTTP error: ");
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = current {
+        transport |= e.downcast_ref::<std::io::Error>().is_some();
+        current = e.source();
+    }
+    let retryable = match status {
+        Some(code) => code >= 500 || code == 429 || code == 408 || throttled,
+        None => transport || throttled,
+    };
+    (retryable, status)
+}
+
+/// The status code in object_store's "Server returned non-2xx status code: 503 ..." text.
+fn status_in(text: &str) -> Option<u16> {
+    let rest = &text[text.find("status code: ")? + "status code: ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|code| (100..600).contains(code))
+}
+
+fn full_message(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        current = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_read_from_object_store_messages() {
+        assert_eq!(
+            status_in("Server returned non-2xx status code: 503 Service Unavailable: "),
+            Some(503)
+        );
+        assert_eq!(
+            status_in("Error performing PUT http://x in 1s - no status here"),
+            None
+        );
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn memory_store_conditional_put_detects_conflicts() {
+        block_on(async {
+            let store = open("memory://", HashMap::new()).await.unwrap();
+            let one = bytes::Bytes::from_static(b"one");
+            assert!(store
+                .put_inner("a/k".into(), one.clone(), true)
+                .await
+                .unwrap());
+            assert!(!store.put_inner("a/k".into(), one, true).await.unwrap());
+            let err = store
+                .put_inner("a/k".into(), bytes::Bytes::from_static(b"two"), true)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::Conflict);
+            assert_eq!(
+                store
+                    .get_inner("a/k".into())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .as_ref(),
+                b"one"
+            );
+        });
+    }
+
+    #[test]
+    fn unknown_options_and_schemes_are_invalid_arguments() {
+        block_on(async {
+            let mut options = HashMap::new();
+            options.insert("no_such_option".to_string(), "1".to_string());
+            let err = open("s3://bucket/p", options).await.err().unwrap();
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+            let err = open("ftp://host/x", HashMap::new()).await.err().unwrap();
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+        });
+    }
+}

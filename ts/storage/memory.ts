@@ -1,0 +1,43 @@
+/** Objects in a Map: for tests and demos. Same semantics as the real stores, nothing persisted. */
+import { GraphstreamError } from '../errors.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import { compareKeys, sameBytes } from './bytes.js';
+
+export class MemoryStorage implements SegmentStorage {
+  readonly description: string;
+  private readonly objects = new Map<string, Uint8Array>();
+
+  constructor(name = 'memory://') {
+    this.description = name;
+  }
+
+  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    const existing = this.objects.get(key);
+    if (options?.ifNoneMatch === '*' && existing !== undefined) {
+      if (sameBytes(existing, bytes)) return { created: false };
+      throw new GraphstreamError(
+        'conflict',
+        `${this.description}${key} already holds different bytes (another writer created it); not overwritten`,
+        { details: { key, retryable: false } },
+      );
+    }
+    this.objects.set(key, Uint8Array.from(bytes));
+    return { created: true };
+  }
+
+  async get(key: string): Promise<Uint8Array | null> {
+    const stored = this.objects.get(key);
+    return stored === undefined ? null : Uint8Array.from(stored);
+  }
+
+  async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    const after = options?.startAfter;
+    return [...this.objects.keys()]
+      .filter((key) => key.startsWith(prefix) && (after === undefined || compareKeys(key, after) > 0))
+      .sort(compareKeys);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.objects.delete(key);
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Object storage through the native addon's `object_store` client (crate/src/store.rs): S3 and
+ * S3-compatible servers, Google Cloud Storage, Azure Blob Storage, a local directory or memory,
+ * with every request on the addon's runtime instead of the JavaScript thread.
+ */
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { nativeBinding, nativeLoadError } from '../native.js';
+import type { NativeObjectStore } from '../../native/graphstream.js';
+import type { S3Credentials } from './s3.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+
+export interface ObjectStoreStorageOptions {
+  /** s3://: custom endpoint of an S3-compatible server */
+  endpoint?: string;
+  /** s3://: default us-east-1 (object_store's default) */
+  region?: string;
+  /** s3://: default AWS_* environment variables, then instance/web-identity credentials */
+  credentials?: S3Credentials;
+  /** s3://: bucket in the path instead of the host name */
+  forcePathStyle?: boolean;
+  /** allow plain http (default: true when the endpoint is http://) */
+  allowHttp?: boolean;
+  /** attempts per request inside the client (default 3) */
+  maxAttempts?: number;
+  /** largest object get() reads into memory (default 1 GiB) */
+  maxObjectBytes?: number;
+  /** raw `object_store` configuration keys, applied last (e.g. `google_service_account`) */
+  options?: Record<string, string>;
+}
+
+/** ` (retryable; HTTP 503)` / ` (not retryable)`: the suffix crate/src/store.rs puts on storage errors. */
+const RETRY_SUFFIX = / \((retryable|not retryable)(?:; HTTP (\d{3}))?\)$/;
+
+function nativeOptions(url: string, options: ObjectStoreStorageOptions): Record<string, string> {
+  const config: Record<string, string> = {};
+  if (/^s3a?:/i.test(url)) {
+    if (options.endpoint !== undefined) config.aws_endpoint = options.endpoint;
+    if (options.region !== undefined) config.aws_region = options.region;
+    if (options.credentials) {
+      config.aws_access_key_id = options.credentials.accessKeyId;
+      config.aws_secret_access_key = options.credentials.secretAccessKey;
+      if (options.credentials.sessionToken) config.aws_session_token = options.credentials.sessionToken;
+    }
+    if (options.forcePathStyle !== undefined) {
+      config.aws_virtual_hosted_style_request = String(!options.forcePathStyle);
+    }
+    // Conditional create through If-None-Match: * (S3, R2, MinIO, moto).
+    config.aws_conditional_put = 'etag';
+  }
+  const allowHttp = options.allowHttp ?? options.endpoint?.startsWith('http://');
+  if (allowHttp) config.allow_http = 'true';
+  if (options.maxAttempts !== undefined) config.max_retries = String(Math.max(0, options.maxAttempts - 1));
+  if (options.maxObjectBytes !== undefined) config.max_object_bytes = String(options.maxObjectBytes);
+  return { ...config, ...options.options };
+}
+
+/** Turns a native `[code] message` error into a GraphstreamError with retry details. */
+function fromNative(err: unknown, key?: string): GraphstreamError {
+  const normalized = toGraphstreamError(err);
+  if (normalized.code !== 'storage') return normalized;
+  const suffix = RETRY_SUFFIX.exec(normalized.message);
+  if (suffix === null) return normalized;
+  return new GraphstreamError(normalized.code, normalized.message, {
+    cause: normalized.cause,
+    details: {
+      retryable: suffix[1] === 'retryable',
+      ...(suffix[2] !== undefined ? { status: Number(suffix[2]) } : {}),
+      ...(key !== undefined ? { key } : {}),
+    },
+  });
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export class ObjectStoreStorage implements SegmentStorage {
+  readonly description: string;
+
+  private constructor(private readonly store: NativeObjectStore) {
+    this.description = store.description.endsWith('/') ? store.description : `${store.description}/`;
+  }
+
+  /** Opens `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir` or `memory://`. */
+  static async open(url: string, options: ObjectStoreStorageOptions = {}): Promise<ObjectStoreStorage> {
+    if (nativeBinding === null) {
+      throw new GraphstreamError(
+        'internal',
+        `ObjectStoreStorage needs the native addon, which did not load: ${nativeLoadError?.message ?? 'unknown reason'}`,
+      );
+    }
+    try {
+      return new ObjectStoreStorage(await nativeBinding.openNativeObjectStore(url, nativeOptions(url, options)));
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    try {
+      return { created: await this.store.put(key, asBuffer(bytes), options?.ifNoneMatch === '*') };
+    } catch (err) {
+      throw fromNative(err, key);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array | null> {
+    try {
+      return (await this.store.get(key)) ?? null;
+    } catch (err) {
+      throw fromNative(err, key);
+    }
+  }
+
+  async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    try {
+      return await this.store.list(prefix, options?.startAfter);
+    } catch (err) {
+      throw fromNative(err, prefix);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.store.delete(key);
+    } catch (err) {
+      throw fromNative(err, key);
+    }
+  }
+}

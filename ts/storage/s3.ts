@@ -1,0 +1,272 @@
+/**
+ * S3 and S3-compatible servers (MinIO, R2, Ceph, moto, ...) through @aws-sdk/client-s3.
+ * Segments are created with `If-None-Match: *`, so a key is written once: a second writer finds
+ * the first one's object and gets `created: false` (same bytes) or `conflict` (different bytes).
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { GraphstreamError, type ErrorCode } from '../errors.js';
+import { sameBytes } from './bytes.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export interface S3StorageOptions {
+  bucket: string;
+  /** prepended to every key, e.g. `wal/`; keys returned by list() do not include it */
+  prefix?: string;
+  /** custom endpoint for S3-compatible servers, e.g. `http://127.0.0.1:9000` */
+  endpoint?: string;
+  /** default: the SDK's resolution (AWS_REGION, profile), or `us-east-1` with a custom endpoint */
+  region?: string;
+  /** default: the standard AWS credential chain */
+  credentials?: S3Credentials;
+  /** `bucket` in the path instead of the host name (most S3-compatible servers need this) */
+  forcePathStyle?: boolean;
+  /** attempts per request inside the SDK (default 3); graphstream's Uploader retries on top */
+  maxAttempts?: number;
+  /** page size of ListObjectsV2 (default: the server's, 1000 on S3) */
+  maxKeysPerPage?: number;
+  /** largest object get() reads into memory (default 1 GiB) */
+  maxObjectBytes?: number;
+  /** use this client instead of building one (close() then leaves it open) */
+  client?: S3Client;
+}
+
+const DEFAULT_MAX_OBJECT_BYTES = 1 << 30;
+const THROTTLING_ERRORS = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestTimeout',
+]);
+const TRANSPORT_ERRORS = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'EADDRNOTAVAIL',
+  'UND_ERR_SOCKET',
+]);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: { throttling?: boolean };
+  $fault?: 'client' | 'server';
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as SdkError | undefined)?.$metadata?.httpStatusCode;
+}
+
+function isConditionalFailure(err: unknown): boolean {
+  const status = statusOf(err);
+  const name = (err as SdkError | undefined)?.name;
+  return status === 412 || name === 'PreconditionFailed' || (status === 409 && name === 'ConditionalRequestConflict');
+}
+
+function isNoSuchKey(err: unknown): boolean {
+  const name = (err as SdkError | undefined)?.name;
+  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
+}
+
+/** Whether repeating the request may succeed: 5xx, 429, throttling, timeouts, broken connections. */
+export function isRetryableS3Error(err: unknown): boolean {
+  const sdk = err as SdkError | undefined;
+  const status = statusOf(err);
+  if (sdk?.$retryable?.throttling || THROTTLING_ERRORS.has(sdk?.name ?? '')) return true;
+  if (status !== undefined) return status >= 500 || status === 429 || status === 408;
+  if (TRANSPORT_ERRORS.has(sdk?.code ?? '') || sdk?.name === 'TimeoutError') return true;
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  return cause !== undefined && cause !== err && isRetryableS3Error(cause);
+}
+
+function describeSdkError(err: unknown): string {
+  const sdk = err as SdkError | undefined;
+  if (!(err instanceof Error)) return String(err);
+  const parts = [sdk?.name && sdk.name !== 'Error' ? `${sdk.name}: ${err.message}` : err.message];
+  if (sdk?.code && !err.message.includes(sdk.code)) parts.push(`(${sdk.code})`);
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause instanceof Error && !err.message.includes(cause.message)) parts.push(`caused by ${cause.message}`);
+  return parts.join(' ');
+}
+
+export class S3Storage implements SegmentStorage {
+  readonly description: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  private readonly client: S3Client;
+  private readonly ownsClient: boolean;
+  private readonly maxKeysPerPage: number | undefined;
+  private readonly maxObjectBytes: number;
+
+  constructor(options: S3StorageOptions) {
+    if (!options.bucket) {
+      throw new GraphstreamError('invalid_argument', 'S3Storage needs a bucket name');
+    }
+    this.bucket = options.bucket;
+    this.prefix = options.prefix ?? '';
+    this.description = `s3://${this.bucket}/${this.prefix}`;
+    this.maxKeysPerPage = options.maxKeysPerPage;
+    this.maxObjectBytes = options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
+    if (options.client) {
+      this.client = options.client;
+      this.ownsClient = false;
+    } else {
+      const config: S3ClientConfig = {
+        forcePathStyle: options.forcePathStyle ?? false,
+        maxAttempts: options.maxAttempts ?? 3,
+      };
+      if (options.endpoint !== undefined) {
+        config.endpoint = options.endpoint;
+        config.region = options.region ?? 'us-east-1';
+        // S3-compatible servers often lack the newer default flexible checksums.
+        config.requestChecksumCalculation = 'WHEN_REQUIRED';
+        config.responseChecksumValidation = 'WHEN_REQUIRED';
+      } else if (options.region !== undefined) {
+        config.region = options.region;
+      }
+      if (options.credentials) config.credentials = options.credentials;
+      this.client = new S3Client(config);
+      this.ownsClient = true;
+    }
+  }
+
+  private failure(op: string, key: string, err: unknown, code: ErrorCode = 'storage'): GraphstreamError {
+    if (err instanceof GraphstreamError) return err;
+    const status = statusOf(err);
+    const retryable = isRetryableS3Error(err);
+    const statusText = status === undefined ? '' : `HTTP ${status}, `;
+    return new GraphstreamError(
+      code,
+      `${op} ${this.description}${key} failed: ${describeSdkError(err)} (${statusText}${retryable ? 'retryable' : 'not retryable'})`,
+      { cause: err, details: { key, retryable, ...(status === undefined ? {} : { status }) } },
+    );
+  }
+
+  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    const createOnly = options?.ifNoneMatch === '*';
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.prefix + key,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          ...(createOnly ? { IfNoneMatch: '*' } : {}),
+        }),
+      );
+      return { created: true };
+    } catch (err) {
+      if (!createOnly || !isConditionalFailure(err)) throw this.failure('put', key, err);
+    }
+    const existing = await this.get(key);
+    if (existing === null) {
+      // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
+      throw new GraphstreamError(
+        'storage',
+        `put ${this.description}${key}: a concurrent write to the key is in progress (retryable)`,
+        { details: { key, retryable: true, status: 409 } },
+      );
+    }
+    if (sameBytes(existing, bytes)) return { created: false };
+    throw new GraphstreamError(
+      'conflict',
+      `${this.description}${key} already holds different bytes (another writer created it); not overwritten`,
+      { details: { key, retryable: false, status: 412 } },
+    );
+  }
+
+  async get(key: string): Promise<Uint8Array | null> {
+    let response;
+    try {
+      response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+    } catch (err) {
+      if (isNoSuchKey(err)) return null;
+      throw this.failure('get', key, err);
+    }
+    const length = response.ContentLength;
+    if (length !== undefined && length > this.maxObjectBytes) {
+      await response.Body?.transformToByteArray().catch(() => undefined);
+      throw new GraphstreamError(
+        'too_large',
+        `${this.description}${key} is ${length} bytes, more than the ${this.maxObjectBytes} bytes allowed (maxObjectBytes)`,
+        { details: { key, retryable: false } },
+      );
+    }
+    try {
+      return response.Body ? await response.Body.transformToByteArray() : new Uint8Array(0);
+    } catch (err) {
+      throw this.failure('get', key, err);
+    }
+  }
+
+  async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    const keys: string[] = [];
+    let continuationToken: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ...(continuationToken !== undefined
+              ? { ContinuationToken: continuationToken }
+              : options?.startAfter !== undefined
+                ? { StartAfter: this.prefix + options.startAfter }
+                : {}),
+            ...(this.maxKeysPerPage !== undefined ? { MaxKeys: this.maxKeysPerPage } : {}),
+          }),
+        );
+        for (const object of page.Contents ?? []) {
+          if (object.Key !== undefined) keys.push(object.Key.slice(this.prefix.length));
+        }
+        continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+        if (page.IsTruncated && continuationToken === undefined) {
+          throw new GraphstreamError(
+            'storage',
+            `list ${this.description}${prefix}: the server reported more keys but gave no continuation token`,
+            { details: { key: prefix, retryable: false } },
+          );
+        }
+      } while (continuationToken !== undefined);
+    } catch (err) {
+      throw this.failure('list', prefix, err);
+    }
+    return keys;
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+    } catch (err) {
+      if (isNoSuchKey(err)) return;
+      throw this.failure('delete', key, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) this.client.destroy();
+  }
+}
