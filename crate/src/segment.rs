@@ -120,12 +120,16 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
 }
 
 fn decompress(stored: &[u8], max_body_bytes: usize) -> Result<Vec<u8>> {
-    let declared = zstd::zstd_safe::get_frame_content_size(stored).ok().flatten();
+    let declared = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten();
     if let Some(size) = declared {
         if size > max_body_bytes as u64 {
             return Err(Error::new(
                 ErrorCode::TooLarge,
-                format!("compressed body declares {size} bytes, over the {max_body_bytes}-byte ceiling"),
+                format!(
+                    "compressed body declares {size} bytes, over the {max_body_bytes}-byte ceiling"
+                ),
             ));
         }
     }
@@ -369,10 +373,7 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
         compressed = zstd::bulk::compress(raw, level).map_err(|e| {
             Error::new(
                 ErrorCode::Internal,
-                format!(
-                    "zstd failed on segment {}: {e}",
-                    decoded.header.first_seq
-                ),
+                format!("zstd failed on segment {}: {e}", decoded.header.first_seq),
             )
         })?;
         (
@@ -399,4 +400,306 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
     out.extend_from_slice(stored);
     out.extend_from_slice(&decoded.chain_hash);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_entry_into, entry_hash, hex};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../__test__/fixtures/vectors");
+
+    fn manifest() -> Value {
+        let text = std::fs::read_to_string(format!("{VECTORS}/manifest.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn unsealed_from(first_seq: u64, prev: [u8; 32], payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut bytes = Header::unsealed(first_seq, 1_764_115_200_000)
+            .encode()
+            .to_vec();
+        let mut chain = prev;
+        for (i, payload) in payloads.iter().enumerate() {
+            encode_entry_into(&mut bytes, first_seq + i as u64, &chain, payload);
+            chain = entry_hash(&chain, payload);
+        }
+        bytes
+    }
+
+    #[test]
+    fn every_vector_decodes_as_the_manifest_says() {
+        let manifest = manifest();
+        let expected_entries = manifest["entries"].as_array().unwrap();
+        for (name, spec) in manifest["files"].as_object().unwrap() {
+            let bytes = std::fs::read(format!("{VECTORS}/{name}")).unwrap();
+            let expect = spec["expect"].as_str().unwrap();
+            let result = decode_segment(&bytes, &DecodeOptions::default());
+            if expect != "ok" {
+                let err = result.expect_err(name);
+                assert_eq!(err.code.as_str(), expect, "{name}: {}", err.message);
+                continue;
+            }
+            let decoded = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                decoded.entry_offsets.len(),
+                expected_entries.len(),
+                "{name}"
+            );
+            let mut raw = Vec::new();
+            for (i, want) in expected_entries.iter().enumerate() {
+                let at = decoded.entry_offsets[i] as usize;
+                let entry = crate::format::decode_entry(&decoded.body, at).unwrap();
+                assert_eq!(entry.sequence, want["sequence"].as_u64().unwrap());
+                assert_eq!(hex(&entry.prev_hash), want["prev_hash"].as_str().unwrap());
+                let payload =
+                    &decoded.body[entry.payload_offset..entry.payload_offset + entry.payload_len];
+                assert_eq!(hex(payload), want["payload"].as_str().unwrap());
+                raw.extend(unhex(want["entry_bytes"].as_str().unwrap()));
+            }
+            assert_eq!(decoded.body, raw, "{name}: raw entries byte for byte");
+            assert_eq!(
+                hex(&decoded.chain_hash),
+                manifest["chain_hash"].as_str().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_the_last_whole_entry_when_allowed() {
+        let bytes = std::fs::read(format!("{VECTORS}/unsealed-torn-tail.hadbj")).unwrap();
+        let opts = DecodeOptions {
+            allow_torn_tail: true,
+            ..DecodeOptions::default()
+        };
+        let decoded = decode_segment(&bytes, &opts).unwrap();
+        assert!(decoded.torn_tail);
+        assert!(decoded.valid_length < bytes.len());
+        let whole =
+            decode_segment(&bytes[..decoded.valid_length], &DecodeOptions::default()).unwrap();
+        assert_eq!(whole.entry_offsets, decoded.entry_offsets);
+        assert!(!whole.torn_tail);
+    }
+
+    #[test]
+    fn sealing_the_unsealed_vector_reproduces_the_sealed_vectors() {
+        let unsealed = std::fs::read(format!("{VECTORS}/unsealed.hadbj")).unwrap();
+        let raw = std::fs::read(format!("{VECTORS}/sealed-raw.hadbj")).unwrap();
+        assert_eq!(
+            seal_segment(&unsealed, 0, DEFAULT_MAX_BODY_BYTES).unwrap(),
+            raw
+        );
+        let zstd = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        let ours = decode_segment(&zstd, &DecodeOptions::default()).unwrap();
+        let theirs = decode_segment(
+            &std::fs::read(format!("{VECTORS}/sealed-zstd.hadbj")).unwrap(),
+            &DecodeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(ours.body, theirs.body);
+        assert_eq!(ours.chain_hash, theirs.chain_hash);
+        assert_eq!(ours.header.prev_segment_checksum, 0);
+    }
+
+    #[test]
+    fn zstd_output_is_capped() {
+        let payload = vec![0u8; 1 << 20];
+        let unsealed = unsealed_from(1, ZERO_HASH, &[payload]);
+        let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        assert!(
+            sealed.len() < 4096,
+            "a megabyte of zeros compresses to little"
+        );
+        let err = decode_segment(
+            &sealed,
+            &DecodeOptions {
+                allow_torn_tail: false,
+                max_body_bytes: 64 * 1024,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn huge_declared_lengths_are_refused_without_allocating() {
+        let mut header = Header::unsealed(1, 0);
+        header.flags = FLAG_SEALED;
+        header.body_len = u64::MAX / 2;
+        let err = decode_segment(&header.encode(), &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+        let mut bytes = Header::unsealed(1, 0).encode().to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        bytes.extend_from_slice(&[0u8; 40]);
+        let err = decode_segment(&bytes, &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TornTail);
+    }
+
+    #[test]
+    fn empty_and_already_sealed_segments_cannot_be_sealed() {
+        let empty = Header::unsealed(1, 0).encode();
+        assert_eq!(
+            seal_segment(&empty, 3, DEFAULT_MAX_BODY_BYTES)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidSegment
+        );
+        let sealed = seal_segment(
+            &unsealed_from(1, ZERO_HASH, &[b"x".to_vec()]),
+            0,
+            DEFAULT_MAX_BODY_BYTES,
+        )
+        .unwrap();
+        assert_eq!(
+            seal_segment(&sealed, 3, DEFAULT_MAX_BODY_BYTES)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidSegment
+        );
+    }
+
+    /// Interop with the reference implementation, `hadb-changeset` (feature `journal`).
+    mod reference {
+        use super::*;
+        use hadb_changeset::journal as reference;
+
+        fn payloads() -> Vec<Vec<u8>> {
+            (0..200u32)
+                .map(|i| {
+                    format!(
+                        "CREATE (n:Node {{id: {i}}}) payload {}",
+                        "x".repeat((i % 37) as usize)
+                    )
+                    .into_bytes()
+                })
+                .collect()
+        }
+
+        #[test]
+        fn segments_we_seal_decode_in_the_reference() {
+            let prev = [7u8; 32];
+            let payloads = payloads();
+            for level in [0, 3, 9] {
+                let sealed = seal_segment(
+                    &unsealed_from(41, prev, &payloads),
+                    level,
+                    DEFAULT_MAX_BODY_BYTES,
+                )
+                .unwrap();
+                let theirs = reference::decode(&sealed).unwrap();
+                let ours = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
+                assert_eq!(theirs.entries.len(), payloads.len());
+                assert_eq!(theirs.chain_hash, ours.chain_hash);
+                assert_eq!(
+                    theirs.header.prev_segment_checksum,
+                    crate::format::hash_prefix(&prev)
+                );
+                for (i, entry) in theirs.entries.iter().enumerate() {
+                    assert_eq!(entry.sequence, 41 + i as u64);
+                    assert_eq!(entry.payload, payloads[i]);
+                }
+            }
+        }
+
+        #[test]
+        fn segments_the_reference_seals_decode_here() {
+            let prev = [3u8; 32];
+            let payloads = payloads();
+            let chain = reference::build_entry_chain(
+                prev,
+                payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (10 + i as u64, p.clone()))
+                    .collect(),
+            );
+            let segment = reference::seal(chain, reference::hash_to_u64(&prev));
+            for bytes in [
+                reference::encode(&segment),
+                reference::encode_compressed(&segment, 3),
+            ] {
+                let ours = decode_segment(&bytes, &DecodeOptions::default()).unwrap();
+                assert_eq!(ours.chain_hash, segment.chain_hash);
+                assert_eq!(ours.start_hash, prev);
+                assert_eq!(ours.entry_offsets.len(), payloads.len());
+                for (i, at) in ours.entry_offsets.iter().enumerate() {
+                    let entry = crate::format::decode_entry(&ours.body, *at as usize).unwrap();
+                    assert_eq!(entry.sequence, 10 + i as u64);
+                    assert_eq!(
+                        &ours.body[entry.payload_offset..entry.payload_offset + entry.payload_len],
+                        payloads[i].as_slice()
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn entries_encode_identically() {
+            let entry = reference::JournalEntry {
+                sequence: 5,
+                prev_hash: [9u8; 32],
+                payload: b"MATCH (n) RETURN n".to_vec(),
+            };
+            let mut ours = Vec::new();
+            encode_entry_into(&mut ours, entry.sequence, &entry.prev_hash, &entry.payload);
+            assert_eq!(ours, reference::encode_entry(&entry));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_entries_round_trip(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..40),
+            first_seq in 1u64..1_000_000,
+            level in prop_oneof![Just(0), Just(1), Just(3)],
+        ) {
+            let sealed = seal_segment(&unsealed_from(first_seq, ZERO_HASH, &payloads), level, DEFAULT_MAX_BODY_BYTES).unwrap();
+            let decoded = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
+            prop_assert_eq!(decoded.entry_offsets.len(), payloads.len());
+            for (i, at) in decoded.entry_offsets.iter().enumerate() {
+                let entry = crate::format::decode_entry(&decoded.body, *at as usize).unwrap();
+                prop_assert_eq!(entry.sequence, first_seq + i as u64);
+                prop_assert_eq!(&decoded.body[entry.payload_offset..entry.payload_offset + entry.payload_len], payloads[i].as_slice());
+            }
+        }
+
+        #[test]
+        fn any_single_byte_mutation_is_detected_or_harmless(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
+            position in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+            level in prop_oneof![Just(0), Just(3)],
+        ) {
+            let sealed = seal_segment(&unsealed_from(1, ZERO_HASH, &payloads), level, DEFAULT_MAX_BODY_BYTES).unwrap();
+            let original = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
+            let mut mutated = sealed.clone();
+            let at = position.index(mutated.len());
+            mutated[at] ^= flip;
+            if let Ok(decoded) = decode_segment(&mutated, &DecodeOptions::default()) {
+                prop_assert_eq!(decoded.body, original.body);
+                prop_assert_eq!(decoded.chain_hash, original.chain_hash);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), valid_header in any::<bool>()) {
+            let mut bytes = bytes;
+            if valid_header && bytes.len() >= HEADER_SIZE {
+                bytes[..5].copy_from_slice(b"HADBJ");
+                bytes[5] = 1;
+            }
+            let _ = decode_segment(&bytes, &DecodeOptions::default());
+            let _ = seal_segment(&bytes, 3, DEFAULT_MAX_BODY_BYTES);
+        }
+    }
 }

@@ -1,10 +1,28 @@
 /**
- * `graphstream/pure`: the public format API bound to the pure-TypeScript core
- * (no native addon), for platforms without a prebuilt binary and as the
- * benchmark baseline. Same functions, same bytes as the package root.
+ * `graphstream/pure`: the public API bound to the pure-TypeScript core (no native addon),
+ * for platforms without a prebuilt binary and as the benchmark baseline. Same functions,
+ * same classes, same bytes as the package root; a `core` option still overrides.
  */
 import { createFormatApi } from '../format.js';
 import type { Core } from '../core.js';
+import { Journal as CoreJournal, type JournalOptions } from '../journal.js';
+import {
+  readJournal as readJournalWithCore,
+  type JournalRecord,
+  type RawJournalRecord,
+  type ReadJournalOptions,
+} from '../reader.js';
+import { recoverJournalState as recoverWithCore, type RecoverOptions } from '../recovery.js';
+import {
+  Follower as CoreFollower,
+  downloadNewSegments as downloadWithCore,
+  type FollowerOptions,
+} from '../follower.js';
+import { restore as restoreWithCore } from '../restore.js';
+import {
+  compactOnce as compactOnceWithCore,
+  runBackgroundCompaction as runCompactionWithCore,
+} from '../compaction.js';
 import { pureFormatCore } from './core.js';
 import { openWriter } from './writer.js';
 
@@ -25,8 +43,39 @@ export const {
   segmentKey,
 } = createFormatApi(pureCore);
 
-export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from '../format.js';
-export type { Core, DecodeOptions, HeaderFields, HeaderInit, SealOptions } from '../core.js';
-export { GraphstreamError, isGraphstreamError, type ErrorCode } from '../errors.js';
-export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type Point } from '../params.js';
-export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from '../payload.js';
+export class Journal extends CoreJournal {
+  static override open(dir: string, options: JournalOptions = {}): Promise<CoreJournal> {
+    return super.open(dir, { core: pureCore, ...options });
+  }
+}
+
+export class Follower extends CoreFollower {
+  constructor(options: FollowerOptions) {
+    super({ core: pureCore, ...options });
+  }
+}
+
+export function readJournal(dir: string, options: ReadJournalOptions & { raw: true }): AsyncIterable<RawJournalRecord>;
+export function readJournal(dir: string, options?: ReadJournalOptions & { raw?: false }): AsyncIterable<JournalRecord>;
+export function readJournal(
+  dir: string,
+  options: ReadJournalOptions & { raw?: boolean } = {},
+): AsyncIterable<JournalRecord | RawJournalRecord> {
+  const bound = { core: pureCore, ...options };
+  return bound.raw === true ? readJournalWithCore(dir, { ...bound, raw: true }) : readJournalWithCore(dir, { ...bound, raw: false });
+}
+
+export const recoverJournalState = (dir: string, options: RecoverOptions = {}) =>
+  recoverWithCore(dir, { core: pureCore, ...options });
+
+export const downloadNewSegments: typeof downloadWithCore = (storage, prefix, db, dir, sinceSeq, options = {}) =>
+  downloadWithCore(storage, prefix, db, dir, sinceSeq, { core: pureCore, ...options });
+
+export const restore: typeof restoreWithCore = (storage, options) => restoreWithCore(storage, { core: pureCore, ...options });
+
+export const compactOnce: typeof compactOnceWithCore = (options) => compactOnceWithCore({ core: pureCore, ...options });
+
+export const runBackgroundCompaction: typeof runCompactionWithCore = (options) =>
+  runCompactionWithCore({ core: pureCore, ...options });
+
+export * from '../public.js';

@@ -1,0 +1,73 @@
+/**
+ * The public API that does not depend on which core runs: types, errors, typed parameters,
+ * payloads, storage, retry, cache, metrics, the uploader. Both entry points (the package root
+ * and `graphstream/pure`) re-export it and add the core-bound functions and classes.
+ */
+export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from './format.js';
+export type {
+  Core,
+  CoreWriter,
+  DecodeOptions,
+  Durability,
+  HeaderFields,
+  HeaderInit,
+  RawSegment,
+  SealOptions,
+  WriterStats,
+} from './core.js';
+export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode } from './errors.js';
+export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type Point } from './params.js';
+export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from './payload.js';
+export {
+  type AppendResult,
+  type Compression,
+  type JournalAppendEntry,
+  type JournalOptions,
+  type JournalStats,
+} from './journal.js';
+export { type JournalRecord, type RawJournalRecord, type ReadJournalOptions } from './reader.js';
+export { writeRecoveryState, type RecoveredJournalState } from './recovery.js';
+export type { ListOptions, PutOptions, PutResult, SegmentStorage } from './storage/types.js';
+export {
+  LocalStorage,
+  MemoryStorage,
+  ObjectStoreStorage,
+  S3Storage,
+  openStorage,
+  type ObjectStoreStorageOptions,
+  type OpenStorageOptions,
+  type S3StorageOptions,
+} from './storage/index.js';
+export {
+  CircuitBreaker,
+  RetryPolicy,
+  DEFAULT_RETRY_CONFIG,
+  type BreakerConfig,
+  type BreakerState,
+  type RetryConfig,
+  type RetryConfigInit,
+} from './retry.js';
+export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats } from './cache.js';
+export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
+export { Uploader, type UploaderOptions, type UploaderStats } from './uploader.js';
+export {
+  type CatchUpResult,
+  type DownloadedSegment,
+  type DownloadOptions,
+  type FollowerOptions,
+  type FollowerPosition,
+  type ReplicationLag,
+  type TailOptions,
+} from './follower.js';
+export { type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore.js';
+export {
+  DEFAULT_COMPACTION_CONFIG,
+  type BackgroundCompaction,
+  type BackgroundCompactionOptions,
+  type CompactionConfig,
+  type CompactionConfigInit,
+  type CompactionOptions,
+  type CompactionResult,
+  type CompactedSegmentRecord,
+  type RetentionPolicy,
+} from './compaction.js';
