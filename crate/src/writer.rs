@@ -1,0 +1,1748 @@
+//! The native journal writer (the `CoreWriter` of ts/core.ts): one dedicated thread per
+//! journal directory, fed by a FIFO of requests in call order.
+//!
+//! The thread takes every queued append (up to `queue_capacity` batches) as one group,
+//! encodes the entries (CRC + chain hash), writes them with one write and, under
+//! `Durability::Fsync`, one `fdatasync`, and only then answers each batch. Rotation seals
+//! the live segment (temp file + fsync + rename + directory fsync) when the next entry
+//! would pass `max_segment_bytes`.
+//!
+//! Failure model: the writer keeps a checkpoint, the point up to which every entry is
+//! either durable or sealed. A write, fsync or segment-creation error truncates the live
+//! file back to the checkpoint and rejects exactly the batches after it; the writer stays
+//! usable. When that is impossible (the truncation fails, an interval fsync fails after the
+//! entries were acknowledged, or a batch has entries on both sides of the checkpoint), the
+//! writer becomes not alive and rejects everything but `close` with that error.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::{guard, Error, ErrorCode, Result};
+use crate::format::{
+    encode_entry_into, entry_hash, now_ms, Header, ENTRY_HEADER_SIZE, HEADER_SIZE,
+};
+use crate::segment::{seal_segment, segment_file_name, DEFAULT_MAX_BODY_BYTES};
+
+/// Sequences are JavaScript numbers at the binding surface: the writer never assigns one above 2^53-1.
+pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
+/// The largest payload one entry may carry, so that a segment holding it alone still decodes
+/// under the default body ceiling.
+pub const MAX_ENTRY_PAYLOAD: usize = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
+
+const LOCK_FILE: &str = ".lock";
+const HEADER_LEN: u64 = HEADER_SIZE as u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// every append resolves after its bytes are written and fdatasynced
+    Fsync,
+    /// fdatasync at most every `fsync_interval` (and on flush, seal and close)
+    Interval,
+    /// fdatasync only when sealing and closing
+    None,
+}
+
+impl Durability {
+    pub fn parse(name: &str) -> Result<Durability> {
+        match name {
+            "fsync" => Ok(Durability::Fsync),
+            "interval" => Ok(Durability::Interval),
+            "none" => Ok(Durability::None),
+            other => Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("durability must be 'fsync', 'interval' or 'none', got '{other}'"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub max_segment_bytes: u64,
+    /// zstd level used when sealing, 0 for none
+    pub level: i32,
+    pub durability: Durability,
+    pub fsync_interval: Duration,
+    /// most append batches the writer thread takes into one group
+    pub queue_capacity: usize,
+}
+
+impl WriterOptions {
+    fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::new(ErrorCode::InvalidArgument, message));
+        if self.max_segment_bytes == 0 {
+            return invalid("maxSegmentBytes must be positive".into());
+        }
+        if !(0..=22).contains(&self.level) {
+            return invalid(format!(
+                "compression level {} is outside 0 (none) ..= 22",
+                self.level
+            ));
+        }
+        if self.queue_capacity == 0 {
+            return invalid("queueCapacity must be at least 1".into());
+        }
+        if self.durability == Durability::Interval && self.fsync_interval.is_zero() {
+            return invalid("fsyncIntervalMs must be positive with durability 'interval'".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a writer starts, as found by recovery.
+#[derive(Debug, Clone)]
+pub struct WriterStart {
+    /// last sequence written (0 for a new journal)
+    pub sequence: u64,
+    /// chain hash after `sequence`
+    pub chain_hash: [u8; 32],
+    /// an unsealed segment (truncated to its valid length) to continue; relative paths are
+    /// taken relative to the journal directory
+    pub live_segment: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedBatch {
+    pub first_sequence: u64,
+    /// chain hash after each appended entry, 32 bytes each
+    pub chain_hashes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// fdatasync calls made on live segments (group commit makes this smaller than the appends)
+    pub syncs: u64,
+    /// groups of appends committed with one write
+    pub batches: u64,
+    pub segments_sealed: u64,
+}
+
+/// The payloads of one append, back to back in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct PayloadBatch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PayloadBatch {
+    pub fn with_capacity(payloads: usize, bytes: usize) -> PayloadBatch {
+        PayloadBatch {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(payloads),
+        }
+    }
+
+    pub fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter())
+            .map(|(start, &end)| &self.bytes[start..end])
+    }
+}
+
+impl<P: AsRef<[u8]>> FromIterator<P> for PayloadBatch {
+    fn from_iter<I: IntoIterator<Item = P>>(payloads: I) -> PayloadBatch {
+        let mut batch = PayloadBatch::default();
+        for payload in payloads {
+            batch.push(payload.as_ref());
+        }
+        batch
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum Request {
+    Append(PayloadBatch, Reply<AppendedBatch>),
+    Flush(Reply<()>),
+    Seal(Reply<Option<PathBuf>>),
+    /// `None` when the handle was dropped without close
+    Close(Option<Reply<()>>),
+}
+
+impl Request {
+    /// Answers a request the writer thread will never see.
+    fn settle_stopped(self, err: &Error) {
+        match self {
+            Request::Append(_, reply) => drop(reply.send(Err(err.clone()))),
+            Request::Flush(reply) => drop(reply.send(Err(err.clone()))),
+            Request::Seal(reply) => drop(reply.send(Err(err.clone()))),
+            Request::Close(reply) => {
+                if let Some(reply) = reply {
+                    drop(reply.send(Ok(())));
+                }
+            }
+        }
+    }
+}
+
+struct Queue {
+    requests: VecDeque<Request>,
+    /// close() was called: further appends are refused
+    closing: bool,
+    /// the thread has exited; every request is answered with this error (close with Ok)
+    stopped: Option<Error>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    sequence: AtomicU64,
+    chain_hash: Mutex<[u8; 32]>,
+    alive: AtomicBool,
+    syncs: AtomicU64,
+    batches: AtomicU64,
+    segments_sealed: AtomicU64,
+    #[cfg(test)]
+    panic_in_next_group: AtomicBool,
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section leaves its data consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn closed_error(&self) -> Error {
+        Error::new(
+            ErrorCode::Closed,
+            format!("journal writer for {} is closed", self.dir.display()),
+        )
+    }
+
+    fn submit(&self, request: Request) {
+        let mut queue = lock(&self.queue);
+        if let Some(err) = &queue.stopped {
+            let err = err.clone();
+            drop(queue);
+            request.settle_stopped(&err);
+            return;
+        }
+        match request {
+            Request::Append(_, reply) if queue.closing => {
+                drop(queue);
+                drop(reply.send(Err(self.closed_error())));
+                return;
+            }
+            Request::Close(_) => queue.closing = true,
+            _ => {}
+        }
+        queue.requests.push_back(request);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Blocks until there is work: a group of appends, one control request, or the
+    /// interval fsync falling due at `sync_at`.
+    fn next_work(&self, sync_at: Option<Instant>, capacity: usize) -> Work {
+        let mut queue = lock(&self.queue);
+        loop {
+            match queue.requests.pop_front() {
+                Some(Request::Append(payloads, reply)) => {
+                    let mut group = vec![(payloads, reply)];
+                    while group.len() < capacity
+                        && matches!(queue.requests.front(), Some(Request::Append(..)))
+                    {
+                        if let Some(Request::Append(payloads, reply)) = queue.requests.pop_front() {
+                            group.push((payloads, reply));
+                        }
+                    }
+                    return Work::Appends(group);
+                }
+                Some(Request::Flush(reply)) => return Work::Flush(reply),
+                Some(Request::Seal(reply)) => return Work::Seal(reply),
+                Some(Request::Close(reply)) => return Work::Close(reply),
+                None => {}
+            }
+            queue = match sync_at {
+                None => self
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        return Work::SyncDue;
+                    }
+                    self.wake
+                        .wait_timeout(queue, at - now)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+                }
+            };
+        }
+    }
+
+    /// Marks the thread gone and answers everything still queued with `err`.
+    fn stop(&self, err: Error) {
+        self.alive.store(false, Ordering::Release);
+        let orphans: Vec<Request> = {
+            let mut queue = lock(&self.queue);
+            queue.stopped = Some(err.clone());
+            queue.requests.drain(..).collect()
+        };
+        for request in orphans {
+            request.settle_stopped(&err);
+        }
+    }
+
+    fn publish(&self, sequence: u64, chain_hash: [u8; 32]) {
+        *lock(&self.chain_hash) = chain_hash;
+        self.sequence.store(sequence, Ordering::Release);
+    }
+
+    /// Waits for the writer thread's answer. A dropped sender means the thread panicked
+    /// while holding the request.
+    fn answer<T>(
+        self: &Arc<Self>,
+        reply: oneshot::Receiver<Result<T>>,
+    ) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let shared = Arc::clone(self);
+        async move {
+            reply.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "journal writer thread for {} stopped while handling this request",
+                        shared.dir.display()
+                    ),
+                ))
+            })
+        }
+    }
+}
+
+enum Work {
+    Appends(Vec<(PayloadBatch, Reply<AppendedBatch>)>),
+    Flush(Reply<()>),
+    Seal(Reply<Option<PathBuf>>),
+    Close(Option<Reply<()>>),
+    SyncDue,
+}
+
+/// A handle on a journal writer. Methods enqueue synchronously, in call order, and return
+/// futures that resolve when the writer thread has handled the request. Dropping the
+/// handle closes the writer in the background.
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Locks `dir` and starts the writer thread from `start`. Blocking: call it off the JS thread.
+    pub fn open(dir: &Path, start: WriterStart, options: WriterOptions) -> Result<Writer> {
+        options.validate()?;
+        if start.sequence > MAX_SEQUENCE {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("start sequence {} is above 2^53-1", start.sequence),
+            ));
+        }
+        let lock_file = lock_directory(dir)?;
+        let live = match &start.live_segment {
+            Some(path) => Some(Live::resume(dir.join(path), start.sequence)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            queue: Mutex::new(Queue {
+                requests: VecDeque::new(),
+                closing: false,
+                stopped: None,
+            }),
+            wake: Condvar::new(),
+            sequence: AtomicU64::new(start.sequence),
+            chain_hash: Mutex::new(start.chain_hash),
+            alive: AtomicBool::new(true),
+            syncs: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            segments_sealed: AtomicU64::new(0),
+            #[cfg(test)]
+            panic_in_next_group: AtomicBool::new(false),
+        });
+        let core = Core {
+            shared: Arc::clone(&shared),
+            dir: dir.to_path_buf(),
+            options,
+            _lock: lock_file,
+            live,
+            next_seq: start.sequence + 1,
+            chain: start.chain_hash,
+            failed: None,
+            last_sync: Instant::now(),
+            chunk: Vec::new(),
+        };
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("graphstream-writer".into())
+            .spawn(move || {
+                if let Err(err) = guard(move || {
+                    core.run();
+                    Ok(())
+                }) {
+                    thread_shared.stop(err.context(format!(
+                        "journal writer thread for {}",
+                        thread_shared.dir.display()
+                    )));
+                }
+            })
+            .map_err(|err| Error::io("starting the journal writer thread", err))?;
+        Ok(Writer { shared })
+    }
+
+    /// Appends the payloads as consecutive entries; resolves once durable per the durability.
+    pub fn append(
+        &self,
+        payloads: PayloadBatch,
+    ) -> impl Future<Output = Result<AppendedBatch>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        self.shared.submit(Request::Append(payloads, reply));
+        self.shared.answer(answer)
+    }
+
+    /// Writes and fsyncs everything appended before this call.
+    pub fn flush(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        self.shared.submit(Request::Flush(reply));
+        self.shared.answer(answer)
+    }
+
+    /// Seals the live segment if it has entries; the sealed file's path, or None.
+    pub fn seal_for_upload(
+        &self,
+    ) -> impl Future<Output = Result<Option<PathBuf>>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        self.shared.submit(Request::Seal(reply));
+        self.shared.answer(answer)
+    }
+
+    /// Handles everything queued before it, seals the live segment, stops the thread and
+    /// releases the lock. Idempotent; appends after it fail with `closed`.
+    pub fn close(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        self.shared.submit(Request::Close(Some(reply)));
+        self.shared.answer(answer)
+    }
+
+    /// Last sequence acknowledged.
+    pub fn sequence(&self) -> u64 {
+        self.shared.sequence.load(Ordering::Acquire)
+    }
+
+    /// Chain hash after `sequence()`.
+    pub fn chain_hash(&self) -> [u8; 32] {
+        *lock(&self.shared.chain_hash)
+    }
+
+    /// False once closed or failed.
+    pub fn alive(&self) -> bool {
+        self.shared.alive.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            segments_sealed: self.shared.segments_sealed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.submit(Request::Close(None));
+    }
+}
+
+/// Takes the advisory lock on `dir/.lock` (flock on Unix); the OS releases it when the
+/// file is closed or the process dies.
+fn lock_directory(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|err| Error::io(&format!("opening lock file {}", path.display()), err))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorCode::Locked,
+            format!(
+                "journal directory {} is locked by another writer ({})",
+                dir.display(),
+                path.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(err)) => {
+            Err(Error::io(&format!("locking {}", path.display()), err))
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|handle| handle.sync_all())
+            .map_err(|err| Error::io(&format!("fsync of directory {}", dir.display()), err))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// The unsealed segment being appended to.
+struct Live {
+    file: File,
+    path: PathBuf,
+    /// bytes written (header + entries)
+    len: u64,
+    /// written but not yet fdatasynced
+    dirty: bool,
+}
+
+impl Live {
+    fn has_entries(&self) -> bool {
+        self.len > HEADER_LEN
+    }
+
+    /// Opens an unsealed segment left by a previous writer to continue appending to it.
+    fn resume(path: PathBuf, sequence: u64) -> Result<Live> {
+        let what = |action: &str| format!("{action} live segment {}", path.display());
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|err| Error::io(&what("opening"), err))?;
+        let len = file
+            .metadata()
+            .map_err(|err| Error::io(&what("reading the size of"), err))?
+            .len();
+        if len < HEADER_LEN {
+            return Err(Error::new(
+                ErrorCode::Truncated,
+                format!("{}: {len} bytes, shorter than a header", what("continuing")),
+            ));
+        }
+        let mut header = [0u8; HEADER_SIZE];
+        file.read_exact(&mut header)
+            .map_err(|err| Error::io(&what("reading the header of"), err))?;
+        let header = Header::decode(&header).map_err(|err| err.context(what("continuing")))?;
+        let first_seq_fits = if len == HEADER_LEN {
+            header.first_seq == sequence + 1
+        } else {
+            header.first_seq <= sequence
+        };
+        if header.is_sealed() || !first_seq_fits {
+            return Err(Error::new(
+                ErrorCode::InvalidSegment,
+                format!(
+                    "{}: it is {} with first sequence {}, which cannot continue a journal at sequence {sequence}",
+                    what("continuing"),
+                    if header.is_sealed() { "sealed" } else { "unsealed" },
+                    header.first_seq
+                ),
+            ));
+        }
+        Ok(Live {
+            file,
+            path,
+            len,
+            dirty: false,
+        })
+    }
+}
+
+/// The state a failing group rolls back to: every entry before it is durable or sealed.
+#[derive(Clone, Copy)]
+struct Checkpoint {
+    next_seq: u64,
+    chain: [u8; 32],
+    live_len: u64,
+}
+
+/// One append of a group, encoded but not yet answered.
+struct Pending {
+    reply: Reply<AppendedBatch>,
+    first_sequence: u64,
+    chain_hashes: Vec<u8>,
+}
+
+/// The batches of one group, and which of them a failure may no longer touch.
+struct Group {
+    pending: Vec<Pending>,
+    /// `pending[..safe]` are wholly before the checkpoint
+    safe: usize,
+    checkpoint: Checkpoint,
+}
+
+impl Group {
+    /// `pending[safe]` has entries before the checkpoint (a batch split by a rotation).
+    fn straddles(&self) -> bool {
+        self.pending
+            .get(self.safe)
+            .is_some_and(|batch| batch.first_sequence < self.checkpoint.next_seq)
+    }
+}
+
+/// The writer thread's state. Only the thread touches it.
+struct Core {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    options: WriterOptions,
+    _lock: File,
+    live: Option<Live>,
+    /// next sequence to assign, and the chain hash it continues
+    next_seq: u64,
+    chain: [u8; 32],
+    failed: Option<Error>,
+    last_sync: Instant,
+    /// encoded entries not yet written to the live segment
+    chunk: Vec<u8>,
+}
+
+impl Core {
+    fn run(mut self) {
+        loop {
+            let sync_at = self.interval_sync_at();
+            match self.shared.next_work(sync_at, self.options.queue_capacity) {
+                Work::Appends(group) => {
+                    self.append_group(group);
+                    self.sync_if_due();
+                }
+                Work::SyncDue => self.sync_if_due(),
+                Work::Flush(reply) => drop(reply.send(self.flush())),
+                Work::Seal(reply) => drop(reply.send(self.seal_for_upload())),
+                Work::Close(reply) => {
+                    let result = self.finish();
+                    let shared = Arc::clone(&self.shared);
+                    let closed = shared.closed_error();
+                    // release the files and the lock before anyone hears that close is done
+                    drop(self);
+                    shared.stop(closed);
+                    if let Some(reply) = reply {
+                        drop(reply.send(result));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            next_seq: self.next_seq,
+            chain: self.chain,
+            live_len: self.live.as_ref().map_or(HEADER_LEN, |live| live.len),
+        }
+    }
+
+    fn fail(&mut self, err: Error) {
+        self.shared.alive.store(false, Ordering::Release);
+        self.failed = Some(err);
+    }
+
+    fn check_batch(&self, payloads: &PayloadBatch) -> Result<()> {
+        if payloads.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "append needs at least one payload",
+            ));
+        }
+        if let Some((index, payload)) = payloads
+            .iter()
+            .enumerate()
+            .find(|(_, payload)| payload.len() > MAX_ENTRY_PAYLOAD)
+        {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "payload {index} of the batch has {} bytes, over the {MAX_ENTRY_PAYLOAD}-byte entry limit",
+                    payload.len()
+                ),
+            ));
+        }
+        if self.next_seq - 1 + payloads.len() as u64 > MAX_SEQUENCE {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "appending {} entries after sequence {} would pass 2^53-1",
+                    payloads.len(),
+                    self.next_seq - 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether an entry of `entry_len` bytes must go to a new segment.
+    fn segment_full(&self, entry_len: u64) -> bool {
+        self.live.as_ref().is_some_and(|live| {
+            let used = live.len + self.chunk.len() as u64;
+            used > HEADER_LEN && used + entry_len > self.options.max_segment_bytes
+        })
+    }
+
+    fn append_group(&mut self, requests: Vec<(PayloadBatch, Reply<AppendedBatch>)>) {
+        #[cfg(test)]
+        if self
+            .shared
+            .panic_in_next_group
+            .swap(false, Ordering::SeqCst)
+        {
+            panic!("injected writer panic");
+        }
+        self.chunk.clear();
+        let mut group = Group {
+            pending: Vec::with_capacity(requests.len()),
+            safe: 0,
+            checkpoint: self.checkpoint(),
+        };
+        // after a failed seal, the segment grows past its limit until the next group retries
+        let mut rotation_blocked = false;
+        'batches: for (payloads, reply) in requests {
+            if let Some(err) = &self.failed {
+                drop(reply.send(Err(err.clone())));
+                continue;
+            }
+            if let Err(err) = self.check_batch(&payloads) {
+                drop(reply.send(Err(err)));
+                continue;
+            }
+            group.pending.push(Pending {
+                reply,
+                first_sequence: self.next_seq,
+                chain_hashes: Vec::with_capacity(32 * payloads.len()),
+            });
+            for payload in payloads.iter() {
+                let entry_len = (ENTRY_HEADER_SIZE + payload.len()) as u64;
+                if !rotation_blocked && self.segment_full(entry_len) {
+                    if let Err(err) = self.write_chunk() {
+                        self.roll_back(&mut group, err);
+                        continue 'batches;
+                    }
+                    match self.seal_live() {
+                        Ok(_) => {
+                            group.checkpoint = self.checkpoint();
+                            group.safe = group.pending.len() - 1;
+                        }
+                        Err(err) if self.live.is_none() => {
+                            // renamed into place, but its directory entry may not be durable
+                            self.fail(err.clone());
+                            self.roll_back(&mut group, err);
+                            continue 'batches;
+                        }
+                        Err(_) => rotation_blocked = true,
+                    }
+                }
+                if self.live.is_none() {
+                    if let Err(err) = self.create_segment() {
+                        self.roll_back(&mut group, err);
+                        continue 'batches;
+                    }
+                }
+                encode_entry_into(&mut self.chunk, self.next_seq, &self.chain, payload);
+                self.chain = entry_hash(&self.chain, payload);
+                self.next_seq += 1;
+                if let Some(batch) = group.pending.last_mut() {
+                    batch.chain_hashes.extend_from_slice(&self.chain);
+                }
+            }
+        }
+        if group.pending.len() > group.safe {
+            let committed = self.write_chunk().and_then(|()| {
+                if self.options.durability == Durability::Fsync {
+                    self.sync_live()
+                } else {
+                    Ok(())
+                }
+            });
+            match committed {
+                Ok(()) => {
+                    self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => self.roll_back(&mut group, err),
+            }
+        }
+        self.shared.publish(self.next_seq - 1, self.chain);
+        for batch in group.pending {
+            drop(batch.reply.send(Ok(AppendedBatch {
+                first_sequence: batch.first_sequence,
+                chain_hashes: batch.chain_hashes,
+            })));
+        }
+    }
+
+    /// Undoes everything after the group's checkpoint and rejects the batches it held.
+    fn roll_back(&mut self, group: &mut Group, err: Error) {
+        let checkpoint = group.checkpoint;
+        self.chunk.clear();
+        self.next_seq = checkpoint.next_seq;
+        self.chain = checkpoint.chain;
+        if let Some(live) = self.live.as_mut() {
+            let truncated = live
+                .file
+                .set_len(checkpoint.live_len)
+                .and_then(|()| live.file.sync_data());
+            live.len = checkpoint.live_len;
+            if let Err(truncate_err) = truncated {
+                let truncate_err = Error::io(
+                    &format!("truncating {} after a failed write", live.path.display()),
+                    truncate_err,
+                );
+                self.fail(Error::new(
+                    err.code,
+                    format!("{}; then {}", err.message, truncate_err.message),
+                ));
+            }
+        }
+        if self.failed.is_none() && group.straddles() {
+            // part of a batch is already sealed: it can neither be completed nor withdrawn
+            self.fail(err.clone());
+        }
+        let err = self.failed.clone().unwrap_or(err);
+        for batch in group.pending.drain(group.safe..) {
+            drop(batch.reply.send(Err(err.clone())));
+        }
+    }
+
+    fn write_chunk(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                "encoded entries without a live segment",
+            ));
+        };
+        live.dirty = true;
+        live.file
+            .seek(SeekFrom::Start(live.len))
+            .and_then(|_| live.file.write_all(&self.chunk))
+            .map_err(|err| {
+                Error::io(
+                    &format!("writing to {} at offset {}", live.path.display(), live.len),
+                    err,
+                )
+            })?;
+        live.len += self.chunk.len() as u64;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    fn sync_live(&mut self) -> Result<()> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(());
+        };
+        if !live.dirty {
+            return Ok(());
+        }
+        live.file
+            .sync_data()
+            .map_err(|err| Error::io(&format!("fdatasync of {}", live.path.display()), err))?;
+        live.dirty = false;
+        self.last_sync = Instant::now();
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn interval_sync_at(&self) -> Option<Instant> {
+        let dirty = self.live.as_ref().is_some_and(|live| live.dirty);
+        (self.options.durability == Durability::Interval && dirty && self.failed.is_none())
+            .then(|| self.last_sync + self.options.fsync_interval)
+    }
+
+    fn sync_if_due(&mut self) {
+        if self
+            .interval_sync_at()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            if let Err(err) = self.sync_live() {
+                // the entries were acknowledged already: their durability is now unknown
+                self.fail(err);
+            }
+        }
+    }
+
+    /// Creates the next unsealed segment, durably (file and directory entry).
+    fn create_segment(&mut self) -> Result<()> {
+        let path = self.dir.join(segment_file_name(self.next_seq));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|err| {
+                if err.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "segment file {} already exists; refusing to overwrite it",
+                            path.display()
+                        ),
+                    )
+                } else {
+                    Error::io(&format!("creating segment {}", path.display()), err)
+                }
+            })?;
+        let header = Header::unsealed(self.next_seq, now_ms()).encode();
+        let written = file
+            .write_all(&header)
+            .and_then(|()| file.sync_all())
+            .map_err(|err| Error::io(&format!("writing segment {}", path.display()), err))
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(err) = written {
+            drop(file);
+            // best effort: a leftover header-only file would block the next attempt's name
+            let _ = fs::remove_file(&path);
+            return Err(err);
+        }
+        self.live = Some(Live {
+            file,
+            path,
+            len: HEADER_LEN,
+            dirty: false,
+        });
+        Ok(())
+    }
+
+    /// Seals the live segment if it has entries. On failure before the rename the unsealed
+    /// file stays live; after it (directory fsync), `live` is None and the error is returned.
+    fn seal_live(&mut self) -> Result<Option<PathBuf>> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(None);
+        };
+        if !live.has_entries() {
+            return Ok(None);
+        }
+        let path = live.path.clone();
+        let mut unsealed = vec![0u8; live.len as usize];
+        live.file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| live.file.read_exact(&mut unsealed))
+            .map_err(|err| Error::io(&format!("reading {} to seal it", path.display()), err))?;
+        let sealed = seal_segment(&unsealed, self.options.level, unsealed.len())
+            .map_err(|err| err.context(format!("sealing {}", path.display())))?;
+        drop(unsealed);
+        let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+        temp_name.push(".seal.tmp");
+        let temp = path.with_file_name(temp_name);
+        let staged = File::create(&temp)
+            .and_then(|mut file| {
+                file.write_all(&sealed)?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&temp, &path));
+        if let Err(err) = staged {
+            let _ = fs::remove_file(&temp);
+            return Err(Error::io(
+                &format!("writing the sealed form of {}", path.display()),
+                err,
+            ));
+        }
+        self.live = None;
+        self.shared.segments_sealed.fetch_add(1, Ordering::Relaxed);
+        sync_dir(&self.dir)?;
+        Ok(Some(path))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let synced = self.sync_live();
+        if let Err(err) = &synced {
+            if self.options.durability != Durability::Fsync {
+                self.fail(err.clone());
+            }
+        }
+        synced
+    }
+
+    fn seal_for_upload(&mut self) -> Result<Option<PathBuf>> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let sealed = self.seal_live();
+        if let Err(err) = &sealed {
+            if self.live.is_none() {
+                self.fail(err.clone());
+            }
+        }
+        sealed
+    }
+
+    /// The last work of close: make everything durable and seal the live segment.
+    fn finish(&mut self) -> Result<()> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        match self.seal_live() {
+            Ok(_) => Ok(()),
+            Err(seal_err) => {
+                // the unsealed segment stays for the next open to continue or seal
+                self.sync_live().map_err(|sync_err| {
+                    Error::new(
+                        seal_err.code,
+                        format!("{}; then {}", seal_err.message, sync_err.message),
+                    )
+                })?;
+                Err(seal_err)
+            }
+        }
+    }
+}
+
+/// The napi surface of the writer: `openJournalWriter()` and the `NativeJournalWriter`
+/// class, mirroring `CoreWriter` of ts/core.ts.
+// napi-derive registers these only outside `cfg(test)`, so test builds see them as unused.
+#[cfg_attr(test, allow(dead_code))]
+mod js {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use napi::bindgen_prelude::{
+        AsyncTask, Buffer, BufferSlice, Either, Env, Null, PromiseRaw, Task,
+    };
+    use napi_derive::napi;
+
+    use super::{
+        AppendedBatch, Durability, PayloadBatch, Writer, WriterOptions, WriterStart, WriterStats,
+    };
+    use crate::error::{guard, Error, ErrorCode};
+
+    #[napi(object, js_name = "WriterStart")]
+    pub struct JsWriterStart {
+        pub sequence: i64,
+        pub chain_hash: Buffer,
+        /// `Option<String>` alone rejects an explicit `null` in an object field
+        #[napi(ts_type = "string | null")]
+        pub live_segment: Option<Either<String, Null>>,
+    }
+
+    #[napi(object, js_name = "WriterOptions")]
+    pub struct JsWriterOptions {
+        pub max_segment_bytes: f64,
+        pub level: i32,
+        #[napi(ts_type = "'fsync' | 'interval' | 'none'")]
+        pub durability: String,
+        pub fsync_interval_ms: f64,
+        pub queue_capacity: f64,
+    }
+
+    #[napi(object, js_name = "AppendedBatch")]
+    pub struct JsAppendedBatch {
+        pub first_sequence: i64,
+        pub chain_hashes: Buffer,
+    }
+
+    #[napi(object, js_name = "WriterStats")]
+    pub struct JsWriterStats {
+        pub syncs: i64,
+        pub batches: i64,
+        pub segments_sealed: i64,
+    }
+
+    fn whole_number(value: f64, what: &str) -> Result<u64, Error> {
+        if value.is_finite()
+            && value >= 0.0
+            && value.fract() == 0.0
+            && value <= super::MAX_SEQUENCE as f64
+        {
+            Ok(value as u64)
+        } else {
+            Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("{what} must be a non-negative integer, got {value}"),
+            ))
+        }
+    }
+
+    impl TryFrom<JsWriterStart> for WriterStart {
+        type Error = Error;
+
+        fn try_from(start: JsWriterStart) -> Result<WriterStart, Error> {
+            Ok(WriterStart {
+                sequence: crate::from_js_number(start.sequence, "start.sequence")?,
+                chain_hash: crate::to_hash(&start.chain_hash, "start.chainHash")?,
+                live_segment: match start.live_segment {
+                    Some(Either::A(path)) => Some(PathBuf::from(path)),
+                    Some(Either::B(Null)) | None => None,
+                },
+            })
+        }
+    }
+
+    impl TryFrom<JsWriterOptions> for WriterOptions {
+        type Error = Error;
+
+        fn try_from(options: JsWriterOptions) -> Result<WriterOptions, Error> {
+            Ok(WriterOptions {
+                max_segment_bytes: whole_number(options.max_segment_bytes, "maxSegmentBytes")?,
+                level: options.level,
+                durability: Durability::parse(&options.durability)?,
+                fsync_interval: Duration::from_millis(whole_number(
+                    options.fsync_interval_ms,
+                    "fsyncIntervalMs",
+                )?),
+                queue_capacity: whole_number(options.queue_capacity, "queueCapacity")? as usize,
+            })
+        }
+    }
+
+    fn js_stats(stats: WriterStats) -> JsWriterStats {
+        JsWriterStats {
+            syncs: stats.syncs as i64,
+            batches: stats.batches as i64,
+            segments_sealed: stats.segments_sealed as i64,
+        }
+    }
+
+    fn js_batch(batch: AppendedBatch) -> JsAppendedBatch {
+        JsAppendedBatch {
+            // the writer never assigns a sequence above 2^53-1
+            first_sequence: batch.first_sequence as i64,
+            chain_hashes: batch.chain_hashes.into(),
+        }
+    }
+
+    pub struct OpenWriterTask {
+        dir: PathBuf,
+        start: Option<WriterStart>,
+        options: WriterOptions,
+    }
+
+    impl Task for OpenWriterTask {
+        type Output = Writer;
+        type JsValue = NativeJournalWriter;
+
+        fn compute(&mut self) -> napi::Result<Writer> {
+            let start = self.start.take().ok_or_else(|| {
+                Error::new(ErrorCode::Internal, "openJournalWriter task ran twice")
+            })?;
+            Ok(guard(|| {
+                Writer::open(&self.dir, start, self.options.clone())
+            })?)
+        }
+
+        fn resolve(&mut self, _env: Env, writer: Writer) -> napi::Result<NativeJournalWriter> {
+            Ok(NativeJournalWriter { writer })
+        }
+    }
+
+    /// Locks `dir` and starts a writer from `start` (off the JS thread).
+    #[napi(ts_return_type = "Promise<NativeJournalWriter>")]
+    pub fn open_journal_writer(
+        dir: String,
+        start: JsWriterStart,
+        options: JsWriterOptions,
+    ) -> napi::Result<AsyncTask<OpenWriterTask>> {
+        Ok(AsyncTask::new(OpenWriterTask {
+            dir: PathBuf::from(dir),
+            start: Some(WriterStart::try_from(start)?),
+            options: WriterOptions::try_from(options)?,
+        }))
+    }
+
+    /// A journal writer with its own thread. Every method enqueues synchronously, so
+    /// requests are handled in call order.
+    #[napi]
+    pub struct NativeJournalWriter {
+        writer: Writer,
+    }
+
+    #[napi]
+    impl NativeJournalWriter {
+        /// Copies the payloads (the caller may reuse its buffers at once) and queues them.
+        #[napi(
+            ts_args_type = "payloads: Array<Uint8Array>",
+            ts_return_type = "Promise<AppendedBatch>"
+        )]
+        pub fn append<'env>(
+            &self,
+            env: &'env Env,
+            payloads: Vec<BufferSlice<'_>>,
+        ) -> napi::Result<PromiseRaw<'env, JsAppendedBatch>> {
+            let total = payloads.iter().map(|payload| payload.len()).sum();
+            let mut batch = PayloadBatch::with_capacity(payloads.len(), total);
+            for payload in &payloads {
+                batch.push(payload);
+            }
+            let appended = self.writer.append(batch);
+            env.spawn_future(async move { Ok(js_batch(appended.await?)) })
+        }
+
+        #[napi(ts_return_type = "Promise<string | null>")]
+        pub fn seal_for_upload<'env>(
+            &self,
+            env: &'env Env,
+        ) -> napi::Result<PromiseRaw<'env, Option<String>>> {
+            let sealed = self.writer.seal_for_upload();
+            env.spawn_future(async move {
+                Ok(sealed
+                    .await?
+                    .map(|path| path.to_string_lossy().into_owned()))
+            })
+        }
+
+        #[napi(ts_return_type = "Promise<void>")]
+        pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+            let flushed = self.writer.flush();
+            env.spawn_future(async move { Ok(flushed.await?) })
+        }
+
+        #[napi(ts_return_type = "Promise<void>")]
+        pub fn close<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+            let closed = self.writer.close();
+            env.spawn_future(async move { Ok(closed.await?) })
+        }
+
+        #[napi(getter)]
+        pub fn sequence(&self) -> i64 {
+            self.writer.sequence() as i64
+        }
+
+        #[napi(getter)]
+        pub fn chain_hash(&self) -> Buffer {
+            self.writer.chain_hash().to_vec().into()
+        }
+
+        #[napi(getter)]
+        pub fn alive(&self) -> bool {
+            self.writer.alive()
+        }
+
+        #[napi]
+        pub fn stats(&self) -> JsWriterStats {
+            js_stats(self.writer.stats())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_entries, ZERO_HASH};
+    use crate::segment::{decode_segment, DecodeOptions, DecodedSegment};
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("test runtime")
+            .block_on(future)
+    }
+
+    fn options(max_segment_bytes: u64, durability: Durability) -> WriterOptions {
+        WriterOptions {
+            max_segment_bytes,
+            level: 3,
+            durability,
+            fsync_interval: Duration::from_millis(100),
+            queue_capacity: 1024,
+        }
+    }
+
+    fn fresh() -> WriterStart {
+        WriterStart {
+            sequence: 0,
+            chain_hash: ZERO_HASH,
+            live_segment: None,
+        }
+    }
+
+    fn payload(sequence: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (sequence as usize * 31 + i) as u8)
+            .collect()
+    }
+
+    fn one(payload: Vec<u8>) -> PayloadBatch {
+        [payload].into_iter().collect()
+    }
+
+    /// Every segment of `dir` in name order, decoded and checked to form one chain from
+    /// sequence 1; returns them with the payload of every entry.
+    fn read_journal(dir: &Path) -> (Vec<DecodedSegment>, Vec<Vec<u8>>) {
+        let mut names: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "hadbj"))
+            .collect();
+        names.sort();
+        let mut chain = ZERO_HASH;
+        let mut next = 1;
+        let mut segments = Vec::new();
+        let mut payloads = Vec::new();
+        for path in names {
+            let segment = decode_segment(&fs::read(&path).unwrap(), &DecodeOptions::default())
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            assert_eq!(path.file_name().unwrap(), segment_file_name(next).as_str());
+            assert_eq!(segment.header.first_seq, next);
+            assert_eq!(
+                segment.start_hash,
+                chain,
+                "chain continues into {}",
+                path.display()
+            );
+            for &offset in &segment.entry_offsets {
+                let entry = crate::format::decode_entry(&segment.body, offset as usize).unwrap();
+                assert_eq!(entry.sequence, next);
+                let bytes =
+                    &segment.body[entry.payload_offset..entry.payload_offset + entry.payload_len];
+                payloads.push(bytes.to_vec());
+                next += 1;
+            }
+            chain = segment.chain_hash;
+            segments.push(segment);
+        }
+        (segments, payloads)
+    }
+
+    fn chain_of(payloads: &[Vec<u8>]) -> Vec<[u8; 32]> {
+        let mut chain = ZERO_HASH;
+        payloads
+            .iter()
+            .map(|payload| {
+                chain = entry_hash(&chain, payload);
+                chain
+            })
+            .collect()
+    }
+
+    #[test]
+    fn group_commit_writes_queued_appends_with_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        // The writer thread publishes each group's result under this lock: holding it stops
+        // the thread after at most one group while all 500 appends queue up behind it.
+        let held = lock(&writer.shared.chain_hash);
+        let appends: Vec<_> = (1..=500)
+            .map(|seq| writer.append(one(payload(seq, 40))))
+            .collect();
+        drop(held);
+        let expected = chain_of(&(1..=500).map(|seq| payload(seq, 40)).collect::<Vec<_>>());
+        for (i, append) in appends.into_iter().enumerate() {
+            let batch = block_on(append).unwrap();
+            assert_eq!(batch.first_sequence, i as u64 + 1);
+            assert_eq!(batch.chain_hashes, expected[i]);
+        }
+        let stats = writer.stats();
+        assert!(
+            stats.syncs <= 2,
+            "500 queued appends took {} fsyncs",
+            stats.syncs
+        );
+        assert!(
+            stats.batches <= 2,
+            "500 queued appends took {} writes",
+            stats.batches
+        );
+        assert_eq!(writer.sequence(), 500);
+        assert_eq!(writer.chain_hash(), expected[499]);
+        block_on(writer.close()).unwrap();
+        let (_, payloads) = read_journal(dir.path());
+        assert_eq!(payloads.len(), 500);
+    }
+
+    #[test]
+    fn concurrent_appenders_get_gapless_sequences_in_call_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Arc::new(
+            Writer::open(dir.path(), fresh(), options(16 << 10, Durability::Fsync)).unwrap(),
+        );
+        let threads: Vec<_> = (0..8u8)
+            .map(|thread| {
+                let writer = Arc::clone(&writer);
+                std::thread::spawn(move || {
+                    let appends: Vec<_> = (0..100u8)
+                        .map(|i| writer.append(one(vec![thread, i])))
+                        .collect();
+                    appends
+                        .into_iter()
+                        .map(|append| block_on(append).unwrap().first_sequence)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for thread in threads {
+            let sequences = thread.join().unwrap();
+            assert!(sequences.windows(2).all(|pair| pair[0] < pair[1]));
+            all.extend(sequences);
+        }
+        all.sort();
+        assert_eq!(all, (1..=800).collect::<Vec<u64>>());
+        block_on(writer.close()).unwrap();
+        let (segments, payloads) = read_journal(dir.path());
+        assert_eq!(payloads.len(), 800);
+        assert!(segments.len() > 1, "16 KiB segments rotated");
+    }
+
+    #[test]
+    fn an_entry_exactly_filling_a_segment_stays_and_the_next_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = (ENTRY_HEADER_SIZE + 100) as u64;
+        let max = HEADER_LEN + 2 * entry;
+        let writer = Writer::open(dir.path(), fresh(), options(max, Durability::Fsync)).unwrap();
+        for seq in 1..=2 {
+            block_on(writer.append(one(payload(seq, 100)))).unwrap();
+        }
+        let first = dir.path().join(segment_file_name(1));
+        assert_eq!(
+            fs::metadata(&first).unwrap().len(),
+            max,
+            "two entries fill it exactly"
+        );
+        assert_eq!(writer.stats().segments_sealed, 0);
+        let third = block_on(writer.append(one(payload(3, 100)))).unwrap();
+        assert_eq!(third.first_sequence, 3);
+        assert_eq!(writer.stats().segments_sealed, 1);
+        let sealed = decode_segment(&fs::read(&first).unwrap(), &DecodeOptions::default()).unwrap();
+        assert!(sealed.header.is_sealed());
+        assert_eq!((sealed.header.first_seq, sealed.header.last_seq), (1, 2));
+        let live = dir.path().join(segment_file_name(3));
+        assert_eq!(fs::metadata(&live).unwrap().len(), HEADER_LEN + entry);
+        block_on(writer.close()).unwrap();
+        let (segments, payloads) = read_journal(dir.path());
+        assert_eq!(segments.len(), 2);
+        assert_eq!(
+            payloads,
+            (1..=3).map(|seq| payload(seq, 100)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_segment_gets_a_segment_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(dir.path(), fresh(), options(400, Durability::Fsync)).unwrap();
+        let sizes = [10, 1000, 10, 10, 5000];
+        for (i, &len) in sizes.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let batch = block_on(writer.append(one(payload(seq, len)))).unwrap();
+            assert_eq!(batch.first_sequence, seq);
+        }
+        block_on(writer.close()).unwrap();
+        let (segments, payloads) = read_journal(dir.path());
+        let ranges: Vec<(u64, u64)> = segments
+            .iter()
+            .map(|segment| (segment.header.first_seq, segment.header.last_seq))
+            .collect();
+        assert_eq!(ranges, [(1, 1), (2, 2), (3, 4), (5, 5)]);
+        assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+        let expected: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| payload(i as u64 + 1, len))
+            .collect();
+        assert_eq!(payloads, expected);
+    }
+
+    #[test]
+    fn a_batch_split_by_rotation_keeps_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = (ENTRY_HEADER_SIZE + 50) as u64;
+        let writer = Writer::open(
+            dir.path(),
+            fresh(),
+            options(HEADER_LEN + 2 * entry, Durability::None),
+        )
+        .unwrap();
+        let payloads: Vec<Vec<u8>> = (1..=5).map(|seq| payload(seq, 50)).collect();
+        let batch = block_on(writer.append(payloads.iter().collect())).unwrap();
+        assert_eq!(batch.first_sequence, 1);
+        assert_eq!(batch.chain_hashes, chain_of(&payloads).concat());
+        assert_eq!(
+            writer.stats().syncs,
+            0,
+            "durability 'none' does not fsync appends"
+        );
+        block_on(writer.close()).unwrap();
+        let (segments, read) = read_journal(dir.path());
+        assert_eq!(segments.len(), 3);
+        assert_eq!(read, payloads);
+        assert_eq!(segments[2].chain_hash, writer.chain_hash());
+    }
+
+    #[test]
+    fn close_seals_and_later_calls_report_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Interval)).unwrap();
+        let payloads: Vec<Vec<u8>> = (1..=3).map(|seq| payload(seq, 64)).collect();
+        block_on(writer.append(payloads.iter().collect())).unwrap();
+        block_on(writer.close()).unwrap();
+        assert!(!writer.alive());
+        let (segments, read) = read_journal(dir.path());
+        assert_eq!(segments.len(), 1);
+        assert!(segments[0].header.is_sealed());
+        assert_eq!(
+            segments[0].header.compression,
+            crate::format::COMPRESSION_ZSTD
+        );
+        assert_eq!(read, payloads);
+        assert_eq!(segments[0].chain_hash, writer.chain_hash());
+
+        let err = block_on(writer.append(one(payload(4, 1)))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Closed);
+        assert_eq!(
+            block_on(writer.flush()).unwrap_err().code,
+            ErrorCode::Closed
+        );
+        assert_eq!(
+            block_on(writer.seal_for_upload()).unwrap_err().code,
+            ErrorCode::Closed
+        );
+        block_on(writer.close()).unwrap();
+        assert_eq!(writer.sequence(), 3);
+    }
+
+    #[test]
+    fn appends_queued_before_close_are_written_and_later_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        let before = writer.append(one(payload(1, 8)));
+        let closing = writer.close();
+        let after = writer.append(one(payload(2, 8)));
+        assert_eq!(block_on(before).unwrap().first_sequence, 1);
+        block_on(closing).unwrap();
+        assert_eq!(block_on(after).unwrap_err().code, ErrorCode::Closed);
+        assert_eq!(read_journal(dir.path()).1.len(), 1);
+    }
+
+    #[test]
+    fn the_lock_refuses_a_second_writer_until_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        let refused = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync));
+        assert_eq!(refused.err().map(|err| err.code), Some(ErrorCode::Locked));
+        block_on(first.close()).unwrap();
+        let second =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        block_on(second.close()).unwrap();
+    }
+
+    #[test]
+    fn dropping_the_handle_closes_and_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)).unwrap();
+        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        drop(writer);
+        // the background close takes the thread a moment; the lock is the signal it finished
+        let reopened = (0..500)
+            .find_map(|_| {
+                match Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)) {
+                    Ok(writer) => Some(writer),
+                    Err(err) => {
+                        assert_eq!(err.code, ErrorCode::Locked);
+                        std::thread::sleep(Duration::from_millis(10));
+                        None
+                    }
+                }
+            })
+            .expect("the dropped writer released its lock");
+        drop(reopened);
+        let (segments, _) = read_journal(dir.path());
+        assert!(segments[0].header.is_sealed());
+    }
+
+    #[test]
+    fn continuing_a_live_segment_keeps_sequence_and_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier: Vec<Vec<u8>> = (1..=3).map(|seq| payload(seq, 20)).collect();
+        let (bytes, hashes) = encode_entries(1, &ZERO_HASH, &earlier);
+        let path = dir.path().join(segment_file_name(1));
+        let mut unsealed = Header::unsealed(1, now_ms()).encode().to_vec();
+        unsealed.extend_from_slice(&bytes);
+        fs::write(&path, &unsealed).unwrap();
+        let start = WriterStart {
+            sequence: 3,
+            chain_hash: hashes[64..96].try_into().unwrap(),
+            live_segment: Some(PathBuf::from(segment_file_name(1))),
+        };
+        let writer = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync)).unwrap();
+        assert_eq!(writer.sequence(), 3);
+        let later: Vec<Vec<u8>> = (4..=5).map(|seq| payload(seq, 20)).collect();
+        let batch = block_on(writer.append(later.iter().collect())).unwrap();
+        assert_eq!(batch.first_sequence, 4);
+        let sealed = block_on(writer.seal_for_upload()).unwrap();
+        assert_eq!(sealed, Some(path));
+        assert_eq!(
+            block_on(writer.seal_for_upload()).unwrap(),
+            None,
+            "nothing left to seal"
+        );
+        block_on(writer.close()).unwrap();
+        let (segments, read) = read_journal(dir.path());
+        assert_eq!(segments.len(), 1);
+        assert_eq!(read, [earlier, later].concat());
+    }
+
+    #[test]
+    fn a_live_segment_that_cannot_continue_the_start_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(segment_file_name(7));
+        fs::write(&path, Header::unsealed(7, now_ms()).encode()).unwrap();
+        let start = WriterStart {
+            sequence: 3,
+            chain_hash: ZERO_HASH,
+            live_segment: Some(path),
+        };
+        let err = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync))
+            .err()
+            .unwrap();
+        assert_eq!(err.code, ErrorCode::InvalidSegment);
+    }
+
+    #[test]
+    fn seal_for_upload_seals_and_the_next_append_opens_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        assert_eq!(block_on(writer.seal_for_upload()).unwrap(), None);
+        assert!(
+            !dir.path().join(segment_file_name(1)).exists(),
+            "no file before an append"
+        );
+        block_on(writer.append(one(payload(1, 30)))).unwrap();
+        let sealed = block_on(writer.seal_for_upload()).unwrap().unwrap();
+        assert_eq!(sealed, dir.path().join(segment_file_name(1)));
+        assert!(!dir
+            .path()
+            .join(format!("{}.seal.tmp", segment_file_name(1)))
+            .exists());
+        block_on(writer.append(one(payload(2, 30)))).unwrap();
+        assert!(dir.path().join(segment_file_name(2)).exists());
+        block_on(writer.close()).unwrap();
+        assert_eq!(read_journal(dir.path()).1.len(), 2);
+        assert_eq!(writer.stats().segments_sealed, 2);
+    }
+
+    #[test]
+    fn a_failed_segment_creation_rejects_its_batch_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let squatter = dir.path().join(segment_file_name(1));
+        fs::write(&squatter, b"not ours").unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        let err = block_on(writer.append(one(payload(1, 8)))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Conflict);
+        assert_eq!(
+            fs::read(&squatter).unwrap(),
+            b"not ours",
+            "never overwritten"
+        );
+        assert!(writer.alive());
+        assert_eq!(writer.sequence(), 0);
+        fs::remove_file(&squatter).unwrap();
+        let batch = block_on(writer.append(one(payload(1, 8)))).unwrap();
+        assert_eq!(
+            batch.first_sequence, 1,
+            "the rejected batch used no sequence"
+        );
+        block_on(writer.close()).unwrap();
+        assert_eq!(read_journal(dir.path()).1, [payload(1, 8)]);
+    }
+
+    #[test]
+    fn invalid_batches_are_rejected_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        let empty = writer.append(PayloadBatch::default());
+        let good = writer.append(one(payload(1, 8)));
+        assert_eq!(
+            block_on(empty).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(block_on(good).unwrap().first_sequence, 1);
+        block_on(writer.close()).unwrap();
+    }
+
+    #[test]
+    fn flush_fsyncs_what_durability_none_left_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)).unwrap();
+        for seq in 1..=10 {
+            block_on(writer.append(one(payload(seq, 8)))).unwrap();
+        }
+        assert_eq!(writer.stats().syncs, 0);
+        block_on(writer.flush()).unwrap();
+        assert_eq!(writer.stats().syncs, 1);
+        block_on(writer.flush()).unwrap();
+        assert_eq!(writer.stats().syncs, 1, "nothing new to sync");
+        block_on(writer.close()).unwrap();
+    }
+
+    #[test]
+    fn a_panicking_writer_thread_fails_every_request_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        writer
+            .shared
+            .panic_in_next_group
+            .store(true, Ordering::SeqCst);
+        let err = block_on(writer.append(one(payload(2, 8)))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Internal);
+        let later = block_on(writer.append(one(payload(2, 8)))).unwrap_err();
+        assert_eq!(later.code, ErrorCode::Internal);
+        assert!(
+            later.message.contains("injected writer panic"),
+            "{}",
+            later.message
+        );
+        assert_eq!(
+            block_on(writer.flush()).unwrap_err().code,
+            ErrorCode::Internal
+        );
+        assert!(!writer.alive());
+        block_on(writer.close()).unwrap();
+        let reopened = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync));
+        assert!(reopened.is_ok(), "the unwound thread released the lock");
+    }
+
+    #[test]
+    fn invalid_options_are_refused_before_locking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = options(1 << 20, Durability::Fsync);
+        bad.queue_capacity = 0;
+        let err = Writer::open(dir.path(), fresh(), bad).err().unwrap();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        assert!(!dir.path().join(LOCK_FILE).exists());
+    }
+}
