@@ -13,7 +13,9 @@ use napi_derive::napi;
 
 use crate::error::{guard, Error, ErrorCode};
 use crate::format::Header;
-use crate::segment::{DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES};
+use crate::segment::{
+    DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
+};
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
@@ -117,8 +119,12 @@ pub struct HeaderInit {
 }
 
 fn byte_field(value: Option<u32>, what: &str) -> Result<u8, Error> {
-    u8::try_from(value.unwrap_or(0))
-        .map_err(|_| Error::new(ErrorCode::InvalidArgument, format!("{what} must fit in a byte")))
+    u8::try_from(value.unwrap_or(0)).map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} must fit in a byte"),
+        )
+    })
 }
 
 impl TryFrom<HeaderInit> for Header {
@@ -349,7 +355,9 @@ impl Task for DecodeTask {
     type JsValue = RawSegment;
 
     fn compute(&mut self) -> napi::Result<DecodedSegment> {
-        Ok(guard(|| segment::decode_segment(&self.bytes, &self.options))?)
+        Ok(guard(|| {
+            segment::decode_segment(&self.bytes, &self.options)
+        })?)
     }
 
     fn resolve(&mut self, _env: Env, output: DecodedSegment) -> napi::Result<RawSegment> {
