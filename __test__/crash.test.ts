@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Core } from '../ts/core.js';
 import { Journal } from '../ts/journal.js';
 import { readJournal } from '../ts/reader.js';
-import { cores } from './helpers/cores.js';
+import { corePairs, cores } from './helpers/cores.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -121,5 +121,19 @@ describe.each(cores)('crash safety ($kind core)', (core) => {
     const payloads = [];
     for await (const record of readJournal(dir, { core, raw: true })) payloads.push(record.payload.toString());
     expect(payloads).toEqual(['before', 'after']);
+  });
+});
+
+describe.each(corePairs)('the directory lock across processes', ({ writer: holderCore, reader: openerCore }) => {
+  test(`a live ${holderCore.kind} writer in another process locks out a ${openerCore.kind} one; killing it frees the journal`, async () => {
+    const dir = await tempDir('lock');
+    const holder = run(process.execPath, [script, holderCore.kind, dir, 'append']);
+    await waitFor(holder, (lines) => lines.some((line) => line.startsWith('ack ')), 'an ack');
+    await expect(Journal.open(dir, { core: openerCore })).rejects.toMatchObject({ code: 'locked' });
+    holder.kill();
+    await holder.exited;
+    const journal = await Journal.open(dir, { core: openerCore });
+    expect(journal.sequence).toBe(await verify(dir, openerCore));
+    await journal.close();
   });
 });

@@ -481,31 +481,71 @@ impl Drop for Writer {
     }
 }
 
-/// Takes the advisory lock on `dir/.lock` (flock on Unix); the OS releases it when the
-/// file is closed or the process dies.
-fn lock_directory(dir: &Path) -> Result<File> {
+/// The lock on a journal directory: an advisory lock on `dir/.lock` (flock on Unix, which
+/// the OS releases when the process dies) plus this process's pid written into the file.
+/// The pid is how the pure twin, which has no flock in Node, sees a live native holder, and
+/// how a native writer sees a live pure one. The pid is cleared when the lock is dropped.
+struct DirectoryLock {
+    file: File,
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: i32) -> bool {
+    false
+}
+
+fn lock_directory(dir: &Path) -> Result<DirectoryLock> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
+    let locked_by = |holder: String| {
+        Error::new(
+            ErrorCode::Locked,
+            format!(
+                "journal directory {} is locked by {holder} ({})",
+                dir.display(),
+                path.display()
+            ),
+        )
+    };
+    let io = |what: &str, err| Error::io(&format!("{what} {}", path.display()), err);
+    let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|err| Error::io(&format!("opening lock file {}", path.display()), err))?;
+        .map_err(|err| io("opening lock file", err))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::new(
-            ErrorCode::Locked,
-            format!(
-                "journal directory {} is locked by another writer ({})",
-                dir.display(),
-                path.display()
-            ),
-        )),
-        Err(fs::TryLockError::Error(err)) => {
-            Err(Error::io(&format!("locking {}", path.display()), err))
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Err(locked_by("another writer".into())),
+        Err(fs::TryLockError::Error(err)) => return Err(io("locking", err)),
+    }
+    let mut content = String::new();
+    file.read_to_string(&mut content)
+        .map_err(|err| io("reading lock file", err))?;
+    let own_pid = std::process::id() as i32;
+    if let Ok(pid) = content.trim().parse::<i32>() {
+        if pid > 0 && pid != own_pid && process_alive(pid) {
+            return Err(locked_by(format!("live process {pid}")));
         }
     }
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(own_pid.to_string().as_bytes()))
+        .map_err(|err| io("writing pid to lock file", err))?;
+    Ok(DirectoryLock { file })
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -621,7 +661,7 @@ struct Core {
     shared: Arc<Shared>,
     dir: PathBuf,
     options: WriterOptions,
-    _lock: File,
+    _lock: DirectoryLock,
     live: Option<Live>,
     /// next sequence to assign, and the chain hash it continues
     next_seq: u64,
