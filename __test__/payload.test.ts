@@ -1,10 +1,11 @@
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { GraphstreamError, type ErrorCode } from '../ts/errors.js';
 import { createFormatApi } from '../ts/format.js';
 import { ParamValue, type ParamInput, type ParamsInput } from '../ts/params.js';
 import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
-import { JournalEntrySchema, TemporalKind } from '../ts/proto/graphd_pb.js';
+import { JournalEntrySchema, TemporalKind, type GraphValueSchema } from '../ts/proto/graphd_pb.js';
 import { cores } from './helpers/cores.js';
 import { hex, manifest, paramFromManifest } from './helpers/vectors.js';
 
@@ -161,6 +162,142 @@ describe('encoding rules', () => {
     expect(codeOf(() => encodeJournalEntry({ sequence: -1, query: 'q' }))).toBe('invalid_argument');
     expect(codeOf(() => encodeJournalEntry({ query: 'q', timestampMs: 1.5 }))).toBe('invalid_argument');
     expect(codeOf(() => decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 60n, query: 'q' })))).toBe('invalid_argument');
+  });
+});
+
+/**
+ * A generated parameter: the value handed to encodeJournalEntry (plain or typed)
+ * and, built independently, the GraphValue (generated schema) it must encode as.
+ */
+interface Generated {
+  input: ParamInput;
+  message: MessageInitShape<typeof GraphValueSchema>;
+}
+
+const MIN_I64 = -(2n ** 63n);
+const MAX_I64 = 2n ** 63n - 1n;
+const TEMPORAL_KIND_OF = {
+  date: TemporalKind.DATE,
+  time: TemporalKind.TIME,
+  localtime: TemporalKind.LOCAL_TIME,
+  datetime: TemporalKind.DATETIME,
+  localdatetime: TemporalKind.LOCAL_DATETIME,
+  duration: TemporalKind.DURATION,
+} as const;
+const TEMPORAL_TYPES = Object.keys(TEMPORAL_KIND_OF) as (keyof typeof TEMPORAL_KIND_OF)[];
+
+/** Unicode text (astral characters too), and text long enough to need a multi-byte length prefix. */
+const text = fc.oneof(
+  fc.string({ unit: 'grapheme', maxLength: 12 }),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.string({ minLength: 100, maxLength: 400 }),
+);
+/** doubles including -0, +0, NaN, infinities and extremes */
+const double = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MIN_VALUE, -Number.MAX_VALUE));
+const int64 = fc.oneof(
+  fc.bigInt({ min: MIN_I64, max: MAX_I64 }),
+  fc.constantFrom(MIN_I64, MAX_I64, -1n, 0n, 127n, 128n, 2n ** 32n, -(2n ** 32n)),
+);
+/** numbers that map to int: safe integers, and integral doubles up to ±2^63 */
+const integralNumber = fc.oneof(
+  fc.integer(),
+  fc.maxSafeInteger(),
+  fc.constantFrom(-0, -(2 ** 63), 2 ** 62, -(2 ** 53), 2 ** 32 - 1, -(2 ** 31)),
+);
+
+function generated(input: ParamInput, value: MessageInitShape<typeof GraphValueSchema>['value']): Generated {
+  return { input, message: { value } };
+}
+
+const leaf: fc.Arbitrary<Generated> = fc.oneof(
+  fc.boolean().map((typed) => generated(typed ? ParamValue.null() : null, { case: 'nullValue', value: {} })),
+  fc.tuple(fc.boolean(), fc.boolean()).map(([b, typed]) => generated(typed ? ParamValue.bool(b) : b, { case: 'boolValue', value: b })),
+  fc.tuple(int64, fc.boolean()).map(([n, typed]) => generated(typed ? ParamValue.int(n) : n, { case: 'intValue', value: n })),
+  integralNumber.map((n) => generated(n, { case: 'intValue', value: BigInt(n) })),
+  double.map((x) => generated(ParamValue.float(x), { case: 'floatValue', value: x })),
+  double.filter((x) => !Number.isInteger(x)).map((x) => generated(x, { case: 'floatValue', value: x })),
+  fc.tuple(text, fc.boolean()).map(([t, typed]) => generated(typed ? ParamValue.string(t) : t, { case: 'stringValue', value: t })),
+  fc.uint8Array({ maxLength: 200 }).map((b) => generated(b, { case: 'bytesValue', value: b })),
+  fc.tuple(fc.constantFrom(...TEMPORAL_TYPES), text).map(([type, iso]) =>
+    generated(ParamValue[type](iso), { case: 'temporalValue', value: { kind: TEMPORAL_KIND_OF[type], iso } }),
+  ),
+  fc.record({ srid: fc.nat({ max: 0xffff_ffff }), x: double, y: double, z: fc.option(double, { nil: undefined }) }).map(({ srid, x, y, z }) => {
+    const point = z === undefined ? { srid, x, y } : { srid, x, y, z };
+    return generated(ParamValue.point(point), { case: 'pointValue', value: point });
+  }),
+);
+
+/** keys of plain objects: never array indexes, which objects would reorder */
+const objectKey = text.map((t) => `k${t}`);
+
+function mapOf(entries: [string, Generated][]): MessageInitShape<typeof GraphValueSchema>['value'] {
+  return { case: 'mapValue', value: { entries: entries.map(([key, item]) => ({ key, value: item.message })) } };
+}
+
+function inputPairs(entries: [string, Generated][]): [string, ParamInput][] {
+  return entries.map(([key, item]) => [key, item.input]);
+}
+
+const { value: generatedValue } = fc.letrec<{ value: Generated }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.tuple(fc.array(tie('value'), { maxLength: 4 }), fc.boolean()).map(([items, typed]) => {
+      const inputs = items.map((item) => item.input);
+      return generated(typed ? ParamValue.list(inputs) : inputs, { case: 'listValue', value: { values: items.map((item) => item.message) } });
+    }),
+    fc.uniqueArray(fc.tuple(text, tie('value')), { maxLength: 4, selector: ([key]) => key }).map((entries) =>
+      generated(ParamValue.map(inputPairs(entries)), mapOf(entries)),
+    ),
+    fc.uniqueArray(fc.tuple(objectKey, tie('value')), { maxLength: 4, selector: ([key]) => key }).map((entries) =>
+      generated(Object.fromEntries(inputPairs(entries)), mapOf(entries)),
+    ),
+  ),
+}));
+
+const generatedEntry = fc.record({
+  sequence: fc.option(fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.maxSafeNat(), fc.constant(2n ** 64n - 1n)), { nil: undefined }),
+  query: text,
+  params: fc.option(fc.uniqueArray(fc.tuple(objectKey, generatedValue), { maxLength: 6, selector: ([key]) => key }), { nil: undefined }),
+  paramsAsObject: fc.boolean(),
+  timestampMs: fc.option(fc.oneof(int64, fc.maxSafeInteger()), { nil: undefined }),
+});
+
+describe('the specialised encoder', () => {
+  test('writes exactly what toBinary of the generated schema writes, for any entry', () => {
+    fc.assert(
+      fc.property(generatedEntry, ({ sequence, query, params, paramsAsObject, timestampMs }) => {
+        const pairs = params === undefined ? undefined : inputPairs(params);
+        const input = { sequence, query, params: paramsAsObject && pairs ? Object.fromEntries(pairs) : pairs, timestampMs };
+        const reference = create(JournalEntrySchema, {
+          sequence: BigInt(sequence ?? 0),
+          query,
+          params: (params ?? []).map(([key, value]) => ({ key, value: value.message })),
+          timestampMs: BigInt(timestampMs ?? 0),
+        });
+        expect(Buffer.from(encodeJournalEntry(input)).toString('hex')).toBe(Buffer.from(toBinary(JournalEntrySchema, reference)).toString('hex'));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('ParamValue.from keeps what a parameter encodes as', () => {
+    fc.assert(
+      fc.property(generatedValue, ({ input, message }) => {
+        const reference = toBinary(JournalEntrySchema, create(JournalEntrySchema, { query: 'q', params: [{ key: 'v', value: message }] }));
+        const typed = encodeJournalEntry({ query: 'q', params: [['v', ParamValue.from(input)]] });
+        expect(Buffer.from(typed).toString('hex')).toBe(Buffer.from(reference).toString('hex'));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a lone surrogate is rejected wherever a string goes, naming where', () => {
+    expect(() => encodeJournalEntry({ query: 'a\udc00' })).toThrow(/query/);
+    expect(() => encodeJournalEntry({ query: 'q', params: { 'k\ud800': 1 } })).toThrow(/params\.k\ud800: key/);
+    expect(() => encodeJournalEntry({ query: 'q', params: [['k\ud800', 1]] })).toThrow(/params\[0\]/);
+    expect(() => encodeJournalEntry({ query: 'q', params: { a: [{ b: `${'x'.repeat(300)}\ud800` }] } })).toThrow(/params\.a\[0\]\.b:/);
+    expect(codeOf(() => encodeJournalEntry({ query: 'q', params: { s: '\ud83d\ude00', t: '\ud83d\ude00'.repeat(200) } }))).toBe('ok');
   });
 });
 

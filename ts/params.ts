@@ -1,16 +1,14 @@
 /**
  * Typed query parameters (`ParamValue`), one to one with graphd's protobuf
  * `GraphValue` (FORMAT.md), and the mapping of plain JavaScript values onto
- * them. A plain value is converted straight into the protobuf message (no
- * intermediate ParamValue tree) because that runs on every append.
+ * them. A plain value is checked and written straight into the protobuf bytes
+ * (no intermediate ParamValue tree or message objects) because that runs on
+ * every append.
  */
+import { fromBinary } from '@bufbuild/protobuf';
 import { GraphstreamError } from './errors.js';
-import {
-  TemporalKind,
-  type GraphValue,
-  type MapEntry,
-  type PointValue,
-} from './proto/graphd_pb.js';
+import { GraphValueSchema, MapValueSchema, TemporalKind, type GraphValue, type MapEntry } from './proto/graphd_pb.js';
+import { FIXED64, isWellFormedString, LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
 
 export type TemporalType = 'date' | 'time' | 'localtime' | 'datetime' | 'localdatetime' | 'duration';
 
@@ -111,17 +109,11 @@ function checkInt(value: bigint, path: string): bigint {
   return value;
 }
 
-// String.prototype.isWellFormed (Node 20+) is missing from the ES2023 lib typings.
-type WellFormedCheck = { isWellFormed(): boolean };
-
-/** False when `value` holds a lone UTF-16 surrogate, which UTF-8 encoding would replace by U+FFFD. */
-export function isWellFormedString(value: string): boolean {
-  return (value as unknown as WellFormedCheck).isWellFormed();
-}
+const LONE_SURROGATE = 'string contains a lone UTF-16 surrogate';
 
 function checkString(value: unknown, path: string): string {
   if (typeof value !== 'string') invalid(path, `expected a string, got ${describeValue(value)}`);
-  if (!isWellFormedString(value)) invalid(path, 'string contains a lone UTF-16 surrogate');
+  if (!isWellFormedString(value)) invalid(path, LONE_SURROGATE);
   return value;
 }
 
@@ -140,130 +132,274 @@ function isPlainObject(value: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-const NULL_GRAPH_VALUE: GraphValue = {
-  $typeName: 'graphd.GraphValue',
-  value: { case: 'nullValue', value: { $typeName: 'graphd.NullValue' } },
-};
+/**
+ * Where a walk over a parameter tree is: the root's name, the keys and indexes
+ * below it (joined into a path such as `params.tags[2]` only for an error) and
+ * the containers entered (a repeat is a cycle).
+ */
+class Walk {
+  readonly keys: (string | number)[] = [];
+  readonly containers: object[] = [];
 
-function graphValue(value: GraphValue['value']): GraphValue {
-  return { $typeName: 'graphd.GraphValue', value };
+  constructor(readonly root: string) {}
+
+  get path(): string {
+    let path = this.root;
+    for (const key of this.keys) path += typeof key === 'number' ? `[${key}]` : `.${key}`;
+    return path;
+  }
+
+  invalid(what: string): never {
+    return invalid(this.path, what);
+  }
+
+  enter(container: object): void {
+    if (this.containers.includes(container)) this.invalid('value contains a cycle');
+    this.containers.push(container);
+  }
+
+  leave(): void {
+    this.containers.pop();
+  }
 }
 
-/** Containers on the path from the root to the value being converted: a repeat is a cycle. */
-type Ancestors = Set<object>;
+// Field numbers of graphd.GraphValue's `value` oneof (proto/graphd.proto).
+const NULL_VALUE = 1;
+const BOOL_VALUE = 2;
+const INT_VALUE = 3;
+const FLOAT_VALUE = 4;
+const STRING_VALUE = 5;
+const LIST_VALUE = 6;
+const MAP_VALUE = 7;
+const BYTES_VALUE = 8;
+const TEMPORAL_VALUE = 9;
+const POINT_VALUE = 10;
 
-function enter(container: object, path: string, ancestors: Ancestors): void {
-  if (ancestors.has(container)) invalid(path, 'value contains a cycle');
-  ancestors.add(container);
+function writeNull(writer: WireWriter): void {
+  writer.tag(NULL_VALUE, LENGTH_DELIMITED);
+  writer.byte(0);
 }
 
-function mapEntry(key: string, value: GraphValue): MapEntry {
-  return { $typeName: 'graphd.MapEntry', key, value };
+function writeBool(writer: WireWriter, value: boolean): void {
+  writer.tag(BOOL_VALUE, VARINT);
+  writer.byte(value ? 1 : 0);
 }
 
-function typedToGraphValue(param: ParamValue): GraphValue {
+function writeFloat(writer: WireWriter, value: number): void {
+  writer.tag(FLOAT_VALUE, FIXED64);
+  writer.double(value);
+}
+
+function writeString(writer: WireWriter, value: string, walk: Walk): void {
+  writer.tag(STRING_VALUE, LENGTH_DELIMITED);
+  if (!writer.string(value)) walk.invalid(LONE_SURROGATE);
+}
+
+function writeBytes(writer: WireWriter, value: Uint8Array): void {
+  writer.tag(BYTES_VALUE, LENGTH_DELIMITED);
+  writer.bytes(value);
+}
+
+/** A proto3 double with implicit presence: +0 is omitted, -0 is not. */
+function writeImplicitDouble(writer: WireWriter, field: number, value: number): void {
+  if (Object.is(value, 0)) return;
+  writer.tag(field, FIXED64);
+  writer.double(value);
+}
+
+/**
+ * Starts a graphd.MapEntry as field `field` of the enclosing message, up to its
+ * `value` field's tag; the caller writes the value as a delimited GraphValue and
+ * ends the entry with `endDelimited` of the returned start. -1 when the key
+ * holds a lone surrogate (the caller throws).
+ */
+function beginMapEntry(writer: WireWriter, field: number, key: string): number {
+  writer.tag(field, LENGTH_DELIMITED);
+  const entry = writer.beginDelimited();
+  if (key !== '') {
+    writer.tag(1, LENGTH_DELIMITED);
+    if (!writer.string(key)) return -1;
+  }
+  writer.tag(2, LENGTH_DELIMITED);
+  return entry;
+}
+
+/**
+ * Writes a typed parameter as the content of a graphd.GraphValue. Its values
+ * were checked when it was made.
+ */
+function writeTypedValue(writer: WireWriter, param: ParamValue, walk: Walk): void {
   switch (param.type) {
     case 'null':
-      return NULL_GRAPH_VALUE;
+      return writeNull(writer);
     case 'bool':
-      return graphValue({ case: 'boolValue', value: param.value });
+      return writeBool(writer, param.value);
     case 'int':
-      return graphValue({ case: 'intValue', value: param.value });
+      writer.tag(INT_VALUE, VARINT);
+      return writer.int64Bigint(param.value);
     case 'float':
-      return graphValue({ case: 'floatValue', value: param.value });
+      return writeFloat(writer, param.value);
     case 'string':
-      return graphValue({ case: 'stringValue', value: param.value });
+      return writeString(writer, param.value, walk);
     case 'bytes':
-      return graphValue({ case: 'bytesValue', value: param.value });
+      return writeBytes(writer, param.value);
     case 'list': {
-      const values = param.value.map(typedToGraphValue);
-      return graphValue({ case: 'listValue', value: { $typeName: 'graphd.ListValue', values } });
+      writer.tag(LIST_VALUE, LENGTH_DELIMITED);
+      const list = writer.beginDelimited();
+      for (const item of param.value) {
+        writer.tag(1, LENGTH_DELIMITED);
+        const value = writer.beginDelimited();
+        writeTypedValue(writer, item, walk);
+        writer.endDelimited(value);
+      }
+      return writer.endDelimited(list);
     }
     case 'map': {
-      const entries = param.value.map(([key, item]) => mapEntry(key, typedToGraphValue(item)));
-      return graphValue({ case: 'mapValue', value: { $typeName: 'graphd.MapValue', entries } });
+      writer.tag(MAP_VALUE, LENGTH_DELIMITED);
+      const map = writer.beginDelimited();
+      for (const [key, item] of param.value) {
+        const entry = beginMapEntry(writer, 1, key);
+        if (entry < 0) walk.invalid(LONE_SURROGATE);
+        const value = writer.beginDelimited();
+        writeTypedValue(writer, item, walk);
+        writer.endDelimited(value);
+        writer.endDelimited(entry);
+      }
+      return writer.endDelimited(map);
     }
     case 'point': {
-      const point: PointValue = { $typeName: 'graphd.PointValue', srid: param.value.srid, x: param.value.x, y: param.value.y };
-      if (param.value.z !== undefined) point.z = param.value.z;
-      return graphValue({ case: 'pointValue', value: point });
+      const { srid, x, y, z } = param.value;
+      writer.tag(POINT_VALUE, LENGTH_DELIMITED);
+      const point = writer.beginDelimited();
+      if (srid !== 0) {
+        writer.tag(1, VARINT);
+        writer.uint(srid);
+      }
+      writeImplicitDouble(writer, 2, x);
+      writeImplicitDouble(writer, 3, y);
+      if (z !== undefined) {
+        writer.tag(4, FIXED64);
+        writer.double(z);
+      }
+      return writer.endDelimited(point);
     }
-    default:
-      return graphValue({
-        case: 'temporalValue',
-        value: { $typeName: 'graphd.TemporalValue', kind: TEMPORAL_KINDS[param.type], iso: param.value },
-      });
+    default: {
+      writer.tag(TEMPORAL_VALUE, LENGTH_DELIMITED);
+      const temporal = writer.beginDelimited();
+      writer.tag(1, VARINT);
+      writer.uint(TEMPORAL_KINDS[param.type]);
+      if (param.value !== '') {
+        writer.tag(2, LENGTH_DELIMITED);
+        if (!writer.string(param.value)) walk.invalid(LONE_SURROGATE);
+      }
+      return writer.endDelimited(temporal);
+    }
   }
 }
 
 /**
- * Converts a parameter (typed or plain) into its protobuf GraphValue, checking
- * it on the way; `path` names it in errors (e.g. `params.tags[2]`).
+ * Checks a parameter (typed or plain) and writes it as the content of a
+ * graphd.GraphValue, in one walk; `walk` says where it is for errors.
  */
-export function toGraphValue(input: ParamInput, path: string, ancestors: Ancestors = new Set()): GraphValue {
+function writeGraphValue(writer: WireWriter, input: ParamInput, walk: Walk): void {
   switch (typeof input) {
     case 'boolean':
-      return graphValue({ case: 'boolValue', value: input });
+      return writeBool(writer, input);
     case 'string':
-      return graphValue({ case: 'stringValue', value: checkString(input, path) });
+      return writeString(writer, input, walk);
     case 'bigint':
-      return graphValue({ case: 'intValue', value: checkInt(input, path) });
+      if (input < MIN_INT64 || input > MAX_INT64) walk.invalid(`integer ${input} is outside signed 64-bit`);
+      writer.tag(INT_VALUE, VARINT);
+      return writer.int64Bigint(input);
     case 'number':
-      if (!Number.isInteger(input)) return graphValue({ case: 'floatValue', value: input });
-      if (input < -TWO_POW_63 || input >= TWO_POW_63) invalid(path, `integer ${input} is outside signed 64-bit`);
-      return graphValue({ case: 'intValue', value: BigInt(input) });
+      if (!Number.isInteger(input)) return writeFloat(writer, input);
+      if (input < -TWO_POW_63 || input >= TWO_POW_63) walk.invalid(`integer ${input} is outside signed 64-bit`);
+      writer.tag(INT_VALUE, VARINT);
+      return writer.int64Number(input);
     case 'object': {
-      if (input === null) return NULL_GRAPH_VALUE;
-      if (input instanceof TypedParam) return typedToGraphValue(input);
-      if (input instanceof Uint8Array) return graphValue({ case: 'bytesValue', value: input });
+      if (input === null) return writeNull(writer);
+      if (input instanceof TypedParam) return writeTypedValue(writer, input, walk);
+      if (input instanceof Uint8Array) return writeBytes(writer, input);
       if (Array.isArray(input)) {
-        enter(input, path, ancestors);
-        const values = new Array<GraphValue>(input.length);
-        for (let i = 0; i < input.length; i++) values[i] = toGraphValue(input[i], `${path}[${i}]`, ancestors);
-        ancestors.delete(input);
-        return graphValue({ case: 'listValue', value: { $typeName: 'graphd.ListValue', values } });
+        walk.enter(input);
+        writer.tag(LIST_VALUE, LENGTH_DELIMITED);
+        const list = writer.beginDelimited();
+        for (let i = 0; i < input.length; i++) {
+          writer.tag(1, LENGTH_DELIMITED);
+          const value = writer.beginDelimited();
+          walk.keys.push(i);
+          writeGraphValue(writer, input[i], walk);
+          walk.keys.pop();
+          writer.endDelimited(value);
+        }
+        writer.endDelimited(list);
+        walk.leave();
+        return;
       }
       if (isPlainObject(input)) {
-        enter(input, path, ancestors);
-        const entries = toMapEntries(input as { readonly [key: string]: ParamInput }, path, ancestors);
-        ancestors.delete(input);
-        return graphValue({ case: 'mapValue', value: { $typeName: 'graphd.MapValue', entries } });
+        walk.enter(input);
+        writer.tag(MAP_VALUE, LENGTH_DELIMITED);
+        const map = writer.beginDelimited();
+        writeObjectEntries(writer, 1, input as { readonly [key: string]: ParamInput }, walk);
+        writer.endDelimited(map);
+        walk.leave();
+        return;
       }
-      return invalid(path, `${describeValue(input)} is not a parameter value (use a plain object, an array or ParamValue.*)`);
+      return walk.invalid(`${describeValue(input)} is not a parameter value (use a plain object, an array or ParamValue.*)`);
     }
     default:
-      return invalid(path, `${typeof input} is not a parameter value`);
+      return walk.invalid(`${typeof input} is not a parameter value`);
   }
 }
 
-function toMapEntries(object: { readonly [key: string]: ParamInput }, path: string, ancestors: Ancestors): MapEntry[] {
-  const entries: MapEntry[] = [];
+/** Writes a plain object's own properties, in order, as graphd.MapEntry fields numbered `field`. */
+function writeObjectEntries(
+  writer: WireWriter,
+  field: number,
+  object: { readonly [key: string]: ParamInput },
+  walk: Walk,
+): void {
   for (const key in object) {
-    if (Object.hasOwn(object, key)) entries.push(mapEntry(key, toGraphValue(object[key]!, `${path}.${key}`, ancestors)));
+    if (!Object.hasOwn(object, key)) continue;
+    walk.keys.push(key);
+    const entry = beginMapEntry(writer, field, key);
+    if (entry < 0) walk.invalid(`key ${LONE_SURROGATE}`);
+    const value = writer.beginDelimited();
+    writeGraphValue(writer, object[key]!, walk);
+    writer.endDelimited(value);
+    writer.endDelimited(entry);
+    walk.keys.pop();
   }
-  return entries;
 }
 
-/** Converts named parameters (object or [key, value] pairs) into protobuf map entries, in order. */
-export function toParamEntries(params: ParamsInput, path = 'params'): MapEntry[] {
+/**
+ * Checks named parameters (object or [key, value] pairs) and writes them, in
+ * order, as graphd.MapEntry fields numbered `field`.
+ */
+export function writeParamEntries(writer: WireWriter, field: number, params: ParamsInput, path = 'params'): void {
   if (typeof params !== 'object' || params === null) {
     return invalid(path, 'params must be a plain object or an array of [key, value] pairs');
   }
+  const walk = new Walk(path);
   if (!Array.isArray(params)) {
     if (!isPlainObject(params)) invalid(path, `${describeValue(params)} is not a plain object`);
-    return toMapEntries(params as { readonly [key: string]: ParamInput }, path, new Set());
+    return writeObjectEntries(writer, field, params as { readonly [key: string]: ParamInput }, walk);
   }
-  const ancestors: Ancestors = new Set();
-  const entries = new Array<MapEntry>(params.length);
   for (let i = 0; i < params.length; i++) {
     const pair: unknown = params[i];
     if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string') {
       invalid(`${path}[${i}]`, 'expected a [key, value] pair with a string key');
     }
-    const key = checkString(pair[0], `${path}[${i}]`);
-    entries[i] = mapEntry(key, toGraphValue(pair[1] as ParamInput, `${path}.${key}`, ancestors));
+    const key = pair[0] as string;
+    const entry = beginMapEntry(writer, field, key);
+    if (entry < 0) invalid(`${path}[${i}]`, LONE_SURROGATE);
+    const value = writer.beginDelimited();
+    walk.keys.push(key);
+    writeGraphValue(writer, pair[1] as ParamInput, walk);
+    walk.keys.pop();
+    writer.endDelimited(value);
+    writer.endDelimited(entry);
   }
-  return entries;
 }
 
 /** Converts a decoded protobuf GraphValue into a ParamValue (an unknown temporal kind becomes a string). */
@@ -340,8 +476,11 @@ export const ParamValue = {
     return ParamValue.from(items) as TypedParam<'list'>;
   },
   /** A map, from a plain object or from [key, value] pairs (which keep any order, including numeric keys). */
-  map: (entries: ParamsInput): TypedParam<'map'> =>
-    new TypedParam('map', fromMapEntries(toParamEntries(entries, 'map'))),
+  map: (entries: ParamsInput): TypedParam<'map'> => {
+    const writer = new WireWriter(256);
+    writeParamEntries(writer, 1, entries, 'map');
+    return new TypedParam('map', fromMapEntries(fromBinary(MapValueSchema, writer.copy()).entries));
+  },
   date: temporal('date'),
   time: temporal('time'),
   localtime: temporal('localtime'),
@@ -355,6 +494,10 @@ export const ParamValue = {
    * numbers → float, strings, booleans, null, Uint8Array → bytes, arrays →
    * list, plain objects → map. ParamValues pass through.
    */
-  from: (value: ParamInput): ParamValue => fromGraphValue(toGraphValue(value, 'value')),
+  from: (value: ParamInput): ParamValue => {
+    const writer = new WireWriter(256);
+    writeGraphValue(writer, value, new Walk('value'));
+    return fromGraphValue(fromBinary(GraphValueSchema, writer.copy()));
+  },
   is: (value: unknown): value is ParamValue => value instanceof TypedParam,
 };

@@ -1,13 +1,16 @@
 /**
  * graphd's entry payload: the protobuf `graphd.JournalEntry` (FORMAT.md),
- * encoded with the code generated from proto/graphd.proto. proto3 defaults
+ * written by a schema-specialised encoder (ts/wire.ts) that produces exactly
+ * the bytes `toBinary` of the schema generated from proto/graphd.proto would
+ * (the generated code decodes, and is the reference in tests). proto3 defaults
  * (sequence 0, empty query, no params, timestamp 0) are omitted, so the same
  * entry always encodes to the same bytes (the hash chain covers them).
  */
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { fromBinary } from '@bufbuild/protobuf';
 import { GraphstreamError } from './errors.js';
-import { fromMapEntries, isWellFormedString, toParamEntries, type ParamsInput, type ParamValue } from './params.js';
+import { fromMapEntries, writeParamEntries, type ParamsInput, type ParamValue } from './params.js';
 import { JournalEntrySchema, type JournalEntry as JournalEntryMessage } from './proto/graphd_pb.js';
+import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
 
 export interface JournalEntryInput {
   /** the entry's journal sequence; omitted (0) when not known at encoding time */
@@ -32,39 +35,79 @@ const MAX_U64 = 2n ** 64n - 1n;
 const MIN_I64 = -(2n ** 63n);
 const MAX_I64 = 2n ** 63n - 1n;
 
-function toInt64(value: number | bigint | undefined, field: string, min: bigint, max: bigint): bigint {
-  if (value === undefined) return 0n;
+// Field numbers of graphd.JournalEntry (proto/graphd.proto).
+const SEQUENCE = 1;
+const QUERY = 2;
+const PARAMS = 3;
+const TIMESTAMP_MS = 4;
+
+/** Writes an optional 64-bit integer field (omitted when 0, as proto3 does), checking its range. */
+function writeInt64Field(
+  writer: WireWriter,
+  field: number,
+  value: number | bigint | undefined,
+  name: string,
+  min: bigint,
+  max: bigint,
+): void {
+  if (value === undefined || value === 0) return;
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value)) {
-      throw new GraphstreamError('invalid_argument', `journal entry ${field} must be a safe integer, got ${value}`);
+      throw new GraphstreamError('invalid_argument', `journal entry ${name} must be a safe integer, got ${value}`);
     }
-    value = BigInt(value);
+    if (value < 0 && min === 0n) {
+      throw new GraphstreamError('invalid_argument', `journal entry ${name} is out of range: ${value}`);
+    }
+    writer.tag(field, VARINT);
+    writer.int64Number(value);
+    return;
   }
   if (typeof value !== 'bigint' || value < min || value > max) {
-    throw new GraphstreamError('invalid_argument', `journal entry ${field} is out of range: ${String(value)}`);
+    throw new GraphstreamError('invalid_argument', `journal entry ${name} is out of range: ${String(value)}`);
   }
-  return value;
+  if (value === 0n) return;
+  writer.tag(field, VARINT);
+  writer.int64Bigint(value);
 }
 
-/** Encodes a graphd.JournalEntry payload. */
-export function encodeJournalEntry(entry: JournalEntryInput): Uint8Array {
+function badQuery(): GraphstreamError {
+  return new GraphstreamError('invalid_argument', 'journal entry query must be a well-formed string');
+}
+
+/**
+ * Checks `entry` and writes it as a graphd.JournalEntry at the writer's
+ * position, in one walk over its values.
+ */
+export function writeJournalEntry(writer: WireWriter, entry: JournalEntryInput): void {
   if (typeof entry !== 'object' || entry === null) {
     throw new GraphstreamError('invalid_argument', 'encodeJournalEntry takes { query, params?, sequence?, timestampMs? }');
   }
-  if (typeof entry.query !== 'string' || !isWellFormedString(entry.query)) {
-    throw new GraphstreamError('invalid_argument', 'journal entry query must be a well-formed string');
+  const { query, params } = entry;
+  if (typeof query !== 'string') throw badQuery();
+  writeInt64Field(writer, SEQUENCE, entry.sequence, 'sequence', 0n, MAX_U64);
+  if (query !== '') {
+    writer.tag(QUERY, LENGTH_DELIMITED);
+    if (!writer.string(query)) throw badQuery();
   }
-  const message: JournalEntryMessage = {
-    $typeName: 'graphd.JournalEntry',
-    sequence: toInt64(entry.sequence, 'sequence', 0n, MAX_U64),
-    query: entry.query,
-    params: entry.params === undefined ? [] : toParamEntries(entry.params),
-    timestampMs: toInt64(entry.timestampMs, 'timestampMs', MIN_I64, MAX_I64),
-  };
+  if (params !== undefined) writeParamEntries(writer, PARAMS, params);
+  writeInt64Field(writer, TIMESTAMP_MS, entry.timestampMs, 'timestampMs', MIN_I64, MAX_I64);
+}
+
+const sharedWriter = new WireWriter();
+let sharedWriterBusy = false;
+
+/** Encodes a graphd.JournalEntry payload. */
+export function encodeJournalEntry(entry: JournalEntryInput): Uint8Array {
+  // a getter inside params could call back in here: it gets a writer of its own
+  const owner = !sharedWriterBusy;
+  const writer = owner ? sharedWriter : new WireWriter(256);
+  sharedWriterBusy = true;
   try {
-    return toBinary(JournalEntrySchema, message);
-  } catch (err) {
-    throw new GraphstreamError('invalid_argument', `journal entry does not encode: ${(err as Error).message}`, { cause: err });
+    writer.reset();
+    writeJournalEntry(writer, entry);
+    return writer.copy();
+  } finally {
+    if (owner) sharedWriterBusy = false;
   }
 }
 
