@@ -1,0 +1,77 @@
+/**
+ * The package as consumers load it: the tsup build of the real config, imported as ESM and
+ * required from CommonJS, root and `graphstream/pure`, exposing the same API.
+ */
+import { execFileSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'tsup';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import config from '../tsup.config.js';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const outDir = join(root, '.vitest-tmp', `package-${process.pid}`);
+const vector = join(root, '__test__/fixtures/vectors/sealed-zstd.hadbj');
+
+beforeAll(async () => {
+  const options = Array.isArray(config) ? config[0] : config;
+  await build({ ...options, config: false, outDir, dts: false, sourcemap: false, silent: true });
+}, 120_000);
+
+afterAll(async () => {
+  await rm(outDir, { recursive: true, force: true });
+});
+
+function runNode(args: string[]): string {
+  return execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
+}
+
+const probe = (load: string) => `
+  ${load}
+  const bytes = require('node:fs').readFileSync(${JSON.stringify(vector)});
+  console.log(JSON.stringify({
+    root: Object.keys(rootApi).sort(),
+    pure: Object.keys(pureApi).sort(),
+    kinds: [rootApi.activeCore.kind, pureApi.pureCore.kind],
+    chains: [rootApi.decodeSegment(bytes).chainHash.toString('hex'), pureApi.decodeSegment(bytes).chainHash.toString('hex')],
+  }));
+`;
+
+test('CommonJS consumers can require the root and the pure entry point', () => {
+  const out = JSON.parse(
+    runNode([
+      '-e',
+      probe(`const rootApi = require(${JSON.stringify(join(outDir, 'index.cjs'))});
+             const pureApi = require(${JSON.stringify(join(outDir, 'pure/index.cjs'))});`),
+    ]),
+  );
+  expect(out.kinds).toEqual(['native', 'pure']);
+  expect(out.chains[0]).toBe('f028438b9a7287a614f2a3ab6096c4221f34d2f40c32cf7785982a9d28d26fe1');
+  expect(out.chains[1]).toBe(out.chains[0]);
+  for (const name of ['Journal', 'Uploader', 'Follower', 'S3Storage', 'GraphstreamError', 'encodeJournalEntry', 'restore']) {
+    expect(out.root).toContain(name);
+    expect(out.pure).toContain(name);
+  }
+  expect(out.root.filter((name: string) => !out.pure.includes(name))).toEqual(['activeCore', 'nativeCore', 'nativeLoadError']);
+});
+
+test('ESM consumers import the same API as CommonJS ones', () => {
+  const script = `
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    const rootApi = await import(${JSON.stringify(join(outDir, 'index.js'))});
+    const pureApi = await import(${JSON.stringify(join(outDir, 'pure/index.js'))});
+    ${probe('')}`;
+  const esm = JSON.parse(runNode(['--input-type=module', '-e', script]));
+  const cjs = JSON.parse(
+    runNode([
+      '-e',
+      probe(`const rootApi = require(${JSON.stringify(join(outDir, 'index.cjs'))});
+             const pureApi = require(${JSON.stringify(join(outDir, 'pure/index.cjs'))});`),
+    ]),
+  );
+  expect(esm.root.filter((name: string) => name !== 'default')).toEqual(cjs.root);
+  expect(esm.pure.filter((name: string) => name !== 'default')).toEqual(cjs.pure);
+  expect(esm.chains).toEqual(cjs.chains);
+});
