@@ -183,13 +183,13 @@ export class Journal {
       let fingerprint: string;
       try {
         state = await recoverJournalState(absoluteDir, { core });
-        fingerprint = await journalFingerprint(absoluteDir);
+        fingerprint = await journalFingerprint(absoluteDir, state);
       } finally {
         await normalizeAsyncErrors(guard.close(), `unlocking journal ${absoluteDir}`);
       }
       const writer = await normalizeAsyncErrors(core.openWriter(absoluteDir, state, writerOptions), `opening journal ${absoluteDir}`);
       // Between the guard's release and this lock another process could have appended: then recover again.
-      if ((await journalFingerprint(absoluteDir)) === fingerprint) return new this(absoluteDir, writer, maxEntryBytes);
+      if ((await journalFingerprint(absoluteDir, state)) === fingerprint) return new this(absoluteDir, writer, maxEntryBytes);
       await normalizeAsyncErrors(writer.close(), `closing journal ${absoluteDir}`);
     }
     throw new GraphstreamError('conflict', `journal ${absoluteDir} kept changing while it was being opened`);

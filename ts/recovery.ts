@@ -12,6 +12,7 @@ import type { Core, HeaderFields, WriterStart } from './core.js';
 import { resolveCore } from './default-core.js';
 import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from './errors.js';
+import { segmentFileName } from './format.js';
 
 export const RECOVERY_FILE = 'recovery.json';
 const RECOVERY_TEMP = 'recovery.json.tmp';
@@ -22,6 +23,8 @@ const HASH_SIZE = 32;
 const FLAG_SEALED = 0x04;
 const FLAG_HAS_CHAIN_HASH = 0x08;
 const SEGMENT_NAME = /^journal-(\d{16})\.hadbj$/;
+/** How many of the newest segments recovery orders before it falls back to ordering them all. */
+const TAIL_GUESS = 2;
 const ZERO_HASH = Buffer.alloc(HASH_SIZE);
 
 /** The format functions recovery and the reader need from a Core. */
@@ -83,12 +86,39 @@ export async function listSegments(dir: string): Promise<SegmentFile[]> {
 }
 
 function segmentsAmong(dir: string, names: string[]): SegmentFile[] {
-  const segments: SegmentFile[] = [];
-  for (const name of names) {
-    const match = SEGMENT_NAME.exec(name);
-    if (match) segments.push({ name, path: join(dir, name), firstSeq: Number(match[1]) });
+  return names.filter(isSegmentName).map((name) => segmentFile(dir, name)).sort(bySequence);
+}
+
+function isSegmentName(name: string): boolean {
+  return SEGMENT_NAME.test(name);
+}
+
+function segmentFile(dir: string, name: string): SegmentFile {
+  return { name, path: join(dir, name), firstSeq: Number(SEGMENT_NAME.exec(name)![1]) };
+}
+
+function bySequence(a: SegmentFile, b: SegmentFile): number {
+  return a.firstSeq - b.firstSeq;
+}
+
+/**
+ * The `count` newest of the segment file names `names` in sequence order, by
+ * linear scans instead of a sort of them all: the names are zero-padded
+ * decimal of one width, so their string order is their sequence order.
+ */
+function newestSegments(dir: string, names: string[], count: number): SegmentFile[] {
+  const newest: SegmentFile[] = [];
+  let below: string | null = null;
+  while (newest.length < count) {
+    let best: string | null = null;
+    for (const name of names) {
+      if ((below === null || name < below) && (best === null || name > best)) best = name;
+    }
+    if (best === null) break;
+    newest.unshift(segmentFile(dir, best));
+    below = best;
   }
-  return segments.sort((a, b) => a.firstSeq - b.firstSeq);
+  return newest;
 }
 
 /** Reads `dir/recovery.json`, or null when there is none. */
@@ -254,30 +284,18 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
     }
   }
 
-  const segments = segmentsAmong(dir, names);
-  // Walk back to the last sealed segment; normally only the live segment follows it.
-  let lastSealed = -1;
-  let lastSealedHeader: HeaderFields | null = null;
-  let lastSealedSize = 0;
-  for (let i = segments.length - 1; i >= 0; i--) {
-    const segment = segments[i]!;
-    const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
-      throw segmentError(err, segment.path);
-    });
-    if (size < HEADER_SIZE) continue; // checked with the tail below
-    let header: HeaderFields;
-    try {
-      header = core.decodeHeader(bytes);
-    } catch (err) {
-      throw segmentError(err, segment.path, segment.firstSeq);
-    }
-    if (isSealed(header)) {
-      lastSealed = i;
-      lastSealedHeader = header;
-      lastSealedSize = size;
-      break;
-    }
+  // Normally the last sealed segment is the newest or the one before the live segment, so only
+  // the newest few are put in order; all of them only when the walk back has to go further.
+  const segmentNames = names.filter(isSegmentName);
+  let segments = newestSegments(dir, segmentNames, TAIL_GUESS);
+  let found = await findLastSealed(segments, core);
+  if (segments.length < segmentNames.length && (found === null || (found.header.flags & FLAG_HAS_CHAIN_HASH) === 0)) {
+    segments = segmentsAmong(dir, segmentNames);
+    found = await findLastSealed(segments, core);
   }
+  const lastSealed = found?.index ?? -1;
+  const lastSealedHeader = found?.header ?? null;
+  const lastSealedSize = found?.size ?? 0;
 
   if (lastSealedHeader !== null && lastSealedHeader.firstSeq !== segments[lastSealed]!.firstSeq) {
     throw new GraphstreamError(
@@ -364,10 +382,32 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
     chainHash: Buffer.from(position.chainHash),
     liveSegment,
     lastSealedSegment: lastSealed >= 0 ? segments[lastSealed]!.path : null,
-    segmentCount: segments.length - removedSegments,
+    segmentCount: segmentNames.length - removedSegments,
     truncatedBytes,
     removedFiles,
   };
+}
+
+/** Walks back from the newest of `segments` (in sequence order) to the last sealed one. */
+async function findLastSealed(
+  segments: SegmentFile[],
+  core: RecoveryCore,
+): Promise<{ index: number; header: HeaderFields; size: number } | null> {
+  for (let index = segments.length - 1; index >= 0; index--) {
+    const segment = segments[index]!;
+    const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
+      throw segmentError(err, segment.path);
+    });
+    if (size < HEADER_SIZE) continue; // checked with the tail
+    let header: HeaderFields;
+    try {
+      header = core.decodeHeader(bytes);
+    } catch (err) {
+      throw segmentError(err, segment.path, segment.firstSeq);
+    }
+    if (isSealed(header)) return { index, header, size };
+  }
+  return null;
 }
 
 function headerDecodes(core: RecoveryCore, bytes: Buffer): boolean {
@@ -468,10 +508,27 @@ async function truncateDurably(path: string, length: number): Promise<void> {
   }
 }
 
-/** Names and sizes of the segment files: what a writer that opened the journal meanwhile would change. */
-export async function journalFingerprint(dir: string): Promise<string> {
-  const segments = await listSegments(dir);
-  const last = segments[segments.length - 1];
-  const lastSize = last === undefined ? 0 : (await stat(last.path).catch(() => ({ size: -1 }))).size;
-  return `${segments.map((segment) => segment.name).join(',')}:${lastSize}`;
+/**
+ * What another writer that opened the journal meanwhile would have changed, in
+ * O(1): it appends to the file recovery continues from (size), seals it (rename:
+ * inode), creates the segment after the recovered sequence, or a restore wrote
+ * recovery.json. Segments removed meanwhile (retention) do not change the state.
+ */
+export async function journalFingerprint(dir: string, state: RecoveredJournalState): Promise<string> {
+  const describe = async (path: string): Promise<string> => {
+    try {
+      const { ino, size, mtimeNs, ctimeNs } = await stat(path, { bigint: true });
+      return `${ino}/${size}/${mtimeNs}/${ctimeNs}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '-';
+      throw toGraphstreamError(err, `checking ${path}`);
+    }
+  };
+  const current = state.liveSegment ?? state.lastSealedSegment;
+  const parts = await Promise.all([
+    current === null ? '-' : describe(current),
+    describe(join(dir, segmentFileName(state.sequence + 1))),
+    describe(join(dir, RECOVERY_FILE)),
+  ]);
+  return parts.join(',');
 }
