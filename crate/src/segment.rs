@@ -270,7 +270,9 @@ fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<D
     })
 }
 
-fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<DecodedSegment> {
+/// Checks the entries of an unsealed segment in place (no copy of the body): the walk over
+/// its whole, valid entries, and whether a torn tail was cut off.
+fn walk_unsealed(bytes: &[u8], header: &Header, opts: &DecodeOptions) -> Result<(BodyWalk, bool)> {
     if header.flags != 0 {
         return Err(Error::new(
             ErrorCode::InvalidSegment,
@@ -295,7 +297,7 @@ fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result
     let walk = walk_entries(raw, header.first_seq, true)
         .map_err(|e| e.context(format!("unsealed segment {}", header.first_seq)))?;
     let torn_tail = walk.torn.is_some();
-    if let Some(err) = walk.torn {
+    if let Some(err) = &walk.torn {
         if !opts.allow_torn_tail {
             let after = match walk.offsets.len() {
                 0 => "before its first entry".to_string(),
@@ -312,8 +314,13 @@ fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result
             ));
         }
     }
+    Ok((walk, torn_tail))
+}
+
+fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<DecodedSegment> {
+    let (walk, torn_tail) = walk_unsealed(bytes, &header, opts)?;
     Ok(DecodedSegment {
-        body: raw[..walk.consumed].to_vec(),
+        body: bytes[HEADER_SIZE..HEADER_SIZE + walk.consumed].to_vec(),
         header,
         entry_offsets: walk.offsets,
         chain_hash: walk.chain_hash,
@@ -349,31 +356,29 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
             format!("segment {} is already sealed", header.first_seq),
         ));
     }
-    let decoded = decode_unsealed(
+    // the entries are checked where they lie: no copy of the body before compressing it
+    let (walk, _) = walk_unsealed(
         unsealed,
-        header,
+        &header,
         &DecodeOptions {
             allow_torn_tail: false,
             max_body_bytes,
         },
     )?;
-    let count = decoded.entry_offsets.len() as u64;
+    let count = walk.offsets.len() as u64;
     if count == 0 {
         return Err(Error::new(
             ErrorCode::InvalidSegment,
-            format!(
-                "segment {} has no entries to seal",
-                decoded.header.first_seq
-            ),
+            format!("segment {} has no entries to seal", header.first_seq),
         ));
     }
-    let raw = &unsealed[HEADER_SIZE..decoded.valid_length];
+    let raw = &unsealed[HEADER_SIZE..HEADER_SIZE + walk.consumed];
     let compressed;
     let (stored, flags, compression) = if level > 0 {
         compressed = zstd::bulk::compress(raw, level).map_err(|e| {
             Error::new(
                 ErrorCode::Internal,
-                format!("zstd failed on segment {}: {e}", decoded.header.first_seq),
+                format!("zstd failed on segment {}: {e}", header.first_seq),
             )
         })?;
         (
@@ -387,18 +392,18 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
     let sealed_header = Header {
         flags,
         compression,
-        first_seq: decoded.header.first_seq,
-        last_seq: decoded.header.first_seq + count - 1,
+        first_seq: header.first_seq,
+        last_seq: header.first_seq + count - 1,
         entry_count: count,
         body_len: stored.len() as u64,
         body_checksum: sha256(stored),
-        prev_segment_checksum: hash_prefix(&decoded.start_hash),
-        created_ms: decoded.header.created_ms,
+        prev_segment_checksum: hash_prefix(&walk.start_hash),
+        created_ms: header.created_ms,
     };
     let mut out = Vec::with_capacity(HEADER_SIZE + stored.len() + TRAILER_SIZE);
     out.extend_from_slice(&sealed_header.encode());
     out.extend_from_slice(stored);
-    out.extend_from_slice(&decoded.chain_hash);
+    out.extend_from_slice(&walk.chain_hash);
     Ok(out)
 }
 
