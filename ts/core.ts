@@ -78,6 +78,19 @@ export interface SealOptions {
   maxBodyBytes?: number;
 }
 
+/**
+ * Payloads back to back in one buffer: payload i is the `lengths[i]` bytes
+ * after payload i-1. This is how a group of payloads crosses into the native
+ * core: one buffer and one Uint32Array instead of an array of buffers.
+ */
+export interface PackedPayloads {
+  bytes: Uint8Array;
+  lengths: Uint32Array;
+}
+
+/** Payloads as an array, or packed (the cheaper form for the native core). */
+export type Payloads = readonly Uint8Array[] | PackedPayloads;
+
 export interface EncodedBatch {
   /** the encoded entries, back to back */
   bytes: Buffer;
@@ -123,8 +136,12 @@ export interface WriterStats {
 
 /** A journal writer: one per journal directory, doing its I/O off the JS thread. */
 export interface CoreWriter {
-  /** Appends the payloads as consecutive entries; resolves once durable per the writer's durability. */
-  append(payloads: Uint8Array[]): Promise<AppendedBatch>;
+  /**
+   * Appends the payloads as consecutive entries; resolves once durable per the
+   * writer's durability. The bytes are copied before it returns: the caller may
+   * reuse its buffers at once.
+   */
+  append(payloads: Payloads): Promise<AppendedBatch>;
   /** Seals the live segment if it has entries; resolves to the sealed file's path or null. */
   sealForUpload(): Promise<string | null>;
   /** Writes and fsyncs everything appended so far. */
@@ -143,7 +160,7 @@ export interface Core {
   computeEntryHash(prevHash: Uint8Array, payload: Uint8Array): Buffer;
   encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer;
   /** Encodes payloads as consecutive entries starting at `firstSequence`, chained from `prevHash`. */
-  encodeEntries(firstSequence: number, prevHash: Uint8Array, payloads: Uint8Array[]): EncodedBatch;
+  encodeEntries(firstSequence: number, prevHash: Uint8Array, payloads: Payloads): EncodedBatch;
   decodeEntry(bytes: Uint8Array, offset: number): RawEntry;
   encodeHeader(header: HeaderInit): Buffer;
   decodeHeader(bytes: Uint8Array): HeaderFields;

@@ -14,8 +14,9 @@ import type { Core, CoreWriter, Durability, WriterOptions, WriterStats } from '.
 import { resolveCore } from './default-core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import type { ParamsInput } from './params.js';
-import { encodeJournalEntry } from './payload.js';
+import { writeJournalEntry } from './payload.js';
 import { journalFingerprint, recoverJournalState, type RecoveredJournalState } from './recovery.js';
+import { VARINT, WireWriter } from './wire.js';
 
 export type Compression = 'zstd' | 'none' | { zstd: number };
 
@@ -75,12 +76,15 @@ const OPEN_ATTEMPTS = 3;
 
 interface AppendOp {
   kind: 'append';
-  /** encoded payloads; graphd entries still lack their sequence field */
-  payloads: Uint8Array[];
+  /** the encoded payloads back to back (a private copy); graphd entries still lack their sequence field */
+  bytes: Uint8Array;
+  /** payload lengths, in order */
+  lengths: readonly number[];
   /** payloads get their journal sequence as protobuf field 1 when submitted */
   graphdEntries: boolean;
-  bytes: number;
-  resolve(results: AppendResult[]): void;
+  /** `append`/`appendRaw`: resolves to the one result rather than an array */
+  single: boolean;
+  resolve(results: AppendResult[] | AppendResult): void;
   reject(err: GraphstreamError): void;
 }
 
@@ -126,23 +130,14 @@ function writerOptionsOf(options: JournalOptions): WriterOptions {
   };
 }
 
-/** `payload` with protobuf field 1 (`sequence`, a varint) in front: fields are written in field-number order. */
-function withSequenceField(payload: Uint8Array, sequence: number): Uint8Array {
-  const prefix: number[] = [0x08];
-  let rest = sequence;
-  while (rest >= 0x80) {
-    prefix.push((rest % 0x80) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  prefix.push(rest);
-  const out = Buffer.allocUnsafe(prefix.length + payload.length);
-  out.set(prefix, 0);
-  out.set(payload, prefix.length);
-  return out;
-}
-
 export class Journal {
   private readonly queue: Op[] = [];
+  /** where appends encode their entries before copying them into their op */
+  private readonly entryWriter = new WireWriter();
+  /** set while entryWriter is in use: a params getter appending from inside gets a writer of its own */
+  private encoding = false;
+  /** where a group is packed for the core (which copies it before append returns) */
+  private readonly groupWriter = new WireWriter();
   private pumping = false;
   private closing = false;
   private closePromise: Promise<void> | null = null;
@@ -221,17 +216,35 @@ export class Journal {
 
   /** Appends one graphd entry; resolves once it is durable per the journal's durability. */
   append(entry: JournalAppendEntry): Promise<AppendResult> {
-    return this.appendBatch([entry]).then((results) => results[0]!);
+    const writer = this.takeEntryWriter();
+    try {
+      this.encodeEntry(writer, entry, -1);
+      return this.enqueueAppend(writer.copy(), [writer.pos], true, true) as Promise<AppendResult>;
+    } catch (err) {
+      return Promise.reject(toGraphstreamError(err));
+    } finally {
+      if (writer === this.entryWriter) this.encoding = false;
+    }
   }
 
   /** Appends entries as consecutive sequences: all of them are validated before any is written. */
   appendBatch(entries: readonly JournalAppendEntry[]): Promise<AppendResult[]> {
+    if (!Array.isArray(entries) || entries.length === 0) {
+      return Promise.reject(invalid('appendBatch takes a non-empty array of entries'));
+    }
+    const writer = this.takeEntryWriter();
     try {
-      if (!Array.isArray(entries) || entries.length === 0) throw invalid('appendBatch takes a non-empty array of entries');
-      const payloads = entries.map((entry, index) => this.encodeEntry(entry, entries.length > 1 ? index : -1));
-      return this.enqueueAppend(payloads, true);
+      const lengths = new Array<number>(entries.length);
+      for (let i = 0; i < entries.length; i++) {
+        const start = writer.pos;
+        this.encodeEntry(writer, entries[i]!, entries.length > 1 ? i : -1);
+        lengths[i] = writer.pos - start;
+      }
+      return this.enqueueAppend(writer.copy(), lengths, true, false) as Promise<AppendResult[]>;
     } catch (err) {
       return Promise.reject(toGraphstreamError(err));
+    } finally {
+      if (writer === this.entryWriter) this.encoding = false;
     }
   }
 
@@ -240,7 +253,7 @@ export class Journal {
     try {
       if (!(payload instanceof Uint8Array)) throw invalid('appendRaw takes a Uint8Array payload');
       this.checkSize(payload.length, 'payload');
-      return this.enqueueAppend([Buffer.from(payload)], false).then((results) => results[0]!);
+      return this.enqueueAppend(Buffer.from(payload), [payload.length], false, true) as Promise<AppendResult>;
     } catch (err) {
       return Promise.reject(toGraphstreamError(err));
     }
@@ -265,12 +278,21 @@ export class Journal {
     return this.closePromise;
   }
 
-  private encodeEntry(entry: JournalAppendEntry, index: number): Uint8Array {
+  /** An empty writer for an append's entries: `entryWriter`, unless an append is already encoding. */
+  private takeEntryWriter(): WireWriter {
+    if (this.encoding) return new WireWriter(256);
+    this.encoding = true;
+    this.entryWriter.reset();
+    return this.entryWriter;
+  }
+
+  /** Checks `entry` and writes its payload at the end of `writer`. */
+  private encodeEntry(writer: WireWriter, entry: JournalAppendEntry, index: number): void {
     const where = index >= 0 ? `entry ${index}` : 'entry';
     if (typeof entry !== 'object' || entry === null) throw invalid(`${where} must be { query, params?, timestampMs? }`);
-    let payload: Uint8Array;
+    const start = writer.pos;
     try {
-      payload = encodeJournalEntry({
+      writeJournalEntry(writer, {
         query: entry.query,
         params: entry.params,
         timestampMs: entry.timestampMs ?? Date.now(),
@@ -279,8 +301,7 @@ export class Journal {
       const error = toGraphstreamError(err);
       throw index >= 0 ? new GraphstreamError(error.code, `${where}: ${error.message}`, { cause: err }) : error;
     }
-    this.checkSize(payload.length, where);
-    return payload;
+    this.checkSize(writer.pos - start, where);
   }
 
   private checkSize(length: number, what: string): void {
@@ -293,11 +314,15 @@ export class Journal {
     return new GraphstreamError('closed', `journal ${this.dir} is closed`);
   }
 
-  private enqueueAppend(payloads: Uint8Array[], graphdEntries: boolean): Promise<AppendResult[]> {
+  private enqueueAppend(
+    bytes: Uint8Array,
+    lengths: readonly number[],
+    graphdEntries: boolean,
+    single: boolean,
+  ): Promise<AppendResult[] | AppendResult> {
     if (this.closing) return Promise.reject(this.closedError());
-    const bytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
     return new Promise((resolve, reject) => {
-      this.queue.push({ kind: 'append', payloads, graphdEntries, bytes, resolve, reject });
+      this.queue.push({ kind: 'append', bytes, lengths, graphdEntries, single, resolve, reject });
       this.schedule();
     });
   }
@@ -337,12 +362,12 @@ export class Journal {
     while (this.queue.length > 0) {
       const next = this.queue[0]!;
       if (next.kind !== 'append') break;
-      if (group.length > 0 && (entries + next.payloads.length > MAX_GROUP_ENTRIES || bytes + next.bytes > MAX_GROUP_BYTES)) {
+      if (group.length > 0 && (entries + next.lengths.length > MAX_GROUP_ENTRIES || bytes + next.bytes.length > MAX_GROUP_BYTES)) {
         break;
       }
       group.push(next);
-      entries += next.payloads.length;
-      bytes += next.bytes;
+      entries += next.lengths.length;
+      bytes += next.bytes.length;
       this.queue.shift();
     }
     return group;
@@ -351,31 +376,49 @@ export class Journal {
   private async submitGroup(group: AppendOp[]): Promise<void> {
     // Nothing else is in flight, so the writer's sequence is exact: graphd entries get theirs embedded.
     let sequence = this.writer.sequence + 1;
-    const payloads: Uint8Array[] = [];
+    let count = 0;
+    for (const op of group) count += op.lengths.length;
+    const lengths = new Uint32Array(count);
+    const packed = this.groupWriter;
+    packed.reset();
+    let index = 0;
     for (const op of group) {
-      for (const payload of op.payloads) {
-        payloads.push(op.graphdEntries ? withSequenceField(payload, sequence) : payload);
+      let offset = 0;
+      for (const length of op.lengths) {
+        const start = packed.pos;
+        // protobuf field 1 (`sequence`) first: fields are written in field-number order
+        if (op.graphdEntries) {
+          packed.tag(1, VARINT);
+          packed.uint(sequence);
+        }
+        packed.raw(op.bytes.subarray(offset, offset + length));
+        offset += length;
+        lengths[index++] = packed.pos - start;
         sequence++;
       }
     }
     this.groups++;
     let batch;
     try {
-      batch = await this.writer.append(payloads);
+      // the core copies the packed bytes before append returns, so the writer's buffer is reused
+      batch = await this.writer.append({ bytes: packed.view(0, packed.pos), lengths });
     } catch (err) {
       const error = toGraphstreamError(err, `appending to journal ${this.dir}`);
       for (const op of group) op.reject(error);
       return;
     }
-    this.appended += payloads.length;
-    let index = 0;
+    this.appended += count;
+    const { firstSequence, chainHashes } = batch;
+    index = 0;
     for (const op of group) {
-      const results: AppendResult[] = [];
-      for (let i = 0; i < op.payloads.length; i++, index++) {
-        results.push({
-          sequence: batch.firstSequence + index,
-          chainHash: Buffer.from(batch.chainHashes.subarray(index * 32, (index + 1) * 32)),
-        });
+      if (op.single) {
+        op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) });
+        index++;
+        continue;
+      }
+      const results = new Array<AppendResult>(op.lengths.length);
+      for (let i = 0; i < results.length; i++, index++) {
+        results[i] = { sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) };
       }
       op.resolve(results);
     }

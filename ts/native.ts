@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Native from '../native/graphstream.js';
 import type { Core, CoreWriter, WriterOptions, WriterStart } from './core.js';
+import { packPayloads } from './packed.js';
 
 type NativeBinding = typeof Native;
 
@@ -36,14 +37,43 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** The native writer as a CoreWriter: payloads cross the boundary packed (one buffer, one Uint32Array). */
+function adaptWriter(writer: Native.NativeJournalWriter): CoreWriter {
+  return {
+    append: (payloads) => {
+      try {
+        const { bytes, lengths } = packPayloads(payloads);
+        return writer.append(bytes, lengths);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    sealForUpload: () => writer.sealForUpload(),
+    flush: () => writer.flush(),
+    close: () => writer.close(),
+    get sequence() {
+      return writer.sequence;
+    },
+    get chainHash() {
+      return writer.chainHash;
+    },
+    get alive() {
+      return writer.alive;
+    },
+    stats: () => writer.stats(),
+  };
+}
+
 function adapt(native: NativeBinding): Core {
   return {
     kind: 'native',
     crc32c: (data, initial) => native.crc32c(data, initial),
     computeEntryHash: (prevHash, payload) => native.computeEntryHash(prevHash, payload),
     encodeEntry: (sequence, prevHash, payload) => native.encodeEntry(sequence, prevHash, payload),
-    encodeEntries: (firstSequence, prevHash, payloads) =>
-      native.encodeEntries(firstSequence, prevHash, payloads.map(asBuffer)),
+    encodeEntries: (firstSequence, prevHash, payloads) => {
+      const { bytes, lengths } = packPayloads(payloads);
+      return native.encodeEntries(firstSequence, prevHash, bytes, lengths);
+    },
     decodeEntry: (bytes, offset) => native.decodeEntry(bytes, offset),
     encodeHeader: (header) =>
       native.encodeHeader({
@@ -57,7 +87,7 @@ function adapt(native: NativeBinding): Core {
     decodeSegmentAsync: (bytes, options) => native.decodeSegmentAsync(asBuffer(bytes), options),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
       // napi maps `undefined`, not `null`, to an absent Option.
-      native.openJournalWriter(dir, { ...start, liveSegment: start.liveSegment ?? undefined }, options),
+      adaptWriter(await native.openJournalWriter(dir, { ...start, liveSegment: start.liveSegment ?? undefined }, options)),
   };
 }
 

@@ -216,6 +216,13 @@ export class WireWriter {
     return true;
   }
 
+  /** Bytes as they are (no length prefix). */
+  raw(value: Uint8Array): void {
+    this.reserve(value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+  }
+
   bytes(value: Uint8Array): void {
     this.uint(value.length);
     this.reserve(value.length);

@@ -258,18 +258,19 @@ pub fn encode_entry(sequence: i64, prev_hash: &[u8], payload: &[u8]) -> napi::Re
     Ok(out.into())
 }
 
+/// Encodes packed payloads (payload i is the `lengths[i]` bytes after payload i-1): one
+/// buffer crosses the boundary instead of one per payload.
 #[napi]
 pub fn encode_entries(
     first_sequence: i64,
     prev_hash: &[u8],
-    payloads: Vec<Buffer>,
+    payloads: &[u8],
+    lengths: &[u32],
 ) -> napi::Result<EncodedBatch> {
     let prev = to_hash(prev_hash, "prevHash")?;
     let first = from_js_number(first_sequence, "firstSequence")?;
-    for payload in &payloads {
-        check_payload(payload)?;
-    }
-    let (bytes, hashes) = format::encode_entries(first, &prev, &payloads);
+    let slices = writer::split_packed(payloads, lengths)?;
+    let (bytes, hashes) = format::encode_entries(first, &prev, &slices);
     Ok(EncodedBatch {
         bytes: bytes.into(),
         chain_hashes: hashes.into(),

@@ -133,12 +133,42 @@ pub struct PayloadBatch {
     ends: Vec<usize>,
 }
 
+/// Where each payload of a packed group ends: payload i is the `lengths[i]` bytes after
+/// payload i-1, and together they must cover exactly `total` bytes.
+pub fn packed_ends(total: usize, lengths: &[u32]) -> Result<Vec<usize>> {
+    let mut ends = Vec::with_capacity(lengths.len());
+    let mut end = 0usize;
+    for &length in lengths {
+        end = end.saturating_add(length as usize);
+        ends.push(end);
+    }
+    if end != total {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("packed payload lengths add up to {end} bytes, but {total} bytes are given"),
+        ));
+    }
+    Ok(ends)
+}
+
+/// The payloads of a packed group, as slices of `bytes` (see `packed_ends`).
+pub fn split_packed<'a>(bytes: &'a [u8], lengths: &[u32]) -> Result<Vec<&'a [u8]>> {
+    let ends = packed_ends(bytes.len(), lengths)?;
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    Ok(starts
+        .zip(&ends)
+        .map(|(start, &end)| &bytes[start..end])
+        .collect())
+}
+
 impl PayloadBatch {
-    pub fn with_capacity(payloads: usize, bytes: usize) -> PayloadBatch {
-        PayloadBatch {
-            bytes: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(payloads),
-        }
+    /// A copy of packed payloads (see `packed_ends`).
+    pub fn from_packed(bytes: &[u8], lengths: &[u32]) -> Result<PayloadBatch> {
+        let ends = packed_ends(bytes.len(), lengths)?;
+        Ok(PayloadBatch {
+            bytes: bytes.to_vec(),
+            ends,
+        })
     }
 
     pub fn push(&mut self, payload: &[u8]) {
@@ -1073,9 +1103,7 @@ mod js {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use napi::bindgen_prelude::{
-        AsyncTask, Buffer, BufferSlice, Either, Env, Null, PromiseRaw, Task,
-    };
+    use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Null, PromiseRaw, Task};
     use napi_derive::napi;
 
     use super::{
@@ -1225,21 +1253,16 @@ mod js {
 
     #[napi]
     impl NativeJournalWriter {
-        /// Copies the payloads (the caller may reuse its buffers at once) and queues them.
-        #[napi(
-            ts_args_type = "payloads: Array<Uint8Array>",
-            ts_return_type = "Promise<AppendedBatch>"
-        )]
+        /// Copies the packed payloads (payload i is the `lengths[i]` bytes after payload
+        /// i-1; the caller may reuse its buffers at once) and queues them.
+        #[napi(ts_return_type = "Promise<AppendedBatch>")]
         pub fn append<'env>(
             &self,
             env: &'env Env,
-            payloads: Vec<BufferSlice<'_>>,
+            payloads: &[u8],
+            lengths: &[u32],
         ) -> napi::Result<PromiseRaw<'env, JsAppendedBatch>> {
-            let total = payloads.iter().map(|payload| payload.len()).sum();
-            let mut batch = PayloadBatch::with_capacity(payloads.len(), total);
-            for payload in &payloads {
-                batch.push(payload);
-            }
+            let batch = PayloadBatch::from_packed(payloads, lengths)?;
             let appended = self.writer.append(batch);
             env.spawn_future(async move { Ok(js_batch(appended.await?)) })
         }

@@ -11,11 +11,13 @@ import type {
   EncodedBatch,
   HeaderFields,
   HeaderInit,
+  Payloads,
   RawEntry,
   RawSegment,
   SealOptions,
 } from '../core.js';
 import type { ErrorCode } from '../errors.js';
+import { unpackPayloads } from '../packed.js';
 import { zstdCompress, zstdDecompress } from './zstd.js';
 
 export const HEADER_SIZE = 128;
@@ -126,10 +128,10 @@ export function encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uin
   return out;
 }
 
-export function encodeEntries(firstSequence: number, prevHash: Uint8Array, payloads: Uint8Array[]): EncodedBatch {
+export function encodeEntries(firstSequence: number, prevHash: Uint8Array, packedOrList: Payloads): EncodedBatch {
   checkU53(firstSequence, 'firstSequence');
   checkHash(prevHash, 'prevHash');
-  if (!Array.isArray(payloads)) fail('invalid_argument', 'payloads must be an array of Uint8Array');
+  const payloads = unpackPayloads(packedOrList);
   checkU53(firstSequence + Math.max(payloads.length - 1, 0), 'last sequence');
   let total = 0;
   for (let i = 0; i < payloads.length; i++) {

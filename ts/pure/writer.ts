@@ -7,10 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import type { AppendedBatch, CoreWriter, WriterOptions, WriterStart, WriterStats } from '../core.js';
+import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, WriterStats } from '../core.js';
 import { syncDirectory, writeAll, writeFileSynced } from '../durable-fs.js';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { segmentFileName } from '../format.js';
+import { copyPayloads } from '../packed.js';
 import {
   DEFAULT_MAX_BODY_BYTES,
   ENTRY_HEADER_SIZE,
@@ -123,7 +124,7 @@ const MAX_ENTRY_PAYLOAD = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
 
 interface AppendOp {
   kind: 'append';
-  payloads: Uint8Array[];
+  payloads: readonly Uint8Array[];
   resolve(result: AppendedBatch): void;
   reject(err: Error): void;
 }
@@ -268,8 +269,14 @@ class PureWriter implements CoreWriter {
     return { ...this.counters };
   }
 
-  append(payloads: Uint8Array[]): Promise<AppendedBatch> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', payloads, resolve, reject }));
+  append(payloads: Payloads): Promise<AppendedBatch> {
+    let copied: readonly Uint8Array[];
+    try {
+      copied = copyPayloads(payloads);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', payloads: copied, resolve, reject }));
   }
 
   sealForUpload(): Promise<string | null> {
@@ -347,11 +354,9 @@ class PureWriter implements CoreWriter {
     return { nextSequence: this.nextSequence, chainHash: this.chain, liveLength: this.live?.length ?? HEADER_SIZE };
   }
 
-  private checkBatch(payloads: unknown): Error | null {
-    if (!Array.isArray(payloads) || payloads.length === 0 || !payloads.every((p) => p instanceof Uint8Array)) {
-      return coreError('invalid_argument', 'append takes a non-empty array of Uint8Array payloads');
-    }
-    const index = payloads.findIndex((payload: Uint8Array) => payload.length > MAX_ENTRY_PAYLOAD);
+  private checkBatch(payloads: readonly Uint8Array[]): Error | null {
+    if (payloads.length === 0) return coreError('invalid_argument', 'append needs at least one payload');
+    const index = payloads.findIndex((payload) => payload.length > MAX_ENTRY_PAYLOAD);
     if (index >= 0) {
       return coreError('too_large', `payload ${index} of the batch has ${payloads[index]!.length} bytes, over the ${MAX_ENTRY_PAYLOAD}-byte entry limit`);
     }
