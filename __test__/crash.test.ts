@@ -122,6 +122,33 @@ describe.each(cores)('crash safety ($kind core)', (core) => {
     for await (const record of readJournal(dir, { core, raw: true })) payloads.push(record.payload.toString());
     expect(payloads).toEqual(['before', 'after']);
   });
+
+  // A real full disk: a 160 KiB tmpfs mounted in a private mount namespace of the child (unshare),
+  // so nothing stays mounted. Needs Linux and root or unprivileged user namespaces.
+  test('a full disk rejects the append with disk_full and loses no acknowledged entry', async () => {
+    const dir = await tempDir('enospc');
+    const asRoot = process.getuid?.() === 0 ? [] : ['--map-root-user'];
+    const child = run('unshare', [
+      ...asRoot,
+      '--mount',
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size=160k tmpfs "$1" && exec "$2" "$3" "$4" "$1" fill',
+      'sh',
+      dir,
+      process.execPath,
+      script,
+      core.kind,
+    ]);
+    const { code } = await child.exited;
+    expect(code, child.stderr()).toBe(0);
+    const value = (key: string) => Number(child.lines.find((line) => line.startsWith(`${key} `))?.split(' ')[1]);
+    expect(child.lines).toContain('rejected disk_full');
+    const acknowledged = value('acknowledged');
+    expect(acknowledged).toBeGreaterThan(50);
+    expect(value('reopened')).toBeGreaterThanOrEqual(acknowledged);
+    expect(value('read')).toBe(value('reopened'));
+  });
 });
 
 describe.each(corePairs)('the directory lock across processes', ({ writer: holderCore, reader: openerCore }) => {

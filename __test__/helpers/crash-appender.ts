@@ -6,10 +6,13 @@
  *                                               acknowledged append, until it is killed
  *   crash-appender <native|pure> <dir> efbig    run under a file-size limit: an append that passes
  *                                               it must be rejected, and the journal stay usable
+ *   crash-appender <native|pure> <dir> fill     <dir> is a tiny tmpfs: appends until the disk is full,
+ *                                               then reports the error, reopens and reads back
  */
 import type { Core } from '../../ts/core.js';
 import { toGraphstreamError } from '../../ts/errors.js';
 import { Journal } from '../../ts/journal.js';
+import { readJournal } from '../../ts/reader.js';
 
 const [kind, dir, mode] = process.argv.slice(2);
 
@@ -58,5 +61,34 @@ async function appendPastFileLimit(core: Core): Promise<void> {
   say('closed');
 }
 
+async function fillTheDisk(core: Core): Promise<void> {
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 32 * 1024, compression: 'none' });
+  let acknowledged = 0;
+  for (let i = 0; ; i++) {
+    try {
+      acknowledged = (await journal.appendRaw(Buffer.alloc(1024, i % 251))).sequence;
+    } catch (err) {
+      say(`rejected ${toGraphstreamError(err).code}`);
+      break;
+    }
+  }
+  say(`acknowledged ${acknowledged}`);
+  await journal.close().catch((err: unknown) => say(`close ${toGraphstreamError(err).code}`));
+  const reopened = await Journal.open(dir!, { core, maxSegmentBytes: 32 * 1024, compression: 'none' });
+  say(`reopened ${reopened.sequence}`);
+  let expected = 1;
+  for await (const record of readJournal(dir!, { core, raw: true })) {
+    if (record.sequence !== expected || record.payload[0] !== (expected - 1) % 251) throw new Error(`entry ${expected} is wrong`);
+    expected++;
+  }
+  say(`read ${expected - 1}`);
+  await reopened.close().catch(() => undefined);
+}
+
 const core = await loadCore();
-await (mode === 'efbig' ? appendPastFileLimit(core) : appendForever(core));
+const modes: Record<string, (core: Core) => Promise<void>> = {
+  append: appendForever,
+  efbig: appendPastFileLimit,
+  fill: fillTheDisk,
+};
+await modes[mode!]!(core);
