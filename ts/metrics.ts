@@ -3,8 +3,18 @@
  * recovery and replication lag. Recording methods are called on hot paths, so each one is a
  * single update of a pre-bound prom-client series.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GraphstreamError } from './errors.js';
+
+type PromClient = typeof import('prom-client');
+let promClient: PromClient | null = null;
+
+/** prom-client, loaded by the first GraphstreamMetrics: importing it costs ~9 MiB that only metrics users should pay. */
+function loadPromClient(): PromClient {
+  promClient ??= createRequire(import.meta.url)('prom-client') as PromClient;
+  return promClient;
+}
 
 export interface MetricsOptions {
   /** registry to register on; a new dedicated Registry by default */
@@ -50,6 +60,7 @@ export class GraphstreamMetrics {
   private readonly uploadLatency: HistogramSeries;
 
   constructor(options: MetricsOptions = {}) {
+    const { Counter, Gauge, Histogram, Registry } = loadPromClient();
     this.registry = options.registry ?? new Registry();
     this.db = options.db;
     const labels: Partial<Record<LabelName, string>> | undefined = options.db === undefined ? undefined : { db: options.db };

@@ -3,14 +3,7 @@
  * Segments are created with `If-None-Match: *`, so a key is written once: a second writer finds
  * the first one's object and gets `created: false` (same bytes) or `conflict` (different bytes).
  */
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { sameBytes } from './bytes.js';
 import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
@@ -44,6 +37,18 @@ export interface S3StorageOptions {
 }
 
 const DEFAULT_MAX_OBJECT_BYTES = 1 << 30;
+
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+let sdkLoading: Promise<S3Sdk> | null = null;
+
+/** The SDK, imported on first use: it costs ~20 MiB and ~0.1 s, which only users of S3Storage pay. */
+function loadSdk(): Promise<S3Sdk> {
+  sdkLoading ??= import('@aws-sdk/client-s3').catch((err: unknown) => {
+    sdkLoading = null;
+    throw new GraphstreamError('storage', `loading @aws-sdk/client-s3 failed: ${(err as Error).message}`, { cause: err });
+  });
+  return sdkLoading;
+}
 const THROTTLING_ERRORS = new Set([
   'SlowDown',
   'Throttling',
@@ -116,7 +121,9 @@ export class S3Storage implements SegmentStorage {
   readonly description: string;
   readonly bucket: string;
   readonly prefix: string;
-  private readonly client: S3Client;
+  /** the client given in the options, or the one built from `config` on first use */
+  private client: S3Client | null = null;
+  private readonly config: S3ClientConfig;
   private readonly ownsClient: boolean;
   private readonly maxKeysPerPage: number | undefined;
   private readonly maxObjectBytes: number;
@@ -130,27 +137,30 @@ export class S3Storage implements SegmentStorage {
     this.description = `s3://${this.bucket}/${this.prefix}`;
     this.maxKeysPerPage = options.maxKeysPerPage;
     this.maxObjectBytes = options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
-    if (options.client) {
-      this.client = options.client;
-      this.ownsClient = false;
-    } else {
-      const config: S3ClientConfig = {
-        forcePathStyle: options.forcePathStyle ?? false,
-        maxAttempts: options.maxAttempts ?? 3,
-      };
-      if (options.endpoint !== undefined) {
-        config.endpoint = options.endpoint;
-        config.region = options.region ?? 'us-east-1';
-        // S3-compatible servers often lack the newer default flexible checksums.
-        config.requestChecksumCalculation = 'WHEN_REQUIRED';
-        config.responseChecksumValidation = 'WHEN_REQUIRED';
-      } else if (options.region !== undefined) {
-        config.region = options.region;
-      }
-      if (options.credentials) config.credentials = options.credentials;
-      this.client = new S3Client(config);
-      this.ownsClient = true;
+    this.ownsClient = options.client === undefined;
+    if (options.client) this.client = options.client;
+    const config: S3ClientConfig = {
+      forcePathStyle: options.forcePathStyle ?? false,
+      maxAttempts: options.maxAttempts ?? 3,
+    };
+    if (options.endpoint !== undefined) {
+      config.endpoint = options.endpoint;
+      config.region = options.region ?? 'us-east-1';
+      // S3-compatible servers often lack the newer default flexible checksums.
+      config.requestChecksumCalculation = 'WHEN_REQUIRED';
+      config.responseChecksumValidation = 'WHEN_REQUIRED';
+    } else if (options.region !== undefined) {
+      config.region = options.region;
     }
+    if (options.credentials) config.credentials = options.credentials;
+    this.config = config;
+  }
+
+  /** The SDK and the client, both created on first use. */
+  private async sdk(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    const sdk = await loadSdk();
+    this.client ??= new sdk.S3Client(this.config);
+    return { sdk, client: this.client };
   }
 
   private failure(op: string, key: string, err: unknown, code: ErrorCode = 'storage'): GraphstreamError {
@@ -168,8 +178,9 @@ export class S3Storage implements SegmentStorage {
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     const createOnly = options?.ifNoneMatch === '*';
     try {
-      await this.client.send(
-        new PutObjectCommand({
+      const { sdk, client } = await this.sdk();
+      await client.send(
+        new sdk.PutObjectCommand({
           Bucket: this.bucket,
           Key: this.prefix + key,
           Body: bytes,
@@ -201,7 +212,8 @@ export class S3Storage implements SegmentStorage {
   async get(key: string): Promise<Uint8Array | null> {
     let response;
     try {
-      response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      const { sdk, client } = await this.sdk();
+      response = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
     } catch (err) {
       if (isNoSuchKey(err)) return null;
       throw this.failure('get', key, err);
@@ -226,9 +238,10 @@ export class S3Storage implements SegmentStorage {
     const keys: string[] = [];
     let continuationToken: string | undefined;
     try {
+      const { sdk, client } = await this.sdk();
       do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({
+        const page = await client.send(
+          new sdk.ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: this.prefix + prefix,
             ...(continuationToken !== undefined
@@ -259,7 +272,8 @@ export class S3Storage implements SegmentStorage {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      const { sdk, client } = await this.sdk();
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
     } catch (err) {
       if (isNoSuchKey(err)) return;
       throw this.failure('delete', key, err);
@@ -267,6 +281,6 @@ export class S3Storage implements SegmentStorage {
   }
 
   async close(): Promise<void> {
-    if (this.ownsClient) this.client.destroy();
+    if (this.ownsClient) this.client?.destroy();
   }
 }
