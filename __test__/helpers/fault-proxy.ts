@@ -7,6 +7,7 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { seededRandom } from '../../ts/cli/mutations.js';
 
 export const FAULT_KINDS = ['error500', 'error503', 'slowDown', 'dropBefore', 'dropAfter', 'latency'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -33,17 +34,6 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: tiny, seedable, good enough to spread faults. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function s3ErrorXml(code: string, message: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-proxy</RequestId></Error>`;

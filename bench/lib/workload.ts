@@ -4,17 +4,8 @@
  */
 import { encodeJournalEntry, ParamValue, type JournalAppendEntry } from '../../ts/index.js';
 import type { Core } from '../../ts/core.js';
+import { seededRandom } from '../../ts/cli/mutations.js';
 
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FIRST = ['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Leslie', 'Margaret', 'Niklaus', 'Radia'];
 const LAST = ['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Thompson', 'Lamport', 'Hamilton', 'Wirth', 'Perlman'];
@@ -70,7 +61,7 @@ export function graphdEntry(random: () => number, i: number): JournalAppendEntry
 }
 
 export function graphdEntries(count: number, seed = 42): JournalAppendEntry[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const out: JournalAppendEntry[] = new Array(count);
   for (let i = 0; i < count; i++) out[i] = graphdEntry(random, i + 1);
   return out;
@@ -78,7 +69,7 @@ export function graphdEntries(count: number, seed = 42): JournalAppendEntry[] {
 
 /** Encoded graphd payloads, each with its journal sequence (protobuf field 1) as the journal writes them. */
 export function graphdPayloads(count: number, firstSequence = 1, seed = 42): Buffer[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const out: Buffer[] = new Array(count);
   for (let i = 0; i < count; i++) {
     const sequence = firstSequence + i;
@@ -91,7 +82,7 @@ export function graphdPayloads(count: number, firstSequence = 1, seed = 42): Buf
 /** Raw payloads of `size` bytes: graphd-like text (compressible about like real entries), varied per payload. */
 export function rawPayloads(count: number, size: number, seed = 7): Buffer[] {
   const source = Buffer.concat(graphdPayloads(Math.ceil((size * 4) / 200) + 64, 1, seed));
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const out: Buffer[] = new Array(count);
   for (let i = 0; i < count; i++) {
     const start = Math.floor(random() * (source.length - size));

@@ -7,7 +7,7 @@ import type { JournalAppendEntry } from '../journal.js';
 import { ParamValue, type ParamInput } from '../params.js';
 
 /** mulberry32: a tiny seeded PRNG, so every demo run writes the same journal. */
-function seededRandom(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
