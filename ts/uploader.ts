@@ -289,36 +289,33 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private upload(segment: PendingSegment): Promise<UploadRecord> {
     const running = this.inFlight.get(segment.name);
     if (running) return running;
-    const upload = this.slots.run(() => this.uploadNow(segment)).finally(() => this.inFlight.delete(segment.name));
+    const upload = this.uploadNow(segment).finally(() => this.inFlight.delete(segment.name));
     this.inFlight.set(segment.name, upload);
     return upload;
   }
 
+  /**
+   * The slot covers the read and the put; the manifest write happens after the slot is released,
+   * so the next put overlaps it and manifest writes of uploads finishing together coalesce. The
+   * record resolves only once the manifest on disk has it.
+   */
   private async uploadNow(segment: PendingSegment): Promise<UploadRecord> {
     const cache = await this.cache();
-    const already = cache.record(segment.name);
-    if (already) return already;
-    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
-
-    const key = this.keyFor(segment.firstSeq);
-    this.counters.attempted++;
-    const started = this.clock.now();
+    let started = 0;
     try {
-      const bytes = await readFile(segment.path).catch((err: unknown) => {
-        throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+      const transfer = await this.slots.run(async (): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'> }> => {
+        const already = cache.record(segment.name);
+        if (already) return { uploaded: already };
+        if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
+        this.counters.attempted++;
+        started = this.clock.now();
+        return { put: await this.put(segment) };
       });
-      const sha256 = await sha256Hex(bytes);
-      await this.retry.run(() => this.storage.put(key, bytes, { ifNoneMatch: '*' }), {
-        signal: this.stopping.signal,
-        description: `uploading ${segment.path} to ${this.storage.description}${key}`,
-        onRetry: () => {
-          this.counters.retries++;
-        },
-      });
-      const record = await cache.markUploaded({ name: segment.name, key, size: bytes.byteLength, sha256 });
+      if ('uploaded' in transfer) return transfer.uploaded;
+      const record = await cache.markUploaded(transfer.put);
       this.counters.succeeded++;
-      this.counters.bytes += bytes.byteLength;
-      this.metrics?.recordUpload(bytes.byteLength, this.clock.now() - started);
+      this.counters.bytes += record.size;
+      this.metrics?.recordUpload(record.size, this.clock.now() - started);
       this.emit('uploaded', record);
       return record;
     } catch (err) {
@@ -330,6 +327,24 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed') this.report(error);
       throw error;
     }
+  }
+
+  /** Reads the segment and puts it (create-only), hashing it meanwhile. */
+  private async put(segment: PendingSegment): Promise<Omit<UploadRecord, 'uploadedAt'>> {
+    const key = this.keyFor(segment.firstSeq);
+    const bytes = await readFile(segment.path).catch((err: unknown) => {
+      throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+    });
+    const hashing = sha256Hex(bytes);
+    hashing.catch(() => undefined); // awaited below; a put failure must not leave it unhandled
+    await this.retry.run(() => this.storage.put(key, bytes, { ifNoneMatch: '*' }), {
+      signal: this.stopping.signal,
+      description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+      onRetry: () => {
+        this.counters.retries++;
+      },
+    });
+    return { name: segment.name, key, size: bytes.byteLength, sha256: await hashing };
   }
 
   private report(err: GraphstreamError): void {
