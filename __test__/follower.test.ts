@@ -1,8 +1,10 @@
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { compactOnce, sealRawEntries } from '../ts/compaction.js';
+import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { Follower, downloadNewSegments } from '../ts/follower.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
@@ -10,6 +12,7 @@ import { encodeJournalEntry } from '../ts/payload.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import { ObjectStoreStorage } from '../ts/storage/object-store.js';
 import type { S3Storage } from '../ts/storage/s3.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
 import { ListRecordingStorage, entryFor, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
@@ -20,6 +23,57 @@ let testCounter = 0;
 async function metricValue(metrics: GraphstreamMetrics, name: string): Promise<number> {
   const metric = await metrics.registry.getSingleMetric(name)!.get();
   return metric.values[0]?.value ?? 0;
+}
+
+/**
+ * Counts the gets in flight at once, notes how many segments the follower had written when each
+ * get was issued, and fails the first get of the chosen keys.
+ */
+class GetObservingStorage implements SegmentStorage {
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly gets: { key: string; localSegments: number }[] = [];
+
+  constructor(
+    readonly inner: SegmentStorage,
+    private readonly localDir: string,
+    private readonly failOnce: Set<string> = new Set(),
+    private readonly failure: { retryable: boolean } = { retryable: false },
+  ) {}
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    return this.inner.put(key, bytes, options);
+  }
+
+  async get(key: string): Promise<Uint8Array | null> {
+    this.gets.push({ key, localSegments: readdirSync(this.localDir).filter((name) => name.endsWith('.hadbj')).length });
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.failOnce.delete(key)) {
+        throw new GraphstreamError('storage', `injected failure getting ${key}`, { details: { key, retryable: this.failure.retryable } });
+      }
+      return await this.inner.get(key);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  list(prefix: string, options?: ListOptions): Promise<string[]> {
+    return this.inner.list(prefix, options);
+  }
+
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+
+  async settled(): Promise<void> {
+    while (this.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 describe.each(cores)('Follower against a real S3 server ($kind core)', (core) => {
@@ -51,9 +105,25 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
     return opened;
   }
 
-  function follower(options: { storage?: ListRecordingStorage | S3Storage; metrics?: GraphstreamMetrics } = {}): Follower {
-    return new Follower({ storage: options.storage ?? storage, prefix, db: DB, dir: followerDir, core, ...(options.metrics ? { metrics: options.metrics } : {}) });
+  function follower(options: { storage?: SegmentStorage; metrics?: GraphstreamMetrics; prefetch?: number; dir?: string } = {}): Follower {
+    return new Follower({
+      storage: options.storage ?? storage,
+      prefix,
+      db: DB,
+      dir: options.dir ?? followerDir,
+      core,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.prefetch !== undefined ? { prefetch: options.prefetch } : {}),
+    });
   }
+
+  async function freshDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-follower-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  const localSegmentNames = async (dir: string) => (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
 
   const keyOf = (firstSeq: number) => segmentKey(prefix, DB, 0, firstSeq);
 
@@ -205,6 +275,89 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
     const freshDir = await mkdtemp(join(tmpdir(), 'graphstream-follower-'));
     cleanups.push(() => rm(freshDir, { recursive: true, force: true }));
     await expect(iterate(freshDir, 10)).rejects.toMatchObject({ code: 'chain_broken' });
+  });
+
+  it('catch-up fetches the next segments while one is verified and written (prefetch), one get at a time with prefetch: 1', async () => {
+    const leading = await leader(120);
+    const remote = await remoteSegments();
+    expect(remote.length).toBeGreaterThan(4);
+    const expected = await journalRecords(leading.dir, core);
+
+    const ahead = new GetObservingStorage(storage, followerDir);
+    expect((await follower({ storage: ahead }).catchUp()).sequence).toBe(120);
+    expect(ahead.maxInFlight).toBe(3); // the default: three segments fetched ahead
+    // the second and third segments were requested before the first one was written
+    expect(ahead.gets.slice(0, 3)).toEqual(remote.slice(0, 3).map((segment) => ({ key: segment.key, localSegments: 0 })));
+    expect(ahead.gets.map((get) => get.key)).toEqual(remote.map((segment) => segment.key));
+    expect(await journalRecords(followerDir, core)).toEqual(expected);
+
+    const oneDir = await freshDir();
+    const one = new GetObservingStorage(storage, oneDir);
+    expect((await follower({ storage: one, dir: oneDir, prefetch: 1 }).catchUp()).sequence).toBe(120);
+    expect(one.maxInFlight).toBe(1);
+    expect(one.gets.map((get) => get.key)).toEqual(remote.map((segment) => segment.key));
+    expect(await journalRecords(oneDir, core)).toEqual(expected);
+
+    expect(() => follower({ prefetch: -1 })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+  });
+
+  it('a failed get of a segment fetched ahead is reported at its turn, after the segments before it, and never skipped', async () => {
+    const leading = await leader(120);
+    const remote = await remoteSegments();
+    const expected = await journalRecords(leading.dir, core);
+    const victim = remote[2]!;
+
+    const failing = new GetObservingStorage(storage, followerDir, new Set([victim.key]));
+    const replica = follower({ storage: failing });
+    const failure = await replica.catchUp().catch((err: unknown) => err);
+    expect(failure).toMatchObject({ code: 'storage', message: expect.stringContaining(victim.key) });
+    expect(failing.gets.find((get) => get.key === victim.key)!.localSegments).toBe(0); // it was fetched ahead
+    expect(await localSegmentNames(followerDir)).toEqual(remote.slice(0, 2).map((segment) => format.segmentFileName(segment.firstSeq)));
+    await failing.settled();
+    // the next catch-up fetches it again and continues from there
+    const resumed = await replica.catchUp();
+    expect(resumed).toMatchObject({ fromSequence: 0, sequence: 120 });
+    expect(resumed.segments.map((segment) => segment.key)).toEqual(remote.slice(2).map((segment) => segment.key));
+    expect(await journalRecords(followerDir, core)).toEqual(expected);
+
+    // tail retries a transient failure at the segment's turn, and yields every entry in order
+    const tailDir = await freshDir();
+    const transient = new GetObservingStorage(storage, tailDir, new Set([remote[1]!.key, remote[3]!.key]), { retryable: true });
+    const controller = new AbortController();
+    const seen: number[] = [];
+    for await (const record of follower({ storage: transient, dir: tailDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+      seen.push(record.sequence);
+      if (record.sequence === 120) controller.abort();
+    }
+    expect(seen).toEqual(expected.map((record) => record.sequence));
+    expect(transient.gets.filter((get) => get.key === remote[3]!.key)).toHaveLength(2);
+    expect(await journalRecords(tailDir, core)).toEqual(expected);
+  });
+
+  it('segments fetched ahead are dropped without unhandled rejections when the consumer stops or tail is aborted', async () => {
+    await leader(120);
+    const remote = await remoteSegments();
+    const laterKeys = remote.slice(1).map((segment) => segment.key);
+
+    // every get after the first one fails: had the failures of the segments fetched ahead no
+    // handler, vitest would report them as unhandled rejections
+    const stopping = new GetObservingStorage(storage, followerDir, new Set(laterKeys));
+    for await (const record of follower({ storage: stopping }).tail({ raw: true, pollIntervalMs: 5 })) {
+      if (record.sequence === 1) break;
+    }
+    await stopping.settled();
+    expect(stopping.gets.map((get) => get.key)).toEqual(remote.slice(0, 4).map((segment) => segment.key));
+    expect(await localSegmentNames(followerDir)).toEqual([format.segmentFileName(1)]);
+
+    const abortDir = await freshDir();
+    const aborting = new GetObservingStorage(storage, abortDir, new Set(laterKeys));
+    const controller = new AbortController();
+    for await (const record of follower({ storage: aborting, dir: abortDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+      if (record.sequence === 1) controller.abort();
+    }
+    await aborting.settled();
+    expect(aborting.gets.map((get) => get.key)).toEqual(remote.slice(0, 4).map((segment) => segment.key));
+    expect(await localSegmentNames(abortDir)).toEqual([format.segmentFileName(1)]);
   });
 
   it('a corrupted segment in the bucket is reported, and nothing from it is kept', async () => {

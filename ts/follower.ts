@@ -11,7 +11,10 @@
  * the follower's directory as `journal-{first_seq:016}.hadbj`, which is then a journal
  * directory like the leader's (`readJournal`, `Journal.open`).
  *
- * Polling lists only the keys after the last sequence the follower has (`startAfter`). Compacted
+ * Polling lists only the keys after the last sequence the follower has (`startAfter`). While one
+ * segment is verified and written, the next ones of the listing (up to `prefetch`) are already
+ * being fetched and decoded; they are still checked and applied strictly in order, and a failed
+ * fetch is reported when its segment's turn comes. Compacted
  * segments (ts/compaction.ts) are read where no original starts at the next sequence; the part
  * of one the follower already has is verified and cut off, so the local files never overlap.
  *
@@ -54,6 +57,7 @@ export const FOLLOWER_STATE_FILE = 'follower.json';
 const DEFAULT_POLL_INTERVAL_MS = 1000;
 const DEFAULT_MAX_POLL_INTERVAL_MS = 30_000;
 const DEFAULT_GAP_TIMEOUT_MS = 60_000;
+const DEFAULT_PREFETCH = 3;
 
 /** Where a journal lives in storage. */
 export interface RemoteLocation {
@@ -99,6 +103,21 @@ export interface DownloadedSegment {
   cut: boolean;
 }
 
+function checkPrefetch(prefetch: number): number {
+  if (!Number.isSafeInteger(prefetch) || prefetch < 0) {
+    throw new GraphstreamError('invalid_argument', `prefetch must be a non-negative integer, got ${String(prefetch)}`);
+  }
+  return prefetch;
+}
+
+type FetchedSegment = Omit<RemoteSegment, 'fromSeq' | 'listingIndex'>;
+
+/** Downloads started ahead of the reader; `abandoned` once nobody will take them. */
+interface PrefetchWindow {
+  byListingIndex: Map<number, Promise<FetchedSegment | null>>;
+  abandoned: boolean;
+}
+
 function checkPrefix(prefix: string): void {
   if (prefix !== '' && !prefix.endsWith('/')) {
     throw new GraphstreamError('invalid_argument', `prefix must be empty or end with '/', got '${prefix}'`);
@@ -108,6 +127,9 @@ function checkPrefix(prefix: string): void {
 /**
  * The remote journal as a reader walks it from `position`: `next()` finds, fetches and verifies
  * the segment holding the next sequence; `accept()` moves past it once the reader stored it.
+ * Once a segment of the listing has arrived, the next `prefetch` ones of that listing are fetched
+ * (get + decode) in the background, so at most `prefetch` segments are held beyond the one being
+ * applied; `next()` takes them in order and does every position-dependent check at their turn.
  */
 export class RemoteJournal {
   readonly storage: SegmentStorage;
@@ -123,13 +145,24 @@ export class RemoteJournal {
   private compactedListing: ListedSegment[] | null = null;
   private fullListing: ListedSegment[] | null = null;
   private newestListed = 0;
+  private readonly prefetch: number;
+  private readonly lastWanted: number;
+  private window: PrefetchWindow = { byListingIndex: new Map(), abandoned: false };
 
   constructor(
     location: RemoteLocation,
     private readonly core: SegmentCore,
     start: { position: ChainPosition; aligned: boolean },
     private readonly metrics?: GraphstreamMetrics,
+    ahead: {
+      /** segments fetched ahead; default 3 */
+      prefetch?: number;
+      /** the reader stops at this sequence: segments starting after it are not fetched ahead */
+      lastWanted?: number;
+    } = {},
   ) {
+    this.prefetch = checkPrefetch(ahead.prefetch ?? DEFAULT_PREFETCH);
+    this.lastWanted = ahead.lastWanted ?? Number.MAX_SAFE_INTEGER;
     const prefix = location.prefix ?? '';
     checkPrefix(prefix);
     const generation = location.generation ?? 0;
@@ -182,16 +215,20 @@ export class RemoteJournal {
     }
     let missing: ListedSegment | null = null;
     if (listed !== undefined && listed.firstSeq === needed) {
-      const segment = await this.fetch(listed, false);
-      if (segment !== null) return { ...this.verified(segment, needed), listingIndex: this.listingIndex };
+      const listingIndex = this.listingIndex;
+      const fetchedAhead = this.window.byListingIndex.get(listingIndex);
+      this.window.byListingIndex.delete(listingIndex);
+      const segment = await this.fetch(listed, false, fetchedAhead);
+      this.prefetchAfter(listingIndex);
+      if (segment !== null) return { ...this.verified(segment, needed), listingIndex };
       missing = listed; // deleted since the listing (compaction retention?): look for a compacted copy
     }
-    if (listed === undefined) this.listing = null; // this round is done: the next call lists again
+    if (listed === undefined) this.dropListing(); // this round is done: the next call lists again
     if (listed === undefined && this.aligned) return null;
     const covering = await this.covering(needed);
     if (covering !== null) return covering;
     if (listed === undefined) return null;
-    this.listing = null; // a segment still being uploaded may close the gap: list again next time
+    this.dropListing(); // a segment still being uploaded may close the gap: list again next time
     throw new GraphstreamError(
       'gap',
       missing !== null
@@ -209,10 +246,36 @@ export class RemoteJournal {
     this.position = { sequence: header.lastSeq, chainHash: Buffer.from(segment.decoded.chainHash) };
     this.aligned = true;
     if (segment.listingIndex === null) {
-      this.listing = null; // list again after the compacted segment's end
+      this.dropListing(); // list again after the compacted segment's end
     } else {
       this.listingIndex = segment.listingIndex + 1;
       this.lastTaken = { key: segment.key, firstSeq: header.firstSeq, lastSeq: header.lastSeq };
+    }
+  }
+
+  /** Stops using the segments fetched ahead (still in flight or not): they are never taken, their errors never surface. */
+  abandonPrefetched(): void {
+    this.window.abandoned = true;
+    this.window = { byListingIndex: new Map(), abandoned: false };
+  }
+
+  private dropListing(): void {
+    this.listing = null;
+    this.abandonPrefetched();
+  }
+
+  /** Starts fetching the listed segments after `listingIndex`, up to `prefetch` of them (none past lastWanted). */
+  private prefetchAfter(listingIndex: number): void {
+    const { listing, window } = this;
+    if (listing === null) return;
+    const end = Math.min(listing.length, listingIndex + 1 + this.prefetch);
+    for (let index = listingIndex + 1; index < end; index++) {
+      const listed = listing[index]!;
+      if (listed.firstSeq > this.lastWanted) break;
+      if (window.byListingIndex.has(index)) continue;
+      const download = this.download(listed, false, window);
+      download.catch(() => undefined); // reported by next() when its turn comes; dropped if abandoned
+      window.byListingIndex.set(index, download);
     }
   }
 
@@ -238,45 +301,52 @@ export class RemoteJournal {
     return null;
   }
 
-  /** Gets and decodes a listed segment; null when it is gone. */
-  private async fetch(listed: ListedSegment, compacted: boolean): Promise<Omit<RemoteSegment, 'fromSeq' | 'listingIndex'> | null> {
+  /** Gets and decodes a listed segment, or takes the download started ahead, counting it at its turn; null when it is gone. */
+  private async fetch(listed: ListedSegment, compacted: boolean, fetchedAhead?: Promise<FetchedSegment | null>): Promise<FetchedSegment | null> {
+    try {
+      const segment = await (fetchedAhead ?? this.download(listed, compacted, null));
+      if (segment !== null) this.metrics?.recordDownload();
+      return segment;
+    } catch (err) {
+      this.metrics?.recordDownloadError();
+      throw err;
+    }
+  }
+
+  /** Gets and decodes a listed segment; null when it is gone (or the window it was fetched for was abandoned). */
+  private async download(listed: ListedSegment, compacted: boolean, window: PrefetchWindow | null): Promise<FetchedSegment | null> {
     let stored: Uint8Array | null;
     try {
       stored = await this.storage.get(listed.key);
     } catch (err) {
-      this.metrics?.recordDownloadError();
       throw toGraphstreamError(err, `downloading ${this.where(listed.key)}`);
     }
-    if (stored === null) return null;
+    if (stored === null || window?.abandoned) return null;
     const bytes = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
     let decoded: RawSegment;
     try {
       decoded = await this.core.decodeSegmentAsync(bytes);
     } catch (err) {
-      this.metrics?.recordDownloadError();
       throw toGraphstreamError(err, `${this.where(listed.key)} (sequence ${listed.firstSeq})`);
     }
     const { header } = decoded;
     if ((header.flags & FLAG_SEALED) === 0) {
-      this.metrics?.recordDownloadError();
       throw new GraphstreamError('invalid_segment', `${this.where(listed.key)} (sequence ${listed.firstSeq}) is not sealed`, {
         details: { key: listed.key },
       });
     }
     if (header.firstSeq !== listed.firstSeq) {
-      this.metrics?.recordDownloadError();
       throw new GraphstreamError(
         'invalid_segment',
         `${this.where(listed.key)}: its key names sequence ${listed.firstSeq}, its header first_seq ${header.firstSeq}`,
         { details: { key: listed.key } },
       );
     }
-    this.metrics?.recordDownload();
     return { key: listed.key, compacted, bytes, decoded };
   }
 
   /** Checks that the segment continues the chain at `needed`. */
-  private verified(segment: Omit<RemoteSegment, 'fromSeq' | 'listingIndex'>, needed: number): Omit<RemoteSegment, 'listingIndex'> {
+  private verified(segment: FetchedSegment, needed: number): Omit<RemoteSegment, 'listingIndex'> {
     const index = needed - segment.decoded.header.firstSeq;
     const before = index === 0 ? segment.decoded.startHash : chainHashBefore(segment.decoded, index);
     if (!before.equals(this.position.chainHash)) {
@@ -363,6 +433,8 @@ export interface DownloadOptions {
    */
   sinceHash?: Uint8Array;
   metrics?: GraphstreamMetrics;
+  /** segments fetched ahead while one is verified and written; default 3; 0 fetches nothing ahead */
+  prefetch?: number;
 }
 
 /**
@@ -381,6 +453,7 @@ export async function downloadNewSegments(
     throw new GraphstreamError('invalid_argument', `sinceSeq must be a non-negative integer, got ${String(sinceSeq)}`);
   }
   const sinceHash = options.sinceHash === undefined ? undefined : hashArgument(options.sinceHash, 'sinceHash');
+  const prefetch = checkPrefetch(options.prefetch ?? DEFAULT_PREFETCH);
   const core = await resolveCore(options.core);
   const directory = resolve(dir);
   await prepareDirectory(directory);
@@ -404,11 +477,16 @@ export async function downloadNewSegments(
     core,
     { position: start, aligned: local.hasSegments || start.sequence === 0 },
     options.metrics,
+    { prefetch },
   );
   const downloaded: DownloadedSegment[] = [];
-  for (let segment = await remote.next(); segment !== null; segment = await remote.next()) {
-    downloaded.push(await storeSegment(core, directory, segment));
-    remote.accept(segment);
+  try {
+    for (let segment = await remote.next(); segment !== null; segment = await remote.next()) {
+      downloaded.push(await storeSegment(core, directory, segment));
+      remote.accept(segment);
+    }
+  } finally {
+    remote.abandonPrefetched();
   }
   return downloaded;
 }
@@ -425,6 +503,11 @@ export interface FollowerOptions extends RemoteLocation {
   dir: string;
   core?: Core;
   metrics?: GraphstreamMetrics;
+  /**
+   * segments fetched (get + decode) ahead while one is verified and written, so network and
+   * verify/write overlap; memory holds up to this many segments more; default 3; 0 fetches nothing ahead
+   */
+  prefetch?: number;
 }
 
 export interface FollowerPosition {
@@ -504,6 +587,7 @@ export class Follower {
   private readonly location: RemoteLocation;
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly coreOption: Core | undefined;
+  private readonly prefetch: number;
   private opening: Promise<{ core: Core; remote: RemoteJournal }> | null = null;
   private applied: FollowerState = { sequence: 0, chainHash: ZERO_HASH };
   private persisted: FollowerState | null = null;
@@ -520,6 +604,7 @@ export class Follower {
     this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db, generation: options.generation ?? 0 };
     this.metrics = options.metrics;
     this.coreOption = options.core;
+    this.prefetch = checkPrefetch(options.prefetch ?? DEFAULT_PREFETCH);
   }
 
   /** Last sequence applied and the chain hash after it. */
@@ -541,9 +626,13 @@ export class Follower {
       const { core, remote } = await this.open();
       const fromSequence = this.applied.sequence;
       const segments: DownloadedSegment[] = [];
-      for (let segment = await remote.next(); segment !== null; segment = await remote.next()) {
-        segments.push(await storeSegment(core, this.dir, segment));
-        remote.accept(segment);
+      try {
+        for (let segment = await remote.next(); segment !== null; segment = await remote.next()) {
+          segments.push(await storeSegment(core, this.dir, segment));
+          remote.accept(segment);
+        }
+      } finally {
+        remote.abandonPrefetched();
       }
       if (remote.tip.sequence >= this.applied.sequence) this.applied = { ...remote.tip };
       this.updateLag(remote);
@@ -564,7 +653,8 @@ export class Follower {
   /**
    * Verified entries in sequence order from the applied position (or `fromSeq`), first those
    * already in the directory, then each new segment as it appears in storage, until `signal`
-   * aborts. One segment is held in memory at a time. Transient storage failures are retried
+   * aborts. Besides the segment being yielded, up to `prefetch` following ones are held in memory
+   * (fetched ahead); they are dropped when the iteration ends. Transient storage failures are retried
    * after the poll interval; anything that cannot be verified ends the iteration with its error.
    */
   tail(options: TailOptions & { raw: true }): AsyncIterable<RawJournalRecord>;
@@ -595,6 +685,7 @@ export class Follower {
     const { fromSeq, signal } = options;
     if (fromSeq !== undefined) positiveInteger(fromSeq, 'fromSeq');
     const initialHash = options.initialHash === undefined ? undefined : hashArgument(options.initialHash, 'initialHash');
+    let remote: RemoteJournal | null = null;
     this.claim();
     try {
       const { core } = await this.open();
@@ -603,7 +694,7 @@ export class Follower {
         this.applied = { sequence, chainHash: initialHash ?? (sequence === 0 ? ZERO_HASH : null) };
         await this.seedEmptyDirectory();
       }
-      const { remote } = await this.open();
+      remote = (await this.open()).remote;
 
       // Entries already downloaded: read back (and verified) from the directory.
       const localEnd = remote.tip.sequence;
@@ -661,6 +752,7 @@ export class Follower {
         await this.persist();
       }
     } finally {
+      remote?.abandonPrefetched();
       this.busy = false;
       await this.persist();
     }
@@ -715,7 +807,7 @@ export class Follower {
     await writeRecoveryState(this.dir, sequence, chainHash);
     this.opening = Promise.resolve({
       core,
-      remote: new RemoteJournal(this.location, core, { position: { sequence, chainHash }, aligned: false }, this.metrics),
+      remote: new RemoteJournal(this.location, core, { position: { sequence, chainHash }, aligned: false }, this.metrics, { prefetch: this.prefetch }),
     });
   }
 
@@ -728,7 +820,7 @@ export class Follower {
       this.persisted = state;
       const local = await localTip(this.dir, core);
       const aligned = local.hasSegments || local.position.sequence === 0;
-      return { core, remote: new RemoteJournal(this.location, core, { position: local.position, aligned }, this.metrics) };
+      return { core, remote: new RemoteJournal(this.location, core, { position: local.position, aligned }, this.metrics, { prefetch: this.prefetch }) };
     })();
     this.opening.catch(() => {
       this.opening = null;

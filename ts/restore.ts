@@ -102,24 +102,29 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
     core,
     { position: { sequence: 0, chainHash: ZERO_HASH }, aligned: true },
     options.metrics,
+    { lastWanted: options.toSequence },
   );
   const progress: RestoreProgress = { segments: 0, entries: 0, bytes: 0, totalSegments: 0 };
-  for (;;) {
-    const segment = await remote.next();
-    if (segment === null) break;
-    progress.totalSegments = Math.max(progress.totalSegments, progress.segments + Math.max(1, remote.listedAhead));
-    const last = lastToKeep(segment, options);
-    if (last < segment.fromSeq) break;
-    const stored = await storeSegment(core, dir, segment, last);
-    progress.segments++;
-    progress.entries += stored.entryCount;
-    progress.bytes += stored.bytes;
-    options.onProgress?.({ ...progress });
-    if (last < segment.decoded.header.lastSeq) {
-      return { sequence: last, chainHash: Buffer.from(chainHashAfter(segment.decoded, last - segment.decoded.header.firstSeq)), ...counts(progress) };
+  try {
+    for (;;) {
+      const segment = await remote.next();
+      if (segment === null) break;
+      progress.totalSegments = Math.max(progress.totalSegments, progress.segments + Math.max(1, remote.listedAhead));
+      const last = lastToKeep(segment, options);
+      if (last < segment.fromSeq) break;
+      const stored = await storeSegment(core, dir, segment, last);
+      progress.segments++;
+      progress.entries += stored.entryCount;
+      progress.bytes += stored.bytes;
+      options.onProgress?.({ ...progress });
+      if (last < segment.decoded.header.lastSeq) {
+        return { sequence: last, chainHash: Buffer.from(chainHashAfter(segment.decoded, last - segment.decoded.header.firstSeq)), ...counts(progress) };
+      }
+      remote.accept(segment);
+      if (last === options.toSequence) break;
     }
-    remote.accept(segment);
-    if (last === options.toSequence) break;
+  } finally {
+    remote.abandonPrefetched(); // reaching a target before the listing's end leaves segments fetched ahead
   }
   const { tip } = remote;
   if (options.toSequence !== undefined && tip.sequence < options.toSequence) {
