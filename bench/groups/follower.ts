@@ -1,7 +1,8 @@
 /**
  * Group 4, follower: catch-up of a large journal from moto (Follower.catchUp: list, get, verify
  * off-thread, write atomically), native vs pure core, S3Storage vs ObjectStoreStorage, against
- * plain sequential GetObject of the same objects (the follower fetches one segment at a time).
+ * plain sequential GetObject of the same objects (the reference fetches one object at a time; the
+ * follower keeps up to 3 GETs in flight while it verifies and writes, its default prefetch).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
