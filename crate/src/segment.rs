@@ -6,7 +6,8 @@ use std::io::Read;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{
     decode_entry, entry_hash, hash_prefix, sha256, Header, COMPRESSION_NONE, COMPRESSION_ZSTD,
-    FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, TRAILER_SIZE, ZERO_HASH,
+    ENTRY_HEADER_SIZE, FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE,
+    TRAILER_SIZE, ZERO_HASH,
 };
 
 /// Default ceiling on a segment body (stored or decompressed).
@@ -48,13 +49,87 @@ pub fn segment_file_name(first_seq: u64) -> String {
 }
 
 /// The entries of a raw body, checked: CRCs, consecutive sequences from `first_seq`, one
-/// unbroken chain. Returns (offsets, start hash, chain hash, bytes consumed, torn).
+/// unbroken chain.
 struct BodyWalk {
     offsets: Vec<u32>,
     start_hash: [u8; 32],
     chain_hash: [u8; 32],
     consumed: usize,
+    /// the bad entry an unsealed segment stopped at (only with `stop_at_bad_entry`)
     torn: Option<Error>,
+}
+
+/// Entries below this count are chained on the calling thread; above it the work is split.
+const PARALLEL_CHAIN_MIN_ENTRIES: usize = 1024;
+
+fn prev_hash_at(body: &[u8], offset: usize) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&body[offset + 16..offset + 48]);
+    hash
+}
+
+fn entry_hash_at(body: &[u8], offset: usize) -> [u8; 32] {
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&body[offset + 4..offset + 8]);
+    let payload_start = offset + ENTRY_HEADER_SIZE;
+    let payload = &body[payload_start..payload_start + u32::from_be_bytes(len) as usize];
+    entry_hash(&prev_hash_at(body, offset), payload)
+}
+
+/// The chain over a run of already CRC-checked entries: the index (within the run) of the
+/// first entry whose prev_hash is not the hash of the entry before it, and the hash after
+/// the run's last entry.
+fn chain_run(body: &[u8], offsets: &[u32]) -> (Option<usize>, [u8; 32]) {
+    let mut first_break = None;
+    let mut hash = ZERO_HASH;
+    for (i, offset) in offsets.iter().enumerate() {
+        let offset = *offset as usize;
+        if i > 0 && first_break.is_none() && prev_hash_at(body, offset) != hash {
+            first_break = Some(i);
+        }
+        hash = entry_hash_at(body, offset);
+    }
+    (first_break, hash)
+}
+
+/// Verifies the chain of the entries at `offsets`. Each entry carries its predecessor's hash,
+/// so the hashes are independent and are computed on several threads for large segments;
+/// the break reported is the first in entry order, as a sequential walk would find it.
+/// Returns the first broken index and the hash after the last entry.
+fn verify_chain(body: &[u8], offsets: &[u32]) -> (Option<usize>, [u8; 32]) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(1);
+    if threads < 2 || offsets.len() < PARALLEL_CHAIN_MIN_ENTRIES {
+        return chain_run(body, offsets);
+    }
+    let chunk = offsets.len().div_ceil(threads);
+    let runs: Vec<(Option<usize>, [u8; 32])> = std::thread::scope(|scope| {
+        let mut parts = offsets.chunks(chunk);
+        let first = parts.next().unwrap_or(&[]);
+        let handles: Vec<_> = parts
+            .map(|part| scope.spawn(move || chain_run(body, part)))
+            .collect();
+        let mut runs = vec![chain_run(body, first)];
+        // A panicking hash thread is reported by `guard` around the whole decode.
+        runs.extend(handles.into_iter().map(|handle| match handle.join() {
+            Ok(run) => run,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }));
+        runs
+    });
+    let mut last_hash = ZERO_HASH;
+    for (c, (first_break, hash)) in runs.iter().enumerate() {
+        let base = c * chunk;
+        if c > 0 && prev_hash_at(body, offsets[base] as usize) != last_hash {
+            return (Some(base), last_hash);
+        }
+        if let Some(i) = first_break {
+            return (Some(base + i), last_hash);
+        }
+        last_hash = *hash;
+    }
+    (None, last_hash)
 }
 
 fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<BodyWalk> {
@@ -64,59 +139,72 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
             format!("segment body of {} bytes exceeds 4 GiB", body.len()),
         ));
     }
-    let mut walk = BodyWalk {
-        offsets: Vec::new(),
-        start_hash: ZERO_HASH,
-        chain_hash: ZERO_HASH,
-        consumed: 0,
-        torn: None,
-    };
+    // Pass 1, sequential and cheap: entry boundaries, CRCs and sequences, up to the first bad entry.
+    let mut offsets = Vec::new();
+    let mut stopped_at: Option<Error> = None;
     let mut offset = 0usize;
     while offset < body.len() {
         let entry = match decode_entry(body, offset) {
             Ok(entry) => entry,
-            Err(err) if stop_at_bad_entry => {
-                walk.torn = Some(err);
+            Err(err) => {
+                stopped_at = Some(err);
                 break;
             }
-            Err(err) => return Err(err),
         };
-        let index = walk.offsets.len() as u64;
-        let expected_seq = first_seq.checked_add(index).ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidSegment,
-                format!("sequence overflows after first_seq {first_seq}"),
-            )
-        })?;
+        let index = offsets.len() as u64;
+        let expected_seq = match first_seq.checked_add(index) {
+            Some(seq) => seq,
+            None => {
+                stopped_at = Some(Error::new(
+                    ErrorCode::InvalidSegment,
+                    format!("sequence overflows after first_seq {first_seq}"),
+                ));
+                break;
+            }
+        };
         if entry.sequence != expected_seq {
-            return Err(Error::new(
+            stopped_at = Some(Error::new(
                 ErrorCode::InvalidSegment,
                 format!(
                     "entry at body offset {offset} has sequence {}, expected {expected_seq}",
                     entry.sequence
                 ),
             ));
+            break;
         }
-        if index == 0 {
-            walk.start_hash = entry.prev_hash;
-        } else if entry.prev_hash != walk.chain_hash {
-            return Err(Error::new(
-                ErrorCode::ChainBroken,
-                format!(
-                    "entry {} at body offset {offset}: prev_hash {} does not continue the chain {}",
-                    entry.sequence,
-                    crate::format::hex(&entry.prev_hash[..8]),
-                    crate::format::hex(&walk.chain_hash[..8]),
-                ),
-            ));
-        }
-        let payload = &body[entry.payload_offset..entry.payload_offset + entry.payload_len];
-        walk.chain_hash = entry_hash(&entry.prev_hash, payload);
-        walk.offsets.push(offset as u32);
+        offsets.push(offset as u32);
         offset += entry.size;
-        walk.consumed = offset;
     }
-    Ok(walk)
+    // Pass 2: the hash chain over the entries before the stop. A break there comes first in
+    // entry order, so it is reported before whatever stopped pass 1.
+    let (first_break, chain_hash) = verify_chain(body, &offsets);
+    if let Some(i) = first_break {
+        let at = offsets[i] as usize;
+        let expected = entry_hash_at(body, offsets[i - 1] as usize);
+        return Err(Error::new(
+            ErrorCode::ChainBroken,
+            format!(
+                "entry {} at body offset {at}: prev_hash {} does not continue the chain {}",
+                first_seq + i as u64,
+                crate::format::hex(&prev_hash_at(body, at)[..8]),
+                crate::format::hex(&expected[..8]),
+            ),
+        ));
+    }
+    let torn = match stopped_at {
+        None => None,
+        Some(err) if stop_at_bad_entry && err.code != ErrorCode::InvalidSegment => Some(err),
+        Some(err) => return Err(err),
+    };
+    Ok(BodyWalk {
+        start_hash: offsets
+            .first()
+            .map_or(ZERO_HASH, |first| prev_hash_at(body, *first as usize)),
+        offsets,
+        chain_hash,
+        consumed: offset,
+        torn,
+    })
 }
 
 fn decompress(stored: &[u8], max_body_bytes: usize) -> Result<Vec<u8>> {
@@ -569,6 +657,77 @@ mod tests {
                 .code,
             ErrorCode::InvalidSegment
         );
+    }
+
+    fn large_unsealed(count: usize) -> Vec<u8> {
+        let payloads: Vec<Vec<u8>> = (0..count)
+            .map(|i| format!("SET n.v = {i}").into_bytes())
+            .collect();
+        unsealed_from(1, [1u8; 32], &payloads)
+    }
+
+    /// Rewrites entry `index`'s prev_hash (and its CRC, so only the chain is wrong).
+    fn break_chain_at(unsealed: &mut [u8], index: usize) {
+        let mut at = HEADER_SIZE;
+        for _ in 0..index {
+            at += crate::format::decode_entry(unsealed, at).unwrap().size;
+        }
+        let size = crate::format::decode_entry(unsealed, at).unwrap().size;
+        unsealed[at + 16] ^= 0xff;
+        let crc = crate::format::crc32c(&unsealed[at + 4..at + size]);
+        unsealed[at..at + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn large_segments_verify_the_chain_in_parallel_with_the_same_results() {
+        let unsealed = large_unsealed(5000);
+        let decoded = decode_segment(&unsealed, &DecodeOptions::default()).unwrap();
+        let (sequential_break, sequential_hash) = chain_run(&decoded.body, &decoded.entry_offsets);
+        assert_eq!(sequential_break, None);
+        assert_eq!(decoded.chain_hash, sequential_hash);
+        assert_eq!(decoded.start_hash, [1u8; 32]);
+        let chunk = 5000usize.div_ceil(
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
+        );
+        for index in [1, 700, chunk - 1, chunk, chunk + 1, 4999] {
+            let mut broken = unsealed.clone();
+            break_chain_at(&mut broken, index);
+            let err = decode_segment(&broken, &DecodeOptions::default()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::ChainBroken, "{index}: {}", err.message);
+            assert!(
+                err.message
+                    .starts_with(&format!("unsealed segment 1: entry {} ", index + 1)),
+                "{index}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_problem_in_entry_order_is_reported() {
+        let mut unsealed = large_unsealed(3000);
+        break_chain_at(&mut unsealed, 2500);
+        let mut earlier_crc = unsealed.clone();
+        let len = earlier_crc.len();
+        earlier_crc[len - 1] ^= 1; // the last entry's payload: a CRC error after the chain break
+        let err = decode_segment(&earlier_crc, &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ChainBroken);
+        let torn = decode_segment(
+            &earlier_crc,
+            &DecodeOptions {
+                allow_torn_tail: true,
+                ..DecodeOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(torn.code, ErrorCode::ChainBroken);
+        let mut crc_first = large_unsealed(3000);
+        break_chain_at(&mut crc_first, 2500);
+        crc_first[HEADER_SIZE + 48 * 5 + 60] ^= 1; // inside an early entry
+        let err = decode_segment(&crc_first, &DecodeOptions::default()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TornTail);
     }
 
     /// Interop with the reference implementation, `hadb-changeset` (feature `journal`).
