@@ -96,7 +96,8 @@ function requireInteger(name: string, value: number, min: number): void {
 // ---------------------------------------------------------------------------------------------
 // What is worth retrying
 
-const RETRYABLE_ERRNO = new Set([
+/** Transport failures (errno and undici codes) worth another attempt; storage clients classify with it too. */
+export const RETRYABLE_ERRNO: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
   'ECONNABORTED',
@@ -106,6 +107,8 @@ const RETRYABLE_ERRNO = new Set([
   'ENETUNREACH',
   'ENETDOWN',
   'EAI_AGAIN',
+  'ENOTFOUND',
+  'EADDRNOTAVAIL',
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',

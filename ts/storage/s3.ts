@@ -7,6 +7,7 @@ import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { sameBytes } from './bytes.js';
 import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import { RETRYABLE_ERRNO } from '../retry.js';
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -58,20 +59,6 @@ const THROTTLING_ERRORS = new Set([
   'RequestThrottled',
   'RequestTimeout',
 ]);
-const TRANSPORT_ERRORS = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'ENOTFOUND',
-  'EADDRNOTAVAIL',
-  'UND_ERR_SOCKET',
-]);
-
 interface SdkError {
   name?: string;
   code?: string;
@@ -102,7 +89,7 @@ export function isRetryableS3Error(err: unknown): boolean {
   const status = statusOf(err);
   if (sdk?.$retryable?.throttling || THROTTLING_ERRORS.has(sdk?.name ?? '')) return true;
   if (status !== undefined) return status >= 500 || status === 429 || status === 408;
-  if (TRANSPORT_ERRORS.has(sdk?.code ?? '') || sdk?.name === 'TimeoutError') return true;
+  if (RETRYABLE_ERRNO.has(sdk?.code ?? '') || sdk?.name === 'TimeoutError') return true;
   const cause = (err as { cause?: unknown } | undefined)?.cause;
   return cause !== undefined && cause !== err && isRetryableS3Error(cause);
 }
