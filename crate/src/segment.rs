@@ -59,6 +59,9 @@ struct BodyWalk {
     torn: Option<Error>,
 }
 
+/// Compressed bodies from this size on are checksummed on a second thread while they decompress.
+const PARALLEL_CHECKSUM_MIN_BYTES: usize = 256 * 1024;
+
 /// Entries below this count are chained on the calling thread; above it the work is split.
 const PARALLEL_CHAIN_MIN_ENTRIES: usize = 1024;
 
@@ -286,27 +289,50 @@ fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<D
         ));
     }
     let stored = &bytes[HEADER_SIZE..body_end];
-    if sha256(stored) != header.body_checksum {
-        return Err(Error::new(
+    let checksum_error = || {
+        Error::new(
             ErrorCode::ChecksumMismatch,
             format!(
                 "segment {}: SHA-256 of the {}-byte body at offset {HEADER_SIZE} does not match body_checksum",
                 header.first_seq, header.body_len
             ),
-        ));
-    }
+        )
+    };
     let body = match (header.is_compressed(), header.compression) {
-        (true, COMPRESSION_ZSTD) => decompress(stored, opts.max_body_bytes)
-            .map_err(|e| e.context(format!("segment {}", header.first_seq)))?,
-        (false, COMPRESSION_NONE) => stored.to_vec(),
+        (true, COMPRESSION_ZSTD) => {
+            // The checksum of the stored body and its (bounded) decompression are independent,
+            // so large bodies get both at once; a mismatch is still reported first.
+            let (checksum, body) = if stored.len() >= PARALLEL_CHECKSUM_MIN_BYTES {
+                std::thread::scope(|scope| {
+                    let checksum = scope.spawn(|| sha256(stored));
+                    let body = decompress(stored, opts.max_body_bytes);
+                    match checksum.join() {
+                        Ok(checksum) => (checksum, body),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                })
+            } else {
+                (sha256(stored), decompress(stored, opts.max_body_bytes))
+            };
+            if checksum != header.body_checksum {
+                return Err(checksum_error());
+            }
+            body.map_err(|e| e.context(format!("segment {}", header.first_seq)))?
+        }
         (compressed, algorithm) => {
-            return Err(Error::new(
-                ErrorCode::InvalidSegment,
-                format!(
-                    "segment {}: compression byte {algorithm} does not fit flags {:#04x} (compressed: {compressed})",
-                    header.first_seq, header.flags
-                ),
-            ))
+            if sha256(stored) != header.body_checksum {
+                return Err(checksum_error());
+            }
+            if compressed || algorithm != COMPRESSION_NONE {
+                return Err(Error::new(
+                    ErrorCode::InvalidSegment,
+                    format!(
+                        "segment {}: compression byte {algorithm} does not fit flags {:#04x} (compressed: {compressed})",
+                        header.first_seq, header.flags
+                    ),
+                ));
+            }
+            stored.to_vec()
         }
     };
     let walk = walk_entries(&body, header.first_seq, false)
@@ -728,6 +754,44 @@ mod tests {
         crc_first[HEADER_SIZE + 48 * 5 + 60] ^= 1; // inside an early entry
         let err = decode_segment(&crc_first, &DecodeOptions::default()).unwrap_err();
         assert_eq!(err.code, ErrorCode::TornTail);
+    }
+
+    #[test]
+    fn large_compressed_bodies_are_checksummed_beside_decompression() {
+        let mut state = 0x9e37_79b9_u32;
+        let payloads: Vec<Vec<u8>> = (0..300)
+            .map(|_| {
+                (0..1200)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 17;
+                        state ^= state << 5;
+                        state as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let unsealed = unsealed_from(1, ZERO_HASH, &payloads);
+        let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        assert!(sealed.len() - HEADER_SIZE - TRAILER_SIZE >= PARALLEL_CHECKSUM_MIN_BYTES);
+        let decoded = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
+        assert_eq!(decoded.body, unsealed[HEADER_SIZE..]);
+        for at in [
+            HEADER_SIZE,
+            HEADER_SIZE + 4,
+            sealed.len() / 2,
+            sealed.len() - TRAILER_SIZE - 1,
+        ] {
+            let mut corrupt = sealed.clone();
+            corrupt[at] ^= 0x40;
+            let err = decode_segment(&corrupt, &DecodeOptions::default()).unwrap_err();
+            assert_eq!(
+                err.code,
+                ErrorCode::ChecksumMismatch,
+                "byte {at}: {}",
+                err.message
+            );
+        }
     }
 
     /// Interop with the reference implementation, `hadb-changeset` (feature `journal`).
