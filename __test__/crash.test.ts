@@ -5,15 +5,15 @@
  * that verifies end to end, and appending continuing at the next sequence.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Core } from '../ts/core.js';
 import { Journal } from '../ts/journal.js';
 import { readJournal } from '../ts/reader.js';
 import { corePairs, cores } from './helpers/cores.js';
+import { bundleScripts } from './helpers/bundle.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -22,17 +22,7 @@ const script = join(buildDir, 'crash-appender.mjs');
 const ROUNDS = 12;
 
 beforeAll(async () => {
-  await mkdir(buildDir, { recursive: true });
-  await build({
-    entryPoints: [join(root, '__test__/helpers/crash-appender.ts')],
-    outfile: script,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
+  await bundleScripts({ 'crash-appender': join(root, '__test__/helpers/crash-appender.ts') }, buildDir);
 });
 
 afterAll(async () => {

@@ -4,10 +4,10 @@
  * with node. A private bundle keeps the suite independent of dist/, which `npm run build` cleans.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleScripts } from './bundle.js';
 
 export const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const BUILD_DIR = join(ROOT, '.vitest-tmp', `cli-${process.pid}`);
@@ -16,18 +16,10 @@ const WRITER_SCRIPT = join(BUILD_DIR, 'cli-writer.mjs');
 
 /** Bundles the CLI and the test's journal writer (call in beforeAll). */
 export async function buildCli(): Promise<void> {
-  await mkdir(BUILD_DIR, { recursive: true });
-  await build({
-    entryPoints: { graphstream: join(ROOT, 'ts/cli/main.ts'), 'cli-writer': join(ROOT, '__test__/helpers/cli-writer.ts') },
-    outdir: BUILD_DIR,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
+  await bundleScripts(
+    { graphstream: join(ROOT, 'ts/cli/main.ts'), 'cli-writer': join(ROOT, '__test__/helpers/cli-writer.ts') },
+    BUILD_DIR,
+  );
 }
 
 export async function removeCliBuild(): Promise<void> {

@@ -1,0 +1,22 @@
+/**
+ * Bundles TypeScript entry points into runnable ESM scripts for tests that spawn real Node
+ * processes (the CLI, crash children), with the settings tsup uses for the package.
+ */
+import { mkdir } from 'node:fs/promises';
+import { build } from 'esbuild';
+
+/** Writes `<outdir>/<name>.mjs` for each `name: entry` pair. */
+export async function bundleScripts(entryPoints: Record<string, string>, outdir: string): Promise<void> {
+  await mkdir(outdir, { recursive: true });
+  await build({
+    entryPoints,
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
+}
