@@ -435,15 +435,19 @@ export async function positionAfterSegment(segment: SegmentFile, core: RecoveryC
     throw segmentError(err, segment.path, segment.firstSeq);
   }
   if (isSealed(header) && (header.flags & FLAG_HAS_CHAIN_HASH) !== 0) return positionAfterTrailer(segment, header, size);
-  let decoded;
-  try {
-    decoded = await core.decodeSegmentAsync(await readFile(segment.path));
-  } catch (err) {
-    throw segmentError(err, segment.path, segment.firstSeq);
-  }
+  const decoded = await decodeSegmentFile(segment, core);
   const count = decoded.entryOffsets.length;
   if (count === 0) throw new GraphstreamError('invalid_segment', `${segment.path}: empty segment followed by another segment`);
   return { sequence: decoded.header.firstSeq + count - 1, chainHash: decoded.chainHash };
+}
+
+/** Reads and fully decodes a segment file; failures name the file and its first sequence. */
+async function decodeSegmentFile(segment: SegmentFile, core: RecoveryCore) {
+  try {
+    return await core.decodeSegmentAsync(await readFile(segment.path));
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
+  }
 }
 
 /**
@@ -473,12 +477,7 @@ async function positionWithoutTrailer(
   }
   for (let i = from + 1; i <= lastSealed; i++) {
     const segment = segments[i]!;
-    let decoded;
-    try {
-      decoded = await core.decodeSegmentAsync(await readFile(segment.path));
-    } catch (err) {
-      throw segmentError(err, segment.path, segment.firstSeq);
-    }
+    const decoded = await decodeSegmentFile(segment, core);
     const count = decoded.entryOffsets.length;
     checkContinuity(segment.path, decoded.header.firstSeq, count, decoded.startHash, position);
     position = { sequence: decoded.header.firstSeq + count - 1, chainHash: decoded.chainHash };
