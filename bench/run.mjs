@@ -1,12 +1,14 @@
 // `npm run bench [-- --quick] [-- --only=format,journal]`: bundles the TypeScript suite (bench/*.ts
 // over ts/, the library's own sources) with esbuild, as the tests do, and runs it. The bundle
-// lives in node_modules/.cache so it never mixes with dist/ (which `npm run build` cleans).
+// lives in node_modules/.cache so it never mixes with dist/ (which `npm run build` cleans), one
+// directory per run so that concurrent runs do not overwrite each other's bundle.
 import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const outdir = join(root, 'node_modules', '.cache', 'graphstream-bench');
+const outdir = join(root, 'node_modules', '.cache', `graphstream-bench-${process.pid}`);
 
 await build({
   entryPoints: {
@@ -32,5 +34,6 @@ try {
   console.error(err);
   process.exitCode = 1;
 }
+rmSync(outdir, { recursive: true, force: true });
 // moto and child processes are stopped by their groups; nothing else should hold the loop.
 process.exit();
