@@ -1,7 +1,9 @@
 /**
  * Group 3, shipping: the Uploader through S3Storage (aws-sdk) and ObjectStoreStorage (native
  * object_store) against plain PutObject calls of the same bytes at the same concurrency, all
- * against a local moto server started here. Runs interleaved; objects deleted between runs.
+ * against a local moto server started here. A second reference, the same PutObject calls with
+ * `If-None-Match: *`, separates the cost of the create-only condition (which the Uploader must
+ * keep) from the Uploader's own work. Runs interleaved; objects deleted between runs.
  */
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -63,10 +65,10 @@ export async function shippingGroup(context: Context): Promise<void> {
       await clearBucket();
       return seconds;
     };
-    const plainRun = async (concurrency: number): Promise<number> => {
+    const plainRun = async (concurrency: number, options: { ifNoneMatch?: '*' } = {}): Promise<number> => {
       const prefix = `plain${runId++}/`;
       const start = nowMs();
-      await pool(segments.length, concurrency, (i) => putObject(client, BUCKET, `${prefix}${String(i).padStart(6, '0')}.hadbj`, segments[i]!.bytes));
+      await pool(segments.length, concurrency, (i) => putObject(client, BUCKET, `${prefix}${String(i).padStart(6, '0')}.hadbj`, segments[i]!.bytes, options));
       const seconds = (nowMs() - start) / 1000;
       await clearBucket();
       return seconds;
@@ -79,21 +81,23 @@ export async function shippingGroup(context: Context): Promise<void> {
       const toMBs = (seconds: number) => totalBytes / MB / seconds;
       const result = await interleave(runs, {
         plain: async () => toMBs(await plainRun(concurrency)),
+        conditional: async () => toMBs(await plainRun(concurrency, { ifNoneMatch: '*' })),
         s3Storage: async () => toMBs(await uploaderRun(s3Storage, concurrency)),
         objectStore: async () => toMBs(await uploaderRun(objectStore, concurrency)),
       });
       const segmentsPerSecond = (s: Summary) => (s.median * MB * segments.length) / totalBytes;
       ratios[concurrency] = { s3: ratioOf(result.s3Storage, result.plain), os: ratioOf(result.objectStore, result.plain) };
       rows.push(
-        [`c=${concurrency}: plain PutObject (aws-sdk)`, result.plain, segmentsPerSecond(result.plain), null],
-        [`c=${concurrency}: Uploader + S3Storage`, result.s3Storage, segmentsPerSecond(result.s3Storage), ratios[concurrency]!.s3],
-        [`c=${concurrency}: Uploader + ObjectStoreStorage`, result.objectStore, segmentsPerSecond(result.objectStore), ratios[concurrency]!.os],
+        [`c=${concurrency}: plain PutObject (aws-sdk)`, result.plain, segmentsPerSecond(result.plain), null, null],
+        [`c=${concurrency}: PutObject If-None-Match: * (aws-sdk)`, result.conditional, segmentsPerSecond(result.conditional), ratioOf(result.conditional, result.plain), null],
+        [`c=${concurrency}: Uploader + S3Storage`, result.s3Storage, segmentsPerSecond(result.s3Storage), ratios[concurrency]!.s3, ratioOf(result.s3Storage, result.conditional)],
+        [`c=${concurrency}: Uploader + ObjectStoreStorage`, result.objectStore, segmentsPerSecond(result.objectStore), ratios[concurrency]!.os, ratioOf(result.objectStore, result.conditional)],
       );
     }
     addTable(context, {
       group: 'shipping',
       title: `3. Shipping — ${segments.length} sealed segments (4 MiB of entries each, ${(totalBytes / segments.length / 1048576).toFixed(2)} MiB sealed) to moto on loopback`,
-      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject'],
+      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject', 'vs PutObject If-None-Match'],
       rows,
       notes: [`median of ${runs} interleaved runs; the Uploader reads each file, hashes it (SHA-256), puts it with If-None-Match: * and records it in manifest.json`],
     });

@@ -10,8 +10,11 @@ export async function pool(count: number, concurrency: number, task: (index: num
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
 }
 
-export async function putObject(client: S3Client, bucket: string, key: string, body: Uint8Array): Promise<void> {
-  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength }));
+/** `ifNoneMatch: '*'` makes it a create-only put, as the Uploader's. */
+export async function putObject(client: S3Client, bucket: string, key: string, body: Uint8Array, options: { ifNoneMatch?: '*' } = {}): Promise<void> {
+  await client.send(
+    new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength, ...(options.ifNoneMatch ? { IfNoneMatch: options.ifNoneMatch } : {}) }),
+  );
 }
 
 export async function getObject(client: S3Client, bucket: string, key: string): Promise<Uint8Array> {
