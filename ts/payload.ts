@@ -87,7 +87,7 @@ export function writeJournalEntry(writer: WireWriter, entry: JournalEntryInput):
   writeInt64Field(writer, SEQUENCE, entry.sequence, 'sequence', 0n, MAX_U64);
   if (query !== '') {
     writer.tag(QUERY, LENGTH_DELIMITED);
-    if (!writer.string(query)) throw badQuery();
+    if (!writer.repeatedString(query)) throw badQuery();
   }
   if (params !== undefined) writeParamEntries(writer, PARAMS, params);
   writeInt64Field(writer, TIMESTAMP_MS, entry.timestampMs, 'timestampMs', MIN_I64, MAX_I64);

@@ -12,6 +12,13 @@ const INITIAL_CAPACITY = 4096;
 const INLINE_UTF8_LIMIT = 256;
 /** copies are carved out of slabs of this size, as Buffer.allocUnsafe does with its pool */
 const SLAB_BYTES = 64 * 1024;
+/** `repeatedString` keeps the encoding of strings up to this many UTF-16 code units... */
+const REPEATED_STRING_LIMIT = 2048;
+/** ...and of this many of them (all are dropped when it is full: parameterized queries are few) */
+const REPEATED_STRING_ENTRIES = 1024;
+
+/** string -> its length-delimited encoding, for `repeatedString` */
+const repeatedStrings = new Map<string, Uint8Array>();
 
 // String.prototype.isWellFormed (Node 20+) is missing from the ES2023 lib typings.
 type WellFormedCheck = { isWellFormed(): boolean };
@@ -183,6 +190,26 @@ export class WireWriter {
       return false;
     }
     this.endDelimited(start);
+    return true;
+  }
+
+  /**
+   * `string`, through a cache of the encodings of strings written before: for
+   * values that repeat, such as Cypher queries (which carry their values as
+   * parameters). A hit costs a map lookup and a copy instead of UTF-8 encoding.
+   */
+  repeatedString(value: string): boolean {
+    const cached = repeatedStrings.get(value);
+    if (cached !== undefined) {
+      this.raw(cached);
+      return true;
+    }
+    const start = this.pos;
+    if (!this.string(value)) return false;
+    if (value.length <= REPEATED_STRING_LIMIT) {
+      if (repeatedStrings.size >= REPEATED_STRING_ENTRIES) repeatedStrings.clear();
+      repeatedStrings.set(value, this.copy(start));
+    }
     return true;
   }
 
