@@ -428,6 +428,7 @@ impl Writer {
             failed: None,
             last_sync: Instant::now(),
             chunk: Vec::new(),
+            newest_segment: None,
         };
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -654,6 +655,35 @@ impl Live {
     }
 }
 
+/// `head.json` in the journal directory names the newest segment and the one before it, so
+/// that recovery (ts/recovery.ts, format in ts/head-hint.ts) need not list the directory.
+const HEAD_HINT: &str = "head.json";
+const HEAD_HINT_TEMP: &str = "head.json.tmp";
+
+/// The newest segment the head hint names, if there is a readable hint.
+fn hinted_segment(dir: &Path) -> Option<String> {
+    let hint: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(HEAD_HINT)).ok()?).ok()?;
+    hint.get("segment")?.as_str().map(str::to_owned)
+}
+
+/// Rewrites the head hint. Only a hint, which recovery checks before it relies on it: temp
+/// file + rename without fsync, and a failure is ignored (recovery then lists the directory).
+fn write_head_hint(dir: &Path, segment: &str, previous: Option<&str>) {
+    let hint = format!(
+        "{{\"segment\":{},\"previous\":{}}}\n",
+        serde_json::Value::from(segment),
+        serde_json::Value::from(previous)
+    );
+    let temp = dir.join(HEAD_HINT_TEMP);
+    if fs::write(&temp, hint)
+        .and_then(|()| fs::rename(&temp, dir.join(HEAD_HINT)))
+        .is_err()
+    {
+        let _ = fs::remove_file(&temp);
+    }
+}
+
 /// The state a failing group rolls back to: every entry before it is durable or sealed.
 #[derive(Clone, Copy)]
 struct Checkpoint {
@@ -700,6 +730,8 @@ struct Core {
     last_sync: Instant,
     /// encoded entries not yet written to the live segment
     chunk: Vec<u8>,
+    /// file name of the newest segment this writer created, for the head hint
+    newest_segment: Option<String>,
 }
 
 impl Core {
@@ -966,9 +998,11 @@ impl Core {
         }
     }
 
-    /// Creates the next unsealed segment, durably (file and directory entry).
+    /// Creates the next unsealed segment, durably (file and directory entry), and names it
+    /// in the head hint.
     fn create_segment(&mut self) -> Result<()> {
-        let path = self.dir.join(segment_file_name(self.next_seq));
+        let name = segment_file_name(self.next_seq);
+        let path = self.dir.join(&name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1005,6 +1039,15 @@ impl Core {
             len: HEADER_LEN,
             dirty: false,
         });
+        // Until it has created one, the writer knows the segment before the new one from the
+        // hint that recovery checked or rewrote (its head); recovery checks what this says too.
+        let previous = self
+            .newest_segment
+            .take()
+            .or_else(|| hinted_segment(&self.dir))
+            .filter(|previous| *previous != name);
+        write_head_hint(&self.dir, &name, previous.as_deref());
+        self.newest_segment = Some(name);
         Ok(())
     }
 

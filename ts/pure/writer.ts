@@ -11,6 +11,7 @@ import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, W
 import { syncDirectory, writeAll, writeFileSynced } from '../durable-fs.js';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { segmentFileName } from '../format.js';
+import { readHeadHint, writeHeadHint } from '../head-hint.js';
 import { copyPayloads } from '../packed.js';
 import {
   DEFAULT_MAX_BODY_BYTES,
@@ -239,6 +240,8 @@ class PureWriter implements CoreWriter {
   private closed = false;
   private closePromise: Promise<void> | null = null;
   private readonly counters: WriterStats = { syncs: 0, batches: 0, segmentsSealed: 0 };
+  /** file name of the newest segment this writer created, for the head hint */
+  private newestSegment: string | null = null;
 
   constructor(
     private readonly dir: string,
@@ -534,9 +537,10 @@ class PureWriter implements CoreWriter {
     this.syncTimer.unref();
   }
 
-  /** Creates the next unsealed segment, durably (file and directory entry). Never overwrites one. */
+  /** Creates the next unsealed segment, durably (file and directory entry), and names it in the head hint. Never overwrites one. */
   private async createSegment(): Promise<void> {
-    const path = join(this.dir, segmentFileName(this.nextSequence));
+    const name = segmentFileName(this.nextSequence);
+    const path = join(this.dir, name);
     let handle: FileHandle;
     try {
       handle = await open(path, 'wx+');
@@ -556,6 +560,12 @@ class PureWriter implements CoreWriter {
       throw ioError(`writing segment ${path}`, err);
     }
     this.live = { path, handle, length: HEADER_SIZE, dirty: false };
+    // Until it has created one, the writer knows the segment before the new one from the hint
+    // that recovery checked or rewrote (its head); recovery checks what this says too.
+    let previous = this.newestSegment ?? (await readHeadHint(this.dir))?.segment ?? null;
+    if (previous === name) previous = null;
+    await writeHeadHint(this.dir, { segment: name, previous });
+    this.newestSegment = name;
   }
 
   /**
