@@ -1,8 +1,9 @@
-import { appendFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { appendFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Core } from '../ts/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
+import { HEAD_HINT_FILE as HEAD_HINT } from '../ts/head-hint.js';
 import { Journal } from '../ts/journal.js';
 import { recoverJournalState, writeRecoveryState } from '../ts/recovery.js';
 import { cores } from './helpers/cores.js';
@@ -42,11 +43,66 @@ async function expectCode(promise: Promise<unknown>, code: string, mentions?: st
   if (mentions !== undefined) expect((err as Error).message).toContain(mentions);
 }
 
+async function readHint(dir: string): Promise<unknown> {
+  return JSON.parse(await readFile(join(dir, HEAD_HINT), 'utf8'));
+}
+
+async function writeHint(dir: string, hint: object | string): Promise<void> {
+  await writeFile(join(dir, HEAD_HINT), typeof hint === 'string' ? hint : JSON.stringify(hint) + '\n');
+}
+
+/** Every file of a directory with its bytes. */
+async function filesOf(dir: string): Promise<Map<string, Buffer>> {
+  const names = (await readdir(dir)).sort();
+  return new Map(await Promise.all(names.map(async (n) => [n, await readFile(join(dir, n))] as const)));
+}
+
+/** A recovered state with the directory taken out of its paths, or the error's code and message. */
+async function recoveredIn(dir: string, core: Core): Promise<unknown> {
+  const inDir = (path: string | null) => (path === null ? null : relative(dir, path));
+  try {
+    const state = await recoverJournalState(dir, { core });
+    return {
+      ...state,
+      chainHash: state.chainHash.toString('hex'),
+      liveSegment: inDir(state.liveSegment),
+      lastSealedSegment: inDir(state.lastSealedSegment),
+      removedFiles: state.removedFiles.map(inDir),
+    };
+  } catch (err) {
+    return { code: (err as { code?: string }).code, message: (err as Error).message.replaceAll(dir, '<dir>') };
+  }
+}
+
+/** Turns a sealed segment back into the unsealed file it was sealed from. */
+async function unsealWith(core: Core, path: string): Promise<void> {
+  const sealed = core.decodeSegment(await readFile(path));
+  await writeFile(path, Buffer.concat([core.encodeHeader({ firstSeq: sealed.header.firstSeq, createdMs: sealed.header.createdMs }), sealed.body]));
+}
+
 describe.each(cores)('recovery ($kind core)', (core) => {
+  /**
+   * Recovers `dir` as it is, head hint included, and a copy of it without the
+   * hint (the full path, which lists the directory): the states (or errors)
+   * and the files left afterwards, the rewritten hint included, are the same.
+   * Returns the state with paths relative to `dir`.
+   */
+  async function expectSameAsFullPath(dir: string): Promise<Record<string, unknown>> {
+    const listed = await tempDir('listed');
+    await cp(dir, listed, { recursive: true });
+    await rm(join(listed, HEAD_HINT), { force: true });
+    const viaHint = await recoveredIn(dir, core);
+    expect(viaHint).toEqual(await recoveredIn(listed, core));
+    expect(await filesOf(dir)).toEqual(await filesOf(listed));
+    return viaHint as Record<string, unknown>;
+  }
+
+  const unseal = (path: string) => unsealWith(core, path);
+
   test('an empty directory starts at sequence 0 with the zero hash', async () => {
     const dir = await tempDir();
     const state = await recoverJournalState(dir, { core });
-    expect(state).toMatchObject({ sequence: 0, liveSegment: null, lastSealedSegment: null, segmentCount: 0 });
+    expect(state).toMatchObject({ sequence: 0, liveSegment: null, lastSealedSegment: null, truncatedBytes: 0, removedFiles: [] });
     expect(state.chainHash).toEqual(ZERO_HASH);
   });
 
@@ -234,7 +290,157 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     const journal = await Journal.open(dir, { core });
     for (let i = 0; i < 5; i++) await journal.append(entryFor(i));
     await journal.close();
+    // A head hint is checked up to the successor of the newest segment: a segment further on is
+    // not a state a writer leaves, and only the listing of a journal without a hint finds it.
+    await rm(join(dir, HEAD_HINT));
     await writeFile(join(dir, name(9)), core.encodeHeader({ firstSeq: 9, createdMs: Date.now() }));
     await expectCode(recoverJournalState(dir, { core }), 'gap', name(9));
+  });
+  describe('head hint', () => {
+    test('both writers name the newest segment and the one before it, also in a later session', async () => {
+      const dir = await tempDir();
+      const journal = await Journal.open(dir, { core, maxSegmentBytes: 1024 });
+      for (let i = 0; i < 40; i++) await journal.append(entryFor(i));
+      const names = await segmentNames(dir);
+      expect(names.length).toBeGreaterThan(3);
+      expect(await readHint(dir)).toEqual({ segment: names.at(-1), previous: names.at(-2) });
+      await journal.close();
+
+      const reopened = await Journal.open(dir, { core, maxSegmentBytes: 1024 });
+      await reopened.append(entryFor(40));
+      const after = await segmentNames(dir);
+      expect(after).toHaveLength(names.length + 1);
+      expect(await readHint(dir)).toEqual({ segment: after.at(-1), previous: names.at(-1) });
+      await reopened.close();
+    });
+
+    test('a hint that cannot be written fails no append, and recovery does without it', async () => {
+      const dir = await tempDir();
+      await mkdir(join(dir, 'head.json.tmp')); // writing the temp file fails
+      const journal = await Journal.open(dir, { core, maxSegmentBytes: 1024 });
+      for (let i = 0; i < 40; i++) await journal.append(entryFor(i));
+      expect((await segmentNames(dir)).length).toBeGreaterThan(3);
+      const crashed = await crashedCopy(dir);
+      await journal.close();
+      expect(await readdir(dir)).not.toContain(HEAD_HINT);
+      const state = await recoverJournalState(crashed, { core });
+      expect(state.sequence).toBe(40);
+      expect(state.chainHash).toEqual(journal.chainHash);
+    });
+
+    test('a cleanly closed journal', async () => {
+      const dir = await tempDir();
+      const journal = await Journal.open(dir, { core, maxSegmentBytes: 1024 });
+      for (let i = 0; i < 40; i++) await journal.append(entryFor(i));
+      await journal.close();
+      const state = await expectSameAsFullPath(dir);
+      expect(state).toMatchObject({ sequence: 40, liveSegment: null, lastSealedSegment: (await segmentNames(dir)).at(-1) });
+    });
+
+    test('a crash with a torn tail: cut back, then continued', async () => {
+      const { dir, sequence, chainHash } = await crashedJournal(core, 30);
+      const livePath = join(dir, (await segmentNames(dir)).at(-1)!);
+      await appendFile(livePath, core.encodeEntry(sequence + 1, chainHash, Buffer.from('never acknowledged')).subarray(0, 30));
+      const state = await expectSameAsFullPath(dir);
+      expect(state).toMatchObject({ sequence, liveSegment: basename(livePath), truncatedBytes: 30 });
+
+      const journal = await Journal.open(dir, { core, maxSegmentBytes: 1024 });
+      for (let i = 30; i < 40; i++) await journal.append(entryFor(i));
+      await journal.close();
+      expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual(Array.from({ length: sequence + 10 }, (_, i) => i + 1));
+    });
+
+    test('a stale hint naming an older segment, near and far', async () => {
+      for (const back of [2, 3, 12]) {
+        const closed = await tempDir();
+        const journal = await Journal.open(closed, { core, maxSegmentBytes: 1024 });
+        for (let i = 0; i < 150; i++) await journal.append(entryFor(i));
+        const crashed = await crashedCopy(closed);
+        await journal.close();
+        for (const dir of [closed, crashed]) {
+          const names = await segmentNames(dir);
+          expect(names.length).toBeGreaterThan(back + 1);
+          await writeHint(dir, { segment: names.at(-back), previous: names.at(-back - 1) });
+          const state = await expectSameAsFullPath(dir);
+          expect(state.sequence).toBe(150);
+          // recovery rewrote the hint
+          expect(await readHint(dir)).toEqual({ segment: names.at(-1), previous: names.at(-2) });
+        }
+      }
+    });
+
+    test('a hint naming a missing file', async () => {
+      const { dir } = await crashedJournal(core, 30);
+      const names = await segmentNames(dir);
+      await writeHint(dir, { segment: name(100_000), previous: null });
+      await expectSameAsFullPath(dir);
+      await writeHint(dir, { segment: names.at(-1), previous: name(3) });
+      await expectSameAsFullPath(dir);
+    });
+
+    test('a hint that is not one', async () => {
+      const { dir } = await crashedJournal(core, 30);
+      const [first] = await segmentNames(dir);
+      const garbage = [
+        'not json',
+        '{"segment":',
+        '[]',
+        'null',
+        '{"segment":42,"previous":null}',
+        `{"segment":"${first}","previous":7}`,
+        '{"segment":"../recovery.json","previous":null}',
+        '{"segment":"journal-1.hadbj","previous":null}',
+      ];
+      for (const text of garbage) {
+        await writeHint(dir, text);
+        const state = await expectSameAsFullPath(dir);
+        expect(state.sequence).toBe(30);
+      }
+    });
+
+    test('a hint whose previous segment is still unsealed (a crash before the background seal)', async () => {
+      const { dir, sequence } = await crashedJournal(core, 30);
+      const names = await segmentNames(dir);
+      await unseal(join(dir, names.at(-2)!));
+      expect(await readHint(dir)).toEqual({ segment: names.at(-1), previous: names.at(-2) });
+      const state = await expectSameAsFullPath(dir);
+      expect(state).toMatchObject({ sequence, liveSegment: names.at(-1), lastSealedSegment: names.at(-3) });
+    });
+
+    test('a segment created after the hint was last written', async () => {
+      for (const unsealedBefore of [false, true]) {
+        const { dir, sequence } = await crashedJournal(core, 30);
+        const names = await segmentNames(dir);
+        // the crash came between creating the newest segment and naming it in the hint
+        await writeHint(dir, { segment: names.at(-2), previous: names.at(-3) });
+        if (unsealedBefore) await unseal(join(dir, names.at(-2)!));
+        const state = await expectSameAsFullPath(dir);
+        expect(state).toMatchObject({ sequence, liveSegment: names.at(-1) });
+      }
+    });
+
+    test('the first segment, after recovery.json or at sequence 1, and an empty live segment', async () => {
+      const restored = await tempDir();
+      await writeRecoveryState(restored, 41, core.computeEntryHash(ZERO_HASH, Buffer.from('snapshot')));
+      const journal = await Journal.open(restored, { core });
+      for (let i = 0; i < 3; i++) await journal.append(entryFor(i));
+      const crashed = await crashedCopy(restored);
+      await journal.close();
+      expect(await readHint(crashed)).toEqual({ segment: name(42), previous: null });
+      expect(await expectSameAsFullPath(crashed)).toMatchObject({ sequence: 44, liveSegment: name(42), lastSealedSegment: null });
+
+      const { dir } = await crashedJournal(core, 3);
+      expect(await readHint(dir)).toEqual({ segment: name(1), previous: null });
+      expect(await expectSameAsFullPath(dir)).toMatchObject({ sequence: 3, liveSegment: name(1) });
+
+      // a crash right after a new segment's header was written
+      const closed = await tempDir();
+      const writer = await Journal.open(closed, { core });
+      for (let i = 0; i < 5; i++) await writer.append(entryFor(i));
+      await writer.close();
+      await writeFile(join(closed, name(6)), core.encodeHeader({ firstSeq: 6, createdMs: Date.now() }));
+      await writeHint(closed, { segment: name(6), previous: name(1) });
+      expect(await expectSameAsFullPath(closed)).toMatchObject({ sequence: 5, liveSegment: name(6), lastSealedSegment: name(1) });
+    });
   });
 });

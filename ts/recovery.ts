@@ -1,10 +1,26 @@
 /**
  * Crash recovery of a journal directory: where the writer continues from.
  *
- * O(1) in the journal's length: the last sealed segment's header gives its
- * last sequence and its trailer the chain hash after it; only what follows it
- * (normally one unsealed segment) is scanned. A sealed segment without a
- * trailer is decoded from the nearest segment that has one (or from the start).
+ * The last sealed segment's header gives its last sequence and its trailer
+ * the chain hash after it; only what follows it (normally one unsealed
+ * segment) is scanned. A sealed segment without a trailer is decoded from the
+ * nearest segment that has one (or from the start).
+ *
+ * Finding that segment costs no directory listing when the head hint
+ * (ts/head-hint.ts) holds: it names the newest segment and the one before it,
+ * and recovery starts from them, checks that nothing follows (the successor's
+ * name follows from the sequences: a few segments a crash left before the hint
+ * was rewritten are followed forward) and applies the same checks and repairs
+ * as the full path. Whenever something does not check out (no hint, a named
+ * file missing, the segment before an unsealed head not sealed with a trailer,
+ * a leftover temporary file, an error) the directory is listed and the full
+ * path decides, reporting any error itself; it then rewrites the hint.
+ *
+ * What the hint path cannot see: files it has no reason to look at. Only the
+ * writer creates segments, in sequence order, and it seals them in order, so
+ * a segment that skips sequences after the head, or a temporary sealed file of
+ * a segment older than the last sealed one, is not a state a crash leaves; the
+ * full path would report the first and remove the second.
  */
 import { open, readdir, readFile, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +29,7 @@ import { resolveCore } from './default-core.js';
 import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from './errors.js';
 import { segmentFileName } from './format.js';
+import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
 export const RECOVERY_FILE = 'recovery.json';
 const RECOVERY_TEMP = 'recovery.json.tmp';
@@ -51,8 +68,6 @@ export interface RecoveredJournalState extends WriterStart {
   liveSegment: string | null;
   /** path of the last sealed segment, or null */
   lastSealedSegment: string | null;
-  /** segment files in the directory after recovery */
-  segmentCount: number;
   /** bytes cut off a torn tail (a crash mid-append) */
   truncatedBytes: number;
   /** leftover files removed: temporary sealed files, and an unsealed segment that died before its header */
@@ -257,10 +272,16 @@ export async function basePosition(dir: string, first: SegmentFile | undefined):
  * whose rename never happened is removed (the unsealed original is intact), and
  * an unsealed segment shorter than its header (a crash while creating it, so
  * it holds no entry) is removed. Nothing that holds an entry is removed.
+ * Repairing also rewrites an out-of-date head hint.
  */
 export async function recoverJournalState(dir: string, options: RecoverOptions = {}): Promise<RecoveredJournalState> {
   const core = options.core ?? (await resolveCore(undefined));
   const repair = options.repair ?? true;
+  const hint = await readHeadHint(dir);
+  if (hint !== null) {
+    const recovered = await recoverFromHint(dir, hint, core, repair).catch(() => null);
+    if (recovered !== null) return recovered;
+  }
   let names: string[];
   try {
     names = await readdir(dir);
@@ -320,12 +341,7 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
   for (let i = 0; i < tail.length; i++) {
     const segment = tail[i]!;
     const isLast = i === tail.length - 1;
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(segment.path);
-    } catch (err) {
-      throw segmentError(err, segment.path);
-    }
+    const bytes = await readSegmentFile(segment);
     if (bytes.length <= HEADER_SIZE && isLast && !headerDecodes(core, bytes)) {
       if (repair) {
         await removeFile(segment.path);
@@ -335,36 +351,17 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
       }
       break;
     }
-    let decoded;
-    try {
-      decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: true });
-    } catch (err) {
-      throw segmentError(err, segment.path, segment.firstSeq);
-    }
-    const count = decoded.entryOffsets.length;
-    if (isSealed(decoded.header)) {
-      throw new GraphstreamError('invalid_segment', `${segment.path}: sealed segment found after the last sealed one`);
-    }
-    if (decoded.header.firstSeq !== segment.firstSeq) {
-      throw new GraphstreamError(
-        'invalid_segment',
-        `${segment.path}: header first_seq ${decoded.header.firstSeq} does not match the file name`,
-      );
-    }
-    checkContinuity(segment.path, segment.firstSeq, count, decoded.startHash, position);
-    if (decoded.tornTail) {
+    const scanned = await scanUnsealed(segment, bytes, position, core);
+    if (scanned.tornTail) {
       if (!isLast) {
         throw new GraphstreamError(
           'torn_tail',
-          `${segment.path} (sequence ${segment.firstSeq + count}): torn entry in an unsealed segment that is not the last one`,
+          `${segment.path} (sequence ${segment.firstSeq + scanned.count}): torn entry in an unsealed segment that is not the last one`,
         );
       }
-      if (repair) {
-        await truncateDurably(segment.path, decoded.validLength);
-        truncatedBytes = bytes.length - decoded.validLength;
-      }
+      if (repair) truncatedBytes = await cutTornTail(segment, bytes.length, scanned.validLength);
     }
-    if (count > 0) position = { sequence: segment.firstSeq + count - 1, chainHash: decoded.chainHash };
+    position = scanned.position;
     if (isLast) liveSegment = segment.path;
   }
   if (directoryChanged) await syncDirectory(dir).catch((err: unknown) => {
@@ -377,15 +374,193 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
       `${dir}: no entry, sealed segment or recovery.json gives the chain hash after sequence ${position.sequence}`,
     );
   }
+  if (repair) {
+    const remaining = segments.slice(0, segments.length - removedSegments);
+    const head = remaining.at(-1);
+    if (head !== undefined) await refreshHeadHint(dir, hint, { segment: head.name, previous: remaining.at(-2)?.name ?? null });
+  }
   return {
     sequence: position.sequence,
     chainHash: Buffer.from(position.chainHash),
     liveSegment,
     lastSealedSegment: lastSealed >= 0 ? segments[lastSealed]!.path : null,
-    segmentCount: segmentNames.length - removedSegments,
     truncatedBytes,
     removedFiles,
   };
+}
+
+/** How many segments recovery reads from the head hint on before it lists the directory instead. */
+const HINT_WALK_LIMIT = 4;
+
+/**
+ * Recovery from the head hint, without listing the directory: the last sealed
+ * segment and the unsealed tail after it, as the full path finds them, from the
+ * segments the hint names and those that follow them by sequence. Null when
+ * the hint does not check out, for the full path to decide; its errors too are
+ * left to the full path, which reports them.
+ */
+async function recoverFromHint(dir: string, hint: HeadHint, core: RecoveryCore, repair: boolean): Promise<RecoveredJournalState | null> {
+  if (!isSegmentName(hint.segment) || (hint.previous !== null && !isSegmentName(hint.previous))) return null;
+  const hinted = segmentFile(dir, hint.segment);
+  const hintedHead = await readSegmentHeader(hinted, core);
+  if (hintedHead === null) return null;
+
+  /** the segments recovery rests on, in sequence order: the last sealed one and the unsealed tail */
+  const chain: SegmentFile[] = [];
+  let lastSealed: SegmentFile | null = null;
+  let position: ChainPosition;
+  if (!isSealed(hintedHead.header)) {
+    // an unsealed head continues the segment before it, which must be sealed with a trailer
+    if (hint.previous === null) {
+      const base = await basePosition(dir, hinted);
+      if (base.chainHash === null) return null;
+      position = { sequence: base.sequence, chainHash: base.chainHash };
+    } else {
+      const previous = segmentFile(dir, hint.previous);
+      const previousHead = await readSegmentHeader(previous, core);
+      const after = previousHead === null ? null : await sealedPosition(previous, previousHead);
+      if (after === null || after.sequence + 1 !== hinted.firstSeq) return null;
+      chain.push(previous);
+      lastSealed = previous;
+      position = after;
+    }
+  } else {
+    const after = await sealedPosition(hinted, hintedHead);
+    if (after === null) return null;
+    chain.push(hinted);
+    lastSealed = hinted;
+    position = after;
+  }
+
+  // Forward from there, by sequence: normally nothing follows. A crash between creating a
+  // segment and rewriting the hint leaves one more; several unsealed segments (a crash while
+  // the one before the live segment waited to be sealed) are the full path's to scan.
+  let next = lastSealed === hinted ? segmentFile(dir, segmentFileName(position.sequence + 1)) : hinted;
+  let live: { segment: SegmentFile; size: number; validLength: number; tornTail: boolean } | null = null;
+  for (let read = 0; ; read++) {
+    const found = next === hinted ? hintedHead : await readSegmentHeader(next, core);
+    if (found === null) break;
+    if (live !== null || read === HINT_WALK_LIMIT) return null;
+    chain.push(next);
+    if (isSealed(found.header)) {
+      const after = await sealedPosition(next, found);
+      if (after === null) return null;
+      lastSealed = next;
+      position = after;
+      next = segmentFile(dir, segmentFileName(position.sequence + 1));
+      continue;
+    }
+    const bytes = await readSegmentFile(next);
+    const scanned = await scanUnsealed(next, bytes, position, core);
+    position = scanned.position;
+    live = { segment: next, size: bytes.length, validLength: scanned.validLength, tornTail: scanned.tornTail };
+    // an empty segment's successor would have its own name: nothing follows it
+    if (scanned.count === 0) break;
+    next = segmentFile(dir, segmentFileName(next.firstSeq + scanned.count));
+  }
+
+  // leftovers of a crash the full path removes
+  const leftovers = [join(dir, RECOVERY_TEMP), ...chain.map((segment) => segment.path + SEAL_TEMP_SUFFIX)];
+  if ((await Promise.all(leftovers.map(fileExists))).some(Boolean)) return null;
+
+  let truncatedBytes = 0;
+  if (live?.tornTail && repair) truncatedBytes = await cutTornTail(live.segment, live.size, live.validLength);
+  if (repair) {
+    const head = chain.at(-1)!;
+    const previous = chain.at(-2)?.name ?? (head === hinted ? hint.previous : null);
+    await refreshHeadHint(dir, hint, { segment: head.name, previous });
+  }
+  return {
+    sequence: position.sequence,
+    chainHash: Buffer.from(position.chainHash),
+    liveSegment: live?.segment.path ?? null,
+    lastSealedSegment: lastSealed?.path ?? null,
+    truncatedBytes,
+    removedFiles: [],
+  };
+}
+
+/** Writes the head hint `wanted` unless `current` (what the directory holds) already says it. */
+async function refreshHeadHint(dir: string, current: HeadHint | null, wanted: HeadHint): Promise<void> {
+  if (current?.segment === wanted.segment && current.previous === wanted.previous) return;
+  await writeHeadHint(dir, wanted);
+}
+
+/** A segment's header and size, or null when the file does not exist. */
+async function readSegmentHeader(segment: SegmentFile, core: RecoveryCore): Promise<{ header: HeaderFields; size: number } | null> {
+  let head: { bytes: Buffer; size: number };
+  try {
+    head = await readHead(segment.path, HEADER_SIZE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw segmentError(err, segment.path);
+  }
+  try {
+    return { header: core.decodeHeader(head.bytes), size: head.size };
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
+  }
+}
+
+/** The position after a sealed segment from its header and trailer, or null when it has no trailer or another first_seq. */
+async function sealedPosition(segment: SegmentFile, { header, size }: { header: HeaderFields; size: number }): Promise<ChainPosition | null> {
+  if ((header.flags & FLAG_HAS_CHAIN_HASH) === 0 || header.firstSeq !== segment.firstSeq) return null;
+  return positionAfterTrailer(segment, header, size);
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw toGraphstreamError(err, `checking ${path}`);
+  }
+}
+
+async function readSegmentFile(segment: SegmentFile): Promise<Buffer> {
+  try {
+    return await readFile(segment.path);
+  } catch (err) {
+    throw segmentError(err, segment.path);
+  }
+}
+
+/**
+ * Decodes an unsealed tail segment (a torn tail allowed) and checks that it
+ * continues `from`; returns the position after its whole entries.
+ */
+async function scanUnsealed<Hash extends Buffer | null>(
+  segment: SegmentFile,
+  bytes: Buffer,
+  from: { sequence: number; chainHash: Hash },
+  core: RecoveryCore,
+): Promise<{ count: number; tornTail: boolean; validLength: number; position: { sequence: number; chainHash: Hash | Buffer } }> {
+  let decoded;
+  try {
+    decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: true });
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
+  }
+  const count = decoded.entryOffsets.length;
+  if (isSealed(decoded.header)) {
+    throw new GraphstreamError('invalid_segment', `${segment.path}: sealed segment found after the last sealed one`);
+  }
+  if (decoded.header.firstSeq !== segment.firstSeq) {
+    throw new GraphstreamError(
+      'invalid_segment',
+      `${segment.path}: header first_seq ${decoded.header.firstSeq} does not match the file name`,
+    );
+  }
+  checkContinuity(segment.path, segment.firstSeq, count, decoded.startHash, from);
+  const position = count > 0 ? { sequence: segment.firstSeq + count - 1, chainHash: decoded.chainHash } : from;
+  return { count, tornTail: decoded.tornTail, validLength: decoded.validLength, position };
+}
+
+/** Truncates a torn tail to its last whole entry; returns the bytes cut off. */
+async function cutTornTail(segment: SegmentFile, size: number, validLength: number): Promise<number> {
+  await truncateDurably(segment.path, validLength);
+  return size - validLength;
 }
 
 /** Walks back from the newest of `segments` (in sequence order) to the last sealed one. */
