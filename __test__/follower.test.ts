@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { compactOnce, sealRawEntries } from '../ts/compaction.js';
+import type { Core, DecodeOptions } from '../ts/core.js';
 import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { Follower, downloadNewSegments } from '../ts/follower.js';
@@ -299,6 +300,29 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
     expect(await journalRecords(oneDir, core)).toEqual(expected);
 
     expect(() => follower({ prefetch: -1 })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+  });
+
+  it('of the segments fetched ahead, only the next one is decoded before its turn', async () => {
+    await leader(120);
+    const remote = await remoteSegments();
+    expect(remote.length).toBeGreaterThan(4);
+    const decodes: { firstSeq: number; localSegments: number }[] = [];
+    const observing: Core = Object.create(core, {
+      decodeSegmentAsync: {
+        value: (bytes: Uint8Array, options?: DecodeOptions) => {
+          const localSegments = readdirSync(followerDir).filter((name) => name.endsWith('.hadbj')).length;
+          decodes.push({ firstSeq: format.decodeHeader(bytes).firstSeq, localSegments });
+          return core.decodeSegmentAsync(bytes, options);
+        },
+      },
+    });
+    const ahead = new GetObservingStorage(storage, followerDir);
+    const replica = new Follower({ storage: ahead, prefix, db: DB, dir: followerDir, core: observing });
+    expect((await replica.catchUp()).sequence).toBe(120);
+    expect(ahead.maxInFlight).toBe(3); // fetched three ahead ...
+    expect(decodes.map((decode) => decode.firstSeq)).toEqual(remote.map((segment) => segment.firstSeq));
+    // ... but segment k was decoded only once segment k - 2 was written: one decoded segment ahead of the one being written
+    decodes.forEach((decode, k) => expect(decode.localSegments).toBeGreaterThanOrEqual(k - 1));
   });
 
   it('a failed get of a segment fetched ahead is reported at its turn, after the segments before it, and never skipped', async () => {

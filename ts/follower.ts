@@ -12,9 +12,9 @@
  * directory like the leader's (`readJournal`, `Journal.open`).
  *
  * Polling lists only the keys after the last sequence the follower has (`startAfter`). While one
- * segment is verified and written, the next ones of the listing (up to `prefetch`) are already
- * being fetched and decoded; they are still checked and applied strictly in order, and a failed
- * fetch is reported when its segment's turn comes. Compacted
+ * segment is written and applied, the next ones of the listing (up to `prefetch`) are already
+ * being fetched, and the first of them decoded; they are still checked and applied strictly in
+ * order, and a failed fetch is reported when its segment's turn comes. Compacted
  * segments (ts/compaction.ts) are read where no original starts at the next sequence; the part
  * of one the follower already has is verified and cut off, so the local files never overlap.
  *
@@ -112,9 +112,19 @@ function checkPrefetch(prefetch: number): number {
 
 type FetchedSegment = Omit<RemoteSegment, 'fromSeq' | 'listingIndex'>;
 
+/**
+ * A listed segment fetched ahead of the reader: its stored bytes (null when gone) and, for the
+ * one right after the segment being applied, its decoding. A decoded body is several times the
+ * size of its compressed object, so the rest of the window holds the stored bytes only.
+ */
+interface Prefetched {
+  bytes: Promise<Buffer | null>;
+  decoded: Promise<FetchedSegment | null> | null;
+}
+
 /** Downloads started ahead of the reader; `abandoned` once nobody will take them. */
 interface PrefetchWindow {
-  byListingIndex: Map<number, Promise<FetchedSegment | null>>;
+  byListingIndex: Map<number, Prefetched>;
   abandoned: boolean;
 }
 
@@ -128,8 +138,9 @@ function checkPrefix(prefix: string): void {
  * The remote journal as a reader walks it from `position`: `next()` finds, fetches and verifies
  * the segment holding the next sequence; `accept()` moves past it once the reader stored it.
  * Once a segment of the listing has arrived, the next `prefetch` ones of that listing are fetched
- * (get + decode) in the background, so at most `prefetch` segments are held beyond the one being
- * applied; `next()` takes them in order and does every position-dependent check at their turn.
+ * in the background and the first of them is decoded, so beyond the segment being applied at most
+ * one decoded segment and `prefetch - 1` stored objects are held; `next()` takes them in order
+ * and does every position-dependent check at their turn.
  */
 export class RemoteJournal {
   readonly storage: SegmentStorage;
@@ -216,9 +227,9 @@ export class RemoteJournal {
     let missing: ListedSegment | null = null;
     if (listed !== undefined && listed.firstSeq === needed) {
       const listingIndex = this.listingIndex;
-      const fetchedAhead = this.window.byListingIndex.get(listingIndex);
+      const ahead = this.window.byListingIndex.get(listingIndex);
       this.window.byListingIndex.delete(listingIndex);
-      const segment = await this.fetch(listed, false, fetchedAhead);
+      const segment = await this.fetch(listed, false, ahead);
       this.prefetchAfter(listingIndex);
       if (segment !== null) return { ...this.verified(segment, needed), listingIndex };
       missing = listed; // deleted since the listing (compaction retention?): look for a compacted copy
@@ -264,7 +275,10 @@ export class RemoteJournal {
     this.abandonPrefetched();
   }
 
-  /** Starts fetching the listed segments after `listingIndex`, up to `prefetch` of them (none past lastWanted). */
+  /**
+   * Starts getting the listed segments after `listingIndex`, up to `prefetch` of them (none past
+   * lastWanted), and decoding the first of them, so it is verified while `listingIndex` is applied.
+   */
   private prefetchAfter(listingIndex: number): void {
     const { listing, window } = this;
     if (listing === null) return;
@@ -272,10 +286,16 @@ export class RemoteJournal {
     for (let index = listingIndex + 1; index < end; index++) {
       const listed = listing[index]!;
       if (listed.firstSeq > this.lastWanted) break;
-      if (window.byListingIndex.has(index)) continue;
-      const download = this.download(listed, false, window);
-      download.catch(() => undefined); // reported by next() when its turn comes; dropped if abandoned
-      window.byListingIndex.set(index, download);
+      let ahead = window.byListingIndex.get(index);
+      if (ahead === undefined) {
+        ahead = { bytes: this.get(listed), decoded: null };
+        ahead.bytes.catch(() => undefined); // reported by next() when its turn comes; dropped if abandoned
+        window.byListingIndex.set(index, ahead);
+      }
+      if (index === listingIndex + 1 && ahead.decoded === null) {
+        ahead.decoded = this.decodeFetched(listed, false, ahead.bytes, window);
+        ahead.decoded.catch(() => undefined);
+      }
     }
   }
 
@@ -301,10 +321,10 @@ export class RemoteJournal {
     return null;
   }
 
-  /** Gets and decodes a listed segment, or takes the download started ahead, counting it at its turn; null when it is gone. */
-  private async fetch(listed: ListedSegment, compacted: boolean, fetchedAhead?: Promise<FetchedSegment | null>): Promise<FetchedSegment | null> {
+  /** Gets and decodes a listed segment, or finishes the one started ahead, counting it at its turn; null when it is gone. */
+  private async fetch(listed: ListedSegment, compacted: boolean, ahead?: Prefetched): Promise<FetchedSegment | null> {
     try {
-      const segment = await (fetchedAhead ?? this.download(listed, compacted, null));
+      const segment = await (ahead?.decoded ?? this.decodeFetched(listed, compacted, ahead?.bytes ?? this.get(listed), null));
       if (segment !== null) this.metrics?.recordDownload();
       return segment;
     } catch (err) {
@@ -313,16 +333,26 @@ export class RemoteJournal {
     }
   }
 
-  /** Gets and decodes a listed segment; null when it is gone (or the window it was fetched for was abandoned). */
-  private async download(listed: ListedSegment, compacted: boolean, window: PrefetchWindow | null): Promise<FetchedSegment | null> {
+  /** The stored bytes of a listed segment; null when it is gone. */
+  private async get(listed: ListedSegment): Promise<Buffer | null> {
     let stored: Uint8Array | null;
     try {
       stored = await this.storage.get(listed.key);
     } catch (err) {
       throw toGraphstreamError(err, `downloading ${this.where(listed.key)}`);
     }
-    if (stored === null || window?.abandoned) return null;
-    const bytes = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+    return stored === null ? null : Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+  }
+
+  /** Decodes a listed segment once its bytes arrive; null when it is gone (or the window it was fetched for was abandoned). */
+  private async decodeFetched(
+    listed: ListedSegment,
+    compacted: boolean,
+    fetched: Promise<Buffer | null>,
+    window: PrefetchWindow | null,
+  ): Promise<FetchedSegment | null> {
+    const bytes = await fetched;
+    if (bytes === null || window?.abandoned) return null;
     let decoded: RawSegment;
     try {
       decoded = await this.core.decodeSegmentAsync(bytes);
@@ -433,7 +463,7 @@ export interface DownloadOptions {
    */
   sinceHash?: Uint8Array;
   metrics?: GraphstreamMetrics;
-  /** segments fetched ahead while one is verified and written; default 3; 0 fetches nothing ahead */
+  /** segments fetched ahead while one is written (the first of them decoded ahead); default 3; 0 fetches nothing ahead */
   prefetch?: number;
 }
 
@@ -504,8 +534,9 @@ export interface FollowerOptions extends RemoteLocation {
   core?: Core;
   metrics?: GraphstreamMetrics;
   /**
-   * segments fetched (get + decode) ahead while one is verified and written, so network and
-   * verify/write overlap; memory holds up to this many segments more; default 3; 0 fetches nothing ahead
+   * segments fetched ahead while one is written and applied, so network, verification and
+   * write/apply overlap; the first of them is decoded ahead, the others are held as stored
+   * (compressed) objects; default 3; 0 fetches nothing ahead
    */
   prefetch?: number;
 }
@@ -653,8 +684,9 @@ export class Follower {
   /**
    * Verified entries in sequence order from the applied position (or `fromSeq`), first those
    * already in the directory, then each new segment as it appears in storage, until `signal`
-   * aborts. Besides the segment being yielded, up to `prefetch` following ones are held in memory
-   * (fetched ahead); they are dropped when the iteration ends. Transient storage failures are retried
+   * aborts. Besides the segment being yielded, the next one (decoded) and up to `prefetch - 1`
+   * more (as stored objects) are held in memory, fetched ahead; they are dropped when the
+   * iteration ends. Transient storage failures are retried
    * after the poll interval; anything that cannot be verified ends the iteration with its error.
    */
   tail(options: TailOptions & { raw: true }): AsyncIterable<RawJournalRecord>;
