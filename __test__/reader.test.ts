@@ -132,6 +132,19 @@ describe.each(cores)('readJournal ($kind core)', (core) => {
     expect((await readAll(dir, core)).length).toBe(journal.sequence);
   });
 
+  test('next() may be called again before a record arrives: records still come once each, in order, across segments', async () => {
+    const { dir, results } = await writeJournal(core, 50);
+    const iterator = readJournal(dir, { core, raw: true })[Symbol.asyncIterator]();
+    const steps = await Promise.all(Array.from({ length: 30 }, () => iterator.next()));
+    expect(steps.map((step) => step.value?.sequence)).toEqual(results.slice(0, 30).map((r) => r.sequence));
+    // return() while a next() is pending: the pending call gets its record, the iteration then ends
+    const pending = iterator.next();
+    const closed = iterator.return!();
+    expect((await pending).value?.sequence).toBe(31);
+    expect(await closed).toEqual({ value: undefined, done: true });
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+  });
+
   test('an empty or missing journal', async () => {
     const dir = await tempDir();
     expect(await readAll(dir, core)).toEqual([]);

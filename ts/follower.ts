@@ -41,8 +41,15 @@ import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './erro
 import { segmentFileName, segmentKey } from './format.js';
 import { resolveCore } from './default-core.js';
 import type { GraphstreamMetrics } from './metrics.js';
-import { decodeJournalEntry } from './payload.js';
-import { readJournal, type JournalRecord, type RawJournalRecord } from './reader.js';
+import {
+  copyChainHashAfter,
+  decodedSegments,
+  payloadOf,
+  readJournalSegments,
+  recordsBySegment,
+  type JournalRecord,
+  type RawJournalRecord,
+} from './reader.js';
 import { listSegments, positionAfterSegment, readRecoveryState, writeRecoveryState, type ChainPosition } from './recovery.js';
 import { isRetryable } from './retry.js';
 import type { SegmentStorage } from './storage/types.js';
@@ -686,28 +693,18 @@ export class Follower {
    * already in the directory, then each new segment as it appears in storage, until `signal`
    * aborts. Besides the segment being yielded, the next one (decoded) and up to `prefetch - 1`
    * more (as stored objects) are held in memory, fetched ahead; they are dropped when the
-   * iteration ends. Transient storage failures are retried
-   * after the poll interval; anything that cannot be verified ends the iteration with its error.
+   * iteration ends. Transient storage failures are retried after the poll interval; anything
+   * that cannot be verified ends the iteration with its error.
    */
   tail(options: TailOptions & { raw: true }): AsyncIterable<RawJournalRecord>;
   tail(options?: TailOptions & { raw?: false }): AsyncIterable<JournalRecord>;
   tail(options: TailOptions = {}): AsyncIterable<JournalRecord | RawJournalRecord> {
-    return options.raw === true ? this.rawRecords(options) : this.decodedRecords(options);
+    const segments = this.tailSegments(options);
+    return options.raw === true ? recordsBySegment(segments) : recordsBySegment(decodedSegments(segments, this.dir));
   }
 
-  private async *decodedRecords(options: TailOptions): AsyncGenerator<JournalRecord> {
-    for await (const record of this.rawRecords(options)) {
-      let entry;
-      try {
-        entry = decodeJournalEntry(record.payload);
-      } catch (err) {
-        throw toGraphstreamError(err, `${this.dir}: payload of sequence ${record.sequence}`);
-      }
-      yield { sequence: record.sequence, chainHash: record.chainHash, entry };
-    }
-  }
-
-  private async *rawRecords(options: TailOptions): AsyncGenerator<RawJournalRecord> {
+  /** tail()'s records a segment at a time; each record is marked applied when the one after it is asked for. */
+  private async *tailSegments(options: TailOptions): AsyncGenerator<IterableIterator<RawJournalRecord>, void, undefined> {
     const pollIntervalMs = positiveInteger(options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, 'pollIntervalMs');
     const maxPollIntervalMs = Math.max(pollIntervalMs, positiveInteger(options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS, 'maxPollIntervalMs'));
     const gapTimeoutMs = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
@@ -732,16 +729,14 @@ export class Follower {
       const localEnd = remote.tip.sequence;
       if (localEnd > this.applied.sequence) {
         const start = this.applied;
-        for await (const record of readJournal(this.dir, {
-          raw: true,
+        for await (const records of readJournalSegments(this.dir, {
           core,
           fromSeq: start.sequence + 1,
           ...(start.chainHash !== null ? { initialHash: start.chainHash } : {}),
         })) {
-          if (record.sequence > localEnd) break;
-          yield record;
-          this.applied = { sequence: record.sequence, chainHash: record.chainHash };
+          yield this.localRecords(records, localEnd, signal);
           if (signal?.aborted) return;
+          if (this.applied.sequence >= localEnd) break;
         }
         await this.persist();
       }
@@ -775,12 +770,8 @@ export class Follower {
         remote.accept(segment);
         this.applyingCreatedMs = segment.decoded.header.createdMs;
         this.updateLag(remote);
-        for (const record of this.newRecords(segment)) {
-          yield record;
-          this.applied = { sequence: record.sequence, chainHash: record.chainHash };
-          this.updateLag(remote);
-          if (signal?.aborted) return;
-        }
+        yield this.newRecords(segment, remote, signal);
+        if (signal?.aborted) return;
         await this.persist();
       }
     } finally {
@@ -790,15 +781,28 @@ export class Follower {
     }
   }
 
-  /** The entries of a stored segment after the applied position; the one at it must match its chain hash. */
-  private *newRecords(segment: RemoteSegment): Generator<RawJournalRecord> {
+  /** Records of the local directory up to `localEnd`, each marked applied when the next one is asked for. */
+  private *localRecords(records: IterableIterator<RawJournalRecord>, localEnd: number, signal: AbortSignal | undefined): Generator<RawJournalRecord, void, undefined> {
+    for (const record of records) {
+      if (record.sequence > localEnd) return;
+      yield record;
+      this.applied = { sequence: record.sequence, chainHash: record.chainHash };
+      if (signal?.aborted) return;
+    }
+  }
+
+  /**
+   * The entries of a stored segment after the applied position (the one at it must match its
+   * chain hash), each marked applied when the next one is asked for.
+   */
+  private *newRecords(segment: RemoteSegment, remote: RemoteJournal, signal: AbortSignal | undefined): Generator<RawJournalRecord, void, undefined> {
     const { decoded } = segment;
     const first = decoded.header.firstSeq;
     for (let index = segment.fromSeq - first; index < decoded.entryOffsets.length; index++) {
       const sequence = first + index;
-      const chainHash = chainHashAfter(decoded, index);
       if (sequence < this.applied.sequence) continue;
       if (sequence === this.applied.sequence) {
+        const chainHash = chainHashAfter(decoded, index);
         if (this.applied.chainHash === null) {
           this.applied = { sequence, chainHash: Buffer.from(chainHash) };
         } else if (!chainHash.equals(this.applied.chainHash)) {
@@ -809,12 +813,11 @@ export class Follower {
         }
         continue;
       }
-      const offset = decoded.entryOffsets[index]!;
-      yield {
-        sequence,
-        chainHash: Buffer.from(chainHash),
-        payload: decoded.body.subarray(offset + 48, offset + 48 + decoded.body.readUInt32BE(offset + 4)),
-      };
+      const record: RawJournalRecord = { sequence, chainHash: copyChainHashAfter(decoded, index), payload: payloadOf(decoded, index) };
+      yield record;
+      this.applied = { sequence, chainHash: record.chainHash };
+      this.updateLag(remote);
+      if (signal?.aborted) return;
     }
   }
 
