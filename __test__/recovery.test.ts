@@ -67,6 +67,7 @@ async function recoveredIn(dir: string, core: Core): Promise<unknown> {
       chainHash: state.chainHash.toString('hex'),
       liveSegment: inDir(state.liveSegment),
       lastSealedSegment: inDir(state.lastSealedSegment),
+      retiredSegments: state.retiredSegments.map(inDir),
       removedFiles: state.removedFiles.map(inDir),
     };
   } catch (err) {
@@ -404,7 +405,20 @@ describe.each(cores)('recovery ($kind core)', (core) => {
       await unseal(join(dir, names.at(-2)!));
       expect(await readHint(dir)).toEqual({ segment: names.at(-1), previous: names.at(-2) });
       const state = await expectSameAsFullPath(dir);
-      expect(state).toMatchObject({ sequence, liveSegment: names.at(-1), lastSealedSegment: names.at(-3) });
+      expect(state).toMatchObject({ sequence, liveSegment: names.at(-1), lastSealedSegment: names.at(-3), retiredSegments: [names.at(-2)] });
+    });
+
+    test('an unsealed segment left before the live one is sealed by the writer when the journal reopens', async () => {
+      const { dir, sequence } = await crashedJournal(core, 30);
+      const names = await segmentNames(dir);
+      await unseal(join(dir, names.at(-2)!));
+      const journal = await Journal.open(dir, { core });
+      await journal.append(entryFor(30));
+      await journal.close();
+      for (const segment of await segmentNames(dir)) {
+        expect(core.decodeHeader(await readFile(join(dir, segment))).flags & 0x04, segment).toBe(0x04);
+      }
+      expect((await readAll(dir, core)).map((record) => record.sequence)).toEqual(Array.from({ length: sequence + 1 }, (_, i) => i + 1));
     });
 
     test('a segment created after the hint was last written', async () => {

@@ -118,6 +118,11 @@ export interface WriterStart {
   chainHash: Buffer;
   /** an unsealed segment to continue appending to, already truncated to its valid length */
   liveSegment: string | null;
+  /**
+   * complete unsealed segments before the live one, oldest first (a crash came while they
+   * waited for the background sealer): the writer seals them before any later segment
+   */
+  retiredSegments?: readonly string[];
 }
 
 export interface AppendedBatch {
@@ -139,9 +144,13 @@ export interface CoreWriter {
   /**
    * Appends the payloads as consecutive entries; resolves once durable per the
    * writer's durability. The bytes are copied before it returns: the caller may
-   * reuse its buffers at once.
+   * reuse its buffers at once. With `stampSequences`, each payload is a graphd
+   * `JournalEntry` without its `sequence` field, and the writer puts the
+   * sequence it assigns in front of it as field 1 (tag 0x08, varint) before
+   * framing and hashing: so callers never need to know the sequence in advance
+   * and may keep several appends in flight.
    */
-  append(payloads: Payloads): Promise<AppendedBatch>;
+  append(payloads: Payloads, stampSequences?: boolean): Promise<AppendedBatch>;
   /** Seals the live segment if it has entries; resolves to the sealed file's path or null. */
   sealForUpload(): Promise<string | null>;
   /** Writes and fsyncs everything appended so far. */

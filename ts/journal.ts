@@ -2,21 +2,23 @@
  * The public journal: `Journal.open(dir)`, then `append({ query, params })`.
  *
  * Written once over a Core (native or pure). Appends are validated and
- * encoded on the caller's turn, so a value that cannot be journaled is
- * rejected before anything is written. The facade keeps one group in flight to
- * the core: every append made while a group is being written and synced joins
- * the next group (one core call, one write, one fdatasync), in call order.
- * With nothing in flight, appends made in the same tick form one group.
+ * encoded on the caller's turn, straight into the group of the current tick,
+ * so a value that cannot be journaled is rejected before anything is written.
+ * The appends of one tick become one core call, in call order; up to
+ * MAX_GROUPS_IN_FLIGHT such calls are in flight at once, and the core writer
+ * commits whatever has queued up as one write and one fdatasync. Graphd
+ * entries are encoded without their sequence: the core writer stamps the one
+ * it assigns, so nothing here has to wait to learn it.
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import type { Core, CoreWriter, Durability, WriterOptions, WriterStats } from './core.js';
+import type { AppendedBatch, Core, CoreWriter, Durability, WriterOptions, WriterStats } from './core.js';
 import { resolveCore } from './default-core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import type { ParamsInput } from './params.js';
 import { writeJournalEntry } from './payload.js';
 import { journalFingerprint, recoverJournalState, type RecoveredJournalState } from './recovery.js';
-import { VARINT, WireWriter } from './wire.js';
+import { WireWriter } from './wire.js';
 
 export type Compression = 'zstd' | 'none' | { zstd: number };
 
@@ -72,20 +74,28 @@ const MIN_SEGMENT_BYTES = 128 + 48 + 1;
 /** bounds on one group, so a burst becomes several writes rather than one giant buffer */
 const MAX_GROUP_ENTRIES = 16_384;
 const MAX_GROUP_BYTES = 16 * MIB;
+/** core append calls awaiting their answer before further groups wait here */
+const MAX_GROUPS_IN_FLIGHT = 4;
 const OPEN_ATTEMPTS = 3;
 
 interface AppendOp {
-  kind: 'append';
-  /** the encoded payloads back to back (a private copy); graphd entries still lack their sequence field */
-  bytes: Uint8Array;
-  /** payload lengths, in order */
-  lengths: readonly number[];
-  /** payloads get their journal sequence as protobuf field 1 when submitted */
-  graphdEntries: boolean;
+  /** entries this append takes from its group, in order */
+  count: number;
   /** `append`/`appendRaw`: resolves to the one result rather than an array */
   single: boolean;
   resolve(results: AppendResult[] | AppendResult): void;
   reject(err: GraphstreamError): void;
+}
+
+/** Appends bound for one core call: their payloads back to back, and who waits for them. */
+interface AppendGroup {
+  kind: 'group';
+  bytes: WireWriter;
+  lengths: Uint32Array;
+  entries: number;
+  /** graphd entries (the core stamps their sequence) or raw payloads */
+  graphd: boolean;
+  ops: AppendOp[];
 }
 
 interface ControlOp {
@@ -94,7 +104,7 @@ interface ControlOp {
   reject(err: GraphstreamError): void;
 }
 
-type Op = AppendOp | ControlOp;
+type Op = AppendGroup | ControlOp;
 
 function invalid(message: string): GraphstreamError {
   return new GraphstreamError('invalid_argument', message);
@@ -131,14 +141,17 @@ function writerOptionsOf(options: JournalOptions): WriterOptions {
 }
 
 export class Journal {
+  /** closed groups and control requests not yet handed to the core, in call order */
   private readonly queue: Op[] = [];
-  /** where appends encode their entries before copying them into their op */
-  private readonly entryWriter = new WireWriter();
-  /** set while entryWriter is in use: a params getter appending from inside gets a writer of its own */
+  /** the group this tick's appends join */
+  private open: AppendGroup | null = null;
+  /** set while an entry is encoded into the open group: an append from inside (a params getter) waits for it */
   private encoding = false;
-  /** where a group is packed for the core (which copies it before append returns) */
-  private readonly groupWriter = new WireWriter();
-  private pumping = false;
+  private readonly appendsDuringEncoding: (() => void)[] = [];
+  /** group buffers handed back once the core has copied them */
+  private readonly spareWriters: WireWriter[] = [];
+  private inFlight = 0;
+  private scheduled = false;
   private closing = false;
   private closePromise: Promise<void> | null = null;
   private appended = 0;
@@ -216,15 +229,7 @@ export class Journal {
 
   /** Appends one graphd entry; resolves once it is durable per the journal's durability. */
   append(entry: JournalAppendEntry): Promise<AppendResult> {
-    const writer = this.takeEntryWriter();
-    try {
-      this.encodeEntry(writer, entry, -1);
-      return this.enqueueAppend(writer.copy(), [writer.pos], true, true) as Promise<AppendResult>;
-    } catch (err) {
-      return Promise.reject(toGraphstreamError(err));
-    } finally {
-      if (writer === this.entryWriter) this.encoding = false;
-    }
+    return this.appendEntries([entry], true) as Promise<AppendResult>;
   }
 
   /** Appends entries as consecutive sequences: all of them are validated before any is written. */
@@ -232,20 +237,7 @@ export class Journal {
     if (!Array.isArray(entries) || entries.length === 0) {
       return Promise.reject(invalid('appendBatch takes a non-empty array of entries'));
     }
-    const writer = this.takeEntryWriter();
-    try {
-      const lengths = new Array<number>(entries.length);
-      for (let i = 0; i < entries.length; i++) {
-        const start = writer.pos;
-        this.encodeEntry(writer, entries[i]!, entries.length > 1 ? i : -1);
-        lengths[i] = writer.pos - start;
-      }
-      return this.enqueueAppend(writer.copy(), lengths, true, false) as Promise<AppendResult[]>;
-    } catch (err) {
-      return Promise.reject(toGraphstreamError(err));
-    } finally {
-      if (writer === this.entryWriter) this.encoding = false;
-    }
+    return this.appendEntries(entries, false) as Promise<AppendResult[]>;
   }
 
   /** Appends an opaque payload (for engines with their own payload format). The bytes are copied. */
@@ -253,7 +245,12 @@ export class Journal {
     try {
       if (!(payload instanceof Uint8Array)) throw invalid('appendRaw takes a Uint8Array payload');
       this.checkSize(payload.length, 'payload');
-      return this.enqueueAppend(Buffer.from(payload), [payload.length], false, true) as Promise<AppendResult>;
+      if (this.closing) throw this.closedError();
+      if (this.encoding) return this.afterEncoding(() => this.appendRaw(payload)) as Promise<AppendResult>;
+      const group = this.groupFor(false, 1);
+      group.bytes.raw(payload);
+      pushLength(group, payload.length);
+      return this.joinGroup(group, 1, true) as Promise<AppendResult>;
     } catch (err) {
       return Promise.reject(toGraphstreamError(err));
     }
@@ -278,15 +275,71 @@ export class Journal {
     return this.closePromise;
   }
 
-  /** An empty writer for an append's entries: `entryWriter`, unless an append is already encoding. */
-  private takeEntryWriter(): WireWriter {
-    if (this.encoding) return new WireWriter(256);
+  /** Encodes graphd entries into the open group; on any failure none of them stays in it. */
+  private appendEntries(entries: readonly JournalAppendEntry[], single: boolean): Promise<AppendResult[] | AppendResult> {
+    if (this.closing) return Promise.reject(this.closedError());
+    if (this.encoding) return this.afterEncoding(() => this.appendEntries(entries, single));
+    let group: AppendGroup | null = null;
+    let start = 0;
+    let entriesBefore = 0;
     this.encoding = true;
-    this.entryWriter.reset();
-    return this.entryWriter;
+    try {
+      group = this.groupFor(true, entries.length);
+      start = group.bytes.pos;
+      entriesBefore = group.entries;
+      for (let i = 0; i < entries.length; i++) {
+        const entryStart = group.bytes.pos;
+        this.encodeEntry(group.bytes, entries[i]!, single ? -1 : i);
+        pushLength(group, group.bytes.pos - entryStart);
+      }
+      return this.joinGroup(group, entries.length, single);
+    } catch (err) {
+      if (group !== null) {
+        group.bytes.pos = start;
+        group.entries = entriesBefore;
+      }
+      return Promise.reject(toGraphstreamError(err));
+    } finally {
+      this.encoding = false;
+      this.runAppendsDuringEncoding();
+    }
   }
 
-  /** Checks `entry` and writes its payload at the end of `writer`. */
+  /** An append made while another one encodes (from a params getter): it follows that one. */
+  private afterEncoding(append: () => Promise<AppendResult[] | AppendResult>): Promise<AppendResult[] | AppendResult> {
+    return new Promise((resolve) => this.appendsDuringEncoding.push(() => resolve(append())));
+  }
+
+  private runAppendsDuringEncoding(): void {
+    while (this.appendsDuringEncoding.length > 0 && !this.encoding) this.appendsDuringEncoding.shift()!();
+  }
+
+  /** The open group, if it takes `count` more entries of this kind; otherwise a new one. */
+  private groupFor(graphd: boolean, count: number): AppendGroup {
+    const open = this.open;
+    if (open !== null && open.graphd === graphd && open.entries + count <= MAX_GROUP_ENTRIES && open.bytes.pos < MAX_GROUP_BYTES) {
+      return open;
+    }
+    this.closeOpenGroup();
+    const group: AppendGroup = {
+      kind: 'group',
+      bytes: this.spareWriters.pop() ?? new WireWriter(),
+      lengths: new Uint32Array(Math.max(count, 64)),
+      entries: 0,
+      graphd,
+      ops: [],
+    };
+    group.bytes.reset();
+    this.open = group;
+    this.schedule();
+    return group;
+  }
+
+  private joinGroup(group: AppendGroup, count: number, single: boolean): Promise<AppendResult[] | AppendResult> {
+    return new Promise((resolve, reject) => group.ops.push({ count, single, resolve, reject }));
+  }
+
+  /** Checks `entry` and writes its payload (without the sequence, which the core stamps) at the end of `writer`. */
   private encodeEntry(writer: WireWriter, entry: JournalAppendEntry, index: number): void {
     const where = index >= 0 ? `entry ${index}` : 'entry';
     if (typeof entry !== 'object' || entry === null) throw invalid(`${where} must be { query, params?, timestampMs? }`);
@@ -314,116 +367,77 @@ export class Journal {
     return new GraphstreamError('closed', `journal ${this.dir} is closed`);
   }
 
-  private enqueueAppend(
-    bytes: Uint8Array,
-    lengths: readonly number[],
-    graphdEntries: boolean,
-    single: boolean,
-  ): Promise<AppendResult[] | AppendResult> {
-    if (this.closing) return Promise.reject(this.closedError());
-    return new Promise((resolve, reject) => {
-      this.queue.push({ kind: 'append', bytes, lengths, graphdEntries, single, resolve, reject });
-      this.schedule();
-    });
-  }
-
   private enqueueControl(kind: ControlOp['kind']): Promise<string | null> {
     if (this.closing) return Promise.reject(this.closedError());
+    this.closeOpenGroup();
     return new Promise((resolve, reject) => {
       this.queue.push({ kind, resolve, reject });
       this.schedule();
     });
   }
 
-  private schedule(): void {
-    if (this.pumping) return;
-    this.pumping = true;
-    // Wait for the rest of this tick: appends made in it join the same group.
-    queueMicrotask(() => void this.pump());
+  private closeOpenGroup(): void {
+    const open = this.open;
+    if (open === null) return;
+    this.open = null;
+    if (open.ops.length > 0) this.queue.push(open);
+    else this.spareWriters.push(open.bytes);
   }
 
-  private async pump(): Promise<void> {
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // Wait for the rest of this tick: appends made in it join the same group.
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.closeOpenGroup();
+      this.dispatch();
+    });
+  }
+
+  /** Hands queued work to the core in order, while fewer than MAX_GROUPS_IN_FLIGHT groups await their answer. */
+  private dispatch(): void {
     while (this.queue.length > 0) {
       const head = this.queue[0]!;
-      if (head.kind === 'append') {
-        await this.submitGroup(this.takeGroup());
+      if (head.kind === 'group') {
+        if (this.inFlight >= MAX_GROUPS_IN_FLIGHT) return;
+        this.queue.shift();
+        this.submitGroup(head);
       } else {
         this.queue.shift();
-        await this.runControl(head);
+        void this.runControl(head);
       }
     }
-    this.pumping = false;
   }
 
-  private takeGroup(): AppendOp[] {
-    const group: AppendOp[] = [];
-    let entries = 0;
-    let bytes = 0;
-    while (this.queue.length > 0) {
-      const next = this.queue[0]!;
-      if (next.kind !== 'append') break;
-      if (group.length > 0 && (entries + next.lengths.length > MAX_GROUP_ENTRIES || bytes + next.bytes.length > MAX_GROUP_BYTES)) {
-        break;
-      }
-      group.push(next);
-      entries += next.lengths.length;
-      bytes += next.bytes.length;
-      this.queue.shift();
-    }
-    return group;
-  }
-
-  private async submitGroup(group: AppendOp[]): Promise<void> {
-    // Nothing else is in flight, so the writer's sequence is exact: graphd entries get theirs embedded.
-    let sequence = this.writer.sequence + 1;
-    let count = 0;
-    for (const op of group) count += op.lengths.length;
-    const lengths = new Uint32Array(count);
-    const packed = this.groupWriter;
-    packed.reset();
-    let index = 0;
-    for (const op of group) {
-      let offset = 0;
-      for (const length of op.lengths) {
-        const start = packed.pos;
-        // protobuf field 1 (`sequence`) first: fields are written in field-number order
-        if (op.graphdEntries) {
-          packed.tag(1, VARINT);
-          packed.uint(sequence);
-        }
-        packed.raw(op.bytes.subarray(offset, offset + length));
-        offset += length;
-        lengths[index++] = packed.pos - start;
-        sequence++;
-      }
-    }
+  private submitGroup(group: AppendGroup): void {
+    this.inFlight++;
     this.groups++;
-    let batch;
+    let appended: Promise<AppendedBatch>;
     try {
-      // the core copies the packed bytes before append returns, so the writer's buffer is reused
-      batch = await this.writer.append({ bytes: packed.view(0, packed.pos), lengths });
+      // the core copies the bytes before append returns, so the group's buffer is reused at once
+      appended = this.writer.append({ bytes: group.bytes.view(0, group.bytes.pos), lengths: group.lengths.subarray(0, group.entries) }, group.graphd);
     } catch (err) {
-      const error = toGraphstreamError(err, `appending to journal ${this.dir}`);
-      for (const op of group) op.reject(error);
-      return;
+      appended = Promise.reject(err as Error);
     }
-    this.appended += count;
-    const { firstSequence, chainHashes } = batch;
-    index = 0;
-    for (const op of group) {
-      if (op.single) {
-        op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) });
-        index++;
-        continue;
-      }
-      const results = new Array<AppendResult>(op.lengths.length);
-      for (let i = 0; i < results.length; i++, index++) {
-        results[i] = { sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) };
-      }
-      op.resolve(results);
-    }
+    this.spareWriters.push(group.bytes);
+    appended.then(
+      (batch) => {
+        this.inFlight--;
+        this.appended += group.entries;
+        settleGroup(group, batch);
+        this.dispatch();
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        const error = toGraphstreamError(err, `appending to journal ${this.dir}`);
+        for (const op of group.ops) op.reject(error);
+        this.dispatch();
+      },
+    );
   }
 
+  /** Runs a control request: the core takes it in call order, after the groups handed to it before. */
   private async runControl(op: ControlOp): Promise<void> {
     try {
       switch (op.kind) {
@@ -442,5 +456,32 @@ export class Journal {
     } catch (err) {
       op.reject(toGraphstreamError(err, `${op.kind} of journal ${this.dir}`));
     }
+  }
+}
+
+function pushLength(group: AppendGroup, length: number): void {
+  if (group.entries === group.lengths.length) {
+    const grown = new Uint32Array(group.lengths.length * 2);
+    grown.set(group.lengths);
+    group.lengths = grown;
+  }
+  group.lengths[group.entries++] = length;
+}
+
+/** Answers each append of a committed group with its share of the results. */
+function settleGroup(group: AppendGroup, batch: AppendedBatch): void {
+  const { firstSequence, chainHashes } = batch;
+  let index = 0;
+  for (const op of group.ops) {
+    if (op.single) {
+      op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) });
+      index++;
+      continue;
+    }
+    const results = new Array<AppendResult>(op.count);
+    for (let i = 0; i < results.length; i++, index++) {
+      results[i] = { sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) };
+    }
+    op.resolve(results);
   }
 }

@@ -40,10 +40,10 @@ function asBuffer(bytes: Uint8Array): Buffer {
 /** The native writer as a CoreWriter: payloads cross the boundary packed (one buffer, one Uint32Array). */
 function adaptWriter(writer: Native.NativeJournalWriter): CoreWriter {
   return {
-    append: (payloads) => {
+    append: (payloads, stampSequences) => {
       try {
         const { bytes, lengths } = packPayloads(payloads);
-        return writer.append(bytes, lengths);
+        return writer.append(bytes, lengths, stampSequences);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -87,7 +87,13 @@ function adapt(native: NativeBinding): Core {
     decodeSegmentAsync: (bytes, options) => native.decodeSegmentAsync(asBuffer(bytes), options),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
       // napi maps `undefined`, not `null`, to an absent Option.
-      adaptWriter(await native.openJournalWriter(dir, { ...start, liveSegment: start.liveSegment ?? undefined }, options)),
+      adaptWriter(
+        await native.openJournalWriter(
+          dir,
+          { ...start, liveSegment: start.liveSegment ?? undefined, retiredSegments: start.retiredSegments === undefined ? undefined : [...start.retiredSegments] },
+          options,
+        ),
+      ),
   };
 }
 

@@ -68,6 +68,8 @@ export interface RecoveredJournalState extends WriterStart {
   liveSegment: string | null;
   /** path of the last sealed segment, or null */
   lastSealedSegment: string | null;
+  /** complete unsealed segments before the live one (a crash came before the background sealer), oldest first: the writer seals them */
+  retiredSegments: string[];
   /** bytes cut off a torn tail (a crash mid-append) */
   truncatedBytes: number;
   /** leftover files removed: temporary sealed files, and an unsealed segment that died before its header */
@@ -335,6 +337,7 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
 
   // The tail: unsealed segments after the last sealed one, scanned and checked against the chain.
   let liveSegment: string | null = null;
+  const retiredSegments: string[] = [];
   let truncatedBytes = 0;
   let removedSegments = 0;
   const tail = segments.slice(lastSealed + 1);
@@ -363,6 +366,7 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
     }
     position = scanned.position;
     if (isLast) liveSegment = segment.path;
+    else retiredSegments.push(segment.path);
   }
   if (directoryChanged) await syncDirectory(dir).catch((err: unknown) => {
     throw toGraphstreamError(err, `fsync of journal directory ${dir}`);
@@ -384,6 +388,7 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
     chainHash: Buffer.from(position.chainHash),
     liveSegment,
     lastSealedSegment: lastSealed >= 0 ? segments[lastSealed]!.path : null,
+    retiredSegments,
     truncatedBytes,
     removedFiles,
   };
@@ -475,6 +480,7 @@ async function recoverFromHint(dir: string, hint: HeadHint, core: RecoveryCore, 
     chainHash: Buffer.from(position.chainHash),
     liveSegment: live?.segment.path ?? null,
     lastSealedSegment: lastSealed?.path ?? null,
+    retiredSegments: [],
     truncatedBytes,
     removedFiles: [],
   };

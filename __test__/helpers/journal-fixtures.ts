@@ -1,9 +1,10 @@
 /** Temporary journal directories and a crashed-state snapshot for the journal suites. */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import type { Core } from '../../ts/core.js';
+import { FLAG_SEALED, HEADER_SIZE, decodeHeader } from '../../ts/pure/format.js';
 import { readJournal, type JournalRecord } from '../../ts/reader.js';
 
 const made: string[] = [];
@@ -20,13 +21,31 @@ export async function tempDir(label = 'journal'): Promise<string> {
 }
 
 /**
- * Copies a journal directory while its writer is still open (after a flush):
- * the copy is what a crash at that moment leaves on disk, lock file included.
+ * Copies a journal directory while its writer is still open and idle (after
+ * its appends resolved): the copy is what a crash at that moment leaves on
+ * disk, lock file included. Segments retired by rotation are sealed in the
+ * background, so it first waits for that to finish: every segment but the
+ * newest sealed, no temporary sealed file.
  */
 export async function crashedCopy(dir: string): Promise<string> {
+  for (let attempt = 0; !(await sealingDone(dir)); attempt++) {
+    if (attempt === 500) throw new Error(`${dir}: background sealing did not finish`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   const copy = await tempDir('crashed');
   await cp(dir, copy, { recursive: true });
   return copy;
+}
+
+async function sealingDone(dir: string): Promise<boolean> {
+  const names = await readdir(dir);
+  if (names.some((name) => name.endsWith('.seal.tmp'))) return false;
+  const segments = names.filter((name) => /^journal-\d{16}\.hadbj$/.test(name)).sort();
+  for (const name of segments.slice(0, -1)) {
+    const head = await readFile(join(dir, name));
+    if ((decodeHeader(head.subarray(0, HEADER_SIZE)).flags & FLAG_SEALED) === 0) return false;
+  }
+  return true;
 }
 
 /** Every record of the journal, verified end to end. */

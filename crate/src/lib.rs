@@ -4,6 +4,7 @@
 
 mod error;
 mod format;
+mod sealer;
 mod segment;
 mod store;
 mod writer;

@@ -3,9 +3,10 @@
 //!
 //! The thread takes every queued append (up to `queue_capacity` batches) as one group,
 //! encodes the entries (CRC + chain hash), writes them with one write and, under
-//! `Durability::Fsync`, one `fdatasync`, and only then answers each batch. Rotation seals
-//! the live segment (temp file + fsync + rename + directory fsync) when the next entry
-//! would pass `max_segment_bytes`.
+//! `Durability::Fsync`, one `fdatasync`, and only then answers each batch. Rotation, when
+//! the next entry would pass `max_segment_bytes`, hands the live segment to the sealer
+//! thread (crate/src/sealer.rs: temp file + fsync + rename + directory fsync) and goes on
+//! in a new segment; `seal_for_upload` and `close` answer once the sealer has caught up.
 //!
 //! Failure model: the writer keeps a checkpoint, the point up to which every entry is
 //! either durable or sealed. A write, fsync or segment-creation error truncates the live
@@ -29,7 +30,8 @@ use crate::error::{guard, Error, ErrorCode, Result};
 use crate::format::{
     encode_entry_into, entry_hash, now_ms, Header, ENTRY_HEADER_SIZE, HEADER_SIZE,
 };
-use crate::segment::{seal_segment, segment_file_name, DEFAULT_MAX_BODY_BYTES};
+use crate::sealer::Sealer;
+use crate::segment::{segment_file_name, DEFAULT_MAX_BODY_BYTES};
 
 /// Sequences are JavaScript numbers at the binding surface: the writer never assigns one above 2^53-1.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
@@ -108,6 +110,9 @@ pub struct WriterStart {
     /// an unsealed segment (truncated to its valid length) to continue; relative paths are
     /// taken relative to the journal directory
     pub live_segment: Option<PathBuf>,
+    /// complete unsealed segments before the live one (a crash while they waited for the
+    /// sealer), oldest first: the writer seals them first
+    pub retired_segments: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +136,26 @@ pub struct WriterStats {
 pub struct PayloadBatch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// the payloads are graphd `JournalEntry` messages without their `sequence` field: the
+    /// writer puts it in front of each (see `stamp_sequence`) before framing and hashing
+    stamp_sequences: bool,
+}
+
+/// Most bytes `stamp_sequence` adds: a tag byte and a varint of up to 8 bytes (2^53).
+const SEQUENCE_STAMP_MAX: usize = 9;
+
+/// Writes protobuf field 1 (varint) holding `sequence`, which leads a graphd `JournalEntry`
+/// (fields are written in field-number order), then the rest of the message.
+fn stamp_sequence(out: &mut Vec<u8>, sequence: u64, message: &[u8]) {
+    out.clear();
+    out.push(0x08);
+    let mut value = sequence;
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+    out.extend_from_slice(message);
 }
 
 /// Where each payload of a packed group ends: payload i is the `lengths[i]` bytes after
@@ -168,7 +193,14 @@ impl PayloadBatch {
         Ok(PayloadBatch {
             bytes: bytes.to_vec(),
             ends,
+            stamp_sequences: false,
         })
+    }
+
+    /// Marks the payloads as graphd entries that get their journal sequence as field 1.
+    pub fn stamping_sequences(mut self) -> PayloadBatch {
+        self.stamp_sequences = true;
+        self
     }
 
     pub fn push(&mut self, payload: &[u8]) {
@@ -236,8 +268,8 @@ struct Queue {
     stopped: Option<Error>,
 }
 
-struct Shared {
-    dir: PathBuf,
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
     sequence: AtomicU64,
@@ -245,20 +277,20 @@ struct Shared {
     alive: AtomicBool,
     syncs: AtomicU64,
     batches: AtomicU64,
-    segments_sealed: AtomicU64,
+    pub(crate) segments_sealed: AtomicU64,
     #[cfg(test)]
     panic_in_next_group: AtomicBool,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves its data consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
-    fn closed_error(&self) -> Error {
+    pub(crate) fn closed_error(&self) -> Error {
         Error::new(
             ErrorCode::Closed,
             format!("journal writer for {} is closed", self.dir.display()),
@@ -417,10 +449,15 @@ impl Writer {
             #[cfg(test)]
             panic_in_next_group: AtomicBool::new(false),
         });
+        let sealer = Sealer::start(Arc::clone(&shared), options.level)?;
+        for path in &start.retired_segments {
+            sealer.retire(dir.join(path));
+        }
         let core = Core {
             shared: Arc::clone(&shared),
             dir: dir.to_path_buf(),
             options,
+            sealer,
             _lock: lock_file,
             live,
             next_seq: start.sequence + 1,
@@ -579,7 +616,7 @@ fn lock_directory(dir: &Path) -> Result<DirectoryLock> {
     Ok(DirectoryLock { file })
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)
@@ -721,6 +758,8 @@ struct Core {
     shared: Arc<Shared>,
     dir: PathBuf,
     options: WriterOptions,
+    /// declared before the lock: dropping the writer stops the sealer before the lock goes
+    sealer: Sealer,
     _lock: DirectoryLock,
     live: Option<Live>,
     /// next sequence to assign, and the chain hash it continues
@@ -745,7 +784,7 @@ impl Core {
                 }
                 Work::SyncDue => self.sync_if_due(),
                 Work::Flush(reply) => drop(reply.send(self.flush())),
-                Work::Seal(reply) => drop(reply.send(self.seal_for_upload())),
+                Work::Seal(reply) => self.seal_for_upload(reply),
                 Work::Close(reply) => {
                     let result = self.finish();
                     let shared = Arc::clone(&self.shared);
@@ -776,6 +815,11 @@ impl Core {
     }
 
     fn check_batch(&self, payloads: &PayloadBatch) -> Result<()> {
+        let stamp = if payloads.stamp_sequences {
+            SEQUENCE_STAMP_MAX
+        } else {
+            0
+        };
         if payloads.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -785,7 +829,7 @@ impl Core {
         if let Some((index, payload)) = payloads
             .iter()
             .enumerate()
-            .find(|(_, payload)| payload.len() > MAX_ENTRY_PAYLOAD)
+            .find(|(_, payload)| payload.len() + stamp > MAX_ENTRY_PAYLOAD)
         {
             return Err(Error::new(
                 ErrorCode::TooLarge,
@@ -831,8 +875,9 @@ impl Core {
             safe: 0,
             checkpoint: self.checkpoint(),
         };
-        // after a failed seal, the segment grows past its limit until the next group retries
+        // while sealing fails with a full backlog, the segment grows past its limit
         let mut rotation_blocked = false;
+        let mut stamped = Vec::new();
         'batches: for (payloads, reply) in requests {
             if let Some(err) = &self.failed {
                 drop(reply.send(Err(err.clone())));
@@ -848,24 +893,23 @@ impl Core {
                 chain_hashes: Vec::with_capacity(32 * payloads.len()),
             });
             for payload in payloads.iter() {
+                let payload = if payloads.stamp_sequences {
+                    stamp_sequence(&mut stamped, self.next_seq, payload);
+                    &stamped[..]
+                } else {
+                    payload
+                };
                 let entry_len = (ENTRY_HEADER_SIZE + payload.len()) as u64;
                 if !rotation_blocked && self.segment_full(entry_len) {
-                    if let Err(err) = self.write_chunk() {
-                        self.roll_back(&mut group, err);
-                        continue 'batches;
-                    }
-                    match self.seal_live() {
-                        Ok(_) => {
-                            group.checkpoint = self.checkpoint();
-                            group.safe = group.pending.len() - 1;
-                        }
-                        Err(err) if self.live.is_none() => {
-                            // renamed into place, but its directory entry may not be durable
-                            self.fail(err.clone());
+                    if !self.sealer.make_room() {
+                        rotation_blocked = true;
+                    } else {
+                        if let Err(err) = self.write_chunk().and_then(|()| self.retire_live()) {
                             self.roll_back(&mut group, err);
                             continue 'batches;
                         }
-                        Err(_) => rotation_blocked = true,
+                        group.checkpoint = self.checkpoint();
+                        group.safe = group.pending.len() - 1;
                     }
                 }
                 if self.live.is_none() {
@@ -1051,44 +1095,24 @@ impl Core {
         Ok(())
     }
 
-    /// Seals the live segment if it has entries. On failure before the rename the unsealed
-    /// file stays live; after it (directory fsync), `live` is None and the error is returned.
-    fn seal_live(&mut self) -> Result<Option<PathBuf>> {
-        let Some(live) = self.live.as_mut() else {
+    /// Hands the live segment, if it has entries, to the sealer and returns its path. Its
+    /// entries are made as durable first as the durability promises (the sealer may take a
+    /// while): on failure the segment stays live.
+    fn retire_live(&mut self) -> Result<Option<PathBuf>> {
+        let Some(live) = self.live.as_ref() else {
             return Ok(None);
         };
         if !live.has_entries() {
             return Ok(None);
         }
-        let path = live.path.clone();
-        let mut unsealed = vec![0u8; live.len as usize];
-        live.file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| live.file.read_exact(&mut unsealed))
-            .map_err(|err| Error::io(&format!("reading {} to seal it", path.display()), err))?;
-        let sealed = seal_segment(&unsealed, self.options.level, unsealed.len())
-            .map_err(|err| err.context(format!("sealing {}", path.display())))?;
-        drop(unsealed);
-        let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-        temp_name.push(".seal.tmp");
-        let temp = path.with_file_name(temp_name);
-        let staged = File::create(&temp)
-            .and_then(|mut file| {
-                file.write_all(&sealed)?;
-                file.sync_all()
-            })
-            .and_then(|()| fs::rename(&temp, &path));
-        if let Err(err) = staged {
-            let _ = fs::remove_file(&temp);
-            return Err(Error::io(
-                &format!("writing the sealed form of {}", path.display()),
-                err,
-            ));
+        if self.options.durability != Durability::None {
+            self.sync_live()?;
         }
-        self.live = None;
-        self.shared.segments_sealed.fetch_add(1, Ordering::Relaxed);
-        sync_dir(&self.dir)?;
-        Ok(Some(path))
+        let Some(live) = self.live.take() else {
+            return Ok(None);
+        };
+        self.sealer.retire(live.path.clone());
+        Ok(Some(live.path))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -1104,37 +1128,31 @@ impl Core {
         synced
     }
 
-    fn seal_for_upload(&mut self) -> Result<Option<PathBuf>> {
+    /// Retires the live segment and answers `reply` with its path (or None when it was
+    /// empty) once it and every segment before it is sealed; appends go on meanwhile.
+    fn seal_for_upload(&mut self, reply: Reply<Option<PathBuf>>) {
         if let Some(err) = &self.failed {
-            return Err(err.clone());
+            drop(reply.send(Err(err.clone())));
+            return;
         }
-        let sealed = self.seal_live();
-        if let Err(err) = &sealed {
-            if self.live.is_none() {
-                self.fail(err.clone());
-            }
+        match self.retire_live() {
+            Ok(path) => self.sealer.when_sealed(Box::new(move |sealed| {
+                drop(reply.send(sealed.map(|()| path)))
+            })),
+            Err(err) => drop(reply.send(Err(err))),
         }
-        sealed
     }
 
-    /// The last work of close: make everything durable and seal the live segment.
+    /// The last work of close: make everything durable and seal every segment.
     fn finish(&mut self) -> Result<()> {
         if self.failed.is_some() {
             return Ok(());
         }
-        match self.seal_live() {
-            Ok(_) => Ok(()),
-            Err(seal_err) => {
-                // the unsealed segment stays for the next open to continue or seal
-                self.sync_live().map_err(|sync_err| {
-                    Error::new(
-                        seal_err.code,
-                        format!("{}; then {}", seal_err.message, sync_err.message),
-                    )
-                })?;
-                Err(seal_err)
-            }
-        }
+        // durable first, whatever happens to sealing: an unsealed segment left behind is
+        // continued (or sealed) by the next open
+        self.sync_live()?;
+        self.retire_live()?;
+        self.sealer.wait_sealed()
     }
 }
 
@@ -1161,6 +1179,7 @@ mod js {
         /// `Option<String>` alone rejects an explicit `null` in an object field
         #[napi(ts_type = "string | null")]
         pub live_segment: Option<Either<String, Null>>,
+        pub retired_segments: Option<Vec<String>>,
     }
 
     #[napi(object, js_name = "WriterOptions")]
@@ -1212,6 +1231,12 @@ mod js {
                     Some(Either::A(path)) => Some(PathBuf::from(path)),
                     Some(Either::B(Null)) | None => None,
                 },
+                retired_segments: start
+                    .retired_segments
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect(),
             })
         }
     }
@@ -1304,8 +1329,12 @@ mod js {
             env: &'env Env,
             payloads: &[u8],
             lengths: &[u32],
+            stamp_sequences: Option<bool>,
         ) -> napi::Result<PromiseRaw<'env, JsAppendedBatch>> {
-            let batch = PayloadBatch::from_packed(payloads, lengths)?;
+            let mut batch = PayloadBatch::from_packed(payloads, lengths)?;
+            if stamp_sequences == Some(true) {
+                batch = batch.stamping_sequences();
+            }
             let appended = self.writer.append(batch);
             env.spawn_future(async move { Ok(js_batch(appended.await?)) })
         }
@@ -1361,6 +1390,7 @@ mod js {
 mod tests {
     use super::*;
     use crate::format::{encode_entries, ZERO_HASH};
+    use crate::sealer::MAX_SEAL_BACKLOG;
     use crate::segment::{decode_segment, DecodeOptions, DecodedSegment};
 
     fn block_on<F: Future>(future: F) -> F::Output {
@@ -1385,6 +1415,7 @@ mod tests {
             sequence: 0,
             chain_hash: ZERO_HASH,
             live_segment: None,
+            retired_segments: Vec::new(),
         }
     }
 
@@ -1535,15 +1566,17 @@ mod tests {
         assert_eq!(writer.stats().segments_sealed, 0);
         let third = block_on(writer.append(one(payload(3, 100)))).unwrap();
         assert_eq!(third.first_sequence, 3);
-        assert_eq!(writer.stats().segments_sealed, 1);
-        let sealed = decode_segment(&fs::read(&first).unwrap(), &DecodeOptions::default()).unwrap();
-        assert!(sealed.header.is_sealed());
-        assert_eq!((sealed.header.first_seq, sealed.header.last_seq), (1, 2));
         let live = dir.path().join(segment_file_name(3));
         assert_eq!(fs::metadata(&live).unwrap().len(), HEADER_LEN + entry);
         block_on(writer.close()).unwrap();
+        assert_eq!(writer.stats().segments_sealed, 2);
         let (segments, payloads) = read_journal(dir.path());
         assert_eq!(segments.len(), 2);
+        assert!(segments[0].header.is_sealed());
+        assert_eq!(
+            (segments[0].header.first_seq, segments[0].header.last_seq),
+            (1, 2)
+        );
         assert_eq!(
             payloads,
             (1..=3).map(|seq| payload(seq, 100)).collect::<Vec<_>>()
@@ -1698,6 +1731,7 @@ mod tests {
             sequence: 3,
             chain_hash: hashes[64..96].try_into().unwrap(),
             live_segment: Some(PathBuf::from(segment_file_name(1))),
+            retired_segments: Vec::new(),
         };
         let writer = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync)).unwrap();
         assert_eq!(writer.sequence(), 3);
@@ -1718,6 +1752,36 @@ mod tests {
     }
 
     #[test]
+    fn retired_segments_of_the_start_are_sealed_before_the_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier: Vec<Vec<u8>> = (1..=4).map(|seq| payload(seq, 20)).collect();
+        let (bytes, hashes) = encode_entries(1, &ZERO_HASH, &earlier);
+        let entry_len = ENTRY_HEADER_SIZE + 20;
+        let mut retired = Header::unsealed(1, now_ms()).encode().to_vec();
+        retired.extend_from_slice(&bytes[..3 * entry_len]);
+        fs::write(dir.path().join(segment_file_name(1)), &retired).unwrap();
+        let mut live = Header::unsealed(4, now_ms()).encode().to_vec();
+        live.extend_from_slice(&bytes[3 * entry_len..]);
+        fs::write(dir.path().join(segment_file_name(4)), &live).unwrap();
+        let start = WriterStart {
+            sequence: 4,
+            chain_hash: hashes[96..128].try_into().unwrap(),
+            live_segment: Some(PathBuf::from(segment_file_name(4))),
+            retired_segments: vec![PathBuf::from(segment_file_name(1))],
+        };
+        let writer = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync)).unwrap();
+        block_on(writer.append(one(payload(5, 20)))).unwrap();
+        block_on(writer.close()).unwrap();
+        assert_eq!(writer.stats().segments_sealed, 2);
+        let (segments, read) = read_journal(dir.path());
+        assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+        assert_eq!(
+            read,
+            (1..=5).map(|seq| payload(seq, 20)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn a_live_segment_that_cannot_continue_the_start_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(segment_file_name(7));
@@ -1726,6 +1790,7 @@ mod tests {
             sequence: 3,
             chain_hash: ZERO_HASH,
             live_segment: Some(path),
+            retired_segments: Vec::new(),
         };
         let err = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync))
             .err()
@@ -1758,6 +1823,51 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_seal_leaves_segments_unsealed_is_reported_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        // a directory where the sealed temp file of segment 1 would go makes its sealing fail
+        let blocker = dir
+            .path()
+            .join(format!("{}.seal.tmp", segment_file_name(1)));
+        fs::create_dir(&blocker).unwrap();
+        let two_entries = HEADER_LEN + 2 * (ENTRY_HEADER_SIZE as u64 + 100);
+        let writer =
+            Writer::open(dir.path(), fresh(), options(two_entries, Durability::Fsync)).unwrap();
+        for seq in 1..=20 {
+            block_on(writer.append(one(payload(seq, 100)))).unwrap();
+        }
+        let err = block_on(writer.seal_for_upload()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Io, "{}", err.message);
+        assert!(
+            err.message.contains(&segment_file_name(1)),
+            "{}",
+            err.message
+        );
+        assert!(writer.alive(), "a failed seal loses nothing");
+        let first = fs::read(dir.path().join(segment_file_name(1))).unwrap();
+        assert!(!Header::decode(&first[..HEADER_SIZE]).unwrap().is_sealed());
+        // with the backlog full and sealing failing, the live segment grew past its limit
+        let live = dir
+            .path()
+            .join(segment_file_name(2 * MAX_SEAL_BACKLOG as u64 + 1));
+        assert!(fs::metadata(&live).unwrap().len() > two_entries);
+
+        // the failed call retired the live segment too; the next one seals everything
+        fs::remove_dir(&blocker).unwrap();
+        block_on(writer.append(one(payload(21, 100)))).unwrap();
+        let sealed = block_on(writer.seal_for_upload()).unwrap();
+        assert_eq!(sealed, Some(dir.path().join(segment_file_name(21))));
+        assert_eq!(writer.stats().segments_sealed, MAX_SEAL_BACKLOG as u64 + 2);
+        block_on(writer.close()).unwrap();
+        let (segments, payloads) = read_journal(dir.path());
+        assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+        assert_eq!(
+            payloads,
+            (1..=21).map(|seq| payload(seq, 100)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn a_failed_segment_creation_rejects_its_batch_and_the_writer_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let squatter = dir.path().join(segment_file_name(1));
@@ -1781,6 +1891,29 @@ mod tests {
         );
         block_on(writer.close()).unwrap();
         assert_eq!(read_journal(dir.path()).1, [payload(1, 8)]);
+    }
+
+    #[test]
+    fn stamped_batches_carry_their_sequence_as_field_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        let messages: Vec<Vec<u8>> = vec![vec![0x12, 0x01, b'q'], vec![0x12, 0x01, b'r']];
+        let batch = PayloadBatch::from_iter(&messages).stamping_sequences();
+        let appended = block_on(writer.append(batch)).unwrap();
+        assert_eq!(appended.first_sequence, 2);
+        // 200 needs a two-byte varint
+        for seq in 4..200 {
+            block_on(writer.append(one(payload(seq, 8)))).unwrap();
+        }
+        let late = PayloadBatch::from_iter([&messages[0]]).stamping_sequences();
+        assert_eq!(block_on(writer.append(late)).unwrap().first_sequence, 200);
+        block_on(writer.close()).unwrap();
+        let (_, payloads) = read_journal(dir.path());
+        assert_eq!(payloads[1], [0x08, 2, 0x12, 0x01, b'q']);
+        assert_eq!(payloads[2], [0x08, 3, 0x12, 0x01, b'r']);
+        assert_eq!(payloads[199], [0x08, 0xc8, 0x01, 0x12, 0x01, b'q']);
     }
 
     #[test]

@@ -1,15 +1,16 @@
 /**
  * The pure twin of crate/src/writer.rs: a journal writer with group commit,
- * a bounded queue, rotation, atomic sealing and a pid lock file. Node has no
- * writer thread to offer, so the "thread" is one async loop that owns the
- * files; the semantics (brief, "Journal writer semantics") are the native ones.
+ * a bounded queue, rotation, sealing in the background (ts/pure/sealer.ts)
+ * and a pid lock file. Node has no writer thread to offer, so the "thread" is
+ * one async loop that owns the files; the semantics are the native ones.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, WriterStats } from '../core.js';
 import { syncDirectory, writeAll, writeFileSynced } from '../durable-fs.js';
-import { GraphstreamError, type ErrorCode } from '../errors.js';
+import { coreError, ioError } from './core-errors.js';
+import { SegmentSealer } from './sealer.js';
 import { segmentFileName } from '../format.js';
 import { readHeadHint, writeHeadHint } from '../head-hint.js';
 import { copyPayloads } from '../packed.js';
@@ -23,23 +24,9 @@ import {
   decodeHeader,
   encodeEntry,
   encodeHeader,
-  sealSegment,
 } from './format.js';
 
 const LOCK_FILE = '.lock';
-const SEAL_SUFFIX = '.seal.tmp';
-
-function coreError(code: ErrorCode, message: string, cause?: unknown): Error {
-  return new Error(`[${code}] ${message}`, cause === undefined ? undefined : { cause });
-}
-
-/** An fs failure as a core error: ENOSPC/EDQUOT are `disk_full`, everything else `io`. */
-function ioError(context: string, err: unknown): Error {
-  if (err instanceof GraphstreamError || (err instanceof Error && /^\[[a-z_]+\] /.test(err.message))) return err;
-  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'disk_full' : 'io';
-  return coreError(code, `${context}: ${err instanceof Error ? err.message : String(err)}`, err);
-}
 
 async function readExactly(handle: FileHandle, length: number, what: string): Promise<Buffer> {
   const out = Buffer.allocUnsafe(length);
@@ -122,10 +109,29 @@ async function releaseLock(lockPath: string): Promise<void> {
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER;
 /** the largest payload one entry may carry: a segment holding it alone still decodes under the default ceiling */
 const MAX_ENTRY_PAYLOAD = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
+/** most bytes `stampSequence` adds: a tag byte and a varint of up to 8 bytes (2^53) */
+const SEQUENCE_STAMP_MAX = 9;
+
+/** Protobuf field 1 (varint) holding `sequence`, which leads a graphd `JournalEntry`, then the rest of the message. */
+function stampSequence(sequence: number, message: Uint8Array): Buffer {
+  const stamped = Buffer.allocUnsafe(SEQUENCE_STAMP_MAX + message.length);
+  stamped[0] = 0x08;
+  let pos = 1;
+  let value = sequence;
+  while (value >= 0x80) {
+    stamped[pos++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  stamped[pos++] = value;
+  stamped.set(message, pos);
+  return stamped.subarray(0, pos + message.length);
+}
 
 interface AppendOp {
   kind: 'append';
   payloads: readonly Uint8Array[];
+  /** graphd entries without their sequence field: see `CoreWriter.append` */
+  stampSequences: boolean;
   resolve(result: AppendedBatch): void;
   reject(err: Error): void;
 }
@@ -187,6 +193,9 @@ function checkStart(start: WriterStart): void {
   if (!(start.chainHash instanceof Uint8Array) || start.chainHash.length !== HASH_SIZE) {
     throw coreError('invalid_argument', `start.chainHash must be ${HASH_SIZE} bytes`);
   }
+  if (start.retiredSegments !== undefined && !(Array.isArray(start.retiredSegments) && start.retiredSegments.every((path) => typeof path === 'string'))) {
+    throw coreError('invalid_argument', 'start.retiredSegments must be an array of paths');
+  }
 }
 
 /** Opens an unsealed segment left by a previous writer (already truncated to its valid length) to continue it. */
@@ -242,6 +251,7 @@ class PureWriter implements CoreWriter {
   private readonly counters: WriterStats = { syncs: 0, batches: 0, segmentsSealed: 0 };
   /** file name of the newest segment this writer created, for the head hint */
   private newestSegment: string | null = null;
+  private readonly sealer: SegmentSealer;
 
   constructor(
     private readonly dir: string,
@@ -254,6 +264,8 @@ class PureWriter implements CoreWriter {
     this.lastChainHash = Buffer.from(start.chainHash);
     this.nextSequence = start.sequence + 1;
     this.chain = this.lastChainHash;
+    this.sealer = new SegmentSealer(dir, options.level, () => this.counters.segmentsSealed++);
+    for (const path of start.retiredSegments ?? []) this.sealer.retire(resolvePath(dir, path));
   }
 
   get sequence(): number {
@@ -272,14 +284,14 @@ class PureWriter implements CoreWriter {
     return { ...this.counters };
   }
 
-  append(payloads: Payloads): Promise<AppendedBatch> {
+  append(payloads: Payloads, stampSequences = false): Promise<AppendedBatch> {
     let copied: readonly Uint8Array[];
     try {
       copied = copyPayloads(payloads);
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', payloads: copied, resolve, reject }));
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', payloads: copied, stampSequences, resolve, reject }));
   }
 
   sealForUpload(): Promise<string | null> {
@@ -357,9 +369,9 @@ class PureWriter implements CoreWriter {
     return { nextSequence: this.nextSequence, chainHash: this.chain, liveLength: this.live?.length ?? HEADER_SIZE };
   }
 
-  private checkBatch(payloads: readonly Uint8Array[]): Error | null {
+  private checkBatch(payloads: readonly Uint8Array[], stamp: number): Error | null {
     if (payloads.length === 0) return coreError('invalid_argument', 'append needs at least one payload');
-    const index = payloads.findIndex((payload) => payload.length > MAX_ENTRY_PAYLOAD);
+    const index = payloads.findIndex((payload) => payload.length + stamp > MAX_ENTRY_PAYLOAD);
     if (index >= 0) {
       return coreError('too_large', `payload ${index} of the batch has ${payloads[index]!.length} bytes, over the ${MAX_ENTRY_PAYLOAD}-byte entry limit`);
     }
@@ -388,7 +400,7 @@ class PureWriter implements CoreWriter {
     // pending[0, safe) are wholly before the checkpoint (sealed)
     let safe = 0;
     let checkpoint = this.checkpoint();
-    // after a failed seal the segment grows past its limit until the next group retries
+    // while sealing fails with a full backlog, the segment grows past its limit
     let rotationBlocked = false;
 
     const rollBack = async (err: Error): Promise<void> => {
@@ -421,33 +433,28 @@ class PureWriter implements CoreWriter {
         op.reject(this.failure);
         continue;
       }
-      const problem = this.checkBatch(op.payloads);
+      const problem = this.checkBatch(op.payloads, op.stampSequences ? SEQUENCE_STAMP_MAX : 0);
       if (problem !== null) {
         op.reject(problem);
         continue;
       }
       const batch: PendingBatch = { op, firstSequence: this.nextSequence, chainHashes: [] };
       pending.push(batch);
-      for (const payload of op.payloads) {
+      for (const message of op.payloads) {
+        const payload = op.stampSequences ? stampSequence(this.nextSequence, message) : message;
         if (!rotationBlocked && this.segmentFull(ENTRY_HEADER_SIZE + payload.length)) {
-          try {
-            await this.writeChunk();
-          } catch (err) {
-            await rollBack(err as Error);
-            continue batches;
-          }
-          try {
-            await this.sealLive();
-            checkpoint = this.checkpoint();
-            safe = pending.length - 1;
-          } catch (err) {
-            if (this.live === null) {
-              // renamed into place, but its directory entry may not be durable
-              this.fail(err as Error);
+          if (!(await this.sealer.makeRoom())) {
+            rotationBlocked = true;
+          } else {
+            try {
+              await this.writeChunk();
+              await this.retireLive();
+            } catch (err) {
               await rollBack(err as Error);
               continue batches;
             }
-            rotationBlocked = true;
+            checkpoint = this.checkpoint();
+            safe = pending.length - 1;
           }
         }
         if (this.live === null) {
@@ -569,31 +576,17 @@ class PureWriter implements CoreWriter {
   }
 
   /**
-   * Seals the live segment if it has entries: temp file, fsync, rename over
-   * the live file, directory fsync. On failure before the rename the unsealed
-   * file stays live; after it (directory fsync), `live` is null and the error is thrown.
+   * Hands the live segment, if it has entries, to the sealer and returns its
+   * path. Its entries are made as durable first as the durability promises
+   * (the sealer may take a while): on failure the segment stays live.
    */
-  private async sealLive(): Promise<string | null> {
+  private async retireLive(): Promise<string | null> {
     const live = this.live;
     if (live === null || live.length <= HEADER_SIZE) return null;
-    const tempPath = live.path + SEAL_SUFFIX;
-    try {
-      const unsealed = await readExactly(live.handle, live.length, `reading ${live.path} to seal it`);
-      const sealed = sealSegment(unsealed, { level: this.options.level, maxBodyBytes: unsealed.length });
-      await writeFileSynced(tempPath, sealed);
-      await rename(tempPath, live.path);
-    } catch (err) {
-      await unlink(tempPath).catch(() => undefined);
-      throw ioError(`sealing ${live.path}`, err);
-    }
+    if (this.options.durability !== 'none') await this.syncLive();
     this.live = null;
-    this.counters.segmentsSealed++;
     await live.handle.close().catch(() => undefined);
-    try {
-      await syncDirectory(this.dir);
-    } catch (err) {
-      throw ioError(`fsync of directory ${this.dir}`, err);
-    }
+    this.sealer.retire(live.path);
     return live.path;
   }
 
@@ -609,7 +602,8 @@ class PureWriter implements CoreWriter {
           op.resolve(null);
           return;
         case 'seal':
-          op.resolve(await this.sealForUploadNow());
+          // appends go on while the sealer catches up
+          this.sealForUploadNow().then(op.resolve, op.reject);
           return;
         case 'close':
           await this.shutDown();
@@ -631,14 +625,10 @@ class PureWriter implements CoreWriter {
     }
   }
 
-  private async sealForUploadNow(): Promise<string | null> {
-    if (this.failure !== null) throw this.failure;
-    try {
-      return await this.sealLive();
-    } catch (err) {
-      if (this.live === null) this.fail(err as Error);
-      throw err;
-    }
+  /** Retires the live segment; resolves to its path (or null when it was empty) once it and every segment before it is sealed. */
+  private sealForUploadNow(): Promise<string | null> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    return this.retireLive().then((path) => this.sealer.whenSealed().then(() => path));
   }
 
   /** The last work of close: seal the live segment (or at least make it durable), close files, release the lock. */
@@ -650,13 +640,13 @@ class PureWriter implements CoreWriter {
     let error: Error | null = null;
     if (this.failure === null) {
       try {
-        await this.sealLive();
-      } catch (sealErr) {
-        error = sealErr as Error;
-        // the unsealed segment stays for the next open to continue or seal
-        await this.syncLive().catch((syncErr: Error) => {
-          error = new Error(`${error!.message}; then ${syncErr.message.replace(/^\[[a-z_]+\] /, '')}`, { cause: sealErr });
-        });
+        // durable first, whatever happens to sealing: an unsealed segment left behind is
+        // continued (or sealed) by the next open
+        await this.syncLive();
+        await this.retireLive();
+        await this.sealer.whenSealed();
+      } catch (err) {
+        error = err as Error;
       }
     }
     if (this.live !== null) {

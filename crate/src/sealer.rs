@@ -1,0 +1,238 @@
+//! Sealing of retired segments on a thread of their own, so that a rotation costs the
+//! journal writer thread a `fdatasync` at most, not a compression pass: appends keep
+//! flowing into the next segment while the previous one is sealed.
+//!
+//! Segments are sealed strictly in the order they were retired, so a sealed segment
+//! never follows an unsealed one. A failed seal leaves the unsealed file as it was
+//! (complete and valid) and is retried when the writer next retires a segment or waits
+//! for the sealer; whoever waits hears the error.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{guard, Error, ErrorCode, Result};
+use crate::format::{Header, HEADER_SIZE};
+use crate::segment::seal_segment;
+use crate::writer::{lock, sync_dir, Shared};
+
+/// Retired segments allowed to wait for sealing before rotation waits for the sealer.
+pub const MAX_SEAL_BACKLOG: usize = 4;
+
+type Waiter = Box<dyn FnOnce(Result<()>) + Send>;
+
+struct State {
+    /// retired segments not yet sealed, oldest first; the first may be being sealed
+    backlog: VecDeque<PathBuf>,
+    /// the last attempt to seal `backlog[0]` failed; the thread waits for `retry`
+    failure: Option<Error>,
+    retry: bool,
+    /// called once the backlog is empty, or with the error of a failed seal
+    waiters: Vec<Waiter>,
+    stop: bool,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    level: i32,
+    state: Mutex<State>,
+    /// the sealer thread waits here for work
+    work: Condvar,
+    /// the writer thread waits here for the backlog to shrink
+    progress: Condvar,
+}
+
+pub struct Sealer {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sealer {
+    pub fn start(shared: Arc<Shared>, level: i32) -> Result<Sealer> {
+        let inner = Arc::new(Inner {
+            shared,
+            level,
+            state: Mutex::new(State {
+                backlog: VecDeque::new(),
+                failure: None,
+                retry: false,
+                waiters: Vec::new(),
+                stop: false,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let thread_inner = Arc::clone(&inner);
+        let thread = std::thread::Builder::new()
+            .name("graphstream-sealer".into())
+            .spawn(move || thread_inner.run())
+            .map_err(|err| Error::io("starting the segment sealer thread", err))?;
+        Ok(Sealer {
+            inner,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands over a complete unsealed segment the writer no longer appends to.
+    pub fn retire(&self, path: PathBuf) {
+        let mut state = lock(&self.inner.state);
+        state.backlog.push_back(path);
+        state.retry = true;
+        drop(state);
+        self.inner.work.notify_one();
+    }
+
+    /// Whether the writer may retire another segment: waits while the backlog is full
+    /// and the sealer is making progress; false when it is full and sealing fails (the
+    /// live segment then grows past its limit until a retry succeeds).
+    pub fn make_room(&self) -> bool {
+        let mut state = lock(&self.inner.state);
+        loop {
+            if state.backlog.len() < MAX_SEAL_BACKLOG {
+                return true;
+            }
+            if state.failure.is_some() {
+                state.retry = true;
+                self.inner.work.notify_one();
+                return false;
+            }
+            state = self
+                .inner
+                .progress
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Calls `waiter` once every segment retired so far is sealed, or with the error that
+    /// stopped it (after one more attempt).
+    pub fn when_sealed(&self, waiter: Waiter) {
+        let mut state = lock(&self.inner.state);
+        if state.backlog.is_empty() {
+            drop(state);
+            waiter(Ok(()));
+            return;
+        }
+        state.waiters.push(waiter);
+        state.retry = true;
+        drop(state);
+        self.inner.work.notify_one();
+    }
+
+    /// Blocks until every segment retired so far is sealed (or sealing failed).
+    pub fn wait_sealed(&self) -> Result<()> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.when_sealed(Box::new(move |result| drop(reply.send(result))));
+        answer.recv().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorCode::Internal,
+                "the segment sealer stopped without answering",
+            ))
+        })
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        lock(&self.inner.state).stop = true;
+        self.inner.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let waiters = std::mem::take(&mut lock(&self.inner.state).waiters);
+        for waiter in waiters {
+            waiter(Err(self.inner.shared.closed_error()));
+        }
+    }
+}
+
+impl Inner {
+    fn run(&self) {
+        loop {
+            let path = {
+                let mut state = lock(&self.state);
+                loop {
+                    let ready =
+                        !state.backlog.is_empty() && (state.failure.is_none() || state.retry);
+                    if ready || state.stop {
+                        break;
+                    }
+                    state = self
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                if state.stop {
+                    return;
+                }
+                state.retry = false;
+                state.backlog[0].clone()
+            };
+            let sealed = guard(|| seal_file(&path, self.level, &self.shared.dir));
+            let mut state = lock(&self.state);
+            let answered = match sealed {
+                Ok(()) => {
+                    state.backlog.pop_front();
+                    state.failure = None;
+                    self.shared.segments_sealed.fetch_add(1, Ordering::Relaxed);
+                    if state.backlog.is_empty() {
+                        Some(Ok(()))
+                    } else {
+                        None
+                    }
+                }
+                Err(err) => {
+                    state.failure = Some(err.clone());
+                    Some(Err(err))
+                }
+            };
+            let waiters = match answered {
+                Some(_) => std::mem::take(&mut state.waiters),
+                None => Vec::new(),
+            };
+            drop(state);
+            self.progress.notify_all();
+            if let Some(result) = answered {
+                for waiter in waiters {
+                    waiter(result.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Seals the segment file at `path` in place: temp file + fsync + rename + directory fsync.
+/// A file already sealed (a retry after a failed directory fsync) only gets the directory fsync.
+fn seal_file(path: &Path, level: i32, dir: &Path) -> Result<()> {
+    let unsealed = fs::read(path)
+        .map_err(|err| Error::io(&format!("reading {} to seal it", path.display()), err))?;
+    let header = Header::decode(&unsealed[..unsealed.len().min(HEADER_SIZE)])
+        .map_err(|err| err.context(format!("sealing {}", path.display())))?;
+    if header.is_sealed() {
+        return sync_dir(dir);
+    }
+    let sealed = seal_segment(&unsealed, level, unsealed.len())
+        .map_err(|err| err.context(format!("sealing {}", path.display())))?;
+    drop(unsealed);
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".seal.tmp");
+    let temp = path.with_file_name(temp_name);
+    let staged = File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(&sealed)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, path));
+    if let Err(err) = staged {
+        let _ = fs::remove_file(&temp);
+        return Err(Error::io(
+            &format!("writing the sealed form of {}", path.display()),
+            err,
+        ));
+    }
+    sync_dir(dir)
+}
