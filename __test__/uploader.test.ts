@@ -268,6 +268,7 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
   it('uploadWithAck(path) resolves once that segment and every older one is in storage', async () => {
     const { journal, storage, uploader } = await setup();
     await appendEntries(journal, 150);
+    await journal.sealForUpload();
     const sealed = [...(await sealedSegments(dir)).keys()];
     expect(sealed.length).toBeGreaterThan(2);
     const record = await uploader.uploadWithAck(join(dir, sealed[1]!));
@@ -281,6 +282,11 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
   it('sidecar mode (a directory, no journal) ships sealed segments and never seals the live one', async () => {
     const journal = await openJournal();
     await appendEntries(journal, 120);
+    // the journal seals rotated segments on its sealer thread: wait until all but the live one are
+    await vi.waitFor(async () => {
+      const files = (await readdir(dir)).filter((n) => SEGMENT_FILE.test(n));
+      expect((await sealedSegments(dir)).size).toBe(files.length - 1);
+    });
     const { storage, uploader } = await setup({ journal: undefined, storage: new LocalStorage(join(dir, 'bucket')) });
     await uploader.sync();
     const sealed = await sealedSegments(dir);
