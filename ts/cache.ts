@@ -158,12 +158,9 @@ export class SegmentCache {
 
   /** Sealed segments not recorded as uploaded, oldest first. Never the live (unsealed) segment. */
   async pending(): Promise<PendingSegment[]> {
-    const pending: PendingSegment[] = [];
-    for (const file of await this.segmentFiles()) {
-      if (this.records.has(file.name)) continue;
-      if (await this.isSealed(file)) pending.push(file);
-    }
-    return pending;
+    const candidates = (await this.segmentFiles()).filter((file) => !this.records.has(file.name));
+    const sealed = await mapInParallel(candidates, (file) => this.isSealed(file));
+    return candidates.filter((_, i) => sealed[i]);
   }
 
   async stats(): Promise<CacheStats> {
@@ -177,13 +174,15 @@ export class SegmentCache {
       liveSegments: 0,
       liveBytes: 0,
     };
-    for (const file of await this.segmentFiles()) {
+    const files = await this.segmentFiles();
+    const sealed = await mapInParallel(files, (file) => (this.records.has(file.name) ? Promise.resolve(true) : this.isSealed(file)));
+    for (const [i, file] of files.entries()) {
       stats.segments++;
       stats.bytes += file.size;
       if (this.records.has(file.name)) {
         stats.uploadedSegments++;
         stats.uploadedBytes += file.size;
-      } else if (await this.isSealed(file)) {
+      } else if (sealed[i]) {
         stats.pendingSegments++;
         stats.pendingBytes += file.size;
       } else {
@@ -256,21 +255,17 @@ export class SegmentCache {
     } catch (err) {
       throw toGraphstreamError(err, `cache: listing ${this.dir}`);
     }
-    const files: SegmentFile[] = [];
-    for (const name of names.sort()) {
-      const match = SEGMENT_FILE.exec(name);
-      if (!match) continue;
+    const segmentNames = names.filter((name) => SEGMENT_FILE.test(name)).sort();
+    const files = await mapInParallel(segmentNames, async (name): Promise<SegmentFile | null> => {
       const path = join(this.dir, name);
-      let size: number;
       try {
-        size = (await stat(path)).size;
+        return { name, path, firstSeq: Number(SEGMENT_FILE.exec(name)![1]), size: (await stat(path)).size };
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw toGraphstreamError(err, `cache: stat ${path}`);
       }
-      files.push({ name, path, firstSeq: Number(match[1]), size });
-    }
-    return files;
+    });
+    return files.filter((file): file is SegmentFile => file !== null);
   }
 
   /**
@@ -325,6 +320,23 @@ export class SegmentCache {
     this.lastWrite = write;
     return write;
   }
+}
+
+/** File checks in flight at once: they are small thread-pool requests, cheaper together than one by one. */
+const FILE_CHECKS_IN_FLIGHT = 16;
+
+/** `task` over `items`, FILE_CHECKS_IN_FLIGHT at a time; the results in the order of `items`. */
+async function mapInParallel<T, R>(items: readonly T[], task: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FILE_CHECKS_IN_FLIGHT, items.length) }, worker));
+  return results;
 }
 
 function byName(a: UploadRecord, b: UploadRecord): number {
