@@ -3,8 +3,8 @@
  * ObjectStoreStorage against a real S3-compatible server (moto, started by global-setup.ts), and
  * the local-directory and memory stores.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,6 +194,88 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(err.details?.retryable).not.toBe(true);
     expect(Buffer.from((await first.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
     expect(Buffer.from((await second.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
+  });
+});
+
+/** The backends that implement the optional stageFile (the Uploader's path to them). */
+const stagingBackends = backends.filter((backend) => backend.name.startsWith('ObjectStoreStorage'));
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+async function writeScratchFile(name: string, data: Uint8Array): Promise<string> {
+  const path = join(await scratchDir(), name);
+  await writeFile(path, data);
+  return path;
+}
+
+/** `count` files of random bytes, `minBytes` plus up to `spreadBytes`, each with its key. */
+async function scratchFiles(count: number, minBytes: number, spreadBytes: number) {
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const data = randomBytes(minBytes + ((i * 370_003) % spreadBytes));
+      return { key: segmentKey(i + 1), data, path: await writeScratchFile(`file-${i}`, data) };
+    }),
+  );
+}
+
+/** Stages and puts every file, 4 at a time as the Uploader does: a file is read while the puts of others are in flight. */
+async function stageAndPutFourAtATime(storage: SegmentStorage, files: { key: string; path: string }[]): Promise<string[]> {
+  const hashes: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) {
+      const staged = await storage.stageFile!(files[i]!.path);
+      try {
+        await staged.put(files[i]!.key, { ifNoneMatch: '*' });
+        hashes[i] = staged.sha256;
+      } finally {
+        staged.release();
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return hashes;
+}
+
+describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
+  it("a staged file has the file's size and SHA-256, and puts it as put() would, as often as asked until released", async () => {
+    const location = await backend.fresh();
+    const storage = await location.open();
+    expect(storage.stageFile).toBeTypeOf('function');
+    const first = randomBytes(300_000);
+    const staged = await storage.stageFile!(await writeScratchFile('first', first));
+    expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: first.length, sha256: sha256(first) });
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toEqual({ created: true });
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toEqual({ created: false });
+    expect(Buffer.from((await storage.get(segmentKey(1)))!).equals(first)).toBe(true);
+
+    const other = await (await location.open()).stageFile!(await writeScratchFile('second', randomBytes(300_000)));
+    await expectGraphstreamError(other.put(segmentKey(1), { ifNoneMatch: '*' }), 'conflict');
+    expect(Buffer.from((await storage.get(segmentKey(1)))!).equals(first)).toBe(true);
+    other.release();
+
+    staged.release();
+    await expectGraphstreamError(staged.put(segmentKey(2)), 'closed');
+    expect(await storage.get(segmentKey(2))).toBeNull();
+
+    const empty = await storage.stageFile!(await writeScratchFile('empty', new Uint8Array(0)));
+    expect({ size: empty.size, sha256: empty.sha256 }).toEqual({ size: 0, sha256: sha256(new Uint8Array(0)) });
+    expect(await empty.put(segmentKey(3))).toEqual({ created: true });
+    expect((await storage.get(segmentKey(3)))?.byteLength).toBe(0);
+    empty.release();
+  });
+
+  it('a missing file is not_found naming it', async () => {
+    const storage = await (await backend.fresh()).open();
+    const missing = join(await scratchDir(), 'no-such-segment');
+    const err = await expectGraphstreamError(storage.stageFile!(missing), 'not_found');
+    expect(err.message).toContain(missing);
+  });
+
+  it('files of different sizes, staged and put 4 at a time, are each stored intact', async () => {
+    const storage = await (await backend.fresh()).open();
+    const files = await scratchFiles(24, 20_000, 200_000);
+    expect(await stageAndPutFourAtATime(storage, files)).toEqual(files.map((file) => sha256(file.data)));
+    for (const file of files) expect(Buffer.from((await storage.get(file.key))!).equals(file.data), file.key).toBe(true);
   });
 });
 

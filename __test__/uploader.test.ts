@@ -11,8 +11,10 @@ import { Journal } from '../ts/journal.js';
 import { cores } from './helpers/cores.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
+import { ObjectStoreStorage } from '../ts/storage/object-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
-import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
+import type { PutOptions, PutResult, SegmentStorage, StagedFile } from '../ts/storage/types.js';
+import type { UploadRecord } from '../ts/cache.js';
 import { Uploader, type UploaderOptions } from '../ts/uploader.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
@@ -77,15 +79,19 @@ class RecordingStorage implements SegmentStorage {
     this.description = inner.description;
   }
 
-  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    return this.recordPut(key, sha(bytes), options, () => this.inner.put(key, bytes, options));
+  }
+
+  protected async recordPut<R extends PutResult>(key: string, sha256: string, options: PutOptions | undefined, send: () => Promise<R>): Promise<R> {
     this.requests++;
-    const entry = { key, sha256: sha(bytes), ifNoneMatch: options?.ifNoneMatch, created: null as boolean | null };
+    const entry = { key, sha256, ifNoneMatch: options?.ifNoneMatch, created: null as boolean | null };
     this.puts.push(entry);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
       await this.beforePut?.(key);
-      const result = await this.inner.put(key, bytes, options);
+      const result = await send();
       entry.created = result.created;
       return result;
     } finally {
@@ -104,6 +110,34 @@ class RecordingStorage implements SegmentStorage {
     this.requests++;
     return this.inner.delete(key);
   }
+}
+
+/** A RecordingStorage over a storage with stageFile (S3Storage, ObjectStoreStorage), which the Uploader then uses instead of put. */
+class RecordingStagingStorage extends RecordingStorage {
+  /** files staged and not yet released, now and at most */
+  staged = 0;
+  maxStaged = 0;
+
+  async stageFile(path: string): Promise<StagedFile> {
+    const staged = await this.inner.stageFile!(path);
+    const bytesHash = sha(await readFile(path));
+    this.maxStaged = Math.max(this.maxStaged, ++this.staged);
+    let released = false;
+    return {
+      size: staged.size,
+      sha256: staged.sha256,
+      put: (key, options) => this.recordPut(key, bytesHash, options, () => staged.put(key, options)),
+      release: () => {
+        if (!released) this.staged--;
+        released = true;
+        staged.release();
+      },
+    };
+  }
+}
+
+function recording(storage: SegmentStorage): RecordingStorage {
+  return storage.stageFile ? new RecordingStagingStorage(storage) : new RecordingStorage(storage);
 }
 
 function http503(): Error {
@@ -133,7 +167,7 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
 
   async function setup(options: Partial<UploaderOptions> & { journal?: Journal | undefined } = {}) {
     const journal = 'journal' in options ? options.journal : await openJournal();
-    const storage = new RecordingStorage(options.storage ?? new MemoryStorage());
+    const storage = recording(options.storage ?? new MemoryStorage());
     const uploader = new Uploader({
       ...(journal ? { journal } : { directory: dir }),
       prefix: 'wal/',
@@ -186,6 +220,21 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     expect(storage.requests).toBe(requests);
   });
 
+  it.each([
+    { through: 'put (readFile + hash here)', storage: async (): Promise<SegmentStorage> => new MemoryStorage() },
+    { through: "the storage's stageFile", storage: () => ObjectStoreStorage.open('memory://') },
+  ])('through $through, the manifest records each segment with its size and SHA-256', async ({ storage: open }) => {
+    const { journal, storage, uploader } = await setup({ storage: await open() });
+    await appendEntries(journal, 100);
+    await uploader.sync();
+    const segments = await sealedSegments(dir);
+    await expectStored(storage.inner, segments);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { segments: UploadRecord[] };
+    expect(manifest.segments.map(({ name, key, size, sha256 }) => ({ name, key, size, sha256 }))).toEqual(
+      [...segments].map(([name, bytes]) => ({ name, key: keyOf(name), size: bytes.length, sha256: sha(bytes) })),
+    );
+  });
+
   it('on its timer, seals the live segment and ships it without being asked', async () => {
     const { journal, storage, uploader } = await setup({ sealIntervalMs: 5 });
     await uploader.start();
@@ -217,6 +266,25 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     await parallel.uploader.sync();
     expect(parallel.storage.puts.length).toBe(keys.length);
     expect(parallel.storage.maxInFlight).toBe(2);
+  });
+
+  it('with a storage that stages files, reads at most one segment ahead of the puts and releases every staged file', async () => {
+    const { journal, storage, uploader } = await setup({ storage: await ObjectStoreStorage.open('memory://'), concurrency: 2 });
+    const staging = storage as RecordingStagingStorage;
+    await appendEntries(journal, 200);
+    const failing = keyOf(format.segmentFileName(1));
+    staging.beforePut = async (key) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (key === failing) throw http503();
+    };
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'storage' });
+    expect(staging.maxInFlight).toBe(2);
+    expect(staging.maxStaged).toBe(3);
+    expect(staging.staged).toBe(0);
+    staging.beforePut = null;
+    await uploader.sync();
+    await expectStored(staging.inner, await sealedSegments(dir));
+    expect(staging.staged).toBe(0);
   });
 
   it('keeps failed segments pending and uploads them on the next cycle; stats add up', async () => {
@@ -399,7 +467,7 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
     cleanups.push(() => proxy.close(), () => outage.close());
     const faulty = s3(proxy.endpoint);
     const down = s3(outage.endpoint);
-    const storage = new RecordingStorage(faulty);
+    const storage = recording(faulty);
     return {
       proxy,
       outage,
@@ -530,7 +598,7 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
 
     // the restarted process, storage down, cache limit tiny: cleanup runs, pending data stays
     setOutage(true);
-    const secondStorage = new RecordingStorage(firstStorage);
+    const secondStorage = recording(firstStorage);
     const second = uploaderFor(journal, secondStorage, { retentionMs: 0, maxBytes: 1 });
     await second.runCycle();
     const left = await sealedSegments(dir);

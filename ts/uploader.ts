@@ -11,7 +11,8 @@ import { SegmentCache, type CacheConfig, type CleanupStats, type PendingSegment,
 import { segmentKey } from './format.js';
 import type { GraphstreamMetrics } from './metrics.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
-import type { SegmentStorage } from './storage/types.js';
+import { sha256Hex } from './storage/bytes.js';
+import type { SegmentStorage, StagedFile } from './storage/types.js';
 
 /** What the uploader needs from a journal (a `Journal` is one): its directory and a way to seal the live segment. */
 export interface SealableJournal {
@@ -69,13 +70,7 @@ export interface UploaderEvents {
 const DEFAULT_SEAL_INTERVAL_MS = 1000;
 const DEFAULT_CONCURRENCY = 4;
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  // WebCrypto digests on the thread pool: a segment-sized hash does not block the event loop.
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
-  return Buffer.from(digest).toString('hex');
-}
-
-/** A FIFO counting semaphore: uploads start in the order they were requested. */
+/** A FIFO counting semaphore: slots are granted in the order they were asked for. */
 class Slots {
   private free: number;
   private readonly waiting: (() => void)[] = [];
@@ -84,15 +79,27 @@ class Slots {
     this.free = count;
   }
 
+  /** Takes a place in the queue now; resolves when the slot is granted. Every acquire needs one release. */
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((wake) => this.waiting.push(wake));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+
   async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((wake) => this.waiting.push(wake));
+    await this.acquire();
     try {
       return await task();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
+      this.release();
     }
   }
 }
@@ -111,7 +118,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
+  /** puts in flight: `concurrency` */
   private readonly slots: Slots;
+  /** segments read and held for a put, in flight or next: `concurrency + 1`, so a read overlaps the puts */
+  private readonly staging: Slots;
   private readonly stopping = new AbortController();
   private cacheOpening: Promise<SegmentCache> | null = null;
   private readonly inFlight = new Map<string, Promise<UploadRecord>>();
@@ -155,6 +165,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.clock = options.clock ?? systemClock;
     this.retry = new RetryPolicy(options.retry, { clock: this.clock });
     this.slots = new Slots(this.concurrency);
+    this.staging = new Slots(this.concurrency + 1);
   }
 
   /** The object key of the segment whose first entry is `firstSeq`. */
@@ -295,21 +306,44 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * The slot covers the read and the put; the manifest write happens after the slot is released,
-   * so the next put overlaps it and manifest writes of uploads finishing together coalesce. The
-   * record resolves only once the manifest on disk has it.
+   * A segment is staged (read and hashed) as soon as a staging slot is free, so the next one is
+   * ready when a put slot frees; its place in the put queue is taken before staging, so puts start
+   * oldest first whatever order the reads finish in. The put slot covers the put and its retries.
+   * The manifest write happens after both slots are released, so the next put overlaps it and
+   * manifest writes of uploads finishing together coalesce. The record resolves only once the
+   * manifest on disk has it.
    */
   private async uploadNow(segment: PendingSegment): Promise<UploadRecord> {
     const cache = await this.cache();
     let started = 0;
     try {
-      const transfer = await this.slots.run(async (): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'> }> => {
+      const transfer = await this.staging.run(async (): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'> }> => {
         const already = cache.record(segment.name);
         if (already) return { uploaded: already };
-        if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
+        this.assertUploading(segment);
         this.counters.attempted++;
-        started = this.clock.now();
-        return { put: await this.put(segment) };
+        const turn = this.slots.acquire();
+        let staged: StagedFile | null = null;
+        try {
+          staged = await this.stage(segment);
+          await turn;
+          this.assertUploading(segment);
+          started = this.clock.now();
+          const key = this.keyFor(segment.firstSeq);
+          await this.retry.run(() => staged!.put(key, { ifNoneMatch: '*' }), {
+            signal: this.stopping.signal,
+            description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+            onRetry: () => {
+              this.counters.retries++;
+            },
+          });
+          return { put: { name: segment.name, key, size: staged.size, sha256: staged.sha256 } };
+        } finally {
+          staged?.release();
+          // a failed read still waits for its turn, so that the slot is handed on in order
+          await turn;
+          this.slots.release();
+        }
       });
       if ('uploaded' in transfer) return transfer.uploaded;
       const record = await cache.markUploaded(transfer.put);
@@ -329,22 +363,19 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     }
   }
 
-  /** Reads the segment and puts it (create-only), hashing it meanwhile. */
-  private async put(segment: PendingSegment): Promise<Omit<UploadRecord, 'uploadedAt'>> {
-    const key = this.keyFor(segment.firstSeq);
+  private assertUploading(segment: PendingSegment): void {
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
+  }
+
+  /** The segment read and hashed: by the storage when it can stage files, else read here for put(). */
+  private async stage(segment: PendingSegment): Promise<StagedFile> {
+    const storage = this.storage;
+    if (storage.stageFile) return storage.stageFile(segment.path);
     const bytes = await readFile(segment.path).catch((err: unknown) => {
       throw toGraphstreamError(err, `reading ${segment.path} for upload`);
     });
-    const hashing = sha256Hex(bytes);
-    hashing.catch(() => undefined); // awaited below; a put failure must not leave it unhandled
-    await this.retry.run(() => this.storage.put(key, bytes, { ifNoneMatch: '*' }), {
-      signal: this.stopping.signal,
-      description: `uploading ${segment.path} to ${this.storage.description}${key}`,
-      onRetry: () => {
-        this.counters.retries++;
-      },
-    });
-    return { name: segment.name, key, size: bytes.byteLength, sha256: await hashing };
+    const sha256 = await sha256Hex(bytes);
+    return { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, options), release: () => undefined };
   }
 
   private report(err: GraphstreamError): void {

@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::io::Read;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, TryStreamExt};
@@ -39,11 +40,26 @@ const DEFAULT_MAX_OBJECT_BYTES: u64 = 1 << 30;
 const DEFAULT_MAX_RETRIES: usize = 2;
 const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[napi]
-pub struct NativeObjectStore {
+struct Store {
     store: Arc<dyn ObjectStore>,
     description: String,
     max_object_bytes: u64,
+}
+
+#[napi]
+pub struct NativeObjectStore {
+    inner: Arc<Store>,
+}
+
+/// A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`): its bytes stay in
+/// native memory, and every `put` (the first one and any retry) sends them from there.
+#[napi]
+pub struct NativeStagedFile {
+    store: Arc<Store>,
+    /// None once released
+    bytes: Mutex<Option<bytes::Bytes>>,
+    size: i64,
+    sha256: String,
 }
 
 /// Opens the store a URL names: `s3://bucket/prefix`, `gs://bucket/prefix`,
@@ -58,6 +74,11 @@ pub async fn open_native_object_store(
 ) -> napi::Result<NativeObjectStore> {
     let options = options.unwrap_or_default();
     let opened = AssertUnwindSafe(async move { open(&url, options).await })
+        .map(|opened| {
+            opened.map(|store| NativeObjectStore {
+                inner: Arc::new(store),
+            })
+        })
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -69,7 +90,7 @@ pub async fn open_native_object_store(
     Ok(opened?)
 }
 
-async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<NativeObjectStore> {
+async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<Store> {
     let url = Url::parse(url_text).map_err(|err| {
         Error::new(
             ErrorCode::InvalidArgument,
@@ -156,7 +177,7 @@ async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<Na
             ))
         }
     };
-    Ok(NativeObjectStore {
+    Ok(Store {
         store,
         description,
         max_object_bytes,
@@ -218,23 +239,43 @@ impl NativeObjectStore {
     /// `s3://bucket/prefix` etc., for messages.
     #[napi(getter)]
     pub fn description(&self) -> String {
-        self.description.clone()
+        self.inner.description.clone()
     }
 
     /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
     /// (returns false) and different bytes are a `[conflict]`; the stored object is never replaced.
-    /// Returns true when this call created (or overwrote) the object.
+    /// Returns true when this call created (or overwrote) the object. The bytes are sent from the
+    /// Buffer itself, not a copy: it must not change until the promise settles.
     #[napi]
     pub async fn put(&self, key: String, bytes: Buffer, create_only: bool) -> napi::Result<bool> {
-        let bytes = bytes::Bytes::copy_from_slice(&bytes);
-        let work = self.put_inner(key, bytes, create_only);
+        let bytes = bytes::Bytes::from_owner(bytes);
+        let work = self.inner.put_inner(key, bytes, create_only);
         Ok(guarded(work).await?)
+    }
+
+    /// Reads the file at `path` and hashes it (SHA-256) off the JavaScript thread, for `put`s of
+    /// the returned staged file: its bytes never enter JavaScript.
+    #[napi]
+    pub async fn stage_file(&self, path: String) -> napi::Result<NativeStagedFile> {
+        let limit = self.inner.max_object_bytes;
+        let read = blocking(move || {
+            let bytes = read_file(&path, limit)?;
+            let sha256 = crate::format::hex(&crate::format::sha256(&bytes));
+            Ok((bytes, sha256))
+        });
+        let (bytes, sha256) = guarded(read).await?;
+        Ok(NativeStagedFile {
+            store: Arc::clone(&self.inner),
+            size: bytes.len() as i64,
+            bytes: Mutex::new(Some(bytes)),
+            sha256,
+        })
     }
 
     /// The object's bytes, or null when there is none.
     #[napi]
     pub async fn get(&self, key: String) -> napi::Result<Option<Buffer>> {
-        let work = self.get_inner(key);
+        let work = self.inner.get_inner(key);
         Ok(guarded(work)
             .await?
             .map(|bytes| Buffer::from(bytes.to_vec())))
@@ -247,15 +288,54 @@ impl NativeObjectStore {
         prefix: String,
         start_after: Option<String>,
     ) -> napi::Result<Vec<String>> {
-        let work = self.list_inner(prefix, start_after);
+        let work = self.inner.list_inner(prefix, start_after);
         Ok(guarded(work).await?)
     }
 
     /// Deletes `key`; a missing key is not an error.
     #[napi]
     pub async fn delete(&self, key: String) -> napi::Result<()> {
-        let work = self.delete_inner(key);
+        let work = self.inner.delete_inner(key);
         Ok(guarded(work).await?)
+    }
+}
+
+#[napi]
+impl NativeStagedFile {
+    /// Bytes read from the file.
+    #[napi(getter)]
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// SHA-256 of the bytes, lowercase hex.
+    #[napi(getter)]
+    pub fn sha256(&self) -> String {
+        self.sha256.clone()
+    }
+
+    /// Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry).
+    #[napi]
+    pub async fn put(&self, key: String, create_only: bool) -> napi::Result<bool> {
+        let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
+        let bytes = staged.ok_or_else(|| {
+            Error::new(
+                ErrorCode::Closed,
+                format!(
+                    "put {}/{key}: the staged file was released",
+                    self.store.description
+                ),
+            )
+        })?;
+        Ok(guarded(self.store.put_inner(key, bytes, create_only)).await?)
+    }
+
+    /// Frees the bytes now rather than when the object is garbage-collected.
+    #[napi]
+    pub fn release(&self) {
+        if let Ok(mut bytes) = self.bytes.lock() {
+            *bytes = None;
+        }
     }
 }
 
@@ -271,7 +351,7 @@ async fn guarded<T>(work: impl std::future::Future<Output = Result<T>>) -> Resul
         })
 }
 
-impl NativeObjectStore {
+impl Store {
     fn path(&self, key: &str) -> Result<Path> {
         Path::parse(key).map_err(|err| {
             Error::new(
@@ -383,6 +463,46 @@ impl NativeObjectStore {
             Err(err) => Err(map_error("delete", &self.description, &key, err)),
         }
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| Error::new(ErrorCode::Internal, format!("blocking task failed: {err}")))?
+}
+
+/// The whole file, refused when it is larger than `limit` bytes (checked before anything is
+/// allocated, and again while reading in case the file grows).
+fn read_file(path: &str, limit: u64) -> Result<bytes::Bytes> {
+    let context = || format!("reading {path} for upload");
+    let file = std::fs::File::open(path).map_err(|err| Error::io(&context(), err))?;
+    let too_large = |size: u64| {
+        Error::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{}: the file is {size} bytes, more than the {limit} bytes allowed \
+                 (max_object_bytes)",
+                context()
+            ),
+        )
+    };
+    let size = file
+        .metadata()
+        .map_err(|err| Error::io(&context(), err))?
+        .len();
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|err| Error::io(&context(), err))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes.into())
 }
 
 fn storage_error(what: &str, retryable: bool, status: Option<u16>) -> Error {
@@ -502,6 +622,20 @@ mod tests {
                 b"one"
             );
         });
+    }
+
+    #[test]
+    fn read_file_reads_whole_files_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, b"abc").unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(read_file(path, 3).unwrap().as_ref(), b"abc");
+        assert_eq!(read_file(path, 2).unwrap_err().code, ErrorCode::TooLarge);
+        let missing = dir.path().join("missing");
+        let err = read_file(missing.to_str().unwrap(), 3).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
+        assert!(err.message.contains("missing"));
     }
 
     #[test]

@@ -8,3 +8,9 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
+
+/** SHA-256 as lowercase hex; WebCrypto digests on the thread pool, so a segment-sized hash does not block the event loop. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return Buffer.from(digest).toString('hex');
+}

@@ -5,9 +5,9 @@
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { nativeBinding, nativeLoadError } from '../native.js';
-import type { NativeObjectStore } from '../../native/graphstream.js';
+import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
 import type { S3Credentials } from './s3.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 
 export interface ObjectStoreStorageOptions {
   /** s3://: custom endpoint of an S3-compatible server */
@@ -74,6 +74,14 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+async function putThrough(key: string, send: (createOnly: boolean) => Promise<boolean>, options: PutOptions | undefined): Promise<PutResult> {
+  try {
+    return { created: await send(options?.ifNoneMatch === '*') };
+  } catch (err) {
+    throw fromNative(err, key);
+  }
+}
+
 export class ObjectStoreStorage implements SegmentStorage {
   readonly description: string;
 
@@ -96,12 +104,24 @@ export class ObjectStoreStorage implements SegmentStorage {
     }
   }
 
-  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    return putThrough(key, (createOnly) => this.store.put(key, asBuffer(bytes), createOnly), options);
+  }
+
+  /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
+  async stageFile(path: string): Promise<StagedFile> {
+    let staged: NativeStagedFile;
     try {
-      return { created: await this.store.put(key, asBuffer(bytes), options?.ifNoneMatch === '*') };
+      staged = await this.store.stageFile(path);
     } catch (err) {
-      throw fromNative(err, key);
+      throw fromNative(err);
     }
+    return {
+      size: staged.size,
+      sha256: staged.sha256,
+      put: (key, options) => putThrough(key, (createOnly) => staged.put(key, createOnly), options),
+      release: () => staged.release(),
+    };
   }
 
   async get(key: string): Promise<Uint8Array | null> {

@@ -14,6 +14,18 @@ export interface PutResult {
   created: boolean;
 }
 
+/** A file read and hashed ahead of its upload (SegmentStorage.stageFile). */
+export interface StagedFile {
+  /** bytes read from the file */
+  readonly size: number;
+  /** SHA-256 of those bytes, lowercase hex */
+  readonly sha256: string;
+  /** Stores the bytes at `key` exactly as SegmentStorage.put would; may be called again (a retry). */
+  put(key: string, options?: PutOptions): Promise<PutResult>;
+  /** Frees the bytes; call it once no put() is in flight and none will follow. */
+  release(): void;
+}
+
 export interface SegmentStorage {
   /** human-readable location (for messages), e.g. `s3://bucket/prefix` */
   readonly description: string;
@@ -23,6 +35,13 @@ export interface SegmentStorage {
    * the stored object is never overwritten.
    */
   put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult>;
+  /**
+   * Optional: reads and hashes the file at `path`, keeping its bytes where this backend sends them
+   * from (a reused buffer, native memory) instead of in a fresh JavaScript Buffer. The Uploader
+   * stages the next segment while earlier puts are in flight; without stageFile it reads the file
+   * itself and calls put().
+   */
+  stageFile?(path: string): Promise<StagedFile>;
   /** The object's bytes, or null when there is no object at `key`. */
   get(key: string): Promise<Uint8Array | null>;
   /** All keys under `prefix` (every page), in ascending key order. */
