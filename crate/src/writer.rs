@@ -638,6 +638,8 @@ struct Live {
     len: u64,
     /// written but not yet fdatasynced
     dirty: bool,
+    /// created since the directory was last fsynced: its name is not durable yet
+    new_in_dir: bool,
 }
 
 impl Live {
@@ -688,6 +690,7 @@ impl Live {
             path,
             len,
             dirty: false,
+            new_in_dir: false,
         })
     }
 }
@@ -1015,10 +1018,18 @@ impl Core {
         if !live.dirty {
             return Ok(());
         }
-        live.file
-            .sync_data()
-            .map_err(|err| Error::io(&format!("fdatasync of {}", live.path.display()), err))?;
+        // a file's first sync is a full fsync: its inode is new as well
+        let synced = if live.new_in_dir {
+            live.file.sync_all()
+        } else {
+            live.file.sync_data()
+        };
+        synced.map_err(|err| Error::io(&format!("fdatasync of {}", live.path.display()), err))?;
         live.dirty = false;
+        if live.new_in_dir {
+            sync_dir(&self.dir)?;
+            live.new_in_dir = false;
+        }
         self.last_sync = Instant::now();
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1042,8 +1053,10 @@ impl Core {
         }
     }
 
-    /// Creates the next unsealed segment, durably (file and directory entry), and names it
-    /// in the head hint.
+    /// Creates the next unsealed segment and names it in the head hint. Its header and
+    /// directory entry become durable with the first sync of its entries (one fdatasync and
+    /// one directory fsync, before any of them is acknowledged under `Durability::Fsync`),
+    /// not at creation: a rotation costs the appends behind it no extra fsync.
     fn create_segment(&mut self) -> Result<()> {
         let name = segment_file_name(self.next_seq);
         let path = self.dir.join(&name);
@@ -1068,9 +1081,7 @@ impl Core {
         let header = Header::unsealed(self.next_seq, now_ms()).encode();
         let written = file
             .write_all(&header)
-            .and_then(|()| file.sync_all())
-            .map_err(|err| Error::io(&format!("writing segment {}", path.display()), err))
-            .and_then(|()| sync_dir(&self.dir));
+            .map_err(|err| Error::io(&format!("writing segment {}", path.display()), err));
         if let Err(err) = written {
             drop(file);
             // best effort: a leftover header-only file would block the next attempt's name
@@ -1081,7 +1092,8 @@ impl Core {
             file,
             path,
             len: HEADER_LEN,
-            dirty: false,
+            dirty: true,
+            new_in_dir: true,
         });
         // Until it has created one, the writer knows the segment before the new one from the
         // hint that recovery checked or rewrote (its head); recovery checks what this says too.

@@ -151,6 +151,8 @@ interface LiveSegment {
   length: number;
   /** written but not yet fdatasynced */
   dirty: boolean;
+  /** created since the directory was last fsynced: its name is not durable yet */
+  newInDir: boolean;
 }
 
 /** The state a failing group rolls back to: every entry before it is durable or sealed. */
@@ -220,7 +222,7 @@ async function resumeLive(path: string, sequence: number): Promise<LiveSegment> 
         `continuing live segment ${path}: it is ${sealed ? 'sealed' : 'unsealed'} with first sequence ${header.firstSeq}, which cannot continue a journal at sequence ${sequence}`,
       );
     }
-    return { path, handle, length: size, dirty: false };
+    return { path, handle, length: size, dirty: false, newInDir: false };
   } catch (err) {
     await handle.close().catch(() => undefined);
     throw ioError(`continuing live segment ${path}`, err);
@@ -514,11 +516,21 @@ class PureWriter implements CoreWriter {
     const live = this.live;
     if (live === null || !live.dirty) return;
     try {
-      await live.handle.datasync();
+      // a file's first sync is a full fsync: its inode is new as well
+      if (live.newInDir) await live.handle.sync();
+      else await live.handle.datasync();
     } catch (err) {
       throw ioError(`fdatasync of ${live.path}`, err);
     }
     live.dirty = false;
+    if (live.newInDir) {
+      try {
+        await syncDirectory(this.dir);
+      } catch (err) {
+        throw ioError(`fsync of directory ${this.dir}`, err);
+      }
+      live.newInDir = false;
+    }
     this.lastSyncMs = Date.now();
     this.counters.syncs++;
   }
@@ -544,7 +556,12 @@ class PureWriter implements CoreWriter {
     this.syncTimer.unref();
   }
 
-  /** Creates the next unsealed segment, durably (file and directory entry), and names it in the head hint. Never overwrites one. */
+  /**
+   * Creates the next unsealed segment and names it in the head hint; never
+   * overwrites one. Its header and directory entry become durable with the
+   * first sync of its entries (before any is acknowledged under 'fsync'), not
+   * at creation: a rotation costs the appends behind it no extra fsync.
+   */
   private async createSegment(): Promise<void> {
     const name = segmentFileName(this.nextSequence);
     const path = join(this.dir, name);
@@ -558,15 +575,13 @@ class PureWriter implements CoreWriter {
     }
     try {
       await writeAll(handle, encodeHeader({ firstSeq: this.nextSequence, createdMs: Date.now() }), 0);
-      await handle.sync();
-      await syncDirectory(this.dir);
     } catch (err) {
       await handle.close().catch(() => undefined);
       // best effort: a leftover header-only file would block the next attempt's name
       await unlink(path).catch(() => undefined);
       throw ioError(`writing segment ${path}`, err);
     }
-    this.live = { path, handle, length: HEADER_SIZE, dirty: false };
+    this.live = { path, handle, length: HEADER_SIZE, dirty: true, newInDir: true };
     // Until it has created one, the writer knows the segment before the new one from the hint
     // that recovery checked or rewrote (its head); recovery checks what this says too.
     let previous = this.newestSegment ?? (await readHeadHint(this.dir))?.segment ?? null;
