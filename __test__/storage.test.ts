@@ -5,16 +5,18 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
 import { LocalStorage, MemoryStorage, ObjectStoreStorage, S3Storage, openStorage } from '../ts/storage/index.js';
+import { ReadBuffers } from '../ts/storage/read-buffers.js';
+import { nativeBinding } from '../ts/native.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
-import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
+import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const segmentKey = (seq: number) => `wal/db/0000/${seq.toString(16).padStart(16, '0')}.hadbj`;
@@ -198,7 +200,7 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
 });
 
 /** The backends that implement the optional stageFile (the Uploader's path to them). */
-const stagingBackends = backends.filter((backend) => backend.name.startsWith('ObjectStoreStorage'));
+const stagingBackends = backends.filter((backend) => backend.name.startsWith('S3Storage') || backend.name.startsWith('ObjectStoreStorage'));
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 async function writeScratchFile(name: string, data: Uint8Array): Promise<string> {
@@ -276,6 +278,119 @@ describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
     const files = await scratchFiles(24, 20_000, 200_000);
     expect(await stageAndPutFourAtATime(storage, files)).toEqual(files.map((file) => sha256(file.data)));
     for (const file of files) expect(Buffer.from((await storage.get(file.key))!).equals(file.data), file.key).toBe(true);
+  });
+});
+
+/**
+ * A TCP proxy to `target` that starts reading each connection's request only after a delay (`delayMs`
+ * times 1, 2, 3 or 4 in turn, so that requests finish out of order): bodies wait in the client meanwhile.
+ */
+async function startSlowReadingProxy(target: string, delayMs: number): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createServer((client) => {
+    const delay = delayMs * (1 + (connections++ % 4));
+    client.pause();
+    const upstream = connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    upstream.pipe(client);
+    setTimeout(() => client.pipe(upstream), delay);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return {
+    endpoint: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('S3Storage.stageFile', () => {
+  it('reuses read buffers only once released: files staged and put 4 at a time through a slow-reading server arrive intact', async () => {
+    const proxy = await startSlowReadingProxy(s3Endpoint(), 50);
+    try {
+      const storage = track(new S3Storage({ bucket, prefix: `slow-${randomBytes(4).toString('hex')}/`, endpoint: proxy.endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true }));
+      // more than the kernel's socket buffers take: the rest of a body waits in the client's memory
+      const files = await scratchFiles(8, 3_000_000, 1_000_000);
+      await stageAndPutFourAtATime(storage, files);
+      for (const file of files) expect(Buffer.from((await storage.get(file.key))!).equals(file.data), file.key).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('signs each request with the SHA-256 of the bytes it sends', async () => {
+    const client = testS3Client();
+    const signed: string[] = [];
+    client.middlewareStack.add(
+      (next) => (args) => {
+        const request = args.request as { method?: string; headers?: Record<string, string> };
+        const hash = request.headers?.['x-amz-content-sha256'];
+        if (request.method === 'PUT' && hash !== undefined) signed.push(hash);
+        return next(args);
+      },
+      { step: 'deserialize', name: 'captureSignedPayloadHash' },
+    );
+    const storage = track(new S3Storage({ bucket, prefix: `signed-${randomBytes(4).toString('hex')}/`, client }));
+    const data = [randomBytes(100_000), randomBytes(90_000)];
+    for (const [i, bytes] of data.entries()) {
+      const staged = await storage.stageFile(await writeScratchFile(`s${i}`, bytes));
+      await staged.put(segmentKey(i + 1), { ifNoneMatch: '*' });
+      await staged.put(segmentKey(i + 1), { ifNoneMatch: '*' });
+      staged.release();
+    }
+    expect(signed).toEqual(data.flatMap((bytes) => [sha256(bytes), sha256(bytes)]));
+    client.destroy();
+  });
+
+  it('a file larger than maxObjectBytes is too_large', async () => {
+    const storage = track(
+      new S3Storage({ bucket, prefix: `big-${randomBytes(4).toString('hex')}/`, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxObjectBytes: 1000 }),
+    );
+    const path = await writeScratchFile('big', randomBytes(1001));
+    await expectGraphstreamError(storage.stageFile(path), 'too_large');
+  });
+});
+
+describe.each([
+  { reader: 'the native addon', native: nativeBinding },
+  { reader: 'node:fs and WebCrypto', native: null },
+])('ReadBuffers through $reader', ({ native }) => {
+  it('reads and hashes whole files, and reads into a released buffer again', async () => {
+    const buffers = new ReadBuffers(1 << 30, native);
+    const files = await scratchFiles(4, 100_000, 1_000_000);
+    const held = [];
+    for (const file of files) {
+      const read = await buffers.read(file.path, 1 << 30);
+      expect(read.bytes.equals(file.data), file.path).toBe(true);
+      expect(read.sha256).toBe(sha256(file.data));
+      held.push(read);
+    }
+    expect(new Set(held.map((read) => read.bytes.buffer)).size).toBe(files.length);
+    const largest = held.reduce((a, b) => (a.bytes.length > b.bytes.length ? a : b));
+    const memory = largest.bytes.buffer;
+    for (const read of held) read.release();
+    const again = await buffers.read(files.find((file) => file.data.length === largest.bytes.length)!.path, 1 << 30);
+    expect(again.bytes.buffer).toBe(memory);
+    expect(again.sha256).toBe(largest.sha256);
+  });
+
+  it('a file over the limit is too_large, a missing one not_found naming it', async () => {
+    const buffers = new ReadBuffers(1 << 30, native);
+    const [file] = await scratchFiles(1, 5_000, 1);
+    await expectGraphstreamError(buffers.read(file!.path, 4_999), 'too_large');
+    const missing = join(await scratchDir(), 'missing-segment');
+    const err = await expectGraphstreamError(buffers.read(missing, 1 << 30), 'not_found');
+    expect(err.message).toContain(missing);
+    expect((await buffers.read(file!.path, 5_000)).bytes.equals(file!.data)).toBe(true);
   });
 });
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, TryStreamExt};
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task};
 use napi_derive::napi;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -26,7 +26,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 use url::Url;
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{guard, Error, ErrorCode, Result};
 
 /// Options of our own, next to the `object_store` configuration keys (`aws_endpoint`, ...).
 const OPTION_MAX_RETRIES: &str = "max_retries";
@@ -505,6 +505,74 @@ fn read_file(path: &str, limit: u64) -> Result<bytes::Bytes> {
     Ok(bytes.into())
 }
 
+/// What `readFileForUpload` found: the file's size and, when it fitted, the hash of its bytes.
+#[napi(object)]
+#[derive(Debug)]
+pub struct FileForUpload {
+    /// the file's size in bytes
+    pub size: i64,
+    /// SHA-256 (lowercase hex) of the bytes now at the start of the buffer; null when the file is
+    /// larger than the buffer and nothing was read
+    pub sha256: Option<String>,
+}
+
+pub struct ReadForUploadTask {
+    path: String,
+    into: Buffer,
+}
+
+impl Task for ReadForUploadTask {
+    type Output = FileForUpload;
+    type JsValue = FileForUpload;
+
+    fn compute(&mut self) -> napi::Result<FileForUpload> {
+        Ok(guard(|| read_into(&self.path, &mut self.into))?)
+    }
+
+    fn resolve(&mut self, _env: Env, output: FileForUpload) -> napi::Result<FileForUpload> {
+        Ok(output)
+    }
+}
+
+/// Reads the whole file at `path` into the start of `into` and hashes it (SHA-256), in one task
+/// off the JavaScript thread (S3Storage reads segments into reused buffers with it). A file larger
+/// than `into` is not read: its size says how large a buffer it needs. JavaScript must not touch
+/// `into` until the promise settles.
+#[napi(ts_return_type = "Promise<FileForUpload>")]
+pub fn read_file_for_upload(path: String, into: Buffer) -> AsyncTask<ReadForUploadTask> {
+    AsyncTask::new(ReadForUploadTask { path, into })
+}
+
+fn read_into(path: &str, into: &mut [u8]) -> Result<FileForUpload> {
+    let context = || format!("reading {path} for upload");
+    let mut file = std::fs::File::open(path).map_err(|err| Error::io(&context(), err))?;
+    let size = file
+        .metadata()
+        .map_err(|err| Error::io(&context(), err))?
+        .len();
+    if size > into.len() as u64 {
+        return Ok(FileForUpload {
+            size: size as i64,
+            sha256: None,
+        });
+    }
+    let wanted = &mut into[..size as usize];
+    let mut filled = 0;
+    while filled < wanted.len() {
+        match file.read(&mut wanted[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Error::io(&context(), err)),
+        }
+    }
+    let digest = crate::format::sha256(&wanted[..filled]);
+    Ok(FileForUpload {
+        size: filled as i64,
+        sha256: Some(crate::format::hex(&digest)),
+    })
+}
+
 fn storage_error(what: &str, retryable: bool, status: Option<u16>) -> Error {
     let suffix = match (retryable, status) {
         (true, Some(status)) => format!("retryable; HTTP {status}"),
@@ -622,6 +690,25 @@ mod tests {
                 b"one"
             );
         });
+    }
+
+    #[test]
+    fn read_into_fills_the_buffer_or_says_how_large_one_must_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, b"abc").unwrap();
+        let path = path.to_str().unwrap();
+        let mut buffer = [0u8; 4];
+        let read = read_into(path, &mut buffer).unwrap();
+        assert_eq!(read.size, 3);
+        let expected = crate::format::hex(&crate::format::sha256(b"abc"));
+        assert_eq!(read.sha256.as_deref(), Some(expected.as_str()));
+        assert_eq!(&buffer[..3], b"abc");
+        let small = read_into(path, &mut [0u8; 2]).unwrap();
+        assert_eq!((small.size, small.sha256), (3, None));
+        let missing = dir.path().join("missing");
+        let err = read_into(missing.to_str().unwrap(), &mut buffer).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
     }
 
     #[test]

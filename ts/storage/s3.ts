@@ -6,7 +6,8 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { sameBytes } from './bytes.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import { ReadBuffers } from './read-buffers.js';
+import type { ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 import { RETRYABLE_ERRNO } from '../retry.js';
 
 export interface S3Credentials {
@@ -31,13 +32,17 @@ export interface S3StorageOptions {
   maxAttempts?: number;
   /** page size of ListObjectsV2 (default: the server's, 1000 on S3) */
   maxKeysPerPage?: number;
-  /** largest object get() reads into memory (default 1 GiB) */
+  /** largest object get() and stageFile() read into memory (default 1 GiB) */
   maxObjectBytes?: number;
   /** use this client instead of building one (close() then leaves it open) */
   client?: S3Client;
 }
 
 const DEFAULT_MAX_OBJECT_BYTES = 1 << 30;
+/** Read buffers kept for stageFile while no upload uses them. */
+const MAX_IDLE_READ_BUFFER_BYTES = 32 * 1024 * 1024;
+/** The SigV4 header that carries the payload's SHA-256; when set, the SDK signs it instead of hashing the body. */
+const PAYLOAD_SHA256_HEADER = 'x-amz-content-sha256';
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 let sdkLoading: Promise<S3Sdk> | null = null;
@@ -114,6 +119,7 @@ export class S3Storage implements SegmentStorage {
   private readonly ownsClient: boolean;
   private readonly maxKeysPerPage: number | undefined;
   private readonly maxObjectBytes: number;
+  private readonly readBuffers = new ReadBuffers(MAX_IDLE_READ_BUFFER_BYTES);
 
   constructor(options: S3StorageOptions) {
     if (!options.bucket) {
@@ -163,18 +169,55 @@ export class S3Storage implements SegmentStorage {
   }
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    return this.putBytes(key, bytes, options);
+  }
+
+  /**
+   * Reads the file into a reused buffer (no fresh allocation per file for the GC to collect) and
+   * hashes it off the JavaScript thread; each put signs the request with that hash, so the SDK
+   * does not hash the body again and S3 checks the bytes it stores against it. The SDK is done
+   * with a body once send() settles (answered, or its request destroyed): the buffer can be
+   * reused after release().
+   */
+  async stageFile(path: string): Promise<StagedFile> {
+    const file = await this.readBuffers.read(path, this.maxObjectBytes);
+    let released = false;
+    return {
+      size: file.bytes.byteLength,
+      sha256: file.sha256,
+      put: async (key, options) => {
+        if (released) throw new GraphstreamError('closed', `put ${this.description}${key}: the staged file ${path} was released`);
+        return this.putBytes(key, file.bytes, options, file.sha256);
+      },
+      release: () => {
+        released = true;
+        file.release();
+      },
+    };
+  }
+
+  private async putBytes(key: string, bytes: Uint8Array, options?: PutOptions, sha256?: string): Promise<PutResult> {
     const createOnly = options?.ifNoneMatch === '*';
     try {
       const { sdk, client } = await this.sdk();
-      await client.send(
-        new sdk.PutObjectCommand({
-          Bucket: this.bucket,
-          Key: this.prefix + key,
-          Body: bytes,
-          ContentLength: bytes.byteLength,
-          ...(createOnly ? { IfNoneMatch: '*' } : {}),
-        }),
-      );
+      const command = new sdk.PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.prefix + key,
+        Body: bytes,
+        ContentLength: bytes.byteLength,
+        ...(createOnly ? { IfNoneMatch: '*' } : {}),
+      });
+      if (sha256 !== undefined) {
+        command.middlewareStack.add(
+          (next) => (args) => {
+            const request = args.request as { headers?: Record<string, string> };
+            if (request.headers) request.headers[PAYLOAD_SHA256_HEADER] = sha256;
+            return next(args);
+          },
+          { step: 'build', name: 'graphstreamPayloadSha256' },
+        );
+      }
+      await client.send(command);
       return { created: true };
     } catch (err) {
       if (!createOnly || !isConditionalFailure(err)) throw this.failure('put', key, err);
