@@ -5,6 +5,7 @@
  * `If-None-Match: *`, separates the cost of the create-only condition (which the Uploader must
  * keep) from the Uploader's own work. Runs interleaved; objects deleted between runs.
  */
+import { readFileSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -13,10 +14,22 @@ import { addTable, MB, type Context } from '../lib/context.js';
 import { CREDENTIALS, REGION, startMoto } from '../lib/moto.js';
 import type { Cell } from '../lib/report.js';
 import { deleteObjects, pool, putObject } from '../lib/s3.js';
-import { interleave, nowMs, ratioOf, type Summary } from '../lib/stats.js';
+import { interleave, median, nowMs, ratioOf, type Summary } from '../lib/stats.js';
 import { graphdPayloads, sealJournal } from '../lib/workload.js';
 
 const BUCKET = 'graphstream-bench-ship';
+/** USER_HZ: the unit of the CPU times in /proc/<pid>/stat on Linux */
+const PROC_TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) moto's process used so far, in ms; null where there is no /proc. */
+function processCpuMs(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / PROC_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
 
 export async function shippingGroup(context: Context): Promise<void> {
   if (nativeCore === null) throw new Error('the native addon did not load (npm run build:native)');
@@ -51,25 +64,41 @@ export async function shippingGroup(context: Context): Promise<void> {
       }
     };
 
+    /** CPU per MB shipped, of this process (all its threads) and of moto, for each run of each variant. */
+    const cpu = new Map<string, { node: number[]; moto: number[] }>();
+    /** Seconds `ship` takes; its CPU goes to `variant`'s samples. */
+    const measure = async (variant: string, ship: () => Promise<void>): Promise<number> => {
+      const node0 = process.cpuUsage();
+      const moto0 = processCpuMs(moto.pid);
+      const start = nowMs();
+      await ship();
+      const seconds = (nowMs() - start) / 1000;
+      const node = process.cpuUsage(node0);
+      const moto1 = processCpuMs(moto.pid);
+      const samples = cpu.get(variant) ?? { node: [], moto: [] };
+      samples.node.push((node.user + node.system) / 1000 / (totalBytes / MB));
+      if (moto0 !== null && moto1 !== null) samples.moto.push((moto1 - moto0) / (totalBytes / MB));
+      cpu.set(variant, samples);
+      return seconds;
+    };
+
     /** Seconds to ship every segment with the Uploader (sidecar over a fresh copy of the directory). */
-    const uploaderRun = async (storage: SegmentStorage, concurrency: number): Promise<number> => {
+    const uploaderRun = async (variant: string, storage: SegmentStorage, concurrency: number): Promise<number> => {
       const dir = await mkdtemp(join(context.scratch, 'ship-'));
       for (const segment of segments) await link(join(source, segmentFileName(segment.firstSeq)), join(dir, segmentFileName(segment.firstSeq)));
       const uploader = new Uploader({ directory: dir, storage, db: 'bench', prefix: `run${runId++}/`, concurrency });
-      const start = nowMs();
-      await uploader.sync();
-      const seconds = (nowMs() - start) / 1000;
+      const seconds = await measure(variant, () => uploader.sync());
       await uploader.stop();
       if (uploader.stats().succeeded !== segments.length) throw new Error(`uploader shipped ${uploader.stats().succeeded} of ${segments.length} segments`);
       await rm(dir, { recursive: true, force: true });
       await clearBucket();
       return seconds;
     };
-    const plainRun = async (concurrency: number, options: { ifNoneMatch?: '*' } = {}): Promise<number> => {
+    const plainRun = async (variant: string, concurrency: number, options: { ifNoneMatch?: '*' } = {}): Promise<number> => {
       const prefix = `plain${runId++}/`;
-      const start = nowMs();
-      await pool(segments.length, concurrency, (i) => putObject(client, BUCKET, `${prefix}${String(i).padStart(6, '0')}.hadbj`, segments[i]!.bytes, options));
-      const seconds = (nowMs() - start) / 1000;
+      const seconds = await measure(variant, () =>
+        pool(segments.length, concurrency, (i) => putObject(client, BUCKET, `${prefix}${String(i).padStart(6, '0')}.hadbj`, segments[i]!.bytes, options)),
+      );
       await clearBucket();
       return seconds;
     };
@@ -79,27 +108,36 @@ export async function shippingGroup(context: Context): Promise<void> {
     for (const concurrency of [1, 4, 16]) {
       context.log(`shipping: concurrency ${concurrency}`);
       const toMBs = (seconds: number) => totalBytes / MB / seconds;
+      cpu.clear();
       const result = await interleave(runs, {
-        plain: async () => toMBs(await plainRun(concurrency)),
-        conditional: async () => toMBs(await plainRun(concurrency, { ifNoneMatch: '*' })),
-        s3Storage: async () => toMBs(await uploaderRun(s3Storage, concurrency)),
-        objectStore: async () => toMBs(await uploaderRun(objectStore, concurrency)),
+        plain: async () => toMBs(await plainRun('plain', concurrency)),
+        conditional: async () => toMBs(await plainRun('conditional', concurrency, { ifNoneMatch: '*' })),
+        s3Storage: async () => toMBs(await uploaderRun('s3Storage', s3Storage, concurrency)),
+        objectStore: async () => toMBs(await uploaderRun('objectStore', objectStore, concurrency)),
       });
       const segmentsPerSecond = (s: Summary) => (s.median * MB * segments.length) / totalBytes;
+      // the first sample of each variant is interleave's warm-up round
+      const cpuOf = (variant: string): [number, number | null] => {
+        const samples = cpu.get(variant)!;
+        return [median(samples.node.slice(1)), samples.moto.length > 1 ? median(samples.moto.slice(1)) : null];
+      };
       ratios[concurrency] = { s3: ratioOf(result.s3Storage, result.plain), os: ratioOf(result.objectStore, result.plain) };
       rows.push(
-        [`c=${concurrency}: plain PutObject (aws-sdk)`, result.plain, segmentsPerSecond(result.plain), null, null],
-        [`c=${concurrency}: PutObject If-None-Match: * (aws-sdk)`, result.conditional, segmentsPerSecond(result.conditional), ratioOf(result.conditional, result.plain), null],
-        [`c=${concurrency}: Uploader + S3Storage`, result.s3Storage, segmentsPerSecond(result.s3Storage), ratios[concurrency]!.s3, ratioOf(result.s3Storage, result.conditional)],
-        [`c=${concurrency}: Uploader + ObjectStoreStorage`, result.objectStore, segmentsPerSecond(result.objectStore), ratios[concurrency]!.os, ratioOf(result.objectStore, result.conditional)],
+        [`c=${concurrency}: plain PutObject (aws-sdk)`, result.plain, segmentsPerSecond(result.plain), null, null, ...cpuOf('plain')],
+        [`c=${concurrency}: PutObject If-None-Match: * (aws-sdk)`, result.conditional, segmentsPerSecond(result.conditional), ratioOf(result.conditional, result.plain), null, ...cpuOf('conditional')],
+        [`c=${concurrency}: Uploader + S3Storage`, result.s3Storage, segmentsPerSecond(result.s3Storage), ratios[concurrency]!.s3, ratioOf(result.s3Storage, result.conditional), ...cpuOf('s3Storage')],
+        [`c=${concurrency}: Uploader + ObjectStoreStorage`, result.objectStore, segmentsPerSecond(result.objectStore), ratios[concurrency]!.os, ratioOf(result.objectStore, result.conditional), ...cpuOf('objectStore')],
       );
     }
     addTable(context, {
       group: 'shipping',
       title: `3. Shipping — ${segments.length} sealed segments (4 MiB of entries each, ${(totalBytes / segments.length / 1048576).toFixed(2)} MiB sealed) to moto on loopback`,
-      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject', 'vs PutObject If-None-Match'],
+      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject', 'vs PutObject If-None-Match', 'bench CPU ms/MB', 'moto CPU ms/MB'],
       rows,
-      notes: [`median of ${runs} interleaved runs; the Uploader reads each file, hashes it (SHA-256), puts it with If-None-Match: * and records it in manifest.json`],
+      notes: [
+        `median of ${runs} interleaved runs; the Uploader reads each file, hashes it (SHA-256), puts it with If-None-Match: * and records it in manifest.json; ` +
+          'CPU per MB shipped: the bench process (all its threads: JavaScript, libuv pool, the addon) and moto (/proc), which share the machine',
+      ],
     });
     for (const [concurrency, ratio] of Object.entries(ratios)) {
       context.figures[`upload S3Storage c=${concurrency}`] = ratio.s3;
