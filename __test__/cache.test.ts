@@ -108,6 +108,24 @@ describe('SegmentCache', () => {
     expect(await reopened.pending()).toEqual([]);
   });
 
+  it('a held record is visible at once and written by the next change without a hold', async () => {
+    const { sealed } = await writeJournal(dir, 2, 1, false);
+    const cache = await SegmentCache.open(dir);
+    const held = cache.markUploaded(record(sealed[0]!, 1), { holdMs: 600_000 });
+    expect(cache.isUploaded(sealed[0]!)).toBe(true);
+    await expect(readFile(join(dir, MANIFEST_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
+    await cache.markUploaded(record(sealed[1]!, 1));
+    await held;
+    expect((await SegmentCache.open(dir)).uploaded().map((r) => r.name)).toEqual(sealed);
+  });
+
+  it('a held record is written when its hold ends', async () => {
+    const { sealed } = await writeJournal(dir, 1, 1, false);
+    const cache = await SegmentCache.open(dir);
+    await cache.markUploaded(record(sealed[0]!, 1), { holdMs: 1 });
+    expect((await SegmentCache.open(dir)).isUploaded(sealed[0]!)).toBe(true);
+  });
+
   it('treats an unreadable manifest as empty, so its segments are shipped again', async () => {
     const { sealed } = await writeJournal(dir, 2, 1, false);
     await writeFile(join(dir, MANIFEST_FILE), '{"version":1,"segm');

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +234,19 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     expect(manifest.segments.map(({ name, key, size, sha256 }) => ({ name, key, size, sha256 }))).toEqual(
       [...segments].map(([name, bytes]) => ({ name, key: keyOf(name), size: bytes.length, sha256: sha(bytes) })),
     );
+  });
+
+  it.each([1, 3])("with concurrency %i, emits 'uploaded' only once manifest.json on disk records the segment", async (concurrency) => {
+    const { journal, uploader } = await setup({ concurrency });
+    await appendEntries(journal, 200);
+    const notYetOnDisk: string[] = [];
+    uploader.on('uploaded', (record) => {
+      const onDisk = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { segments: UploadRecord[] };
+      if (!onDisk.segments.some((segment) => segment.name === record.name)) notYetOnDisk.push(record.name);
+    });
+    await uploader.sync();
+    expect(uploader.stats().succeeded).toBeGreaterThan(4);
+    expect(notYetOnDisk).toEqual([]);
   });
 
   it('on its timer, seals the live segment and ships it without being asked', async () => {

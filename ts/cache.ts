@@ -86,14 +86,19 @@ interface SegmentFile {
 /**
  * One per journal directory. Open it with `SegmentCache.open(dir)`; the manifest is read once and
  * kept in memory, and every change is written back atomically (temp file, fsync, rename, directory
- * fsync) before the call that made it resolves. Concurrent changes share one write.
+ * fsync) before the call that made it resolves. Concurrent changes share one write, and a change
+ * may be held back briefly (markUploaded's `holdMs`) so that more share it.
  */
 export class SegmentCache {
   readonly config: CacheConfig;
   readonly manifestPath: string;
   private readonly records = new Map<string, UploadRecord>();
-  private queuedWrite: Promise<void> | null = null;
-  private lastWrite: Promise<void> = Promise.resolve();
+  /** counts changes to `records`; the manifest on disk has the first `durableChanges` of them */
+  private changes = 0;
+  private durableChanges = 0;
+  private writing: Promise<void> | null = null;
+  /** held changes wait for this: opened when the first hold ends or an unheld write is asked for */
+  private gate: { opened: Promise<void>; open(): void } | null = null;
 
   private constructor(
     readonly dir: string,
@@ -145,14 +150,22 @@ export class SegmentCache {
     return this.records.get(name);
   }
 
-  /** Records a segment as uploaded (at now, by default); resolves once the manifest on disk says so. */
-  async markUploaded(upload: Omit<UploadRecord, 'uploadedAt'> & { uploadedAt?: number }): Promise<UploadRecord> {
+  /**
+   * Records a segment as uploaded (at now, by default); resolves once the manifest on disk says so.
+   * With `holdMs`, the write waits up to that long for more records to share it, and starts at
+   * once when a change without a hold comes first. The record is visible (record(), isUploaded())
+   * right away.
+   */
+  async markUploaded(upload: Omit<UploadRecord, 'uploadedAt'> & { uploadedAt?: number }, options: { holdMs?: number } = {}): Promise<UploadRecord> {
     if (!SEGMENT_FILE.test(upload.name)) {
       throw new GraphstreamError('invalid_argument', `cache: ${upload.name} is not a segment file name`);
     }
     const record: UploadRecord = { ...upload, uploadedAt: upload.uploadedAt ?? this.now() };
     this.records.set(record.name, record);
-    await this.persist();
+    const change = ++this.changes;
+    if (options.holdMs !== undefined && options.holdMs > 0) await this.hold(options.holdMs);
+    else this.openGate();
+    await this.writeUntil(change);
     return record;
   }
 
@@ -205,6 +218,7 @@ export class SegmentCache {
     for (const name of this.records.keys()) {
       if (!present.has(name)) {
         this.records.delete(name);
+        this.changes++;
         manifestChanged = true;
       }
     }
@@ -234,7 +248,10 @@ export class SegmentCache {
       if (expired) stats.deletedByAge++;
       else stats.deletedBySize++;
     }
-    if (manifestChanged) await this.persist();
+    if (manifestChanged) {
+      this.openGate();
+      await this.writeUntil(this.changes);
+    }
     return stats;
   }
 
@@ -245,6 +262,7 @@ export class SegmentCache {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toGraphstreamError(err, `cache cleanup: deleting ${file.path}`);
     }
     this.records.delete(file.name);
+    this.changes++;
   }
 
   /** Segment files in the directory, oldest first. */
@@ -303,22 +321,49 @@ export class SegmentCache {
     return true;
   }
 
-  /** Writes the manifest; a change made while a write is running gets the next write. */
-  private persist(): Promise<void> {
-    if (this.queuedWrite) return this.queuedWrite;
-    const write = this.lastWrite
-      .catch(() => undefined)
-      .then(() => {
-        this.queuedWrite = null;
-        const manifest: ManifestFile = { version: MANIFEST_VERSION, segments: this.uploaded() };
-        const text = JSON.stringify(manifest, null, 1) + '\n';
-        return replaceFileAtomically(this.manifestPath, `${this.manifestPath}.tmp`, Buffer.from(text, 'utf8')).catch((err: unknown) => {
-          throw toGraphstreamError(err, `writing ${this.manifestPath}`);
-        });
+  /** Resolves after `ms`, or as soon as the gate is opened. */
+  private hold(ms: number): Promise<void> {
+    if (this.gate === null) {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      const timer = setTimeout(() => this.openGate(), ms);
+      this.gate = {
+        opened,
+        open: () => {
+          clearTimeout(timer);
+          open();
+        },
+      };
+    }
+    return this.gate.opened;
+  }
+
+  private openGate(): void {
+    const gate = this.gate;
+    this.gate = null;
+    gate?.open();
+  }
+
+  /** Resolves once the manifest on disk has the first `changes` changes; a change made while a write runs gets the next one. */
+  private async writeUntil(changes: number): Promise<void> {
+    while (this.durableChanges < changes) {
+      this.writing ??= this.writeManifest().finally(() => {
+        this.writing = null;
       });
-    this.queuedWrite = write;
-    this.lastWrite = write;
-    return write;
+      await this.writing;
+    }
+  }
+
+  private async writeManifest(): Promise<void> {
+    const changes = this.changes;
+    const manifest: ManifestFile = { version: MANIFEST_VERSION, segments: this.uploaded() };
+    const text = JSON.stringify(manifest, null, 1) + '\n';
+    try {
+      await replaceFileAtomically(this.manifestPath, `${this.manifestPath}.tmp`, Buffer.from(text, 'utf8'));
+    } catch (err) {
+      throw toGraphstreamError(err, `writing ${this.manifestPath}`);
+    }
+    this.durableChanges = Math.max(this.durableChanges, changes);
   }
 }
 

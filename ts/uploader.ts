@@ -69,6 +69,13 @@ export interface UploaderEvents {
 
 const DEFAULT_SEAL_INTERVAL_MS = 1000;
 const DEFAULT_CONCURRENCY = 4;
+/**
+ * How long the manifest write of a finished upload may wait while other uploads are in flight, so
+ * that a backlog costs a manifest write per this interval rather than per segment (each write is
+ * two fsyncs). The last upload of a batch writes at once. A crash loses at most this much of
+ * records, whose segments are then put again: a no-op for identical bytes.
+ */
+const MANIFEST_HOLD_MS = 50;
 
 /** A FIFO counting semaphore: slots are granted in the order they were asked for. */
 class Slots {
@@ -125,6 +132,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly stopping = new AbortController();
   private cacheOpening: Promise<SegmentCache> | null = null;
   private readonly inFlight = new Map<string, Promise<UploadRecord>>();
+  /** uploads whose put has not settled yet (those of inFlight that are not just writing the manifest) */
+  private transfersInFlight = 0;
   /** segments whose key holds different bytes: not retried on the timer (it cannot succeed) */
   private readonly conflicts = new Map<string, GraphstreamError>();
   private timer: NodeJS.Timeout | null = null;
@@ -309,47 +318,20 @@ export class Uploader extends EventEmitter<UploaderEvents> {
    * A segment is staged (read and hashed) as soon as a staging slot is free, so the next one is
    * ready when a put slot frees; its place in the put queue is taken before staging, so puts start
    * oldest first whatever order the reads finish in. The put slot covers the put and its retries.
-   * The manifest write happens after both slots are released, so the next put overlaps it and
-   * manifest writes of uploads finishing together coalesce. The record resolves only once the
-   * manifest on disk has it.
+   * The manifest write happens after both slots are released, so the next put overlaps it; while
+   * other uploads are in flight it waits up to MANIFEST_HOLD_MS for them, so they share it. The
+   * record resolves (and 'uploaded' is emitted) only once the manifest on disk has it.
    */
   private async uploadNow(segment: PendingSegment): Promise<UploadRecord> {
     const cache = await this.cache();
-    let started = 0;
     try {
-      const transfer = await this.staging.run(async (): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'> }> => {
-        const already = cache.record(segment.name);
-        if (already) return { uploaded: already };
-        this.assertUploading(segment);
-        this.counters.attempted++;
-        const turn = this.slots.acquire();
-        let staged: StagedFile | null = null;
-        try {
-          staged = await this.stage(segment);
-          await turn;
-          this.assertUploading(segment);
-          started = this.clock.now();
-          const key = this.keyFor(segment.firstSeq);
-          await this.retry.run(() => staged!.put(key, { ifNoneMatch: '*' }), {
-            signal: this.stopping.signal,
-            description: `uploading ${segment.path} to ${this.storage.description}${key}`,
-            onRetry: () => {
-              this.counters.retries++;
-            },
-          });
-          return { put: { name: segment.name, key, size: staged.size, sha256: staged.sha256 } };
-        } finally {
-          staged?.release();
-          // a failed read still waits for its turn, so that the slot is handed on in order
-          await turn;
-          this.slots.release();
-        }
-      });
+      const transfer = await this.transfer(segment, cache);
       if ('uploaded' in transfer) return transfer.uploaded;
-      const record = await cache.markUploaded(transfer.put);
+      const othersStillSending = this.transfersInFlight > 0;
+      const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
       this.counters.succeeded++;
       this.counters.bytes += record.size;
-      this.metrics?.recordUpload(record.size, this.clock.now() - started);
+      this.metrics?.recordUpload(record.size, transfer.putMs);
       this.emit('uploaded', record);
       return record;
     } catch (err) {
@@ -360,6 +342,46 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       this.lastError = error;
       if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed') this.report(error);
       throw error;
+    }
+  }
+
+  /** Stages and puts the segment unless the manifest has it already; counted in transfersInFlight meanwhile. */
+  private async transfer(
+    segment: PendingSegment,
+    cache: SegmentCache,
+  ): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'>; putMs: number }> {
+    this.transfersInFlight++;
+    try {
+      return await this.staging.run(async () => {
+        const already = cache.record(segment.name);
+        if (already) return { uploaded: already };
+        this.assertUploading(segment);
+        this.counters.attempted++;
+        const turn = this.slots.acquire();
+        let staged: StagedFile | null = null;
+        try {
+          staged = await this.stage(segment);
+          await turn;
+          this.assertUploading(segment);
+          const started = this.clock.now();
+          const key = this.keyFor(segment.firstSeq);
+          await this.retry.run(() => staged!.put(key, { ifNoneMatch: '*' }), {
+            signal: this.stopping.signal,
+            description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+            onRetry: () => {
+              this.counters.retries++;
+            },
+          });
+          return { put: { name: segment.name, key, size: staged.size, sha256: staged.sha256 }, putMs: this.clock.now() - started };
+        } finally {
+          staged?.release();
+          // a failed read still waits for its turn, so that the slot is handed on in order
+          await turn;
+          this.slots.release();
+        }
+      });
+    } finally {
+      this.transfersInFlight--;
     }
   }
 
