@@ -34,7 +34,7 @@ function tooLarge(path: string, size: number, maxBytes: number): GraphstreamErro
 export class ReadBuffers {
   private readonly idle: Buffer[] = [];
   private idleBytes = 0;
-  /** size of the last file read: the next one is probably about as large */
+  /** size of the last file read: the next one is probably about as large (segments of one journal are) */
   private lastSize = 0;
 
   /**
@@ -52,7 +52,8 @@ export class ReadBuffers {
   }
 
   private async readNatively(native: NativeBinding, path: string, maxBytes: number): Promise<PooledFile> {
-    let buffer: Buffer | null = this.take(this.lastSize);
+    // an eighth more than the last file: segments a little larger than it fit at the first attempt
+    let buffer: Buffer | null = this.take(Math.ceil(this.lastSize * 1.125));
     try {
       // A file larger than the buffer is not read; its size says which buffer to take (a sealed
       // segment does not change, so the second attempt fits).
