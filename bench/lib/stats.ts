@@ -48,6 +48,18 @@ export function gc(): void {
 }
 
 /**
+ * A clean start for the next variant: a GC, then a turn of the event loop,
+ * where Node runs the finalizers that free native memory (the addon's buffers)
+ * of what the GC collected, then a GC again. Without the turn, the buffers of
+ * every variant so far stay allocated across a whole interleaved series.
+ */
+async function settle(): Promise<void> {
+  gc();
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+}
+
+/**
  * Runs every variant `runs` times, interleaved (v1, v2, v3, v1, v2, v3, ...), after one warm-up
  * round; each call returns a figure (throughput, latency...). Interleaving puts every variant
  * under the same drift of a shared machine.
@@ -60,14 +72,14 @@ export async function interleave<K extends string>(
   const keys = Object.keys(variants) as K[];
   if (options.warmup !== false) {
     for (const key of keys) {
-      gc();
+      await settle();
       await variants[key]();
     }
   }
   const samples = Object.fromEntries(keys.map((key) => [key, [] as number[]])) as Record<K, number[]>;
   for (let run = 0; run < runs; run++) {
     for (const key of keys) {
-      gc();
+      await settle();
       samples[key].push(await variants[key]());
     }
   }

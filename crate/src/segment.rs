@@ -59,8 +59,9 @@ struct BodyWalk {
     torn: Option<Error>,
 }
 
-/// Compressed bodies from this size on are checksummed on a second thread while they decompress.
-const PARALLEL_CHECKSUM_MIN_BYTES: usize = 256 * 1024;
+/// Bodies from this size on get a second thread: compressed while their entries are checked
+/// (seal), checksummed while they decompress (decode).
+const PARALLEL_MIN_BODY_BYTES: usize = 256 * 1024;
 
 /// Entries below this count are chained on the calling thread; above it the work is split.
 const PARALLEL_CHAIN_MIN_ENTRIES: usize = 1024;
@@ -302,7 +303,7 @@ fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<D
         (true, COMPRESSION_ZSTD) => {
             // The checksum of the stored body and its (bounded) decompression are independent,
             // so large bodies get both at once; a mismatch is still reported first.
-            let (checksum, body) = if stored.len() >= PARALLEL_CHECKSUM_MIN_BYTES {
+            let (checksum, body) = if stored.len() >= PARALLEL_MIN_BODY_BYTES {
                 std::thread::scope(|scope| {
                     let checksum = scope.spawn(|| sha256(stored));
                     let body = decompress(stored, opts.max_body_bytes);
@@ -470,15 +471,27 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
             format!("segment {} is already sealed", header.first_seq),
         ));
     }
-    // the entries are checked where they lie: no copy of the body before compressing it
-    let (walk, _) = walk_unsealed(
-        unsealed,
-        &header,
-        &DecodeOptions {
-            allow_torn_tail: false,
-            max_body_bytes,
-        },
-    )?;
+    // The entries are checked where they lie (no copy of the body), and a large body is
+    // compressed on a second thread meanwhile: the two are independent, and the compressed
+    // bytes are used only once every check has passed.
+    let opts = DecodeOptions {
+        allow_torn_tail: false,
+        max_body_bytes,
+    };
+    let body = &unsealed[HEADER_SIZE..];
+    let (walked, compressed_ahead) = if level > 0 && body.len() >= PARALLEL_MIN_BODY_BYTES {
+        std::thread::scope(|scope| {
+            let compressing = scope.spawn(|| zstd::bulk::compress(body, level));
+            let walked = walk_unsealed(unsealed, &header, &opts);
+            match compressing.join() {
+                Ok(compressed) => (walked, compressed.ok()),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
+        (walk_unsealed(unsealed, &header, &opts), None)
+    };
+    let (walk, _) = walked?;
     let count = walk.offsets.len() as u64;
     if count == 0 {
         return Err(Error::new(
@@ -489,12 +502,15 @@ pub fn seal_segment(unsealed: &[u8], level: i32, max_body_bytes: usize) -> Resul
     let raw = &unsealed[HEADER_SIZE..HEADER_SIZE + walk.consumed];
     let compressed;
     let (stored, flags, compression) = if level > 0 {
-        compressed = zstd::bulk::compress(raw, level).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("zstd failed on segment {}: {e}", header.first_seq),
-            )
-        })?;
+        compressed = match compressed_ahead {
+            Some(ahead) if raw.len() == body.len() => ahead,
+            _ => zstd::bulk::compress(raw, level).map_err(|e| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("zstd failed on segment {}: {e}", header.first_seq),
+                )
+            })?,
+        };
         (
             compressed.as_slice(),
             FLAG_SEALED | FLAG_HAS_CHAIN_HASH | FLAG_COMPRESSED,
@@ -757,6 +773,25 @@ mod tests {
     }
 
     #[test]
+    fn large_bodies_are_compressed_beside_the_checks_and_only_used_when_they_pass() {
+        let unsealed = large_unsealed(6000);
+        assert!(unsealed.len() - HEADER_SIZE >= PARALLEL_MIN_BODY_BYTES);
+        let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        let expected = zstd::bulk::compress(&unsealed[HEADER_SIZE..], 3).unwrap();
+        assert_eq!(
+            &sealed[HEADER_SIZE..sealed.len() - TRAILER_SIZE],
+            &expected[..]
+        );
+        let decoded = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
+        assert_eq!(decoded.body, &unsealed[HEADER_SIZE..]);
+
+        let mut broken = unsealed.clone();
+        break_chain_at(&mut broken, 5000);
+        let err = seal_segment(&broken, 3, DEFAULT_MAX_BODY_BYTES).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ChainBroken, "{}", err.message);
+    }
+
+    #[test]
     fn large_compressed_bodies_are_checksummed_beside_decompression() {
         let mut state = 0x9e37_79b9_u32;
         let payloads: Vec<Vec<u8>> = (0..300)
@@ -773,7 +808,7 @@ mod tests {
             .collect();
         let unsealed = unsealed_from(1, ZERO_HASH, &payloads);
         let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
-        assert!(sealed.len() - HEADER_SIZE - TRAILER_SIZE >= PARALLEL_CHECKSUM_MIN_BYTES);
+        assert!(sealed.len() - HEADER_SIZE - TRAILER_SIZE >= PARALLEL_MIN_BODY_BYTES);
         let decoded = decode_segment(&sealed, &DecodeOptions::default()).unwrap();
         assert_eq!(decoded.body, unsealed[HEADER_SIZE..]);
         for at in [
