@@ -68,6 +68,8 @@ pub struct NativeStagedFile {
 /// `aws_access_key_id`, `aws_virtual_hosted_style_request`, `google_service_account`, ...) plus
 /// `max_retries`, `retry_timeout_ms` and `max_object_bytes`. Unknown keys are rejected.
 #[napi]
+// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
+#[cfg_attr(test, allow(dead_code))]
 pub async fn open_native_object_store(
     url: String,
     options: Option<HashMap<String, String>>,
@@ -516,6 +518,8 @@ pub struct FileForUpload {
     pub sha256: Option<String>,
 }
 
+// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
+#[cfg_attr(test, allow(dead_code))]
 pub struct ReadForUploadTask {
     path: String,
     into: Buffer,
@@ -539,6 +543,8 @@ impl Task for ReadForUploadTask {
 /// than `into` is not read: its size says how large a buffer it needs. JavaScript must not touch
 /// `into` until the promise settles.
 #[napi(ts_return_type = "Promise<FileForUpload>")]
+// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
+#[cfg_attr(test, allow(dead_code))]
 pub fn read_file_for_upload(path: String, into: Buffer) -> AsyncTask<ReadForUploadTask> {
     AsyncTask::new(ReadForUploadTask { path, into })
 }
