@@ -5,8 +5,8 @@
  * unsealed file as it was and is retried when the writer next retires a
  * segment or waits for the sealer; whoever waits hears the error.
  */
-import { readFile, rename, unlink } from 'node:fs/promises';
-import { syncDirectory, writeFileSynced } from '../durable-fs.js';
+import { readFile } from 'node:fs/promises';
+import { replaceFileAtomically, syncDirectory } from '../durable-fs.js';
 import type { ErrorCode } from '../errors.js';
 import { coreError, ioError } from './core-errors.js';
 import { FLAG_SEALED, HEADER_SIZE, decodeHeader, sealSegment } from './format.js';
@@ -116,20 +116,13 @@ export class SegmentSealer {
  * fsync) only gets the directory fsync.
  */
 async function sealFile(path: string, level: number, dir: string): Promise<void> {
-  const tempPath = path + SEAL_SUFFIX;
   try {
     const unsealed = await readFile(path);
-    if ((decodeHeader(unsealed.subarray(0, HEADER_SIZE)).flags & FLAG_SEALED) === 0) {
-      const sealed = sealSegment(unsealed, { level, maxBodyBytes: unsealed.length });
-      try {
-        await writeFileSynced(tempPath, sealed);
-        await rename(tempPath, path);
-      } catch (err) {
-        await unlink(tempPath).catch(() => undefined);
-        throw err;
-      }
+    if ((decodeHeader(unsealed.subarray(0, HEADER_SIZE)).flags & FLAG_SEALED) !== 0) {
+      await syncDirectory(dir);
+      return;
     }
-    await syncDirectory(dir);
+    await replaceFileAtomically(path, path + SEAL_SUFFIX, sealSegment(unsealed, { level, maxBodyBytes: unsealed.length }));
   } catch (err) {
     const coded = err instanceof Error ? /^\[([a-z_]+)\] ([^]*)$/.exec(err.message) : null;
     throw coded === null ? ioError(`sealing ${path}`, err) : coreError(coded[1] as ErrorCode, `sealing ${path}: ${coded[2]}`, err);
