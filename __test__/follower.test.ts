@@ -8,6 +8,7 @@ import type { Core, DecodeOptions } from '../ts/core.js';
 import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { Follower, downloadNewSegments } from '../ts/follower.js';
+import type { RawJournalRecord } from '../ts/reader.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
 import { encodeJournalEntry } from '../ts/payload.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
@@ -220,6 +221,21 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
       sequence: total,
       chain_hash: leading.journal.chainHash.toString('hex'),
     });
+  });
+
+  it('records a consumer keeps stay intact while later segments are decoded into reused buffers', async () => {
+    const leading = await leader(300);
+    const expected = await journalRecords(leading.dir, core);
+    expect((await remoteSegments()).length).toBeGreaterThan(10);
+    const controller = new AbortController();
+    const kept: RawJournalRecord[] = [];
+    for await (const record of follower().tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+      kept.push(record);
+      if (record.sequence === 300) controller.abort();
+    }
+    expect(kept.map((record) => ({ sequence: record.sequence, chainHash: record.chainHash.toString('hex'), payload: record.payload.toString('hex') }))).toEqual(
+      expected,
+    );
   });
 
   it('a follower restarted mid-stream resumes after the last entry its consumer took', async () => {

@@ -184,6 +184,34 @@ describe.each(cores)('$kind core', (core) => {
     expect(buffers.size).toBe(1);
   });
 
+  test('a segment body is decoded into a given buffer when it fits, and into its own otherwise', async () => {
+    for (const name of ['sealed-zstd.hadbj', 'sealed-raw.hadbj', 'unsealed.hadbj', 'unsealed-torn-tail.hadbj']) {
+      const bytes = readVector(name);
+      const options = { allowTornTail: true };
+      const plain = core.decodeSegment(bytes, options);
+      for (const decode of [core.decodeSegment, core.decodeSegmentAsync]) {
+        const into = Buffer.alloc(plain.body.length + 7, 0xaa);
+        const decoded = await decode(bytes, { ...options, into });
+        expect(decoded.body.buffer, name).toBe(into.buffer);
+        expect(decoded.body.byteOffset, name).toBe(into.byteOffset);
+        expect(decoded.body, name).toEqual(plain.body);
+        expect(into.subarray(plain.body.length), name).toEqual(Buffer.alloc(7, 0xaa));
+        expect({ ...decoded, body: null }, name).toEqual({ ...plain, body: null });
+
+        const small = Buffer.alloc(plain.body.length - 1);
+        // a frame without its size is found not to fit only once the buffer is full
+        const own = await decode(bytes, { ...options, into: small });
+        expect(own.body.buffer, name).not.toBe(small.buffer);
+        expect(own.body, name).toEqual(plain.body);
+      }
+    }
+    const bytes = readVector('sealed-zstd.hadbj');
+    expect(coreCodeOf(() => core.decodeSegment(bytes, { into: bytes }))).toBe('invalid_argument');
+    await expect(core.decodeSegmentAsync(bytes, { into: bytes.subarray(100) })).rejects.toThrow(/^\[invalid_argument\] .*shares memory/);
+    await expect(core.decodeSegmentAsync(bytes, { into: new Uint8Array(1 << 20) as Buffer })).rejects.toThrow(/^\[invalid_argument\] /);
+    expect(coreCodeOf(() => core.decodeSegment(readVector('broken-chain.hadbj'), { into: Buffer.alloc(1 << 20) }))).toBe('chain_broken');
+  });
+
   describe('checks and their error codes', () => {
     const payloads = expectedEntries.map((e) => e.payload);
 

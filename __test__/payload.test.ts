@@ -153,6 +153,16 @@ describe('encoding rules', () => {
     expect(decodeJournalEntry(encodeJournalEntry({ query: 'q', params })).params).toEqual(params);
   });
 
+  test('a decoded entry shares no memory with its payload, whose buffer a reader may reuse', () => {
+    const bytes = Buffer.of(1, 2, 3);
+    const payload = Buffer.from(encodeJournalEntry({ query: 'q', params: [['b', ParamValue.bytes(bytes)], ['l', ParamValue.list([ParamValue.bytes(bytes)])]] }));
+    const decoded = decodeJournalEntry(payload);
+    payload.fill(0);
+    const [[, top], [, list]] = decoded.params as [[string, ParamValue], [string, ParamValue]];
+    expect(Array.from(top.value as Uint8Array)).toEqual([1, 2, 3]);
+    expect(Array.from((list.value as ParamValue[])[0]!.value as Uint8Array)).toEqual([1, 2, 3]);
+  });
+
   test('bytes that are not a JournalEntry are invalid_argument', () => {
     expect(codeOf(() => decodeJournalEntry(Buffer.from([0x0a, 0x05, 0x61])))).toBe('invalid_argument');
     expect(codeOf(() => decodeJournalEntry(Buffer.from([0xff])))).toBe('invalid_argument');

@@ -51,6 +51,14 @@ export interface DecodeOptions {
   allowTornTail?: boolean;
   /** Ceiling on the decoded body (and on any single length field); default 1 GiB. */
   maxBodyBytes?: number;
+  /**
+   * A buffer to decode the body into when it fits: `body` is then its first bytes, and a
+   * reader decoding one segment after another can reuse its buffers instead of leaving one
+   * dead body per segment to the garbage collector. When the body does not fit, it gets a
+   * buffer of its own (`into` may have been written to). It must not share memory with the
+   * input, and must not be touched until the decode settles.
+   */
+  into?: Buffer;
 }
 
 /**
@@ -69,6 +77,15 @@ export interface RawSegment {
   validLength: number;
   /** true when an unsealed segment ended in a partial or CRC-invalid entry that was cut off */
   tornTail: boolean;
+}
+
+/** Throws (as a core error) unless `into` is absent or a Buffer sharing no memory with `bytes`. */
+export function checkDecodeTarget(bytes: Uint8Array, into: unknown): void {
+  if (into === undefined) return;
+  if (!Buffer.isBuffer(into)) throw new Error('[invalid_argument] decode: into must be a Buffer');
+  const apart =
+    into.buffer !== bytes.buffer || into.byteOffset + into.length <= bytes.byteOffset || bytes.byteOffset + bytes.length <= into.byteOffset;
+  if (!apart) throw new Error('[invalid_argument] decode: into shares memory with the bytes being decoded');
 }
 
 export interface SealOptions {

@@ -35,6 +35,7 @@ import {
   type ListedSegment,
   type SegmentCore,
 } from './compaction.js';
+import { BodyPool } from './body-pool.js';
 import type { Core, RawSegment } from './core.js';
 import { replaceFileAtomically } from './durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
@@ -65,6 +66,8 @@ const DEFAULT_POLL_INTERVAL_MS = 1000;
 const DEFAULT_MAX_POLL_INTERVAL_MS = 30_000;
 const DEFAULT_GAP_TIMEOUT_MS = 60_000;
 const DEFAULT_PREFETCH = 3;
+/** bodies kept for reuse: the one given back at next() and the one the next decode ahead takes */
+const FREE_BODIES = 2;
 
 /** Where a journal lives in storage. */
 export interface RemoteLocation {
@@ -166,6 +169,11 @@ export class RemoteJournal {
   private readonly prefetch: number;
   private readonly lastWanted: number;
   private window: PrefetchWindow = { byListingIndex: new Map(), abandoned: false };
+  private readonly bodies = new BodyPool(FREE_BODIES);
+  /** the pool buffer each decoded segment's body lies in */
+  private readonly pooledBodies = new WeakMap<RawSegment, Buffer>();
+  /** the pool buffer under the segment next() returned last: the reader is done with it at the following next() */
+  private bodyInUse: Buffer | null = null;
 
   constructor(
     location: RemoteLocation,
@@ -210,8 +218,19 @@ export class RemoteJournal {
     return `${this.storage.description}${key}`;
   }
 
-  /** The verified segment holding the next sequence, or null when storage has nothing newer. */
+  /**
+   * The verified segment holding the next sequence, or null when storage has nothing newer. The
+   * segment is valid until the following call: its body is then reused for a later segment.
+   */
   async next(): Promise<RemoteSegment | null> {
+    if (this.bodyInUse !== null) this.bodies.give(this.bodyInUse);
+    this.bodyInUse = null;
+    const segment = await this.nextSegment();
+    if (segment !== null) this.bodyInUse = this.pooledBodies.get(segment.decoded) ?? null;
+    return segment;
+  }
+
+  private async nextSegment(): Promise<RemoteSegment | null> {
     const needed = this.position.sequence + 1;
     if (this.listing === null) {
       this.listing = await listSegmentKeys(this.storage, this.incrementalPrefix, this.position.sequence);
@@ -361,11 +380,15 @@ export class RemoteJournal {
     const bytes = await fetched;
     if (bytes === null || window?.abandoned) return null;
     let decoded: RawSegment;
+    const into = this.bodies.take();
     try {
-      decoded = await this.core.decodeSegmentAsync(bytes);
+      decoded = await this.core.decodeSegmentAsync(bytes, into === undefined ? undefined : { into });
     } catch (err) {
+      if (into !== undefined) this.bodies.give(into);
       throw toGraphstreamError(err, `${this.where(listed.key)} (sequence ${listed.firstSeq})`);
     }
+    const pooled = this.bodies.landed(decoded.body, into);
+    if (pooled !== null) this.pooledBodies.set(decoded, pooled);
     const { header } = decoded;
     if ((header.flags & FLAG_SEALED) === 0) {
       throw new GraphstreamError('invalid_segment', `${this.where(listed.key)} (sequence ${listed.firstSeq}) is not sealed`, {
@@ -813,7 +836,8 @@ export class Follower {
         }
         continue;
       }
-      const record: RawJournalRecord = { sequence, chainHash: copyChainHashAfter(decoded, index), payload: payloadOf(decoded, index) };
+      // a copy: the body is reused once the segment is done, and the record is the consumer's to keep
+      const record: RawJournalRecord = { sequence, chainHash: copyChainHashAfter(decoded, index), payload: Buffer.from(payloadOf(decoded, index)) };
       yield record;
       this.applied = { sequence, chainHash: record.chainHash };
       this.updateLag(remote);

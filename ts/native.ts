@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Native from '../native/graphstream.js';
-import type { Core, CoreWriter, WriterOptions, WriterStart } from './core.js';
+import { checkDecodeTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type WriterOptions, type WriterStart } from './core.js';
 import { packPayloads } from './packed.js';
 
 type NativeBinding = typeof Native;
@@ -64,6 +64,17 @@ function adaptWriter(writer: Native.NativeJournalWriter): CoreWriter {
   };
 }
 
+/** The addon's segment as the Core's: its body is the first `bodyLength` bytes of the buffer it hands back. */
+function fromNativeSegment({ bodyLength, ...segment }: Native.RawSegment): RawSegment {
+  if (segment.body.length !== bodyLength) segment.body = segment.body.subarray(0, bodyLength);
+  return segment;
+}
+
+function decodeOptions(bytes: Uint8Array, options: DecodeOptions | undefined): DecodeOptions | undefined {
+  checkDecodeTarget(bytes, options?.into);
+  return options;
+}
+
 function adapt(native: NativeBinding): Core {
   return {
     kind: 'native',
@@ -83,8 +94,8 @@ function adapt(native: NativeBinding): Core {
     decodeHeader: (bytes) => native.decodeHeader(bytes),
     sealSegment: (unsealed, options) => native.sealSegment(unsealed, options),
     sealSegmentAsync: (unsealed, options) => native.sealSegmentAsync(asBuffer(unsealed), options),
-    decodeSegment: (bytes, options) => native.decodeSegment(bytes, options),
-    decodeSegmentAsync: (bytes, options) => native.decodeSegmentAsync(asBuffer(bytes), options),
+    decodeSegment: (bytes, options) => fromNativeSegment(native.decodeSegment(bytes, decodeOptions(bytes, options))),
+    decodeSegmentAsync: async (bytes, options) => fromNativeSegment(await native.decodeSegmentAsync(asBuffer(bytes), decodeOptions(bytes, options))),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
       // napi maps `undefined`, not `null`, to an absent Option.
       adaptWriter(

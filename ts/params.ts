@@ -415,7 +415,7 @@ export function fromGraphValue(message: GraphValue | undefined): ParamValue {
     case 'stringValue':
       return new TypedParam('string', value.value);
     case 'bytesValue':
-      return new TypedParam('bytes', value.value);
+      return new TypedParam('bytes', Uint8Array.prototype.slice.call(value.value)); // a copy (Buffer's own slice is a view): the payload's buffer may be reused
     case 'listValue':
       return new TypedParam('list', value.value.values.map(fromGraphValue));
     case 'mapValue':

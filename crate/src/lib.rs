@@ -15,7 +15,7 @@ use napi_derive::napi;
 use crate::error::{guard, Error, ErrorCode};
 use crate::format::Header;
 use crate::segment::{
-    DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
+    Body, DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
 };
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -177,10 +177,13 @@ pub struct EncodedBatch {
     pub chain_hashes: Buffer,
 }
 
+/// A decoded segment; its body is the first `body_length` bytes of `body` (the caller's
+/// `into` buffer when the body fitted it).
 #[napi(object)]
 pub struct RawSegment {
     pub header: HeaderFields,
     pub body: Buffer,
+    pub body_length: u32,
     pub entry_offsets: Uint32Array,
     pub chain_hash: Buffer,
     pub start_hash: Buffer,
@@ -189,10 +192,19 @@ pub struct RawSegment {
 }
 
 impl RawSegment {
-    fn from_decoded(decoded: DecodedSegment) -> napi::Result<Self> {
+    fn from_decoded(decoded: DecodedSegment<Body>, into: Option<Buffer>) -> napi::Result<Self> {
+        let (body, body_length) = match (decoded.body, into) {
+            (Body::Owned(body), _) => {
+                let length = body.len();
+                (body.into(), length)
+            }
+            (Body::InOutput(length), Some(into)) => (into, length),
+            (Body::InOutput(_), None) => (Buffer::default(), 0), // an empty body, decoded into no buffer
+        };
         Ok(RawSegment {
             header: HeaderFields::from_header(&decoded.header)?,
-            body: decoded.body.into(),
+            body,
+            body_length: body_length as u32,
             entry_offsets: decoded.entry_offsets.into(),
             chain_hash: decoded.chain_hash.to_vec().into(),
             start_hash: decoded.start_hash.to_vec().into(),
@@ -206,18 +218,22 @@ impl RawSegment {
 pub struct DecodeOptions {
     pub allow_torn_tail: Option<bool>,
     pub max_body_bytes: Option<f64>,
+    /// a buffer to decode the body into when it fits (never the input's memory)
+    pub into: Option<Buffer>,
 }
 
 impl DecodeOptions {
-    fn resolve(options: Option<DecodeOptions>) -> Result<SegmentDecodeOptions, Error> {
-        let options = options.unwrap_or(DecodeOptions {
-            allow_torn_tail: None,
-            max_body_bytes: None,
-        });
-        Ok(SegmentDecodeOptions {
+    fn resolve(
+        options: Option<DecodeOptions>,
+    ) -> Result<(SegmentDecodeOptions, Option<Buffer>), Error> {
+        let Some(options) = options else {
+            return Ok((SegmentDecodeOptions::default(), None));
+        };
+        let resolved = SegmentDecodeOptions {
             allow_torn_tail: options.allow_torn_tail.unwrap_or(false),
             max_body_bytes: ceiling(options.max_body_bytes)?,
-        })
+        };
+        Ok((resolved, options.into))
     }
 }
 
@@ -309,8 +325,11 @@ pub fn seal_segment(unsealed: &[u8], options: Option<SealOptions>) -> napi::Resu
 
 #[napi]
 pub fn decode_segment(bytes: &[u8], options: Option<DecodeOptions>) -> napi::Result<RawSegment> {
-    let options = DecodeOptions::resolve(options)?;
-    RawSegment::from_decoded(guard(|| segment::decode_segment(bytes, &options))?)
+    let (options, mut into) = DecodeOptions::resolve(options)?;
+    let decoded = guard(|| {
+        segment::decode_segment_to(bytes, &options, into.as_deref_mut().unwrap_or_default())
+    })?;
+    RawSegment::from_decoded(decoded, into)
 }
 
 pub struct SealTask {
@@ -349,21 +368,23 @@ pub fn seal_segment_async(
 
 pub struct DecodeTask {
     bytes: Buffer,
+    into: Option<Buffer>,
     options: SegmentDecodeOptions,
 }
 
 impl Task for DecodeTask {
-    type Output = DecodedSegment;
+    type Output = DecodedSegment<Body>;
     type JsValue = RawSegment;
 
-    fn compute(&mut self) -> napi::Result<DecodedSegment> {
+    fn compute(&mut self) -> napi::Result<DecodedSegment<Body>> {
+        let out = self.into.as_deref_mut().unwrap_or_default();
         Ok(guard(|| {
-            segment::decode_segment(&self.bytes, &self.options)
+            segment::decode_segment_to(&self.bytes, &self.options, out)
         })?)
     }
 
-    fn resolve(&mut self, _env: Env, output: DecodedSegment) -> napi::Result<RawSegment> {
-        RawSegment::from_decoded(output)
+    fn resolve(&mut self, _env: Env, output: DecodedSegment<Body>) -> napi::Result<RawSegment> {
+        RawSegment::from_decoded(output, self.into.take())
     }
 }
 
@@ -372,8 +393,10 @@ pub fn decode_segment_async(
     bytes: Buffer,
     options: Option<DecodeOptions>,
 ) -> napi::Result<AsyncTask<DecodeTask>> {
+    let (options, into) = DecodeOptions::resolve(options)?;
     Ok(AsyncTask::new(DecodeTask {
         bytes,
-        options: DecodeOptions::resolve(options)?,
+        into,
+        options,
     }))
 }

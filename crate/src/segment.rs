@@ -28,11 +28,20 @@ impl Default for DecodeOptions {
     }
 }
 
+/// Where the raw body of a segment decoded by [`decode_segment_to`] lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// in a buffer of its own (the caller's was too small)
+    Owned(Vec<u8>),
+    /// in the first `n` bytes of the caller's buffer
+    InOutput(usize),
+}
+
 #[derive(Debug, Clone)]
-pub struct DecodedSegment {
+pub struct DecodedSegment<B = Vec<u8>> {
     pub header: Header,
     /// raw (decompressed) entries, back to back
-    pub body: Vec<u8>,
+    pub body: B,
     /// where each entry starts in `body`
     pub entry_offsets: Vec<u32>,
     /// chain hash after the last entry
@@ -250,7 +259,64 @@ fn decompress(stored: &[u8], max_body_bytes: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<DecodedSegment> {
+/// Decompresses into `out` when the body fits it, else into a new buffer (then `out` may have
+/// been written to). A body found not to fit, and any error, go to the plain path, which gives
+/// the canonical result or error.
+fn decompress_to(stored: &[u8], max_body_bytes: usize, out: &mut [u8]) -> Result<Body> {
+    let declared = zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten();
+    let room = out.len().min(max_body_bytes);
+    let may_fit = declared.is_none_or(|size| size <= room as u64);
+    if may_fit {
+        if let Some(written) = decompress_into(stored, &mut out[..room]) {
+            return Ok(Body::InOutput(written));
+        }
+    }
+    decompress(stored, max_body_bytes).map(Body::Owned)
+}
+
+/// The whole decompressed body in `out`, or None when it does not fit or does not decompress.
+fn decompress_into(stored: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).ok()?;
+    let mut filled = 0;
+    while filled < out.len() {
+        match decoder.read(&mut out[filled..]) {
+            Ok(0) => return Some(filled),
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    match decoder.read(&mut [0u8; 1]) {
+        Ok(0) => Some(filled),
+        _ => None,
+    }
+}
+
+/// `raw` copied into `out` when it fits, else into a new buffer.
+fn copy_to(raw: &[u8], out: &mut [u8]) -> Body {
+    match out.get_mut(..raw.len()) {
+        Some(target) => {
+            target.copy_from_slice(raw);
+            Body::InOutput(raw.len())
+        }
+        None => Body::Owned(raw.to_vec()),
+    }
+}
+
+fn body_bytes<'a>(body: &'a Body, out: &'a [u8]) -> &'a [u8] {
+    match body {
+        Body::Owned(bytes) => bytes,
+        Body::InOutput(len) => &out[..*len],
+    }
+}
+
+fn decode_sealed(
+    bytes: &[u8],
+    header: Header,
+    opts: &DecodeOptions,
+    out: &mut [u8],
+) -> Result<DecodedSegment<Body>> {
     if header.body_len > opts.max_body_bytes as u64 {
         return Err(Error::new(
             ErrorCode::TooLarge,
@@ -306,14 +372,17 @@ fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<D
             let (checksum, body) = if stored.len() >= PARALLEL_MIN_BODY_BYTES {
                 std::thread::scope(|scope| {
                     let checksum = scope.spawn(|| sha256(stored));
-                    let body = decompress(stored, opts.max_body_bytes);
+                    let body = decompress_to(stored, opts.max_body_bytes, out);
                     match checksum.join() {
                         Ok(checksum) => (checksum, body),
                         Err(panic) => std::panic::resume_unwind(panic),
                     }
                 })
             } else {
-                (sha256(stored), decompress(stored, opts.max_body_bytes))
+                (
+                    sha256(stored),
+                    decompress_to(stored, opts.max_body_bytes, out),
+                )
             };
             if checksum != header.body_checksum {
                 return Err(checksum_error());
@@ -333,10 +402,10 @@ fn decode_sealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<D
                     ),
                 ));
             }
-            stored.to_vec()
+            copy_to(stored, out)
         }
     };
-    let walk = walk_entries(&body, header.first_seq, false)
+    let walk = walk_entries(body_bytes(&body, out), header.first_seq, false)
         .map_err(|e| e.context(format!("segment {}", header.first_seq)))?;
     if walk.offsets.len() as u64 != header.entry_count {
         return Err(Error::new(
@@ -432,10 +501,15 @@ fn walk_unsealed(bytes: &[u8], header: &Header, opts: &DecodeOptions) -> Result<
     Ok((walk, torn_tail))
 }
 
-fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result<DecodedSegment> {
+fn decode_unsealed(
+    bytes: &[u8],
+    header: Header,
+    opts: &DecodeOptions,
+    out: &mut [u8],
+) -> Result<DecodedSegment<Body>> {
     let (walk, torn_tail) = walk_unsealed(bytes, &header, opts)?;
     Ok(DecodedSegment {
-        body: bytes[HEADER_SIZE..HEADER_SIZE + walk.consumed].to_vec(),
+        body: copy_to(&bytes[HEADER_SIZE..HEADER_SIZE + walk.consumed], out),
         header,
         entry_offsets: walk.offsets,
         chain_hash: walk.chain_hash,
@@ -445,13 +519,38 @@ fn decode_unsealed(bytes: &[u8], header: Header, opts: &DecodeOptions) -> Result
     })
 }
 
-/// Decodes a sealed or unsealed segment, verifying every check of FORMAT.md.
+/// [`decode_segment_to`] with the body always in a buffer of its own (the tests' form).
+#[cfg(test)]
 pub fn decode_segment(bytes: &[u8], opts: &DecodeOptions) -> Result<DecodedSegment> {
+    let decoded = decode_segment_to(bytes, opts, &mut [])?;
+    let body = match decoded.body {
+        Body::Owned(body) => body,
+        Body::InOutput(_) => Vec::new(), // only an empty body fits no room
+    };
+    Ok(DecodedSegment {
+        header: decoded.header,
+        body,
+        entry_offsets: decoded.entry_offsets,
+        chain_hash: decoded.chain_hash,
+        start_hash: decoded.start_hash,
+        valid_length: decoded.valid_length,
+        torn_tail: decoded.torn_tail,
+    })
+}
+
+/// Decodes a sealed or unsealed segment, verifying every check of FORMAT.md. The body goes
+/// into `out` when it fits, so that a reader decoding one segment after another can reuse its
+/// buffers; otherwise into a buffer of its own.
+pub fn decode_segment_to(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut [u8],
+) -> Result<DecodedSegment<Body>> {
     let header = Header::decode(bytes)?;
     if header.is_sealed() {
-        decode_sealed(bytes, header, opts)
+        decode_sealed(bytes, header, opts, out)
     } else {
-        decode_unsealed(bytes, header, opts)
+        decode_unsealed(bytes, header, opts, out)
     }
 }
 
@@ -770,6 +869,44 @@ mod tests {
         crc_first[HEADER_SIZE + 48 * 5 + 60] ^= 1; // inside an early entry
         let err = decode_segment(&crc_first, &DecodeOptions::default()).unwrap_err();
         assert_eq!(err.code, ErrorCode::TornTail);
+    }
+
+    #[test]
+    fn a_body_goes_into_the_callers_buffer_when_it_fits_and_into_its_own_otherwise() {
+        let unsealed = large_unsealed(6000);
+        let raw = &unsealed[HEADER_SIZE..];
+        let opts = DecodeOptions::default();
+        for level in [3, 0] {
+            let sealed = seal_segment(&unsealed, level, DEFAULT_MAX_BODY_BYTES).unwrap();
+            for bytes in [&sealed, &unsealed] {
+                let mut out = vec![0xaa; raw.len() + 10];
+                let decoded = decode_segment_to(bytes, &opts, &mut out).unwrap();
+                assert_eq!(decoded.body, Body::InOutput(raw.len()), "level {level}");
+                assert_eq!(&out[..raw.len()], raw);
+                assert_eq!(
+                    &out[raw.len()..],
+                    &[0xaa; 10],
+                    "nothing written past the body"
+                );
+
+                let mut small = vec![0; raw.len() - 1];
+                let decoded = decode_segment_to(bytes, &opts, &mut small).unwrap();
+                assert_eq!(decoded.body, Body::Owned(raw.to_vec()), "level {level}");
+            }
+        }
+        // the ceiling holds whatever room the buffer has, and a corrupt body is still refused
+        let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        let mut out = vec![0; raw.len()];
+        let tight = DecodeOptions {
+            max_body_bytes: raw.len() - 1,
+            ..DecodeOptions::default()
+        };
+        let err = decode_segment_to(&sealed, &tight, &mut out).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge, "{}", err.message);
+        let mut broken = unsealed.clone();
+        break_chain_at(&mut broken, 5000);
+        let err = decode_segment_to(&broken, &opts, &mut out).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ChainBroken, "{}", err.message);
     }
 
     #[test]

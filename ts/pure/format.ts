@@ -6,15 +6,16 @@
  */
 import { createHash } from 'node:crypto';
 import CRC32C from 'crc-32/crc32c.js';
-import type {
-  DecodeOptions,
-  EncodedBatch,
-  HeaderFields,
-  HeaderInit,
-  Payloads,
-  RawEntry,
-  RawSegment,
-  SealOptions,
+import {
+  checkDecodeTarget,
+  type DecodeOptions,
+  type EncodedBatch,
+  type HeaderFields,
+  type HeaderInit,
+  type Payloads,
+  type RawEntry,
+  type RawSegment,
+  type SealOptions,
 } from '../core.js';
 import type { ErrorCode } from '../errors.js';
 import { unpackPayloads } from '../packed.js';
@@ -398,10 +399,17 @@ function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegmen
 
 export function decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSegment {
   checkBytes(bytes, 'bytes');
+  checkDecodeTarget(bytes, options?.into);
   const max = maxBodyBytesOf(options);
   const buf = asBuffer(bytes);
   const header = readHeader(buf);
-  return (header.flags & FLAG_SEALED) !== 0 ? decodeSealed(buf, header, max) : decodeUnsealed(buf, header, options, max);
+  const segment = (header.flags & FLAG_SEALED) !== 0 ? decodeSealed(buf, header, max) : decodeUnsealed(buf, header, options, max);
+  const into = options?.into;
+  if (into !== undefined && segment.body.length <= into.length) {
+    segment.body.copy(into);
+    segment.body = into.subarray(0, segment.body.length);
+  }
+  return segment;
 }
 
 export function sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer {
