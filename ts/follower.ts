@@ -601,7 +601,7 @@ export interface TailOptions {
   gapTimeoutMs?: number;
   /** ends the iteration (normally, after persisting the position) */
   signal?: AbortSignal;
-  /** yield payloads instead of decoded graphd entries */
+  /** yield payloads (copies, the consumer's to keep) instead of decoded graphd entries */
   raw?: boolean;
 }
 
