@@ -17,14 +17,11 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
 
 use crate::error::{guard, Error, ErrorCode, Result};
 use crate::format::{
@@ -234,7 +231,43 @@ impl<P: AsRef<[u8]>> FromIterator<P> for PayloadBatch {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
+/// How the writer answers a request: a callback, run on the writer thread (or on the
+/// caller's, for a request the thread will never see). A reply dropped unanswered (the
+/// thread panicked while holding it) answers with an internal error, so nobody waits forever.
+pub struct Reply<T> {
+    answer: Option<Box<dyn FnOnce(Result<T>) + Send>>,
+    shared: Weak<Shared>,
+}
+
+impl<T> Reply<T> {
+    fn new(shared: &Arc<Shared>, answer: impl FnOnce(Result<T>) + Send + 'static) -> Reply<T> {
+        Reply {
+            answer: Some(Box::new(answer)),
+            shared: Arc::downgrade(shared),
+        }
+    }
+
+    fn send(mut self, result: Result<T>) {
+        if let Some(answer) = self.answer.take() {
+            answer(result);
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.answer.take() {
+            let dir = match self.shared.upgrade() {
+                Some(shared) => shared.dir.display().to_string(),
+                None => "a journal".to_string(),
+            };
+            answer(Err(Error::new(
+                ErrorCode::Internal,
+                format!("journal writer thread for {dir} stopped while handling this request"),
+            )));
+        }
+    }
+}
 
 enum Request {
     Append(PayloadBatch, Reply<AppendedBatch>),
@@ -248,12 +281,12 @@ impl Request {
     /// Answers a request the writer thread will never see.
     fn settle_stopped(self, err: &Error) {
         match self {
-            Request::Append(_, reply) => drop(reply.send(Err(err.clone()))),
-            Request::Flush(reply) => drop(reply.send(Err(err.clone()))),
-            Request::Seal(reply) => drop(reply.send(Err(err.clone()))),
+            Request::Append(_, reply) => reply.send(Err(err.clone())),
+            Request::Flush(reply) => reply.send(Err(err.clone())),
+            Request::Seal(reply) => reply.send(Err(err.clone())),
             Request::Close(reply) => {
                 if let Some(reply) = reply {
-                    drop(reply.send(Ok(())));
+                    reply.send(Ok(()));
                 }
             }
         }
@@ -308,7 +341,7 @@ impl Shared {
         match request {
             Request::Append(_, reply) if queue.closing => {
                 drop(queue);
-                drop(reply.send(Err(self.closed_error())));
+                reply.send(Err(self.closed_error()));
                 return;
             }
             Request::Close(_) => queue.closing = true,
@@ -376,29 +409,6 @@ impl Shared {
     fn publish(&self, sequence: u64, chain_hash: [u8; 32]) {
         *lock(&self.chain_hash) = chain_hash;
         self.sequence.store(sequence, Ordering::Release);
-    }
-
-    /// Waits for the writer thread's answer. A dropped sender means the thread panicked
-    /// while holding the request.
-    fn answer<T>(
-        self: &Arc<Self>,
-        reply: oneshot::Receiver<Result<T>>,
-    ) -> impl Future<Output = Result<T>> + Send + 'static
-    where
-        T: Send + 'static,
-    {
-        let shared = Arc::clone(self);
-        async move {
-            reply.await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorCode::Internal,
-                    format!(
-                        "journal writer thread for {} stopped while handling this request",
-                        shared.dir.display()
-                    ),
-                ))
-            })
-        }
     }
 }
 
@@ -485,38 +495,34 @@ impl Writer {
         Ok(Writer { shared })
     }
 
-    /// Appends the payloads as consecutive entries; resolves once durable per the durability.
+    /// Appends the payloads as consecutive entries; `answer` hears once they are durable
+    /// per the durability.
     pub fn append(
         &self,
         payloads: PayloadBatch,
-    ) -> impl Future<Output = Result<AppendedBatch>> + Send + 'static {
-        let (reply, answer) = oneshot::channel();
-        self.shared.submit(Request::Append(payloads, reply));
-        self.shared.answer(answer)
+        answer: impl FnOnce(Result<AppendedBatch>) + Send + 'static,
+    ) {
+        self.shared
+            .submit(Request::Append(payloads, Reply::new(&self.shared, answer)));
     }
 
     /// Writes and fsyncs everything appended before this call.
-    pub fn flush(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (reply, answer) = oneshot::channel();
-        self.shared.submit(Request::Flush(reply));
-        self.shared.answer(answer)
+    pub fn flush(&self, answer: impl FnOnce(Result<()>) + Send + 'static) {
+        self.shared
+            .submit(Request::Flush(Reply::new(&self.shared, answer)));
     }
 
-    /// Seals the live segment if it has entries; the sealed file's path, or None.
-    pub fn seal_for_upload(
-        &self,
-    ) -> impl Future<Output = Result<Option<PathBuf>>> + Send + 'static {
-        let (reply, answer) = oneshot::channel();
-        self.shared.submit(Request::Seal(reply));
-        self.shared.answer(answer)
+    /// Seals the live segment if it has entries; answers with the sealed file's path, or None.
+    pub fn seal_for_upload(&self, answer: impl FnOnce(Result<Option<PathBuf>>) + Send + 'static) {
+        self.shared
+            .submit(Request::Seal(Reply::new(&self.shared, answer)));
     }
 
     /// Handles everything queued before it, seals the live segment, stops the thread and
     /// releases the lock. Idempotent; appends after it fail with `closed`.
-    pub fn close(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (reply, answer) = oneshot::channel();
-        self.shared.submit(Request::Close(Some(reply)));
-        self.shared.answer(answer)
+    pub fn close(&self, answer: impl FnOnce(Result<()>) + Send + 'static) {
+        self.shared
+            .submit(Request::Close(Some(Reply::new(&self.shared, answer))));
     }
 
     /// Last sequence acknowledged.
@@ -786,7 +792,7 @@ impl Core {
                     self.sync_if_due();
                 }
                 Work::SyncDue => self.sync_if_due(),
-                Work::Flush(reply) => drop(reply.send(self.flush())),
+                Work::Flush(reply) => reply.send(self.flush()),
                 Work::Seal(reply) => self.seal_for_upload(reply),
                 Work::Close(reply) => {
                     let result = self.finish();
@@ -796,7 +802,7 @@ impl Core {
                     drop(self);
                     shared.stop(closed);
                     if let Some(reply) = reply {
-                        drop(reply.send(result));
+                        reply.send(result);
                     }
                     return;
                 }
@@ -883,11 +889,11 @@ impl Core {
         let mut stamped = Vec::new();
         'batches: for (payloads, reply) in requests {
             if let Some(err) = &self.failed {
-                drop(reply.send(Err(err.clone())));
+                reply.send(Err(err.clone()));
                 continue;
             }
             if let Err(err) = self.check_batch(&payloads) {
-                drop(reply.send(Err(err)));
+                reply.send(Err(err));
                 continue;
             }
             group.pending.push(Pending {
@@ -946,10 +952,10 @@ impl Core {
         }
         self.shared.publish(self.next_seq - 1, self.chain);
         for batch in group.pending {
-            drop(batch.reply.send(Ok(AppendedBatch {
+            batch.reply.send(Ok(AppendedBatch {
                 first_sequence: batch.first_sequence,
                 chain_hashes: batch.chain_hashes,
-            })));
+            }));
         }
     }
 
@@ -982,7 +988,7 @@ impl Core {
         }
         let err = self.failed.clone().unwrap_or(err);
         for batch in group.pending.drain(group.safe..) {
-            drop(batch.reply.send(Err(err.clone())));
+            batch.reply.send(Err(err.clone()));
         }
     }
 
@@ -1144,14 +1150,14 @@ impl Core {
     /// empty) once it and every segment before it is sealed; appends go on meanwhile.
     fn seal_for_upload(&mut self, reply: Reply<Option<PathBuf>>) {
         if let Some(err) = &self.failed {
-            drop(reply.send(Err(err.clone())));
+            reply.send(Err(err.clone()));
             return;
         }
         match self.retire_live() {
-            Ok(path) => self.sealer.when_sealed(Box::new(move |sealed| {
-                drop(reply.send(sealed.map(|()| path)))
-            })),
-            Err(err) => drop(reply.send(Err(err))),
+            Ok(path) => self
+                .sealer
+                .when_sealed(Box::new(move |sealed| reply.send(sealed.map(|()| path)))),
+            Err(err) => reply.send(Err(err)),
         }
     }
 
@@ -1176,7 +1182,7 @@ mod js {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Null, PromiseRaw, Task};
+    use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Null, Object, Task, ToNapiValue};
     use napi_derive::napi;
 
     use super::{
@@ -1286,6 +1292,28 @@ mod js {
         }
     }
 
+    /// A promise and the answer that settles it. The writer thread settles it directly
+    /// through the promise's threadsafe function, so an answer costs one wake-up of the JS
+    /// thread and no runtime thread in between.
+    fn writer_promise<'env, T, V>(
+        env: &'env Env,
+        to_js: fn(T) -> V,
+    ) -> napi::Result<(
+        impl FnOnce(crate::error::Result<T>) + Send + 'static,
+        Object<'env>,
+    )>
+    where
+        T: Send + 'static,
+        V: ToNapiValue + 'static,
+    {
+        let (deferred, promise) = env.create_deferred()?;
+        let answer = move |result: crate::error::Result<T>| match result {
+            Ok(value) => deferred.resolve(move |_env| Ok(to_js(value))),
+            Err(err) => deferred.reject(err.into()),
+        };
+        Ok((answer, promise))
+    }
+
     pub struct OpenWriterTask {
         dir: PathBuf,
         start: Option<WriterStart>,
@@ -1342,38 +1370,37 @@ mod js {
             payloads: &[u8],
             lengths: &[u32],
             stamp_sequences: Option<bool>,
-        ) -> napi::Result<PromiseRaw<'env, JsAppendedBatch>> {
+        ) -> napi::Result<Object<'env>> {
             let mut batch = PayloadBatch::from_packed(payloads, lengths)?;
             if stamp_sequences == Some(true) {
                 batch = batch.stamping_sequences();
             }
-            let appended = self.writer.append(batch);
-            env.spawn_future(async move { Ok(js_batch(appended.await?)) })
+            let (answer, promise) = writer_promise(env, js_batch)?;
+            self.writer.append(batch, answer);
+            Ok(promise)
         }
 
         #[napi(ts_return_type = "Promise<string | null>")]
-        pub fn seal_for_upload<'env>(
-            &self,
-            env: &'env Env,
-        ) -> napi::Result<PromiseRaw<'env, Option<String>>> {
-            let sealed = self.writer.seal_for_upload();
-            env.spawn_future(async move {
-                Ok(sealed
-                    .await?
-                    .map(|path| path.to_string_lossy().into_owned()))
-            })
+        pub fn seal_for_upload<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+            let (answer, promise) = writer_promise(env, |sealed: Option<PathBuf>| {
+                sealed.map(|path| path.to_string_lossy().into_owned())
+            })?;
+            self.writer.seal_for_upload(answer);
+            Ok(promise)
         }
 
         #[napi(ts_return_type = "Promise<void>")]
-        pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-            let flushed = self.writer.flush();
-            env.spawn_future(async move { Ok(flushed.await?) })
+        pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+            let (answer, promise) = writer_promise(env, |()| ())?;
+            self.writer.flush(answer);
+            Ok(promise)
         }
 
         #[napi(ts_return_type = "Promise<void>")]
-        pub fn close<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-            let closed = self.writer.close();
-            env.spawn_future(async move { Ok(closed.await?) })
+        pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+            let (answer, promise) = writer_promise(env, |()| ())?;
+            self.writer.close(answer);
+            Ok(promise)
         }
 
         #[napi(getter)]
@@ -1404,6 +1431,38 @@ mod tests {
     use crate::format::{encode_entries, ZERO_HASH};
     use crate::sealer::MAX_SEAL_BACKLOG;
     use crate::segment::{decode_segment, DecodeOptions, DecodedSegment};
+    use std::future::Future;
+
+    type Answer<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+    /// The writer's answers as futures, the way the tests await them.
+    trait Answers {
+        fn appended(&self, batch: PayloadBatch) -> Answer<AppendedBatch>;
+        fn flushed(&self) -> Answer<()>;
+        fn sealed(&self) -> Answer<Option<PathBuf>>;
+        fn closed(&self) -> Answer<()>;
+    }
+
+    fn answer<T: Send + 'static>(ask: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Answer<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        ask(Box::new(move |result| drop(reply.send(result))));
+        Box::pin(async move { answer.await.expect("the writer answers every request") })
+    }
+
+    impl Answers for Writer {
+        fn appended(&self, batch: PayloadBatch) -> Answer<AppendedBatch> {
+            answer(|reply| self.append(batch, reply))
+        }
+        fn flushed(&self) -> Answer<()> {
+            answer(|reply| self.flush(reply))
+        }
+        fn sealed(&self) -> Answer<Option<PathBuf>> {
+            answer(|reply| self.seal_for_upload(reply))
+        }
+        fn closed(&self) -> Answer<()> {
+            answer(|reply| self.close(reply))
+        }
+    }
 
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
@@ -1499,7 +1558,7 @@ mod tests {
         // the thread after at most one group while all 500 appends queue up behind it.
         let held = lock(&writer.shared.chain_hash);
         let appends: Vec<_> = (1..=500)
-            .map(|seq| writer.append(one(payload(seq, 40))))
+            .map(|seq| writer.appended(one(payload(seq, 40))))
             .collect();
         drop(held);
         let expected = chain_of(&(1..=500).map(|seq| payload(seq, 40)).collect::<Vec<_>>());
@@ -1521,7 +1580,7 @@ mod tests {
         );
         assert_eq!(writer.sequence(), 500);
         assert_eq!(writer.chain_hash(), expected[499]);
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (_, payloads) = read_journal(dir.path());
         assert_eq!(payloads.len(), 500);
     }
@@ -1537,7 +1596,7 @@ mod tests {
                 let writer = Arc::clone(&writer);
                 std::thread::spawn(move || {
                     let appends: Vec<_> = (0..100u8)
-                        .map(|i| writer.append(one(vec![thread, i])))
+                        .map(|i| writer.appended(one(vec![thread, i])))
                         .collect();
                     appends
                         .into_iter()
@@ -1554,7 +1613,7 @@ mod tests {
         }
         all.sort();
         assert_eq!(all, (1..=800).collect::<Vec<u64>>());
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (segments, payloads) = read_journal(dir.path());
         assert_eq!(payloads.len(), 800);
         assert!(segments.len() > 1, "16 KiB segments rotated");
@@ -1567,7 +1626,7 @@ mod tests {
         let max = HEADER_LEN + 2 * entry;
         let writer = Writer::open(dir.path(), fresh(), options(max, Durability::Fsync)).unwrap();
         for seq in 1..=2 {
-            block_on(writer.append(one(payload(seq, 100)))).unwrap();
+            block_on(writer.appended(one(payload(seq, 100)))).unwrap();
         }
         let first = dir.path().join(segment_file_name(1));
         assert_eq!(
@@ -1576,11 +1635,11 @@ mod tests {
             "two entries fill it exactly"
         );
         assert_eq!(writer.stats().segments_sealed, 0);
-        let third = block_on(writer.append(one(payload(3, 100)))).unwrap();
+        let third = block_on(writer.appended(one(payload(3, 100)))).unwrap();
         assert_eq!(third.first_sequence, 3);
         let live = dir.path().join(segment_file_name(3));
         assert_eq!(fs::metadata(&live).unwrap().len(), HEADER_LEN + entry);
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         assert_eq!(writer.stats().segments_sealed, 2);
         let (segments, payloads) = read_journal(dir.path());
         assert_eq!(segments.len(), 2);
@@ -1602,10 +1661,10 @@ mod tests {
         let sizes = [10, 1000, 10, 10, 5000];
         for (i, &len) in sizes.iter().enumerate() {
             let seq = i as u64 + 1;
-            let batch = block_on(writer.append(one(payload(seq, len)))).unwrap();
+            let batch = block_on(writer.appended(one(payload(seq, len)))).unwrap();
             assert_eq!(batch.first_sequence, seq);
         }
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (segments, payloads) = read_journal(dir.path());
         let ranges: Vec<(u64, u64)> = segments
             .iter()
@@ -1632,7 +1691,7 @@ mod tests {
         )
         .unwrap();
         let payloads: Vec<Vec<u8>> = (1..=5).map(|seq| payload(seq, 50)).collect();
-        let batch = block_on(writer.append(payloads.iter().collect())).unwrap();
+        let batch = block_on(writer.appended(payloads.iter().collect())).unwrap();
         assert_eq!(batch.first_sequence, 1);
         assert_eq!(batch.chain_hashes, chain_of(&payloads).concat());
         assert_eq!(
@@ -1640,7 +1699,7 @@ mod tests {
             0,
             "durability 'none' does not fsync appends"
         );
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (segments, read) = read_journal(dir.path());
         assert_eq!(segments.len(), 3);
         assert_eq!(read, payloads);
@@ -1653,8 +1712,8 @@ mod tests {
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Interval)).unwrap();
         let payloads: Vec<Vec<u8>> = (1..=3).map(|seq| payload(seq, 64)).collect();
-        block_on(writer.append(payloads.iter().collect())).unwrap();
-        block_on(writer.close()).unwrap();
+        block_on(writer.appended(payloads.iter().collect())).unwrap();
+        block_on(writer.closed()).unwrap();
         assert!(!writer.alive());
         let (segments, read) = read_journal(dir.path());
         assert_eq!(segments.len(), 1);
@@ -1666,17 +1725,17 @@ mod tests {
         assert_eq!(read, payloads);
         assert_eq!(segments[0].chain_hash, writer.chain_hash());
 
-        let err = block_on(writer.append(one(payload(4, 1)))).unwrap_err();
+        let err = block_on(writer.appended(one(payload(4, 1)))).unwrap_err();
         assert_eq!(err.code, ErrorCode::Closed);
         assert_eq!(
-            block_on(writer.flush()).unwrap_err().code,
+            block_on(writer.flushed()).unwrap_err().code,
             ErrorCode::Closed
         );
         assert_eq!(
-            block_on(writer.seal_for_upload()).unwrap_err().code,
+            block_on(writer.sealed()).unwrap_err().code,
             ErrorCode::Closed
         );
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         assert_eq!(writer.sequence(), 3);
     }
 
@@ -1685,9 +1744,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        let before = writer.append(one(payload(1, 8)));
-        let closing = writer.close();
-        let after = writer.append(one(payload(2, 8)));
+        let before = writer.appended(one(payload(1, 8)));
+        let closing = writer.closed();
+        let after = writer.appended(one(payload(2, 8)));
         assert_eq!(block_on(before).unwrap().first_sequence, 1);
         block_on(closing).unwrap();
         assert_eq!(block_on(after).unwrap_err().code, ErrorCode::Closed);
@@ -1700,17 +1759,17 @@ mod tests {
         let first = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
         let refused = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync));
         assert_eq!(refused.err().map(|err| err.code), Some(ErrorCode::Locked));
-        block_on(first.close()).unwrap();
+        block_on(first.closed()).unwrap();
         let second =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        block_on(second.close()).unwrap();
+        block_on(second.closed()).unwrap();
     }
 
     #[test]
     fn dropping_the_handle_closes_and_releases_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)).unwrap();
-        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        block_on(writer.appended(one(payload(1, 8)))).unwrap();
         drop(writer);
         // the background close takes the thread a moment; the lock is the signal it finished
         let reopened = (0..500)
@@ -1748,16 +1807,16 @@ mod tests {
         let writer = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync)).unwrap();
         assert_eq!(writer.sequence(), 3);
         let later: Vec<Vec<u8>> = (4..=5).map(|seq| payload(seq, 20)).collect();
-        let batch = block_on(writer.append(later.iter().collect())).unwrap();
+        let batch = block_on(writer.appended(later.iter().collect())).unwrap();
         assert_eq!(batch.first_sequence, 4);
-        let sealed = block_on(writer.seal_for_upload()).unwrap();
+        let sealed = block_on(writer.sealed()).unwrap();
         assert_eq!(sealed, Some(path));
         assert_eq!(
-            block_on(writer.seal_for_upload()).unwrap(),
+            block_on(writer.sealed()).unwrap(),
             None,
             "nothing left to seal"
         );
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (segments, read) = read_journal(dir.path());
         assert_eq!(segments.len(), 1);
         assert_eq!(read, [earlier, later].concat());
@@ -1782,8 +1841,8 @@ mod tests {
             retired_segments: vec![PathBuf::from(segment_file_name(1))],
         };
         let writer = Writer::open(dir.path(), start, options(1 << 20, Durability::Fsync)).unwrap();
-        block_on(writer.append(one(payload(5, 20)))).unwrap();
-        block_on(writer.close()).unwrap();
+        block_on(writer.appended(one(payload(5, 20)))).unwrap();
+        block_on(writer.closed()).unwrap();
         assert_eq!(writer.stats().segments_sealed, 2);
         let (segments, read) = read_journal(dir.path());
         assert!(segments.iter().all(|segment| segment.header.is_sealed()));
@@ -1815,21 +1874,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        assert_eq!(block_on(writer.seal_for_upload()).unwrap(), None);
+        assert_eq!(block_on(writer.sealed()).unwrap(), None);
         assert!(
             !dir.path().join(segment_file_name(1)).exists(),
             "no file before an append"
         );
-        block_on(writer.append(one(payload(1, 30)))).unwrap();
-        let sealed = block_on(writer.seal_for_upload()).unwrap().unwrap();
+        block_on(writer.appended(one(payload(1, 30)))).unwrap();
+        let sealed = block_on(writer.sealed()).unwrap().unwrap();
         assert_eq!(sealed, dir.path().join(segment_file_name(1)));
         assert!(!dir
             .path()
             .join(format!("{}.seal.tmp", segment_file_name(1)))
             .exists());
-        block_on(writer.append(one(payload(2, 30)))).unwrap();
+        block_on(writer.appended(one(payload(2, 30)))).unwrap();
         assert!(dir.path().join(segment_file_name(2)).exists());
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         assert_eq!(read_journal(dir.path()).1.len(), 2);
         assert_eq!(writer.stats().segments_sealed, 2);
     }
@@ -1846,9 +1905,9 @@ mod tests {
         let writer =
             Writer::open(dir.path(), fresh(), options(two_entries, Durability::Fsync)).unwrap();
         for seq in 1..=20 {
-            block_on(writer.append(one(payload(seq, 100)))).unwrap();
+            block_on(writer.appended(one(payload(seq, 100)))).unwrap();
         }
-        let err = block_on(writer.seal_for_upload()).unwrap_err();
+        let err = block_on(writer.sealed()).unwrap_err();
         assert_eq!(err.code, ErrorCode::Io, "{}", err.message);
         assert!(
             err.message.contains(&segment_file_name(1)),
@@ -1866,11 +1925,11 @@ mod tests {
 
         // the failed call retired the live segment too; the next one seals everything
         fs::remove_dir(&blocker).unwrap();
-        block_on(writer.append(one(payload(21, 100)))).unwrap();
-        let sealed = block_on(writer.seal_for_upload()).unwrap();
+        block_on(writer.appended(one(payload(21, 100)))).unwrap();
+        let sealed = block_on(writer.sealed()).unwrap();
         assert_eq!(sealed, Some(dir.path().join(segment_file_name(21))));
         assert_eq!(writer.stats().segments_sealed, MAX_SEAL_BACKLOG as u64 + 2);
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let (segments, payloads) = read_journal(dir.path());
         assert!(segments.iter().all(|segment| segment.header.is_sealed()));
         assert_eq!(
@@ -1886,7 +1945,7 @@ mod tests {
         fs::write(&squatter, b"not ours").unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        let err = block_on(writer.append(one(payload(1, 8)))).unwrap_err();
+        let err = block_on(writer.appended(one(payload(1, 8)))).unwrap_err();
         assert_eq!(err.code, ErrorCode::Conflict);
         assert_eq!(
             fs::read(&squatter).unwrap(),
@@ -1896,12 +1955,12 @@ mod tests {
         assert!(writer.alive());
         assert_eq!(writer.sequence(), 0);
         fs::remove_file(&squatter).unwrap();
-        let batch = block_on(writer.append(one(payload(1, 8)))).unwrap();
+        let batch = block_on(writer.appended(one(payload(1, 8)))).unwrap();
         assert_eq!(
             batch.first_sequence, 1,
             "the rejected batch used no sequence"
         );
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         assert_eq!(read_journal(dir.path()).1, [payload(1, 8)]);
     }
 
@@ -1910,18 +1969,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        block_on(writer.appended(one(payload(1, 8)))).unwrap();
         let messages: Vec<Vec<u8>> = vec![vec![0x12, 0x01, b'q'], vec![0x12, 0x01, b'r']];
         let batch = PayloadBatch::from_iter(&messages).stamping_sequences();
-        let appended = block_on(writer.append(batch)).unwrap();
+        let appended = block_on(writer.appended(batch)).unwrap();
         assert_eq!(appended.first_sequence, 2);
         // 200 needs a two-byte varint
         for seq in 4..200 {
-            block_on(writer.append(one(payload(seq, 8)))).unwrap();
+            block_on(writer.appended(one(payload(seq, 8)))).unwrap();
         }
         let late = PayloadBatch::from_iter([&messages[0]]).stamping_sequences();
-        assert_eq!(block_on(writer.append(late)).unwrap().first_sequence, 200);
-        block_on(writer.close()).unwrap();
+        assert_eq!(block_on(writer.appended(late)).unwrap().first_sequence, 200);
+        block_on(writer.closed()).unwrap();
         let (_, payloads) = read_journal(dir.path());
         assert_eq!(payloads[1], [0x08, 2, 0x12, 0x01, b'q']);
         assert_eq!(payloads[2], [0x08, 3, 0x12, 0x01, b'r']);
@@ -1933,14 +1992,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        let empty = writer.append(PayloadBatch::default());
-        let good = writer.append(one(payload(1, 8)));
+        let empty = writer.appended(PayloadBatch::default());
+        let good = writer.appended(one(payload(1, 8)));
         assert_eq!(
             block_on(empty).unwrap_err().code,
             ErrorCode::InvalidArgument
         );
         assert_eq!(block_on(good).unwrap().first_sequence, 1);
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
     }
 
     #[test]
@@ -1948,14 +2007,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)).unwrap();
         for seq in 1..=10 {
-            block_on(writer.append(one(payload(seq, 8)))).unwrap();
+            block_on(writer.appended(one(payload(seq, 8)))).unwrap();
         }
         assert_eq!(writer.stats().syncs, 0);
-        block_on(writer.flush()).unwrap();
+        block_on(writer.flushed()).unwrap();
         assert_eq!(writer.stats().syncs, 1);
-        block_on(writer.flush()).unwrap();
+        block_on(writer.flushed()).unwrap();
         assert_eq!(writer.stats().syncs, 1, "nothing new to sync");
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
     }
 
     #[test]
@@ -1963,14 +2022,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
-        block_on(writer.append(one(payload(1, 8)))).unwrap();
+        block_on(writer.appended(one(payload(1, 8)))).unwrap();
         writer
             .shared
             .panic_in_next_group
             .store(true, Ordering::SeqCst);
-        let err = block_on(writer.append(one(payload(2, 8)))).unwrap_err();
+        let err = block_on(writer.appended(one(payload(2, 8)))).unwrap_err();
         assert_eq!(err.code, ErrorCode::Internal);
-        let later = block_on(writer.append(one(payload(2, 8)))).unwrap_err();
+        assert!(
+            err.message.contains("stopped while handling this request"),
+            "the reply dropped by the unwinding thread answers: {}",
+            err.message
+        );
+        let later = block_on(writer.appended(one(payload(2, 8)))).unwrap_err();
         assert_eq!(later.code, ErrorCode::Internal);
         assert!(
             later.message.contains("injected writer panic"),
@@ -1978,11 +2042,11 @@ mod tests {
             later.message
         );
         assert_eq!(
-            block_on(writer.flush()).unwrap_err().code,
+            block_on(writer.flushed()).unwrap_err().code,
             ErrorCode::Internal
         );
         assert!(!writer.alive());
-        block_on(writer.close()).unwrap();
+        block_on(writer.closed()).unwrap();
         let reopened = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync));
         assert!(reopened.is_ok(), "the unwound thread released the lock");
     }
