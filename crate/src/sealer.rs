@@ -2,6 +2,13 @@
 //! journal writer thread a `fdatasync` at most, not a compression pass: appends keep
 //! flowing into the next segment while the previous one is sealed.
 //!
+//! The compression runs in Linux's `SCHED_IDLE` class while nothing waits for it, so that
+//! a waking event loop or writer thread preempts it at once instead of waiting out its time
+//! slice (the event loop's stall). Idle-class threads cannot be raised again without
+//! privileges, so once something waits (a second retired segment, `seal_for_upload`,
+//! `close`) the sealer thread, in the normal class, computes the seal itself rather than
+//! wait for an idle-class thread a busy machine may starve.
+//!
 //! Segments are sealed strictly in the order they were retired, so a sealed segment
 //! never follows an unsealed one. A failed seal leaves the unsealed file as it was
 //! (complete and valid) and is retried when the writer next retires a segment or waits
@@ -34,6 +41,19 @@ struct State {
     /// called once the backlog is empty, or with the error of a failed seal
     waiters: Vec<Waiter>,
     stop: bool,
+    /// an idle-class thread is computing a seal (possibly one the sealer no longer awaits)
+    idle_seal_running: bool,
+    /// the seal the idle-class thread computed, tagged with the number of its request
+    idle_seal_result: Option<(u64, Result<Vec<u8>>)>,
+    idle_seal_requests: u64,
+}
+
+impl State {
+    /// Someone waits for the seal being computed: the writer (a second segment is retired,
+    /// so the backlog grows), `when_sealed`, or the sealer's own shutdown.
+    fn urgent(&self) -> bool {
+        self.backlog.len() > 1 || !self.waiters.is_empty() || self.stop
+    }
 }
 
 struct Inner {
@@ -62,6 +82,9 @@ impl Sealer {
                 retry: false,
                 waiters: Vec::new(),
                 stop: false,
+                idle_seal_running: false,
+                idle_seal_result: None,
+                idle_seal_requests: 0,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -151,7 +174,7 @@ impl Drop for Sealer {
 }
 
 impl Inner {
-    fn run(&self) {
+    fn run(self: &Arc<Self>) {
         loop {
             let path = {
                 let mut state = lock(&self.state);
@@ -172,7 +195,7 @@ impl Inner {
                 state.retry = false;
                 state.backlog[0].clone()
             };
-            let sealed = guard(|| seal_file(&path, self.level, &self.shared.dir));
+            let sealed = guard(|| self.seal_file(&path));
             let mut state = lock(&self.state);
             let answered = match sealed {
                 Ok(()) => {
@@ -205,34 +228,107 @@ impl Inner {
     }
 }
 
-/// Seals the segment file at `path` in place: temp file + fsync + rename + directory fsync.
-/// A file already sealed (a retry after a failed directory fsync) only gets the directory fsync.
-fn seal_file(path: &Path, level: i32, dir: &Path) -> Result<()> {
-    let unsealed = fs::read(path)
-        .map_err(|err| Error::io(&format!("reading {} to seal it", path.display()), err))?;
-    let header = Header::decode(&unsealed[..unsealed.len().min(HEADER_SIZE)])
-        .map_err(|err| err.context(format!("sealing {}", path.display())))?;
-    if header.is_sealed() {
-        return sync_dir(dir);
+impl Inner {
+    /// Seals the segment file at `path` in place: temp file + fsync + rename + directory
+    /// fsync. A file already sealed (a retry after a failed directory fsync) only gets the
+    /// directory fsync.
+    fn seal_file(self: &Arc<Self>, path: &Path) -> Result<()> {
+        let dir = &self.shared.dir;
+        let unsealed = fs::read(path)
+            .map_err(|err| Error::io(&format!("reading {} to seal it", path.display()), err))?;
+        let header = Header::decode(&unsealed[..unsealed.len().min(HEADER_SIZE)])
+            .map_err(|err| err.context(format!("sealing {}", path.display())))?;
+        if header.is_sealed() {
+            return sync_dir(dir);
+        }
+        let sealed = self
+            .sealed_form(unsealed)
+            .map_err(|err| err.context(format!("sealing {}", path.display())))?;
+        let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+        temp_name.push(".seal.tmp");
+        let temp = path.with_file_name(temp_name);
+        let staged = File::create(&temp)
+            .and_then(|mut file| {
+                file.write_all(&sealed)?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&temp, path));
+        if let Err(err) = staged {
+            let _ = fs::remove_file(&temp);
+            return Err(Error::io(
+                &format!("writing the sealed form of {}", path.display()),
+                err,
+            ));
+        }
+        sync_dir(dir)
     }
-    let sealed = seal_segment(&unsealed, level, unsealed.len())
-        .map_err(|err| err.context(format!("sealing {}", path.display())))?;
-    drop(unsealed);
-    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-    temp_name.push(".seal.tmp");
-    let temp = path.with_file_name(temp_name);
-    let staged = File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(&sealed)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, path));
-    if let Err(err) = staged {
-        let _ = fs::remove_file(&temp);
-        return Err(Error::io(
-            &format!("writing the sealed form of {}", path.display()),
-            err,
-        ));
+
+    /// The sealed form of `unsealed`: computed by an idle-class thread while nobody waits
+    /// for it, by this thread once somebody does. At most one idle-class computation runs
+    /// at a time; one this thread stopped waiting for finishes on its own and is dropped.
+    fn sealed_form(self: &Arc<Self>, unsealed: Vec<u8>) -> Result<Vec<u8>> {
+        let unsealed = Arc::new(unsealed);
+        let mut state = lock(&self.state);
+        if state.urgent() || state.idle_seal_running {
+            drop(state);
+            return self.compute_seal(&unsealed);
+        }
+        state.idle_seal_requests += 1;
+        let request = state.idle_seal_requests;
+        state.idle_seal_running = true;
+        state.idle_seal_result = None;
+        drop(state);
+        let inner = Arc::clone(self);
+        let input = Arc::clone(&unsealed);
+        let spawned = std::thread::Builder::new()
+            .name("graphstream-sealer-idle".into())
+            .spawn(move || {
+                yield_to_foreground_threads();
+                #[cfg(test)]
+                while inner.shared.hold_idle_seals.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let sealed = guard(|| inner.compute_seal(&input));
+                let mut state = lock(&inner.state);
+                state.idle_seal_running = false;
+                state.idle_seal_result = Some((request, sealed));
+                drop(state);
+                inner.work.notify_all();
+            });
+        if spawned.is_err() {
+            lock(&self.state).idle_seal_running = false;
+            return self.compute_seal(&unsealed);
+        }
+        let mut state = lock(&self.state);
+        loop {
+            if matches!(&state.idle_seal_result, Some((done, _)) if *done == request) {
+                if let Some((_, sealed)) = state.idle_seal_result.take() {
+                    return sealed;
+                }
+            }
+            if state.urgent() {
+                drop(state);
+                return self.compute_seal(&unsealed);
+            }
+            state = self
+                .work
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
     }
-    sync_dir(dir)
+
+    fn compute_seal(&self, unsealed: &[u8]) -> Result<Vec<u8>> {
+        seal_segment(unsealed, self.level, unsealed.len())
+    }
+}
+
+/// Puts the calling thread (and the threads it starts: the second thread of a seal) in
+/// Linux's `SCHED_IDLE` class. Where that fails, the thread keeps the normal class.
+fn yield_to_foreground_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread, and `param` outlives the call.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
 }

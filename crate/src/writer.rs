@@ -313,6 +313,9 @@ pub(crate) struct Shared {
     pub(crate) segments_sealed: AtomicU64,
     #[cfg(test)]
     panic_in_next_group: AtomicBool,
+    /// keeps idle-class seals from starting, as a machine that is never idle would
+    #[cfg(test)]
+    pub(crate) hold_idle_seals: AtomicBool,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves its data consistent.
@@ -458,6 +461,8 @@ impl Writer {
             segments_sealed: AtomicU64::new(0),
             #[cfg(test)]
             panic_in_next_group: AtomicBool::new(false),
+            #[cfg(test)]
+            hold_idle_seals: AtomicBool::new(false),
         });
         let sealer = Sealer::start(Arc::clone(&shared), options.level)?;
         for path in &start.retired_segments {
@@ -1891,6 +1896,53 @@ mod tests {
         block_on(writer.closed()).unwrap();
         assert_eq!(read_journal(dir.path()).1.len(), 2);
         assert_eq!(writer.stats().segments_sealed, 2);
+    }
+
+    /// A writer whose idle-class seals never start, as on a machine that is never idle.
+    fn writer_without_idle_time(dir: &Path) -> Writer {
+        let writer = Writer::open(dir, fresh(), options(4096, Durability::None)).unwrap();
+        writer.shared.hold_idle_seals.store(true, Ordering::SeqCst);
+        writer
+    }
+
+    #[test]
+    fn a_seal_left_to_a_starved_idle_class_thread_is_made_when_someone_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_without_idle_time(dir.path());
+        // 100-byte entries: 40 of them fill a 4 KiB segment and retire it, unwaited
+        for seq in 1..=40 {
+            block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+        }
+        let (reply, answer) = std::sync::mpsc::channel();
+        writer.seal_for_upload(move |sealed| drop(reply.send(sealed)));
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .expect("seal_for_upload answers although no idle-class seal runs")
+            .unwrap();
+        assert_eq!(writer.stats().segments_sealed, 2);
+        writer.shared.hold_idle_seals.store(false, Ordering::SeqCst);
+        block_on(writer.closed()).unwrap();
+        let (segments, payloads) = read_journal(dir.path());
+        assert_eq!(payloads.len(), 40);
+        assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+    }
+
+    #[test]
+    fn a_seal_left_to_a_starved_idle_class_thread_is_made_when_the_backlog_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_without_idle_time(dir.path());
+        // enough 100-byte entries to retire two 4 KiB segments, with nobody waiting
+        for seq in 1..=70 {
+            block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while writer.stats().segments_sealed < 2 {
+            assert!(Instant::now() < deadline, "a growing backlog gets sealed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        writer.shared.hold_idle_seals.store(false, Ordering::SeqCst);
+        block_on(writer.closed()).unwrap();
+        assert_eq!(read_journal(dir.path()).1.len(), 70);
     }
 
     #[test]
