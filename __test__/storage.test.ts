@@ -5,7 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -312,6 +313,69 @@ async function startSlowReadingProxy(target: string, delayMs: number): Promise<{
     },
   };
 }
+
+/**
+ * An HTTP server on loopback that answers every GetObject with `body`: without a Content-Length
+ * (chunked), or announcing `announced` bytes and closing the connection after the body. A fault
+ * the S3 server does not produce.
+ */
+async function startBodyServer(body: Buffer, announced?: number): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const server = createHttpServer((request, response) => {
+    request.resume();
+    if (announced === undefined) {
+      response.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      for (let at = 0; at < body.length; at += 16_384) response.write(body.subarray(at, at + 16_384));
+      response.end();
+      return;
+    }
+    response.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(announced) });
+    response.write(body, () => response.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('S3Storage.get reads a body to its end, within maxObjectBytes', () => {
+  const storageAt = (endpoint: string, maxObjectBytes?: number) =>
+    track(new S3Storage({ bucket: 'any', endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxAttempts: 1, maxObjectBytes }));
+
+  it('returns a body sent without a Content-Length whole', async () => {
+    const body = randomBytes(200_000);
+    const server = await startBodyServer(body);
+    try {
+      expect(Buffer.from((await storageAt(server.endpoint).get(segmentKey(1)))!).equals(body)).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a body without a Content-Length once it passes maxObjectBytes', async () => {
+    const server = await startBodyServer(randomBytes(200_000));
+    try {
+      const err = await expectGraphstreamError(storageAt(server.endpoint, 100_000).get(segmentKey(1)), 'too_large');
+      expect(err.message).toContain('no Content-Length');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a body cut short of its Content-Length is a retryable storage error', async () => {
+    const server = await startBodyServer(randomBytes(50_000), 200_000);
+    try {
+      const err = await expectGraphstreamError(storageAt(server.endpoint).get(segmentKey(1)), 'storage');
+      expect(err.details).toMatchObject({ key: segmentKey(1), retryable: true });
+    } finally {
+      await server.close();
+    }
+  });
+});
 
 describe('S3Storage.stageFile', () => {
   it('reuses read buffers only once released: files staged and put 4 at a time through a slow-reading server arrive intact', async () => {
