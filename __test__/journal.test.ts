@@ -117,6 +117,24 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     expect(payloads).toEqual(Array.from({ length: 100 }, (_, i) => `raw-${i}`));
   });
 
+  test('a group that grows to appendBatch size goes to the core before the tick ends; call order holds across groups', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const batch = (from: number) => Array.from({ length: 600 }, (_, i) => entryFor(from + i));
+    const first = journal.appendBatch(batch(1));
+    const single = journal.append(entryFor(601));
+    const second = journal.appendBatch(batch(602));
+    const last = journal.append(entryFor(1202));
+    // the first batch, then the single append with the second batch, then the last append
+    expect(journal.stats().groups).toBe(2);
+    const results = [...(await first), await single, ...(await second), await last];
+    expect(results.map((r) => r.sequence)).toEqual(Array.from({ length: 1202 }, (_, i) => i + 1));
+    expect(journal.stats().groups).toBe(3);
+    await journal.close();
+    const records = await readAll(dir, core);
+    expect(records.map((r) => r.entry.params[1])).toEqual(Array.from({ length: 1202 }, (_, i) => ['name', ParamValue.string(`item-${i + 1}`)]));
+  });
+
   test('an append made from inside another one (a params getter) follows it; appendRaw and graphd entries mix in call order', async () => {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core });

@@ -4,7 +4,8 @@
  * Written once over a Core (native or pure). Appends are validated and
  * encoded on the caller's turn, straight into the group of the current tick,
  * so a value that cannot be journaled is rejected before anything is written.
- * The appends of one tick become one core call, in call order; up to
+ * The appends of one tick become one core call, in call order (a group that
+ * grows large goes at once, so the core writes it while the rest encode); up to
  * MAX_GROUPS_IN_FLIGHT such calls are in flight at once, and the core writer
  * commits whatever has queued up as one write and one fdatasync. Graphd
  * entries are encoded without their sequence: the core writer stamps the one
@@ -74,6 +75,9 @@ const MIN_SEGMENT_BYTES = 128 + 48 + 1;
 /** bounds on one group, so a burst becomes several writes rather than one giant buffer */
 const MAX_GROUP_ENTRIES = 16_384;
 const MAX_GROUP_BYTES = 16 * MIB;
+/** a group this large goes to the core at once, not at the end of the tick (appendBatch-sized: single appends still share a tick's group) */
+const EARLY_DISPATCH_ENTRIES = 512;
+const EARLY_DISPATCH_BYTES = 256 * 1024;
 /** core append calls awaiting their answer before further groups wait here */
 const MAX_GROUPS_IN_FLIGHT = 4;
 const OPEN_ATTEMPTS = 3;
@@ -250,7 +254,9 @@ export class Journal {
       const group = this.groupFor(false, 1);
       group.bytes.raw(payload);
       pushLength(group, payload.length);
-      return this.joinGroup(group, 1, true) as Promise<AppendResult>;
+      const joined = this.joinGroup(group, 1, true) as Promise<AppendResult>;
+      this.dispatchIfLarge(group);
+      return joined;
     } catch (err) {
       return Promise.reject(toGraphstreamError(err));
     }
@@ -292,7 +298,9 @@ export class Journal {
         this.encodeEntry(group.bytes, entries[i]!, single ? -1 : i);
         pushLength(group, group.bytes.pos - entryStart);
       }
-      return this.joinGroup(group, entries.length, single);
+      const joined = this.joinGroup(group, entries.length, single);
+      this.dispatchIfLarge(group);
+      return joined;
     } catch (err) {
       if (group !== null) {
         group.bytes.pos = start;
@@ -337,6 +345,18 @@ export class Journal {
 
   private joinGroup(group: AppendGroup, count: number, single: boolean): Promise<AppendResult[] | AppendResult> {
     return new Promise((resolve, reject) => group.ops.push({ count, single, resolve, reject }));
+  }
+
+  /**
+   * Hands the open group to the core now rather than at the end of the tick once it is large:
+   * the core writes it while this thread encodes the rest of the tick's appends. Otherwise a
+   * tick of large appends (the continuations of a whole group's answers, say) would encode
+   * everything first and then wait, idle, for one big write.
+   */
+  private dispatchIfLarge(group: AppendGroup): void {
+    if (this.open !== group || (group.entries < EARLY_DISPATCH_ENTRIES && group.bytes.pos < EARLY_DISPATCH_BYTES)) return;
+    this.closeOpenGroup();
+    this.dispatch();
   }
 
   /** Checks `entry` and writes its payload (without the sequence, which the core stamps) at the end of `writer`. */
