@@ -125,6 +125,25 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(await storage.get('wal/db')).toBeNull();
   });
 
+  it('get reads into the buffer it is given when the object fits, and into memory of its own when not', async () => {
+    const storage = await (await backend.fresh()).open();
+    const payload = randomBytes(70_000);
+    await storage.put(segmentKey(1), payload);
+    const into = Buffer.alloc(100_000, 7);
+    const got = (await storage.get(segmentKey(1), { into }))!;
+    expect(Buffer.from(got)).toEqual(payload);
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.byteOffset).toBe(into.byteOffset);
+    expect(into.subarray(70_000).every((byte) => byte === 7), 'nothing written past the object').toBe(true);
+
+    const small = Buffer.alloc(1_000, 7);
+    const own = (await storage.get(segmentKey(1), { into: small }))!;
+    expect(Buffer.from(own)).toEqual(payload);
+    expect(own.buffer).not.toBe(small.buffer);
+    expect(small.every((byte) => byte === 7), 'a buffer too small is left alone').toBe(true);
+    expect(await storage.get(segmentKey(2), { into })).toBeNull();
+  });
+
   it('a plain put replaces the object; an empty object round-trips', async () => {
     const storage = await (await backend.fresh()).open();
     await storage.put('k', bytes('first'));

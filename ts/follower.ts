@@ -35,7 +35,7 @@ import {
   type ListedSegment,
   type SegmentCore,
 } from './compaction.js';
-import { BodyPool } from './body-pool.js';
+import { SegmentBuffers } from './segment-buffers.js';
 import type { Core, RawSegment } from './core.js';
 import { replaceFileAtomically } from './durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
@@ -66,8 +66,8 @@ const DEFAULT_POLL_INTERVAL_MS = 1000;
 const DEFAULT_MAX_POLL_INTERVAL_MS = 30_000;
 const DEFAULT_GAP_TIMEOUT_MS = 60_000;
 const DEFAULT_PREFETCH = 3;
-/** bodies kept for reuse: the one given back at next() and the one the next decode ahead takes */
-const FREE_BODIES = 2;
+/** buffers of each kind kept for reuse: the one given back at next() and the one fetched or decoded ahead next */
+const FREE_BUFFERS = 2;
 
 /** Where a journal lives in storage. */
 export interface RemoteLocation {
@@ -169,11 +169,14 @@ export class RemoteJournal {
   private readonly prefetch: number;
   private readonly lastWanted: number;
   private window: PrefetchWindow = { byListingIndex: new Map(), abandoned: false };
-  private readonly bodies = new BodyPool(FREE_BODIES);
+  private readonly bodies = new SegmentBuffers(FREE_BUFFERS);
+  private readonly storedObjects = new SegmentBuffers(FREE_BUFFERS);
   /** the pool buffer each decoded segment's body lies in */
   private readonly pooledBodies = new WeakMap<RawSegment, Buffer>();
-  /** the pool buffer under the segment next() returned last: the reader is done with it at the following next() */
-  private bodyInUse: Buffer | null = null;
+  /** the pool buffer each stored object fetched lies in */
+  private readonly pooledObjects = new WeakMap<Buffer, Buffer>();
+  /** the pool buffers under the segment next() returned last: the reader is done with them at the following next() */
+  private inUse: { body: Buffer | undefined; object: Buffer | undefined } | null = null;
 
   constructor(
     location: RemoteLocation,
@@ -220,13 +223,16 @@ export class RemoteJournal {
 
   /**
    * The verified segment holding the next sequence, or null when storage has nothing newer. The
-   * segment is valid until the following call: its body is then reused for a later segment.
+   * segment is valid until the following call: its bytes and body are then reused for later ones.
    */
   async next(): Promise<RemoteSegment | null> {
-    if (this.bodyInUse !== null) this.bodies.give(this.bodyInUse);
-    this.bodyInUse = null;
+    if (this.inUse !== null) {
+      if (this.inUse.body !== undefined) this.bodies.give(this.inUse.body);
+      if (this.inUse.object !== undefined) this.storedObjects.give(this.inUse.object);
+      this.inUse = null;
+    }
     const segment = await this.nextSegment();
-    if (segment !== null) this.bodyInUse = this.pooledBodies.get(segment.decoded) ?? null;
+    if (segment !== null) this.inUse = { body: this.pooledBodies.get(segment.decoded), object: this.pooledObjects.get(segment.bytes) };
     return segment;
   }
 
@@ -362,12 +368,21 @@ export class RemoteJournal {
   /** The stored bytes of a listed segment; null when it is gone. */
   private async get(listed: ListedSegment): Promise<Buffer | null> {
     let stored: Uint8Array | null;
+    const into = this.storedObjects.take();
     try {
-      stored = await this.storage.get(listed.key);
+      stored = await this.storage.get(listed.key, into === undefined ? undefined : { into });
     } catch (err) {
+      if (into !== undefined) this.storedObjects.give(into);
       throw toGraphstreamError(err, `downloading ${this.where(listed.key)}`);
     }
-    return stored === null ? null : Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+    if (stored === null) {
+      if (into !== undefined) this.storedObjects.give(into);
+      return null;
+    }
+    const bytes = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+    const pooled = this.storedObjects.landed(bytes, into);
+    if (pooled !== null) this.pooledObjects.set(bytes, pooled);
+    return bytes;
   }
 
   /** Decodes a listed segment once its bytes arrive; null when it is gone (or the window it was fetched for was abandoned). */

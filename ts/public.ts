@@ -27,7 +27,7 @@ export {
 } from './journal.js';
 export { type JournalRecord, type RawJournalRecord, type ReadJournalOptions } from './reader.js';
 export { writeRecoveryState, type RecoveredJournalState } from './recovery.js';
-export type { ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './storage/types.js';
+export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './storage/types.js';
 export {
   LocalStorage,
   MemoryStorage,

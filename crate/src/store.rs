@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, TryStreamExt};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Task};
 use napi_derive::napi;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -23,7 +23,9 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{
+    GetResult, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 use url::Url;
 
 use crate::error::{guard, Error, ErrorCode, Result};
@@ -274,13 +276,16 @@ impl NativeObjectStore {
         })
     }
 
-    /// The object's bytes, or null when there is none.
-    #[napi]
-    pub async fn get(&self, key: String) -> napi::Result<Option<Buffer>> {
-        let work = self.inner.get_inner(key);
-        Ok(guarded(work)
-            .await?
-            .map(|bytes| Buffer::from(bytes.to_vec())))
+    /// The object's bytes, or null when there is none. Bytes that fit in `into` are read into it
+    /// (the answer is then their length); others come in a Buffer of their own.
+    #[napi(ts_return_type = "Promise<number | Buffer | null>")]
+    pub async fn get(
+        &self,
+        key: String,
+        into: Option<Buffer>,
+    ) -> napi::Result<Option<Either<i64, Buffer>>> {
+        let work = self.inner.get_into(key, into);
+        Ok(guarded(work).await?)
     }
 
     /// Keys starting with `prefix` and greater than `start_after`, ascending, every page.
@@ -409,12 +414,13 @@ impl Store {
         }
     }
 
-    async fn get_inner(&self, key: String) -> Result<Option<bytes::Bytes>> {
-        let path = self.path(&key)?;
+    /// The object at `key` (checked against `max_object_bytes`), or None when there is none.
+    async fn open_object(&self, key: &str) -> Result<Option<GetResult>> {
+        let path = self.path(key)?;
         let result = match self.store.get(&path).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(err) => return Err(map_error("get", &self.description, &key, err)),
+            Err(err) => return Err(map_error("get", &self.description, key, err)),
         };
         if result.meta.size > self.max_object_bytes {
             return Err(Error::new(
@@ -425,11 +431,116 @@ impl Store {
                 ),
             ));
         }
+        Ok(Some(result))
+    }
+
+    async fn get_inner(&self, key: String) -> Result<Option<bytes::Bytes>> {
+        let Some(result) = self.open_object(&key).await? else {
+            return Ok(None);
+        };
         match result.bytes().await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(map_error("get", &self.description, &key, err)),
         }
+    }
+
+    async fn get_into(
+        &self,
+        key: String,
+        into: Option<Buffer>,
+    ) -> Result<Option<Either<i64, Buffer>>> {
+        let Some(result) = self.open_object(&key).await? else {
+            return Ok(None);
+        };
+        let length = result.range.end - result.range.start;
+        let read = match into {
+            Some(into) if length <= into.len() as u64 => {
+                let read = self.read_into(&key, result, into, length as usize).await?;
+                Either::A(read as i64)
+            }
+            _ => match result.bytes().await {
+                Ok(bytes) => Either::B(Buffer::from(bytes.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(err) => return Err(map_error("get", &self.description, &key, err)),
+            },
+        };
+        Ok(Some(read))
+    }
+
+    /// Reads the `length` bytes of an object into the start of `into` (which holds them), as they
+    /// arrive: no copy of the whole object on the way.
+    async fn read_into(
+        &self,
+        key: &str,
+        result: GetResult,
+        mut into: Buffer,
+        length: usize,
+    ) -> Result<usize> {
+        let failed = |err| map_error("get", &self.description, key, err);
+        match result.payload {
+            GetResultPayload::File(mut file, _) => {
+                let start = result.range.start;
+                let read = tokio::task::spawn_blocking(move || {
+                    file.seek(SeekFrom::Start(start))?;
+                    let target = &mut into[..length];
+                    let mut at = 0;
+                    while at < length {
+                        match file.read(&mut target[at..])? {
+                            0 => break,
+                            n => at += n,
+                        }
+                    }
+                    Ok::<usize, std::io::Error>(at)
+                })
+                .await;
+                match read {
+                    Ok(Ok(read)) => self.check_length(key, read, length),
+                    Ok(Err(err)) => Err(Error::io(
+                        &format!("get {}/{key} failed: reading the file", self.description),
+                        err,
+                    )),
+                    Err(err) => Err(Error::new(
+                        ErrorCode::Internal,
+                        format!(
+                            "get {}/{key}: the file read stopped: {err}",
+                            self.description
+                        ),
+                    )),
+                }
+            }
+            GetResultPayload::Stream(mut stream) => {
+                let mut at = 0;
+                while let Some(chunk) = stream.try_next().await.map_err(failed)? {
+                    if chunk.len() > length - at {
+                        return self.check_length(key, at + chunk.len(), length);
+                    }
+                    into[at..at + chunk.len()].copy_from_slice(&chunk);
+                    at += chunk.len();
+                }
+                self.check_length(key, at, length)
+            }
+        }
+    }
+
+    /// A body that ended before, or ran past, the length announced: a broken transfer.
+    fn check_length(&self, key: &str, read: usize, length: usize) -> Result<usize> {
+        if read == length {
+            return Ok(read);
+        }
+        let carried = if read < length {
+            format!("{read} of the {length} bytes announced")
+        } else {
+            format!("more than the {length} bytes announced")
+        };
+        Err(storage_error(
+            &format!(
+                "get {}/{key} failed: the body carried {carried}",
+                self.description
+            ),
+            true,
+            None,
+        ))
     }
 
     async fn list_inner(&self, prefix: String, start_after: Option<String>) -> Result<Vec<String>> {

@@ -10,7 +10,7 @@ import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/pr
 import { dirname, join, resolve } from 'node:path';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { compareKeys, sameBytes } from './bytes.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 
 const TEMP_PREFIX = '.graphstream-tmp-';
 
@@ -22,6 +22,24 @@ async function fsyncPath(path: string, flags: number): Promise<void> {
   const handle = await open(path, flags);
   try {
     await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A file's bytes: in `into` when they fit, otherwise in a buffer of their own. */
+async function readObject(path: string, into: Uint8Array | undefined): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
+    let length = 0;
+    while (length < size) {
+      const { bytesRead } = await handle.read(target, length, size - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return target.subarray(0, length);
   } finally {
     await handle.close();
   }
@@ -123,10 +141,10 @@ export class LocalStorage implements SegmentStorage {
     );
   }
 
-  async get(key: string): Promise<Uint8Array | null> {
+  async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
     const path = this.pathOf(key);
     try {
-      return new Uint8Array(await readFile(path));
+      return await readObject(path, options?.into);
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT' || errno === 'EISDIR' || errno === 'ENOTDIR') return null;

@@ -1,6 +1,6 @@
 /** Objects in a Map: for tests and demos. Same semantics as the real stores, nothing persisted. */
 import { GraphstreamError } from '../errors.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 import { compareKeys, sameBytes } from './bytes.js';
 
 export class MemoryStorage implements SegmentStorage {
@@ -25,9 +25,13 @@ export class MemoryStorage implements SegmentStorage {
     return { created: true };
   }
 
-  async get(key: string): Promise<Uint8Array | null> {
+  async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
     const stored = this.objects.get(key);
-    return stored === undefined ? null : Uint8Array.from(stored);
+    if (stored === undefined) return null;
+    const into = options?.into;
+    if (into === undefined || into.length < stored.length) return Uint8Array.from(stored);
+    into.set(stored);
+    return into.subarray(0, stored.length);
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {

@@ -7,7 +7,7 @@ import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { nativeBinding, nativeLoadError } from '../native.js';
 import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
 import type { S3Credentials } from './s3.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 
 export interface ObjectStoreStorageOptions {
   /** s3://: custom endpoint of an S3-compatible server */
@@ -124,12 +124,15 @@ export class ObjectStoreStorage implements SegmentStorage {
     };
   }
 
-  async get(key: string): Promise<Uint8Array | null> {
+  async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    const into = options?.into;
+    let got: number | Buffer | null;
     try {
-      return (await this.store.get(key)) ?? null;
+      got = await this.store.get(key, into === undefined ? undefined : Buffer.from(into.buffer, into.byteOffset, into.byteLength));
     } catch (err) {
       throw fromNative(err, key);
     }
+    return typeof got === 'number' ? into!.subarray(0, got) : got;
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {

@@ -7,7 +7,7 @@ import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { sameBytes } from './bytes.js';
 import { ReadBuffers } from './read-buffers.js';
-import type { ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 import { RETRYABLE_ERRNO } from '../retry.js';
 
 export interface S3Credentials {
@@ -239,7 +239,7 @@ export class S3Storage implements SegmentStorage {
     );
   }
 
-  async get(key: string): Promise<Uint8Array | null> {
+  async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
     let response;
     try {
       const { sdk, client } = await this.sdk();
@@ -256,19 +256,19 @@ export class S3Storage implements SegmentStorage {
     }
     if (body === undefined) return new Uint8Array(0);
     try {
-      return await this.readBody(key, body, length);
+      return await this.readBody(key, body, length, options?.into);
     } catch (err) {
       throw this.failure('get', key, err);
     }
   }
 
   /**
-   * An object's body, copied chunk by chunk into one buffer of its Content-Length as the chunks
-   * arrive: no chunk outlives its arrival (collecting them all first, as transformToByteArray
-   * does, ages 1 MiB of chunks per object into the old generation). Without a Content-Length the
-   * chunks are collected, up to maxObjectBytes.
+   * An object's body, copied chunk by chunk into one buffer of its Content-Length (`into` when it
+   * fits) as the chunks arrive: no chunk outlives its arrival (collecting them all first, as
+   * transformToByteArray does, ages 1 MiB of chunks per object into the old generation). Without
+   * a Content-Length the chunks are collected, up to maxObjectBytes.
    */
-  private async readBody(key: string, body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<Uint8Array> {
+  private async readBody(key: string, body: AsyncIterable<Uint8Array>, length: number | undefined, into: Uint8Array | undefined): Promise<Uint8Array> {
     if (length === undefined) {
       const chunks: Uint8Array[] = [];
       let total = 0;
@@ -279,7 +279,7 @@ export class S3Storage implements SegmentStorage {
       }
       return Buffer.concat(chunks, total);
     }
-    const bytes = Buffer.allocUnsafeSlow(length);
+    const bytes = into !== undefined && into.length >= length ? into : Buffer.allocUnsafeSlow(length);
     let received = 0;
     for await (const chunk of body) {
       if (received + chunk.byteLength > length) throw this.brokenBody(key, `more than the ${length} bytes of its Content-Length`);
@@ -287,7 +287,7 @@ export class S3Storage implements SegmentStorage {
       received += chunk.byteLength;
     }
     if (received !== length) throw this.brokenBody(key, `${received} of the ${length} bytes of its Content-Length`);
-    return bytes;
+    return bytes.subarray(0, length);
   }
 
   private tooLarge(key: string, size: string): GraphstreamError {

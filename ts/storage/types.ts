@@ -26,6 +26,15 @@ export interface StagedFile {
   release(): void;
 }
 
+export interface GetOptions {
+  /**
+   * A buffer the object may be read into, sparing an allocation per object: when the object fits,
+   * the result is a view of the start of `into`. Until done with the result, the caller must not
+   * use `into` otherwise. A backend may ignore it; the result then has memory of its own.
+   */
+  into?: Uint8Array;
+}
+
 export interface SegmentStorage {
   /** human-readable location (for messages), e.g. `s3://bucket/prefix` */
   readonly description: string;
@@ -43,7 +52,7 @@ export interface SegmentStorage {
    */
   stageFile?(path: string): Promise<StagedFile>;
   /** The object's bytes, or null when there is no object at `key`. */
-  get(key: string): Promise<Uint8Array | null>;
+  get(key: string, options?: GetOptions): Promise<Uint8Array | null>;
   /** All keys under `prefix` (every page), in ascending key order. */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
   /** Deletes `key`; deleting a missing key succeeds. */
