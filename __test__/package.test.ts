@@ -35,6 +35,7 @@ const probe = (load: string) => `
     pure: Object.keys(pureApi).sort(),
     kinds: [rootApi.activeCore.kind, pureApi.pureCore.kind],
     chains: [rootApi.decodeSegment(bytes).chainHash.toString('hex'), pureApi.decodeSegment(bytes).chainHash.toString('hex')],
+    entry: rootApi.decodeJournalEntry(pureApi.encodeJournalEntry({ query: 'RETURN $a', params: { a: 'b' }, timestampMs: 7 })),
   }));
 `;
 
@@ -54,6 +55,7 @@ test('CommonJS consumers can require the root and the pure entry point', () => {
     expect(out.pure).toContain(name);
   }
   expect(out.root.filter((name: string) => !out.pure.includes(name))).toEqual(['activeCore', 'nativeCore', 'nativeLoadError']);
+  expect(out.entry).toMatchObject({ query: 'RETURN $a', timestampMs: 7 });
 });
 
 test('ESM consumers import the same API as CommonJS ones', () => {
@@ -74,4 +76,5 @@ test('ESM consumers import the same API as CommonJS ones', () => {
   expect(esm.root.filter((name: string) => name !== 'default')).toEqual(cjs.root);
   expect(esm.pure.filter((name: string) => name !== 'default')).toEqual(cjs.pure);
   expect(esm.chains).toEqual(cjs.chains);
+  expect(esm.entry).toEqual(cjs.entry);
 });

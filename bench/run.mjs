@@ -3,28 +3,26 @@
 // lives in node_modules/.cache so it never mixes with dist/ (which `npm run build` cleans), one
 // directory per run so that concurrent runs do not overwrite each other's bundle.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const outdir = join(root, 'node_modules', '.cache', `graphstream-bench-${process.pid}`);
 
+const common = { outdir, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' };
+await build({ ...common, entryPoints: { suite: join(root, 'bench/suite.ts') }, packages: 'external', sourcemap: 'inline' });
+// The memory group's children measure a process's RSS: they are bundled the way tsup bundles the
+// package (its dependencies external, the rest, @bufbuild/protobuf included, inside), without the
+// inline source map the suite carries for its stack traces.
+const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 await build({
+  ...common,
   entryPoints: {
-    suite: join(root, 'bench/suite.ts'),
     'memory-writer': join(root, 'bench/children/memory-writer.ts'),
     'memory-follower': join(root, 'bench/children/memory-follower.ts'),
   },
-  outdir,
-  outExtension: { '.js': '.mjs' },
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  sourcemap: 'inline',
-  logLevel: 'error',
+  external: [...Object.keys(dependencies).flatMap((name) => [name, `${name}/*`]), '../native/*'],
 });
 
 const { main } = await import(pathToFileURL(join(outdir, 'suite.mjs')).href);
