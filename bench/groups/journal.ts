@@ -423,7 +423,7 @@ export async function journalGroup(context: Context): Promise<void> {
   writeJournalFixture(smallDir, 10, perSegment, fixturePayloads);
   writeJournalFixture(largeDir, 10_000, perSegment, fixturePayloads);
   context.log('journal: recovery runs');
-  const recoveryRuns = quick ? 3 : 7;
+  const recoveryRuns = quick ? 5 : 15; // a few ms each: more runs, or the noise of single runs decides the ratio
   const recovery = await interleave(recoveryRuns, {
     native10: () => recoveryRun(cores.native, smallDir),
     native10k: () => recoveryRun(cores.native, largeDir),
