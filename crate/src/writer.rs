@@ -481,6 +481,7 @@ impl Writer {
             last_sync: Instant::now(),
             chunk: Vec::new(),
             newest_segment: None,
+            head_hint_due: None,
         };
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -785,6 +786,8 @@ struct Core {
     chunk: Vec<u8>,
     /// file name of the newest segment this writer created, for the head hint
     newest_segment: Option<String>,
+    /// the head hint of a segment just created, written once its group is answered
+    head_hint_due: Option<(String, Option<String>)>,
 }
 
 impl Core {
@@ -962,6 +965,7 @@ impl Core {
                 chain_hashes: batch.chain_hashes,
             }));
         }
+        self.write_due_head_hint();
     }
 
     /// Undoes everything after the group's checkpoint and rejects the batches it held.
@@ -1113,9 +1117,18 @@ impl Core {
             .take()
             .or_else(|| hinted_segment(&self.dir))
             .filter(|previous| *previous != name);
-        write_head_hint(&self.dir, &name, previous.as_deref());
+        self.head_hint_due = Some((name.clone(), previous));
         self.newest_segment = Some(name);
         Ok(())
+    }
+
+    /// Writes the head hint of the segment created last, once the group that created it is
+    /// answered: replacing head.json costs a rotation a millisecond or two (ext4 flushes a file
+    /// renamed over another), and a hint lost in a crash only makes recovery list the directory.
+    fn write_due_head_hint(&mut self) {
+        if let Some((segment, previous)) = self.head_hint_due.take() {
+            write_head_hint(&self.dir, &segment, previous.as_deref());
+        }
     }
 
     /// Hands the live segment, if it has entries, to the sealer and returns its path. Its
