@@ -11,7 +11,4 @@ export default defineConfig({
   shims: true,
   splitting: false,
   external: [/^\.\.\/native\//],
-  // Bundled (tree-shaken to what decoding uses) rather than loaded as ~100 modules from
-  // node_modules: importing graphstream costs 3.6 MiB less RSS. No public type refers to it.
-  noExternal: ['@bufbuild/protobuf'],
 });

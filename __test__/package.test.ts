@@ -30,12 +30,16 @@ function runNode(args: string[]): string {
 const probe = (load: string) => `
   ${load}
   const bytes = require('node:fs').readFileSync(${JSON.stringify(vector)});
+  const protobufLoaded = () => Object.keys(require.cache).some((path) => path.includes('@bufbuild'));
+  const protobufAtImport = protobufLoaded();
   console.log(JSON.stringify({
+    protobufAtImport,
     root: Object.keys(rootApi).sort(),
     pure: Object.keys(pureApi).sort(),
     kinds: [rootApi.activeCore.kind, pureApi.pureCore.kind],
     chains: [rootApi.decodeSegment(bytes).chainHash.toString('hex'), pureApi.decodeSegment(bytes).chainHash.toString('hex')],
     entry: rootApi.decodeJournalEntry(pureApi.encodeJournalEntry({ query: 'RETURN $a', params: { a: 'b' }, timestampMs: 7 })),
+    protobufAfterDecoding: protobufLoaded(),
   }));
 `;
 
@@ -56,6 +60,8 @@ test('CommonJS consumers can require the root and the pure entry point', () => {
   }
   expect(out.root.filter((name: string) => !out.pure.includes(name))).toEqual(['activeCore', 'nativeCore', 'nativeLoadError']);
   expect(out.entry).toMatchObject({ query: 'RETURN $a', timestampMs: 7 });
+  // the protobuf runtime is loaded by the first decode, not by the import
+  expect([out.protobufAtImport, out.protobufAfterDecoding]).toEqual([false, true]);
 });
 
 test('ESM consumers import the same API as CommonJS ones', () => {
@@ -77,4 +83,5 @@ test('ESM consumers import the same API as CommonJS ones', () => {
   expect(esm.pure.filter((name: string) => name !== 'default')).toEqual(cjs.pure);
   expect(esm.chains).toEqual(cjs.chains);
   expect(esm.entry).toEqual(cjs.entry);
+  expect([esm.protobufAtImport, esm.protobufAfterDecoding]).toEqual([false, true]);
 });

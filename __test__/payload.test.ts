@@ -1,11 +1,15 @@
-import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { create, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { GraphstreamError, type ErrorCode } from '../ts/errors.js';
 import { createFormatApi } from '../ts/format.js';
 import { ParamValue, type ParamInput, type ParamsInput } from '../ts/params.js';
 import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
-import { JournalEntrySchema, TemporalKind, type GraphValueSchema } from '../ts/proto/graphd_pb.js';
+import { graphdDecoding } from '../ts/proto/graphd.js';
+import { GRAPHD_FILE_DESCRIPTOR } from '../ts/proto/graphd-descriptor.js';
+import { GraphValueSchema, JournalEntrySchema, MapValueSchema, TemporalKind } from '../ts/proto/graphd_pb.js';
 import { cores } from './helpers/cores.js';
 import { hex, manifest, paramFromManifest } from './helpers/vectors.js';
 
@@ -321,5 +325,17 @@ describe.each(cores)('payloads through the $kind core', (core) => {
     const segment = api.decodeSegment(api.sealSegment(unsealed));
     expect(segment.entries.map((e) => decodeJournalEntry(e.payload))).toEqual(vectors.map((v) => v.entry));
     expect(segment.chainHash.toString('hex')).toBe(manifest.chain_hash);
+  });
+});
+
+describe('the graphd schema decoding loads on first use', () => {
+  test('is built from the descriptor graphd_pb.ts embeds, with the same messages and fields', () => {
+    const generated = readFileSync(fileURLToPath(new URL('../ts/proto/graphd_pb.ts', import.meta.url)), 'utf8');
+    expect(generated).toContain(`fileDesc("${GRAPHD_FILE_DESCRIPTOR}")`);
+    const lazy = graphdDecoding();
+    const shape = (schema: DescMessage) => [schema.typeName, schema.fields.map((field) => [field.number, field.name, field.fieldKind])];
+    expect(shape(lazy.JournalEntrySchema)).toEqual(shape(JournalEntrySchema));
+    expect(shape(lazy.GraphValueSchema)).toEqual(shape(GraphValueSchema));
+    expect(shape(lazy.MapValueSchema)).toEqual(shape(MapValueSchema));
   });
 });

@@ -13,8 +13,8 @@ const outdir = join(root, 'node_modules', '.cache', `graphstream-bench-${process
 const common = { outdir, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' };
 await build({ ...common, entryPoints: { suite: join(root, 'bench/suite.ts') }, packages: 'external', sourcemap: 'inline' });
 // The memory group's children measure a process's RSS: they are bundled the way tsup bundles the
-// package (its dependencies external, the rest, @bufbuild/protobuf included, inside), without the
-// inline source map the suite carries for its stack traces.
+// package (its dependencies external, the rest inside), without the inline source map the suite
+// carries for its stack traces.
 const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 await build({
   ...common,

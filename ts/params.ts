@@ -5,9 +5,9 @@
  * (no intermediate ParamValue tree or message objects) because that runs on
  * every append.
  */
-import { fromBinary } from '@bufbuild/protobuf';
 import { GraphstreamError } from './errors.js';
-import { GraphValueSchema, MapValueSchema, TemporalKind, type GraphValue, type MapEntry } from './proto/graphd_pb.js';
+import { graphdDecoding } from './proto/graphd.js';
+import type { GraphValue, MapEntry, TemporalKind } from './proto/graphd_pb.js';
 import { FIXED64, isWellFormedString, LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
 
 export type TemporalType = 'date' | 'time' | 'localtime' | 'datetime' | 'localdatetime' | 'duration';
@@ -81,13 +81,14 @@ const MIN_INT64 = -(2n ** 63n);
 const MAX_INT64 = 2n ** 63n - 1n;
 const TWO_POW_63 = 2 ** 63;
 
+/** graphd.TemporalKind's values (graphd_pb.ts is imported for its types only; a test checks these against it) */
 const TEMPORAL_KINDS: Record<TemporalType, TemporalKind> = {
-  date: TemporalKind.DATE,
-  time: TemporalKind.TIME,
-  localtime: TemporalKind.LOCAL_TIME,
-  datetime: TemporalKind.DATETIME,
-  localdatetime: TemporalKind.LOCAL_DATETIME,
-  duration: TemporalKind.DURATION,
+  date: 1,
+  time: 2,
+  localtime: 3,
+  datetime: 4,
+  localdatetime: 5,
+  duration: 6,
 };
 
 const TEMPORAL_TYPES: ReadonlyMap<number, TemporalType> = new Map(
@@ -479,6 +480,7 @@ export const ParamValue = {
   map: (entries: ParamsInput): TypedParam<'map'> => {
     const writer = new WireWriter(256);
     writeParamEntries(writer, 1, entries, 'map');
+    const { fromBinary, MapValueSchema } = graphdDecoding();
     return new TypedParam('map', fromMapEntries(fromBinary(MapValueSchema, writer.copy()).entries));
   },
   date: temporal('date'),
@@ -497,6 +499,7 @@ export const ParamValue = {
   from: (value: ParamInput): ParamValue => {
     const writer = new WireWriter(256);
     writeGraphValue(writer, value, new Walk('value'));
+    const { fromBinary, GraphValueSchema } = graphdDecoding();
     return fromGraphValue(fromBinary(GraphValueSchema, writer.copy()));
   },
   is: (value: unknown): value is ParamValue => value instanceof TypedParam,

@@ -6,10 +6,10 @@
  * (sequence 0, empty query, no params, timestamp 0) are omitted, so the same
  * entry always encodes to the same bytes (the hash chain covers them).
  */
-import { fromBinary } from '@bufbuild/protobuf';
 import { GraphstreamError } from './errors.js';
 import { fromMapEntries, writeParamEntries, type ParamsInput, type ParamValue } from './params.js';
-import { JournalEntrySchema, type JournalEntry as JournalEntryMessage } from './proto/graphd_pb.js';
+import { graphdDecoding } from './proto/graphd.js';
+import type { JournalEntry as JournalEntryMessage } from './proto/graphd_pb.js';
 import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
 
 export interface JournalEntryInput {
@@ -121,6 +121,7 @@ function toSafeNumber(value: bigint, field: string): number {
 /** Decodes a graphd.JournalEntry payload; ints come back as bigint, an unknown temporal kind as a string. */
 export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
   if (!(bytes instanceof Uint8Array)) throw new GraphstreamError('invalid_argument', 'payload must be a Uint8Array');
+  const { fromBinary, JournalEntrySchema } = graphdDecoding();
   let message: JournalEntryMessage;
   try {
     message = fromBinary(JournalEntrySchema, bytes);
