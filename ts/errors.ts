@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'overlap',
   'storage',
   'circuit_open',
+  'corrupt',
   'internal',
 ] as const;
 

@@ -146,6 +146,7 @@ const PERMANENT_CODES = new Set([
   'too_large',
   'gap',
   'overlap',
+  'corrupt',
   'locked',
   'disk_full',
 ]);

@@ -22,6 +22,7 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     Storage,
+    Corrupt,
     Internal,
 }
 
@@ -44,6 +45,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Storage => "storage",
+            ErrorCode::Corrupt => "corrupt",
             ErrorCode::Internal => "internal",
         }
     }
