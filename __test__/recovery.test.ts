@@ -1,5 +1,5 @@
 import { appendFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Core } from '../ts/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
@@ -272,7 +272,7 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     expect(await readAll(dir, core)).toHaveLength(6);
   });
 
-  test('an unsealed tail that does not continue the chain is chain_broken, naming the file', async () => {
+  test('an unsealed tail that does not continue the chain is corrupt, naming the file', async () => {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core });
     for (let i = 0; i < 5; i++) await journal.append(entryFor(i));
@@ -282,11 +282,11 @@ describe.each(cores)('recovery ($kind core)', (core) => {
       core.encodeEntry(6, core.computeEntryHash(ZERO_HASH, Buffer.from('elsewhere')), Buffer.from('x')),
     ]);
     await writeFile(join(dir, name(6)), foreign);
-    await expectCode(recoverJournalState(dir, { core }), 'chain_broken', name(6));
-    await expectCode(Journal.open(dir, { core }), 'chain_broken', name(6));
+    await expectCode(recoverJournalState(dir, { core }), 'corrupt', `${name(6)} (sequence 6) at byte offset 144: prev_hash does not match`);
+    await expectCode(Journal.open(dir, { core }), 'corrupt', name(6));
   });
 
-  test('a tail segment that skips sequences is a gap', async () => {
+  test('a tail segment that skips sequences is corrupt (a gap)', async () => {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core });
     for (let i = 0; i < 5; i++) await journal.append(entryFor(i));
@@ -295,7 +295,7 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     // not a state a writer leaves, and only the listing of a journal without a hint finds it.
     await rm(join(dir, HEAD_HINT));
     await writeFile(join(dir, name(9)), core.encodeHeader({ firstSeq: 9, createdMs: Date.now() }));
-    await expectCode(recoverJournalState(dir, { core }), 'gap', name(9));
+    await expectCode(recoverJournalState(dir, { core }), 'corrupt', `${name(9)} (sequence 6) at byte offset 0: the journal ends at sequence 5`);
   });
   describe('head hint', () => {
     test('both writers name the newest segment and the one before it, also in a later session', async () => {
@@ -455,6 +455,242 @@ describe.each(cores)('recovery ($kind core)', (core) => {
       await writeFile(join(closed, name(6)), core.encodeHeader({ firstSeq: 6, createdMs: Date.now() }));
       await writeHint(closed, { segment: name(6), previous: name(1) });
       expect(await expectSameAsFullPath(closed)).toMatchObject({ sequence: 5, liveSegment: name(6), lastSealedSegment: name(1) });
+    });
+  });
+});
+
+/** Offsets of the entries of an unsealed segment, in order. */
+function entryOffsets(core: Core, bytes: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let offset = 128; offset < bytes.length; offset += core.decodeEntry(bytes, offset).size) offsets.push(offset);
+  return offsets;
+}
+
+async function flipBit(path: string, offset: number, mask = 0x01): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[offset] = bytes[offset]! ^ mask;
+  await writeFile(path, bytes);
+}
+
+async function setByte(path: string, offset: number, value: number): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[offset] = value;
+  await writeFile(path, bytes);
+}
+
+/** The segment files of a directory with their bytes (the lock file aside, which an open rewrites). */
+async function segmentFilesOf(dir: string): Promise<Map<string, Buffer>> {
+  const files = await filesOf(dir);
+  files.delete('.lock');
+  return files;
+}
+
+async function corruptErrorOf(promise: Promise<unknown>): Promise<{ code: string; message: string; details: Record<string, unknown> }> {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(isGraphstreamError(err), `expected a GraphstreamError, got ${String(err)}`).toBe(true);
+  return err as { code: string; message: string; details: Record<string, unknown> };
+}
+
+describe.each(cores)('torn tail or corruption ($kind core)', (core) => {
+  /**
+   * The journal of issue 12: 400 entries appended under 'fsync' in 3 segment files, either
+   * closed (all sealed) or as a crash leaves it (the last one live).
+   */
+  async function issueJournal(state: 'closed' | 'crashed') {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core, durability: 'fsync', maxSegmentBytes: 20 * 1024 });
+    for (let i = 0; i < 400; i++) await journal.append(entryFor(i));
+    const copy = state === 'crashed' ? await crashedCopy(dir) : null;
+    const { chainHash } = journal;
+    await journal.close();
+    const at = copy ?? dir;
+    const names = await segmentNames(at);
+    expect(names).toHaveLength(3);
+    return { dir: at, names, paths: names.map((n) => join(at, n)), firstSeqs: names.map((n) => Number(n.slice(8, 24))), chainHash };
+  }
+
+  /** Open and recovery both fail with `corrupt` naming `mentions`, and no segment file changes. */
+  async function expectCorrupt(dir: string, mentions: string[], details: Record<string, unknown>): Promise<void> {
+    const before = await segmentFilesOf(dir);
+    for (const attempt of [() => Journal.open(dir, { core }), () => recoverJournalState(dir, { core }), () => recoverJournalState(dir, { core, repair: false })]) {
+      const err = await corruptErrorOf(attempt());
+      expect(err.code).toBe('corrupt');
+      for (const text of mentions) expect(err.message).toContain(text);
+      expect(err.details).toMatchObject(details);
+    }
+    expect(await segmentFilesOf(dir)).toEqual(before);
+  }
+
+  test('issue 12, 1: a bit flipped inside entry 10 of the live segment is corruption: open fails and cuts nothing', async () => {
+    const { dir, paths, firstSeqs } = await issueJournal('crashed');
+    const live = paths[2]!;
+    const offsets = entryOffsets(core, await readFile(live));
+    expect(offsets.length).toBeGreaterThan(20);
+    await flipBit(live, offsets[10]! + 60); // inside the payload of entry 10
+    expect(await readdir(dir)).toContain(HEAD_HINT); // the hint path sees it too
+    const sequence = firstSeqs[2]! + 10;
+    await expectCorrupt(dir, [live, `(sequence ${sequence})`, `at byte offset ${offsets[10]}`], { file: live, offset: offsets[10], sequence });
+  });
+
+  test('issue 12, 1: the flags byte of the last sealed segment set to 0 is corruption, not a torn unsealed segment', async () => {
+    const closed = await issueJournal('closed');
+    await setByte(closed.paths[2]!, 6, 0);
+    await expectCorrupt(closed.dir, [closed.paths[2]!, 'unsealed', 'last_seq'], { file: closed.paths[2], offset: 20, sequence: closed.firstSeqs[2] });
+
+    const crashed = await issueJournal('crashed');
+    await setByte(crashed.paths[1]!, 6, 0);
+    await expectCorrupt(crashed.dir, [crashed.paths[1]!, 'unsealed'], { file: crashed.paths[1], sequence: crashed.firstSeqs[1] });
+  });
+
+  test('issue 12, 2: one bit flipped in the last sealed segment\'s last_seq is corruption', async () => {
+    for (const state of ['closed', 'crashed'] as const) {
+      const { dir, paths, firstSeqs } = await issueJournal(state);
+      const victim = state === 'closed' ? 2 : 1;
+      await flipBit(paths[victim]!, 27, 0x10); // last_seq + 16
+      await expectCorrupt(dir, [paths[victim]!, 'last_seq'], { file: paths[victim], sequence: firstSeqs[victim] });
+    }
+  });
+
+  test('issue 12, 2: one bit flipped in the last sealed segment\'s trailer is corruption', async () => {
+    for (const state of ['closed', 'crashed'] as const) {
+      const { dir, paths, firstSeqs } = await issueJournal(state);
+      const victim = state === 'closed' ? 2 : 1;
+      const size = (await stat(paths[victim]!)).size;
+      await flipBit(paths[victim]!, size - 1);
+      await expectCorrupt(dir, [paths[victim]!, 'trailer', `at byte offset ${size - 32}`], { file: paths[victim], offset: size - 32, sequence: firstSeqs[victim] });
+    }
+  });
+
+  test('a dry run (repair: false) reports the bytes it would cut and the files it would remove, changing nothing', async () => {
+    const { dir, sequence, chainHash } = await crashedJournal(core, 30);
+    const livePath = join(dir, (await segmentNames(dir)).at(-1)!);
+    await appendFile(livePath, core.encodeEntry(sequence + 1, chainHash, Buffer.from('x')).subarray(0, 10));
+    await writeFile(join(dir, name(sequence + 1)), Buffer.alloc(0));
+    const before = await filesOf(dir);
+    const state = await recoverJournalState(dir, { core, repair: false });
+    expect(state).toMatchObject({ sequence, truncatedBytes: 10, removedFiles: [join(dir, name(sequence + 1))], quarantine: null });
+    expect(await filesOf(dir)).toEqual(before);
+    const repaired = await recoverJournalState(dir, { core });
+    expect(repaired).toMatchObject({ sequence, truncatedBytes: 10, removedFiles: [join(dir, name(sequence + 1))] });
+  });
+
+  test('issue 21: three sealed segments followed by two 0-byte segments open and continue at the next sequence', async () => {
+    const { dir, names, chainHash } = await issueJournal('closed');
+    const last = 400;
+    // what a power loss left: the new live segment and the one after it, both without their data
+    await writeFile(join(dir, name(last + 1)), Buffer.alloc(0));
+    await writeFile(join(dir, name(last + 65)), Buffer.alloc(0));
+    for (const hint of ['', JSON.stringify({ segment: name(last + 65), previous: name(last + 1) })]) {
+      const copy = await tempDir('issue21');
+      await cp(dir, copy, { recursive: true });
+      await writeFile(join(copy, HEAD_HINT), hint);
+      expect((await readAll(copy, core)).at(-1)!.sequence).toBe(last);
+      const journal = await Journal.open(copy, { core });
+      expect(journal.sequence).toBe(last);
+      expect(journal.chainHash).toEqual(chainHash);
+      expect(journal.recovery.removedFiles.sort()).toEqual([join(copy, name(last + 1)), join(copy, name(last + 65))]);
+      expect((await journal.append(entryFor(last))).sequence).toBe(last + 1);
+      await journal.close();
+      expect((await readAll(copy, core)).map((r) => r.sequence)).toEqual(Array.from({ length: last + 1 }, (_, i) => i + 1));
+      expect(await segmentNames(copy)).toEqual([...names, name(last + 1)]);
+    }
+  });
+
+  test('a trailing run of segments holding no entry (partial header, header alone, header and part of an entry) is the torn tail', async () => {
+    const { dir, chainHash } = await issueJournal('closed');
+    const header = core.encodeHeader({ firstSeq: 401, createdMs: Date.now() });
+    const partialEntry = core.encodeEntry(401, chainHash, Buffer.from('never acknowledged')).subarray(0, 40);
+    await writeFile(join(dir, name(401)), Buffer.concat([header, partialEntry]));
+    await writeFile(join(dir, name(450)), header.subarray(0, 60));
+    await writeFile(join(dir, name(500)), core.encodeHeader({ firstSeq: 500, createdMs: Date.now() }));
+    const journal = await Journal.open(dir, { core });
+    expect(journal.sequence).toBe(400);
+    // the first is the live segment, cut back to its header; the others are gone
+    expect(journal.recovery).toMatchObject({ liveSegment: join(dir, name(401)), truncatedBytes: 40, removedFiles: [join(dir, name(450)), join(dir, name(500))] });
+    expect((await journal.append(entryFor(400))).sequence).toBe(401);
+    await journal.close();
+    expect(await readAll(dir, core)).toHaveLength(401);
+  });
+
+  test('a segment holding no entry followed by one that holds entries is corruption (a gap), not a torn tail', async () => {
+    const { dir, chainHash } = await issueJournal('closed');
+    await writeFile(join(dir, name(401)), core.encodeHeader({ firstSeq: 401, createdMs: Date.now() }));
+    const later = Buffer.concat([
+      core.encodeHeader({ firstSeq: 410, createdMs: Date.now() }),
+      core.encodeEntry(410, core.computeEntryHash(chainHash, Buffer.from('lost')), Buffer.from('kept')),
+    ]);
+    await writeFile(join(dir, name(410)), later);
+    await expectCorrupt(dir, [join(dir, name(401)), 'sequences 401..409 are in no file', '[gap]'], { file: join(dir, name(401)), sequence: 401 });
+  });
+
+  test("verify: 'full' checks every segment and the chain across them; only the oldest segments may be missing", async () => {
+    const damaged = await issueJournal('closed');
+    await flipBit(damaged.paths[0]!, 200);
+    expect((await recoverJournalState(damaged.dir, { core })).sequence).toBe(400); // open reads the tail only
+    await expectCode(recoverJournalState(damaged.dir, { core, verify: 'full' }), 'corrupt', damaged.paths[0]);
+
+    const middle = await issueJournal('closed');
+    await rm(middle.paths[1]!);
+    await expectCode(recoverJournalState(middle.dir, { core, verify: 'full' }), 'corrupt', `${middle.paths[2]} (sequence ${middle.firstSeqs[2]}) at byte offset 0`);
+
+    const prefix = await issueJournal('closed'); // what the upload cache's cleanup leaves
+    await rm(prefix.paths[0]!);
+    expect((await recoverJournalState(prefix.dir, { core, verify: 'full' })).sequence).toBe(400);
+  });
+
+  describe("repair: 'quarantine'", () => {
+    test('the damaged end of the live segment is moved aside, the journal continues after the last entry that verifies', async () => {
+      const { dir, paths, names, firstSeqs } = await issueJournal('crashed');
+      const live = paths[2]!;
+      const original = await readFile(live);
+      const offsets = entryOffsets(core, original);
+      await flipBit(live, offsets[10]! + 60);
+      const damagedBytes = await readFile(live);
+
+      const dry = await recoverJournalState(dir, { core, repair: 'quarantine', dryRun: true });
+      expect(await readdir(dir)).not.toContain('quarantine');
+      const journal = await Journal.open(dir, { core, repair: 'quarantine' });
+      const kept = firstSeqs[2]! + 9;
+      expect(journal.sequence).toBe(kept);
+      const report = journal.recovery.quarantine!;
+      expect(report.dropped).toEqual({ first: kept + 1, last: 400 });
+      expect(report.corruptions[0]).toMatchObject({ path: live, offset: offsets[10], sequence: kept + 1 });
+      expect(report.moved).toEqual([{ from: live, to: join(report.directory, `${names[2]}.from-${offsets[10]}`), offset: offsets[10] }]);
+      // the dry run said the same, moving nothing
+      const summary = (q: typeof report) => ({ ...q, directory: relative(dir, dirname(q.directory)), moved: q.moved.map((m) => ({ ...m, to: basename(m.to) })) });
+      expect(summary(dry.quarantine!)).toEqual(summary(report));
+      expect(relative(dir, report.directory)).toMatch(/^quarantine\/\d{4}-\d\d-\d\dT/);
+      expect(await readFile(report.moved[0]!.to)).toEqual(damagedBytes.subarray(offsets[10]));
+      expect(await readFile(live)).toEqual(original.subarray(0, offsets[10]));
+
+      expect((await journal.append(entryFor(999))).sequence).toBe(kept + 1);
+      await journal.close();
+      expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual(Array.from({ length: kept + 1 }, (_, i) => i + 1));
+    });
+
+    test('a damaged sealed segment and every later one are moved aside whole', async () => {
+      const { dir, paths, names, firstSeqs } = await issueJournal('crashed');
+      await flipBit(paths[1]!, (await stat(paths[1]!)).size - 1); // its trailer
+      const damaged = [await readFile(paths[1]!), await readFile(paths[2]!)];
+      const journal = await Journal.open(dir, { core, repair: 'quarantine' });
+      const kept = firstSeqs[1]! - 1;
+      expect(journal.sequence).toBe(kept);
+      const report = journal.recovery.quarantine!;
+      expect(report.dropped).toEqual({ first: kept + 1, last: 400 });
+      expect(report.moved.map((m) => m.from)).toEqual([paths[2], paths[1]]);
+      expect(await readFile(join(report.directory, names[1]!))).toEqual(damaged[0]);
+      expect(await readFile(join(report.directory, names[2]!))).toEqual(damaged[1]);
+      expect(await segmentNames(dir)).toEqual([names[0]]);
+      expect((await journal.append(entryFor(0))).sequence).toBe(kept + 1);
+      await journal.close();
+      expect(await readAll(dir, core)).toHaveLength(kept + 1);
+      // a later open finds nothing to repair
+      const again = await Journal.open(dir, { core, repair: 'quarantine' });
+      expect(again.recovery.quarantine).toBeNull();
+      await again.close();
     });
   });
 });

@@ -40,6 +40,12 @@ export interface ErrorDetails {
   status?: number;
   /** the storage key the operation was about */
   key?: string;
+  /** the file holding the data that failed its checks (`corrupt`) */
+  file?: string;
+  /** byte offset in `file` where the damage starts (`corrupt`) */
+  offset?: number;
+  /** the sequence at which the damage starts, when known (`corrupt`) */
+  sequence?: number;
 }
 
 export class GraphstreamError extends Error {

@@ -32,7 +32,7 @@ export const {
 // Without a `core` option these pick the same core as activeCore (ts/default-core.ts).
 export { Journal } from './journal.js';
 export { readJournal } from './reader.js';
-export { recoverJournalState } from './recovery.js';
+export { recoverJournalState, verifyJournal } from './recovery.js';
 export { Follower, downloadNewSegments } from './follower.js';
 export { restore } from './restore.js';
 export { compactOnce, runBackgroundCompaction } from './compaction.js';

@@ -41,6 +41,15 @@ export interface JournalOptions {
   queueCapacity?: number;
   /** the core doing the byte work; default the native addon (`graphstream/pure` passes the pure core) */
   core?: Core;
+  /**
+   * A torn tail (what a crash leaves) is always cut at open. Corruption (anything a crash
+   * cannot leave) fails the open with `corrupt` and changes nothing, unless `'quarantine'`:
+   * then the damaged data (the damaged segment and every later one, or the end of the live
+   * segment from the damage on) is moved into `quarantine/<time>/` in the journal directory,
+   * never deleted, and the journal continues after the last entry that verifies;
+   * `journal.recovery.quarantine` says which sequences were dropped.
+   */
+  repair?: 'quarantine';
 }
 
 /** A graphd entry to append; `timestampMs` defaults to `Date.now()`. */
@@ -165,6 +174,8 @@ export class Journal {
     private readonly dir: string,
     private readonly writer: CoreWriter,
     private readonly maxEntryBytes: number,
+    /** what recovery found and repaired when this journal was opened */
+    readonly recovery: RecoveredJournalState,
   ) {}
 
   /**
@@ -177,6 +188,9 @@ export class Journal {
     if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
     const writerOptions = writerOptionsOf(options);
     const maxEntryBytes = positiveInteger(options.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES, 'maxEntryBytes', 1, ENTRY_BYTES_LIMIT);
+    if (options.repair !== undefined && options.repair !== 'quarantine') {
+      throw invalid(`repair must be 'quarantine' when given, got ${String(options.repair)}`);
+    }
     const core = await resolveCore(options.core);
     const absoluteDir = resolvePath(dir);
     try {
@@ -194,14 +208,14 @@ export class Journal {
       let state: RecoveredJournalState;
       let fingerprint: string;
       try {
-        state = await recoverJournalState(absoluteDir, { core });
+        state = await recoverJournalState(absoluteDir, { core, repair: options.repair ?? true });
         fingerprint = await journalFingerprint(absoluteDir, state);
       } finally {
         await normalizeAsyncErrors(guard.close(), `unlocking journal ${absoluteDir}`);
       }
       const writer = await normalizeAsyncErrors(core.openWriter(absoluteDir, state, writerOptions), `opening journal ${absoluteDir}`);
       // Between the guard's release and this lock another process could have appended: then recover again.
-      if ((await journalFingerprint(absoluteDir, state)) === fingerprint) return new this(absoluteDir, writer, maxEntryBytes);
+      if ((await journalFingerprint(absoluteDir, state)) === fingerprint) return new this(absoluteDir, writer, maxEntryBytes, state);
       await normalizeAsyncErrors(writer.close(), `closing journal ${absoluteDir}`);
     }
     throw new GraphstreamError('conflict', `journal ${absoluteDir} kept changing while it was being opened`);

@@ -26,7 +26,14 @@ export {
   type JournalStats,
 } from './journal.js';
 export { type JournalRecord, type RawJournalRecord, type ReadJournalOptions } from './reader.js';
-export { writeRecoveryState, type RecoveredJournalState } from './recovery.js';
+export {
+  writeRecoveryState,
+  type Corruption,
+  type JournalVerification,
+  type QuarantineReport,
+  type RecoverOptions,
+  type RecoveredJournalState,
+} from './recovery.js';
 export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './storage/types.js';
 export {
   LocalStorage,

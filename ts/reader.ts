@@ -13,7 +13,7 @@
  * handed out by `recordsBySegment`, so a record costs its own objects and not an async
  * generator's promise machinery.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Core, RawSegment } from './core.js';
 import { resolveCore } from './default-core.js';
 import { GraphstreamError, toGraphstreamError } from './errors.js';
@@ -24,6 +24,7 @@ import {
   listSegments,
   positionAfterSegment,
   segmentError,
+  type SegmentFile,
 } from './recovery.js';
 
 const HEADER_SIZE = 128;
@@ -231,17 +232,18 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     position = await basePosition(dir, segments[0]);
   }
 
-  for (let index = start; index < segments.length; index++) {
+  // Segments still being created hold nothing yet; a power loss can leave several such (issue 21).
+  let end = segments.length;
+  while (end > start && (await sizeOf(segments[end - 1]!)) < HEADER_SIZE) end--;
+  for (let index = start; index < end; index++) {
     const segment = segments[index]!;
-    const isLast = index === segments.length - 1;
+    const isLast = index === end - 1;
     let bytes: Buffer;
     try {
       bytes = await readFile(segment.path);
     } catch (err) {
       throw segmentError(err, segment.path, segment.firstSeq);
     }
-    // The live segment is still being created: nothing in it yet.
-    if (isLast && bytes.length < HEADER_SIZE) return;
     let decoded;
     try {
       decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: isLast });
@@ -270,6 +272,14 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     const first = fromSeq !== undefined && fromSeq > header.firstSeq ? fromSeq - header.firstSeq : 0;
     if (first < count) yield segmentRecords(decoded, first);
     if (count > 0) position = { sequence: header.firstSeq + count - 1, chainHash: decoded.chainHash };
+  }
+}
+
+async function sizeOf(segment: SegmentFile): Promise<number> {
+  try {
+    return (await stat(segment.path)).size;
+  } catch (err) {
+    throw segmentError(err, segment.path, segment.firstSeq);
   }
 }
 

@@ -1,33 +1,44 @@
 /**
- * Crash recovery of a journal directory: where the writer continues from.
+ * Crash recovery of a journal directory: where the writer continues from, and
+ * whether what is on disk is what a crash leaves or corruption.
  *
- * The last sealed segment's header gives its last sequence and its trailer
- * the chain hash after it; only what follows it (normally one unsealed
- * segment) is scanned. A sealed segment without a trailer is decoded from the
- * nearest segment that has one (or from the start).
+ * Recovery reads the last sealed segment (verified in full) and what follows it
+ * (normally one unsealed segment) and checks them against each other, so it costs
+ * the same for 10 segments as for 10,000; `verify: 'full'` checks them all.
  *
- * Finding that segment costs no directory listing when the head hint
- * (ts/head-hint.ts) holds: it names the newest segment and the one before it,
- * and recovery starts from them, checks that nothing follows (the successor's
- * name follows from the sequences: a few segments a crash left before the hint
- * was rewritten are followed forward) and applies the same checks and repairs
- * as the full path. Whenever something does not check out (no hint, a named
- * file missing, the segment before an unsealed head not sealed with a trailer,
- * a leftover temporary file, an error) the directory is listed and the full
- * path decides, reporting any error itself; it then rewrites the hint.
+ * A crash can only leave a torn tail: the end of the last write, that is bytes
+ * after the last whole, verified entry of the last segment holding entries that
+ * do not form an entry, with no verified entry after them, and after it any
+ * number of segments that hold no complete entry (a power loss can leave several
+ * new segments empty, issue 21). Everything else is corruption: a bad entry with
+ * a verified one after it, a sealed segment that fails its checks, a header that
+ * disagrees with its entries or its file name, segments that do not continue each
+ * other. Recovery cuts a torn tail; corruption fails with `corrupt` and changes
+ * nothing, unless `repair: 'quarantine'` moves the damaged data into
+ * `quarantine/<time>/` (never deleting it) and continues from the last entry that
+ * verifies.
+ *
+ * Finding the last sealed segment costs no directory listing when the head hint
+ * (ts/head-hint.ts) holds: it names the newest segment and the one before it;
+ * recovery checks the same segments as the full path would, following successors
+ * by sequence (a few segments a crash left before the hint was rewritten). Whenever
+ * something does not check out (no hint, a named file missing, the segment before
+ * an unsealed head not sealed, a segment holding no entry, a leftover temporary
+ * file, any corruption) the directory is listed and the full path decides,
+ * reporting any error itself; it then rewrites the hint.
  *
  * What the hint path cannot see: files it has no reason to look at. Only the
- * writer creates segments, in sequence order, and it seals them in order, so
- * a segment that skips sequences after the head, or a temporary sealed file of
- * a segment older than the last sealed one, is not a state a crash leaves; the
+ * writer creates segments, in sequence order, and it seals them in order, so a
+ * segment that skips sequences after the head, or a temporary sealed file of a
+ * segment older than the last sealed one, is not a state a crash leaves; the
  * full path would report the first and remove the second.
  */
-import { open, readdir, readFile, stat, truncate, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Core, HeaderFields, WriterStart } from './core.js';
+import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Core, HeaderFields, RawSegment, WriterStart } from './core.js';
 import { resolveCore } from './default-core.js';
-import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
-import { GraphstreamError, toGraphstreamError } from './errors.js';
+import { syncDirectory, replaceFileAtomically } from './durable-fs.js';
+import { GraphstreamError, toGraphstreamError, type ErrorCode } from './errors.js';
 import { segmentFileName } from './format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
@@ -39,13 +50,19 @@ const TRAILER_SIZE = 32;
 const HASH_SIZE = 32;
 const FLAG_SEALED = 0x04;
 const FLAG_HAS_CHAIN_HASH = 0x08;
+const ENTRY_HEADER_SIZE = 48;
 const SEGMENT_NAME = /^journal-(\d{16})\.hadbj$/;
+/** the folder inside a journal directory that `repair: 'quarantine'` moves damaged data into */
+export const QUARANTINE_DIR = 'quarantine';
 /** How many of the newest segments recovery orders before it falls back to ordering them all. */
 const TAIL_GUESS = 2;
 const ZERO_HASH = Buffer.alloc(HASH_SIZE);
 
-/** The format functions recovery and the reader need from a Core. */
-export type RecoveryCore = Pick<Core, 'decodeHeader' | 'decodeSegmentAsync'>;
+/** The format functions the reader needs from a Core. */
+export type SegmentReadCore = Pick<Core, 'decodeHeader' | 'decodeSegmentAsync'>;
+
+/** The format functions recovery needs from a Core. */
+export type RecoveryCore = SegmentReadCore & Pick<Core, 'decodeEntry'>;
 
 /** A segment file of a journal directory. */
 export interface SegmentFile {
@@ -70,20 +87,40 @@ export interface RecoveredJournalState extends WriterStart {
   lastSealedSegment: string | null;
   /** complete unsealed segments before the live one (a crash came before the background sealer), oldest first: the writer seals them */
   retiredSegments: string[];
-  /** bytes cut off a torn tail (a crash mid-append) */
+  /** bytes cut off a torn tail (a crash mid-append); on a dry run, the bytes it would cut */
   truncatedBytes: number;
-  /** leftover files removed: temporary sealed files, and an unsealed segment that died before its header */
+  /**
+   * leftover files removed (on a dry run, that it would remove): temporary sealed files,
+   * and trailing segments that hold no complete entry
+   */
   removedFiles: string[];
+  /** what `repair: 'quarantine'` moved aside (would move, on a dry run); null when nothing was damaged */
+  quarantine: QuarantineReport | null;
 }
 
 export interface RecoverOptions {
   /** the core doing the decoding; default the native addon (the pure twin where it does not load) */
   core?: RecoveryCore;
   /**
-   * Truncate a torn tail and remove leftovers (default true). Only the holder
-   * of the journal's lock may repair: Journal.open does it under the lock.
+   * What recovery may change. Only the holder of the journal's lock may repair:
+   * Journal.open does it under the lock.
+   * - `true` (default): cut a torn tail and remove what a crash left; corruption
+   *   fails with `corrupt` and changes nothing.
+   * - `'quarantine'`: also move damaged data (the damaged segment and every later
+   *   one, or the end of an unsealed segment from the damage on) into
+   *   `quarantine/<time>/`, never deleting it, and continue from the last entry
+   *   that verifies; `quarantine` in the result says which sequences were dropped.
+   * - `false`: change nothing; the result says what `true` would do (a dry run).
    */
-  repair?: boolean;
+  repair?: boolean | 'quarantine';
+  /** change nothing; the result says what `repair` would do */
+  dryRun?: boolean;
+  /**
+   * `'tail'` (default): verify the last sealed segment and what follows it, O(1) in
+   * the number of segments. `'full'`: verify every segment and the chain across them
+   * all (no missing segment, only the oldest may have been removed).
+   */
+  verify?: 'tail' | 'full';
 }
 
 /** The error for a problem in a segment file, naming the file (and sequence when known). */
@@ -273,124 +310,658 @@ export async function basePosition(dir: string, first: SegmentFile | undefined):
  * to the last whole, CRC-valid entry (and fsynced), a temporary sealed file
  * whose rename never happened is removed (the unsealed original is intact), and
  * an unsealed segment shorter than its header (a crash while creating it, so
- * it holds no entry) is removed. Nothing that holds an entry is removed.
+
+/** Something stored that fails its checks in a way a crash cannot explain. */
+export interface Corruption {
+  /** the file */
+  path: string;
+  /** byte offset in the file where the damage starts */
+  offset: number;
+  /** the sequence at which the damage starts, when known */
+  sequence: number | null;
+  /** the check that failed: `checksum_mismatch`, `chain_broken`, `gap`, `invalid_segment`, ... */
+  code: ErrorCode;
+  message: string;
+}
+
+/** What `repair: 'quarantine'` moved aside (or would move, on a dry run). */
+export interface QuarantineReport {
+  /** `quarantine/<time>/` inside the journal directory */
+  directory: string;
+  /** whole segment files (offset 0), and the ends of segments cut at `offset`, with where they went */
+  moved: { from: string; to: string; offset: number }[];
+  /** the sequences the journal no longer holds, first..last as far as the moved data shows; null when it held none */
+  dropped: { first: number; last: number } | null;
+  /** what was found, the first problem first */
+  corruptions: Corruption[];
+}
+
+/** The error for corruption: it names the file, the byte offset and the sequence. */
+export function corruptError(corruption: Corruption): GraphstreamError {
+  const { path, offset, sequence, code, message } = corruption;
+  const at = sequence === null ? '' : ` (sequence ${sequence})`;
+  return new GraphstreamError(
+    'corrupt',
+    `${path}${at} at byte offset ${offset}: ${message} [${code}]. Nothing was changed; ` +
+      'restore from storage, or move the damaged data aside with `graphstream repair`',
+    { details: { file: path, offset, sequence: sequence ?? undefined } },
+  );
+}
+
+/** What one segment file holds, read and verified on its own. */
+interface SegmentCheck {
+  segment: SegmentFile;
+  size: number;
+  /** the header says sealed */
+  sealed: boolean;
+  /** whole entries that verify */
+  count: number;
+  /** bytes holding the header and those entries */
+  validLength: number;
+  startHash: Buffer;
+  chainHash: Buffer;
+  /** an unsealed header that fits the file's name: a writer can continue the file */
+  liveHeader: boolean;
+  /** what is wrong inside the file */
+  corruption: Corruption | null;
+  /** the corruption is a bad entry at `validLength` of an unsealed segment: everything before it verifies */
+  cuttable: boolean;
+}
+
+/** The header fields a writer fills only when it seals, with their offsets. */
+const SEALED_ONLY_FIELDS = [
+  ['last_seq', 20, (h: HeaderFields) => h.lastSeq !== 0],
+  ['entry_count', 28, (h: HeaderFields) => h.entryCount !== 0],
+  ['body_len', 36, (h: HeaderFields) => h.bodyLen !== 0],
+  ['body_checksum', 44, (h: HeaderFields) => !h.bodyChecksum.equals(ZERO_HASH)],
+] as const;
+
+const OFFSET_IN_MESSAGE = /at offset (\d+)/;
+
+/** Reads one segment file and checks everything it can show on its own. */
+async function checkSegment(segment: SegmentFile, core: RecoveryCore): Promise<SegmentCheck> {
+  return checkSegmentBytes(segment, await readSegmentFile(segment), core);
+}
+
+async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: RecoveryCore): Promise<SegmentCheck> {
+  const check: SegmentCheck = {
+    segment,
+    size: bytes.length,
+    sealed: false,
+    count: 0,
+    validLength: 0,
+    startHash: ZERO_HASH,
+    chainHash: ZERO_HASH,
+    liveHeader: false,
+    corruption: null,
+    cuttable: false,
+  };
+  if (bytes.length < HEADER_SIZE) return check; // a header never finished: holds no entry
+  const corrupt = (offset: number, code: ErrorCode, message: string, sequence = segment.firstSeq): SegmentCheck => {
+    check.corruption = { path: segment.path, offset, sequence, code, message };
+    return check;
+  };
+  let header: HeaderFields;
+  try {
+    header = core.decodeHeader(bytes.subarray(0, HEADER_SIZE));
+  } catch (err) {
+    const error = toGraphstreamError(err);
+    return corrupt(0, error.code, `header: ${error.message}`);
+  }
+  check.sealed = isSealed(header);
+  if (header.firstSeq !== segment.firstSeq) {
+    return corrupt(12, 'invalid_segment', `header first_seq ${header.firstSeq} does not match the file name`);
+  }
+  if (!check.sealed) {
+    const field = SEALED_ONLY_FIELDS.find(([, , isSet]) => isSet(header));
+    if (field !== undefined) {
+      return corrupt(field[1], 'invalid_segment', `the header says unsealed (flags ${header.flags}) but carries a ${field[0]}, which only sealing writes`);
+    }
+  }
+  let decoded: RawSegment;
+  try {
+    decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: !check.sealed });
+  } catch (err) {
+    const error = toGraphstreamError(err);
+    const stated = OFFSET_IN_MESSAGE.exec(error.message);
+    if (check.sealed) {
+      const trailer = /trailer/.test(error.message) ? HEADER_SIZE + header.bodyLen : HEADER_SIZE;
+      return corrupt(trailer, error.code, error.message);
+    }
+    // An unsealed segment is walked entry by entry: everything before the entry named verifies.
+    const offset = stated === null ? HEADER_SIZE : Math.max(HEADER_SIZE, Number(stated[1]));
+    check.cuttable = stated !== null;
+    check.validLength = offset;
+    return corrupt(offset, error.code, error.message, sequenceAtOffset(core, bytes, segment.firstSeq, offset));
+  }
+  check.count = decoded.entryOffsets.length;
+  check.validLength = decoded.validLength;
+  // copies: the decoded body they may point into is not kept
+  check.startHash = Buffer.from(decoded.startHash);
+  check.chainHash = Buffer.from(decoded.chainHash);
+  if (check.sealed) {
+    const expected = decoded.startHash.readBigUInt64BE(0);
+    // 0 is what the reference writes for the first segment of a journal
+    if (header.prevSegmentChecksum !== expected && header.prevSegmentChecksum !== 0n) {
+      return corrupt(76, 'invalid_segment', `prev_segment_checksum ${header.prevSegmentChecksum.toString(16)} does not match the first entry's prev_hash`);
+    }
+    return check;
+  }
+  check.liveHeader = true;
+  if (decoded.tornTail) {
+    const lastGood = segment.firstSeq + check.count - 1;
+    const later = findVerifiedEntry(core, bytes, decoded.validLength, lastGood);
+    if (later !== null) {
+      check.cuttable = true;
+      return corrupt(
+        decoded.validLength,
+        'checksum_mismatch',
+        `the entry at offset ${decoded.validLength} does not verify, yet entry ${later.sequence} at offset ${later.offset} after it does: damage, not a torn tail`,
+        lastGood + 1,
+      );
+    }
+  }
+  return check;
+}
+
+/** The sequence of the entry that would sit at `offset` of an unsealed segment (counting the entries before it). */
+function sequenceAtOffset(core: RecoveryCore, bytes: Buffer, firstSeq: number, offset: number): number {
+  let sequence = firstSeq;
+  for (let at = HEADER_SIZE; at < offset; sequence++) {
+    try {
+      at += core.decodeEntry(bytes, at).size;
+    } catch {
+      break;
+    }
+  }
+  return sequence;
+}
+
+/**
+ * The first entry after `tornAt` (where a walk of whole entries stopped) whose CRC
+ * verifies and whose sequence is beyond `lastGood`, or null. Every offset is tried;
+ * an entry can only be the k-th after the torn one if it starts at least 48·k bytes
+ * later, which bounds its sequence and leaves few offsets to verify.
+ */
+function findVerifiedEntry(core: RecoveryCore, bytes: Buffer, tornAt: number, lastGood: number): { offset: number; sequence: number } | null {
+  for (let offset = tornAt + 1; offset + ENTRY_HEADER_SIZE <= bytes.length; offset++) {
+    const payloadLength = bytes.readUInt32BE(offset + 4);
+    if (offset + ENTRY_HEADER_SIZE + payloadLength > bytes.length) continue;
+    const high = bytes.readUInt32BE(offset + 8);
+    const sequence = high * 2 ** 32 + bytes.readUInt32BE(offset + 12);
+    const highest = lastGood + 1 + Math.floor((offset - tornAt) / ENTRY_HEADER_SIZE);
+    if (high > 0x1f_ffff || sequence <= lastGood || sequence > highest) continue;
+    try {
+      core.decodeEntry(bytes, offset);
+      return { offset, sequence };
+    } catch {
+      // not an entry
+    }
+  }
+  return null;
+}
+
+/** The highest sequence of an entry that verifies anywhere in `bytes` from `from` on, beyond `floor`; `floor` when there is none. */
+function highestVerifiedSequence(core: RecoveryCore, bytes: Buffer, from: number, floor: number): number {
+  let highest = floor;
+  let entry = findVerifiedEntry(core, bytes, from - 1, floor);
+  while (entry !== null) {
+    highest = entry.sequence;
+    entry = findVerifiedEntry(core, bytes, entry.offset, highest);
+  }
+  return highest;
+}
+
+/** A segment that holds no complete entry: 0 bytes, part of a header, a header alone or with part of an entry. */
+function holdsNoEntry(check: SegmentCheck): boolean {
+  return !check.sealed && check.count === 0 && check.corruption === null;
+}
+
+/** A problem found while planning, with the index of the check it is about. */
+class CorruptionFound extends Error {
+  constructor(
+    readonly corruption: Corruption,
+    readonly index: number,
+    /** where the file can be cut so that what stays verifies, when it can */
+    readonly cutAt: number | null,
+  ) {
+    super(corruption.message);
+  }
+}
+
+/** Where the chain stands before a run of segments: null hash when nothing anchors it. */
+type Anchor = { sequence: number; chainHash: Buffer | null };
+
+/** What recovery finds in the segments it checked, and what it changes. */
+interface TailPlan {
+  /** null only when problems were collected and nothing after them anchors the chain */
+  position: Anchor | null;
+  lastSealed: SegmentFile | null;
+  live: SegmentFile | null;
+  retired: SegmentFile[];
+  /** the live segment's torn tail (or a partial first entry after a header alone): cut at validLength */
+  cut: { segment: SegmentFile; size: number; validLength: number } | null;
+  /** trailing segments holding no entry, which are removed */
+  empty: SegmentFile[];
+}
+
+/**
+ * Decides, from the checks of consecutive segments (oldest first) and where the chain
+ * stands before them, where the journal ends and what a crash left to tidy. A torn tail
+ * is only the end of the last segment holding entries, and the trailing run of segments
+ * holding none; anything else is reported to `report` (which throws, or collects and
+ * lets the walk go on).
+ */
+type Report = (corruption: Corruption, index: number, cutAt: number | null) => void;
+
+function planTail(checks: SegmentCheck[], base: Anchor, report: Report): TailPlan {
+  let end = checks.length;
+  while (end > 0 && holdsNoEntry(checks[end - 1]!)) end--;
+  let position: Anchor | null = base;
+  let lastSealed: SegmentFile | null = null;
+  let live: SegmentFile | null = null;
+  let retired: SegmentFile[] = [];
+  for (let i = 0; i < end; i++) {
+    const check = checks[i]!;
+    const { segment } = check;
+    if (check.corruption !== null) {
+      report(check.corruption, i, check.cuttable ? check.validLength : null);
+      position = null;
+      continue;
+    }
+    if (check.count === 0) {
+      const next = checks[i + 1]!.segment.firstSeq;
+      report(
+        { path: segment.path, offset: HEADER_SIZE, sequence: segment.firstSeq, code: 'gap', message: `holds no entry, yet a later segment starts at sequence ${next}: sequences ${segment.firstSeq}..${next - 1} are in no file` },
+        i,
+        null,
+      );
+      position = null;
+      continue;
+    }
+    if (position !== null) {
+      if (segment.firstSeq !== position.sequence + 1) {
+        report(
+          {
+            path: segment.path,
+            offset: 0,
+            sequence: segment.firstSeq,
+            code: segment.firstSeq > position.sequence + 1 ? 'gap' : 'overlap',
+            message: `starts at sequence ${segment.firstSeq}, but the journal before it ends at sequence ${position.sequence}`,
+          },
+          i,
+          null,
+        );
+      } else if (position.chainHash !== null && !check.startHash.equals(position.chainHash)) {
+        report(
+          { path: segment.path, offset: HEADER_SIZE + 16, sequence: segment.firstSeq, code: 'chain_broken', message: `prev_hash does not match the chain hash after sequence ${position.sequence}` },
+          i,
+          null,
+        );
+      }
+    }
+    if (!check.sealed && check.validLength < check.size && i < end - 1) {
+      report(
+        {
+          path: segment.path,
+          offset: check.validLength,
+          sequence: segment.firstSeq + check.count,
+          code: 'torn_tail',
+          message: `the entry at offset ${check.validLength} is cut short or does not verify, yet a later segment holds entries`,
+        },
+        i,
+        check.validLength,
+      );
+    }
+    position = { sequence: segment.firstSeq + check.count - 1, chainHash: check.chainHash };
+    if (check.sealed) {
+      lastSealed = segment;
+      retired = [];
+      live = null;
+    } else {
+      if (live !== null) retired.push(live);
+      live = segment;
+    }
+  }
+
+  const last = checks[end - 1];
+  let cut = live !== null && last!.validLength < last!.size ? { segment: live, size: last!.size, validLength: last!.validLength } : null;
+  const empty = checks.slice(end);
+  const first = empty[0];
+  if (first !== undefined && position !== null) {
+    if (first.segment.firstSeq !== position.sequence + 1) {
+      report(
+        {
+          path: first.segment.path,
+          offset: 0,
+          sequence: position.sequence + 1,
+          code: 'gap',
+          message: `the journal ends at sequence ${position.sequence}, and the segment after it is named for sequence ${first.segment.firstSeq}`,
+        },
+        end,
+        null,
+      );
+    } else if (first.liveHeader) {
+      // a crash after a new segment's header: it becomes the live segment, the one before it waits to be sealed
+      if (live !== null) retired.push(live);
+      live = first.segment;
+      cut = first.size > HEADER_SIZE ? { segment: first.segment, size: first.size, validLength: HEADER_SIZE } : null;
+      empty.shift();
+    }
+  }
+  return { position, lastSealed, live, retired, cut, empty: empty.map((check) => check.segment) };
+}
+
+function throwing(corruption: Corruption, index: number, cutAt: number | null): never {
+  throw new CorruptionFound(corruption, index, cutAt);
+}
+
+/** The segments recovery checks and where the chain stands before them. */
+interface Window {
+  /** segment files of the directory, oldest first: all of them, or the newest few when `complete` is false */
+  segments: SegmentFile[];
+  complete: boolean;
+  /** index in `segments` of the first one checked: the last sealed segment, or the first one */
+  start: number;
+}
+
+/**
+ * Walks back from the newest segment to the last one whose header says sealed.
+ * Null when `segments` are not all of them and the walk runs off their start.
+ */
+async function windowStart(segments: SegmentFile[], complete: boolean, core: RecoveryCore): Promise<number | null> {
+  for (let index = segments.length - 1; index >= 0; index--) {
+    const segment = segments[index]!;
+    const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
+      throw segmentError(err, segment.path);
+    });
+    if (size < HEADER_SIZE) continue;
+    let sealed: boolean;
+    try {
+      sealed = isSealed(core.decodeHeader(bytes));
+    } catch {
+      continue; // checked with the tail
+    }
+    if (sealed) return index;
+  }
+  return complete ? 0 : null;
+}
+
+async function anchorBefore(dir: string, window: Window): Promise<Anchor> {
+  const first = window.segments[window.start];
+  if (window.start === 0 && window.complete) return basePosition(dir, first);
+  return { sequence: first!.firstSeq - 1, chainHash: null };
+}
+
+async function checkAll(segments: SegmentFile[], core: RecoveryCore): Promise<SegmentCheck[]> {
+  const checks: SegmentCheck[] = [];
+  for (const segment of segments) checks.push(await checkSegment(segment, core));
+  return checks;
+}
+
+/**
+ * Finds the (sequence, chain hash) a writer continues from and the unsealed
+ * segment it continues. It reads the last sealed segment (verified in full:
+ * checksum, CRCs, entry count, last_seq, trailer) and what follows it, and checks
+ * them against each other; `verify: 'full'` checks every segment and the chain
+ * across all of them instead.
+ *
+ * What a crash leaves is repaired: a torn tail (bytes after the last whole,
+ * verified entry of the last segment holding entries, with no verified entry
+ * after them) is cut off and fsynced; trailing segments that hold no complete
+ * entry are removed (however many: a power loss can leave several); a temporary
+ * sealed file whose rename never happened is removed. Nothing that holds an
+ * entry is removed. Anything else is corruption and fails with `corrupt`,
+ * naming the file, the byte offset and the sequence, changing nothing, unless
+ * `repair: 'quarantine'` moves the damaged data aside (see RecoverOptions).
  * Repairing also rewrites an out-of-date head hint.
  */
 export async function recoverJournalState(dir: string, options: RecoverOptions = {}): Promise<RecoveredJournalState> {
   const core = options.core ?? (await resolveCore(undefined));
-  const repair = options.repair ?? true;
-  const hint = await readHeadHint(dir);
-  if (hint !== null) {
-    const recovered = await recoverFromHint(dir, hint, core, repair).catch(() => null);
-    if (recovered !== null) return recovered;
+  const { repair = true, dryRun = false, verify = 'tail' } = options;
+  if (repair !== true && repair !== false && repair !== 'quarantine') {
+    throw new GraphstreamError('invalid_argument', `repair must be true, false or 'quarantine', got ${String(repair)}`);
   }
+  if (verify !== 'tail' && verify !== 'full') {
+    throw new GraphstreamError('invalid_argument', `verify must be 'tail' or 'full', got ${String(verify)}`);
+  }
+  const changes = !dryRun && repair !== false;
+  const quarantine = repair === 'quarantine';
+  const hint = await readHeadHint(dir);
+  if (hint !== null && !quarantine && verify === 'tail') {
+    const found = await windowFromHint(dir, hint, core).catch(() => null);
+    if (found !== null) {
+      try {
+        const plan = planTail(found.checks, found.anchor, throwing);
+        return await finish(dir, hint, plan, { known: found.known, complete: found.complete, leftovers: [], quarantine: null, changes });
+      } catch (err) {
+        if (!(err instanceof CorruptionFound)) throw err;
+        // the full path finds it again and reports it
+      }
+    }
+  }
+
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
     throw toGraphstreamError(err, `opening journal directory ${dir}`);
   }
-  const removedFiles: string[] = [];
-  const present = new Set(names);
-  let directoryChanged = false;
-  for (const name of names) {
-    const isSealTemp = name.endsWith(SEAL_TEMP_SUFFIX);
-    if (!isSealTemp && name !== RECOVERY_TEMP) continue;
-    if (isSealTemp && !present.has(name.slice(0, -SEAL_TEMP_SUFFIX.length))) {
-      // The writer renames the temp file over its unsealed original, so the original always exists.
-      throw new GraphstreamError('invalid_segment', `${join(dir, name)}: temporary sealed file without its segment`);
-    }
-    if (repair) {
-      await removeFile(join(dir, name));
-      removedFiles.push(join(dir, name));
-      directoryChanged = true;
-    }
-  }
+  const { leftovers, orphans } = leftoversAmong(dir, names);
+  const found = orphans.map(orphanCorruption);
+  if (found.length > 0 && !quarantine) throw corruptError(found[0]!);
 
   // Normally the last sealed segment is the newest or the one before the live segment, so only
   // the newest few are put in order; all of them only when the walk back has to go further.
   const segmentNames = names.filter(isSegmentName);
-  let segments = newestSegments(dir, segmentNames, TAIL_GUESS);
-  let found = await findLastSealed(segments, core);
-  if (segments.length < segmentNames.length && (found === null || (found.header.flags & FLAG_HAS_CHAIN_HASH) === 0)) {
-    segments = segmentsAmong(dir, segmentNames);
-    found = await findLastSealed(segments, core);
+  let window: Window | null = null;
+  if (verify === 'tail' && !quarantine) {
+    const newest = newestSegments(dir, segmentNames, TAIL_GUESS);
+    const complete = newest.length === segmentNames.length;
+    const start = await windowStart(newest, complete, core);
+    if (start !== null) window = { segments: newest, complete, start };
   }
-  const lastSealed = found?.index ?? -1;
-  const lastSealedHeader = found?.header ?? null;
-  const lastSealedSize = found?.size ?? 0;
-
-  if (lastSealedHeader !== null && lastSealedHeader.firstSeq !== segments[lastSealed]!.firstSeq) {
-    throw new GraphstreamError(
-      'invalid_segment',
-      `${segments[lastSealed]!.path}: header first_seq ${lastSealedHeader.firstSeq} does not match the file name`,
-    );
-  }
-  let position: { sequence: number; chainHash: Buffer | null };
-  if (lastSealedHeader === null) {
-    position = await basePosition(dir, segments[0]);
-  } else if ((lastSealedHeader.flags & FLAG_HAS_CHAIN_HASH) !== 0) {
-    position = await positionAfterTrailer(segments[lastSealed]!, lastSealedHeader, lastSealedSize);
-  } else {
-    position = await positionWithoutTrailer(dir, segments, lastSealed, core);
+  if (window === null) {
+    const segments = segmentsAmong(dir, segmentNames);
+    window = { segments, complete: true, start: verify === 'full' ? 0 : (await windowStart(segments, true, core))! };
   }
 
-  // The tail: unsealed segments after the last sealed one, scanned and checked against the chain.
-  let liveSegment: string | null = null;
-  const retiredSegments: string[] = [];
-  let truncatedBytes = 0;
-  let removedSegments = 0;
-  const tail = segments.slice(lastSealed + 1);
-  for (let i = 0; i < tail.length; i++) {
-    const segment = tail[i]!;
-    const isLast = i === tail.length - 1;
-    const bytes = await readSegmentFile(segment);
-    if (bytes.length <= HEADER_SIZE && isLast && !headerDecodes(core, bytes)) {
-      if (repair) {
-        await removeFile(segment.path);
-        removedFiles.push(segment.path);
-        removedSegments++;
-        directoryChanged = true;
+  let checks = await checkAll(window.segments.slice(window.start), core);
+  let anchor = await anchorBefore(dir, window);
+  const moved: Moved[] = orphans.map((path) => ({ path, offset: 0, check: null }));
+  for (;;) {
+    let plan: TailPlan;
+    try {
+      plan = planTail(checks, anchor, throwing);
+    } catch (err) {
+      if (!(err instanceof CorruptionFound)) throw err;
+      if (!quarantine) throw corruptError(err.corruption);
+      found.push(err.corruption);
+      const damaged = checks[err.index]!;
+      for (const later of checks.slice(err.index + 1).reverse()) moved.push({ path: later.segment.path, offset: 0, check: later });
+      if (err.cutAt !== null) {
+        // keep what verifies before the damage; the rest of the file and every later one go aside
+        moved.push({ path: damaged.segment.path, offset: err.cutAt, check: damaged });
+        const kept = (await readSegmentFile(damaged.segment)).subarray(0, err.cutAt);
+        checks = [...checks.slice(0, err.index), await checkSegmentBytes(damaged.segment, kept, core)];
+        continue;
       }
-      break;
-    }
-    const scanned = await scanUnsealed(segment, bytes, position, core);
-    if (scanned.tornTail) {
-      if (!isLast) {
-        throw new GraphstreamError(
-          'torn_tail',
-          `${segment.path} (sequence ${segment.firstSeq + scanned.count}): torn entry in an unsealed segment that is not the last one`,
-        );
+      moved.push({ path: damaged.segment.path, offset: 0, check: damaged });
+      checks = checks.slice(0, err.index);
+      if (checks.length === 0 && window.start > 0) {
+        // the last sealed segment went: the sealed one before it takes its place
+        const end: number = window.start;
+        window = { ...window, start: (await windowStart(window.segments.slice(0, end), true, core))! };
+        checks = await checkAll(window.segments.slice(window.start, end), core);
+        anchor = await anchorBefore(dir, window);
       }
-      if (repair) truncatedBytes = await cutTornTail(segment, bytes.length, scanned.validLength);
+      continue;
     }
-    position = scanned.position;
-    if (isLast) liveSegment = segment.path;
-    else retiredSegments.push(segment.path);
+    const report = found.length === 0 ? null : await quarantineReport(dir, plan, moved, found, core);
+    if (report !== null && changes) await moveAside(dir, report, moved);
+    return finish(dir, hint, plan, { known: window.segments, complete: window.complete, leftovers, quarantine: report, changes });
   }
-  if (directoryChanged) await syncDirectory(dir).catch((err: unknown) => {
-    throw toGraphstreamError(err, `fsync of journal directory ${dir}`);
-  });
+}
 
+/** Leftovers a crash leaves (removed), and temporary sealed files whose segment is gone (corruption). */
+function leftoversAmong(dir: string, names: string[]): { leftovers: string[]; orphans: string[] } {
+  const present = new Set(names);
+  const leftovers: string[] = [];
+  const orphans: string[] = [];
+  for (const name of names) {
+    const isSealTemp = name.endsWith(SEAL_TEMP_SUFFIX);
+    if (!isSealTemp && name !== RECOVERY_TEMP) continue;
+    // The writer renames the temp file over its unsealed original, so the original always exists.
+    if (isSealTemp && !present.has(name.slice(0, -SEAL_TEMP_SUFFIX.length))) orphans.push(join(dir, name));
+    else leftovers.push(join(dir, name));
+  }
+  return { leftovers, orphans };
+}
+
+function orphanCorruption(path: string): Corruption {
+  return { path, offset: 0, sequence: null, code: 'invalid_segment', message: 'temporary sealed file without its segment' };
+}
+
+/** A file (offset 0) or the end of one from `offset` that quarantine moves aside. */
+interface Moved {
+  path: string;
+  offset: number;
+  /** null for a temporary sealed file */
+  check: SegmentCheck | null;
+}
+
+/** What to report and where the moved data goes; the highest sequence it held bounds the dropped range. */
+async function quarantineReport(dir: string, plan: TailPlan, moved: Moved[], corruptions: Corruption[], core: RecoveryCore): Promise<QuarantineReport> {
+  const directory = await freeQuarantineDirectory(dir);
+  const kept = plan.position!.sequence;
+  let highest = kept;
+  for (const { offset, check } of moved) {
+    if (check === null) continue;
+    const { segment } = check;
+    if (offset > 0) {
+      const bytes = await readSegmentFile(segment);
+      highest = Math.max(highest, highestVerifiedSequence(core, bytes, offset, kept));
+    } else if (check.corruption === null) {
+      highest = Math.max(highest, segment.firstSeq + check.count - 1);
+    } else {
+      highest = Math.max(highest, await highestSequenceOfDamaged(check, core));
+    }
+  }
+  return {
+    directory,
+    moved: moved.map(({ path, offset }) => ({ from: path, to: join(directory, basename(path) + (offset > 0 ? `.from-${offset}` : '')), offset })),
+    dropped: highest > kept ? { first: kept + 1, last: highest } : null,
+    corruptions,
+  };
+}
+
+/** As far as a damaged segment shows: the highest sequence of an entry in it that verifies, or that its header's fields agree on. */
+async function highestSequenceOfDamaged(check: SegmentCheck, core: RecoveryCore): Promise<number> {
+  const { segment } = check;
+  const bytes = await readSegmentFile(segment);
+  let highest = highestVerifiedSequence(core, bytes, HEADER_SIZE, segment.firstSeq - 1);
+  if (check.sealed) {
+    highest = Math.max(highest, segment.firstSeq); // a sealed segment holds at least one entry
+    try {
+      const header = core.decodeHeader(bytes.subarray(0, HEADER_SIZE));
+      if (header.lastSeq >= segment.firstSeq && header.lastSeq - segment.firstSeq + 1 === header.entryCount) highest = Math.max(highest, header.lastSeq);
+    } catch {
+      // the header tells nothing
+    }
+  }
+  return highest;
+}
+
+async function freeQuarantineDirectory(dir: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (let n = 0; ; n++) {
+    const candidate = join(dir, QUARANTINE_DIR, n === 0 ? stamp : `${stamp}-${n}`);
+    if (!(await fileExists(candidate))) return candidate;
+  }
+}
+
+/**
+ * Moves the damaged data aside, durably: the end of a segment is copied out (and
+ * fsynced) before the segment is cut, whole files are renamed, and the directories
+ * involved are fsynced. Nothing is deleted.
+ */
+async function moveAside(dir: string, report: QuarantineReport, moved: Moved[]): Promise<void> {
+  try {
+    await mkdir(report.directory, { recursive: true });
+    for (const [i, { path, offset }] of moved.entries()) {
+      const { to } = report.moved[i]!;
+      if (offset === 0) {
+        await rename(path, to);
+        continue;
+      }
+      const bytes = await readFile(path);
+      const handle = await open(to, 'wx');
+      try {
+        await handle.writeFile(bytes.subarray(offset));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+    await syncDirectory(report.directory);
+    await syncDirectory(dirname(report.directory));
+    await syncDirectory(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `moving damaged data of ${dir} into ${report.directory}`);
+  }
+  for (const { path, offset } of moved) {
+    if (offset > 0) await truncateDurably(path, offset);
+  }
+}
+
+/** Applies (unless `changes` is false) and reports what recovery decided. */
+async function finish(
+  dir: string,
+  hint: HeadHint | null,
+  plan: TailPlan,
+  options: {
+    /** segments in order, newest last, that the plan was made from */
+    known: SegmentFile[];
+    /** `known` starts at the journal's first segment */
+    complete: boolean;
+    leftovers: string[];
+    quarantine: QuarantineReport | null;
+    changes: boolean;
+  },
+): Promise<RecoveredJournalState> {
+  const { known, complete, leftovers, quarantine, changes } = options;
+  const position = plan.position!;
   if (position.chainHash === null) {
     throw new GraphstreamError(
       'chain_broken',
       `${dir}: no entry, sealed segment or recovery.json gives the chain hash after sequence ${position.sequence}`,
     );
   }
-  if (repair) {
-    const remaining = segments.slice(0, segments.length - removedSegments);
+  const removedFiles = [...leftovers, ...plan.empty.map((segment) => segment.path)];
+  const truncatedBytes = plan.cut === null ? 0 : plan.cut.size - plan.cut.validLength;
+  if (changes) {
+    for (const path of removedFiles) await removeFile(path);
+    if (plan.cut !== null) await truncateDurably(plan.cut.segment.path, plan.cut.validLength);
+    if (removedFiles.length > 0) {
+      await syncDirectory(dir).catch((err: unknown) => {
+        throw toGraphstreamError(err, `fsync of journal directory ${dir}`);
+      });
+    }
+    const gone = new Set([...removedFiles, ...(quarantine?.moved.filter((m) => m.offset === 0).map((m) => m.from) ?? [])]);
+    const remaining = known.filter((segment) => !gone.has(segment.path));
     const head = remaining.at(-1);
-    if (head !== undefined) await refreshHeadHint(dir, hint, { segment: head.name, previous: remaining.at(-2)?.name ?? null });
+    const previous = remaining.at(-2)?.name ?? (complete ? null : undefined);
+    if (head !== undefined && previous !== undefined) await refreshHeadHint(dir, hint, { segment: head.name, previous });
   }
   return {
     sequence: position.sequence,
     chainHash: Buffer.from(position.chainHash),
-    liveSegment,
-    lastSealedSegment: lastSealed >= 0 ? segments[lastSealed]!.path : null,
-    retiredSegments,
+    liveSegment: plan.live?.path ?? null,
+    lastSealedSegment: plan.lastSealed?.path ?? null,
+    retiredSegments: plan.retired.map((segment) => segment.path),
     truncatedBytes,
     removedFiles,
+    quarantine,
   };
 }
 
@@ -398,91 +969,96 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
 const HINT_WALK_LIMIT = 4;
 
 /**
- * Recovery from the head hint, without listing the directory: the last sealed
- * segment and the unsealed tail after it, as the full path finds them, from the
- * segments the hint names and those that follow them by sequence. Null when
- * the hint does not check out, for the full path to decide; its errors too are
- * left to the full path, which reports them.
+ * The segments recovery checks, found from the head hint without listing the
+ * directory: the last sealed segment and those after it, as the full path finds
+ * them, from the segments the hint names and those that follow them by sequence.
+ * Null when the hint does not lead there, for the full path to decide.
  */
-async function recoverFromHint(dir: string, hint: HeadHint, core: RecoveryCore, repair: boolean): Promise<RecoveredJournalState | null> {
+async function windowFromHint(
+  dir: string,
+  hint: HeadHint,
+  core: RecoveryCore,
+): Promise<{ checks: SegmentCheck[]; anchor: Anchor; known: SegmentFile[]; complete: boolean } | null> {
   if (!isSegmentName(hint.segment) || (hint.previous !== null && !isSegmentName(hint.previous))) return null;
   const hinted = segmentFile(dir, hint.segment);
   const hintedHead = await readSegmentHeader(hinted, core);
   if (hintedHead === null) return null;
-
-  /** the segments recovery rests on, in sequence order: the last sealed one and the unsealed tail */
-  const chain: SegmentFile[] = [];
-  let lastSealed: SegmentFile | null = null;
-  let position: ChainPosition;
-  if (!isSealed(hintedHead.header)) {
-    // an unsealed head continues the segment before it, which must be sealed with a trailer
-    if (hint.previous === null) {
-      const base = await basePosition(dir, hinted);
-      if (base.chainHash === null) return null;
-      position = { sequence: base.sequence, chainHash: base.chainHash };
-    } else {
-      const previous = segmentFile(dir, hint.previous);
-      const previousHead = await readSegmentHeader(previous, core);
-      const after = previousHead === null ? null : await sealedPosition(previous, previousHead);
-      if (after === null || after.sequence + 1 !== hinted.firstSeq) return null;
-      chain.push(previous);
-      lastSealed = previous;
-      position = after;
-    }
-  } else {
-    const after = await sealedPosition(hinted, hintedHead);
-    if (after === null) return null;
-    chain.push(hinted);
-    lastSealed = hinted;
-    position = after;
+  const previous = hint.previous === null ? null : segmentFile(dir, hint.previous);
+  let first = hinted;
+  if (!isSealed(hintedHead.header) && previous !== null) {
+    // an unsealed head continues the segment before it, which must be sealed
+    const previousHead = await readSegmentHeader(previous, core);
+    if (previousHead === null || !isSealed(previousHead.header)) return null;
+    first = previous;
   }
-
-  // Forward from there, by sequence: normally nothing follows. A crash between creating a
-  // segment and rewriting the hint leaves one more; several unsealed segments (a crash while
-  // the one before the live segment waited to be sealed) are the full path's to scan.
-  let next = lastSealed === hinted ? segmentFile(dir, segmentFileName(position.sequence + 1)) : hinted;
-  let live: { segment: SegmentFile; size: number; validLength: number; tornTail: boolean } | null = null;
-  for (let read = 0; ; read++) {
-    const found = next === hinted ? hintedHead : await readSegmentHeader(next, core);
-    if (found === null) break;
-    if (live !== null || read === HINT_WALK_LIMIT) return null;
-    chain.push(next);
-    if (isSealed(found.header)) {
-      const after = await sealedPosition(next, found);
-      if (after === null) return null;
-      lastSealed = next;
-      position = after;
-      next = segmentFile(dir, segmentFileName(position.sequence + 1));
-      continue;
-    }
-    const bytes = await readSegmentFile(next);
-    const scanned = await scanUnsealed(next, bytes, position, core);
-    position = scanned.position;
-    live = { segment: next, size: bytes.length, validLength: scanned.validLength, tornTail: scanned.tornTail };
-    // an empty segment's successor would have its own name: nothing follows it
-    if (scanned.count === 0) break;
-    next = segmentFile(dir, segmentFileName(next.firstSeq + scanned.count));
+  const checks = [await checkSegment(first, core)];
+  if (first !== hinted) checks.push(await checkSegment(hinted, core));
+  // Forward by sequence: normally nothing follows. A crash between creating a segment and
+  // rewriting the hint leaves one more.
+  for (;;) {
+    const last = checks.at(-1)!;
+    if (last.corruption !== null) break;
+    // what follows a segment holding no entry cannot be named from it: the listing finds it
+    if (last.count === 0) return null;
+    const next = segmentFile(dir, segmentFileName(last.segment.firstSeq + last.count));
+    if (!(await fileExists(next.path))) break;
+    if (checks.length === HINT_WALK_LIMIT) return null;
+    checks.push(await checkSegment(next, core));
   }
-
   // leftovers of a crash the full path removes
-  const leftovers = [join(dir, RECOVERY_TEMP), ...chain.map((segment) => segment.path + SEAL_TEMP_SUFFIX)];
+  const leftovers = [join(dir, RECOVERY_TEMP), ...checks.map((check) => check.segment.path + SEAL_TEMP_SUFFIX)];
   if ((await Promise.all(leftovers.map(fileExists))).some(Boolean)) return null;
+  const known = checks.map((check) => check.segment);
+  const atStart = first === hinted && previous === null;
+  if (first === hinted && previous !== null) known.unshift(previous);
+  const anchor = atStart ? await basePosition(dir, first) : { sequence: first.firstSeq - 1, chainHash: null };
+  return { checks, anchor, known, complete: atStart };
+}
 
-  let truncatedBytes = 0;
-  if (live?.tornTail && repair) truncatedBytes = await cutTornTail(live.segment, live.size, live.validLength);
-  if (repair) {
-    const head = chain.at(-1)!;
-    const previous = chain.at(-2)?.name ?? (head === hinted ? hint.previous : null);
-    await refreshHeadHint(dir, hint, { segment: head.name, previous });
+/** What `verifyJournal` found in a journal directory. */
+export interface JournalVerification {
+  segments: number;
+  bytes: number;
+  /** entries that verify */
+  entries: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  /** chain hash after lastSeq */
+  chainHash: Buffer | null;
+  /** every problem, in file order; a torn tail or trailing segments holding no entry are not problems */
+  problems: Corruption[];
+}
+
+/**
+ * Checks every segment of a journal directory on its own and against its
+ * neighbours, by the rules recovery applies, and reports every problem instead
+ * of stopping at the first.
+ */
+export async function verifyJournal(dir: string, options: { core?: RecoveryCore; onSegment?: (done: number) => void } = {}): Promise<JournalVerification> {
+  const core = options.core ?? (await resolveCore(undefined));
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `journal directory ${dir}`);
   }
+  const problems = leftoversAmong(dir, names).orphans.map(orphanCorruption);
+  const segments = segmentsAmong(dir, names);
+  const checks: SegmentCheck[] = [];
+  for (const segment of segments) {
+    checks.push(await checkSegment(segment, core));
+    options.onSegment?.(checks.length);
+  }
+  planTail(checks, await basePosition(dir, segments[0]), (corruption) => problems.push(corruption));
+  const holding = checks.filter((check) => check.corruption === null && check.count > 0);
   return {
-    sequence: position.sequence,
-    chainHash: Buffer.from(position.chainHash),
-    liveSegment: live?.segment.path ?? null,
-    lastSealedSegment: lastSealed?.path ?? null,
-    retiredSegments: [],
-    truncatedBytes,
-    removedFiles: [],
+    segments: segments.length,
+    bytes: checks.reduce((sum, check) => sum + check.size, 0),
+    entries: holding.reduce((sum, check) => sum + check.count, 0),
+    firstSeq: holding[0]?.segment.firstSeq ?? null,
+    lastSeq: holding.length === 0 ? null : holding.at(-1)!.segment.firstSeq + holding.at(-1)!.count - 1,
+    chainHash: holding.at(-1)?.chainHash ?? null,
+    problems,
   };
 }
 
@@ -534,78 +1110,13 @@ async function readSegmentFile(segment: SegmentFile): Promise<Buffer> {
 
 /**
  * Decodes an unsealed tail segment (a torn tail allowed) and checks that it
- * continues `from`; returns the position after its whole entries.
- */
-async function scanUnsealed<Hash extends Buffer | null>(
-  segment: SegmentFile,
-  bytes: Buffer,
-  from: { sequence: number; chainHash: Hash },
-  core: RecoveryCore,
-): Promise<{ count: number; tornTail: boolean; validLength: number; position: { sequence: number; chainHash: Hash | Buffer } }> {
-  let decoded;
-  try {
-    decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: true });
-  } catch (err) {
-    throw segmentError(err, segment.path, segment.firstSeq);
-  }
-  const count = decoded.entryOffsets.length;
-  if (isSealed(decoded.header)) {
-    throw new GraphstreamError('invalid_segment', `${segment.path}: sealed segment found after the last sealed one`);
-  }
-  if (decoded.header.firstSeq !== segment.firstSeq) {
-    throw new GraphstreamError(
-      'invalid_segment',
-      `${segment.path}: header first_seq ${decoded.header.firstSeq} does not match the file name`,
-    );
-  }
-  checkContinuity(segment.path, segment.firstSeq, count, decoded.startHash, from);
-  const position = count > 0 ? { sequence: segment.firstSeq + count - 1, chainHash: decoded.chainHash } : from;
-  return { count, tornTail: decoded.tornTail, validLength: decoded.validLength, position };
-}
 
-/** Truncates a torn tail to its last whole entry; returns the bytes cut off. */
-async function cutTornTail(segment: SegmentFile, size: number, validLength: number): Promise<number> {
-  await truncateDurably(segment.path, validLength);
-  return size - validLength;
-}
-
-/** Walks back from the newest of `segments` (in sequence order) to the last sealed one. */
-async function findLastSealed(
-  segments: SegmentFile[],
-  core: RecoveryCore,
-): Promise<{ index: number; header: HeaderFields; size: number } | null> {
-  for (let index = segments.length - 1; index >= 0; index--) {
-    const segment = segments[index]!;
-    const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
-      throw segmentError(err, segment.path);
-    });
-    if (size < HEADER_SIZE) continue; // checked with the tail
-    let header: HeaderFields;
-    try {
-      header = core.decodeHeader(bytes);
-    } catch (err) {
-      throw segmentError(err, segment.path, segment.firstSeq);
-    }
-    if (isSealed(header)) return { index, header, size };
-  }
-  return null;
-}
-
-function headerDecodes(core: RecoveryCore, bytes: Buffer): boolean {
-  if (bytes.length < HEADER_SIZE) return false;
-  try {
-    core.decodeHeader(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The position after one segment: from its header and trailer when it has
  * one, otherwise by decoding (and so verifying) it.
  */
-export async function positionAfterSegment(segment: SegmentFile, core: RecoveryCore): Promise<ChainPosition> {
+export async function positionAfterSegment(segment: SegmentFile, core: SegmentReadCore): Promise<ChainPosition> {
   const { bytes, size } = await readHead(segment.path, HEADER_SIZE).catch((err: unknown) => {
     throw segmentError(err, segment.path);
   });
@@ -623,7 +1134,7 @@ export async function positionAfterSegment(segment: SegmentFile, core: RecoveryC
 }
 
 /** Reads and fully decodes a segment file; failures name the file and its first sequence. */
-async function decodeSegmentFile(segment: SegmentFile, core: RecoveryCore) {
+async function decodeSegmentFile(segment: SegmentFile, core: SegmentReadCore) {
   try {
     return await core.decodeSegmentAsync(await readFile(segment.path));
   } catch (err) {
@@ -631,40 +1142,6 @@ async function decodeSegmentFile(segment: SegmentFile, core: RecoveryCore) {
   }
 }
 
-/**
- * The position after sealed segment `lastSealed`, which has no trailer: decoded
- * forward from the nearest earlier segment with a trailer (or the start).
- */
-async function positionWithoutTrailer(
-  dir: string,
-  segments: SegmentFile[],
-  lastSealed: number,
-  core: RecoveryCore,
-): Promise<{ sequence: number; chainHash: Buffer | null }> {
-  let from = lastSealed;
-  let position: { sequence: number; chainHash: Buffer | null } | null = null;
-  while (from > 0 && position === null) {
-    from--;
-    const segment = segments[from]!;
-    const { bytes, size } = await readHead(segment.path, HEADER_SIZE);
-    const header = core.decodeHeader(bytes);
-    if (isSealed(header) && (header.flags & FLAG_HAS_CHAIN_HASH) !== 0) {
-      position = await positionAfterTrailer(segment, header, size);
-    }
-  }
-  if (position === null) {
-    from = -1;
-    position = await basePosition(dir, segments[0]);
-  }
-  for (let i = from + 1; i <= lastSealed; i++) {
-    const segment = segments[i]!;
-    const decoded = await decodeSegmentFile(segment, core);
-    const count = decoded.entryOffsets.length;
-    checkContinuity(segment.path, decoded.header.firstSeq, count, decoded.startHash, position);
-    position = { sequence: decoded.header.firstSeq + count - 1, chainHash: decoded.chainHash };
-  }
-  return position;
-}
 
 async function removeFile(path: string): Promise<void> {
   try {

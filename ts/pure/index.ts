@@ -12,7 +12,7 @@ import {
   type RawJournalRecord,
   type ReadJournalOptions,
 } from '../reader.js';
-import { recoverJournalState as recoverWithCore, type RecoverOptions } from '../recovery.js';
+import { recoverJournalState as recoverWithCore, verifyJournal as verifyWithCore, type RecoverOptions } from '../recovery.js';
 import {
   Follower as CoreFollower,
   downloadNewSegments as downloadWithCore,
@@ -67,6 +67,9 @@ export function readJournal(
 
 export const recoverJournalState = (dir: string, options: RecoverOptions = {}) =>
   recoverWithCore(dir, { core: pureCore, ...options });
+
+export const verifyJournal = (dir: string, options: Parameters<typeof verifyWithCore>[1] = {}) =>
+  verifyWithCore(dir, { core: pureCore, ...options });
 
 export const downloadNewSegments: typeof downloadWithCore = (storage, prefix, db, dir, sinceSeq, options = {}) =>
   downloadWithCore(storage, prefix, db, dir, sinceSeq, { core: pureCore, ...options });
