@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MANIFEST_FILE, SegmentCache } from '../ts/cache.js';
+import { MANIFEST_DIR, SegmentCache, manifestPath, type Destination } from '../ts/cache.js';
 import { createFormatApi, segmentFileName } from '../ts/format.js';
 import { pureFormatCore } from '../ts/pure/core.js';
 
@@ -40,8 +40,11 @@ async function sizeOf(dir: string, name: string): Promise<number> {
   return (await stat(join(dir, name))).size;
 }
 
-function record(name: string, size: number, uploadedAt?: number) {
-  return { name, key: `wal/db/0000/${name}`, size, sha256: 'ab'.repeat(32), uploadedAt };
+const DEST: Destination = { storage: 's3://bucket/', prefix: 'wal/', db: 'db', generation: 0 };
+
+/** A record of segment `name` (its last sequence as given, or its first). */
+function record(name: string, size: number, uploadedAt?: number, lastSeq = Number(/\d{16}/.exec(name)?.[0] ?? 1)) {
+  return { name, key: `wal/db/0000/${name}`, size, sha256: 'ab'.repeat(32), uploadedAt, lastSeq, chainHash: 'cd'.repeat(32) };
 }
 
 describe('SegmentCache', () => {
@@ -63,7 +66,7 @@ describe('SegmentCache', () => {
     await writeFile(join(dir, '.lock'), '');
     await writeFile(join(dir, 'journal-12.hadbj'), 'not a segment name');
     await writeFile(join(dir, segmentFileName(1000)), Buffer.alloc(20)); // a segment cut short at creation
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
 
     const pending = await cache.pending();
     expect(pending.map((segment) => segment.name)).toEqual(sealed);
@@ -73,26 +76,46 @@ describe('SegmentCache', () => {
     expect(pending.some((segment) => segment.name === live)).toBe(false);
   });
 
-  it('rejects a sealed segment whose header sequence disagrees with its file name', async () => {
+  it('lists a sealed segment whose header sequence disagrees with its file name as damaged', async () => {
     const { sealed } = await writeJournal(dir, 1, 2, false);
     await writeFile(join(dir, segmentFileName(77)), await readFile(join(dir, sealed[0]!)));
-    const cache = await SegmentCache.open(dir);
-    await expect(cache.pending()).rejects.toMatchObject({ code: 'invalid_segment', message: expect.stringContaining(segmentFileName(77)) });
+    const cache = await SegmentCache.open(dir, DEST);
+    const pending = await cache.pending();
+    expect(pending.map((segment) => [segment.name, segment.damaged])).toEqual([
+      [sealed[0], undefined],
+      [segmentFileName(77), expect.stringContaining('first_seq 1')],
+    ]);
+  });
+
+  it('lists an unsealed segment followed by a sealed one as damaged (the writer seals in order), never the live one at the end', async () => {
+    const { sealed, live } = await writeJournal(dir, 3, 2, true);
+    const middle = join(dir, sealed[1]!);
+    const bytes = await readFile(middle);
+    bytes[6] = 0; // flags: no longer sealed
+    await writeFile(middle, bytes);
+    const pending = await (await SegmentCache.open(dir, DEST)).pending();
+    expect(pending.map((segment) => [segment.name, segment.damaged === undefined])).toEqual([
+      [sealed[0], true],
+      [sealed[1], false],
+      [sealed[2], true],
+    ]);
+    expect(pending.some((segment) => segment.name === live)).toBe(false);
   });
 
   it('records uploads in manifest.json, atomically, and remembers them after a restart', async () => {
     const { sealed } = await writeJournal(dir, 3, 2, false);
-    const cache = await SegmentCache.open(dir, {}, { now: clock });
+    const cache = await SegmentCache.open(dir, DEST, {}, { now: clock });
     const size = await sizeOf(dir, sealed[0]!);
     const marked = await cache.markUploaded(record(sealed[0]!, size));
     expect(marked.uploadedAt).toBe(now);
     expect(cache.isUploaded(sealed[0]!)).toBe(true);
 
-    expect((await readdir(dir)).filter((name) => name.includes('manifest'))).toEqual([MANIFEST_FILE]);
-    const onDisk = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
-    expect(onDisk).toEqual({ version: 1, segments: [{ ...record(sealed[0]!, size), uploadedAt: now }] });
+    expect(await readdir(join(dir, MANIFEST_DIR))).toEqual([manifestPath(dir, DEST).slice(join(dir, MANIFEST_DIR).length + 1)]);
+    const onDisk = JSON.parse(await readFile(manifestPath(dir, DEST), 'utf8'));
+    const written = { ...record(sealed[0]!, size), uploadedAt: now };
+    expect(onDisk).toEqual({ version: 2, destination: DEST, tip: written, segments: [written] });
 
-    const reopened = await SegmentCache.open(dir);
+    const reopened = await SegmentCache.open(dir, DEST);
     expect(reopened.isUploaded(sealed[0]!)).toBe(true);
     expect(reopened.isUploaded(sealed[1]!)).toBe(false);
     expect(reopened.record(sealed[0]!)).toEqual(marked);
@@ -101,41 +124,42 @@ describe('SegmentCache', () => {
 
   it('persists every one of many concurrent markUploaded calls', async () => {
     const { sealed } = await writeJournal(dir, 12, 1, false);
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
     await Promise.all(sealed.map((name) => cache.markUploaded(record(name, 1))));
-    const reopened = await SegmentCache.open(dir);
+    const reopened = await SegmentCache.open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed);
     expect(await reopened.pending()).toEqual([]);
   });
 
   it('a held record is visible at once and written by the next change without a hold', async () => {
     const { sealed } = await writeJournal(dir, 2, 1, false);
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
     const held = cache.markUploaded(record(sealed[0]!, 1), { holdMs: 600_000 });
     expect(cache.isUploaded(sealed[0]!)).toBe(true);
-    await expect(readFile(join(dir, MANIFEST_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readFile(manifestPath(dir, DEST))).rejects.toMatchObject({ code: 'ENOENT' });
     await cache.markUploaded(record(sealed[1]!, 1));
     await held;
-    expect((await SegmentCache.open(dir)).uploaded().map((r) => r.name)).toEqual(sealed);
+    expect((await SegmentCache.open(dir, DEST)).uploaded().map((r) => r.name)).toEqual(sealed);
   });
 
   it('a held record is written when its hold ends', async () => {
     const { sealed } = await writeJournal(dir, 1, 1, false);
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
     await cache.markUploaded(record(sealed[0]!, 1), { holdMs: 1 });
-    expect((await SegmentCache.open(dir)).isUploaded(sealed[0]!)).toBe(true);
+    expect((await SegmentCache.open(dir, DEST)).isUploaded(sealed[0]!)).toBe(true);
   });
 
   it('treats an unreadable manifest as empty, so its segments are shipped again', async () => {
     const { sealed } = await writeJournal(dir, 2, 1, false);
-    await writeFile(join(dir, MANIFEST_FILE), '{"version":1,"segm');
-    const cache = await SegmentCache.open(dir);
+    await mkdir(join(dir, MANIFEST_DIR));
+    await writeFile(manifestPath(dir, DEST), '{"version":2,"segm');
+    const cache = await SegmentCache.open(dir, DEST);
     expect((await cache.pending()).map((segment) => segment.name)).toEqual(sealed);
   });
 
   it('cleanup by age deletes only uploaded segments past retention, keeping the newest uploaded one', async () => {
     const { sealed, live } = await writeJournal(dir, 5, 3, true);
-    const cache = await SegmentCache.open(dir, { retentionMs: 60_000, maxBytes: Number.MAX_SAFE_INTEGER }, { now: clock });
+    const cache = await SegmentCache.open(dir, DEST, { retentionMs: 60_000, maxBytes: Number.MAX_SAFE_INTEGER }, { now: clock });
     // 0..2 uploaded long ago, 3 uploaded just now, 4 pending (and old), plus the live one
     for (const name of sealed.slice(0, 3)) await cache.markUploaded(record(name, await sizeOf(dir, name), now - 3_600_000));
     await cache.markUploaded(record(sealed[3]!, await sizeOf(dir, sealed[3]!), now));
@@ -156,7 +180,7 @@ describe('SegmentCache', () => {
 
     now += 3_600_000; // sealed[3] is now past retention too, but it is the newest uploaded segment
     expect((await cache.cleanup()).deletedSegments).toBe(0);
-    const reopened = await SegmentCache.open(dir);
+    const reopened = await SegmentCache.open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual([sealed[3]]);
     expect((await reopened.pending()).map((segment) => segment.name)).toEqual([sealed[4]]);
   });
@@ -168,7 +192,7 @@ describe('SegmentCache', () => {
     const total = sizes.reduce((a, b) => a + b) + liveSize;
     // uploaded: 0..3; pending: 4, 5; allowed: everything but segments 0 and 1
     const maxBytes = total - sizes[0]! - sizes[1]!;
-    const cache = await SegmentCache.open(dir, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes }, { now: clock });
+    const cache = await SegmentCache.open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes }, { now: clock });
     for (const [i, name] of sealed.slice(0, 4).entries()) await cache.markUploaded(record(name, sizes[i]!));
 
     const result = await cache.cleanup();
@@ -176,7 +200,7 @@ describe('SegmentCache', () => {
     expect((await cache.stats()).bytes).toBe(maxBytes);
 
     // a limit nothing but pending data could satisfy: every uploaded segment but the newest goes
-    const tiny = await SegmentCache.open(dir, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 }, { now: clock });
+    const tiny = await SegmentCache.open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 }, { now: clock });
     const second = await tiny.cleanup();
     expect(second).toMatchObject({ deletedSegments: 1, deletedBySize: 1 });
     const left = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
@@ -186,7 +210,7 @@ describe('SegmentCache', () => {
 
   it('stats add up: uploaded + pending + live = all segment files', async () => {
     const { sealed, live } = await writeJournal(dir, 4, 2, true);
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
     await cache.markUploaded(record(sealed[0]!, await sizeOf(dir, sealed[0]!)));
     const stats = await cache.stats();
     const pendingBytes = (await Promise.all(sealed.slice(1).map((name) => sizeOf(dir, name)))).reduce((a, b) => a + b);
@@ -204,17 +228,17 @@ describe('SegmentCache', () => {
 
   it('drops manifest records of segments that no longer exist', async () => {
     const { sealed } = await writeJournal(dir, 3, 1, false);
-    const cache = await SegmentCache.open(dir);
+    const cache = await SegmentCache.open(dir, DEST);
     for (const name of sealed) await cache.markUploaded(record(name, 1));
     await rm(join(dir, sealed[0]!));
     await cache.cleanup();
-    const reopened = await SegmentCache.open(dir);
+    const reopened = await SegmentCache.open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed.slice(1));
   });
 
   it('refuses invalid configuration and record names', async () => {
-    await expect(SegmentCache.open(dir, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
-    const cache = await SegmentCache.open(dir);
+    await expect(SegmentCache.open(dir, DEST, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    const cache = await SegmentCache.open(dir, DEST);
     await expect(cache.markUploaded(record('../etc/passwd', 1))).rejects.toMatchObject({ code: 'invalid_argument' });
   });
 });

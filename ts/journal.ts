@@ -18,6 +18,7 @@ import { resolveCore } from './default-core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import type { ParamsInput } from './params.js';
 import { writeJournalEntry } from './payload.js';
+import { assertNotBehindUploads } from './cache.js';
 import { journalFingerprint, recoverJournalState, type RecoveredJournalState } from './recovery.js';
 import { WireWriter } from './wire.js';
 
@@ -181,7 +182,9 @@ export class Journal {
   /**
    * Opens (creating it if needed) the journal in `dir`: locks it, recovers
    * from whatever a crash left (see recoverJournalState) and starts a writer
-   * that continues the sequence and the chain.
+   * that continues the sequence and the chain. A journal behind what its
+   * upload manifests record as shipped is refused (`corrupt`, see
+   * assertNotBehindUploads): restore it from storage first.
    */
   static async open(dir: string, options: JournalOptions = {}): Promise<Journal> {
     if (typeof dir !== 'string' || dir === '') throw invalid('dir must be a non-empty path');
@@ -209,6 +212,7 @@ export class Journal {
       let fingerprint: string;
       try {
         state = await recoverJournalState(absoluteDir, { core, repair: options.repair ?? true });
+        await assertNotBehindUploads(absoluteDir, state);
         fingerprint = await journalFingerprint(absoluteDir, state);
       } finally {
         await normalizeAsyncErrors(guard.close(), `unlocking journal ${absoluteDir}`);

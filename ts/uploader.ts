@@ -1,22 +1,47 @@
 /**
  * Ships sealed journal segments to object storage: seals the live segment on a timer, finds sealed
- * segments the manifest does not record as uploaded, and uploads them oldest first with bounded
- * concurrency, retries and a circuit breaker. Nothing is deleted before it is confirmed in storage.
+ * segments the destination's manifest does not record as uploaded, and uploads them oldest first
+ * with bounded concurrency, retries and a circuit breaker. Nothing is deleted before it is
+ * confirmed in storage.
+ *
+ * Nothing corrupt is shipped: each segment is decoded and checked (body checksum, entry CRCs, the
+ * chain through it and its trailer, header fields against the entries) and must continue the chain
+ * of the segment before it, before its put starts. A segment that fails is reported as `corrupt`
+ * and every later one waits behind it, so the destination never holds a chain with a hole.
+ * Before its first upload to a destination, the uploader lists what the destination holds beyond
+ * its manifest, and refuses a destination that holds sequences the journal does not (`corrupt`:
+ * the local journal lost what was shipped) or whose segments start where no local one does
+ * (`conflict`: the stored chain is another one).
  */
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
-import { GraphstreamError, toGraphstreamError } from './errors.js';
-import { SegmentCache, type CacheConfig, type CleanupStats, type PendingSegment, type UploadRecord } from './cache.js';
+import { open, readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Core, RawSegment } from './core.js';
+import { resolveCore } from './default-core.js';
+import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
+import {
+  SegmentCache,
+  describeDestination,
+  readSegmentEnds,
+  type CacheConfig,
+  type CleanupStats,
+  type Destination,
+  type PendingSegment,
+  type UploadRecord,
+} from './cache.js';
 import { segmentKey } from './format.js';
 import type { GraphstreamMetrics } from './metrics.js';
+import { FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE } from './pure/format.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
+import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from './storage/bytes.js';
 import type { SegmentStorage, StagedFile } from './storage/types.js';
 
 /** What the uploader needs from a journal (a `Journal` is one): its directory and a way to seal the live segment. */
 export interface SealableJournal {
   readonly directory: string;
+  /** last sequence written: what a destination may hold at most */
+  readonly sequence?: number;
   /** Seals the live segment if it has entries; resolves to the sealed file's path, or null. */
   sealForUpload(): Promise<string | null>;
 }
@@ -41,14 +66,20 @@ export interface UploaderOptions {
   metrics?: GraphstreamMetrics;
   /** time source for retry backoff and the breaker (tests) */
   clock?: Clock;
+  /** the core that checks segments before they are put; default the native addon (the pure twin where it does not load) */
+  core?: Core;
 }
 
 export interface UploaderStats {
   /** segment uploads started (each one ends as succeeded or failed) */
   attempted: number;
   succeeded: number;
-  /** uploads that gave up (after retries, or failing fast on an open breaker); they stay pending */
+  /** uploads that gave up after their attempts; they stay pending */
   failed: number;
+  /** uploads not attempted because the circuit breaker was open (fail-fast); they stay pending */
+  rejectedByBreaker: number;
+  /** checks that found a segment corrupt (not uploaded; it and every later one stay pending) */
+  corrupt: number;
   /** bytes confirmed in storage */
   bytes: number;
   /** extra put attempts made after a retryable failure */
@@ -57,12 +88,13 @@ export interface UploaderStats {
   breakerState: BreakerState;
   /** times the circuit breaker opened */
   breakerOpened: number;
+  /** the last failure, until an upload succeeds after it */
   lastError: GraphstreamError | null;
 }
 
 export interface UploaderEvents {
   uploaded: [record: UploadRecord];
-  /** a failure that waiting will not fix (a `conflict`, a refused request, a failed seal or cleanup) */
+  /** a failure that waiting will not fix (a `corrupt` segment, a `conflict`, a refused request, a failed seal or cleanup) */
   error: [err: GraphstreamError];
   cleanup: [stats: CleanupStats];
 }
@@ -76,6 +108,59 @@ const DEFAULT_CONCURRENCY = 4;
  * records, whose segments are then put again: a no-op for identical bytes.
  */
 const MANIFEST_HOLD_MS = 50;
+const ZERO_HASH = Buffer.alloc(32);
+/** a segment key under `{prefix}{db}/{generation}/`: the first sequence in 16 hex digits */
+const SEGMENT_KEY_NAME = /\/([0-9a-f]{16})\.hadbj$/;
+
+/** An upload in flight: its record once in storage, and whether its segment passed its checks (later segments wait for that). */
+interface Upload {
+  done: Promise<UploadRecord>;
+  verified: Promise<void>;
+}
+
+/** The end of a segment's chain: the next segment must start at lastSeq + 1 from chainHash. */
+interface ChainEnd {
+  lastSeq: number;
+  chainHash: Buffer;
+  /** what it was read from, for messages */
+  source: string;
+}
+
+/** A segment's place in the order of checks: it waits for `previous`, then says how its own check went. */
+interface CheckTurn {
+  previous: Promise<void>;
+  passed(): void;
+  failed(err: unknown): void;
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  return bytes.every((byte) => byte === 0);
+}
+
+/** The file's bytes, in `into` when they fit. */
+async function readInto(path: string, into: Buffer | undefined): Promise<Buffer> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw toGraphstreamError(err, `reading ${path} to check it`);
+  }
+  try {
+    const { size } = await handle.stat();
+    const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
+    let length = 0;
+    while (length < size) {
+      const { bytesRead } = await handle.read(target, length, size - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return target.subarray(0, length);
+  } catch (err) {
+    throw toGraphstreamError(err, `reading ${path} to check it`);
+  } finally {
+    await handle.close();
+  }
+}
 
 /** A FIFO counting semaphore: slots are granted in the order they were asked for. */
 class Slots {
@@ -121,8 +206,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   readonly retry: RetryPolicy;
 
   private readonly journal: SealableJournal | undefined;
+  readonly destination: Destination;
   private readonly storage: SegmentStorage;
   private readonly metrics: GraphstreamMetrics | undefined;
+  private readonly coreLoading: Promise<Core>;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
   /** puts in flight: `concurrency` */
@@ -131,16 +218,27 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly staging: Slots;
   private readonly stopping = new AbortController();
   private cacheOpening: Promise<SegmentCache> | null = null;
-  private readonly inFlight = new Map<string, Promise<UploadRecord>>();
+  private readonly inFlight = new Map<string, Upload>();
   /** uploads whose put has not settled yet (those of inFlight that are not just writing the manifest) */
   private transfersInFlight = 0;
   /** segments whose key holds different bytes: not retried on the timer (it cannot succeed) */
   private readonly conflicts = new Map<string, GraphstreamError>();
+  /** segments that failed their checks: the timer uploads nothing from them on; sync() checks them again */
+  private readonly corruptSegments = new Map<string, GraphstreamError>();
+  /** chain ends of segments that passed their checks, by last sequence: where the next segment must start */
+  private readonly verifiedEnds = new Map<number, ChainEnd>();
+  /** the check of the destination against the journal (once, before the first upload) */
+  private destinationChecked: Promise<void> | null = null;
+  /** segment bytes read for the check when the storage stages its own copy, and decoded bodies: one check runs at a time */
+  private readonly checkReads = new SegmentBuffers(1);
+  private readonly checkBodies = new SegmentBuffers(1);
+  /** failures of segments that only wait behind an earlier one that failed: reported once, as that one's */
+  private readonly waitingBehind = new WeakSet<GraphstreamError>();
   private timer: NodeJS.Timeout | null = null;
   private currentCycle: Promise<void> | null = null;
   private started = false;
   private stopped = false;
-  private counters = { attempted: 0, succeeded: 0, failed: 0, bytes: 0, retries: 0 };
+  private counters = { attempted: 0, succeeded: 0, failed: 0, rejectedByBreaker: 0, corrupt: 0, bytes: 0, retries: 0 };
   private lastError: GraphstreamError | null = null;
 
   constructor(options: UploaderOptions) {
@@ -163,6 +261,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       throw new GraphstreamError('invalid_argument', `Uploader: generation must be an integer in 0..65535, got ${this.generation}`);
     }
     this.keyFor(0); // validates db
+    this.destination = { storage: options.storage.identity ?? options.storage.description, prefix: this.prefix, db: this.db, generation: this.generation };
     if (!Number.isInteger(this.sealIntervalMs) || this.sealIntervalMs < 1) {
       throw new GraphstreamError('invalid_argument', `Uploader: sealIntervalMs must be an integer >= 1, got ${this.sealIntervalMs}`);
     }
@@ -175,6 +274,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.retry = new RetryPolicy(options.retry, { clock: this.clock });
     this.slots = new Slots(this.concurrency);
     this.staging = new Slots(this.concurrency + 1);
+    this.coreLoading = resolveCore(options.core);
+    this.coreLoading.catch(() => undefined); // reported by the first check that needs it
   }
 
   /** The object key of the segment whose first entry is `firstSeq`. */
@@ -234,7 +335,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       this.stopping.abort(new GraphstreamError('closed', `uploader for ${this.directory} stopped`));
     }
     await this.currentCycle;
-    await Promise.allSettled([...this.inFlight.values()]);
+    await Promise.allSettled([...this.inFlight.values()].map((upload) => upload.done));
   }
 
   stats(): UploaderStats {
@@ -288,16 +389,51 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   private cache(): Promise<SegmentCache> {
-    this.cacheOpening ??= SegmentCache.open(this.directory, this.cacheConfig);
+    this.cacheOpening ??= this.openCache().catch((err: unknown) => {
+      this.cacheOpening = null;
+      throw err;
+    });
     return this.cacheOpening;
   }
 
-  /** Uploads `segments` (oldest first); resolves with their records once all are in storage. */
+  /**
+   * Opens this destination's manifest. When it has none and an earlier version's manifest.json
+   * records keys of this destination, its records become this destination's if the storage holds
+   * the newest of them (else they were uploaded to another storage with the same keys).
+   */
+  private async openCache(): Promise<SegmentCache> {
+    const cache = await SegmentCache.open(this.directory, this.destination, this.cacheConfig);
+    const legacy = await cache.legacyRecords();
+    const newest = legacy.at(-1);
+    if (newest !== undefined) {
+      const listed = await this.retry.run(() => this.storage.list(newest.key), {
+        signal: this.stopping.signal,
+        description: `looking for ${this.storage.description}${newest.key}`,
+      });
+      if (listed.includes(newest.key)) await cache.adoptLegacy(legacy);
+    }
+    return cache;
+  }
+
+  /**
+   * Uploads `segments` (oldest first); resolves with their records once all are in storage. Each
+   * segment's put waits until the one before it has passed its checks. On the timer
+   * (`includeConflicts` false) nothing from a segment already found corrupt on is uploaded.
+   */
   private async uploadAll(segments: PendingSegment[], options: { includeConflicts: boolean }): Promise<UploadRecord[]> {
+    if (segments.length === 0) return [];
+    if (!options.includeConflicts) {
+      const corrupt = segments.findIndex((segment) => this.corruptSegments.has(segment.name));
+      if (corrupt >= 0) segments = segments.slice(0, corrupt);
+    }
+    await this.checkDestination();
+    let previous: Promise<void> = Promise.resolve();
     const uploads = segments.map((segment) => {
       const conflict = this.conflicts.get(segment.name);
       if (conflict) return options.includeConflicts ? Promise.reject(conflict) : Promise.resolve(null);
-      return this.upload(segment);
+      const upload = this.upload(segment, previous);
+      previous = upload.verified;
+      return upload.done;
     });
     const results = await Promise.allSettled(uploads);
     const failure = results.find((result) => result.status === 'rejected');
@@ -305,50 +441,138 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     return results.map((result) => (result as PromiseFulfilledResult<UploadRecord>).value);
   }
 
-  /** One segment, once: concurrent requests for the same segment share one upload. */
-  private upload(segment: PendingSegment): Promise<UploadRecord> {
+  /** One segment, once: concurrent requests for the same segment share one upload. Its checks wait for `previous`'s. */
+  private upload(segment: PendingSegment, previous: Promise<void>): Upload {
     const running = this.inFlight.get(segment.name);
     if (running) return running;
-    const upload = this.uploadNow(segment).finally(() => this.inFlight.delete(segment.name));
+    let passed!: () => void;
+    let failed!: (err: unknown) => void;
+    const verified = new Promise<void>((resolve, reject) => {
+      passed = resolve;
+      failed = reject;
+    });
+    verified.catch(() => undefined); // the failure is the upload's; a later segment only waits on it
+    const done = this.uploadNow(segment, { previous, passed, failed }).finally(() => {
+      passed(); // an upload that ended before its checks (already recorded, stopped) holds nothing up
+      this.inFlight.delete(segment.name);
+    });
+    const upload = { done, verified };
     this.inFlight.set(segment.name, upload);
     return upload;
   }
 
   /**
+   * Once per uploader, before its first upload: what the destination holds beyond this
+   * destination's manifest must be segments the local journal has. A key beyond the journal's
+   * sequence means the journal lost sequences that were shipped (`corrupt`: restore from storage
+   * first); a key where no local segment starts, within the local segments, is another chain
+   * (`conflict`). A failure to list is retried on the next call.
+   */
+  private checkDestination(): Promise<void> {
+    this.destinationChecked ??= this.checkDestinationNow().catch((err: unknown) => {
+      const error = toGraphstreamError(err, `checking ${describeDestination(this.destination)} against ${this.directory}`);
+      if (error.code === 'corrupt' || error.code === 'conflict') {
+        this.report(error);
+      } else {
+        this.destinationChecked = null;
+        this.lastError = error;
+      }
+      throw error;
+    });
+    return this.destinationChecked;
+  }
+
+  private async checkDestinationNow(): Promise<void> {
+    const cache = await this.cache();
+    const folder = `${this.prefix}${this.db}/${this.generation.toString(16).padStart(4, '0')}/`;
+    const tipKey = cache.tip()?.key;
+    const keys = await this.retry.run(() => this.storage.list(folder, tipKey === undefined ? {} : { startAfter: tipKey }), {
+      signal: this.stopping.signal,
+      description: `listing ${this.storage.description}${folder}`,
+    });
+    const stored = keys.flatMap((key) => {
+      const match = SEGMENT_KEY_NAME.exec(key);
+      return match && key === `${folder}${match[1]}.hadbj` ? [{ key, firstSeq: parseInt(match[1]!, 16) }] : [];
+    });
+    if (stored.length === 0) return;
+    const local = await cache.segmentFileNames();
+    const localFirstSeqs = new Set(local.map((name) => Number(/\d{16}/.exec(name)![0])));
+    const oldestLocal = Math.min(...localFirstSeqs);
+    const localSequence = await this.localSequence(local);
+    for (const { key, firstSeq } of stored) {
+      if (localFirstSeqs.has(firstSeq)) continue; // the put finds out whether it holds the same bytes
+      const where = `${this.storage.description}${key}`;
+      if (firstSeq > localSequence) {
+        throw new GraphstreamError(
+          'corrupt',
+          `${where} holds sequences from ${firstSeq}, but the journal in ${this.directory} ends at ${localSequence}: ` +
+            `it lost sequences that were shipped; restore it from storage first (graphstream restore), so that it continues the stored chain`,
+        );
+      }
+      if (firstSeq > oldestLocal) {
+        throw new GraphstreamError(
+          'conflict',
+          `${where} starts at sequence ${firstSeq}, where no segment of the journal in ${this.directory} starts: ` +
+            `the destination holds another chain than the journal; not uploading into it`,
+        );
+      }
+    }
+  }
+
+  /** The journal's last sequence: the journal's own, or (sidecar) what its newest segment file says. */
+  private async localSequence(names: readonly string[]): Promise<number> {
+    if (this.journal?.sequence !== undefined) return this.journal.sequence;
+    const newest = names.at(-1);
+    if (newest === undefined) return 0;
+    const ends = await readSegmentEnds(join(this.directory, newest));
+    return ends?.header.lastSeq ?? Number(/\d{16}/.exec(newest)![0]) - 1;
+  }
+
+  /**
    * A segment is staged (read and hashed) as soon as a staging slot is free, so the next one is
    * ready when a put slot frees; its place in the put queue is taken before staging, so puts start
-   * oldest first whatever order the reads finish in. The put slot covers the put and its retries.
-   * The manifest write happens after both slots are released, so the next put overlaps it; while
-   * other uploads are in flight it waits up to MANIFEST_HOLD_MS for them, so they share it. The
-   * record resolves (and 'uploaded' is emitted) only once the manifest on disk has it.
+   * oldest first whatever order the reads finish in. It is checked once the segment before it has
+   * been; a put starts only after that. The put slot covers the put and its retries. The manifest
+   * write happens after both slots are released, so the next put overlaps it; while other uploads
+   * are in flight it waits up to MANIFEST_HOLD_MS for them, so they share it. The record resolves
+   * (and 'uploaded' is emitted) only once the manifest on disk has it.
    */
-  private async uploadNow(segment: PendingSegment): Promise<UploadRecord> {
+  private async uploadNow(segment: PendingSegment, check: CheckTurn): Promise<UploadRecord> {
     const cache = await this.cache();
+    const attempt = { made: false };
     try {
-      const transfer = await this.transfer(segment, cache);
+      const transfer = await this.transfer(segment, cache, check, attempt);
       if ('uploaded' in transfer) return transfer.uploaded;
       const othersStillSending = this.transfersInFlight > 0;
       const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
       this.counters.succeeded++;
       this.counters.bytes += record.size;
+      this.lastError = null;
       this.metrics?.recordUpload(record.size, transfer.putMs);
       this.emit('uploaded', record);
       return record;
     } catch (err) {
       const error = toGraphstreamError(err, `uploading ${segment.path}`);
-      this.counters.failed++;
-      this.metrics?.recordUploadError();
+      check.failed(error);
+      if (attempt.made) {
+        this.counters.failed++;
+        this.metrics?.recordUploadError();
+      } else if (error.code === 'circuit_open') {
+        this.counters.rejectedByBreaker++;
+      }
       if (error.code === 'conflict') this.conflicts.set(segment.name, error);
       this.lastError = error;
-      if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed') this.report(error);
+      if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed' && !this.waitingBehind.has(error)) this.report(error);
       throw error;
     }
   }
 
-  /** Stages and puts the segment unless the manifest has it already; counted in transfersInFlight meanwhile. */
+  /** Stages, checks and puts the segment unless the manifest has it already; counted in transfersInFlight meanwhile. */
   private async transfer(
     segment: PendingSegment,
     cache: SegmentCache,
+    check: CheckTurn,
+    attempt: { made: boolean },
   ): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'>; putMs: number }> {
     this.transfersInFlight++;
     try {
@@ -356,23 +580,34 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         const already = cache.record(segment.name);
         if (already) return { uploaded: already };
         this.assertUploading(segment);
-        this.counters.attempted++;
         const turn = this.slots.acquire();
         let staged: StagedFile | null = null;
         try {
-          staged = await this.stage(segment);
+          const checked = await this.stageChecked(segment, cache, check);
+          staged = checked.staged;
           await turn;
           this.assertUploading(segment);
           const started = this.clock.now();
           const key = this.keyFor(segment.firstSeq);
-          await this.retry.run(() => staged!.put(key, { ifNoneMatch: '*' }), {
-            signal: this.stopping.signal,
-            description: `uploading ${segment.path} to ${this.storage.description}${key}`,
-            onRetry: () => {
-              this.counters.retries++;
+          await this.retry.run(
+            () => {
+              if (!attempt.made) this.counters.attempted++;
+              attempt.made = true;
+              return staged!.put(key, { ifNoneMatch: '*' });
             },
-          });
-          return { put: { name: segment.name, key, size: staged.size, sha256: staged.sha256 }, putMs: this.clock.now() - started };
+            {
+              signal: this.stopping.signal,
+              description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+              onRetry: () => {
+                this.counters.retries++;
+              },
+            },
+          );
+          const { lastSeq, chainHash } = checked.end;
+          return {
+            put: { name: segment.name, key, size: staged.size, sha256: staged.sha256, lastSeq, chainHash: chainHash.toString('hex') },
+            putMs: this.clock.now() - started,
+          };
         } finally {
           staged?.release();
           // a failed read still waits for its turn, so that the slot is handed on in order
@@ -385,19 +620,171 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     }
   }
 
-  private assertUploading(segment: PendingSegment): void {
-    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
+  /**
+   * The segment staged for its put and checked: the bytes the put sends decode and verify in full,
+   * and continue the chain of the segment before (checked first). A failure of the segment before
+   * fails this one too: it waits behind it.
+   */
+  private async stageChecked(segment: PendingSegment, cache: SegmentCache, check: CheckTurn): Promise<{ staged: StagedFile; end: ChainEnd }> {
+    if (segment.damaged !== undefined) {
+      const error = new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`);
+      this.counters.corrupt++;
+      this.corruptSegments.set(segment.name, error);
+      throw error;
+    }
+    const storage = this.storage;
+    let staged: StagedFile;
+    let ownBytes: Uint8Array | null = null;
+    if (storage.stageFile) {
+      staged = await storage.stageFile(segment.path);
+    } else {
+      const bytes = await readFile(segment.path).catch((err: unknown) => {
+        throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+      });
+      ownBytes = bytes;
+      const sha256 = await sha256Hex(bytes);
+      staged = { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, options), release: () => undefined };
+    }
+    try {
+      try {
+        await check.previous;
+      } catch (err) {
+        const error = toGraphstreamError(err);
+        const waiting = new GraphstreamError(error.code, `${segment.path} is not uploaded: it waits behind an earlier segment (${error.message})`, {
+          cause: err,
+        });
+        this.waitingBehind.add(waiting);
+        throw waiting;
+      }
+      let end: ChainEnd;
+      try {
+        end = await this.checkSegment(segment, cache, staged, ownBytes);
+      } catch (err) {
+        if (isGraphstreamError(err, 'corrupt')) {
+          this.counters.corrupt++;
+          this.corruptSegments.set(segment.name, err);
+        }
+        throw err;
+      }
+      this.corruptSegments.delete(segment.name);
+      check.passed();
+      return { staged, end };
+    } catch (err) {
+      staged.release();
+      throw err;
+    }
   }
 
-  /** The segment read and hashed: by the storage when it can stage files, else read here for put(). */
-  private async stage(segment: PendingSegment): Promise<StagedFile> {
-    const storage = this.storage;
-    if (storage.stageFile) return storage.stageFile(segment.path);
-    const bytes = await readFile(segment.path).catch((err: unknown) => {
-      throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+  /** Decodes and verifies the segment and checks it against the end of the chain before it; see checkBytes. */
+  private async checkSegment(segment: PendingSegment, cache: SegmentCache, staged: StagedFile, ownBytes: Uint8Array | null): Promise<ChainEnd> {
+    if (ownBytes !== null) return this.checkBytes(segment, cache, ownBytes);
+    // the storage holds its own copy of the bytes: read them again here, and make sure they are the same
+    const into = this.checkReads.take();
+    const bytes = await readInto(segment.path, into);
+    try {
+      const sha256 = await sha256Hex(bytes);
+      if (sha256 !== staged.sha256) {
+        throw new GraphstreamError('corrupt', `${segment.path} changed while it was read for upload (SHA-256 ${staged.sha256}, then ${sha256})`);
+      }
+      return await this.checkBytes(segment, cache, bytes);
+    } finally {
+      const holder = this.checkReads.landed(bytes, into);
+      if (holder !== null) this.checkReads.give(holder);
+    }
+  }
+
+  /**
+   * What a follower will check, before the put: the whole segment decodes (header, body checksum,
+   * entry CRCs, the chain through it, the trailer), its header agrees with its entries and its file
+   * (name, size, flags, reserved bytes zero, prev_segment_checksum), and its first entry continues
+   * the chain end before it. Any failure is `corrupt`.
+   */
+  private async checkBytes(segment: PendingSegment, cache: SegmentCache, bytes: Uint8Array): Promise<ChainEnd> {
+    const core = await this.coreLoading;
+    const into = this.checkBodies.take();
+    let decoded: RawSegment;
+    try {
+      decoded = await core.decodeSegmentAsync(bytes, into === undefined ? {} : { into });
+    } catch (err) {
+      if (into !== undefined) this.checkBodies.give(into);
+      const error = toGraphstreamError(err);
+      throw new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${error.message} (${error.code})`, { cause: err });
+    }
+    const holder = this.checkBodies.landed(decoded.body, into);
+    if (holder !== null) this.checkBodies.give(holder);
+    const { header } = decoded;
+    const corrupt = (what: string) => new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${what}`);
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const flags = header.flags & ~FLAG_COMPRESSED;
+    if (flags !== (FLAG_SEALED | FLAG_HAS_CHAIN_HASH)) throw corrupt(`flags 0x${header.flags.toString(16)} are not those of a sealed segment with a trailer`);
+    if (header.compression !== (header.flags & FLAG_COMPRESSED)) throw corrupt(`compression ${header.compression} disagrees with flags 0x${header.flags.toString(16)}`);
+    if (!isZero(view.subarray(8, 12)) || !isZero(view.subarray(92, HEADER_SIZE))) throw corrupt('reserved header bytes are not zero');
+    if (bytes.byteLength !== HEADER_SIZE + header.bodyLen + 32) throw corrupt(`${bytes.byteLength} bytes, not header + body_len ${header.bodyLen} + trailer`);
+    if (header.firstSeq !== segment.firstSeq) throw corrupt(`first_seq ${header.firstSeq} is not its file name's ${segment.firstSeq}`);
+    if (header.prevSegmentChecksum !== decoded.startHash.readBigUInt64BE(0)) {
+      throw corrupt(`prev_segment_checksum ${header.prevSegmentChecksum} is not the start of its first entry's prev_hash`);
+    }
+    const before = await this.chainEndBefore(segment, cache);
+    if (before === null) {
+      throw new GraphstreamError(
+        'gap',
+        `${segment.path} starts at sequence ${segment.firstSeq}, but ${describeDestination(this.destination)} holds nothing before it ` +
+          `and the segments before it are no longer in ${this.directory}: copy them into the destination from one that has them`,
+      );
+    }
+    if (before.lastSeq !== segment.firstSeq - 1 || !before.chainHash.equals(decoded.startHash)) {
+      throw corrupt(
+        `it starts at sequence ${segment.firstSeq} from chain hash ${decoded.startHash.toString('hex')}, ` +
+          `but ${before.source} ends at ${before.lastSeq} with ${before.chainHash.toString('hex')}`,
+      );
+    }
+    const end = { lastSeq: header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: segment.path };
+    this.verifiedEnds.set(end.lastSeq, end);
+    this.verifiedEnds.delete(before.lastSeq);
+    return end;
+  }
+
+  /**
+   * Where the chain stood before `segment`: nothing for the first segment; else the segment before
+   * it as checked here, as this destination's manifest recorded it, as its local file ends (when the
+   * manifest lacks it), or as the destination holds it (its object just before this segment's key).
+   * Null when none of them has it.
+   */
+  private async chainEndBefore(segment: PendingSegment, cache: SegmentCache): Promise<ChainEnd | null> {
+    const lastSeq = segment.firstSeq - 1;
+    if (lastSeq === 0) return { lastSeq, chainHash: ZERO_HASH, source: 'the start of the journal' };
+    const checked = this.verifiedEnds.get(lastSeq);
+    if (checked) return checked;
+    const record = cache.recordEndingAt(lastSeq);
+    if (record) return { lastSeq, chainHash: Buffer.from(record.chainHash, 'hex'), source: `${record.name} as uploaded to ${record.key}` };
+    const names = await cache.segmentFileNames();
+    const previous = names.filter((name) => name < segment.name).at(-1);
+    if (previous !== undefined) {
+      const ends = await readSegmentEnds(join(this.directory, previous));
+      if (ends) return { lastSeq: ends.header.lastSeq, chainHash: ends.trailer, source: join(this.directory, previous) };
+    }
+    return this.storedChainEndBefore(segment);
+  }
+
+  /** The end of the destination's object just before `segment`'s key, or null when it holds none. */
+  private async storedChainEndBefore(segment: PendingSegment): Promise<ChainEnd | null> {
+    const key = this.keyFor(segment.firstSeq);
+    const folder = key.slice(0, key.lastIndexOf('/') + 1);
+    const description = `reading ${this.storage.description}${folder} for the segment before ${segment.name}`;
+    const keys = await this.retry.run(() => this.storage.list(folder), { signal: this.stopping.signal, description });
+    const before = keys.filter((stored) => SEGMENT_KEY_NAME.test(stored) && stored < key).at(-1);
+    if (before === undefined) return null;
+    const bytes = await this.retry.run(() => this.storage.get(before), { signal: this.stopping.signal, description });
+    if (bytes === null) return null;
+    const core = await this.coreLoading;
+    const decoded = await core.decodeSegmentAsync(bytes).catch((err: unknown) => {
+      throw toGraphstreamError(err, `${this.storage.description}${before}, the object before ${segment.name}`);
     });
-    const sha256 = await sha256Hex(bytes);
-    return { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, options), release: () => undefined };
+    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: `${this.storage.description}${before}` };
+  }
+
+  private assertUploading(segment: PendingSegment): void {
+    if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
   }
 
   private report(err: GraphstreamError): void {

@@ -53,11 +53,13 @@ async function fsyncDirectory(dir: string): Promise<void> {
 
 export class LocalStorage implements SegmentStorage {
   readonly description: string;
+  readonly identity: string;
   readonly root: string;
 
   constructor(root: string) {
     this.root = resolve(root);
     this.description = `file://${this.root}`;
+    this.identity = this.description;
   }
 
   /** The file a key is stored in; rejects keys that could leave the root. */

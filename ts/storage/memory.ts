@@ -1,10 +1,13 @@
 /** Objects in a Map: for tests and demos. Same semantics as the real stores, nothing persisted. */
+import { randomUUID } from 'node:crypto';
 import { GraphstreamError } from '../errors.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 import { compareKeys, sameBytes } from './bytes.js';
 
 export class MemoryStorage implements SegmentStorage {
   readonly description: string;
+  /** its objects live in this instance only: every instance is another destination */
+  readonly identity = `memory://#${randomUUID()}`;
   private readonly objects = new Map<string, Uint8Array>();
 
   constructor(name = 'memory://') {

@@ -6,7 +6,9 @@
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { nativeBinding, nativeLoadError } from '../native.js';
 import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
-import type { S3Credentials } from './s3.js';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { s3Identity, type S3Credentials } from './s3.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 
 export interface ObjectStoreStorageOptions {
@@ -82,10 +84,29 @@ async function putThrough(key: string, send: (createOnly: boolean) => Promise<bo
   }
 }
 
+/** SegmentStorage.identity of the store `url` opens: the one LocalStorage or S3Storage gives the same objects. */
+function identityOf(url: string, endpoint: string | undefined): string {
+  const parsed = new URL(url);
+  switch (parsed.protocol) {
+    case 's3:':
+    case 's3a:':
+      return s3Identity(parsed.hostname, decodeURIComponent(parsed.pathname).replace(/^\/+/, ''), endpoint);
+    case 'file:':
+      return `file://${fileURLToPath(parsed).replace(/(.)\/+$/, '$1')}`;
+    case 'memory:':
+      return `memory://#${randomUUID()}`;
+    default:
+      return url.replace(/\/+$/, '');
+  }
+}
+
 export class ObjectStoreStorage implements SegmentStorage {
   readonly description: string;
 
-  private constructor(private readonly store: NativeObjectStore) {
+  private constructor(
+    private readonly store: NativeObjectStore,
+    readonly identity: string,
+  ) {
     this.description = store.description.endsWith('/') ? store.description : `${store.description}/`;
   }
 
@@ -98,7 +119,7 @@ export class ObjectStoreStorage implements SegmentStorage {
       );
     }
     try {
-      return new ObjectStoreStorage(await nativeBinding.openNativeObjectStore(url, nativeOptions(url, options)));
+      return new ObjectStoreStorage(await nativeBinding.openNativeObjectStore(url, nativeOptions(url, options)), identityOf(url, options.endpoint));
     } catch (err) {
       throw fromNative(err);
     }

@@ -109,8 +109,15 @@ function describeSdkError(err: unknown): string {
   return parts.join(' ');
 }
 
+/** SegmentStorage.identity of an S3 bucket and prefix, whichever client reaches it. */
+export function s3Identity(bucket: string, prefix: string, endpoint: string | undefined): string {
+  const path = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  return `s3://${bucket}/${path}${endpoint === undefined ? '' : `?endpoint=${endpoint.replace(/\/+$/, '')}`}`;
+}
+
 export class S3Storage implements SegmentStorage {
   readonly description: string;
+  readonly identity: string;
   readonly bucket: string;
   readonly prefix: string;
   /** the client given in the options, or the one built from `config` on first use */
@@ -128,6 +135,7 @@ export class S3Storage implements SegmentStorage {
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? '';
     this.description = `s3://${this.bucket}/${this.prefix}`;
+    this.identity = s3Identity(this.bucket, this.prefix, options.endpoint);
     this.maxKeysPerPage = options.maxKeysPerPage;
     this.maxObjectBytes = options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
     this.ownsClient = options.client === undefined;

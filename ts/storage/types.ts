@@ -39,6 +39,13 @@ export interface SegmentStorage {
   /** human-readable location (for messages), e.g. `s3://bucket/prefix` */
   readonly description: string;
   /**
+   * What the objects are: the same string for every client of the same bucket and prefix, another
+   * one for any other (e.g. `s3://bucket/prefix/?endpoint=http://127.0.0.1:9000`, `file:///abs/root`).
+   * The Uploader keeps one manifest per identity, prefix, db and generation; a storage without an
+   * identity is identified by its description.
+   */
+  readonly identity?: string;
+  /**
    * Stores `bytes` at `key`. With `ifNoneMatch: '*'`, an existing object with identical bytes is a
    * no-op success (`created: false`) and one with different bytes is a GraphstreamError `conflict`;
    * the stored object is never overwritten.
