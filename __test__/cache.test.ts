@@ -236,6 +236,41 @@ describe('SegmentCache', () => {
     expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed.slice(1));
   });
 
+  it('cleanup keeps what another destination lacks, an earlier version\'s manifest.json included', async () => {
+    const { sealed, live } = await writeJournal(dir, 5, 2, true);
+    const other: Destination = { ...DEST, storage: 'file:///elsewhere' };
+    const cache = await SegmentCache.open(dir, DEST, { retentionMs: 0, maxBytes: 1 }, { now: clock });
+    for (const name of sealed) await cache.markUploaded(record(name, 1, now - 1));
+    const elsewhere = await SegmentCache.open(dir, other);
+    for (const name of sealed.slice(0, 2)) await elsewhere.markUploaded(record(name, 1));
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify({ version: 1, segments: [record(sealed[0]!, 1, now)] }));
+
+    expect((await cache.cleanup()).deletedSegments).toBe(0); // only sealed[0] is everywhere, and it is the newest such
+    await rm(join(dir, 'manifest.json'));
+    await cache.cleanup();
+    const left = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
+    expect(left).toEqual([...sealed.slice(1), live].sort());
+
+    expect(await SegmentCache.forgetDestination(dir, other)).toBe(true);
+    expect(await SegmentCache.forgetDestination(dir, other)).toBe(false);
+    await cache.cleanup();
+    expect((await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort()).toEqual([sealed[4], live].sort());
+  });
+
+  it('the uploaded high-water mark is the highest last sequence any manifest records, and survives cleanup of its segment', async () => {
+    const { sealed } = await writeJournal(dir, 3, 2, false);
+    expect(await SegmentCache.uploadedHighWater(dir)).toBeNull();
+    const cache = await SegmentCache.open(dir, DEST);
+    await cache.markUploaded(record(sealed[0]!, 1, undefined, 2));
+    const other = await SegmentCache.open(dir, { ...DEST, db: 'other' });
+    await other.markUploaded(record(sealed[1]!, 1, undefined, 4));
+    expect(await SegmentCache.uploadedHighWater(dir)).toMatchObject({ lastSeq: 4, destination: expect.stringContaining("db 'other'") });
+    await rm(join(dir, sealed[1]!));
+    await other.cleanup();
+    expect(other.record(sealed[1]!)).toBeUndefined();
+    expect(await SegmentCache.uploadedHighWater(dir)).toMatchObject({ lastSeq: 4, chainHash: 'cd'.repeat(32) });
+  });
+
   it('refuses invalid configuration and record names', async () => {
     await expect(SegmentCache.open(dir, DEST, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
     const cache = await SegmentCache.open(dir, DEST);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,8 @@ import { restore, type RestoreProgress } from '../ts/restore.js';
 import { createFormatApi } from '../ts/format.js';
 import type { S3Storage } from '../ts/storage/s3.js';
 import { cores } from './helpers/cores.js';
-import { ListRecordingStorage, T0, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
+import { Uploader } from '../ts/uploader.js';
+import { ListRecordingStorage, T0, entryFor, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
 import { createTestBucket } from './helpers/s3.js';
 
 const DB = 'graph';
@@ -106,6 +107,73 @@ describe.each(cores)('restore from a real S3 server ($kind core)', (core) => {
     } finally {
       await rm(before, { recursive: true, force: true });
     }
+  });
+
+  /** Removes the segment files `which` picks (by index, oldest first) from `journalDir`; returns their names. */
+  async function dropSegments(journalDir: string, which: (names: string[]) => string[]): Promise<string[]> {
+    const names = (await readdir(journalDir)).filter((name) => /^journal-\d{16}\.hadbj$/.test(name)).sort();
+    const dropped = which(names);
+    for (const name of dropped) await rm(join(journalDir, name));
+    return dropped;
+  }
+
+  function uploaderFor(journal: Journal): Uploader {
+    return new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000 });
+  }
+
+  it('a journal that lost uploaded segments refuses to open (corrupt) until restored from storage; it then continues the one chain', async () => {
+    const original = await journalRecords(leading.dir, core);
+    await leading.uploader.stop();
+    await leading.journal.close();
+    await dropSegments(leading.dir, (names) => names.slice(-2));
+
+    // recovery alone would continue from an earlier sequence and hand out 150's sequences again
+    const refused = await Journal.open(leading.dir, { core }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(refused).toMatchObject({ code: 'corrupt', message: expect.stringMatching(/\.\.150 .*restore/) });
+    expect((refused as Error).message).toContain(`${storage.identity} (prefix '${prefix}', db '${DB}'`);
+
+    await dropSegments(leading.dir, (names) => names);
+    await expect(restore(storage, { prefix, db: DB, dir: leading.dir, core })).resolves.toMatchObject({ sequence: 150 });
+    const journal = await Journal.open(leading.dir, { core, maxSegmentBytes: 2048 });
+    const uploader = uploaderFor(journal);
+    try {
+      expect(journal.sequence).toBe(150);
+      await journal.appendBatch(Array.from({ length: 30 }, (_, i) => entryFor(151 + i)));
+      await uploader.sync();
+    } finally {
+      await uploader.stop();
+      await journal.close();
+    }
+
+    // what a follower replays from storage: one chain, 1..180, the first 150 as they were
+    const follower = await mkdtemp(join(tmpdir(), 'graphstream-restore-'));
+    try {
+      await expect(restore(storage, { prefix, db: DB, dir: follower, core })).resolves.toMatchObject({ sequence: 180 });
+      const replayed = await journalRecords(follower, core);
+      expect(replayed.slice(0, 150)).toEqual(original);
+      expect(replayed.map((record) => record.sequence)).toEqual(Array.from({ length: 180 }, (_, i) => i + 1));
+    } finally {
+      await rm(follower, { recursive: true, force: true });
+    }
+  });
+
+  it('a journal restored to an earlier point cannot ship a second chain into the destination it came from', async () => {
+    const bounds = await segmentBounds();
+    const target = bounds[2]!.firstSeq + 1;
+    await restore(storage, { prefix, db: DB, dir, core, toSequence: target });
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 2048 });
+    const uploader = uploaderFor(journal);
+    try {
+      await journal.append(entryFor(9999));
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(`ends at ${target + 1}`) });
+    } finally {
+      await uploader.stop();
+      await journal.close();
+    }
+    expect((await segmentBounds()).at(-1)!.lastSeq).toBe(150);
   });
 
   it('refuses a target storage does not hold, a non-empty directory, and a corrupted segment', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -15,8 +15,9 @@ import { MemoryStorage } from '../ts/storage/memory.js';
 import { ObjectStoreStorage } from '../ts/storage/object-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import type { PutOptions, PutResult, SegmentStorage, StagedFile } from '../ts/storage/types.js';
-import { manifestPath, type UploadRecord } from '../ts/cache.js';
+import { SegmentCache, manifestPath, type UploadRecord } from '../ts/cache.js';
 import { Uploader, type UploaderOptions } from '../ts/uploader.js';
+import { restore } from '../ts/restore.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
 
@@ -447,6 +448,235 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     await expectStored(inner, segments);
   });
 
+  describe('verify before shipping', () => {
+    /** The first three sealed segments of a journal of 60 entries, as file name and bytes. */
+    async function threeSegments(): Promise<[string, Buffer][]> {
+      const journal = await openJournal();
+      await appendEntries(journal, 60);
+      await journal.close();
+      const segments = [...(await sealedSegments(dir))].slice(0, 3);
+      expect(segments).toHaveLength(3);
+      return segments;
+    }
+
+    async function sidecarOver(files: [string, Buffer][], storage: SegmentStorage = new MemoryStorage()) {
+      const journalDir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-verify-'));
+      cleanups.push(() => rm(journalDir, { recursive: true, force: true }));
+      for (const [name, bytes] of files) await writeFile(join(journalDir, name), bytes);
+      const recorded = recording(storage);
+      const uploader = new Uploader({ directory: journalDir, storage: recorded, core, prefix: 'wal/', db: 'db', retry: FAST_RETRY });
+      cleanups.push(() => uploader.stop());
+      const errors: GraphstreamError[] = [];
+      uploader.on('error', (err) => errors.push(err));
+      return { journalDir, storage: recorded, uploader, errors };
+    }
+
+    function flipped(bytes: Buffer, offset: number, bit: number): Buffer {
+      const copy = Buffer.from(bytes);
+      copy[offset]! ^= bit;
+      return copy;
+    }
+
+    it('a bit flipped anywhere in a sealed segment keeps it and every later one out of storage; sync() rejects with corrupt', async () => {
+      const segments = await threeSegments();
+      const [first, second, third] = segments as [[string, Buffer], [string, Buffer], [string, Buffer]];
+      const length = second[1].length;
+      // every header field (created_ms aside: no checksum covers it), the body and the trailer
+      const flips: [string, number, number][] = [
+        ['magic', 0, 0x01],
+        ['version', 5, 0x01],
+        ['flags: compressed', 6, 0x01],
+        ['flags: unknown bit', 6, 0x02],
+        ['flags: sealed', 6, 0x04],
+        ['flags: trailer', 6, 0x08],
+        ['compression', 7, 0x01],
+        ['reserved', 9, 0x10],
+        ['first_seq', 19, 0x01],
+        ['last_seq', 27, 0x01],
+        ['entry_count', 35, 0x01],
+        ['body_len', 43, 0x01],
+        ['body_checksum', 60, 0x80],
+        ['prev_segment_checksum', 83, 0x01],
+        ['reserved tail', 120, 0x01],
+        ['body start', 128, 0x01],
+        ['body middle', 128 + Math.floor((length - 160) / 2), 0x20],
+        ['body end', length - 33, 0x01],
+        ['trailer start', length - 32, 0x01],
+        ['trailer end', length - 1, 0x80],
+      ];
+      for (const [field, offset, bit] of flips) {
+        const { storage, uploader, errors } = await sidecarOver([first, [second[0], flipped(second[1], offset, bit)], third]);
+        const failure = await uploader.sync().then(
+          () => null,
+          (err: unknown) => err,
+        );
+        expect(failure, field).toMatchObject({ code: 'corrupt', message: expect.stringContaining(second[0]) });
+        expect(await storage.inner.list('wal/'), field).toEqual([keyOf(first[0])]);
+        expect(errors.map((err) => err.code), field).toEqual(['corrupt']);
+        expect(uploader.stats(), field).toMatchObject({ corrupt: 1, succeeded: 1, attempted: 1, failed: 0 });
+        expect(uploader.stats().lastError, field).toMatchObject({ code: 'corrupt' });
+        // the timer uploads nothing from the corrupt segment on, and reports nothing new
+        await uploader.runCycle();
+        expect(storage.puts.map((put) => put.key), field).toEqual([keyOf(first[0])]);
+        await uploader.stop();
+      }
+
+      // repaired (the intact file back), it and the ones behind it go
+      const { journalDir, storage, uploader } = await sidecarOver([first, [second[0], flipped(second[1], 128, 1)], third]);
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt' });
+      await writeFile(join(journalDir, second[0]), second[1]);
+      await uploader.sync();
+      await expectStored(storage.inner, new Map(segments));
+      expect(uploader.stats().lastError).toBeNull();
+    });
+
+    it('a valid segment that does not continue the chain of the one before is corrupt, and so is one whose predecessor was cleaned up', async () => {
+      const segments = await threeSegments();
+      const [first, second] = segments as [[string, Buffer], [string, Buffer]];
+      const { header } = format.decodeSegment(second[1]);
+      // the same sequences, well formed, but chained from elsewhere
+      const payloads = Array.from({ length: header.entryCount }, (_, i) => Buffer.from(`forged ${i}`));
+      const forged = format.sealSegment(
+        Buffer.concat([format.encodeHeader({ firstSeq: header.firstSeq, createdMs: 1 }), pureFormatCore.encodeEntries(header.firstSeq, Buffer.alloc(32, 7), payloads).bytes]),
+      );
+      const { journalDir, storage, uploader } = await sidecarOver([first, [second[0], forged]]);
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringMatching(/chain hash/) });
+      expect(await storage.inner.list('wal/')).toEqual([keyOf(first[0])]);
+
+      // after a restart, with the first segment gone from the directory: the manifest's record of it decides
+      await uploader.stop();
+      await rm(join(journalDir, first[0]));
+      const restarted = new Uploader({ directory: journalDir, storage: storage.inner, core, prefix: 'wal/', db: 'db', retry: FAST_RETRY });
+      cleanups.push(() => restarted.stop());
+      await expect(restarted.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining('as uploaded to') });
+      await writeFile(join(journalDir, second[0]), second[1]);
+      await restarted.sync();
+      expect(await storage.inner.list('wal/')).toEqual([keyOf(first[0]), keyOf(second[0])]);
+    });
+  });
+
+  describe('a manifest per destination', () => {
+    it.each([
+      { other: 'another storage', options: () => ({ storage: new MemoryStorage() }), key: (name: string) => keyOf(name), same: false },
+      { other: 'another prefix', options: () => ({}), key: (name: string) => keyOf(name, 'other/'), same: true, prefix: 'other/' },
+      { other: 'another db', options: () => ({}), key: (name: string) => keyOf(name, 'wal/', 'db2'), same: true, db: 'db2' },
+      { other: 'another generation', options: () => ({}), key: (name: string) => keyOf(name, 'wal/', 'db', 1), same: true, generation: 1 },
+    ])('after a sync() to one destination, $other starts empty and receives every segment', async ({ options, key, same, ...where }) => {
+      const first = await setup();
+      await appendEntries(first.journal, 100);
+      await first.uploader.sync();
+      const segments = await sealedSegments(dir);
+      const second = await setup({ journal: first.journal, ...options(), ...(same ? { storage: first.storage.inner } : {}), ...where });
+      await second.uploader.sync();
+      expect(second.storage.puts.map((put) => put.key)).toEqual([...segments.keys()].map(key));
+      expect(second.uploader.stats().succeeded).toBe(segments.size);
+      // each destination has its own manifest, and neither one's uploads count for the other
+      expect(manifestOf(first.uploader).segments.map((r) => r.key)).toEqual([...segments.keys()].map((name) => keyOf(name)));
+      expect(manifestOf(second.uploader).segments.map((r) => r.key)).toEqual([...segments.keys()].map(key));
+    });
+
+    it("cleanup keeps a segment until every known destination has it; forgetting a retired destination releases them", async () => {
+      const tiny = { retentionMs: 0, maxBytes: 1 };
+      const a = await setup({ cache: tiny });
+      const b = await setup({ journal: a.journal, storage: new MemoryStorage(), cache: tiny });
+      await appendEntries(a.journal, 100);
+      await a.uploader.sync();
+      await b.uploader.sync(); // b knows of itself now: its manifest exists
+      await appendEntries(a.journal, 100);
+      await a.uploader.sync();
+      const segments = await sealedSegments(dir);
+      await a.uploader.runCycle();
+      // b has not uploaded the second half: nothing of it was deleted
+      const bHas = new Set(manifestOf(b.uploader).segments.map((r) => r.name));
+      const left = await sealedSegments(dir);
+      for (const name of segments.keys()) if (!bHas.has(name)) expect(left.has(name), name).toBe(true);
+      expect(left.size).toBeLessThan(segments.size); // what both have went
+
+      await b.uploader.stop();
+      expect(await SegmentCache.forgetDestination(dir, b.uploader.destination)).toBe(true);
+      await a.uploader.runCycle();
+      expect([...(await sealedSegments(dir)).keys()]).toEqual([[...segments.keys()].at(-1)]);
+    });
+
+    it("an earlier version's manifest.json goes to the destination whose keys it records and whose storage holds them", async () => {
+      const a = await setup();
+      await appendEntries(a.journal, 100);
+      await a.uploader.sync();
+      await a.uploader.stop();
+      const segments = await sealedSegments(dir);
+      // what the previous version left: manifest.json, records without lastSeq and chainHash
+      const records = manifestOf(a.uploader).segments.map(({ name, key, size, sha256, uploadedAt }) => ({ name, key, size, sha256, uploadedAt }));
+      await rm(join(dir, 'uploads'), { recursive: true });
+      await writeFile(join(dir, 'manifest.json'), JSON.stringify({ version: 1, segments: records }));
+
+      // another storage with the same keys: it does not hold them, so the records are not its
+      const b = await setup({ journal: a.journal, storage: new MemoryStorage() });
+      await b.uploader.sync();
+      expect(b.storage.puts).toHaveLength(segments.size);
+      expect(await readdir(dir)).toContain('manifest.json');
+
+      // the storage that holds them adopts them: nothing is uploaded again, manifest.json is gone
+      const again = await setup({ journal: a.journal, storage: a.storage.inner });
+      await again.uploader.sync();
+      expect(again.storage.puts).toEqual([]);
+      expect(await readdir(dir)).not.toContain('manifest.json');
+      expect(manifestOf(again.uploader).segments.map((r) => r.name)).toEqual([...segments.keys()]);
+    });
+  });
+
+  describe('honest stats', () => {
+    it('fail-fast rejections on an open breaker are counted apart, not as attempts or failures', async () => {
+      let now = 0;
+      const clock = { now: () => now, sleep: () => Promise.resolve() };
+      const { journal, storage, uploader } = await setup({
+        concurrency: 1,
+        clock,
+        retry: { maxAttempts: 3, baseDelayMs: 0, maxDelayMs: 0, breaker: { failureThreshold: 1, coolDownMs: 60_000 } },
+      });
+      await appendEntries(journal, 100);
+      await journal.sealForUpload();
+      const segments = await sealedSegments(dir);
+      storage.beforePut = async () => {
+        throw http503();
+      };
+      // one put was made (and failed), which opened the breaker: its retry and every other segment failed fast
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'circuit_open' });
+      expect(storage.puts).toHaveLength(1);
+      expect(uploader.stats()).toMatchObject({ attempted: 1, failed: 1, succeeded: 0, rejectedByBreaker: segments.size - 1, breakerState: 'open' });
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'circuit_open' });
+      expect(uploader.stats()).toMatchObject({ attempted: 1, failed: 1, rejectedByBreaker: 2 * segments.size - 1 });
+      expect(uploader.stats().lastError).toMatchObject({ code: 'circuit_open' });
+
+      now += 60_000;
+      storage.beforePut = null;
+      await uploader.sync();
+      const stats = uploader.stats();
+      expect(stats).toMatchObject({ succeeded: segments.size, failed: 1, breakerState: 'closed', lastError: null });
+      expect(stats.attempted).toBe(stats.succeeded + stats.failed);
+    });
+  });
+
+  describe('sequences are never reused', () => {
+    it('refuses a destination that holds sequences beyond the journal (corrupt) or a chain of its own (conflict), uploading nothing', async () => {
+      const { journal, storage, uploader } = await setup();
+      await appendEntries(journal, 100);
+      const beyond = keyOf(format.segmentFileName(journal.sequence + 1));
+      await storage.inner.put(beyond, Buffer.from('a later leader'));
+      const errors: GraphstreamError[] = [];
+      uploader.on('error', (err) => errors.push(err));
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(`ends at ${journal.sequence}`) });
+      await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt' });
+      expect(storage.puts.map((put) => put.key)).toEqual([]);
+      expect(errors.map((err) => err.code)).toEqual(['corrupt']);
+
+      await storage.inner.delete(beyond);
+      const other = await setup({ journal, storage: storage.inner });
+      await storage.inner.put(keyOf(format.segmentFileName(2)), Buffer.from('another chain'));
+      await expect(other.uploader.sync()).rejects.toMatchObject({ code: 'conflict', message: expect.stringContaining('sequence 2') });
+      expect(other.storage.puts).toEqual([]);
+    });
+  });
+
   it('rejects invalid options', () => {
     const storage = new MemoryStorage();
     expect(() => new Uploader({ storage, db: 'db' })).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
@@ -552,6 +782,60 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
       expect(stored !== null && Buffer.from(stored).equals(bytes), `${name} byte-identical in storage`).toBe(true);
     }
   }
+
+  it('a second bucket starts empty and receives every segment (a restore from it has them all); the same bucket through another client is the same destination', async () => {
+    const journal = await openJournal();
+    await appendEntries(journal, 150);
+    const first = uploaderFor(journal, s3(s3Endpoint()));
+    await first.sync();
+    const segments = await sealedSegments(dir);
+
+    const otherBucket = await createTestBucket('uploader-b');
+    const second = new S3Storage({ bucket: otherBucket, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true });
+    cleanups.push(() => second.close());
+    const toSecond = recording(second);
+    await uploaderFor(journal, toSecond).sync();
+    expect(toSecond.puts.map((put) => put.key)).toEqual([...segments.keys()].map((name) => keyOf(name)));
+    await expectStoredIdentical(second, segments);
+    const restored = await mkdtemp(join(tmpdir(), 'graphstream-uploader-restore-'));
+    cleanups.push(() => rm(restored, { recursive: true, force: true }));
+    await expect(restore(second, { dir: restored, prefix: 'wal/', db: 'db', core })).resolves.toMatchObject({ sequence: 150 });
+
+    // the first bucket through the native object_store client: the same objects, so nothing to upload
+    const sameBucket = await ObjectStoreStorage.open(`s3://${bucket}`, {
+      endpoint: s3Endpoint(),
+      region: TEST_REGION,
+      credentials: TEST_CREDENTIALS,
+      forcePathStyle: true,
+    });
+    expect(sameBucket.identity).toBe(first.destination.storage);
+    const again = recording(sameBucket);
+    await uploaderFor(journal, again).sync();
+    expect(again.puts).toEqual([]);
+  });
+
+  it('a segment damaged on disk is not put, nor any later one: sync() rejects with corrupt and the bucket holds no hole', async () => {
+    const journal = await openJournal();
+    await appendEntries(journal, 150);
+    await journal.sealForUpload();
+    const segments = [...(await sealedSegments(dir))];
+    const [damagedName, intact] = segments[2]!;
+    const damaged = Buffer.from(intact);
+    damaged[200]! ^= 0x04;
+    await writeFile(join(dir, damagedName), damaged);
+    const direct = s3(s3Endpoint());
+    const uploader = uploaderFor(journal, direct);
+    const errors: GraphstreamError[] = [];
+    uploader.on('error', (err) => errors.push(err));
+    await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(damagedName) });
+    expect(await direct.list('wal/db/0000/')).toEqual(segments.slice(0, 2).map(([name]) => keyOf(name)));
+    expect(errors.map((err) => err.code)).toEqual(['corrupt']);
+    expect(uploader.stats()).toMatchObject({ corrupt: 1, succeeded: 2 });
+
+    await writeFile(join(dir, damagedName), intact);
+    await uploader.sync();
+    await expectStoredIdentical(direct, new Map(segments));
+  });
 
   it('under a 30% fault rate every sealed segment reaches storage byte-identical; the breaker opens in an outage and recovers', async () => {
     const { proxy, outage, storage, direct, setOutage } = await faultyStorage(0.3, 7);

@@ -88,7 +88,7 @@ export interface UploaderStats {
   breakerState: BreakerState;
   /** times the circuit breaker opened */
   breakerOpened: number;
-  /** the last failure, until an upload succeeds after it */
+  /** the last failure, until an upload succeeds after it (its put started after the failure, of that segment or a later one) */
   lastError: GraphstreamError | null;
 }
 
@@ -240,6 +240,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private stopped = false;
   private counters = { attempted: 0, succeeded: 0, failed: 0, rejectedByBreaker: 0, corrupt: 0, bytes: 0, retries: 0 };
   private lastError: GraphstreamError | null = null;
+  /** counts failures recorded in lastError: an upload clears it only when its put started after the last one */
+  private failuresRecorded = 0;
+  /** first sequence of the segment lastError is about (0: none in particular); an earlier segment's upload does not clear it */
+  private lastErrorFirstSeq = 0;
 
   constructor(options: UploaderOptions) {
     super();
@@ -475,7 +479,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         this.report(error);
       } else {
         this.destinationChecked = null;
-        this.lastError = error;
+        this.recordFailure(error);
       }
       throw error;
     });
@@ -547,7 +551,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
       this.counters.succeeded++;
       this.counters.bytes += record.size;
-      this.lastError = null;
+      if (transfer.failuresBefore === this.failuresRecorded && segment.firstSeq >= this.lastErrorFirstSeq) this.lastError = null;
       this.metrics?.recordUpload(record.size, transfer.putMs);
       this.emit('uploaded', record);
       return record;
@@ -561,8 +565,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         this.counters.rejectedByBreaker++;
       }
       if (error.code === 'conflict') this.conflicts.set(segment.name, error);
-      this.lastError = error;
-      if (!isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed' && !this.waitingBehind.has(error)) this.report(error);
+      const reported = !isRetryable(error) && error.code !== 'circuit_open' && error.code !== 'closed' && !this.waitingBehind.has(error);
+      if (reported) this.report(error, segment.firstSeq);
+      else this.recordFailure(error, segment.firstSeq);
       throw error;
     }
   }
@@ -573,7 +578,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     cache: SegmentCache,
     check: CheckTurn,
     attempt: { made: boolean },
-  ): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'>; putMs: number }> {
+  ): Promise<{ uploaded: UploadRecord } | { put: Omit<UploadRecord, 'uploadedAt'>; putMs: number; failuresBefore: number }> {
     this.transfersInFlight++;
     try {
       return await this.staging.run(async () => {
@@ -588,6 +593,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           await turn;
           this.assertUploading(segment);
           const started = this.clock.now();
+          const failuresBefore = this.failuresRecorded;
           const key = this.keyFor(segment.firstSeq);
           await this.retry.run(
             () => {
@@ -607,6 +613,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           return {
             put: { name: segment.name, key, size: staged.size, sha256: staged.sha256, lastSeq, chainHash: chainHash.toString('hex') },
             putMs: this.clock.now() - started,
+            failuresBefore,
           };
         } finally {
           staged?.release();
@@ -787,8 +794,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (this.stopped) throw new GraphstreamError('closed', `uploader for ${this.directory} stopped before uploading ${segment.name}`);
   }
 
-  private report(err: GraphstreamError): void {
+  private recordFailure(err: GraphstreamError, firstSeq = 0): void {
     this.lastError = err;
+    this.lastErrorFirstSeq = firstSeq;
+    this.failuresRecorded++;
+  }
+
+  private report(err: GraphstreamError, firstSeq = 0): void {
+    this.recordFailure(err, firstSeq);
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 

@@ -51,6 +51,7 @@ export async function openLeader(options: {
   const uploader = new Uploader({
     journal,
     storage: options.storage,
+    core: options.core,
     prefix: options.prefix,
     db: options.db,
     sealIntervalMs: 3_600_000,
