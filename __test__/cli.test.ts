@@ -78,13 +78,13 @@ async function segmentStates(dir: string): Promise<{ sealed: string[]; live: str
 
 describe('usage', () => {
   test('every command has --help', async () => {
-    const commands = [[], ['demo'], ['inspect'], ['verify'], ['restore'], ['tail'], ['replicate']];
+    const commands = [[], ['demo'], ['inspect'], ['verify'], ['repair'], ['restore'], ['tail'], ['replicate']];
     const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
     results.forEach((result, index) => {
       expect(result.code, `${commands[index]!.join(' ')} --help`).toBe(0);
       expect(result.stdout).toMatch(/^Usage: graphstream/);
     });
-    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*restore[\s\S]*tail[\s\S]*replicate/);
+    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*repair[\s\S]*restore[\s\S]*tail[\s\S]*replicate/);
   });
 
   test('bad arguments exit with code 2 and say what is wrong', async () => {
@@ -423,6 +423,62 @@ describe('verify', () => {
     } finally {
       client.destroy();
     }
+  });
+});
+
+describe('repair', () => {
+  test('verify names the damage, repair moves it into quarantine/ and says which sequences were dropped', async () => {
+    const dir = await tempDir('cli-repair');
+    const { files } = await writeJournal(dir, 150);
+    const victim = files.at(-1)!;
+    const firstSeq = Number(victim.slice(8, 24));
+    const bytes = await readFile(join(dir, victim));
+    bytes[bytes.length - 1]! ^= 0x01; // the trailer of the last sealed segment
+    await writeFile(join(dir, victim), bytes);
+
+    const verified = await runCli(['verify', dir]);
+    expect(verified.code).toBe(1);
+    expect(verified.stdout).toMatch(new RegExp(`PROBLEM \\[checksum_mismatch\\] ${join(dir, victim)} sequence ${firstSeq}: at byte offset ${bytes.length - 32}`));
+
+    const dry = await runCli(['repair', dir, '--dry-run', '--json']);
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout).quarantine.dropped).toEqual({ first: firstSeq, last: 150 });
+    expect(await readdir(dir)).toContain(victim);
+
+    const repaired = await runCli(['repair', dir]);
+    expect(repaired.code).toBe(0);
+    expect(fieldValues(repaired.stdout, 'dropped')).toEqual([`sequences ${firstSeq}..150`]);
+    expect(fieldValues(repaired.stdout, 'continues at')).toEqual([`sequence ${firstSeq}`]);
+    const [moved] = [...repaired.stdout.matchAll(/^moved (\S+) -> (\S+)$/gm)];
+    expect(moved![1]).toBe(join(dir, victim));
+    expect(await readFile(moved![2]!)).toEqual(bytes); // moved, not deleted
+    expect(moved![2]).toMatch(new RegExp(`^${dir}/quarantine/[^/]+/${victim}$`));
+
+    const after = await runCli(['verify', dir]);
+    expect(after.code).toBe(0);
+    expect(fieldValues(after.stdout, 'sequences')).toEqual([`1..${firstSeq - 1}`]);
+    const again = await runCli(['repair', dir, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ sequence: firstSeq - 1, quarantine: null });
+
+    const missing = await runCli(['repair', join(dir, 'absent')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/error \[not_found\]/);
+  });
+
+  test('verify reports every problem of a directory, not only the first', async () => {
+    const dir = await tempDir('cli-verify-many');
+    const { files } = await writeJournal(dir, 150);
+    for (const victim of [files[1]!, files[3]!]) {
+      const bytes = await readFile(join(dir, victim));
+      bytes[bytes.length - 40]! ^= 0x01;
+      await writeFile(join(dir, victim), bytes);
+    }
+    const result = await runCli(['verify', dir, '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout).problems.map((p: { where: string; code: string }) => [p.where, p.code])).toEqual([
+      [join(dir, files[1]!), 'checksum_mismatch'],
+      [join(dir, files[3]!), 'checksum_mismatch'],
+    ]);
   });
 });
 

@@ -10,6 +10,7 @@ import { registerDemo } from './demo.js';
 import { registerInspect } from './inspect.js';
 import { USAGE_ERROR_EXIT_CODE } from './options.js';
 import { Output } from './output.js';
+import { registerRepair } from './repair.js';
 import { registerReplicate } from './replicate.js';
 import { registerRestore } from './restore.js';
 import { registerTail } from './tail.js';
@@ -27,6 +28,7 @@ function buildProgram(output: Output): Command {
   registerDemo(program, output);
   registerInspect(program, output);
   registerVerify(program, output);
+  registerRepair(program, output);
   registerRestore(program, output);
   registerTail(program, output);
   registerReplicate(program, output);
