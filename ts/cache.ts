@@ -449,7 +449,7 @@ export class SegmentCache {
 
   /** For each other known destination (manifests in `uploads/`, an earlier version's manifest.json), the segments it has. */
   private async otherDestinationsUploaded(): Promise<Set<string>[]> {
-    const others = (await readAllManifests(this.dir))
+    const others = (await readAllManifests(this.dir, this.manifestPath))
       .filter(({ manifest }) => !sameDestination(manifest.destination, this.destination))
       .map(({ manifest }) => new Set(manifest.segments.map((record) => record.name)));
     const legacy = await readLegacyManifest(join(this.dir, LEGACY_MANIFEST_FILE));
@@ -666,8 +666,8 @@ async function readManifest(path: string): Promise<ManifestFile | null> {
   return { version: MANIFEST_VERSION, destination, tip, segments: segments.sort(byName) };
 }
 
-/** Every destination's manifest in `dir/uploads/`. */
-async function readAllManifests(dir: string): Promise<{ path: string; manifest: ManifestFile }[]> {
+/** Every destination's manifest in `dir/uploads/` (but the one at `except`). */
+async function readAllManifests(dir: string, except?: string): Promise<{ path: string; manifest: ManifestFile }[]> {
   const folder = join(dir, MANIFEST_DIR);
   let names: string[];
   try {
@@ -676,7 +676,10 @@ async function readAllManifests(dir: string): Promise<{ path: string; manifest: 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw toGraphstreamError(err, `listing ${folder}`);
   }
-  const paths = names.filter((name) => name.endsWith('.json')).map((name) => join(folder, name));
+  const paths = names
+    .filter((name) => name.endsWith('.json'))
+    .map((name) => join(folder, name))
+    .filter((path) => path !== except);
   const manifests = await mapInParallel(paths, async (path) => ({ path, manifest: await readManifest(path) }));
   return manifests.filter((entry): entry is { path: string; manifest: ManifestFile } => entry.manifest !== null);
 }

@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { open, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Core, RawSegment } from './core.js';
 import { resolveCore } from './default-core.js';
@@ -116,6 +117,14 @@ const SEGMENT_KEY_NAME = /\/([0-9a-f]{16})\.hadbj$/;
 interface Upload {
   done: Promise<UploadRecord>;
   verified: Promise<void>;
+}
+
+/** What a segment's own bytes say of its place in the chain, once they decode and verify. */
+interface SegmentFacts {
+  lastSeq: number;
+  /** the first entry's prev_hash: the chain end it continues */
+  startHash: Buffer;
+  chainHash: Buffer;
 }
 
 /** The end of a segment's chain: the next segment must start at lastSeq + 1 from chainHash. */
@@ -229,9 +238,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly verifiedEnds = new Map<number, ChainEnd>();
   /** the check of the destination against the journal (once, before the first upload) */
   private destinationChecked: Promise<void> | null = null;
-  /** segment bytes read for the check when the storage stages its own copy, and decoded bodies: one check runs at a time */
-  private readonly checkReads = new SegmentBuffers(1);
-  private readonly checkBodies = new SegmentBuffers(1);
+  /** segment decodes at once: one per core at most (each is ~2 ms of CPU per MiB of entries, natively) */
+  private readonly checking: Slots;
+  /** segment bytes read for the check when the storage stages its own copy, and decoded bodies: one of each per check */
+  private readonly checkReads: SegmentBuffers;
+  private readonly checkBodies: SegmentBuffers;
   /** failures of segments that only wait behind an earlier one that failed: reported once, as that one's */
   private readonly waitingBehind = new WeakSet<GraphstreamError>();
   private timer: NodeJS.Timeout | null = null;
@@ -278,6 +289,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.retry = new RetryPolicy(options.retry, { clock: this.clock });
     this.slots = new Slots(this.concurrency);
     this.staging = new Slots(this.concurrency + 1);
+    const checks = Math.min(this.concurrency + 1, availableParallelism());
+    this.checking = new Slots(checks);
+    this.checkReads = new SegmentBuffers(checks);
+    this.checkBodies = new SegmentBuffers(checks);
     this.coreLoading = resolveCore(options.core);
     this.coreLoading.catch(() => undefined); // reported by the first check that needs it
   }
@@ -501,7 +516,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (stored.length === 0) return;
     const local = await cache.segmentFileNames();
     const localFirstSeqs = new Set(local.map((name) => Number(/\d{16}/.exec(name)![0])));
-    const oldestLocal = Math.min(...localFirstSeqs);
+    const oldestLocal = local.length > 0 ? Number(/\d{16}/.exec(local[0]!)![0]) : Infinity;
     const localSequence = await this.localSequence(local);
     for (const { key, firstSeq } of stored) {
       if (localFirstSeqs.has(firstSeq)) continue; // the put finds out whether it holds the same bytes
@@ -628,16 +643,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * The segment staged for its put and checked: the bytes the put sends decode and verify in full,
-   * and continue the chain of the segment before (checked first). A failure of the segment before
-   * fails this one too: it waits behind it.
+   * The segment staged for its put and checked: the bytes the put sends decode and verify in full
+   * (several segments at once, one per core at most), and then, once the segment before it has
+   * passed, it must continue that one's chain. A failure of the segment before fails this one
+   * too: it waits behind it.
    */
   private async stageChecked(segment: PendingSegment, cache: SegmentCache, check: CheckTurn): Promise<{ staged: StagedFile; end: ChainEnd }> {
     if (segment.damaged !== undefined) {
-      const error = new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`);
-      this.counters.corrupt++;
-      this.corruptSegments.set(segment.name, error);
-      throw error;
+      throw this.foundCorrupt(segment, new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`));
     }
     const storage = this.storage;
     let staged: StagedFile;
@@ -653,6 +666,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       staged = { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, options), release: () => undefined };
     }
     try {
+      const facts = await this.checking.run(() => this.checkSegment(segment, staged, ownBytes)).catch((err: unknown) => {
+        throw isGraphstreamError(err, 'corrupt') ? this.foundCorrupt(segment, err) : err;
+      });
       try {
         await check.previous;
       } catch (err) {
@@ -663,16 +679,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         this.waitingBehind.add(waiting);
         throw waiting;
       }
-      let end: ChainEnd;
-      try {
-        end = await this.checkSegment(segment, cache, staged, ownBytes);
-      } catch (err) {
-        if (isGraphstreamError(err, 'corrupt')) {
-          this.counters.corrupt++;
-          this.corruptSegments.set(segment.name, err);
-        }
-        throw err;
-      }
+      const end = await this.checkContinuity(segment, cache, facts).catch((err: unknown) => {
+        throw isGraphstreamError(err, 'corrupt') ? this.foundCorrupt(segment, err) : err;
+      });
       this.corruptSegments.delete(segment.name);
       check.passed();
       return { staged, end };
@@ -682,9 +691,15 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     }
   }
 
-  /** Decodes and verifies the segment and checks it against the end of the chain before it; see checkBytes. */
-  private async checkSegment(segment: PendingSegment, cache: SegmentCache, staged: StagedFile, ownBytes: Uint8Array | null): Promise<ChainEnd> {
-    if (ownBytes !== null) return this.checkBytes(segment, cache, ownBytes);
+  private foundCorrupt(segment: PendingSegment, error: GraphstreamError): GraphstreamError {
+    this.counters.corrupt++;
+    this.corruptSegments.set(segment.name, error);
+    return error;
+  }
+
+  /** Decodes and verifies the segment on its own; see decodeChecked. */
+  private async checkSegment(segment: PendingSegment, staged: StagedFile, ownBytes: Uint8Array | null): Promise<SegmentFacts> {
+    if (ownBytes !== null) return this.decodeChecked(segment, ownBytes);
     // the storage holds its own copy of the bytes: read them again here, and make sure they are the same
     const into = this.checkReads.take();
     const bytes = await readInto(segment.path, into);
@@ -693,7 +708,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if (sha256 !== staged.sha256) {
         throw new GraphstreamError('corrupt', `${segment.path} changed while it was read for upload (SHA-256 ${staged.sha256}, then ${sha256})`);
       }
-      return await this.checkBytes(segment, cache, bytes);
+      return await this.decodeChecked(segment, bytes);
     } finally {
       const holder = this.checkReads.landed(bytes, into);
       if (holder !== null) this.checkReads.give(holder);
@@ -702,11 +717,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
 
   /**
    * What a follower will check, before the put: the whole segment decodes (header, body checksum,
-   * entry CRCs, the chain through it, the trailer), its header agrees with its entries and its file
-   * (name, size, flags, reserved bytes zero, prev_segment_checksum), and its first entry continues
-   * the chain end before it. Any failure is `corrupt`.
+   * entry CRCs, the chain through it, the trailer), and its header agrees with its entries and its
+   * file (name, size, flags, reserved bytes zero, prev_segment_checksum). Any failure is `corrupt`.
    */
-  private async checkBytes(segment: PendingSegment, cache: SegmentCache, bytes: Uint8Array): Promise<ChainEnd> {
+  private async decodeChecked(segment: PendingSegment, bytes: Uint8Array): Promise<SegmentFacts> {
     const core = await this.coreLoading;
     const into = this.checkBodies.take();
     let decoded: RawSegment;
@@ -717,9 +731,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       const error = toGraphstreamError(err);
       throw new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${error.message} (${error.code})`, { cause: err });
     }
+    const { header } = decoded;
+    const facts = { lastSeq: header.lastSeq, startHash: Buffer.from(decoded.startHash), chainHash: Buffer.from(decoded.chainHash) };
     const holder = this.checkBodies.landed(decoded.body, into);
     if (holder !== null) this.checkBodies.give(holder);
-    const { header } = decoded;
     const corrupt = (what: string) => new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${what}`);
     const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const flags = header.flags & ~FLAG_COMPRESSED;
@@ -728,9 +743,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (!isZero(view.subarray(8, 12)) || !isZero(view.subarray(92, HEADER_SIZE))) throw corrupt('reserved header bytes are not zero');
     if (bytes.byteLength !== HEADER_SIZE + header.bodyLen + 32) throw corrupt(`${bytes.byteLength} bytes, not header + body_len ${header.bodyLen} + trailer`);
     if (header.firstSeq !== segment.firstSeq) throw corrupt(`first_seq ${header.firstSeq} is not its file name's ${segment.firstSeq}`);
-    if (header.prevSegmentChecksum !== decoded.startHash.readBigUInt64BE(0)) {
+    if (header.prevSegmentChecksum !== facts.startHash.readBigUInt64BE(0)) {
       throw corrupt(`prev_segment_checksum ${header.prevSegmentChecksum} is not the start of its first entry's prev_hash`);
     }
+    return facts;
+  }
+
+  /** The segment's first entry must continue the chain end before it (`corrupt` if not, `gap` when nothing has that end). */
+  private async checkContinuity(segment: PendingSegment, cache: SegmentCache, facts: SegmentFacts): Promise<ChainEnd> {
     const before = await this.chainEndBefore(segment, cache);
     if (before === null) {
       throw new GraphstreamError(
@@ -739,13 +759,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           `and the segments before it are no longer in ${this.directory}: copy them into the destination from one that has them`,
       );
     }
-    if (before.lastSeq !== segment.firstSeq - 1 || !before.chainHash.equals(decoded.startHash)) {
-      throw corrupt(
-        `it starts at sequence ${segment.firstSeq} from chain hash ${decoded.startHash.toString('hex')}, ` +
+    if (before.lastSeq !== segment.firstSeq - 1 || !before.chainHash.equals(facts.startHash)) {
+      throw new GraphstreamError(
+        'corrupt',
+        `${segment.path} is corrupt, not uploaded: it starts at sequence ${segment.firstSeq} from chain hash ${facts.startHash.toString('hex')}, ` +
           `but ${before.source} ends at ${before.lastSeq} with ${before.chainHash.toString('hex')}`,
       );
     }
-    const end = { lastSeq: header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: segment.path };
+    const end = { lastSeq: facts.lastSeq, chainHash: facts.chainHash, source: segment.path };
     this.verifiedEnds.set(end.lastSeq, end);
     this.verifiedEnds.delete(before.lastSeq);
     return end;
