@@ -31,7 +31,7 @@
  * Memory is about one output segment: inputs are fetched and decoded one at a time and their raw
  * entries collected until the output would pass `maxOutputBytes`, then sealed.
  */
-import type { Core, RawSegment } from './core.js';
+import { DEFAULT_MAX_BODY_BYTES, type Core, type RawSegment } from './core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import { segmentKey } from './format.js';
 import { resolveCore } from './default-core.js';
@@ -200,7 +200,7 @@ export function levelOf(decoded: RawSegment): number {
 export async function sealRawEntries(
   core: SegmentCore,
   firstSeq: number,
-  createdMs: number,
+  createdMs: number | bigint,
   bodies: readonly Uint8Array[],
   level: number,
 ): Promise<Buffer> {
@@ -246,7 +246,8 @@ function resolveConfig(init: CompactionConfigInit | undefined): CompactionConfig
   };
   integer(config.threshold, 'threshold', 2);
   integer(config.level, 'level', 0, 22);
-  integer(config.maxOutputBytes, 'maxOutputBytes', 1, 1024 * 1024 * 1024 - 128);
+  // at most the readers' default body ceiling, so that followers read compacted segments with their defaults
+  integer(config.maxOutputBytes, 'maxOutputBytes', 1, DEFAULT_MAX_BODY_BYTES);
   integer(config.retention.minAgeMs, 'retention.minAgeMs', 0);
   integer(config.retention.keepLast, 'retention.keepLast', 1);
   return config;

@@ -10,6 +10,13 @@
  *   `[code] ` (see ts/errors.ts), which the facade turns into GraphstreamError.
  */
 
+/**
+ * Default ceiling on a segment body, stored or decompressed (the native core's is the same):
+ * 16 of the writer's default 4 MiB segments. The journal caps its segments and entries below
+ * it, so whatever this package writes, its readers read with the defaults.
+ */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
 export interface HeaderFields {
   version: number;
   flags: number;
@@ -20,7 +27,8 @@ export interface HeaderFields {
   bodyLen: number;
   bodyChecksum: Buffer;
   prevSegmentChecksum: bigint;
-  createdMs: number;
+  /** any i64 (as in the reference crate): a number while it is a safe integer, a bigint beyond */
+  createdMs: number | bigint;
 }
 
 /** Fields accepted by encodeHeader; omitted ones are zero (version is always 1). */
@@ -33,7 +41,8 @@ export interface HeaderInit {
   bodyLen?: number;
   bodyChecksum?: Uint8Array;
   prevSegmentChecksum?: bigint;
-  createdMs?: number;
+  /** a safe integer, or a bigint for any i64 */
+  createdMs?: number | bigint;
 }
 
 /** One entry located inside a buffer; the payload is `bytes[payloadOffset, payloadOffset+payloadLength)`. */
@@ -49,7 +58,11 @@ export interface RawEntry {
 export interface DecodeOptions {
   /** Unsealed segments only: stop at the last whole CRC-valid entry instead of throwing `torn_tail`. */
   allowTornTail?: boolean;
-  /** Ceiling on the decoded body (and on any single length field); default 1 GiB. */
+  /**
+   * Ceiling on the decoded body (and on any single length field); default 64 MiB
+   * (DEFAULT_MAX_BODY_BYTES). Decoding never holds more than the input, this much body, and
+   * a zstd buffer of at most as much.
+   */
   maxBodyBytes?: number;
   /**
    * A buffer to decode the body into when it fits: `body` is then its first bytes, and a
@@ -91,7 +104,7 @@ export function checkDecodeTarget(bytes: Uint8Array, into: unknown): void {
 export interface SealOptions {
   /** zstd level 1..22, or 0 for no compression. Default 3. */
   level?: number;
-  /** Ceiling on the unsealed input; default 1 GiB. */
+  /** Ceiling on the unsealed input; default 64 MiB (DEFAULT_MAX_BODY_BYTES). */
   maxBodyBytes?: number;
 }
 

@@ -105,8 +105,8 @@ export interface DownloadedSegment {
   bytes: number;
   /** chain hash after lastSeq */
   chainHash: Buffer;
-  /** created_ms of the remote segment's header */
-  createdMs: number;
+  /** created_ms of the remote segment's header (any i64: a bigint beyond 2^53) */
+  createdMs: number | bigint;
   /** came from a compacted segment */
   compacted: boolean;
   /** the remote segment started before firstSeq: the entries the follower already had were cut off */
@@ -806,7 +806,8 @@ export class Follower {
         idlePolls = 0;
         await storeSegment(core, this.dir, segment);
         remote.accept(segment);
-        this.applyingCreatedMs = segment.decoded.header.createdMs;
+        const { createdMs } = segment.decoded.header;
+        this.applyingCreatedMs = typeof createdMs === 'number' ? createdMs : null;
         this.updateLag(remote);
         yield this.newRecords(segment, remote, signal);
         if (signal?.aborted) return;

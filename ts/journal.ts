@@ -13,7 +13,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import type { AppendedBatch, Core, CoreWriter, Durability, WriterOptions, WriterStats } from './core.js';
+import { DEFAULT_MAX_BODY_BYTES, type AppendedBatch, type Core, type CoreWriter, type Durability, type WriterOptions, type WriterStats } from './core.js';
 import { resolveCore } from './default-core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
 import type { ParamsInput } from './params.js';
@@ -25,7 +25,7 @@ import { WireWriter } from './wire.js';
 export type Compression = 'zstd' | 'none' | { zstd: number };
 
 export interface JournalOptions {
-  /** seal the live segment and start a new one when the next entry would pass this size; default 4 MiB */
+  /** seal the live segment and start a new one when the next entry would pass this size; default 4 MiB, at most 64 MiB (the readers' default body ceiling) */
   maxSegmentBytes?: number;
   /** compression of sealed segments: `'zstd'` (level 3, the default), `{ zstd: level }` (1..22) or `'none'` */
   compression?: Compression;
@@ -36,7 +36,7 @@ export interface JournalOptions {
   durability?: Durability;
   /** default 100 */
   fsyncIntervalMs?: number;
-  /** largest payload accepted; default 64 MiB */
+  /** largest payload accepted; default and at most 64 MiB - 64 bytes (see ENTRY_BYTES_LIMIT) */
   maxEntryBytes?: number;
   /** append batches the core writer queues before appends wait; default 1024 */
   queueCapacity?: number;
@@ -77,9 +77,13 @@ const MIB = 1024 * 1024;
 const DEFAULT_MAX_SEGMENT_BYTES = 4 * MIB;
 const DEFAULT_ZSTD_LEVEL = 3;
 const DEFAULT_FSYNC_INTERVAL_MS = 100;
-const DEFAULT_MAX_ENTRY_BYTES = 64 * MIB;
-/** the seal ceiling: a segment body (and so an entry) beyond it cannot be sealed or read back */
-const ENTRY_BYTES_LIMIT = 1024 * MIB - 48;
+/**
+ * The largest payload: what fits the readers' default body ceiling beside its 48-byte entry
+ * header and the sequence the writer stamps (up to 11 bytes), so that every segment this
+ * package writes is read back by its own readers (follower, restore, verify) with their defaults.
+ */
+const ENTRY_BYTES_LIMIT = DEFAULT_MAX_BODY_BYTES - 64;
+const DEFAULT_MAX_ENTRY_BYTES = ENTRY_BYTES_LIMIT;
 const DEFAULT_QUEUE_CAPACITY = 1024;
 const MIN_SEGMENT_BYTES = 128 + 48 + 1;
 /** bounds on one group, so a burst becomes several writes rather than one giant buffer */
@@ -146,7 +150,7 @@ function writerOptionsOf(options: JournalOptions): WriterOptions {
     throw invalid(`durability must be 'fsync', 'interval' or 'none', got ${String(durability)}`);
   }
   return {
-    maxSegmentBytes: positiveInteger(options.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES, 'maxSegmentBytes', MIN_SEGMENT_BYTES, 1024 * MIB),
+    maxSegmentBytes: positiveInteger(options.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES, 'maxSegmentBytes', MIN_SEGMENT_BYTES, DEFAULT_MAX_BODY_BYTES),
     level: zstdLevel(options.compression),
     durability,
     fsyncIntervalMs: positiveInteger(options.fsyncIntervalMs ?? DEFAULT_FSYNC_INTERVAL_MS, 'fsyncIntervalMs', 1, 3_600_000),

@@ -9,7 +9,7 @@ mod segment;
 mod store;
 mod writer;
 
-use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, Env, Task, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, Either, Env, Task, Uint32Array};
 use napi_derive::napi;
 
 use crate::error::{guard, Error, ErrorCode};
@@ -20,15 +20,50 @@ use crate::segment::{
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-fn to_js_number(value: u64, what: &str) -> napi::Result<i64> {
+fn to_js_number(value: u64, what: &str) -> Result<i64, Error> {
     if value > MAX_SAFE_INTEGER {
         return Err(Error::new(
             ErrorCode::TooLarge,
             format!("{what} {value} is above 2^53 and cannot be a JavaScript number"),
-        )
-        .into());
+        ));
     }
     Ok(value as i64)
+}
+
+/// Fails when a header field JavaScript receives as a number is beyond 2^53. A segment is
+/// checked for this before it is decoded, so that this failure comes right after the header's
+/// own checks, as in the pure twin, whatever else is wrong with the segment.
+fn check_header_fits_js(bytes: &[u8]) -> Result<(), Error> {
+    let Ok(header) = Header::decode(bytes) else {
+        return Ok(()); // the decode reports it
+    };
+    to_js_number(header.first_seq, "first_seq")?;
+    to_js_number(header.last_seq, "last_seq")?;
+    to_js_number(header.entry_count, "entry_count")?;
+    to_js_number(header.body_len, "body_len")?;
+    Ok(())
+}
+
+/// created_ms is any i64 (as in the reference crate): a number while it is a safe integer,
+/// a bigint beyond.
+fn created_ms_to_js(value: i64) -> Either<i64, BigInt> {
+    if value.unsigned_abs() <= MAX_SAFE_INTEGER {
+        Either::A(value)
+    } else {
+        Either::B(BigInt::from(value))
+    }
+}
+
+fn created_ms_from_js(value: Option<Either<f64, BigInt>>) -> Result<i64, Error> {
+    match value {
+        None => Ok(0),
+        Some(Either::A(n)) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 => Ok(n as i64),
+        Some(Either::B(big)) if big.get_i64().1 => Ok(big.get_i64().0),
+        Some(_) => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            "createdMs must be a safe integer or a signed 64-bit bigint",
+        )),
+    }
 }
 
 fn from_js_number(value: i64, what: &str) -> Result<u64, Error> {
@@ -86,7 +121,7 @@ pub struct HeaderFields {
     pub body_len: i64,
     pub body_checksum: Buffer,
     pub prev_segment_checksum: BigInt,
-    pub created_ms: i64,
+    pub created_ms: Either<i64, BigInt>,
 }
 
 impl HeaderFields {
@@ -101,7 +136,7 @@ impl HeaderFields {
             body_len: to_js_number(header.body_len, "body_len")?,
             body_checksum: header.body_checksum.to_vec().into(),
             prev_segment_checksum: BigInt::from(header.prev_segment_checksum),
-            created_ms: header.created_ms,
+            created_ms: created_ms_to_js(header.created_ms),
         })
     }
 }
@@ -116,7 +151,7 @@ pub struct HeaderInit {
     pub body_len: Option<i64>,
     pub body_checksum: Option<Buffer>,
     pub prev_segment_checksum: Option<BigInt>,
-    pub created_ms: Option<i64>,
+    pub created_ms: Option<Either<f64, BigInt>>,
 }
 
 fn byte_field(value: Option<u32>, what: &str) -> Result<u8, Error> {
@@ -157,7 +192,7 @@ impl TryFrom<HeaderInit> for Header {
                 Some(bytes) => to_hash(&bytes, "bodyChecksum")?,
             },
             prev_segment_checksum,
-            created_ms: init.created_ms.unwrap_or(0),
+            created_ms: created_ms_from_js(init.created_ms)?,
         })
     }
 }
@@ -326,6 +361,7 @@ pub fn seal_segment(unsealed: &[u8], options: Option<SealOptions>) -> napi::Resu
 #[napi]
 pub fn decode_segment(bytes: &[u8], options: Option<DecodeOptions>) -> napi::Result<RawSegment> {
     let (options, mut into) = DecodeOptions::resolve(options)?;
+    check_header_fits_js(bytes)?;
     let decoded = guard(|| {
         segment::decode_segment_to(bytes, &options, into.as_deref_mut().unwrap_or_default())
     })?;
@@ -377,6 +413,7 @@ impl Task for DecodeTask {
     type JsValue = RawSegment;
 
     fn compute(&mut self) -> napi::Result<DecodedSegment<Body>> {
+        check_header_fits_js(&self.bytes)?;
         let out = self.into.as_deref_mut().unwrap_or_default();
         Ok(guard(|| {
             segment::decode_segment_to(&self.bytes, &self.options, out)

@@ -10,8 +10,10 @@ use crate::format::{
     TRAILER_SIZE, ZERO_HASH,
 };
 
-/// Default ceiling on a segment body (stored or decompressed).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 30;
+/// Default ceiling on a segment body (stored or decompressed): 16 of the writer's default
+/// 4 MiB segments. The writer never produces a body past it (entries and segments are capped
+/// below it), so whatever this package writes, its readers read with the defaults.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct DecodeOptions {
@@ -68,8 +70,7 @@ struct BodyWalk {
     torn: Option<Error>,
 }
 
-/// Bodies from this size on get a second thread: compressed while their entries are checked
-/// (seal), checksummed while they decompress (decode).
+/// Bodies from this size on are compressed on a second thread while their entries are checked.
 const PARALLEL_MIN_BODY_BYTES: usize = 256 * 1024;
 
 /// Entries below this count are chained on the calling thread; above it the work is split.
@@ -220,76 +221,200 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
     })
 }
 
-fn decompress(stored: &[u8], max_body_bytes: usize) -> Result<Vec<u8>> {
-    let declared = zstd::zstd_safe::get_frame_content_size(stored)
-        .ok()
-        .flatten();
-    if let Some(size) = declared {
-        if size > max_body_bytes as u64 {
-            return Err(Error::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "compressed body declares {size} bytes, over the {max_body_bytes}-byte ceiling"
-                ),
-            ));
-        }
-    }
-    let decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| {
-        Error::new(
-            ErrorCode::InvalidSegment,
-            format!("zstd body cannot be read: {e}"),
-        )
-    })?;
-    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(max_body_bytes as u64) as usize);
-    decoder
-        .take(max_body_bytes as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Error::new(
-                ErrorCode::InvalidSegment,
-                format!("zstd body does not decompress: {e}"),
-            )
-        })?;
-    if out.len() > max_body_bytes {
-        return Err(Error::new(
-            ErrorCode::TooLarge,
-            format!("decompressed body exceeds the {max_body_bytes}-byte ceiling"),
-        ));
-    }
-    Ok(out)
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// Skippable frames have the magic numbers 0x184D2A50 ..= 0x184D2A5F.
+const ZSTD_SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+const ZSTD_BLOCK_MAX: u64 = 128 * 1024;
+/// The window the zstd decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): a streaming
+/// decoder, the reference crate's among them, refuses a frame that needs more, a one-shot one
+/// does not, so the scan refuses it for both twins.
+const ZSTD_WINDOW_MAX: u64 = 1 << 27;
+
+fn zstd_error(message: String) -> Error {
+    Error::new(ErrorCode::InvalidSegment, format!("zstd body: {message}"))
 }
 
-/// Decompresses into `out` when the body fits it, else into a new buffer (then `out` may have
-/// been written to). A body found not to fit, and any error, go to the plain path, which gives
-/// the canonical result or error.
+fn le_bytes(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |value, byte| (value << 8) | *byte as u64)
+}
+
+/// The most the zstd frames of a stored body can decompress to, read from their frame and
+/// block headers (RFC 8878 §3.1) without decompressing: a frame's declared content size, else
+/// its raw and RLE block sizes plus the largest block per compressed block. Frames follow one
+/// another (skippable ones are skipped), as the reference crate's decoder reads them. Declared
+/// sizes past the ceiling are `too_large` before anything is allocated; a malformed header is
+/// `invalid_segment`. The pure twin scans the same way (ts/pure/zstd.ts). Returns the bound
+/// and the part of it that frames declare (all of it when every frame declares its size).
+fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)> {
+    let len = stored.len() as u64;
+    let byte = |at: u64| stored[at as usize];
+    let field = |at: u64, size: u64| le_bytes(&stored[at as usize..(at + size) as usize]);
+    let mut pos = 0u64;
+    let mut bound = 0u64;
+    let mut declared = 0u64;
+    while pos < len {
+        let frame = pos;
+        if len - pos < 4 {
+            return Err(zstd_error(format!("{} stray bytes at byte {frame}", len - pos)));
+        }
+        let magic = field(pos, 4) as u32;
+        if magic & !0xf == ZSTD_SKIPPABLE_MAGIC {
+            if len - pos < 8 {
+                return Err(zstd_error(format!("skippable frame at byte {frame} is cut short")));
+            }
+            pos += 8 + field(pos + 4, 4);
+            if pos > len {
+                return Err(zstd_error(format!("skippable frame at byte {frame} runs past the body")));
+            }
+            continue;
+        }
+        if magic != ZSTD_MAGIC {
+            return Err(zstd_error(format!("no frame magic at byte {frame}")));
+        }
+        pos += 4;
+        if pos >= len {
+            return Err(zstd_error(format!("frame at byte {frame} is cut short")));
+        }
+        let descriptor = byte(pos);
+        pos += 1;
+        if descriptor & 0x08 != 0 {
+            return Err(zstd_error(format!("frame at byte {frame} sets a reserved bit")));
+        }
+        let single_segment = descriptor & 0x20 != 0;
+        let content_size_bytes = match descriptor >> 6 {
+            0 => u64::from(single_segment),
+            flag => 1 << flag,
+        };
+        let dictionary_bytes = [0, 1, 2, 4][(descriptor & 3) as usize];
+        let header_rest = u64::from(!single_segment) + dictionary_bytes + content_size_bytes;
+        if len - pos < header_rest {
+            return Err(zstd_error(format!("frame header at byte {frame} is cut short")));
+        }
+        let mut window = 0;
+        if !single_segment {
+            let exponent = byte(pos) >> 3;
+            let base = 1u64 << (10 + exponent);
+            window = base + (base / 8) * u64::from(byte(pos) & 7);
+            pos += 1;
+        }
+        if field(pos, dictionary_bytes) != 0 {
+            return Err(zstd_error(format!("frame at byte {frame} needs a dictionary")));
+        }
+        pos += dictionary_bytes;
+        let content_size = match content_size_bytes {
+            0 => None,
+            2 => Some(field(pos, 2) + 256),
+            size => Some(field(pos, size)),
+        };
+        pos += content_size_bytes;
+        if let Some(size) = content_size {
+            declared = declared.saturating_add(size);
+            if declared > max_body_bytes as u64 {
+                return Err(Error::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "zstd frame at byte {frame} declares {size} bytes, past the {max_body_bytes}-byte ceiling"
+                    ),
+                ));
+            }
+            if single_segment {
+                window = size;
+            }
+        }
+        if window > ZSTD_WINDOW_MAX {
+            return Err(zstd_error(format!(
+                "frame at byte {frame} needs a {window}-byte window, over the {ZSTD_WINDOW_MAX} bytes decoders accept"
+            )));
+        }
+        let block_max = window.min(ZSTD_BLOCK_MAX);
+        let mut blocks = 0u64;
+        loop {
+            if len - pos < 3 {
+                return Err(zstd_error(format!("block header at byte {pos} is cut short")));
+            }
+            let header = field(pos, 3);
+            let at = pos;
+            pos += 3;
+            let size = header >> 3;
+            let (stored_size, content) = match (header >> 1) & 3 {
+                0 => (size, size),
+                1 => (1, size),
+                2 => (size, block_max),
+                _ => return Err(zstd_error(format!("block at byte {at} has the reserved type"))),
+            };
+            if size > block_max {
+                return Err(zstd_error(format!(
+                    "block at byte {at} holds {size} bytes, over the frame's {block_max}-byte blocks"
+                )));
+            }
+            if len - pos < stored_size {
+                return Err(zstd_error(format!("block at byte {at} is cut short")));
+            }
+            pos += stored_size;
+            blocks = blocks.saturating_add(content);
+            if header & 1 != 0 {
+                break;
+            }
+        }
+        if descriptor & 0x04 != 0 {
+            if len - pos < 4 {
+                return Err(zstd_error(format!("checksum of the frame at byte {frame} is cut short")));
+            }
+            pos += 4;
+        }
+        bound = bound.saturating_add(content_size.unwrap_or(blocks));
+    }
+    Ok((bound, declared))
+}
+
+/// Decompresses a stored zstd body: into `out` when it fits there, else into a buffer of its
+/// own, never past the ceiling. The output is streamed, so memory follows the bytes actually
+/// produced, never more than the frames' bound; a body whose frames do not all declare their
+/// size is tried in `out` when it may fit.
 fn decompress_to(stored: &[u8], max_body_bytes: usize, out: &mut [u8]) -> Result<Body> {
-    let declared = zstd::zstd_safe::get_frame_content_size(stored)
-        .ok()
-        .flatten();
-    let room = out.len().min(max_body_bytes);
-    let may_fit = declared.is_none_or(|size| size <= room as u64);
-    if may_fit {
-        if let Some(written) = decompress_into(stored, &mut out[..room]) {
-            return Ok(Body::InOutput(written));
+    let (bound, declared) = zstd_output_bound(stored, max_body_bytes)?;
+    let limit = bound.min(max_body_bytes as u64) as usize;
+    let overflow = || {
+        if limit == max_body_bytes {
+            Error::new(
+                ErrorCode::TooLarge,
+                format!("zstd body decompresses to more than the {max_body_bytes}-byte ceiling"),
+            )
+        } else {
+            zstd_error(format!("decompresses to more than the {limit} bytes its frames allow"))
+        }
+    };
+    if limit <= out.len() || declared < bound {
+        let room = limit.min(out.len());
+        match decompress_into(stored, &mut out[..room])? {
+            Some(written) => return Ok(Body::InOutput(written)),
+            None if room == limit => return Err(overflow()),
+            None => {}
         }
     }
-    decompress(stored, max_body_bytes).map(Body::Owned)
+    let mut body = vec![0u8; limit];
+    let written = decompress_into(stored, &mut body)?.ok_or_else(overflow)?;
+    body.truncate(written);
+    Ok(Body::Owned(body))
 }
 
-/// The whole decompressed body in `out`, or None when it does not fit or does not decompress.
-fn decompress_into(stored: &[u8], out: &mut [u8]) -> Option<usize> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).ok()?;
+/// Streams the decompressed body into `out`: its length, or None when there is more.
+fn decompress_into(stored: &[u8], out: &mut [u8]) -> Result<Option<usize>> {
+    let broken = |e: std::io::Error| zstd_error(format!("does not decompress: {e}"));
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(broken)?;
     let mut filled = 0;
     while filled < out.len() {
-        match decoder.read(&mut out[filled..]) {
-            Ok(0) => return Some(filled),
-            Ok(n) => filled += n,
-            Err(_) => return None,
+        match decoder.read(&mut out[filled..]).map_err(broken)? {
+            0 => return Ok(Some(filled)),
+            n => filled += n,
         }
     }
-    match decoder.read(&mut [0u8; 1]) {
-        Ok(0) => Some(filled),
-        _ => None,
+    match decoder.read(&mut [0u8; 1]).map_err(broken)? {
+        0 => Ok(Some(filled)),
+        _ => Ok(None),
     }
 }
 
@@ -365,34 +490,15 @@ fn decode_sealed(
             ),
         )
     };
+    // The stored bytes are checked before anything is decompressed: a body that is not what
+    // the writer sealed costs no decompression.
+    if sha256(stored) != header.body_checksum {
+        return Err(checksum_error());
+    }
     let body = match (header.is_compressed(), header.compression) {
-        (true, COMPRESSION_ZSTD) => {
-            // The checksum of the stored body and its (bounded) decompression are independent,
-            // so large bodies get both at once; a mismatch is still reported first.
-            let (checksum, body) = if stored.len() >= PARALLEL_MIN_BODY_BYTES {
-                std::thread::scope(|scope| {
-                    let checksum = scope.spawn(|| sha256(stored));
-                    let body = decompress_to(stored, opts.max_body_bytes, out);
-                    match checksum.join() {
-                        Ok(checksum) => (checksum, body),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                })
-            } else {
-                (
-                    sha256(stored),
-                    decompress_to(stored, opts.max_body_bytes, out),
-                )
-            };
-            if checksum != header.body_checksum {
-                return Err(checksum_error());
-            }
-            body.map_err(|e| e.context(format!("segment {}", header.first_seq)))?
-        }
+        (true, COMPRESSION_ZSTD) => decompress_to(stored, opts.max_body_bytes, out)
+            .map_err(|e| e.context(format!("segment {}", header.first_seq)))?,
         (compressed, algorithm) => {
-            if sha256(stored) != header.body_checksum {
-                return Err(checksum_error());
-            }
             if compressed || algorithm != COMPRESSION_NONE {
                 return Err(Error::new(
                     ErrorCode::InvalidSegment,
@@ -763,6 +869,173 @@ mod tests {
         assert_eq!(err.code, ErrorCode::TooLarge);
     }
 
+    const MIB: u64 = 1 << 20;
+
+    /// A zstd frame of RLE blocks (128 KiB of zeros each, 4 bytes each) that inflates to
+    /// `size` bytes, declaring that size in its header or not.
+    fn rle_frame(size: u64, declare: bool) -> Vec<u8> {
+        let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        frame.push(if declare { 0xc0 } else { 0x00 });
+        frame.push(7 << 3); // window 2^17: one 128 KiB block
+        if declare {
+            frame.extend_from_slice(&size.to_le_bytes());
+        }
+        let blocks = size.div_ceil(128 * 1024);
+        for i in 0..blocks {
+            let len = (size - i * 128 * 1024).min(128 * 1024) as u32;
+            let last = u32::from(i + 1 == blocks);
+            frame.extend_from_slice(&((len << 3) | (1 << 1) | last).to_le_bytes()[..3]);
+            frame.push(0);
+        }
+        frame
+    }
+
+    /// A zstd frame of raw blocks holding `data`, without a declared content size.
+    fn raw_frame(data: &[u8]) -> Vec<u8> {
+        let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        frame.extend_from_slice(&[0x00, 7 << 3]);
+        let chunks: Vec<&[u8]> = data.chunks(128 * 1024).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = u32::from(i + 1 == chunks.len());
+            frame.extend_from_slice(&(((chunk.len() as u32) << 3) | last).to_le_bytes()[..3]);
+            frame.extend_from_slice(chunk);
+        }
+        frame
+    }
+
+    /// A sealed zstd segment whose stored body is `stored`, claiming one entry.
+    fn sealed_with_body(stored: &[u8], checksum: [u8; 32], entry_count: u64) -> Vec<u8> {
+        let header = Header {
+            flags: FLAG_SEALED | FLAG_HAS_CHAIN_HASH | FLAG_COMPRESSED,
+            compression: COMPRESSION_ZSTD,
+            first_seq: 1,
+            last_seq: entry_count,
+            entry_count,
+            body_len: stored.len() as u64,
+            body_checksum: checksum,
+            prev_segment_checksum: 0,
+            created_ms: 0,
+        };
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(stored);
+        bytes.extend_from_slice(&ZERO_HASH);
+        bytes
+    }
+
+    #[test]
+    fn a_decompression_bomb_costs_no_more_than_the_ceiling() {
+        for declare in [true, false] {
+            let bomb = rle_frame(1000 * MIB, declare);
+            assert!(bomb.len() < 40_000, "{} bytes", bomb.len());
+            // a wrong checksum is found before anything is decompressed
+            let wrong = sealed_with_body(&bomb, [7u8; 32], 1);
+            let err = decode_segment(&wrong, &DecodeOptions::default()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::ChecksumMismatch, "{}", err.message);
+            let right = sealed_with_body(&bomb, sha256(&bomb), 1);
+            let err = decode_segment(&right, &DecodeOptions::default()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::TooLarge, "{}", err.message);
+            let expected = if declare {
+                "declares 1048576000 bytes"
+            } else {
+                "decompresses to more than the 67108864-byte ceiling"
+            };
+            assert!(err.message.contains(expected), "{}", err.message);
+        }
+        // the declared size is refused before the (huge) buffer of the caller is written to
+        let right = sealed_with_body(&rle_frame(1000 * MIB, true), sha256(&rle_frame(1000 * MIB, true)), 1);
+        let mut out = vec![0xaa; 1024];
+        let err = decode_segment_to(&right, &DecodeOptions::default(), &mut out).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+        assert!(out.iter().all(|b| *b == 0xaa));
+    }
+
+    #[test]
+    fn the_ceiling_is_exact_for_declared_and_streamed_frames() {
+        let max = 3 * 128 * 1024;
+        let opts = DecodeOptions {
+            allow_torn_tail: false,
+            max_body_bytes: max,
+        };
+        for declare in [true, false] {
+            // zeros are no valid entries: a body that fits gets past decompression to the walk
+            let fits = rle_frame(max as u64, declare);
+            let err = decode_segment(&sealed_with_body(&fits, sha256(&fits), 1), &opts).unwrap_err();
+            assert_ne!(err.code, ErrorCode::TooLarge, "{}", err.message);
+            let over = rle_frame(max as u64 + 1, declare);
+            let err = decode_segment(&sealed_with_body(&over, sha256(&over), 1), &opts).unwrap_err();
+            assert_eq!(err.code, ErrorCode::TooLarge, "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn bodies_of_several_frames_decode_as_in_the_reference() {
+        let unsealed = large_unsealed(3000);
+        let raw = &unsealed[HEADER_SIZE..];
+        let half = decode_segment(&unsealed, &DecodeOptions::default()).unwrap().entry_offsets[1500] as usize;
+        let mut skippable = 0x184D_2A53u32.to_le_bytes().to_vec();
+        skippable.extend_from_slice(&3u32.to_le_bytes());
+        skippable.extend_from_slice(b"abc");
+        let bodies = [
+            [zstd::bulk::compress(&raw[..half], 3).unwrap(), zstd::bulk::compress(&raw[half..], 1).unwrap()].concat(),
+            [raw_frame(&raw[..10]), skippable, raw_frame(&raw[10..])].concat(),
+            [zstd::bulk::compress(&raw[..half], 3).unwrap(), raw_frame(&raw[half..])].concat(),
+        ];
+        let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
+        let header = Header::decode(&sealed).unwrap();
+        let trailer = &sealed[sealed.len() - TRAILER_SIZE..];
+        for stored in bodies {
+            let mut bytes = Header {
+                body_len: stored.len() as u64,
+                body_checksum: sha256(&stored),
+                ..header.clone()
+            }
+            .encode()
+            .to_vec();
+            bytes.extend_from_slice(&stored);
+            bytes.extend_from_slice(trailer);
+            let ours = decode_segment(&bytes, &DecodeOptions::default()).unwrap();
+            assert_eq!(ours.body, raw);
+            let theirs = hadb_changeset::journal::decode(&bytes).unwrap();
+            assert_eq!(theirs.entries.len(), ours.entry_offsets.len());
+            let mut into = vec![0u8; raw.len()];
+            let decoded = decode_segment_to(&bytes, &DecodeOptions::default(), &mut into).unwrap();
+            assert_eq!(decoded.body, Body::InOutput(raw.len()));
+            assert_eq!(into, raw);
+        }
+    }
+
+    #[test]
+    fn malformed_frames_are_invalid_before_decompression() {
+        let good = zstd::bulk::compress(b"entries", 3).unwrap();
+        let mut dictionary = raw_frame(b"x");
+        dictionary[4] |= 1; // a one-byte dictionary id follows the window byte
+        dictionary.insert(6, 9);
+        let mut reserved = raw_frame(b"x");
+        reserved[4] |= 0x08;
+        let mut huge_window = raw_frame(b"x");
+        huge_window[5] = 18 << 3; // 2^28
+        let mut small_window = raw_frame(&[1u8; 200]);
+        small_window[5] = 0; // a 1 KiB window
+        let mut reserved_block = raw_frame(b"x");
+        reserved_block[6] |= 0x06;
+        for (what, stored) in [
+            ("stray bytes", [good.clone(), vec![0, 0]].concat()),
+            ("no frame magic", [good.clone(), vec![0; 8]].concat()),
+            ("cut short", good[..good.len() - 1].to_vec()),
+            ("needs a dictionary", dictionary),
+            ("reserved bit", reserved),
+            ("window", huge_window),
+            ("reserved type", reserved_block),
+        ] {
+            let err = zstd_output_bound(&stored, DEFAULT_MAX_BODY_BYTES).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidSegment, "{what}: {}", err.message);
+            assert!(err.message.contains(what), "{what}: {}", err.message);
+        }
+        assert_eq!(zstd_output_bound(&small_window, DEFAULT_MAX_BODY_BYTES).unwrap(), (200, 0));
+        assert_eq!(zstd_output_bound(&[], DEFAULT_MAX_BODY_BYTES).unwrap(), (0, 0));
+        assert_eq!(zstd_output_bound(&good, DEFAULT_MAX_BODY_BYTES).unwrap(), (7, 7));
+    }
+
     #[test]
     fn huge_declared_lengths_are_refused_without_allocating() {
         let mut header = Header::unsealed(1, 0);
@@ -929,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn large_compressed_bodies_are_checksummed_beside_decompression() {
+    fn compressed_bodies_are_checksummed_before_decompression() {
         let mut state = 0x9e37_79b9_u32;
         let payloads: Vec<Vec<u8>> = (0..300)
             .map(|_| {

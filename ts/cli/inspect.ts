@@ -27,6 +27,12 @@ interface InspectedEntry {
   entry: JournalEntry | null;
 }
 
+/** created_ms as a date where it is one (it is any i64 in a header). */
+function createdText(createdMs: number | bigint): string {
+  const date = new Date(typeof createdMs === 'bigint' ? Number.NaN : createdMs);
+  return Number.isNaN(date.getTime()) ? `${createdMs} ms (not a date)` : `${date.toISOString()} (${createdMs})`;
+}
+
 function flagNames(flags: number): string {
   const names = FLAG_NAMES.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
   return `0x${flags.toString(16).padStart(2, '0')}${names.length > 0 ? ` (${names.join(', ')})` : ''}`;
@@ -74,7 +80,7 @@ function printSegment(path: string, size: number, segment: DecodedSegment, entri
       ['entry count', sealed ? header.entryCount : '(unsealed)'],
       ['body', sealed ? `${header.bodyLen} bytes, sha256 ${header.bodyChecksum.toString('hex')}` : '(unsealed)'],
       ['prev segment checksum', header.prevSegmentChecksum.toString()],
-      ['created', `${new Date(header.createdMs).toISOString()} (${header.createdMs})`],
+      ['created', createdText(header.createdMs)],
       ['entries', entries.length],
       ['start hash', segment.startHash.toString('hex')],
       ['chain hash', segment.chainHash.toString('hex')],

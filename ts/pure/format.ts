@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import CRC32C from 'crc-32/crc32c.js';
 import {
   checkDecodeTarget,
+  DEFAULT_MAX_BODY_BYTES,
   type DecodeOptions,
   type EncodedBatch,
   type HeaderFields,
@@ -32,13 +33,15 @@ export const COMPRESSION_NONE = 0;
 export const COMPRESSION_ZSTD = 1;
 export const FORMAT_VERSION = 1;
 export const DEFAULT_ZSTD_LEVEL = 3;
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024;
+export { DEFAULT_MAX_BODY_BYTES };
 export const ZERO_HASH: Buffer = Buffer.alloc(HASH_SIZE);
 
 const MAGIC = Buffer.from('HADBJ', 'latin1');
 const MAX_PAYLOAD_LEN = 0xffff_ffff;
 const TWO_POW_32 = 2 ** 32;
 const MAX_U64 = 2n ** 64n - 1n;
+const MIN_I64 = -(2n ** 63n);
+const MAX_I64 = 2n ** 63n - 1n;
 
 function fail(code: ErrorCode, message: string): never {
   throw new Error(`[${code}] ${message}`);
@@ -71,14 +74,22 @@ function writeU64(buf: Buffer, value: number, offset: number): void {
   buf.writeUInt32BE(value >>> 0, offset + 4);
 }
 
-/** Reads a big-endian u64 that must fit a safe integer. */
+/** Reads a big-endian u64 that must fit a safe integer (`too_large` otherwise, as in the native binding). */
 function readU64(buf: Buffer, offset: number, what: string): number {
   const high = buf.readUInt32BE(offset);
-  const value = high * TWO_POW_32 + buf.readUInt32BE(offset + 4);
   if (high > 0x1f_ffff) {
-    fail('invalid_segment', `${what} ${buf.readBigUInt64BE(offset)} at byte ${offset} exceeds 2^53`);
+    fail('too_large', `${what} ${buf.readBigUInt64BE(offset)} at byte ${offset} is above 2^53 and cannot be a JavaScript number`);
   }
-  return value;
+  return high * TWO_POW_32 + buf.readUInt32BE(offset + 4);
+}
+
+/** Whether the u64 at `offset` is `first + index`, exactly (also past 2^53, where numbers are not). */
+function u64Equals(buf: Buffer, offset: number, first: number, index: number): boolean {
+  const high = buf.readUInt32BE(offset);
+  if (high <= 0x1f_ffff && first + index <= Number.MAX_SAFE_INTEGER) {
+    return high * TWO_POW_32 + buf.readUInt32BE(offset + 4) === first + index;
+  }
+  return buf.readBigUInt64BE(offset) === BigInt(first) + BigInt(index);
 }
 
 function sha256(...parts: Uint8Array[]): Buffer {
@@ -154,8 +165,11 @@ export function encodeEntries(firstSequence: number, prevHash: Uint8Array, packe
   return { bytes, chainHashes };
 }
 
+/** An entry located and CRC-checked in a buffer; its sequence is the u64 at `offset + 8`. */
+type CheckedEntry = Omit<RawEntry, 'sequence'>;
+
 /** Decodes and CRC-checks the entry at `offset`; `base` is added to offsets in messages. */
-function readEntry(data: Buffer, offset: number, base: number): RawEntry {
+function readEntry(data: Buffer, offset: number, base: number): CheckedEntry {
   const at = base + offset;
   if (data.length - offset < ENTRY_HEADER_SIZE) {
     fail('truncated', `entry header at offset ${at}: need ${ENTRY_HEADER_SIZE} bytes, ${data.length - offset} present`);
@@ -171,7 +185,6 @@ function readEntry(data: Buffer, offset: number, base: number): RawEntry {
     fail('checksum_mismatch', `entry at offset ${at}: crc32c ${hex32(stored)} stored, ${hex32(actual)} computed`);
   }
   return {
-    sequence: readU64(data, offset + 8, `entry at offset ${at}: sequence`),
     prevHash: data.subarray(offset + 16, offset + ENTRY_HEADER_SIZE),
     payloadOffset: offset + ENTRY_HEADER_SIZE,
     payloadLength,
@@ -188,8 +201,10 @@ export function decodeEntry(bytes: Uint8Array, offset = 0): RawEntry {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > bytes.length) {
     fail('invalid_argument', `offset ${offset} is outside the ${bytes.length} bytes given`);
   }
-  const entry = readEntry(asBuffer(bytes), offset, 0);
-  return { ...entry, prevHash: Buffer.from(entry.prevHash) };
+  const buf = asBuffer(bytes);
+  const entry = readEntry(buf, offset, 0);
+  const sequence = readU64(buf, offset + 8, `entry at offset ${offset}: sequence`);
+  return { ...entry, sequence, prevHash: Buffer.from(entry.prevHash) };
 }
 
 // ---- header ---------------------------------------------------------------
@@ -218,7 +233,8 @@ export function encodeHeader(init: HeaderInit): Buffer {
     fail('invalid_argument', `prevSegmentChecksum must be a u64 bigint, got ${String(prevSegmentChecksum)}`);
   }
   const createdMs = init.createdMs ?? 0;
-  if (!Number.isSafeInteger(createdMs)) fail('invalid_argument', `createdMs must be a safe integer, got ${createdMs}`);
+  const createdMsIsI64 = typeof createdMs === 'bigint' ? createdMs >= MIN_I64 && createdMs <= MAX_I64 : Number.isSafeInteger(createdMs);
+  if (!createdMsIsI64) fail('invalid_argument', `createdMs must be a safe integer or a signed 64-bit bigint, got ${String(createdMs)}`);
   if (init.bodyChecksum !== undefined) checkHash(init.bodyChecksum, 'bodyChecksum');
 
   const out = Buffer.alloc(HEADER_SIZE);
@@ -244,10 +260,9 @@ function readHeader(buf: Buffer): HeaderFields {
     fail('invalid_magic', `header: magic ${buf.subarray(0, 5).toString('hex')} is not HADBJ`);
   }
   if (buf[5] !== FORMAT_VERSION) fail('unsupported_version', `header: version ${buf[5]}, only 1 is supported`);
+  // created_ms is any i64 (as in the reference crate): a number while it is a safe integer, a bigint beyond.
   const createdMs = buf.readBigInt64BE(84);
-  if (createdMs > BigInt(Number.MAX_SAFE_INTEGER) || createdMs < BigInt(Number.MIN_SAFE_INTEGER)) {
-    fail('invalid_segment', `header: created_ms ${createdMs} is outside the safe integer range`);
-  }
+  const createdMsIsSafe = createdMs <= BigInt(Number.MAX_SAFE_INTEGER) && createdMs >= BigInt(Number.MIN_SAFE_INTEGER);
   return {
     version: FORMAT_VERSION,
     flags: buf[6]!,
@@ -258,7 +273,7 @@ function readHeader(buf: Buffer): HeaderFields {
     bodyLen: readU64(buf, 36, 'header: body_len'),
     bodyChecksum: Buffer.from(buf.subarray(44, 76)),
     prevSegmentChecksum: buf.readBigUInt64BE(76),
-    createdMs: Number(createdMs),
+    createdMs: createdMsIsSafe ? Number(createdMs) : createdMs,
   };
 }
 
@@ -298,8 +313,9 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
   let chainHash: Buffer = ZERO_HASH;
   let offset = 0;
   let tornReason: string | null = null;
+  if (body.length > 0xffff_ffff) fail('too_large', `segment body of ${body.length} bytes exceeds the u32 entry offset range`);
   while (offset < body.length) {
-    let entry: RawEntry;
+    let entry: CheckedEntry;
     try {
       entry = readEntry(body, offset, bodyBase);
     } catch (err) {
@@ -307,20 +323,19 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
       tornReason = (err as Error).message.replace(/^\[[a-z_]+\] /, '');
       break;
     }
-    const expected = firstSeq + offsets.length;
-    if (entry.sequence !== expected) {
-      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${entry.sequence}, expected ${expected}`);
+    if (!u64Equals(body, offset + 8, firstSeq, offsets.length)) {
+      const expected = BigInt(firstSeq) + BigInt(offsets.length);
+      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + 8)}, expected ${expected}`);
     }
     if (offsets.length === 0) {
       startHash = Buffer.from(entry.prevHash);
     } else if (!entry.prevHash.equals(chainHash)) {
-      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${entry.sequence}): prev_hash does not match the chain hash of sequence ${expected - 1}`);
+      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${firstSeq + offsets.length}): prev_hash does not match the chain hash of sequence ${firstSeq + offsets.length - 1}`);
     }
     chainHash = sha256(entry.prevHash, body.subarray(entry.payloadOffset, entry.payloadOffset + entry.payloadLength));
     offsets.push(offset);
     offset += entry.size;
   }
-  if (offset > 0xffff_ffff) fail('too_large', `segment body of ${offset} bytes exceeds the u32 entry offset range`);
   return { entryOffsets: Uint32Array.from(offsets), chainHash, startHash, validLength: offset, tornReason };
 }
 

@@ -24,8 +24,139 @@ function fail(code: 'invalid_segment' | 'too_large' | 'internal', message: strin
 
 export interface ZstdCodec {
   compress(data: Uint8Array, level: number): Buffer;
-  /** Decompresses one zstd frame; throws `too_large` past `maxOutput` bytes. */
-  decompress(frame: Uint8Array, maxOutput: number): Buffer;
+  /**
+   * Decompresses a body of zstd frames; throws `too_large` past `maxOutput` bytes and
+   * `invalid_segment` when the frames are malformed (see zstdOutputBound).
+   */
+  decompress(frames: Uint8Array, maxOutput: number): Buffer;
+}
+
+/** One zstd implementation: the body in at most `capacity` bytes, or null when it needs more. */
+interface ZstdEngine {
+  compress(data: Uint8Array, level: number): Buffer;
+  decompressUpTo(frames: Uint8Array, capacity: number): Buffer | null;
+}
+
+const ZSTD_MAGIC = 0xfd2fb528;
+/** Skippable frames have the magic numbers 0x184D2A50 ..= 0x184D2A5F. */
+const ZSTD_SKIPPABLE_MAGIC = 0x184d2a50;
+const ZSTD_BLOCK_MAX = 128 * 1024;
+/**
+ * The window the zstd decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): a streaming
+ * decoder, the reference crate's among them, refuses a frame that needs more, a one-shot one
+ * does not, so the scan refuses it for both twins.
+ */
+const ZSTD_WINDOW_MAX = 2 ** 27;
+
+function zstdError(message: string): never {
+  fail('invalid_segment', `zstd body: ${message}`);
+}
+
+/**
+ * The most the zstd frames of a stored body can decompress to, read from their frame and
+ * block headers (RFC 8878 §3.1) without decompressing: a frame's declared content size, else
+ * its raw and RLE block sizes plus the largest block per compressed block. Frames follow one
+ * another (skippable ones are skipped), as the reference crate's decoder reads them. Declared
+ * sizes past the ceiling are `too_large` before anything is allocated; a malformed header is
+ * `invalid_segment`. The native core scans the same way (crate/src/segment.rs).
+ */
+export function zstdOutputBound(stored: Uint8Array, maxOutput: number): number {
+  const len = stored.length;
+  const view = new DataView(stored.buffer, stored.byteOffset, stored.byteLength);
+  const field = (at: number, size: number): number => {
+    let value = 0;
+    for (let i = size - 1; i >= 0; i--) value = value * 256 + stored[at + i]!;
+    return value;
+  };
+  let pos = 0;
+  let bound = 0;
+  let declared = 0;
+  while (pos < len) {
+    const frame = pos;
+    if (len - pos < 4) zstdError(`${len - pos} stray bytes at byte ${frame}`);
+    const magic = view.getUint32(pos, true);
+    if ((magic & ~0xf) >>> 0 === ZSTD_SKIPPABLE_MAGIC) {
+      if (len - pos < 8) zstdError(`skippable frame at byte ${frame} is cut short`);
+      pos += 8 + view.getUint32(pos + 4, true);
+      if (pos > len) zstdError(`skippable frame at byte ${frame} runs past the body`);
+      continue;
+    }
+    if (magic !== ZSTD_MAGIC) zstdError(`no frame magic at byte ${frame}`);
+    pos += 4;
+    if (pos >= len) zstdError(`frame at byte ${frame} is cut short`);
+    const descriptor = stored[pos++]!;
+    if (descriptor & 0x08) zstdError(`frame at byte ${frame} sets a reserved bit`);
+    const singleSegment = (descriptor & 0x20) !== 0;
+    const contentSizeFlag = descriptor >> 6;
+    const contentSizeBytes = contentSizeFlag === 0 ? Number(singleSegment) : 2 ** contentSizeFlag;
+    const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
+    if (len - pos < Number(!singleSegment) + dictionaryBytes + contentSizeBytes) {
+      zstdError(`frame header at byte ${frame} is cut short`);
+    }
+    let window = 0;
+    if (!singleSegment) {
+      const base = 2 ** (10 + (stored[pos]! >> 3));
+      window = base + (base / 8) * (stored[pos]! & 7);
+      pos += 1;
+    }
+    if (field(pos, dictionaryBytes) !== 0) zstdError(`frame at byte ${frame} needs a dictionary`);
+    pos += dictionaryBytes;
+    let contentSize: number | null = null;
+    if (contentSizeBytes === 2) contentSize = field(pos, 2) + 256;
+    else if (contentSizeBytes > 0) contentSize = field(pos, contentSizeBytes);
+    pos += contentSizeBytes;
+    if (contentSize !== null) {
+      declared += contentSize;
+      if (declared > maxOutput) {
+        fail('too_large', `zstd frame at byte ${frame} declares ${contentSize} bytes, past the ${maxOutput}-byte ceiling`);
+      }
+      if (singleSegment) window = contentSize;
+    }
+    if (window > ZSTD_WINDOW_MAX) {
+      zstdError(`frame at byte ${frame} needs a ${window}-byte window, over the ${ZSTD_WINDOW_MAX} bytes decoders accept`);
+    }
+    const blockMax = Math.min(window, ZSTD_BLOCK_MAX);
+    let blocks = 0;
+    for (;;) {
+      if (len - pos < 3) zstdError(`block header at byte ${pos} is cut short`);
+      const header = field(pos, 3);
+      const at = pos;
+      pos += 3;
+      const size = header >>> 3;
+      const type = (header >>> 1) & 3;
+      if (type === 3) zstdError(`block at byte ${at} has the reserved type`);
+      if (size > blockMax) zstdError(`block at byte ${at} holds ${size} bytes, over the frame's ${blockMax}-byte blocks`);
+      const storedSize = type === 1 ? 1 : size;
+      if (len - pos < storedSize) zstdError(`block at byte ${at} is cut short`);
+      pos += storedSize;
+      blocks += type === 2 ? blockMax : size;
+      if (header & 1) break;
+    }
+    if (descriptor & 0x04) {
+      if (len - pos < 4) zstdError(`checksum of the frame at byte ${frame} is cut short`);
+      pos += 4;
+    }
+    bound += contentSize ?? blocks;
+  }
+  return bound;
+}
+
+/**
+ * An engine bounded as the native core is: never more output than the frames' bound and the
+ * ceiling; more than the ceiling is `too_large`, more than the frames declare is invalid.
+ */
+function bounded(engine: ZstdEngine): ZstdCodec {
+  return {
+    compress: (data, level) => engine.compress(data, level),
+    decompress(frames, maxOutput) {
+      const limit = Math.min(zstdOutputBound(frames, maxOutput), maxOutput);
+      if (frames.length === 0) return Buffer.alloc(0);
+      const body = engine.decompressUpTo(frames, limit);
+      if (body !== null) return body;
+      if (limit === maxOutput) fail('too_large', `zstd body decompresses to more than the ${maxOutput}-byte ceiling`);
+      zstdError(`decompresses to more than the ${limit} bytes its frames declare`);
+    },
+  };
 }
 
 // Node >= 22.15 ships zstd in zlib; @types/node 20 does not declare it.
@@ -35,19 +166,18 @@ interface ZlibWithZstd {
   constants: { ZSTD_c_compressionLevel: number };
 }
 
-function zlibCodec(z: ZlibWithZstd): ZstdCodec {
+function zlibEngine(z: ZlibWithZstd): ZstdEngine {
   return {
     compress(data, level) {
       return z.zstdCompressSync(data, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
     },
-    decompress(frame, maxOutput) {
+    decompressUpTo(frames, capacity) {
       try {
-        return z.zstdDecompressSync(frame, { maxOutputLength: maxOutput });
+        const body = z.zstdDecompressSync(frames, { maxOutputLength: Math.max(capacity, 1) });
+        return body.length <= capacity ? body : null;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-          fail('too_large', `zstd body decompresses to more than ${maxOutput} bytes`);
-        }
-        fail('invalid_segment', `zstd body does not decompress: ${(err as Error).message}`);
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
+        zstdError(`does not decompress: ${(err as Error).message}`);
       }
     },
   };
@@ -70,67 +200,8 @@ interface EmscriptenZstd {
   _ZSTD_decompress(dst: number, dstCapacity: number, src: number, srcSize: number): number;
 }
 
-const BLOCK_SIZE_MAX = 128 * 1024;
-
-/**
- * Upper bound of what one zstd frame decompresses to, read from its frame and
- * block headers (RFC 8878 §3.1.1) without decompressing: the declared content
- * size when present, else the sum of raw/RLE block sizes plus the maximum
- * block size per compressed block. The wasm build only has one-shot
- * ZSTD_decompress, which needs its output buffer allocated up front: this
- * keeps that allocation bounded by the data actually present.
- */
-function zstdFrameBound(frame: Uint8Array, maxOutput: number): number {
-  const bad = (what: string): never => fail('invalid_segment', `zstd body: ${what}`);
-  if (frame.length < 6) bad('shorter than a frame header');
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (view.getUint32(0, true) !== 0xfd2fb528) bad('bad frame magic');
-  const descriptor = frame[4]!;
-  const contentSizeFlag = descriptor >> 6;
-  const singleSegment = (descriptor >> 5) & 1;
-  const hasChecksum = (descriptor >> 2) & 1;
-  let pos = 5;
-  let windowSize = 0;
-  if (!singleSegment) {
-    const windowDescriptor = frame[pos++]!;
-    const windowBase = 2 ** (10 + (windowDescriptor >> 3));
-    windowSize = windowBase + (windowBase / 8) * (windowDescriptor & 7);
-  }
-  pos += [0, 1, 2, 4][descriptor & 3]!;
-  const contentSizeBytes = contentSizeFlag === 0 ? singleSegment : [0, 2, 4, 8][contentSizeFlag]!;
-  if (pos + contentSizeBytes > frame.length) bad('truncated frame header');
-  if (contentSizeBytes > 0) {
-    let contentSize: number;
-    if (contentSizeBytes === 1) contentSize = frame[pos]!;
-    else if (contentSizeBytes === 2) contentSize = view.getUint16(pos, true) + 256;
-    else if (contentSizeBytes === 4) contentSize = view.getUint32(pos, true);
-    else contentSize = view.getUint32(pos, true) + view.getUint32(pos + 4, true) * 2 ** 32;
-    if (contentSize > maxOutput) {
-      fail('too_large', `zstd body declares ${contentSize} bytes, over the limit of ${maxOutput}`);
-    }
-    return contentSize;
-  }
-  pos += contentSizeBytes;
-  const blockMax = Math.min(windowSize, BLOCK_SIZE_MAX);
-  let bound = 0;
-  for (;;) {
-    if (pos + 3 > frame.length) bad(`truncated block header at byte ${pos}`);
-    const blockHeader = frame[pos]! | (frame[pos + 1]! << 8) | (frame[pos + 2]! << 16);
-    pos += 3;
-    const blockType = (blockHeader >> 1) & 3;
-    const blockSize = blockHeader >>> 3;
-    if (blockType === 3) bad(`reserved block type at byte ${pos - 3}`);
-    bound += blockType === 2 ? blockMax : blockSize;
-    pos += blockType === 1 ? 1 : blockSize;
-    if (bound > maxOutput) {
-      fail('too_large', `zstd body decompresses to more than ${maxOutput} bytes`);
-    }
-    if (blockHeader & 1) break;
-  }
-  if (hasChecksum) pos += 4;
-  if (pos !== frame.length) bad(`frame ends at byte ${pos} of ${frame.length}`);
-  return bound;
-}
+/** ZSTD_decompress's result for "destination buffer is too small" (-ZSTD_error_dstSize_tooSmall as a u32). */
+const ZSTD_DST_TOO_SMALL = 2 ** 32 - 70;
 
 function loadWasmZstd(): EmscriptenZstd {
   const require = createRequire(import.meta.url);
@@ -149,7 +220,7 @@ function loadWasmZstd(): EmscriptenZstd {
   return module;
 }
 
-function wasmCodec(): ZstdCodec {
+function wasmEngine(): ZstdEngine {
   const module = loadWasmZstd();
   // Loaded after the runtime is up: its compress() uses the same Module object.
   const { compress } = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as {
@@ -160,17 +231,21 @@ function wasmCodec(): ZstdCodec {
       const out = compress(data, level);
       return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     },
-    decompress(frame, maxOutput) {
-      const capacity = zstdFrameBound(frame, maxOutput);
-      const src = module._malloc(frame.length);
+    decompressUpTo(frames, capacity) {
+      // ZSTD_decompress (one shot, every frame in turn) needs its output buffer up front:
+      // `capacity` is what the frames can produce, at most the ceiling.
+      const src = module._malloc(frames.length);
       const dst = module._malloc(Math.max(capacity, 1));
       try {
         if (src === 0 || dst === 0) fail('too_large', `cannot allocate ${capacity} bytes for the zstd body`);
-        module.HEAPU8.set(frame, src);
-        const result = module._ZSTD_decompress(dst, capacity, src, frame.length);
-        if (module._ZSTD_isError(result)) fail('invalid_segment', 'zstd body does not decompress');
+        module.HEAPU8.set(frames, src);
+        const result = module._ZSTD_decompress(dst, capacity, src, frames.length) >>> 0;
+        if (module._ZSTD_isError(result)) {
+          if (result === ZSTD_DST_TOO_SMALL) return null;
+          zstdError('does not decompress');
+        }
         // HEAPU8 may have been replaced by memory growth: read it after the call.
-        return Buffer.from(module.HEAPU8.subarray(dst, dst + (result >>> 0)));
+        return Buffer.from(module.HEAPU8.subarray(dst, dst + result));
       } finally {
         module._free(dst);
         module._free(src);
@@ -186,19 +261,19 @@ let wasm: ZstdCodec | undefined;
 let codec: ZstdCodec | undefined;
 
 function getWasmCodec(): ZstdCodec {
-  wasm ??= wasmCodec();
+  wasm ??= bounded(wasmEngine());
   return wasm;
 }
 
 function getCodec(): ZstdCodec {
-  codec ??= zlibHasZstd ? zlibCodec(runtimeZlib as ZlibWithZstd) : getWasmCodec();
+  codec ??= zlibHasZstd ? bounded(zlibEngine(runtimeZlib as ZlibWithZstd)) : getWasmCodec();
   return codec;
 }
 
 /** Every zstd implementation this runtime can use (the wasm one always), so tests cover each. */
 export function availableZstdCodecs(): { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] {
   const codecs: { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] = [{ name: 'zstd-wasm', codec: getWasmCodec() }];
-  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: zlibCodec(runtimeZlib as ZlibWithZstd) });
+  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: bounded(zlibEngine(runtimeZlib as ZlibWithZstd)) });
   return codecs;
 }
 
@@ -206,6 +281,6 @@ export function zstdCompress(data: Uint8Array, level: number): Buffer {
   return getCodec().compress(data, level);
 }
 
-export function zstdDecompress(frame: Uint8Array, maxOutput: number): Buffer {
-  return getCodec().decompress(frame, maxOutput);
+export function zstdDecompress(frames: Uint8Array, maxOutput: number): Buffer {
+  return getCodec().decompress(frames, maxOutput);
 }
