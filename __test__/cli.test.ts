@@ -212,7 +212,7 @@ describe('demo', () => {
 
     // Up to a time: every entry the leader stamped at or before it, and none after.
     const leader: { sequence: number; timestampMs: number }[] = [];
-    for await (const record of readJournal(join(demoDir, 'leader'))) leader.push({ sequence: record.sequence, timestampMs: record.entry.timestampMs });
+    for await (const record of readJournal(join(demoDir, 'leader'))) leader.push({ sequence: record.sequence, timestampMs: Number(record.entry.timestampMs) });
     const cutoff = leader[199]!.timestampMs;
     const expected = leader.filter((record) => record.timestampMs <= cutoff).length;
     const byTime = join(await tempDir('cli-restore-time'), 'db');

@@ -24,11 +24,13 @@ export interface JournalEntryInput {
 }
 
 export interface JournalEntry {
-  sequence: number;
+  /** a number, or a bigint beyond 2^53 (a u64, as written) */
+  sequence: number | bigint;
   query: string;
   /** named parameters in their encoded order */
   params: [string, ParamValue][];
-  timestampMs: number;
+  /** a number, or a bigint beyond ±2^53 (an i64, as written) */
+  timestampMs: number | bigint;
 }
 
 const MAX_U64 = 2n ** 64n - 1n;
@@ -111,14 +113,16 @@ export function encodeJournalEntry(entry: JournalEntryInput): Uint8Array {
   }
 }
 
-function toSafeNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new GraphstreamError('invalid_argument', `journal entry ${field} ${value} is beyond 2^53`);
-  }
-  return Number(value);
+/** A decoded 64-bit field as a number where a number holds it exactly, else as the bigint. */
+function exactNumber(value: bigint): number | bigint {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value;
 }
 
-/** Decodes a graphd.JournalEntry payload; ints come back as bigint, an unknown temporal kind as a string. */
+/**
+ * Decodes a graphd.JournalEntry payload; ints come back as bigint, an unknown temporal kind as
+ * a string, sequence and timestampMs as numbers or, where a number cannot hold them, bigints:
+ * whatever encodeJournalEntry writes reads back.
+ */
 export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
   if (!(bytes instanceof Uint8Array)) throw new GraphstreamError('invalid_argument', 'payload must be a Uint8Array');
   const { fromBinary, JournalEntrySchema } = graphdDecoding();
@@ -131,9 +135,9 @@ export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
     });
   }
   return {
-    sequence: toSafeNumber(message.sequence, 'sequence'),
+    sequence: exactNumber(message.sequence),
     query: message.query,
     params: fromMapEntries(message.params),
-    timestampMs: toSafeNumber(message.timestampMs, 'timestampMs'),
+    timestampMs: exactNumber(message.timestampMs),
   };
 }

@@ -65,7 +65,7 @@ function lastToKeep(segment: RemoteSegment, options: RestoreOptions): number {
     for (let sequence = segment.fromSeq; sequence <= last; sequence++) {
       const offset = decoded.entryOffsets[sequence - first]!;
       const payload = decoded.body.subarray(offset + 48, offset + 48 + decoded.body.readUInt32BE(offset + 4));
-      let timestampMs: number;
+      let timestampMs: number | bigint;
       try {
         timestampMs = decodeJournalEntry(payload).timestampMs;
       } catch (err) {

@@ -31,8 +31,8 @@ fn to_js_number(value: u64, what: &str) -> Result<i64, Error> {
 }
 
 /// Fails when a header field JavaScript receives as a number is beyond 2^53. A segment is
-/// checked for this before it is decoded, so that this failure comes right after the header's
-/// own checks, as in the pure twin, whatever else is wrong with the segment.
+/// checked for this before it is decoded or sealed, so that this failure comes right after the
+/// header's own checks, as in the pure twin, whatever else is wrong with the segment.
 fn check_header_fits_js(bytes: &[u8]) -> Result<(), Error> {
     let Ok(header) = Header::decode(bytes) else {
         return Ok(()); // the decode reports it
@@ -57,7 +57,9 @@ fn created_ms_to_js(value: i64) -> Either<i64, BigInt> {
 fn created_ms_from_js(value: Option<Either<f64, BigInt>>) -> Result<i64, Error> {
     match value {
         None => Ok(0),
-        Some(Either::A(n)) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 => Ok(n as i64),
+        Some(Either::A(n)) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 => {
+            Ok(n as i64)
+        }
         Some(Either::B(big)) if big.get_i64().1 => Ok(big.get_i64().0),
         Some(_) => Err(Error::new(
             ErrorCode::InvalidArgument,
@@ -102,10 +104,10 @@ fn check_payload(payload: &[u8]) -> Result<(), Error> {
 fn ceiling(max_body_bytes: Option<f64>) -> Result<usize, Error> {
     match max_body_bytes {
         None => Ok(DEFAULT_MAX_BODY_BYTES),
-        Some(v) if v.is_finite() && v >= 0.0 && v <= usize::MAX as f64 => Ok(v as usize),
+        Some(v) if v.fract() == 0.0 && v >= 1.0 && v <= MAX_SAFE_INTEGER as f64 => Ok(v as usize),
         Some(v) => Err(Error::new(
             ErrorCode::InvalidArgument,
-            format!("maxBodyBytes must be a non-negative number, got {v}"),
+            format!("maxBodyBytes must be a positive integer, got {v}"),
         )),
     }
 }
@@ -355,6 +357,7 @@ pub fn decode_header(bytes: &[u8]) -> napi::Result<HeaderFields> {
 #[napi]
 pub fn seal_segment(unsealed: &[u8], options: Option<SealOptions>) -> napi::Result<Buffer> {
     let (level, max) = seal_settings(options)?;
+    check_header_fits_js(unsealed)?;
     Ok(guard(|| segment::seal_segment(unsealed, level, max))?.into())
 }
 
@@ -379,6 +382,7 @@ impl Task for SealTask {
     type JsValue = Buffer;
 
     fn compute(&mut self) -> napi::Result<Vec<u8>> {
+        check_header_fits_js(&self.unsealed)?;
         Ok(guard(|| {
             segment::seal_segment(&self.unsealed, self.level, self.max_body_bytes)
         })?)

@@ -258,16 +258,23 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
     while pos < len {
         let frame = pos;
         if len - pos < 4 {
-            return Err(zstd_error(format!("{} stray bytes at byte {frame}", len - pos)));
+            return Err(zstd_error(format!(
+                "{} stray bytes at byte {frame}",
+                len - pos
+            )));
         }
         let magic = field(pos, 4) as u32;
         if magic & !0xf == ZSTD_SKIPPABLE_MAGIC {
             if len - pos < 8 {
-                return Err(zstd_error(format!("skippable frame at byte {frame} is cut short")));
+                return Err(zstd_error(format!(
+                    "skippable frame at byte {frame} is cut short"
+                )));
             }
             pos += 8 + field(pos + 4, 4);
             if pos > len {
-                return Err(zstd_error(format!("skippable frame at byte {frame} runs past the body")));
+                return Err(zstd_error(format!(
+                    "skippable frame at byte {frame} runs past the body"
+                )));
             }
             continue;
         }
@@ -281,7 +288,9 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
         let descriptor = byte(pos);
         pos += 1;
         if descriptor & 0x08 != 0 {
-            return Err(zstd_error(format!("frame at byte {frame} sets a reserved bit")));
+            return Err(zstd_error(format!(
+                "frame at byte {frame} sets a reserved bit"
+            )));
         }
         let single_segment = descriptor & 0x20 != 0;
         let content_size_bytes = match descriptor >> 6 {
@@ -291,7 +300,9 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
         let dictionary_bytes = [0, 1, 2, 4][(descriptor & 3) as usize];
         let header_rest = u64::from(!single_segment) + dictionary_bytes + content_size_bytes;
         if len - pos < header_rest {
-            return Err(zstd_error(format!("frame header at byte {frame} is cut short")));
+            return Err(zstd_error(format!(
+                "frame header at byte {frame} is cut short"
+            )));
         }
         let mut window = 0;
         if !single_segment {
@@ -301,7 +312,9 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
             pos += 1;
         }
         if field(pos, dictionary_bytes) != 0 {
-            return Err(zstd_error(format!("frame at byte {frame} needs a dictionary")));
+            return Err(zstd_error(format!(
+                "frame at byte {frame} needs a dictionary"
+            )));
         }
         pos += dictionary_bytes;
         let content_size = match content_size_bytes {
@@ -333,7 +346,9 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
         let mut blocks = 0u64;
         loop {
             if len - pos < 3 {
-                return Err(zstd_error(format!("block header at byte {pos} is cut short")));
+                return Err(zstd_error(format!(
+                    "block header at byte {pos} is cut short"
+                )));
             }
             let header = field(pos, 3);
             let at = pos;
@@ -343,7 +358,11 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
                 0 => (size, size),
                 1 => (1, size),
                 2 => (size, block_max),
-                _ => return Err(zstd_error(format!("block at byte {at} has the reserved type"))),
+                _ => {
+                    return Err(zstd_error(format!(
+                        "block at byte {at} has the reserved type"
+                    )))
+                }
             };
             if size > block_max {
                 return Err(zstd_error(format!(
@@ -361,7 +380,9 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
         }
         if descriptor & 0x04 != 0 {
             if len - pos < 4 {
-                return Err(zstd_error(format!("checksum of the frame at byte {frame} is cut short")));
+                return Err(zstd_error(format!(
+                    "checksum of the frame at byte {frame} is cut short"
+                )));
             }
             pos += 4;
         }
@@ -384,7 +405,9 @@ fn decompress_to(stored: &[u8], max_body_bytes: usize, out: &mut [u8]) -> Result
                 format!("zstd body decompresses to more than the {max_body_bytes}-byte ceiling"),
             )
         } else {
-            zstd_error(format!("decompresses to more than the {limit} bytes its frames allow"))
+            zstd_error(format!(
+                "decompresses to more than the {limit} bytes its frames allow"
+            ))
         }
     };
     if limit <= out.len() || declared < bound {
@@ -942,7 +965,11 @@ mod tests {
             assert!(err.message.contains(expected), "{}", err.message);
         }
         // the declared size is refused before the (huge) buffer of the caller is written to
-        let right = sealed_with_body(&rle_frame(1000 * MIB, true), sha256(&rle_frame(1000 * MIB, true)), 1);
+        let right = sealed_with_body(
+            &rle_frame(1000 * MIB, true),
+            sha256(&rle_frame(1000 * MIB, true)),
+            1,
+        );
         let mut out = vec![0xaa; 1024];
         let err = decode_segment_to(&right, &DecodeOptions::default(), &mut out).unwrap_err();
         assert_eq!(err.code, ErrorCode::TooLarge);
@@ -959,10 +986,12 @@ mod tests {
         for declare in [true, false] {
             // zeros are no valid entries: a body that fits gets past decompression to the walk
             let fits = rle_frame(max as u64, declare);
-            let err = decode_segment(&sealed_with_body(&fits, sha256(&fits), 1), &opts).unwrap_err();
+            let err =
+                decode_segment(&sealed_with_body(&fits, sha256(&fits), 1), &opts).unwrap_err();
             assert_ne!(err.code, ErrorCode::TooLarge, "{}", err.message);
             let over = rle_frame(max as u64 + 1, declare);
-            let err = decode_segment(&sealed_with_body(&over, sha256(&over), 1), &opts).unwrap_err();
+            let err =
+                decode_segment(&sealed_with_body(&over, sha256(&over), 1), &opts).unwrap_err();
             assert_eq!(err.code, ErrorCode::TooLarge, "{}", err.message);
         }
     }
@@ -971,14 +1000,24 @@ mod tests {
     fn bodies_of_several_frames_decode_as_in_the_reference() {
         let unsealed = large_unsealed(3000);
         let raw = &unsealed[HEADER_SIZE..];
-        let half = decode_segment(&unsealed, &DecodeOptions::default()).unwrap().entry_offsets[1500] as usize;
+        let half = decode_segment(&unsealed, &DecodeOptions::default())
+            .unwrap()
+            .entry_offsets[1500] as usize;
         let mut skippable = 0x184D_2A53u32.to_le_bytes().to_vec();
         skippable.extend_from_slice(&3u32.to_le_bytes());
         skippable.extend_from_slice(b"abc");
         let bodies = [
-            [zstd::bulk::compress(&raw[..half], 3).unwrap(), zstd::bulk::compress(&raw[half..], 1).unwrap()].concat(),
+            [
+                zstd::bulk::compress(&raw[..half], 3).unwrap(),
+                zstd::bulk::compress(&raw[half..], 1).unwrap(),
+            ]
+            .concat(),
             [raw_frame(&raw[..10]), skippable, raw_frame(&raw[10..])].concat(),
-            [zstd::bulk::compress(&raw[..half], 3).unwrap(), raw_frame(&raw[half..])].concat(),
+            [
+                zstd::bulk::compress(&raw[..half], 3).unwrap(),
+                raw_frame(&raw[half..]),
+            ]
+            .concat(),
         ];
         let sealed = seal_segment(&unsealed, 3, DEFAULT_MAX_BODY_BYTES).unwrap();
         let header = Header::decode(&sealed).unwrap();
@@ -1028,12 +1067,26 @@ mod tests {
             ("reserved type", reserved_block),
         ] {
             let err = zstd_output_bound(&stored, DEFAULT_MAX_BODY_BYTES).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidSegment, "{what}: {}", err.message);
+            assert_eq!(
+                err.code,
+                ErrorCode::InvalidSegment,
+                "{what}: {}",
+                err.message
+            );
             assert!(err.message.contains(what), "{what}: {}", err.message);
         }
-        assert_eq!(zstd_output_bound(&small_window, DEFAULT_MAX_BODY_BYTES).unwrap(), (200, 0));
-        assert_eq!(zstd_output_bound(&[], DEFAULT_MAX_BODY_BYTES).unwrap(), (0, 0));
-        assert_eq!(zstd_output_bound(&good, DEFAULT_MAX_BODY_BYTES).unwrap(), (7, 7));
+        assert_eq!(
+            zstd_output_bound(&small_window, DEFAULT_MAX_BODY_BYTES).unwrap(),
+            (200, 0)
+        );
+        assert_eq!(
+            zstd_output_bound(&[], DEFAULT_MAX_BODY_BYTES).unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            zstd_output_bound(&good, DEFAULT_MAX_BODY_BYTES).unwrap(),
+            (7, 7)
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ function recordLine(record: JournalRecord, json: boolean): string {
       params: entry.params.map(([name, value]) => [name, paramToJson(value)]),
     });
   }
-  const at = new Date(entry.timestampMs).toISOString();
+  const date = new Date(typeof entry.timestampMs === 'bigint' ? Number.NaN : entry.timestampMs);
+  const at = Number.isNaN(date.getTime()) ? `${entry.timestampMs}ms` : date.toISOString();
   return `${record.sequence} ${hashPrefix(record.chainHash)} ${at} ${entry.query} ${summarizeParams(entry.params)}`.trimEnd();
 }
 
