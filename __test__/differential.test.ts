@@ -14,7 +14,7 @@
  * GRAPHSTREAM_FUZZ_SEED picks another sequence of inputs.
  */
 import { createHash } from 'node:crypto';
-import { expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { Core, DecodeOptions, RawSegment } from '../ts/core.js';
 import { ERROR_CODES, GraphstreamError, toGraphstreamError } from '../ts/errors.js';
 import { nativeCore } from '../ts/native.js';
@@ -519,3 +519,47 @@ function mutateBytes(random: Random, bytes: Buffer): Buffer {
       return Buffer.concat([bytes, random.bytes(1 + random.int(8))]);
   }
 }
+
+describe('issue 12, failure 6: what used to differ', () => {
+  const random = new Random(SEED ^ 0x1234);
+  const cores = [native, pureCore];
+
+  test('a created_ms beyond ±2^53 decodes exactly, as a bigint, in both', () => {
+    for (const createdMs of [2n ** 53n, -(2n ** 53n) - 1n, 2n ** 63n - 1n, -(2n ** 63n)]) {
+      const live = unsealed(random);
+      live.writeBigInt64BE(createdMs, 84);
+      for (const bytes of [live, native.sealSegment(live, { level: 3 }), pureCore.sealSegment(live, { level: 0 })]) {
+        for (const core of cores) {
+          expect(core.decodeHeader(bytes).createdMs, core.kind).toBe(createdMs);
+          expect(core.decodeSegment(bytes).header.createdMs, core.kind).toBe(createdMs);
+          expect(core.decodeHeader(core.encodeHeader({ firstSeq: 1, createdMs })).createdMs).toBe(createdMs);
+        }
+      }
+    }
+    expect(native.decodeHeader(native.encodeHeader({ firstSeq: 1, createdMs: Number.MAX_SAFE_INTEGER })).createdMs).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  test('a body of several zstd frames decodes in both, to the entries sealed', () => {
+    for (let i = 0; i < 50; i++) {
+      const live = unsealed(random);
+      const sealed = withBody(native.sealSegment(live, { level: 3 }), framed(random, live));
+      for (const core of cores) {
+        const decoded = core.decodeSegment(sealed);
+        expect(decoded.body.equals(rawBodyOf(live)), core.kind).toBe(true);
+        expect(decoded.chainHash.equals(native.decodeSegment(live).chainHash), core.kind).toBe(true);
+      }
+    }
+  });
+
+  test('a header field beyond 2^53 is too_large in both, before any other check', () => {
+    const sealed = native.sealSegment(unsealed(random), { level: 3 });
+    for (const offset of [12, 20, 28, 36]) {
+      const bytes = Buffer.from(sealed.subarray(0, sealed.length - 5)); // truncated too
+      bytes.writeBigUInt64BE(2n ** 53n, offset);
+      for (const core of cores) {
+        expect(() => core.decodeSegment(bytes), `${core.kind} ${offset}`).toThrow(/^\[too_large\] /);
+        expect(() => core.decodeHeader(bytes), `${core.kind} ${offset}`).toThrow(/^\[too_large\] /);
+      }
+    }
+  });
+});

@@ -175,7 +175,18 @@ describe('encoding rules', () => {
   test('out-of-range sequence and timestamp are rejected', () => {
     expect(codeOf(() => encodeJournalEntry({ sequence: -1, query: 'q' }))).toBe('invalid_argument');
     expect(codeOf(() => encodeJournalEntry({ query: 'q', timestampMs: 1.5 }))).toBe('invalid_argument');
-    expect(codeOf(() => decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 60n, query: 'q' })))).toBe('invalid_argument');
+    expect(codeOf(() => encodeJournalEntry({ sequence: 2n ** 64n, query: 'q' }))).toBe('invalid_argument');
+    expect(codeOf(() => encodeJournalEntry({ query: 'q', timestampMs: 2n ** 63n }))).toBe('invalid_argument');
+  });
+
+  test('a sequence or timestamp beyond 2^53 that encodeJournalEntry writes decodes back as a bigint', () => {
+    const far = decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 60n, query: 'q', timestampMs: -(2n ** 63n) }));
+    expect(far.sequence).toBe(2n ** 60n);
+    expect(far.timestampMs).toBe(-(2n ** 63n));
+    const near = decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 53n - 1n, query: 'q', timestampMs: -(2n ** 53n) + 1n }));
+    expect(near.sequence).toBe(Number.MAX_SAFE_INTEGER);
+    expect(near.timestampMs).toBe(Number.MIN_SAFE_INTEGER);
+    expect(decodeJournalEntry(encodeJournalEntry({ sequence: 2n ** 64n - 1n, query: 'q' })).sequence).toBe(2n ** 64n - 1n);
   });
 });
 
