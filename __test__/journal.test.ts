@@ -1,6 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { SegmentCache } from '../ts/cache.js';
 import { isGraphstreamError } from '../ts/errors.js';
 import { Journal, type AppendResult } from '../ts/journal.js';
 import { ParamValue } from '../ts/params.js';
@@ -55,6 +56,37 @@ describe.each(cores)('Journal ($kind core)', (core) => {
       ['i', ParamValue.int(3n)],
       ['name', ParamValue.string('item-3')],
     ]);
+  });
+
+  test('refuses to open (corrupt) behind what an upload manifest records, or at it with another chain hash, changing nothing', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    for (let i = 1; i <= 10; i++) await journal.append(entryFor(i));
+    const tipHash = Buffer.from(journal.chainHash).toString('hex');
+    await journal.close();
+    const name = (await readdir(dir)).filter((n) => n.endsWith('.hadbj')).sort().at(-1)!;
+    const destination = { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 };
+    const cache = await SegmentCache.open(dir, destination);
+    const record = { name, key: `wal/db/0000/${name}`, size: 1, sha256: 'ab'.repeat(32) };
+
+    await cache.markUploaded({ ...record, lastSeq: 10, chainHash: tipHash });
+    await (await Journal.open(dir, { core })).close(); // level with the uploads: fine
+
+    await cache.markUploaded({ ...record, lastSeq: 10, chainHash: 'cd'.repeat(32) });
+    await expect(Journal.open(dir, { core })).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining('not the one that was shipped') });
+    await cache.markUploaded({ ...record, lastSeq: 12, chainHash: 'cd'.repeat(32) });
+    const before = await readdir(dir);
+    await expect(Journal.open(dir, { core })).rejects.toMatchObject({
+      code: 'corrupt',
+      message: expect.stringContaining("sequences 11..12 are missing locally"),
+    });
+    expect(await readdir(dir)).toEqual(before);
+    expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+
+    expect(await SegmentCache.forgetDestination(dir, destination)).toBe(true);
+    const reopened = await Journal.open(dir, { core });
+    expect(reopened.sequence).toBe(10);
+    await reopened.close();
   });
 
   test('timestampMs defaults to the time of the append', async () => {

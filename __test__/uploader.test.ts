@@ -575,27 +575,47 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
       expect(manifestOf(second.uploader).segments.map((r) => r.key)).toEqual([...segments.keys()].map(key));
     });
 
-    it("cleanup keeps a segment until every known destination has it; forgetting a retired destination releases them", async () => {
+    it('cleanup keeps a segment until every known destination has it (known from its first cycle on); forgetting a retired one releases them', async () => {
       const tiny = { retentionMs: 0, maxBytes: 1 };
       const a = await setup({ cache: tiny });
       const b = await setup({ journal: a.journal, storage: new MemoryStorage(), cache: tiny });
+      b.storage.beforePut = async () => {
+        throw http503();
+      };
       await appendEntries(a.journal, 100);
+      await b.uploader.runCycle(); // nothing reaches b, but b is a known destination now
       await a.uploader.sync();
-      await b.uploader.sync(); // b knows of itself now: its manifest exists
+      const firstHalf = await sealedSegments(dir);
+      await a.uploader.runCycle();
+      for (const name of firstHalf.keys()) expect((await sealedSegments(dir)).has(name), name).toBe(true);
+
+      b.storage.beforePut = null;
+      await b.uploader.sync();
       await appendEntries(a.journal, 100);
       await a.uploader.sync();
       const segments = await sealedSegments(dir);
       await a.uploader.runCycle();
-      // b has not uploaded the second half: nothing of it was deleted
-      const bHas = new Set(manifestOf(b.uploader).segments.map((r) => r.name));
+      // b has not uploaded the second half: none of it was deleted; what both have went (but the newest of it)
       const left = await sealedSegments(dir);
-      for (const name of segments.keys()) if (!bHas.has(name)) expect(left.has(name), name).toBe(true);
-      expect(left.size).toBeLessThan(segments.size); // what both have went
+      for (const name of segments.keys()) if (!firstHalf.has(name)) expect(left.has(name), name).toBe(true);
+      expect([...firstHalf.keys()].filter((name) => left.has(name))).toEqual([[...firstHalf.keys()].at(-1)]);
 
       await b.uploader.stop();
       expect(await SegmentCache.forgetDestination(dir, b.uploader.destination)).toBe(true);
       await a.uploader.runCycle();
       expect([...(await sealedSegments(dir)).keys()]).toEqual([[...segments.keys()].at(-1)]);
+    });
+
+    it('a new destination whose first segments were cleaned up locally before it was known gets nothing: gap, no chain without its start', async () => {
+      const a = await setup({ cache: { retentionMs: 0, maxBytes: 1 } });
+      await appendEntries(a.journal, 100);
+      await a.uploader.sync();
+      await a.uploader.runCycle();
+      const left = [...(await sealedSegments(dir)).keys()];
+      expect(left[0]).not.toBe(format.segmentFileName(1));
+      const b = await setup({ journal: a.journal, storage: new MemoryStorage() });
+      await expect(b.uploader.sync()).rejects.toMatchObject({ code: 'gap', message: expect.stringContaining('holds nothing before it') });
+      expect(b.storage.puts).toEqual([]);
     });
 
     it("an earlier version's manifest.json goes to the destination whose keys it records and whose storage holds them", async () => {

@@ -161,6 +161,7 @@ export class SegmentCache {
   private durableChanges = 0;
   private writing: Promise<void> | null = null;
   private manifestDirReady = false;
+  private manifestOnDisk = false;
   /** held changes wait for this: opened when the first hold ends or an unheld write is asked for */
   private gate: { opened: Promise<void>; open(): void } | null = null;
 
@@ -201,8 +202,20 @@ export class SegmentCache {
       }
       for (const record of manifest.segments) cache.records.set(record.name, record);
       cache.tipRecord = manifest.tip;
+      cache.manifestOnDisk = true;
     }
     return cache;
+  }
+
+  /**
+   * Writes this destination's manifest if it has none yet, empty: from then on it is a known
+   * destination, and cleanup keeps every segment for it until it has uploaded them.
+   */
+  async register(): Promise<void> {
+    if (this.manifestOnDisk) return;
+    this.changes++;
+    this.openGate();
+    await this.writeUntil(this.changes);
   }
 
   /**
@@ -558,6 +571,7 @@ export class SegmentCache {
       throw toGraphstreamError(err, `writing ${this.manifestPath}`);
     }
     this.durableChanges = Math.max(this.durableChanges, changes);
+    this.manifestOnDisk = true;
   }
 }
 

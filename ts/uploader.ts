@@ -133,6 +133,8 @@ interface ChainEnd {
   chainHash: Buffer;
   /** what it was read from, for messages */
   source: string;
+  /** read from the destination's objects (not from the journal directory or the manifest) */
+  stored?: boolean;
 }
 
 /** A segment's place in the order of checks: it waits for `previous`, then says how its own check went. */
@@ -416,9 +418,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * Opens this destination's manifest. When it has none and an earlier version's manifest.json
-   * records keys of this destination, its records become this destination's if the storage holds
-   * the newest of them (else they were uploaded to another storage with the same keys).
+   * Opens this destination's manifest, writing it (empty) when there is none, so that cleanup
+   * keeps what this destination still needs from now on. When it has none and an earlier
+   * version's manifest.json records keys of this destination, its records become this
+   * destination's if the storage holds the newest of them (else they went to another storage
+   * with the same keys).
    */
   private async openCache(): Promise<SegmentCache> {
     const cache = await SegmentCache.open(this.directory, this.destination, this.cacheConfig);
@@ -431,6 +435,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       if (listed.includes(newest.key)) await cache.adoptLegacy(legacy);
     }
+    await cache.register();
     return cache;
   }
 
@@ -752,10 +757,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   /** The segment's first entry must continue the chain end before it (`corrupt` if not, `gap` when nothing has that end). */
   private async checkContinuity(segment: PendingSegment, cache: SegmentCache, facts: SegmentFacts): Promise<ChainEnd> {
     const before = await this.chainEndBefore(segment, cache);
-    if (before === null) {
+    if (before === null || (before.stored && before.lastSeq < segment.firstSeq - 1)) {
+      const holds = before === null ? 'nothing before it' : `sequences up to ${before.lastSeq} only`;
       throw new GraphstreamError(
         'gap',
-        `${segment.path} starts at sequence ${segment.firstSeq}, but ${describeDestination(this.destination)} holds nothing before it ` +
+        `${segment.path} starts at sequence ${segment.firstSeq}, but ${describeDestination(this.destination)} holds ${holds}, ` +
           `and the segments before it are no longer in ${this.directory}: copy them into the destination from one that has them`,
       );
     }
@@ -808,7 +814,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const decoded = await core.decodeSegmentAsync(bytes).catch((err: unknown) => {
       throw toGraphstreamError(err, `${this.storage.description}${before}, the object before ${segment.name}`);
     });
-    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: `${this.storage.description}${before}` };
+    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: `${this.storage.description}${before}`, stored: true };
   }
 
   private assertUploading(segment: PendingSegment): void {
