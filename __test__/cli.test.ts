@@ -66,6 +66,15 @@ async function writeJournal(dir: string, count: number, salt = 0): Promise<{ cha
   return { chainHash: journal.chainHash.toString('hex'), files };
 }
 
+/** segmentStates once the writer's background sealer has sealed every segment but the live one. */
+async function settledSegmentStates(dir: string): Promise<{ sealed: string[]; live: string[] }> {
+  for (;;) {
+    const states = await segmentStates(dir);
+    if (states.live.length <= 1) return states;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 async function segmentStates(dir: string): Promise<{ sealed: string[]; live: string[] }> {
   const sealed: string[] = [];
   const live: string[] = [];
@@ -494,7 +503,7 @@ describe('replicate', () => {
 
       const sidecar = startCli(['replicate', dir, `file://${store}`, '--db', 'sidecar', '--prefix', 'wal', '--interval', '50', '--metrics-addr', '127.0.0.1:0']);
       const metricsUrl = (await sidecar.waitFor(/^metrics on (http:\/\/\S+)$/m))[0]![1]!;
-      const first = await segmentStates(dir);
+      const first = await settledSegmentStates(dir);
       expect(first.sealed.length).toBeGreaterThan(1);
       expect(first.live).toHaveLength(1);
       await sidecar.waitFor(/^uploaded journal-/m, (matches) => matches.length >= first.sealed.length);
@@ -502,7 +511,7 @@ describe('replicate', () => {
       // The writer keeps going: the sidecar ships what it seals next, while running.
       writer.send('append 60');
       await writer.waitFor(/^at 120$/m);
-      const second = await segmentStates(dir);
+      const second = await settledSegmentStates(dir);
       expect(second.sealed.length).toBeGreaterThan(first.sealed.length);
       const uploads = await sidecar.waitFor(/^uploaded (journal-\S+) -> (\S+)/m, (matches) => matches.length >= second.sealed.length);
       expect(uploads.map((match) => match[1]).sort()).toEqual(second.sealed);
