@@ -54,7 +54,7 @@ export {
   type RetryConfig,
   type RetryConfigInit,
 } from './retry.js';
-export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats } from './cache.js';
+export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type UploadRecord, type UploadedHighWater } from './cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
 export { Uploader, type UploaderOptions, type UploaderStats } from './uploader.js';
 export {
