@@ -4,7 +4,6 @@
  * and each time the journal must reopen with every acknowledged entry, a chain
  * that verifies end to end, and appending continuing at the next sequence.
  */
-import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +13,7 @@ import { Journal } from '../ts/journal.js';
 import { readJournal } from '../ts/reader.js';
 import { corePairs, cores } from './helpers/cores.js';
 import { bundleScripts } from './helpers/bundle.js';
+import { run, waitFor } from './helpers/child-process.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -28,41 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(buildDir, { recursive: true, force: true });
 });
-
-interface Child {
-  lines: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(): void;
-  stderr(): string;
-}
-
-function run(command: string, args: string[]): Child {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let partial = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    const text = partial + chunk.toString('utf8');
-    const parts = text.split('\n');
-    partial = parts.pop()!;
-    lines.push(...parts);
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8');
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  return { lines, exited, kill: () => child.kill('SIGKILL'), stderr: () => stderr };
-}
-
-async function waitFor(child: Child, predicate: (lines: string[]) => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!predicate(child.lines)) {
-    if (Date.now() > deadline) throw new Error(`child never printed ${what}; stderr:\n${child.stderr()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function verify(dir: string, core: Core): Promise<number> {
   let expected = 1;
