@@ -31,7 +31,7 @@ export interface JournalOptions {
   compression?: Compression;
   /**
    * `'fsync'` (default): an append resolves once its bytes are written and fdatasynced.
-   * `'interval'`: once written; fdatasync every `fsyncIntervalMs`. `'none'`: fdatasync only on flush, seal and close.
+   * `'interval'`: once written; fdatasync every `fsyncIntervalMs`. `'none'`: fdatasync only at rotation, flush, seal and close.
    */
   durability?: Durability;
   /** default 100 */

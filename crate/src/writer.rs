@@ -46,7 +46,7 @@ pub enum Durability {
     Fsync,
     /// fdatasync at most every `fsync_interval` (and on flush, seal and close)
     Interval,
-    /// fdatasync only when sealing and closing
+    /// fdatasync only at rotation, flush, seal and close
     None,
 }
 
@@ -565,6 +565,8 @@ impl Drop for Writer {
 /// the OS releases when the process dies) plus this process's pid written into the file.
 /// The pid is how the pure twin, which has no flock in Node, sees a live native holder, and
 /// how a native writer sees a live pure one. The pid is cleared when the lock is dropped.
+/// The pid is only a hint about a live process, never fsynced: after a power loss the file
+/// may be missing, empty or hold the pid of the process that died with the machine.
 struct DirectoryLock {
     file: File,
 }
@@ -1070,8 +1072,11 @@ impl Core {
 
     /// Creates the next unsealed segment and names it in the head hint. Its header and
     /// directory entry become durable with the first sync of its entries (one fdatasync and
-    /// one directory fsync, before any of them is acknowledged under `Durability::Fsync`),
-    /// not at creation: a rotation costs the appends behind it no extra fsync.
+    /// one directory fsync, before any of them is acknowledged under `Durability::Fsync`, and
+    /// in every mode before the segment retires), not at creation: a rotation costs the
+    /// appends behind it no extra fsync. Until then a power loss can leave the name (made
+    /// durable by the sealer's directory fsync) without the header: the last segment,
+    /// holding no entry, which recovery removes as the torn tail.
     fn create_segment(&mut self) -> Result<()> {
         let name = segment_file_name(self.next_seq);
         let path = self.dir.join(&name);
@@ -1132,8 +1137,10 @@ impl Core {
     }
 
     /// Hands the live segment, if it has entries, to the sealer and returns its path. Its
-    /// entries are made as durable first as the durability promises (the sealer may take a
-    /// while): on failure the segment stays live.
+    /// entries, header and directory entry are made durable first, in every durability mode
+    /// (the sealer may take a while): only the live segment then ever holds what a power loss
+    /// can take, and what survives one is a journal with a torn tail at most, never a segment
+    /// that lost its end before another segment (issue 21). On failure the segment stays live.
     fn retire_live(&mut self) -> Result<Option<PathBuf>> {
         let Some(live) = self.live.as_ref() else {
             return Ok(None);
@@ -1141,9 +1148,7 @@ impl Core {
         if !live.has_entries() {
             return Ok(None);
         }
-        if self.options.durability != Durability::None {
-            self.sync_live()?;
-        }
+        self.sync_live()?;
         let Some(live) = self.live.take() else {
             return Ok(None);
         };
@@ -1714,8 +1719,8 @@ mod tests {
         assert_eq!(batch.chain_hashes, chain_of(&payloads).concat());
         assert_eq!(
             writer.stats().syncs,
-            0,
-            "durability 'none' does not fsync appends"
+            2,
+            "durability 'none' syncs entries only in the two segments it retires"
         );
         block_on(writer.closed()).unwrap();
         let (segments, read) = read_journal(dir.path());

@@ -57,7 +57,10 @@ function processIsAlive(pid: number): boolean {
  * Creates `dir/.lock` holding our pid. The pid is written to a private file
  * first and linked into place, so the lock file never exists without its pid.
  * A lock file whose pid is dead, unreadable, or this process's own (but not
- * held by a writer here) is stale and replaced.
+ * held by a writer here) is stale and replaced. The pid is only a hint about a
+ * live process: the lock's directory entry is never fsynced, so after a power
+ * loss the file may be missing or hold the pid of a process that died with the
+ * machine.
  */
 async function acquireLock(dir: string): Promise<string> {
   const lockPath = join(dir, LOCK_FILE);
@@ -559,8 +562,11 @@ class PureWriter implements CoreWriter {
   /**
    * Creates the next unsealed segment and names it in the head hint; never
    * overwrites one. Its header and directory entry become durable with the
-   * first sync of its entries (before any is acknowledged under 'fsync'), not
-   * at creation: a rotation costs the appends behind it no extra fsync.
+   * first sync of its entries (before any is acknowledged under 'fsync', and in
+   * every mode before the segment retires), not at creation: a rotation costs
+   * the appends behind it no extra fsync. Until then a power loss can leave the
+   * name (made durable by the sealer's directory fsync) without the header: the
+   * last segment, holding no entry, which recovery removes as the torn tail.
    */
   private async createSegment(): Promise<void> {
     const name = segmentFileName(this.nextSequence);
@@ -592,13 +598,16 @@ class PureWriter implements CoreWriter {
 
   /**
    * Hands the live segment, if it has entries, to the sealer and returns its
-   * path. Its entries are made as durable first as the durability promises
-   * (the sealer may take a while): on failure the segment stays live.
+   * path. Its entries, header and directory entry are made durable first, in
+   * every durability mode (the sealer may take a while): only the live segment
+   * then ever holds what a power loss can take, and what survives one is a
+   * journal with a torn tail at most, never a segment that lost its end before
+   * another segment (issue 21). On failure the segment stays live.
    */
   private async retireLive(): Promise<string | null> {
     const live = this.live;
     if (live === null || live.length <= HEADER_SIZE) return null;
-    if (this.options.durability !== 'none') await this.syncLive();
+    await this.syncLive();
     this.live = null;
     await live.handle.close().catch(() => undefined);
     this.sealer.retire(live.path);
