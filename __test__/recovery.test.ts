@@ -433,6 +433,27 @@ describe.each(cores)('recovery ($kind core)', (core) => {
       }
     });
 
+    test('corruption is found and reported the same with the hint as without it', async () => {
+      const damages: ((dir: string, names: string[]) => Promise<void>)[] = [
+        async (dir, names) => {
+          const live = join(dir, names.at(-1)!);
+          await flipBit(live, entryOffsets(core, await readFile(live))[2]! + 50);
+        },
+        async (dir, names) => flipBit(join(dir, names.at(-2)!), (await stat(join(dir, names.at(-2)!))).size - 1),
+        async (dir, names) => setByte(join(dir, names.at(-2)!), 6, 0),
+      ];
+      for (const damage of damages) {
+        const { dir } = await crashedJournal(core, 60);
+        await damage(dir, await segmentNames(dir));
+        const listed = await tempDir('listed');
+        await cp(dir, listed, { recursive: true });
+        await rm(join(listed, HEAD_HINT));
+        const viaHint = await recoveredIn(dir, core);
+        expect(viaHint).toMatchObject({ code: 'corrupt' });
+        expect(viaHint).toEqual(await recoveredIn(listed, core));
+      }
+    });
+
     test('the first segment, after recovery.json or at sequence 1, and an empty live segment', async () => {
       const restored = await tempDir();
       await writeRecoveryState(restored, 41, core.computeEntryHash(ZERO_HASH, Buffer.from('snapshot')));

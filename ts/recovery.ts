@@ -909,8 +909,9 @@ async function moveAside(dir: string, report: QuarantineReport, moved: Moved[]):
   } catch (err) {
     throw toGraphstreamError(err, `moving damaged data of ${dir} into ${report.directory}`);
   }
+  const movedWhole = new Set(moved.filter(({ offset }) => offset === 0).map(({ path }) => path));
   for (const { path, offset } of moved) {
-    if (offset > 0) await truncateDurably(path, offset);
+    if (offset > 0 && !movedWhole.has(path)) await truncateDurably(path, offset);
   }
 }
 
