@@ -797,6 +797,7 @@ export async function recoverJournalState(dir: string, options: RecoverOptions =
       }
       continue;
     }
+    anchoredPosition(dir, plan); // before anything moves
     const report = found.length === 0 ? null : await quarantineReport(dir, plan, moved, found, core);
     if (report !== null && changes) await moveAside(dir, report, moved);
     return finish(dir, hint, plan, { known: window.segments, complete: window.complete, leftovers, quarantine: report, changes });
@@ -915,6 +916,18 @@ async function moveAside(dir: string, report: QuarantineReport, moved: Moved[]):
   }
 }
 
+/** Where the plan ends, which must be anchored: a chain hash to continue from. */
+function anchoredPosition(dir: string, plan: TailPlan): ChainPosition {
+  const position = plan.position!;
+  if (position.chainHash === null) {
+    throw new GraphstreamError(
+      'chain_broken',
+      `${dir}: no entry, sealed segment or recovery.json gives the chain hash after sequence ${position.sequence}`,
+    );
+  }
+  return { sequence: position.sequence, chainHash: position.chainHash };
+}
+
 /** Applies (unless `changes` is false) and reports what recovery decided. */
 async function finish(
   dir: string,
@@ -931,13 +944,7 @@ async function finish(
   },
 ): Promise<RecoveredJournalState> {
   const { known, complete, leftovers, quarantine, changes } = options;
-  const position = plan.position!;
-  if (position.chainHash === null) {
-    throw new GraphstreamError(
-      'chain_broken',
-      `${dir}: no entry, sealed segment or recovery.json gives the chain hash after sequence ${position.sequence}`,
-    );
-  }
+  const position = anchoredPosition(dir, plan);
   const removedFiles = [...leftovers, ...plan.empty.map((segment) => segment.path)];
   const truncatedBytes = plan.cut === null ? 0 : plan.cut.size - plan.cut.validLength;
   if (changes) {
