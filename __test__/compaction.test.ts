@@ -17,11 +17,10 @@ import { Follower } from '../ts/follower.js';
 import { createFormatApi, segmentKey } from '../ts/format.js';
 import { restore } from '../ts/restore.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
-import type { S3Storage } from '../ts/storage/s3.js';
 import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
-import { ListRecordingStorage, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
-import { createTestBucket } from './helpers/s3.js';
+import { ListRecordingStorage, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { s3BackendsAndCores } from './helpers/s3.js';
 
 const DB = 'graph';
 let testCounter = 0;
@@ -177,16 +176,16 @@ class FailingPuts implements SegmentStorage {
   }
 }
 
-describe.each(cores)('compaction against a real S3 server ($kind core)', (core) => {
+describe.each(s3BackendsAndCores)('compaction against a real S3 server: $s3.name ($core.kind core)', ({ s3, core }) => {
   const format = createFormatApi(core);
-  let storage: S3Storage;
+  let storage: SegmentStorage;
   let prefix: string;
   let leading: TestLeader;
   const dirs: string[] = [];
 
   beforeAll(async () => {
-    storage = s3Storage(await createTestBucket('compaction'));
-    return () => storage.close();
+    storage = await s3.open(await s3.createBucket('compaction'));
+    return () => storage.close?.();
   });
   beforeEach(async () => {
     prefix = `t${++testCounter}/`;

@@ -12,12 +12,10 @@ import type { RawJournalRecord } from '../ts/reader.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
 import { encodeJournalEntry } from '../ts/payload.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
-import { ObjectStoreStorage } from '../ts/storage/object-store.js';
-import type { S3Storage } from '../ts/storage/s3.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
-import { ListRecordingStorage, entryFor, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
-import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
+import { ListRecordingStorage, entryFor, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { s3BackendsAndCores } from './helpers/s3.js';
 
 const DB = 'graph';
 let testCounter = 0;
@@ -78,18 +76,16 @@ class GetObservingStorage implements SegmentStorage {
   }
 }
 
-describe.each(cores)('Follower against a real S3 server ($kind core)', (core) => {
+describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name ($core.kind core)', ({ s3, core }) => {
   const format = createFormatApi(core);
-  let bucket: string;
-  let storage: S3Storage;
+  let storage: SegmentStorage;
   let prefix: string;
   let followerDir: string;
   const cleanups: (() => Promise<void>)[] = [];
 
   beforeAll(async () => {
-    bucket = await createTestBucket('follower');
-    storage = s3Storage(bucket);
-    return () => storage.close();
+    storage = await s3.open(await s3.createBucket('follower'));
+    return () => storage.close?.();
   });
   beforeEach(async () => {
     prefix = `t${++testCounter}/`;
@@ -544,15 +540,9 @@ describe.each(cores)('Follower against a real S3 server ($kind core)', (core) =>
   });
 });
 
-describe.each(cores)('Follower and compaction through the native object_store backend against moto ($kind core)', (core) => {
-  it("a follower over ObjectStoreStorage rebuilds the leader's journal, before and after compaction", async () => {
-    const bucket = await createTestBucket('follower-os');
-    const storage = await ObjectStoreStorage.open(`s3://${bucket}`, {
-      endpoint: s3Endpoint(),
-      region: TEST_REGION,
-      credentials: TEST_CREDENTIALS,
-      forcePathStyle: true,
-    });
+describe.each(s3BackendsAndCores)('Follower and compaction: $s3.name ($core.kind core)', ({ s3, core }) => {
+  it("a follower rebuilds the leader's journal, before and after compaction", async () => {
+    const storage = await s3.open(await s3.createBucket('follower-os'));
     const dirs: string[] = [];
     const tempDir = async () => {
       dirs.push(await mkdtemp(join(tmpdir(), 'graphstream-follower-')));

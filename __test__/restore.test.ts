@@ -5,25 +5,24 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../ts/journal.js';
 import { restore, type RestoreProgress } from '../ts/restore.js';
 import { createFormatApi } from '../ts/format.js';
-import type { S3Storage } from '../ts/storage/s3.js';
-import { cores } from './helpers/cores.js';
+import type { SegmentStorage } from '../ts/storage/types.js';
 import { Uploader } from '../ts/uploader.js';
-import { ListRecordingStorage, T0, entryFor, journalRecords, openLeader, s3Storage, type TestLeader } from './helpers/replication.js';
-import { createTestBucket } from './helpers/s3.js';
+import { ListRecordingStorage, T0, entryFor, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { s3BackendsAndCores } from './helpers/s3.js';
 
 const DB = 'graph';
 let testCounter = 0;
 
-describe.each(cores)('restore from a real S3 server ($kind core)', (core) => {
+describe.each(s3BackendsAndCores)('restore from a real S3 server: $s3.name ($core.kind core)', ({ s3, core }) => {
   const format = createFormatApi(core);
-  let storage: S3Storage;
+  let storage: SegmentStorage;
   let prefix: string;
   let dir: string;
   let leading: TestLeader;
 
   beforeAll(async () => {
-    storage = s3Storage(await createTestBucket('restore'));
-    return () => storage.close();
+    storage = await s3.open(await s3.createBucket('restore'));
+    return () => storage.close?.();
   });
   beforeEach(async () => {
     prefix = `t${++testCounter}/`;

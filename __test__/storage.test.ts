@@ -1,7 +1,7 @@
 /**
  * One SegmentStorage contract, run against every backend: S3Storage and the native
- * ObjectStoreStorage against a real S3-compatible server (moto, started by global-setup.ts), and
- * the local-directory and memory stores.
+ * ObjectStoreStorage against each real S3-compatible server (moto and versitygw, started by
+ * global-setup.ts), and the local-directory and memory stores.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -17,12 +17,14 @@ import { ReadBuffers } from '../ts/storage/read-buffers.js';
 import { nativeBinding } from '../ts/native.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
-import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
+import { TEST_CREDENTIALS, TEST_REGION, s3Servers, testS3Client, type S3TestServer } from './helpers/s3.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const segmentKey = (seq: number) => `wal/db/0000/${seq.toString(16).padStart(16, '0')}.hadbj`;
 
-let bucket: string;
+/** a bucket on each server, by server name */
+const buckets = new Map<string, string>();
+const bucketOn = (server: S3TestServer) => buckets.get(server.server)!;
 const scratchDirs: string[] = [];
 const opened: SegmentStorage[] = [];
 
@@ -37,7 +39,7 @@ function track<T extends SegmentStorage>(storage: T): T {
   return storage;
 }
 
-const s3Options = () => ({ endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, env: {} });
+const s3Options = (server: S3TestServer) => ({ endpoint: server.endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, env: {} });
 
 /** A fresh, empty location per test; `open()` gives another client on the same location. */
 interface Location {
@@ -50,20 +52,22 @@ interface Backend {
 }
 
 const backends: Backend[] = [
-  {
-    name: 'S3Storage (moto)',
-    async fresh() {
-      const url = `s3://${bucket}/sdk-${randomBytes(4).toString('hex')}`;
-      return { open: async () => track(await openStorage(url, s3Options())) };
+  ...s3Servers.flatMap((server): Backend[] => [
+    {
+      name: `S3Storage (${server.server})`,
+      async fresh() {
+        const url = `s3://${bucketOn(server)}/sdk-${randomBytes(4).toString('hex')}`;
+        return { open: async () => track(await openStorage(url, s3Options(server))) };
+      },
     },
-  },
-  {
-    name: 'ObjectStoreStorage s3:// (moto)',
-    async fresh() {
-      const url = `s3://${bucket}/native-${randomBytes(4).toString('hex')}`;
-      return { open: async () => track(await openStorage(url, { ...s3Options(), backend: 'object_store' })) };
+    {
+      name: `ObjectStoreStorage s3:// (${server.server})`,
+      async fresh() {
+        const url = `s3://${bucketOn(server)}/native-${randomBytes(4).toString('hex')}`;
+        return { open: async () => track(await openStorage(url, { ...s3Options(server), backend: 'object_store' })) };
+      },
     },
-  },
+  ]),
   {
     name: 'LocalStorage',
     async fresh() {
@@ -95,7 +99,7 @@ const backends: Backend[] = [
 ];
 
 beforeAll(async () => {
-  bucket = await createTestBucket('storage');
+  for (const server of s3Servers) buckets.set(server.server, await server.createBucket('storage'));
 });
 
 afterAll(async () => {
@@ -396,11 +400,11 @@ describe('S3Storage.get reads a body to its end, within maxObjectBytes', () => {
   });
 });
 
-describe('S3Storage.stageFile', () => {
+describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
   it('reuses read buffers only once released: files staged and put 4 at a time through a slow-reading server arrive intact', async () => {
-    const proxy = await startSlowReadingProxy(s3Endpoint(), 50);
+    const proxy = await startSlowReadingProxy(server.endpoint(), 50);
     try {
-      const storage = track(new S3Storage({ bucket, prefix: `slow-${randomBytes(4).toString('hex')}/`, endpoint: proxy.endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true }));
+      const storage = track(new S3Storage({ bucket: bucketOn(server), prefix: `slow-${randomBytes(4).toString('hex')}/`, endpoint: proxy.endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true }));
       // more than the kernel's socket buffers take: the rest of a body waits in the client's memory
       const files = await scratchFiles(8, 3_000_000, 1_000_000);
       await stageAndPutFourAtATime(storage, files);
@@ -411,7 +415,7 @@ describe('S3Storage.stageFile', () => {
   });
 
   it('signs each request with the SHA-256 of the bytes it sends', async () => {
-    const client = testS3Client();
+    const client = testS3Client(server.endpoint());
     const signed: string[] = [];
     client.middlewareStack.add(
       (next) => (args) => {
@@ -422,7 +426,7 @@ describe('S3Storage.stageFile', () => {
       },
       { step: 'deserialize', name: 'captureSignedPayloadHash' },
     );
-    const storage = track(new S3Storage({ bucket, prefix: `signed-${randomBytes(4).toString('hex')}/`, client }));
+    const storage = track(new S3Storage({ bucket: bucketOn(server), prefix: `signed-${randomBytes(4).toString('hex')}/`, client }));
     const data = [randomBytes(100_000), randomBytes(90_000)];
     for (const [i, bytes] of data.entries()) {
       const staged = await storage.stageFile(await writeScratchFile(`s${i}`, bytes));
@@ -436,7 +440,7 @@ describe('S3Storage.stageFile', () => {
 
   it('a file larger than maxObjectBytes is too_large', async () => {
     const storage = track(
-      new S3Storage({ bucket, prefix: `big-${randomBytes(4).toString('hex')}/`, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxObjectBytes: 1000 }),
+      new S3Storage({ bucket: bucketOn(server), prefix: `big-${randomBytes(4).toString('hex')}/`, endpoint: server.endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxObjectBytes: 1000 }),
     );
     const path = await writeScratchFile('big', randomBytes(1001));
     await expectGraphstreamError(storage.stageFile(path), 'too_large');
@@ -477,11 +481,11 @@ describe.each([
   });
 });
 
-describe('S3 backends share one layout', () => {
+describe.each(s3Servers)('S3 backends share one layout ($server)', (server) => {
   it('what S3Storage writes under a prefix, ObjectStoreStorage reads, and the reverse', async () => {
-    const url = `s3://${bucket}/shared-${randomBytes(4).toString('hex')}/`;
-    const sdk = track(await openStorage(url, s3Options()));
-    const native = track(await openStorage(url, { ...s3Options(), backend: 'object_store' }));
+    const url = `s3://${bucketOn(server)}/shared-${randomBytes(4).toString('hex')}/`;
+    const sdk = track(await openStorage(url, s3Options(server)));
+    const native = track(await openStorage(url, { ...s3Options(server), backend: 'object_store' }));
     await sdk.put(segmentKey(1), bytes('from sdk'), { ifNoneMatch: '*' });
     await native.put(segmentKey(2), bytes('from native'), { ifNoneMatch: '*' });
     expect(await native.list('wal/')).toEqual([segmentKey(1), segmentKey(2)]);
@@ -494,9 +498,9 @@ describe('S3 backends share one layout', () => {
   it('S3Storage follows continuation tokens with small pages', async () => {
     const storage = track(
       new S3Storage({
-        bucket,
+        bucket: bucketOn(server),
         prefix: `paged-${randomBytes(4).toString('hex')}/`,
-        endpoint: s3Endpoint(),
+        endpoint: server.endpoint(),
         region: TEST_REGION,
         credentials: TEST_CREDENTIALS,
         forcePathStyle: true,
@@ -521,14 +525,16 @@ async function closedPort(): Promise<number> {
   });
 }
 
-describe.each([
-  { name: 'S3Storage', backend: 'sdk' as const },
-  { name: 'ObjectStoreStorage', backend: 'object_store' as const },
-])('$name failures carry retry details', ({ backend }) => {
+describe.each(
+  s3Servers.flatMap((server) => [
+    { name: 'S3Storage', backend: 'sdk' as const, server },
+    { name: 'ObjectStoreStorage', backend: 'object_store' as const, server },
+  ]),
+)('$name failures carry retry details ($server.server)', ({ backend, server }) => {
   it('an unreachable endpoint is a retryable storage error naming the key', async () => {
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const storage = track(
-      await openStorage(`s3://${bucket}/p`, { ...s3Options(), endpoint, backend, maxAttempts: 1 }),
+      await openStorage(`s3://${bucketOn(server)}/p`, { ...s3Options(server), endpoint, backend, maxAttempts: 1 }),
     );
     const err = await expectGraphstreamError(storage.put(segmentKey(1), bytes('x')), 'storage');
     expect(err.message).toContain(segmentKey(1));
@@ -543,10 +549,10 @@ describe.each([
     { fault: 'slowDown' as const, status: 503 },
   ])('a $fault answer is a retryable storage error with status $status', async ({ fault, status }) => {
     const weights = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, kind === fault ? 1 : 0]));
-    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, seed: 7, weights });
+    const proxy = await startFaultProxy({ target: server.endpoint(), faultRate: 1, seed: 7, weights });
     try {
       const storage = track(
-        await openStorage(`s3://${bucket}/p`, { ...s3Options(), endpoint: proxy.endpoint, backend, maxAttempts: 1 }),
+        await openStorage(`s3://${bucketOn(server)}/p`, { ...s3Options(server), endpoint: proxy.endpoint, backend, maxAttempts: 1 }),
       );
       const err = await expectGraphstreamError(storage.put(segmentKey(1), bytes('x'), { ifNoneMatch: '*' }), 'storage');
       expect(err.details).toMatchObject({ retryable: true, status, key: segmentKey(1) });
@@ -558,17 +564,17 @@ describe.each([
 
   it('a response lost after the server stored the object resolves on the next conditional put', async () => {
     const weights = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, kind === 'dropAfter' ? 1 : 0]));
-    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, weights });
-    const url = `s3://${bucket}/lost-${randomBytes(4).toString('hex')}`;
+    const proxy = await startFaultProxy({ target: server.endpoint(), faultRate: 1, weights });
+    const url = `s3://${bucketOn(server)}/lost-${randomBytes(4).toString('hex')}`;
     try {
-      const flaky = track(await openStorage(url, { ...s3Options(), endpoint: proxy.endpoint, backend, maxAttempts: 1 }));
+      const flaky = track(await openStorage(url, { ...s3Options(server), endpoint: proxy.endpoint, backend, maxAttempts: 1 }));
       const err = await expectGraphstreamError(flaky.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' }), 'storage');
       expect(err.details?.retryable).toBe(true);
       expect(proxy.injected.dropAfter).toBe(1);
     } finally {
       await proxy.close();
     }
-    const direct = track(await openStorage(url, s3Options()));
+    const direct = track(await openStorage(url, s3Options(server)));
     expect(await direct.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' })).toEqual({ created: false });
   });
 });
@@ -581,7 +587,7 @@ describe('bad locations and keys', () => {
   it('the native backend rejects unknown schemes and options', async () => {
     await expectGraphstreamError(ObjectStoreStorage.open('ftp://host/x'), 'invalid_argument');
     await expectGraphstreamError(
-      ObjectStoreStorage.open(`s3://${bucket}/p`, { options: { no_such_option: '1' } }),
+      ObjectStoreStorage.open('s3://any-bucket/p', { options: { no_such_option: '1' } }),
       'invalid_argument',
     );
   });

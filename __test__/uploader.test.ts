@@ -10,7 +10,6 @@ import { GraphstreamMetrics } from '../ts/metrics.js';
 import { pureFormatCore } from '../ts/pure/core.js';
 import { Journal } from '../ts/journal.js';
 import { cores } from './helpers/cores.js';
-import { S3Storage } from '../ts/storage/s3.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import { ObjectStoreStorage } from '../ts/storage/object-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
@@ -18,8 +17,8 @@ import type { PutOptions, PutResult, SegmentStorage, StagedFile } from '../ts/st
 import { SegmentCache, manifestPath, type UploadRecord } from '../ts/cache.js';
 import { Uploader, type UploaderOptions } from '../ts/uploader.js';
 import { restore } from '../ts/restore.js';
-import { startFaultProxy } from './helpers/fault-proxy.js';
-import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint } from './helpers/s3.js';
+import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
+import { s3Backends, s3BackendsAndCores } from './helpers/s3.js';
 
 const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
 const format = createFormatApi(pureFormatCore);
@@ -707,43 +706,47 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
   });
 });
 
-describe.each(cores)('Uploader against a real S3 server (moto) through a fault proxy ($kind core)', (core) => {
+describe.each(s3BackendsAndCores)('Uploader against a real S3 server through a fault proxy: $s3.name ($core.kind core)', ({ s3, core }) => {
   let dir: string;
   let bucket: string;
   const cleanups: (() => Promise<void>)[] = [];
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'graphstream-uploader-s3-'));
-    bucket = await createTestBucket('uploader');
+    bucket = await s3.createBucket('uploader');
   });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
     await rm(dir, { recursive: true, force: true });
   });
 
-  function s3(endpoint: string): S3Storage {
-    // one attempt per request inside the SDK: the Uploader's RetryPolicy is what is under test
-    const storage = new S3Storage({ bucket, endpoint, region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxAttempts: 1 });
-    cleanups.push(() => storage.close());
+  async function storageAt(endpoint: string): Promise<SegmentStorage> {
+    // one attempt per request inside the client: the Uploader's RetryPolicy is what is under test
+    const storage = await s3.open(bucket, { endpoint, maxAttempts: 1 });
+    cleanups.push(async () => storage.close?.());
     return storage;
   }
 
   /**
    * Storage behind a proxy injecting faults at `faultRate`, and an outage proxy (every request
-   * answered 500/503 or its connection dropped before reaching the server) to switch to.
+   * answered 500/503 or its connection dropped before reaching the server) to switch to. With
+   * `delayMs`, every request through the faulty proxy first waits that long.
    */
-  async function faultyStorage(faultRate: number, seed: number) {
-    const proxy = await startFaultProxy({ target: s3Endpoint(), faultRate, seed, latencyMs: 20 });
-    const outage = await startFaultProxy({ target: s3Endpoint(), faultRate: 1, seed, weights: { latency: 0, dropAfter: 0 } });
+  async function faultyStorage(faultRate: number, seed: number, delayMs?: number) {
+    const proxy = await startFaultProxy({ target: s3.endpoint(), faultRate, seed, latencyMs: 20 });
+    const outage = await startFaultProxy({ target: s3.endpoint(), faultRate: 1, seed, weights: { latency: 0, dropAfter: 0 } });
     cleanups.push(() => proxy.close(), () => outage.close());
-    const faulty = s3(proxy.endpoint);
-    const down = s3(outage.endpoint);
+    const onlyLatency = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, kind === 'latency' ? 1 : 0]));
+    const slow = delayMs === undefined ? null : await startFaultProxy({ target: proxy.endpoint, faultRate: 1, weights: onlyLatency, latencyMs: delayMs });
+    if (slow) cleanups.push(() => slow.close());
+    const faulty = await storageAt((slow ?? proxy).endpoint);
+    const down = await storageAt(outage.endpoint);
     const storage = recording(faulty);
     return {
       proxy,
       outage,
       storage,
-      direct: s3(s3Endpoint()),
+      direct: await storageAt(s3.endpoint()),
       setOutage(on: boolean) {
         storage.inner = on ? down : faulty;
       },
@@ -806,13 +809,12 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
   it('a second bucket starts empty and receives every segment (a restore from it has them all); the same bucket through another client is the same destination', async () => {
     const journal = await openJournal();
     await appendEntries(journal, 150);
-    const first = uploaderFor(journal, s3(s3Endpoint()));
+    const first = uploaderFor(journal, await storageAt(s3.endpoint()));
     await first.sync();
     const segments = await sealedSegments(dir);
 
-    const otherBucket = await createTestBucket('uploader-b');
-    const second = new S3Storage({ bucket: otherBucket, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true });
-    cleanups.push(() => second.close());
+    const second = await s3.open(await s3.createBucket('uploader-b'));
+    cleanups.push(async () => second.close?.());
     const toSecond = recording(second);
     await uploaderFor(journal, toSecond).sync();
     expect(toSecond.puts.map((put) => put.key)).toEqual([...segments.keys()].map((name) => keyOf(name)));
@@ -821,13 +823,10 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
     cleanups.push(() => rm(restored, { recursive: true, force: true }));
     await expect(restore(second, { dir: restored, prefix: 'wal/', db: 'db', core })).resolves.toMatchObject({ sequence: 150 });
 
-    // the first bucket through the native object_store client: the same objects, so nothing to upload
-    const sameBucket = await ObjectStoreStorage.open(`s3://${bucket}`, {
-      endpoint: s3Endpoint(),
-      region: TEST_REGION,
-      credentials: TEST_CREDENTIALS,
-      forcePathStyle: true,
-    });
+    // the first bucket through the other S3 client (aws-sdk or object_store): the same objects, so nothing to upload
+    const otherClient = s3Backends.find((backend) => backend.server === s3.server && backend.name !== s3.name)!;
+    const sameBucket = await otherClient.open(bucket);
+    cleanups.push(async () => sameBucket.close?.());
     expect(sameBucket.identity).toBe(first.destination.storage);
     const again = recording(sameBucket);
     await uploaderFor(journal, again).sync();
@@ -843,7 +842,7 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
     const damaged = Buffer.from(intact);
     damaged[200]! ^= 0x04;
     await writeFile(join(dir, damagedName), damaged);
-    const direct = s3(s3Endpoint());
+    const direct = await storageAt(s3.endpoint());
     const uploader = uploaderFor(journal, direct);
     const errors: GraphstreamError[] = [];
     uploader.on('error', (err) => errors.push(err));
@@ -902,7 +901,9 @@ describe.each(cores)('Uploader against a real S3 server (moto) through a fault p
   });
 
   it('a restart in the middle of uploading resumes from the manifest; cleanup never deletes pending data', async () => {
-    const { outage, storage: firstStorage, direct, setOutage } = await faultyStorage(0.3, 11);
+    // versitygw answers a small put within a millisecond or two: without the delay every put would
+    // finish inside the first manifest write's hold (50 ms), leaving no upload to stop in the middle of
+    const { outage, storage: firstStorage, direct, setOutage } = await faultyStorage(0.3, 11, 20);
     const journal = await openJournal();
     await appendEntries(journal, 600);
     await journal.sealForUpload();

@@ -1,6 +1,7 @@
 /**
  * The benchmark suite (issue 6): `npm run bench` runs every group, `npm run bench -- --quick` a
- * short version, `--only=format,journal` a subset. One table per group on stdout, the target
+ * short version, `--only=format,journal` a subset, `--s3-server=versitygw` runs the shipping and
+ * follower groups against versitygw instead of moto. One table per group on stdout, the target
  * lines at the end, and everything as JSON in bench/results/<timestamp>.json.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { addTarget, createContext, removeScratch, type Context } from './lib/context.js';
+import { S3_SERVER_NAMES, type S3ServerName } from '../scripts/s3-servers.js';
 import type { Summary } from './lib/stats.js';
 import { renderTargets, toJsonCell } from './lib/report.js';
 import { formatGroup } from './groups/format.js';
@@ -82,11 +84,13 @@ export async function main(root: string, argv: string[]): Promise<void> {
   const only = argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
   const unknown = only?.filter((name) => !(name in GROUPS)) ?? [];
   if (unknown.length > 0) throw new Error(`unknown group(s) ${unknown.join(', ')}; groups: ${Object.keys(GROUPS).join(', ')}`);
-  const context = await createContext(root, quick);
+  const s3Server = (argv.find((arg) => arg.startsWith('--s3-server='))?.slice('--s3-server='.length) ?? 'moto') as S3ServerName;
+  if (!S3_SERVER_NAMES.includes(s3Server)) throw new Error(`unknown --s3-server ${s3Server}; servers: ${S3_SERVER_NAMES.join(', ')}`);
+  const context = await createContext(root, quick, s3Server);
   const info = machine(root);
   const started = Date.now();
   process.stdout.write(
-    `graphstream bench (${quick ? 'quick' : 'full'}) — ${info.nproc}× ${info.cpu}, Node ${info.node}, ${info.rustc}, commit ${info.commit}\n`,
+    `graphstream bench (${quick ? 'quick' : 'full'}) — ${info.nproc}× ${info.cpu}, Node ${info.node}, ${info.rustc}, commit ${info.commit}, S3 server ${s3Server}\n`,
   );
   if (typeof (globalThis as { gc?: unknown }).gc !== 'function') process.stderr.write('note: run with --expose-gc for steadier figures\n');
   try {
@@ -109,10 +113,11 @@ export async function main(root: string, argv: string[]): Promise<void> {
 
   const resultsDir = join(root, 'bench', 'results');
   await mkdir(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${new Date(started).toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+  const file = join(resultsDir, `${new Date(started).toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}${s3Server === 'moto' ? '' : `-${s3Server}`}.json`);
   const json = {
     startedAt: new Date(started).toISOString(),
     mode: quick ? 'quick' : 'full',
+    s3Server,
     elapsedS,
     loadAverageAtEnd: loadAtEnd,
     machine: info,

@@ -8,16 +8,10 @@ import { join } from 'node:path';
 import type { Core } from '../../ts/core.js';
 import { Journal } from '../../ts/journal.js';
 import { readJournal } from '../../ts/reader.js';
-import { S3Storage } from '../../ts/storage/s3.js';
 import type { ListOptions, PutOptions, PutResult, SegmentStorage } from '../../ts/storage/types.js';
 import { Uploader } from '../../ts/uploader.js';
-import { TEST_CREDENTIALS, TEST_REGION, s3Endpoint } from './s3.js';
 
 export const T0 = 1_700_000_000_000;
-
-export function s3Storage(bucket: string): S3Storage {
-  return new S3Storage({ bucket, endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true });
-}
 
 /** The i-th test entry: its timestamp is T0 + i seconds. */
 export function entryFor(i: number) {

@@ -1,5 +1,5 @@
 /**
- * Group 4, follower: catch-up of a large journal from moto (Follower.catchUp: list, get, verify
+ * Group 4, follower: catch-up of a large journal from moto or versitygw (Follower.catchUp: list, get, verify
  * off-thread, write atomically), native vs pure core, S3Storage vs ObjectStoreStorage, against
  * plain sequential GetObject of the same objects (the reference fetches one object at a time; the
  * follower keeps up to 3 GETs in flight while it verifies and writes, its default prefetch).
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Follower, nativeCore, ObjectStoreStorage, pureCore, S3Storage, segmentKey, type SegmentStorage } from '../../ts/index.js';
 import type { Core } from '../../ts/core.js';
 import { addTable, MB, type Context } from '../lib/context.js';
-import { CREDENTIALS, REGION, startMoto } from '../lib/moto.js';
+import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
 import { getObject, pool, putObject } from '../lib/s3.js';
 import { interleave, nowMs, ratioOf, summarize } from '../lib/stats.js';
 import { graphdPayloads, sealJournal } from '../lib/workload.js';
@@ -30,14 +30,14 @@ export async function followerGroup(context: Context): Promise<void> {
   const keys = journal.segments.map((s) => segmentKey('', DB, 0, s.firstSeq));
   const objectBytes = journal.segments.reduce((sum, s) => sum + s.bytes.length, 0);
 
-  context.log('follower: starting moto, uploading');
-  const moto = await startMoto();
+  context.log(`follower: starting ${context.s3Server}, uploading`);
+  const server = await startBenchS3Server(context.s3Server);
   try {
-    await moto.createBucket(BUCKET);
-    const client = moto.client();
+    await server.createBucket(BUCKET);
+    const client = server.client();
     await pool(keys.length, 8, (i) => putObject(client, BUCKET, keys[i]!, journal.segments[i]!.bytes));
-    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: moto.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
-    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: moto.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
 
     const plainGet = async (): Promise<number> => {
       const start = nowMs();
@@ -77,7 +77,7 @@ export async function followerGroup(context: Context): Promise<void> {
     ];
     addTable(context, {
       group: 'follower',
-      title: `4. Follower catch-up — ${entries.toLocaleString('en')} entries, ${keys.length} segments, ${(objectBytes / 1048576).toFixed(1)} MiB of objects (${(journal.unsealedBytes / 1048576).toFixed(0)} MiB of entries) from moto`,
+      title: `4. Follower catch-up — ${entries.toLocaleString('en')} entries, ${keys.length} segments, ${(objectBytes / 1048576).toFixed(1)} MiB of objects (${(journal.unsealedBytes / 1048576).toFixed(0)} MiB of entries) from ${server.name}`,
       columns: ['reader', 'entries/s', 'MB/s (objects)', 'seconds', 'vs plain GetObject'],
       rows: [
         row('plain GetObject, one at a time (aws-sdk)', 'plain'),
@@ -92,6 +92,6 @@ export async function followerGroup(context: Context): Promise<void> {
     await s3Storage.close();
     client.destroy();
   } finally {
-    await moto.stop();
+    await server.stop();
   }
 }

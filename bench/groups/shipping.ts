@@ -1,7 +1,7 @@
 /**
  * Group 3, shipping: the Uploader through S3Storage (aws-sdk) and ObjectStoreStorage (native
  * object_store) against plain PutObject calls of the same bytes at the same concurrency, all
- * against a local moto server started here. A second reference, the same PutObject calls with
+ * against a local S3-compatible server started here (moto, or versitygw with --s3-server). A second reference, the same PutObject calls with
  * `If-None-Match: *`, separates the cost of the create-only condition (which the Uploader must
  * keep) from the Uploader's own work. Runs interleaved; objects deleted between runs.
  */
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { nativeCore, ObjectStoreStorage, S3Storage, segmentFileName, Uploader, type SegmentStorage } from '../../ts/index.js';
 import { addTable, MB, type Context } from '../lib/context.js';
-import { CREDENTIALS, REGION, startMoto } from '../lib/moto.js';
+import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
 import type { Cell } from '../lib/report.js';
 import { deleteObjects, pool, putObject } from '../lib/s3.js';
 import { interleave, median, nowMs, ratioOf, type Summary } from '../lib/stats.js';
@@ -21,7 +21,7 @@ const BUCKET = 'graphstream-bench-ship';
 /** USER_HZ: the unit of the CPU times in /proc/<pid>/stat on Linux */
 const PROC_TICKS_PER_SECOND = 100;
 
-/** CPU time (user + system) moto's process used so far, in ms; null where there is no /proc. */
+/** CPU time (user + system) the server's process used so far, in ms; null where there is no /proc. */
 function processCpuMs(pid: number): number | null {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -45,13 +45,13 @@ export async function shippingGroup(context: Context): Promise<void> {
   await mkdir(source, { recursive: true });
   for (const segment of segments) await writeFile(join(source, segmentFileName(segment.firstSeq)), segment.bytes);
 
-  context.log('shipping: starting moto');
-  const moto = await startMoto();
+  context.log(`shipping: starting ${context.s3Server}`);
+  const server = await startBenchS3Server(context.s3Server);
   try {
-    await moto.createBucket(BUCKET);
-    const client = moto.client();
-    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: moto.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
-    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: moto.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    await server.createBucket(BUCKET);
+    const client = server.client();
+    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
     let runId = 0;
 
     const clearBucket = async () => {
@@ -64,20 +64,20 @@ export async function shippingGroup(context: Context): Promise<void> {
       }
     };
 
-    /** CPU per MB shipped, of this process (all its threads) and of moto, for each run of each variant. */
-    const cpu = new Map<string, { node: number[]; moto: number[] }>();
+    /** CPU per MB shipped, of this process (all its threads) and of the server, for each run of each variant. */
+    const cpu = new Map<string, { node: number[]; server: number[] }>();
     /** Seconds `ship` takes; its CPU goes to `variant`'s samples. */
     const measure = async (variant: string, ship: () => Promise<void>): Promise<number> => {
       const node0 = process.cpuUsage();
-      const moto0 = processCpuMs(moto.pid);
+      const server0 = processCpuMs(server.pid);
       const start = nowMs();
       await ship();
       const seconds = (nowMs() - start) / 1000;
       const node = process.cpuUsage(node0);
-      const moto1 = processCpuMs(moto.pid);
-      const samples = cpu.get(variant) ?? { node: [], moto: [] };
+      const server1 = processCpuMs(server.pid);
+      const samples = cpu.get(variant) ?? { node: [], server: [] };
       samples.node.push((node.user + node.system) / 1000 / (totalBytes / MB));
-      if (moto0 !== null && moto1 !== null) samples.moto.push((moto1 - moto0) / (totalBytes / MB));
+      if (server0 !== null && server1 !== null) samples.server.push((server1 - server0) / (totalBytes / MB));
       cpu.set(variant, samples);
       return seconds;
     };
@@ -119,7 +119,7 @@ export async function shippingGroup(context: Context): Promise<void> {
       // the first sample of each variant is interleave's warm-up round
       const cpuOf = (variant: string): [number, number | null] => {
         const samples = cpu.get(variant)!;
-        return [median(samples.node.slice(1)), samples.moto.length > 1 ? median(samples.moto.slice(1)) : null];
+        return [median(samples.node.slice(1)), samples.server.length > 1 ? median(samples.server.slice(1)) : null];
       };
       ratios[concurrency] = { s3: ratioOf(result.s3Storage, result.plain), os: ratioOf(result.objectStore, result.plain) };
       rows.push(
@@ -131,12 +131,12 @@ export async function shippingGroup(context: Context): Promise<void> {
     }
     addTable(context, {
       group: 'shipping',
-      title: `3. Shipping — ${segments.length} sealed segments (4 MiB of entries each, ${(totalBytes / segments.length / 1048576).toFixed(2)} MiB sealed) to moto on loopback`,
-      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject', 'vs PutObject If-None-Match', 'bench CPU ms/MB', 'moto CPU ms/MB'],
+      title: `3. Shipping — ${segments.length} sealed segments (4 MiB of entries each, ${(totalBytes / segments.length / 1048576).toFixed(2)} MiB sealed) to ${server.name} on loopback`,
+      columns: ['uploader / storage', 'MB/s', 'segments/s', 'vs plain PutObject', 'vs PutObject If-None-Match', 'bench CPU ms/MB', `${server.name} CPU ms/MB`],
       rows,
       notes: [
         `median of ${runs} interleaved runs; the Uploader reads each file, hashes it (SHA-256), puts it with If-None-Match: * and records it in manifest.json; ` +
-          'CPU per MB shipped: the bench process (all its threads: JavaScript, libuv pool, the addon) and moto (/proc), which share the machine',
+          'CPU per MB shipped: the bench process (all its threads: JavaScript, libuv pool, the addon) and the server (/proc), which share the machine',
       ],
     });
     for (const [concurrency, ratio] of Object.entries(ratios)) {
@@ -146,6 +146,6 @@ export async function shippingGroup(context: Context): Promise<void> {
     await s3Storage.close();
     client.destroy();
   } finally {
-    await moto.stop();
+    await server.stop();
   }
 }

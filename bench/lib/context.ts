@@ -1,11 +1,14 @@
 /** What every group gets: the run mode, scratch space, and where its tables and target lines go. */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { S3ServerName } from '../../scripts/s3-servers.js';
 import type { Summary } from './stats.js';
 import { renderTable, type Table, type TargetLine } from './report.js';
 
 export interface Context {
   quick: boolean;
+  /** the S3-compatible server the shipping and follower groups run against */
+  s3Server: S3ServerName;
   /** scratch directory on the journal's disk (next to the repository), removed at exit */
   scratch: string;
   tables: Table[];
@@ -15,11 +18,12 @@ export interface Context {
   log(message: string): void;
 }
 
-export async function createContext(root: string, quick: boolean): Promise<Context> {
+export async function createContext(root: string, quick: boolean, s3Server: S3ServerName): Promise<Context> {
   await mkdir(join(root, 'node_modules', '.cache'), { recursive: true });
   const scratch = await mkdtemp(join(root, 'node_modules', '.cache', 'graphstream-bench-scratch-'));
   return {
     quick,
+    s3Server,
     scratch,
     tables: [],
     targets: [],

@@ -1,15 +1,17 @@
 /**
- * The local S3-compatible server of the shipping and follower groups: moto in server mode on
- * loopback, started by the bench, bounded in time, and killed at exit (also on Ctrl-C).
+ * The local S3-compatible server of the shipping and follower groups: moto (default) or versitygw
+ * (`--s3-server=versitygw`) on loopback, started by the bench, bounded in time, and killed at exit
+ * (also on Ctrl-C).
  */
 import type { ChildProcess } from 'node:child_process';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { startMotoServer } from '../../scripts/moto-server.js';
+import { startS3Server, type S3ServerName } from '../../scripts/s3-servers.js';
 
 export const CREDENTIALS = { accessKeyId: 'graphstream-bench', secretAccessKey: 'graphstream-bench' };
 export const REGION = 'us-east-1';
 
-export interface Moto {
+export interface BenchS3Server {
+  name: S3ServerName;
   endpoint: string;
   pid: number;
   client(): S3Client;
@@ -29,20 +31,21 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-export async function startMoto(): Promise<Moto> {
-  const server = await startMotoServer();
+export async function startBenchS3Server(name: S3ServerName): Promise<BenchS3Server> {
+  const server = await startS3Server(name, CREDENTIALS);
   const child = server.process;
   running.add(child);
   const endpoint = server.endpoint;
   const client = () => new S3Client({ endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
   return {
+    name,
     endpoint,
     pid: child.pid!,
     client,
-    async createBucket(name) {
+    async createBucket(bucket) {
       const c = client();
       try {
-        await c.send(new CreateBucketCommand({ Bucket: name }));
+        await c.send(new CreateBucketCommand({ Bucket: bucket }));
       } finally {
         c.destroy();
       }
