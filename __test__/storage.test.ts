@@ -4,14 +4,18 @@
  * global-setup.ts), and the local-directory and memory stores.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compactOnce } from '../ts/compaction.js';
 import { GraphstreamError } from '../ts/errors.js';
+import { Follower } from '../ts/follower.js';
+import { restore } from '../ts/restore.js';
+import { Uploader } from '../ts/uploader.js';
 import { LocalStorage, MemoryStorage, ObjectStoreStorage, S3Storage, openStorage } from '../ts/storage/index.js';
 import { ReadBuffers } from '../ts/storage/read-buffers.js';
 import { nativeBinding } from '../ts/native.js';
@@ -220,6 +224,28 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(err.details?.retryable).not.toBe(true);
     expect(Buffer.from((await first.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
     expect(Buffer.from((await second.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
+  });
+
+  it('a key names one object on every backend: keys with a leading or trailing slash, empty, "." or ".." segments, backslashes or control characters are invalid_argument', async () => {
+    const storage = await (await backend.fresh()).open();
+    for (const key of ['/x', 'wal/x/', 'wal//x', './x', 'wal/../x', '..', 'wal\\x', 'wal/x\u0000', 'wal/\nx', '']) {
+      await expectGraphstreamError(storage.put(key, bytes('x')), 'invalid_argument');
+      await expectGraphstreamError(storage.put(key, bytes('x'), { ifNoneMatch: '*' }), 'invalid_argument');
+      await expectGraphstreamError(storage.get(key), 'invalid_argument');
+      await expectGraphstreamError(storage.delete(key), 'invalid_argument');
+    }
+    for (const prefix of ['/', '/wal/', 'wal//', '../', 'wal/./x', 'wal\u0000']) {
+      await expectGraphstreamError(storage.list(prefix), 'invalid_argument');
+    }
+    expect(await storage.list('')).toEqual([]);
+  });
+
+  it("messages name an object as the storage's description and the key joined by one '/'", async () => {
+    const location = await backend.fresh();
+    const storage = await location.open();
+    await storage.put(segmentKey(9), bytes('first'), { ifNoneMatch: '*' });
+    const err = await expectGraphstreamError((await location.open()).put(segmentKey(9), bytes('second'), { ifNoneMatch: '*' }), 'conflict');
+    expect(err.message).toContain(`${storage.description.replace(/\/$/, '')}/${segmentKey(9)}`);
   });
 });
 
@@ -613,5 +639,65 @@ describe('bad locations and keys', () => {
     const read = (await storage.get('k'))!;
     read[1] = 0;
     expect(new TextDecoder().decode((await storage.get('k'))!)).toBe('abc');
+  });
+});
+
+/** A store over `root` of each local backend: LocalStorage and ObjectStoreStorage file://. */
+const localBackends = [
+  { name: 'LocalStorage', open: async (root: string) => track(await openStorage(root)) },
+  { name: 'ObjectStoreStorage file://', open: async (root: string) => track(await openStorage(pathToFileURL(root).href, { backend: 'object_store' })) },
+];
+
+describe.each(localBackends)('$name never follows a symbolic link out of its directory', ({ open }) => {
+  it('put, get, list and delete through a link leading outside are invalid_argument and touch nothing outside', async () => {
+    const root = join(await scratchDir(), 'store');
+    const outside = await scratchDir();
+    await mkdir(root);
+    await writeFile(join(outside, 'secret'), 'outside bytes');
+    await symlink(outside, join(root, 'wal'));
+    await symlink(join(outside, 'secret'), join(root, 'leak'));
+    await symlink(join(outside, 'missing'), join(root, 'dangling'));
+    const storage = await open(root);
+
+    for (const key of ['wal/x', 'wal/db/0000/x', 'leak', 'dangling', 'dangling/x']) {
+      await expectGraphstreamError(storage.put(key, bytes('written')), 'invalid_argument');
+      await expectGraphstreamError(storage.put(key, bytes('written'), { ifNoneMatch: '*' }), 'invalid_argument');
+    }
+    for (const key of ['wal/secret', 'leak']) {
+      const err = await expectGraphstreamError(storage.get(key), 'invalid_argument');
+      expect(err.message).toContain('symbolic link');
+      await expectGraphstreamError(storage.delete(key), 'invalid_argument');
+    }
+    await expectGraphstreamError(storage.list('wal/'), 'invalid_argument');
+    expect(await storage.list('')).toEqual([]);
+    expect((await readdir(outside)).sort()).toEqual(['secret']);
+    expect(await readFile(join(outside, 'secret'), 'utf8')).toBe('outside bytes');
+  });
+
+  it('a link that stays inside the directory is followed', async () => {
+    const root = join(await scratchDir(), 'store');
+    await mkdir(join(root, 'real'), { recursive: true });
+    await symlink(join(root, 'real'), join(root, 'alias'));
+    const storage = await open(root);
+    await storage.put('alias/k', bytes('inside'));
+    expect(new TextDecoder().decode((await storage.get('real/k'))!)).toBe('inside');
+    expect(new TextDecoder().decode((await storage.get('alias/k'))!)).toBe('inside');
+  });
+});
+
+describe('a remote journal is named by a prefix and a db that stay inside the storage', () => {
+  const badDbs = ['', '.', '..', 'a/b', 'a\\b', 'a\u0000b', 'a\nb', 'a\u007fb'];
+  const badPrefixes = ['wal', '/', '/wal/', '../', 'a/../../b/', './', 'a/./', 'a//', 'a\u0000/', 'a\tb/'];
+  const cases = [...badDbs.map((db) => ({ db, prefix: 'wal/' })), ...badPrefixes.map((prefix) => ({ db: 'graph', prefix }))];
+
+  it.each(cases)('db $db, prefix $prefix: invalid_argument when an Uploader, Follower, restore or compaction is set up', async ({ db, prefix }) => {
+    const storage = new MemoryStorage();
+    const dir = join(await scratchDir(), 'journal');
+    const code = expect.objectContaining({ code: 'invalid_argument' });
+    expect(() => new Uploader({ directory: dir, storage, db, prefix })).toThrow(code);
+    expect(() => new Follower({ dir, storage, db, prefix })).toThrow(code);
+    await expectGraphstreamError(restore(storage, { dir, db, prefix }), 'invalid_argument');
+    await expectGraphstreamError(compactOnce({ storage, db, prefix }), 'invalid_argument');
+    expect(await readdir(join(dir, '..'))).toEqual([]);
   });
 });

@@ -8,16 +8,18 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 
 export const S3_SERVER_NAMES = ['moto', 'versitygw'] as const;
 export type S3ServerName = (typeof S3_SERVER_NAMES)[number];
 
 export const MOTO_INSTALL = "python3 -m pip install 'moto[server]==5.2.1'";
 export const VERSITYGW_MODULE = 'github.com/versity/versitygw/cmd/versitygw@v1.8.0';
-/** Where scripts/ensure-test-servers.mjs installs versitygw (GOBIN); VERSITYGW names another binary. */
-export const VERSITYGW_BIN = process.env.VERSITYGW ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.tools', 'bin', 'versitygw');
+/**
+ * Where scripts/ensure-test-servers.mjs installs versitygw (GOBIN), under the repository npm runs
+ * the tests and benchmarks in (the bench runs from a bundle elsewhere); VERSITYGW names another binary.
+ */
+export const VERSITYGW_BIN = process.env.VERSITYGW ?? resolve('.tools', 'bin', 'versitygw');
 const STARTUP_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 

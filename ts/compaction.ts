@@ -36,6 +36,7 @@ import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './er
 import { segmentKey } from './format.js';
 import { resolveCore } from './default-core.js';
 import { sameBytes } from './storage/bytes.js';
+import { checkDb, checkPrefix, objectName } from './storage/names.js';
 import type { SegmentStorage } from './storage/types.js';
 
 /** The part of a Core that compaction, followers and restore use. */
@@ -260,10 +261,10 @@ async function readManifest(storage: SegmentStorage, key: string): Promise<Compa
   try {
     parsed = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<CompactionManifest> | null;
   } catch (err) {
-    throw new GraphstreamError('invalid_segment', `${storage.description}${key} is not JSON: ${(err as Error).message}`);
+    throw new GraphstreamError('invalid_segment', `${objectName(storage.description, key)} is not JSON: ${(err as Error).message}`);
   }
   if (parsed?.version !== MANIFEST_VERSION || !Array.isArray(parsed.segments)) {
-    throw new GraphstreamError('invalid_segment', `${storage.description}${key}: not a version ${MANIFEST_VERSION} compaction manifest`);
+    throw new GraphstreamError('invalid_segment', `${objectName(storage.description, key)}: not a version ${MANIFEST_VERSION} compaction manifest`);
   }
   let next = 0;
   for (const record of parsed.segments) {
@@ -279,7 +280,7 @@ async function readManifest(storage: SegmentStorage, key: string): Promise<Compa
       /^[0-9a-f]{64}$/.test(record.startHash) &&
       Array.isArray(record.originals) &&
       record.originals.every((key) => typeof key === 'string');
-    if (!valid) throw new GraphstreamError('invalid_segment', `${storage.description}${key}: malformed record ${JSON.stringify(record)}`);
+    if (!valid) throw new GraphstreamError('invalid_segment', `${objectName(storage.description, key)}: malformed record ${JSON.stringify(record)}`);
     next = record.lastSeq;
   }
   return parsed as CompactionManifest;
@@ -312,16 +313,15 @@ class Compactor {
     this.prefix = options.prefix ?? '';
     this.db = options.db;
     this.generation = options.generation ?? 0;
-    if (this.prefix !== '' && !this.prefix.endsWith('/')) {
-      throw new GraphstreamError('invalid_argument', `compaction: prefix must be empty or end with '/', got '${this.prefix}'`);
-    }
+    checkPrefix(this.prefix, 'compaction');
+    checkDb(this.db, 'compaction');
     this.manifestKey = compactionManifestKey(this.prefix, this.db, this.generation);
     this.config = resolveConfig(options.config);
     this.now = options.now ?? Date.now;
   }
 
   private where(key: string): string {
-    return `${this.storage.description}${key}`;
+    return objectName(this.storage.description, key);
   }
 
   async run(): Promise<CompactionResult> {

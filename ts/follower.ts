@@ -53,6 +53,7 @@ import {
 } from './reader.js';
 import { listSegments, positionAfterSegment, readRecoveryState, writeRecoveryState, type ChainPosition } from './recovery.js';
 import { isRetryable } from './retry.js';
+import { checkDb, checkPrefix, objectName } from './storage/names.js';
 import type { SegmentStorage } from './storage/types.js';
 
 export type { ChainPosition } from './recovery.js';
@@ -138,12 +139,6 @@ interface PrefetchWindow {
   abandoned: boolean;
 }
 
-function checkPrefix(prefix: string): void {
-  if (prefix !== '' && !prefix.endsWith('/')) {
-    throw new GraphstreamError('invalid_argument', `prefix must be empty or end with '/', got '${prefix}'`);
-  }
-}
-
 /**
  * The remote journal as a reader walks it from `position`: `next()` finds, fetches and verifies
  * the segment holding the next sequence; `accept()` moves past it once the reader stored it.
@@ -193,7 +188,8 @@ export class RemoteJournal {
     this.prefetch = checkPrefetch(ahead.prefetch ?? DEFAULT_PREFETCH);
     this.lastWanted = ahead.lastWanted ?? Number.MAX_SAFE_INTEGER;
     const prefix = location.prefix ?? '';
-    checkPrefix(prefix);
+    checkPrefix(prefix, 'remote journal');
+    checkDb(location.db, 'remote journal');
     const generation = location.generation ?? 0;
     this.storage = location.storage;
     this.incrementalPrefix = generationPrefix(prefix, location.db, generation);
@@ -218,7 +214,7 @@ export class RemoteJournal {
   }
 
   private where(key: string): string {
-    return `${this.storage.description}${key}`;
+    return objectName(this.storage.description, key);
   }
 
   /**
@@ -674,8 +670,9 @@ export class Follower {
 
   constructor(options: FollowerOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new GraphstreamError('invalid_argument', 'Follower: dir must be a non-empty path');
-    checkPrefix(options.prefix ?? '');
-    segmentKey(options.prefix ?? '', options.db, compactedGeneration(options.generation ?? 0), 0); // validates db and generation
+    checkPrefix(options.prefix ?? '', 'Follower');
+    checkDb(options.db, 'Follower');
+    segmentKey(options.prefix ?? '', options.db, compactedGeneration(options.generation ?? 0), 0); // validates generation
     this.dir = resolve(options.dir);
     this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db, generation: options.generation ?? 0 };
     this.metrics = options.metrics;

@@ -5,6 +5,7 @@
  */
 import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from './core.js';
 import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from './errors.js';
+import { checkDb, checkPrefix } from './storage/names.js';
 
 /** The format half of a Core: everything but the journal writer. */
 export type FormatCore = Omit<Core, 'openWriter'>;
@@ -72,10 +73,8 @@ export function segmentFileName(firstSeq: number): string {
 }
 
 export function segmentKey(prefix: string, db: string, generation: number, firstSeq: number): string {
-  if (typeof prefix !== 'string') throw new GraphstreamError('invalid_argument', 'prefix must be a string');
-  if (typeof db !== 'string' || db === '' || db.includes('/')) {
-    throw new GraphstreamError('invalid_argument', `db must be a non-empty name without '/', got ${JSON.stringify(db)}`);
-  }
+  checkPrefix(prefix, 'segmentKey');
+  checkDb(db, 'segmentKey');
   checkCount(generation, 'generation');
   checkCount(firstSeq, 'firstSeq');
   return `${prefix}${db}/${generation.toString(16).padStart(4, '0')}/${firstSeq.toString(16).padStart(16, '0')}.hadbj`;

@@ -14,6 +14,7 @@ import { resolveCore } from './default-core.js';
 import type { GraphstreamMetrics } from './metrics.js';
 import { decodeJournalEntry } from './payload.js';
 import { listSegments, readRecoveryState } from './recovery.js';
+import { checkDb, checkPrefix } from './storage/names.js';
 
 export interface RestoreProgress {
   /** segments written so far */
@@ -85,6 +86,8 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
   if (typeof options !== 'object' || options === null || typeof options.dir !== 'string' || options.dir === '') {
     throw new GraphstreamError('invalid_argument', 'restore: options.dir must be a non-empty path');
   }
+  checkPrefix(options.prefix ?? '', 'restore');
+  checkDb(options.db, 'restore');
   checkTarget(options.toSequence, 'toSequence', 1);
   checkTarget(options.toTimestampMs, 'toTimestampMs', Number.MIN_SAFE_INTEGER);
   const core = await resolveCore(options.core);

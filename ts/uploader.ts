@@ -36,6 +36,7 @@ import { FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE } from '
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from './storage/bytes.js';
+import { checkDb, checkPrefix, objectName } from './storage/names.js';
 import type { SegmentStorage, StagedFile } from './storage/types.js';
 
 /** What the uploader needs from a journal (a `Journal` is one): its directory and a way to seal the live segment. */
@@ -271,9 +272,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.generation = options.generation ?? 0;
     this.sealIntervalMs = options.sealIntervalMs ?? DEFAULT_SEAL_INTERVAL_MS;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    if (this.prefix !== '' && !this.prefix.endsWith('/')) {
-      throw new GraphstreamError('invalid_argument', `Uploader: prefix must be empty or end with '/', got '${this.prefix}'`);
-    }
+    checkPrefix(this.prefix, 'Uploader');
+    checkDb(this.db, 'Uploader');
     if (!Number.isInteger(this.generation) || this.generation < 0 || this.generation > 0xffff) {
       throw new GraphstreamError('invalid_argument', `Uploader: generation must be an integer in 0..65535, got ${this.generation}`);
     }
@@ -431,7 +431,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (newest !== undefined) {
       const listed = await this.retry.run(() => this.storage.list(newest.key), {
         signal: this.stopping.signal,
-        description: `looking for ${this.storage.description}${newest.key}`,
+        description: `looking for ${objectName(this.storage.description, newest.key)}`,
       });
       if (listed.includes(newest.key)) await cache.adoptLegacy(legacy);
     }
@@ -512,7 +512,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const tipKey = cache.tip()?.key;
     const keys = await this.retry.run(() => this.storage.list(folder, tipKey === undefined ? {} : { startAfter: tipKey }), {
       signal: this.stopping.signal,
-      description: `listing ${this.storage.description}${folder}`,
+      description: `listing ${objectName(this.storage.description, folder)}`,
     });
     const stored = keys.flatMap((key) => {
       const match = SEGMENT_KEY_NAME.exec(key);
@@ -525,7 +525,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const localSequence = await this.localSequence(local);
     for (const { key, firstSeq } of stored) {
       if (localFirstSeqs.has(firstSeq)) continue; // the put finds out whether it holds the same bytes
-      const where = `${this.storage.description}${key}`;
+      const where = objectName(this.storage.description, key);
       if (firstSeq > localSequence) {
         throw new GraphstreamError(
           'corrupt',
@@ -623,7 +623,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
             },
             {
               signal: this.stopping.signal,
-              description: `uploading ${segment.path} to ${this.storage.description}${key}`,
+              description: `uploading ${segment.path} to ${objectName(this.storage.description, key)}`,
               onRetry: () => {
                 this.counters.retries++;
               },
@@ -804,7 +804,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private async storedChainEndBefore(segment: PendingSegment): Promise<ChainEnd | null> {
     const key = this.keyFor(segment.firstSeq);
     const folder = key.slice(0, key.lastIndexOf('/') + 1);
-    const description = `reading ${this.storage.description}${folder} for the segment before ${segment.name}`;
+    const description = `reading ${objectName(this.storage.description, folder)} for the segment before ${segment.name}`;
     const keys = await this.retry.run(() => this.storage.list(folder), { signal: this.stopping.signal, description });
     const before = keys.filter((stored) => SEGMENT_KEY_NAME.test(stored) && stored < key).at(-1);
     if (before === undefined) return null;
@@ -812,9 +812,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (bytes === null) return null;
     const core = await this.coreLoading;
     const decoded = await core.decodeSegmentAsync(bytes).catch((err: unknown) => {
-      throw toGraphstreamError(err, `${this.storage.description}${before}, the object before ${segment.name}`);
+      throw toGraphstreamError(err, `${objectName(this.storage.description, before)}, the object before ${segment.name}`);
     });
-    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: `${this.storage.description}${before}`, stored: true };
+    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash), source: objectName(this.storage.description, before), stored: true };
   }
 
   private assertUploading(segment: PendingSegment): void {

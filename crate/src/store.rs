@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::io::{Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ struct Store {
     store: Arc<dyn ObjectStore>,
     description: String,
     max_object_bytes: u64,
+    /// A `file://` store's directory, symbolic links resolved: nothing outside it is touched.
+    local_root: Option<PathBuf>,
 }
 
 #[napi]
@@ -110,15 +113,21 @@ async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<St
     };
     let max_object_bytes =
         take_number(&mut options, OPTION_MAX_OBJECT_BYTES)?.unwrap_or(DEFAULT_MAX_OBJECT_BYTES);
-    let description = url_text.trim_end_matches('/').to_string();
+    // A location ends with '/', so that `{description}{key}` names an object: `s3://bucket/prefix/key`.
+    let description = if url_text.ends_with('/') {
+        url_text.to_string()
+    } else {
+        format!("{url_text}/")
+    };
     let prefix = url.path().trim_start_matches('/');
     let invalid = |err: object_store::Error| {
         Error::new(
             ErrorCode::InvalidArgument,
-            format!("cannot open storage {description}: {err}"),
+            format!("cannot open storage {url_text}: {err}"),
         )
     };
 
+    let mut local_root = None;
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => {
             let mut builder = AmazonS3Builder::from_env()
@@ -159,12 +168,16 @@ async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<St
                 )
             })?;
             let create_dir = dir.clone();
-            tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create_dir))
-                .await
-                .map_err(|err| Error::new(ErrorCode::Internal, err.to_string()))?
-                .map_err(|err| {
-                    Error::io(&format!("create storage directory {}", dir.display()), err)
-                })?;
+            let resolved = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&create_dir)?;
+                std::fs::canonicalize(&create_dir)
+            })
+            .await
+            .map_err(|err| Error::new(ErrorCode::Internal, err.to_string()))?
+            .map_err(|err| {
+                Error::io(&format!("create storage directory {}", dir.display()), err)
+            })?;
+            local_root = Some(resolved);
             Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(invalid)?)
         }
         "memory" => {
@@ -185,6 +198,7 @@ async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<St
         store,
         description,
         max_object_bytes,
+        local_root,
     })
 }
 
@@ -329,7 +343,7 @@ impl NativeStagedFile {
             Error::new(
                 ErrorCode::Closed,
                 format!(
-                    "put {}/{key}: the staged file was released",
+                    "put {}{key}: the staged file was released",
                     self.store.description
                 ),
             )
@@ -359,17 +373,40 @@ async fn guarded<T>(work: impl std::future::Future<Output = Result<T>>) -> Resul
 }
 
 impl Store {
+    /// The path of `key`, which must be in canonical form: `Path::parse` would strip a leading or
+    /// trailing '/', and a key must name the same object on every backend.
     fn path(&self, key: &str) -> Result<Path> {
-        Path::parse(key).map_err(|err| {
+        let invalid = |why: String| {
             Error::new(
                 ErrorCode::InvalidArgument,
-                format!("invalid storage key {key:?} in {}: {err}", self.description),
+                format!(
+                    "invalid storage key {key:?} for {}: {why}",
+                    self.description
+                ),
             )
-        })
+        };
+        let path = Path::parse(key).map_err(|err| invalid(err.to_string()))?;
+        if key.is_empty() || path.as_ref() != key {
+            return Err(invalid(
+                "keys are non-empty and relative, without a leading or trailing '/'".to_string(),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// For a `file://` store: refuses `key` (a key, or a directory of keys) when a symbolic link
+    /// on its way from the root, or the file itself, leads out of the root or nowhere.
+    async fn check_inside(&self, key: &str) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let (key, description) = (key.to_string(), self.description.clone());
+        blocking(move || inside_root(&root, &key, &description)).await
     }
 
     async fn put_inner(&self, key: String, bytes: bytes::Bytes, create_only: bool) -> Result<bool> {
         let path = self.path(&key)?;
+        self.check_inside(&key).await?;
         let mode = if create_only {
             PutMode::Create
         } else {
@@ -394,7 +431,7 @@ impl Store {
                     Some(_) => Err(Error::new(
                         ErrorCode::Conflict,
                         format!(
-                            "{}/{key} already holds different bytes (another writer created it); \
+                            "{}{key} already holds different bytes (another writer created it); \
                              not overwritten",
                             self.description
                         ),
@@ -402,7 +439,7 @@ impl Store {
                     // Created and deleted again between our two requests: nothing to compare.
                     None => Err(storage_error(
                         &format!(
-                            "put {}/{key}: object existed but vanished before it could be compared",
+                            "put {}{key}: object existed but vanished before it could be compared",
                             self.description
                         ),
                         true,
@@ -417,6 +454,7 @@ impl Store {
     /// The object at `key` (checked against `max_object_bytes`), or None when there is none.
     async fn open_object(&self, key: &str) -> Result<Option<GetResult>> {
         let path = self.path(key)?;
+        self.check_inside(key).await?;
         let result = match self.store.get(&path).await {
             Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -426,7 +464,7 @@ impl Store {
             return Err(Error::new(
                 ErrorCode::TooLarge,
                 format!(
-                    "{}/{key} is {} bytes, more than the {} bytes allowed (max_object_bytes)",
+                    "{}{key} is {} bytes, more than the {} bytes allowed (max_object_bytes)",
                     self.description, result.meta.size, self.max_object_bytes
                 ),
             ));
@@ -497,13 +535,13 @@ impl Store {
                 match read {
                     Ok(Ok(read)) => self.check_length(key, read, length),
                     Ok(Err(err)) => Err(Error::io(
-                        &format!("get {}/{key} failed: reading the file", self.description),
+                        &format!("get {}{key} failed: reading the file", self.description),
                         err,
                     )),
                     Err(err) => Err(Error::new(
                         ErrorCode::Internal,
                         format!(
-                            "get {}/{key}: the file read stopped: {err}",
+                            "get {}{key}: the file read stopped: {err}",
                             self.description
                         ),
                     )),
@@ -535,7 +573,7 @@ impl Store {
         };
         Err(storage_error(
             &format!(
-                "get {}/{key} failed: the body carried {carried}",
+                "get {}{key} failed: the body carried {carried}",
                 self.description
             ),
             true,
@@ -547,9 +585,12 @@ impl Store {
         // object_store lists whole path segments; list the directory holding the prefix and
         // keep the keys that really start with it.
         let directory = match prefix.rfind('/') {
-            Some(end) => Some(self.path(&prefix[..end])?),
-            None => None,
+            Some(end) if end > 0 => Some(self.path(&prefix[..end])?),
+            _ => None,
         };
+        if let Some(directory) = &directory {
+            self.check_inside(directory.as_ref()).await?;
+        }
         let offset = start_after.as_deref().and_then(|key| Path::parse(key).ok());
         let stream = match &offset {
             Some(offset) => self.store.list_with_offset(directory.as_ref(), offset),
@@ -565,17 +606,62 @@ impl Store {
             .filter(|key| key.starts_with(&prefix))
             .filter(|key| start_after.as_ref().is_none_or(|after| key > after))
             .collect();
+        if let Some(root) = self.local_root.clone() {
+            // object_store's listing follows symbolic links: leave out what lies outside the root
+            let description = self.description.clone();
+            keys = blocking(move || {
+                Ok(keys
+                    .into_iter()
+                    .filter(|key| inside_root(&root, key, &description).is_ok())
+                    .collect())
+            })
+            .await?;
+        }
         keys.sort_unstable();
         Ok(keys)
     }
 
     async fn delete_inner(&self, key: String) -> Result<()> {
         let path = self.path(&key)?;
+        self.check_inside(&key).await?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(map_error("delete", &self.description, &key, err)),
         }
     }
+}
+
+/// Walks `key` from `root` (resolved): a symbolic link is followed only to a place inside `root`.
+/// What does not exist yet is created later as plain directories and files, inside.
+fn inside_root(root: &std::path::Path, key: &str, description: &str) -> Result<()> {
+    let mut at = root.to_path_buf();
+    let mut walked = root.to_path_buf();
+    for segment in key.split('/').filter(|segment| !segment.is_empty()) {
+        at.push(segment);
+        walked.push(segment);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {}
+            Ok(_) => continue,
+            Err(_) => return Ok(()),
+        }
+        match std::fs::canonicalize(&at) {
+            Ok(target) if target.starts_with(root) => at = target,
+            target => {
+                let leads = match target {
+                    Ok(_) => format!("out of {}", root.display()),
+                    Err(_) => "nowhere".to_string(),
+                };
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "{description}{key}: {} is a symbolic link leading {leads}; not followed",
+                        walked.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -701,7 +787,7 @@ fn storage_error(what: &str, retryable: bool, status: Option<u16>) -> Error {
 }
 
 fn map_error(op: &str, description: &str, key: &str, err: object_store::Error) -> Error {
-    let what = format!("{op} {description}/{key} failed: {}", full_message(&err));
+    let what = format!("{op} {description}{key} failed: {}", full_message(&err));
     match &err {
         object_store::Error::InvalidPath { .. } => Error::new(ErrorCode::InvalidArgument, what),
         object_store::Error::PermissionDenied { .. } => storage_error(&what, false, Some(403)),
@@ -840,6 +926,35 @@ mod tests {
         let err = read_file(missing.to_str().unwrap(), 3).unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
         assert!(err.message.contains("missing"));
+    }
+
+    #[test]
+    fn keys_name_one_object_and_never_leave_a_file_root() {
+        block_on(async {
+            let memory = open("memory://", HashMap::new()).await.unwrap();
+            for key in ["/x", "x/", "a//b", "a/../b", ".", ""] {
+                let err = memory.get_inner(key.into()).await.unwrap_err();
+                assert_eq!(err.code, ErrorCode::InvalidArgument, "{key:?}");
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::write(outside.path().join("secret"), b"outside").unwrap();
+            std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+            let url = Url::from_directory_path(dir.path()).unwrap();
+            let local = open(url.as_str(), HashMap::new()).await.unwrap();
+            assert!(local.description.ends_with('/'));
+            let bytes = bytes::Bytes::from_static(b"x");
+            let err = local.put_inner("link/new".into(), bytes, false).await;
+            assert_eq!(err.unwrap_err().code, ErrorCode::InvalidArgument);
+            let err = local.get_inner("link/secret".into()).await.unwrap_err();
+            assert!(err.message.contains("symbolic link"), "{}", err.message);
+            assert!(local
+                .list_inner(String::new(), None)
+                .await
+                .unwrap()
+                .is_empty());
+            assert!(!outside.path().join("new").exists());
+        });
     }
 
     #[test]

@@ -5,6 +5,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { isGraphstreamError } from '../errors.js';
 import { openStorage, type OpenStorageOptions, type SegmentStorage } from '../storage/index.js';
+import { checkDb, checkPrefix } from '../storage/names.js';
 
 export const USAGE_ERROR_EXIT_CODE = 2;
 
@@ -46,15 +47,24 @@ export function addressArg(value: string): { host: string | undefined; port: num
   return { host: host === '' ? undefined : host, port };
 }
 
+/** The library's check of a name, failing as a usage error. */
+function checkedArg(check: (value: string, who: string) => void, value: string, flag: string): string {
+  try {
+    check(value, flag);
+  } catch (err) {
+    throw new InvalidArgumentError(`${(err as Error).message}.`);
+  }
+  return value;
+}
+
 /** Key prefix as the storage layer wants it: empty, or ending in '/'. */
 export function prefixArg(value: string): string {
   const trimmed = value.trim().replace(/^\/+/, '');
-  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+  return checkedArg(checkPrefix, trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`, '--prefix');
 }
 
 export function dbArg(value: string): string {
-  if (value === '' || value.includes('/')) throw new InvalidArgumentError(`a db name is non-empty and has no '/', got '${value}'.`);
-  return value;
+  return checkedArg(checkDb, value, '--db');
 }
 
 export interface StorageFlags {

@@ -2,14 +2,16 @@
  * Objects as files under one directory: the embedded default when no bucket is configured.
  * Every put is atomic and durable (temp file, fsync, rename or link, directory fsync); a
  * create-only put links the temp file into place, which fails if the key exists, so two writers
- * can never both create a key.
+ * can never both create a key. A symbolic link under the directory is followed only when it
+ * leads to a place inside it: no operation reads, writes or lists outside the directory.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { compareKeys, sameBytes } from './bytes.js';
+import { checkKey, checkListPrefix, objectName } from './names.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 
 const TEMP_PREFIX = '.graphstream-tmp-';
@@ -29,7 +31,7 @@ async function fsyncPath(path: string, flags: number): Promise<void> {
 
 /** A file's bytes: in `into` when they fit, otherwise in a buffer of their own. */
 async function readObject(path: string, into: Uint8Array | undefined): Promise<Uint8Array> {
-  const handle = await open(path, 'r');
+  const handle = await open(path, fsConstants.O_RDONLY);
   try {
     const { size } = await handle.stat();
     const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
@@ -55,6 +57,8 @@ export class LocalStorage implements SegmentStorage {
   readonly description: string;
   readonly identity: string;
   readonly root: string;
+  /** the root with its symbolic links resolved, once it exists */
+  private realRoot: string | null = null;
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -64,21 +68,54 @@ export class LocalStorage implements SegmentStorage {
 
   /** The file a key is stored in; rejects keys that could leave the root. */
   private pathOf(key: string): string {
+    checkKey(key, this.description);
     const segments = key.split('/');
-    const bad =
-      key.length === 0 ||
-      key.includes('\0') ||
-      key.includes('\\') ||
-      segments.some((s) => s === '' || s === '.' || s === '..' || s.startsWith(TEMP_PREFIX));
-    if (bad) {
-      throw new GraphstreamError(
-        'invalid_argument',
-        `invalid storage key ${JSON.stringify(key)} for ${this.description}: keys are relative, '/'-separated, ` +
-          `without empty, '.' or '..' segments`,
-        { details: { key, retryable: false } },
-      );
+    if (segments.some((s) => s.startsWith(TEMP_PREFIX))) {
+      throw new GraphstreamError('invalid_argument', `invalid storage key ${JSON.stringify(key)} for ${this.description}: '${TEMP_PREFIX}' names temporary files`, {
+        details: { key, retryable: false },
+      });
     }
     return join(this.root, ...segments);
+  }
+
+  /**
+   * Refuses `key` (a key, or a key prefix ending in '/') when a symbolic link on its way from the
+   * root, or the file itself, leads out of the root (or nowhere). Parts that do not exist yet are
+   * created as plain directories and files, inside.
+   */
+  private async checkInside(key: string): Promise<void> {
+    if (this.realRoot === null) {
+      try {
+        this.realRoot = await realpath(this.root);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT') return;
+        throw err;
+      }
+    }
+    const root = this.realRoot;
+    let at = root;
+    let walked = this.root;
+    for (const segment of key.split('/').filter((s) => s !== '')) {
+      at = join(at, segment);
+      walked = join(walked, segment);
+      let stat;
+      try {
+        stat = await lstat(at);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return;
+        throw err;
+      }
+      if (!stat.isSymbolicLink()) continue;
+      const target = await realpath(at).catch(() => null);
+      if (target === null || (target !== root && !target.startsWith(root + sep))) {
+        throw new GraphstreamError(
+          'invalid_argument',
+          `${objectName(this.description, key)}: ${walked} is a symbolic link leading ${target === null ? 'nowhere' : `out of ${this.root}`}; not followed`,
+          { details: { key, retryable: false } },
+        );
+      }
+      at = target;
+    }
   }
 
   /** mkdir -p that fsyncs the parent of every directory it creates. */
@@ -105,6 +142,7 @@ export class LocalStorage implements SegmentStorage {
     const dir = dirname(path);
     const temp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
+      await this.checkInside(key);
       await this.ensureDirectory(dir);
       const handle = await open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
       try {
@@ -134,11 +172,11 @@ export class LocalStorage implements SegmentStorage {
   }
 
   private async resolveExisting(key: string, path: string, bytes: Uint8Array): Promise<PutResult> {
-    const existing = await readFile(path);
+    const existing = await readObject(path, undefined);
     if (sameBytes(existing, bytes)) return { created: false };
     throw new GraphstreamError(
       'conflict',
-      `${path} already holds different bytes (another writer created key ${key}); not overwritten`,
+      `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
       { details: { key, retryable: false } },
     );
   }
@@ -146,6 +184,7 @@ export class LocalStorage implements SegmentStorage {
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
     const path = this.pathOf(key);
     try {
+      await this.checkInside(key);
       return await readObject(path, options?.into);
     } catch (err) {
       const errno = errnoOf(err);
@@ -155,11 +194,13 @@ export class LocalStorage implements SegmentStorage {
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    checkListPrefix(prefix, this.description);
     // Walk only the directory that holds the prefix.
     const slash = prefix.lastIndexOf('/');
     const base = slash < 0 ? '' : prefix.slice(0, slash + 1);
     const keys: string[] = [];
     try {
+      await this.checkInside(base);
       await this.collect(base, keys);
     } catch (err) {
       throw this.failure('list', prefix, err);
@@ -170,8 +211,8 @@ export class LocalStorage implements SegmentStorage {
       .sort(compareKeys);
   }
 
+  /** Keys of the files under the directory `keyPrefix` names; symbolic links are not followed. */
   private async collect(keyPrefix: string, into: string[]): Promise<void> {
-    if (keyPrefix.split('/').some((s) => s === '.' || s === '..')) return;
     let entries;
     try {
       entries = await readdir(join(this.root, keyPrefix), { withFileTypes: true });
@@ -190,6 +231,7 @@ export class LocalStorage implements SegmentStorage {
   async delete(key: string): Promise<void> {
     const path = this.pathOf(key);
     try {
+      await this.checkInside(key);
       await unlink(path);
       await fsyncDirectory(dirname(path));
     } catch (err) {
@@ -201,7 +243,7 @@ export class LocalStorage implements SegmentStorage {
 
   private failure(op: string, key: string, err: unknown): GraphstreamError {
     if (err instanceof GraphstreamError) return err;
-    const normalized = toGraphstreamError(err, `${op} ${join(this.root, key)}`);
+    const normalized = toGraphstreamError(err, `${op} ${objectName(this.description, key)}`);
     return new GraphstreamError(normalized.code, normalized.message, {
       cause: err,
       details: { key, retryable: false },

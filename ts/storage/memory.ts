@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { GraphstreamError } from '../errors.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 import { compareKeys, sameBytes } from './bytes.js';
+import { checkKey, checkListPrefix, objectName } from './names.js';
 
 export class MemoryStorage implements SegmentStorage {
   readonly description: string;
@@ -15,12 +16,13 @@ export class MemoryStorage implements SegmentStorage {
   }
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    checkKey(key, this.description);
     const existing = this.objects.get(key);
     if (options?.ifNoneMatch === '*' && existing !== undefined) {
       if (sameBytes(existing, bytes)) return { created: false };
       throw new GraphstreamError(
         'conflict',
-        `${this.description}${key} already holds different bytes (another writer created it); not overwritten`,
+        `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
         { details: { key, retryable: false } },
       );
     }
@@ -29,6 +31,7 @@ export class MemoryStorage implements SegmentStorage {
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    checkKey(key, this.description);
     const stored = this.objects.get(key);
     if (stored === undefined) return null;
     const into = options?.into;
@@ -38,6 +41,7 @@ export class MemoryStorage implements SegmentStorage {
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    checkListPrefix(prefix, this.description);
     const after = options?.startAfter;
     return [...this.objects.keys()]
       .filter((key) => key.startsWith(prefix) && (after === undefined || compareKeys(key, after) > 0))
@@ -45,6 +49,7 @@ export class MemoryStorage implements SegmentStorage {
   }
 
   async delete(key: string): Promise<void> {
+    checkKey(key, this.description);
     this.objects.delete(key);
   }
 }

@@ -8,6 +8,7 @@ import { nativeBinding, nativeLoadError } from '../native.js';
 import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { checkKey, checkListPrefix } from './names.js';
 import { s3Identity, type S3Credentials } from './s3.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 
@@ -76,7 +77,8 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-async function putThrough(key: string, send: (createOnly: boolean) => Promise<boolean>, options: PutOptions | undefined): Promise<PutResult> {
+async function putThrough(key: string, where: string, send: (createOnly: boolean) => Promise<boolean>, options: PutOptions | undefined): Promise<PutResult> {
+  checkKey(key, where);
   try {
     return { created: await send(options?.ifNoneMatch === '*') };
   } catch (err) {
@@ -107,7 +109,7 @@ export class ObjectStoreStorage implements SegmentStorage {
     private readonly store: NativeObjectStore,
     readonly identity: string,
   ) {
-    this.description = store.description.endsWith('/') ? store.description : `${store.description}/`;
+    this.description = store.description;
   }
 
   /** Opens `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir` or `memory://`. */
@@ -126,7 +128,7 @@ export class ObjectStoreStorage implements SegmentStorage {
   }
 
   put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
-    return putThrough(key, (createOnly) => this.store.put(key, asBuffer(bytes), createOnly), options);
+    return putThrough(key, this.description, (createOnly) => this.store.put(key, asBuffer(bytes), createOnly), options);
   }
 
   /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
@@ -140,12 +142,13 @@ export class ObjectStoreStorage implements SegmentStorage {
     return {
       size: staged.size,
       sha256: staged.sha256,
-      put: (key, options) => putThrough(key, (createOnly) => staged.put(key, createOnly), options),
+      put: (key, options) => putThrough(key, this.description, (createOnly) => staged.put(key, createOnly), options),
       release: () => staged.release(),
     };
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    checkKey(key, this.description);
     const into = options?.into;
     let got: number | Buffer | null;
     try {
@@ -157,6 +160,7 @@ export class ObjectStoreStorage implements SegmentStorage {
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    checkListPrefix(prefix, this.description);
     try {
       return await this.store.list(prefix, options?.startAfter);
     } catch (err) {
@@ -165,6 +169,7 @@ export class ObjectStoreStorage implements SegmentStorage {
   }
 
   async delete(key: string): Promise<void> {
+    checkKey(key, this.description);
     try {
       await this.store.delete(key);
     } catch (err) {

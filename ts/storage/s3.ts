@@ -6,6 +6,7 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { sameBytes } from './bytes.js';
+import { checkKey, checkListPrefix, checkPrefix, objectName } from './names.js';
 import { ReadBuffers } from './read-buffers.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 import { RETRYABLE_ERRNO } from '../retry.js';
@@ -134,6 +135,7 @@ export class S3Storage implements SegmentStorage {
     }
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? '';
+    checkPrefix(this.prefix, 'S3Storage');
     this.description = `s3://${this.bucket}/${this.prefix}`;
     this.identity = s3Identity(this.bucket, this.prefix, options.endpoint);
     this.maxKeysPerPage = options.maxKeysPerPage;
@@ -171,7 +173,7 @@ export class S3Storage implements SegmentStorage {
     const statusText = status === undefined ? '' : `HTTP ${status}, `;
     return new GraphstreamError(
       code,
-      `${op} ${this.description}${key} failed: ${describeSdkError(err)} (${statusText}${retryable ? 'retryable' : 'not retryable'})`,
+      `${op} ${objectName(this.description, key)} failed: ${describeSdkError(err)} (${statusText}${retryable ? 'retryable' : 'not retryable'})`,
       { cause: err, details: { key, retryable, ...(status === undefined ? {} : { status }) } },
     );
   }
@@ -194,7 +196,7 @@ export class S3Storage implements SegmentStorage {
       size: file.bytes.byteLength,
       sha256: file.sha256,
       put: async (key, options) => {
-        if (released) throw new GraphstreamError('closed', `put ${this.description}${key}: the staged file ${path} was released`);
+        if (released) throw new GraphstreamError('closed', `put ${objectName(this.description, key)}: the staged file ${path} was released`);
         return this.putBytes(key, file.bytes, options, file.sha256);
       },
       release: () => {
@@ -205,6 +207,7 @@ export class S3Storage implements SegmentStorage {
   }
 
   private async putBytes(key: string, bytes: Uint8Array, options?: PutOptions, sha256?: string): Promise<PutResult> {
+    checkKey(key, this.description);
     const createOnly = options?.ifNoneMatch === '*';
     try {
       const { sdk, client } = await this.sdk();
@@ -235,19 +238,20 @@ export class S3Storage implements SegmentStorage {
       // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
       throw new GraphstreamError(
         'storage',
-        `put ${this.description}${key}: a concurrent write to the key is in progress (retryable)`,
+        `put ${objectName(this.description, key)}: a concurrent write to the key is in progress (retryable)`,
         { details: { key, retryable: true, status: 409 } },
       );
     }
     if (sameBytes(existing, bytes)) return { created: false };
     throw new GraphstreamError(
       'conflict',
-      `${this.description}${key} already holds different bytes (another writer created it); not overwritten`,
+      `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
       { details: { key, retryable: false, status: 412 } },
     );
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    checkKey(key, this.description);
     let response;
     try {
       const { sdk, client } = await this.sdk();
@@ -299,19 +303,20 @@ export class S3Storage implements SegmentStorage {
   }
 
   private tooLarge(key: string, size: string): GraphstreamError {
-    return new GraphstreamError('too_large', `${this.description}${key} ${size} than the ${this.maxObjectBytes} bytes allowed (maxObjectBytes)`, {
+    return new GraphstreamError('too_large', `${objectName(this.description, key)} ${size} than the ${this.maxObjectBytes} bytes allowed (maxObjectBytes)`, {
       details: { key, retryable: false },
     });
   }
 
   /** A body that ended before, or ran past, its Content-Length: a broken transfer, worth repeating. */
   private brokenBody(key: string, carried: string): GraphstreamError {
-    return new GraphstreamError('storage', `get ${this.description}${key} failed: the response body carried ${carried} (retryable)`, {
+    return new GraphstreamError('storage', `get ${objectName(this.description, key)} failed: the response body carried ${carried} (retryable)`, {
       details: { key, retryable: true },
     });
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
+    checkListPrefix(prefix, this.description);
     const keys: string[] = [];
     let continuationToken: string | undefined;
     try {
@@ -336,7 +341,7 @@ export class S3Storage implements SegmentStorage {
         if (page.IsTruncated && continuationToken === undefined) {
           throw new GraphstreamError(
             'storage',
-            `list ${this.description}${prefix}: the server reported more keys but gave no continuation token`,
+            `list ${objectName(this.description, prefix)}: the server reported more keys but gave no continuation token`,
             { details: { key: prefix, retryable: false } },
           );
         }
@@ -348,6 +353,7 @@ export class S3Storage implements SegmentStorage {
   }
 
   async delete(key: string): Promise<void> {
+    checkKey(key, this.description);
     try {
       const { sdk, client } = await this.sdk();
       await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
