@@ -629,6 +629,7 @@ describe.each(cores)('torn tail or corruption ($kind core)', (core) => {
     await writeFile(join(dir, name(401)), Buffer.concat([header, partialEntry]));
     await writeFile(join(dir, name(450)), header.subarray(0, 60));
     await writeFile(join(dir, name(500)), core.encodeHeader({ firstSeq: 500, createdMs: Date.now() }));
+    expect((await readAll(dir, core)).at(-1)!.sequence).toBe(400);
     const journal = await Journal.open(dir, { core });
     expect(journal.sequence).toBe(400);
     // the first is the live segment, cut back to its header; the others are gone

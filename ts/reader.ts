@@ -232,9 +232,9 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     position = await basePosition(dir, segments[0]);
   }
 
-  // Segments still being created hold nothing yet; a power loss can leave several such (issue 21).
+  // Segments too short to hold an entry are still being created; a power loss can leave several.
   let end = segments.length;
-  while (end > start && (await sizeOf(segments[end - 1]!)) < HEADER_SIZE) end--;
+  while (end > start && (await sizeOf(segments[end - 1]!)) < HEADER_SIZE + ENTRY_HEADER_SIZE) end--;
   for (let index = start; index < end; index++) {
     const segment = segments[index]!;
     const isLast = index === end - 1;
