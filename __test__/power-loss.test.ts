@@ -159,7 +159,7 @@ describe.each(cores)('power loss ($kind core)', (core) => {
         let promised = 0; // every entry up to here must survive
         let promisedChecked = 0;
         let recoveryCrashes = 0;
-        let uploads = 0;
+        let manifestClaims = 0;
         for (let round = 1; round <= CRASHES; round++) {
           const writer = run(process.execPath, [script, core.kind, dir, String(SEGMENT_BYTES), 'write', storage.root, durability, String(round)]);
           await waitFor(writer, (lines) => lines.some((line) => line.startsWith('start ')), 'start');
@@ -199,11 +199,11 @@ describe.each(cores)('power loss ($kind core)', (core) => {
           const read = await verifyJournal(dir, core, acknowledged);
           expect(read.last, context).toBe(sequence);
           expect(read.chainHash?.equals(chainHash), context).toBe(true);
-          uploads = await verifyManifests(dir, storage);
+          manifestClaims += await verifyManifests(dir, storage);
         }
         console.log(
           `power loss: ${core.kind} '${durability}': ${CRASHES} crashes (${recoveryCrashes} more during recovery), ` +
-            `${promisedChecked} promised appends checked, ${promised} entries in the journal, ${uploads} uploads in the manifest checked`,
+            `${promisedChecked} promised appends checked, ${promised} entries in the journal, ${manifestClaims} manifest claims checked against the store`,
         );
       });
     },
