@@ -8,12 +8,15 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { DEFAULT_MAX_BODY_BYTES } from '../ts/core.js';
 import { createFormatApi } from '../ts/format.js';
 import { GraphstreamError } from '../ts/errors.js';
+import { Journal } from '../ts/journal.js';
+import { readJournal } from '../ts/reader.js';
 import { bundleScripts } from './helpers/bundle.js';
 import { cores } from './helpers/cores.js';
 import { tempDir } from './helpers/journal-fixtures.js';
@@ -126,6 +129,24 @@ describe.each(cores)('$kind core', (core) => {
       expect(result.code, mode).toBe(code);
       expect(result.growth, `${mode}: ${(result.growth / MIB).toFixed(1)} MiB`).toBeLessThan(GROWTH_LIMIT);
     }
+  });
+
+  test("the journal's limits keep what it writes under the readers' default ceiling", async () => {
+    const dir = await tempDir('largest-entry');
+    await expect(Journal.open(dir, { core, maxSegmentBytes: DEFAULT_MAX_BODY_BYTES + 1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    await expect(Journal.open(dir, { core, maxEntryBytes: DEFAULT_MAX_BODY_BYTES - 63 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    // the largest entry the journal takes, alone in the largest segment: read back with the defaults
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: DEFAULT_MAX_BODY_BYTES });
+    const largest = Buffer.alloc(DEFAULT_MAX_BODY_BYTES - 64, 0x61);
+    await expect(journal.appendRaw(Buffer.alloc(largest.length + 1))).rejects.toMatchObject({ code: 'too_large' });
+    await journal.appendRaw(largest);
+    await journal.close();
+    const [file] = (await readdir(dir)).filter((name) => name.endsWith('.hadbj'));
+    const decoded = await api.decodeSegmentAsync(await readFile(join(dir, file!)));
+    expect(decoded.entries.map((entry) => entry.payload.length)).toEqual([largest.length]);
+    const read: number[] = [];
+    for await (const record of readJournal(dir, { core, raw: true })) read.push(record.payload.length);
+    expect(read).toEqual([largest.length]);
   });
 
   test('downloading a bomb from storage costs a child process far less than it inflates to', async () => {
