@@ -1,8 +1,6 @@
 //! Whole segments: decoding with every check of FORMAT.md, and sealing an unsealed
 //! segment into its final form (zstd body, filled header, chain-hash trailer).
 
-use std::io::Read;
-
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{
     decode_entry, entry_hash, hash_prefix, sha256, Header, COMPRESSION_NONE, COMPRESSION_ZSTD,
@@ -225,9 +223,8 @@ const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 /// Skippable frames have the magic numbers 0x184D2A50 ..= 0x184D2A5F.
 const ZSTD_SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 const ZSTD_BLOCK_MAX: u64 = 128 * 1024;
-/// The window the zstd decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): a streaming
-/// decoder, the reference crate's among them, refuses a frame that needs more, a one-shot one
-/// does not, so the scan refuses it for both twins.
+/// The window zstd's streaming decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): the
+/// reference crate's refuses a frame that needs more, so both twins do.
 const ZSTD_WINDOW_MAX: u64 = 1 << 27;
 
 fn zstd_error(message: String) -> Error {
@@ -241,19 +238,27 @@ fn le_bytes(bytes: &[u8]) -> u64 {
         .fold(0u64, |value, byte| (value << 8) | *byte as u64)
 }
 
-/// The most the zstd frames of a stored body can decompress to, read from their frame and
-/// block headers (RFC 8878 §3.1) without decompressing: a frame's declared content size, else
-/// its raw and RLE block sizes plus the largest block per compressed block. Frames follow one
-/// another (skippable ones are skipped), as the reference crate's decoder reads them. Declared
-/// sizes past the ceiling are `too_large` before anything is allocated; a malformed header is
-/// `invalid_segment`. The pure twin scans the same way (ts/pure/zstd.ts). Returns the bound
-/// and the part of it that frames declare (all of it when every frame declares its size).
-fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)> {
+/// One zstd frame of a stored body, as its headers describe it.
+struct ZstdFrame {
+    bytes: std::ops::Range<usize>,
+    /// the content size its header declares
+    declared: Option<u64>,
+    /// the most it can decompress to: the declared size, else its raw and RLE block sizes
+    /// plus the largest block per compressed block
+    bound: u64,
+}
+
+/// The zstd frames of a stored body, read from their frame and block headers (RFC 8878 §3.1)
+/// without decompressing. Frames follow one another (skippable ones are left out), as the
+/// reference crate's decoder reads them. Declared sizes past the ceiling are `too_large`
+/// before anything is allocated; a malformed header is `invalid_segment`. The pure twin scans
+/// the same way (ts/pure/zstd.ts).
+fn zstd_frames(stored: &[u8], max_body_bytes: usize) -> Result<Vec<ZstdFrame>> {
     let len = stored.len() as u64;
     let byte = |at: u64| stored[at as usize];
     let field = |at: u64, size: u64| le_bytes(&stored[at as usize..(at + size) as usize]);
     let mut pos = 0u64;
-    let mut bound = 0u64;
+    let mut frames = Vec::new();
     let mut declared = 0u64;
     while pos < len {
         let frame = pos;
@@ -386,17 +391,24 @@ fn zstd_output_bound(stored: &[u8], max_body_bytes: usize) -> Result<(u64, u64)>
             }
             pos += 4;
         }
-        bound = bound.saturating_add(content_size.unwrap_or(blocks));
+        frames.push(ZstdFrame {
+            bytes: frame as usize..pos as usize,
+            declared: content_size,
+            bound: content_size.unwrap_or(blocks),
+        });
     }
-    Ok((bound, declared))
+    Ok(frames)
 }
 
 /// Decompresses a stored zstd body: into `out` when it fits there, else into a buffer of its
-/// own, never past the ceiling. The output is streamed, so memory follows the bytes actually
-/// produced, never more than the frames' bound; a body whose frames do not all declare their
-/// size is tried in `out` when it may fit.
+/// own, never past the ceiling. A buffer is as large as the frames' bound at most (its pages
+/// are touched only as output is written), so memory follows the bytes actually produced; a
+/// body whose frames do not all declare their size is tried in `out` when it may fit.
 fn decompress_to(stored: &[u8], max_body_bytes: usize, out: &mut [u8]) -> Result<Body> {
-    let (bound, declared) = zstd_output_bound(stored, max_body_bytes)?;
+    let frames = zstd_frames(stored, max_body_bytes)?;
+    let bound = frames
+        .iter()
+        .fold(0u64, |sum, frame| sum.saturating_add(frame.bound));
     let limit = bound.min(max_body_bytes as u64) as usize;
     let overflow = || {
         if limit == max_body_bytes {
@@ -410,35 +422,57 @@ fn decompress_to(stored: &[u8], max_body_bytes: usize, out: &mut [u8]) -> Result
             ))
         }
     };
-    if limit <= out.len() || declared < bound {
+    let all_declared = frames.iter().all(|frame| frame.declared.is_some());
+    if limit <= out.len() || !all_declared {
         let room = limit.min(out.len());
-        match decompress_into(stored, &mut out[..room])? {
+        match decompress_frames(stored, &frames, &mut out[..room])? {
             Some(written) => return Ok(Body::InOutput(written)),
             None if room == limit => return Err(overflow()),
             None => {}
         }
     }
     let mut body = vec![0u8; limit];
-    let written = decompress_into(stored, &mut body)?.ok_or_else(overflow)?;
+    let written = decompress_frames(stored, &frames, &mut body)?.ok_or_else(overflow)?;
     body.truncate(written);
     Ok(Body::Owned(body))
 }
 
-/// Streams the decompressed body into `out`: its length, or None when there is more.
-fn decompress_into(stored: &[u8], out: &mut [u8]) -> Result<Option<usize>> {
-    let broken = |e: std::io::Error| zstd_error(format!("does not decompress: {e}"));
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(broken)?;
+/// ZSTD_decompress's error for an output buffer too small (-ZSTD_error_dstSize_tooSmall).
+const ZSTD_DST_TOO_SMALL: usize = 70usize.wrapping_neg();
+
+/// Decompresses the frames one after another into `out`, each in one shot as the pure twin
+/// does (ZSTD_decompress): a frame that declares its size into exactly that many bytes, one that
+/// does not into the room left. Returns the bytes written, or None when they need more room.
+fn decompress_frames(stored: &[u8], frames: &[ZstdFrame], out: &mut [u8]) -> Result<Option<usize>> {
     let mut filled = 0;
-    while filled < out.len() {
-        match decoder.read(&mut out[filled..]).map_err(broken)? {
-            0 => return Ok(Some(filled)),
-            n => filled += n,
+    for frame in frames {
+        let room = out.len() - filled;
+        if frame.declared.is_some_and(|size| size > room as u64) {
+            return Ok(None);
+        }
+        let target = &mut out[filled..filled + frame.bound.min(room as u64) as usize];
+        match zstd::zstd_safe::decompress(target, &stored[frame.bytes.clone()]) {
+            Ok(written) if frame.declared.is_none_or(|size| size == written as u64) => {
+                filled += written
+            }
+            Err(ZSTD_DST_TOO_SMALL) if frame.declared.is_none() => return Ok(None),
+            Ok(written) => {
+                return Err(zstd_error(format!(
+                    "frame at byte {} declares {} bytes but holds {written}",
+                    frame.bytes.start,
+                    frame.declared.unwrap_or(0)
+                )))
+            }
+            Err(code) => {
+                return Err(zstd_error(format!(
+                    "frame at byte {} does not decompress: {}",
+                    frame.bytes.start,
+                    zstd::zstd_safe::get_error_name(code)
+                )))
+            }
         }
     }
-    match decoder.read(&mut [0u8; 1]).map_err(broken)? {
-        0 => Ok(Some(filled)),
-        _ => Ok(None),
-    }
+    Ok(Some(filled))
 }
 
 /// `raw` copied into `out` when it fits, else into a new buffer.
@@ -1066,7 +1100,9 @@ mod tests {
             ("window", huge_window),
             ("reserved type", reserved_block),
         ] {
-            let err = zstd_output_bound(&stored, DEFAULT_MAX_BODY_BYTES).unwrap_err();
+            let err = zstd_frames(&stored, DEFAULT_MAX_BODY_BYTES)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
             assert_eq!(
                 err.code,
                 ErrorCode::InvalidSegment,
@@ -1075,17 +1111,18 @@ mod tests {
             );
             assert!(err.message.contains(what), "{what}: {}", err.message);
         }
+        let bounds = |stored: &[u8]| -> Vec<(Option<u64>, u64)> {
+            zstd_frames(stored, DEFAULT_MAX_BODY_BYTES)
+                .unwrap()
+                .iter()
+                .map(|frame| (frame.declared, frame.bound))
+                .collect()
+        };
+        assert_eq!(bounds(&small_window), [(None, 200)]);
+        assert_eq!(bounds(&[]), []);
         assert_eq!(
-            zstd_output_bound(&small_window, DEFAULT_MAX_BODY_BYTES).unwrap(),
-            (200, 0)
-        );
-        assert_eq!(
-            zstd_output_bound(&[], DEFAULT_MAX_BODY_BYTES).unwrap(),
-            (0, 0)
-        );
-        assert_eq!(
-            zstd_output_bound(&good, DEFAULT_MAX_BODY_BYTES).unwrap(),
-            (7, 7)
+            bounds(&[good.clone(), raw_frame(b"xy")].concat()),
+            [(Some(7), 7), (None, 2)]
         );
     }
 

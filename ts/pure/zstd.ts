@@ -1,6 +1,8 @@
 /**
- * zstd for the pure core: `node:zlib` where the runtime has it (Node >= 22.15),
- * otherwise the WebAssembly build of `@bokuweb/zstd-wasm`.
+ * zstd for the pure core: compression by `node:zlib` where the runtime has it (Node >= 22.15),
+ * otherwise by the WebAssembly build of `@bokuweb/zstd-wasm`; decompression always by the
+ * latter's one-shot ZSTD_decompress, frame by frame, exactly as the native core does
+ * (crate/src/segment.rs), so that both fail alike on any body.
  *
  * The wasm module is instantiated synchronously on first use (Node compiles
  * WebAssembly synchronously without a size limit), so every pure-core function
@@ -26,15 +28,9 @@ export interface ZstdCodec {
   compress(data: Uint8Array, level: number): Buffer;
   /**
    * Decompresses a body of zstd frames; throws `too_large` past `maxOutput` bytes and
-   * `invalid_segment` when the frames are malformed (see zstdOutputBound).
+   * `invalid_segment` when the frames are malformed (see zstdFrames).
    */
   decompress(frames: Uint8Array, maxOutput: number): Buffer;
-}
-
-/** One zstd implementation: the body in at most `capacity` bytes, or null when it needs more. */
-interface ZstdEngine {
-  compress(data: Uint8Array, level: number): Buffer;
-  decompressUpTo(frames: Uint8Array, capacity: number): Buffer | null;
 }
 
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -42,9 +38,8 @@ const ZSTD_MAGIC = 0xfd2fb528;
 const ZSTD_SKIPPABLE_MAGIC = 0x184d2a50;
 const ZSTD_BLOCK_MAX = 128 * 1024;
 /**
- * The window the zstd decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): a streaming
- * decoder, the reference crate's among them, refuses a frame that needs more, a one-shot one
- * does not, so the scan refuses it for both twins.
+ * The window zstd's streaming decoders accept by default (ZSTD_WINDOWLOG_LIMIT_DEFAULT): the
+ * reference crate's refuses a frame that needs more, so both twins do.
  */
 const ZSTD_WINDOW_MAX = 2 ** 27;
 
@@ -52,15 +47,24 @@ function zstdError(message: string): never {
   fail('invalid_segment', `zstd body: ${message}`);
 }
 
+/** One zstd frame of a stored body, as its headers describe it. */
+interface ZstdFrame {
+  start: number;
+  end: number;
+  /** the content size its header declares */
+  declared: number | null;
+  /** the most it can decompress to: the declared size, else its raw and RLE block sizes plus the largest block per compressed block */
+  bound: number;
+}
+
 /**
- * The most the zstd frames of a stored body can decompress to, read from their frame and
- * block headers (RFC 8878 §3.1) without decompressing: a frame's declared content size, else
- * its raw and RLE block sizes plus the largest block per compressed block. Frames follow one
- * another (skippable ones are skipped), as the reference crate's decoder reads them. Declared
- * sizes past the ceiling are `too_large` before anything is allocated; a malformed header is
- * `invalid_segment`. The native core scans the same way (crate/src/segment.rs).
+ * The zstd frames of a stored body, read from their frame and block headers (RFC 8878 §3.1)
+ * without decompressing. Frames follow one another (skippable ones are left out), as the
+ * reference crate's decoder reads them. Declared sizes past the ceiling are `too_large` before
+ * anything is allocated; a malformed header is `invalid_segment`. The native core scans the
+ * same way (crate/src/segment.rs).
  */
-export function zstdOutputBound(stored: Uint8Array, maxOutput: number): number {
+export function zstdFrames(stored: Uint8Array, maxOutput: number): ZstdFrame[] {
   const len = stored.length;
   const view = new DataView(stored.buffer, stored.byteOffset, stored.byteLength);
   const field = (at: number, size: number): number => {
@@ -69,8 +73,8 @@ export function zstdOutputBound(stored: Uint8Array, maxOutput: number): number {
     return value;
   };
   let pos = 0;
-  let bound = 0;
   let declared = 0;
+  const frames: ZstdFrame[] = [];
   while (pos < len) {
     const frame = pos;
     if (len - pos < 4) zstdError(`${len - pos} stray bytes at byte ${frame}`);
@@ -136,51 +140,19 @@ export function zstdOutputBound(stored: Uint8Array, maxOutput: number): number {
       if (len - pos < 4) zstdError(`checksum of the frame at byte ${frame} is cut short`);
       pos += 4;
     }
-    bound += contentSize ?? blocks;
+    frames.push({ start: frame, end: pos, declared: contentSize, bound: contentSize ?? blocks });
   }
-  return bound;
-}
-
-/**
- * An engine bounded as the native core is: never more output than the frames' bound and the
- * ceiling; more than the ceiling is `too_large`, more than the frames declare is invalid.
- */
-function bounded(engine: ZstdEngine): ZstdCodec {
-  return {
-    compress: (data, level) => engine.compress(data, level),
-    decompress(frames, maxOutput) {
-      const limit = Math.min(zstdOutputBound(frames, maxOutput), maxOutput);
-      if (frames.length === 0) return Buffer.alloc(0);
-      const body = engine.decompressUpTo(frames, limit);
-      if (body !== null) return body;
-      if (limit === maxOutput) fail('too_large', `zstd body decompresses to more than the ${maxOutput}-byte ceiling`);
-      zstdError(`decompresses to more than the ${limit} bytes its frames declare`);
-    },
-  };
+  return frames;
 }
 
 // Node >= 22.15 ships zstd in zlib; @types/node 20 does not declare it.
 interface ZlibWithZstd {
   zstdCompressSync(data: Uint8Array, options: { params: Record<number, number> }): Buffer;
-  zstdDecompressSync(data: Uint8Array, options: { maxOutputLength: number }): Buffer;
   constants: { ZSTD_c_compressionLevel: number };
 }
 
-function zlibEngine(z: ZlibWithZstd): ZstdEngine {
-  return {
-    compress(data, level) {
-      return z.zstdCompressSync(data, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
-    },
-    decompressUpTo(frames, capacity) {
-      try {
-        const body = z.zstdDecompressSync(frames, { maxOutputLength: Math.max(capacity, 1) });
-        return body.length <= capacity ? body : null;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
-        zstdError(`does not decompress: ${(err as Error).message}`);
-      }
-    },
-  };
+function zlibCompress(z: ZlibWithZstd): ZstdCodec['compress'] {
+  return (data, level) => z.zstdCompressSync(data, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
 }
 
 // The lib settings (ES2023 + @types/node 20) do not type the WebAssembly JS API.
@@ -220,36 +192,60 @@ function loadWasmZstd(): EmscriptenZstd {
   return module;
 }
 
-function wasmEngine(): ZstdEngine {
+function wasmCodec(): ZstdCodec {
   const module = loadWasmZstd();
   // Loaded after the runtime is up: its compress() uses the same Module object.
   const { compress } = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as {
     compress(data: Uint8Array, level: number): Uint8Array;
+  };
+  /**
+   * Decompresses the frames one after another into `capacity` bytes of WebAssembly memory,
+   * each in one shot: a frame that declares its size into exactly that many bytes, one that
+   * does not into the room left. Returns null when they need more room.
+   */
+  const decompressFrames = (stored: Uint8Array, frames: readonly ZstdFrame[], capacity: number): Buffer | null => {
+    const src = module._malloc(stored.length);
+    const dst = module._malloc(Math.max(capacity, 1));
+    try {
+      if (src === 0 || dst === 0) fail('too_large', `cannot allocate ${capacity} bytes for the zstd body`);
+      module.HEAPU8.set(stored, src);
+      let filled = 0;
+      for (const frame of frames) {
+        const room = capacity - filled;
+        if (frame.declared !== null && frame.declared > room) return null;
+        const result = module._ZSTD_decompress(dst + filled, Math.min(frame.bound, room), src + frame.start, frame.end - frame.start) >>> 0;
+        if (module._ZSTD_isError(result)) {
+          if (result === ZSTD_DST_TOO_SMALL && frame.declared === null) return null;
+          zstdError(`frame at byte ${frame.start} does not decompress`);
+        }
+        if (frame.declared !== null && result !== frame.declared) {
+          zstdError(`frame at byte ${frame.start} declares ${frame.declared} bytes but holds ${result}`);
+        }
+        filled += result;
+      }
+      // HEAPU8 may have been replaced by memory growth: read it after the calls.
+      return Buffer.from(module.HEAPU8.subarray(dst, dst + filled));
+    } finally {
+      module._free(dst);
+      module._free(src);
+    }
   };
   return {
     compress(data, level) {
       const out = compress(data, level);
       return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     },
-    decompressUpTo(frames, capacity) {
-      // ZSTD_decompress (one shot, every frame in turn) needs its output buffer up front:
-      // `capacity` is what the frames can produce, at most the ceiling.
-      const src = module._malloc(frames.length);
-      const dst = module._malloc(Math.max(capacity, 1));
-      try {
-        if (src === 0 || dst === 0) fail('too_large', `cannot allocate ${capacity} bytes for the zstd body`);
-        module.HEAPU8.set(frames, src);
-        const result = module._ZSTD_decompress(dst, capacity, src, frames.length) >>> 0;
-        if (module._ZSTD_isError(result)) {
-          if (result === ZSTD_DST_TOO_SMALL) return null;
-          zstdError('does not decompress');
-        }
-        // HEAPU8 may have been replaced by memory growth: read it after the call.
-        return Buffer.from(module.HEAPU8.subarray(dst, dst + result));
-      } finally {
-        module._free(dst);
-        module._free(src);
-      }
+    decompress(stored, maxOutput) {
+      const frames = zstdFrames(stored, maxOutput);
+      if (frames.length === 0) return Buffer.alloc(0);
+      const limit = Math.min(
+        frames.reduce((sum, frame) => sum + frame.bound, 0),
+        maxOutput,
+      );
+      const body = decompressFrames(stored, frames, limit);
+      if (body !== null) return body;
+      if (limit === maxOutput) fail('too_large', `zstd body decompresses to more than the ${maxOutput}-byte ceiling`);
+      zstdError(`decompresses to more than the ${limit} bytes its frames allow`);
     },
   };
 }
@@ -261,19 +257,24 @@ let wasm: ZstdCodec | undefined;
 let codec: ZstdCodec | undefined;
 
 function getWasmCodec(): ZstdCodec {
-  wasm ??= bounded(wasmEngine());
+  wasm ??= wasmCodec();
   return wasm;
 }
 
+/** node:zlib's compressor where there is one, with the one decompression. */
+function withZlibCompression(z: ZlibWithZstd): ZstdCodec {
+  return { compress: zlibCompress(z), decompress: getWasmCodec().decompress };
+}
+
 function getCodec(): ZstdCodec {
-  codec ??= zlibHasZstd ? bounded(zlibEngine(runtimeZlib as ZlibWithZstd)) : getWasmCodec();
+  codec ??= zlibHasZstd ? withZlibCompression(runtimeZlib as ZlibWithZstd) : getWasmCodec();
   return codec;
 }
 
-/** Every zstd implementation this runtime can use (the wasm one always), so tests cover each. */
+/** Every zstd compressor this runtime can use (the wasm one always), so tests cover each. */
 export function availableZstdCodecs(): { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] {
   const codecs: { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] = [{ name: 'zstd-wasm', codec: getWasmCodec() }];
-  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: bounded(zlibEngine(runtimeZlib as ZlibWithZstd)) });
+  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: withZlibCompression(runtimeZlib as ZlibWithZstd) });
   return codecs;
 }
 
