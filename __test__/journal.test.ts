@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { SegmentCache } from '../ts/cache.js';
@@ -87,6 +87,28 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     const reopened = await Journal.open(dir, { core });
     expect(reopened.sequence).toBe(10);
     await reopened.close();
+  });
+
+  test('refuses to open (corrupt) when an upload manifest cannot be read: the sequences it recorded as shipped are unknown', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096 });
+    for (let i = 1; i <= 100; i++) await journal.append(entryFor(i));
+    await journal.sealForUpload();
+    const tipHash = Buffer.from(journal.chainHash).toString('hex');
+    await journal.close();
+    const segments = await segmentFiles(dir);
+    const name = segments.at(-1)!;
+    const destination = { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 };
+    const cache = await SegmentCache.open(dir, destination);
+    await cache.markUploaded({ name, key: `wal/db/0000/${name}`, size: 1, sha256: 'ab'.repeat(32), lastSeq: 100, chainHash: tipHash });
+    const [manifestName] = await readdir(join(dir, 'uploads'));
+    const manifest = join(dir, 'uploads', manifestName!);
+    await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('{', '['));
+    // the newest segment lost locally: without what the manifest recorded, sequences 1.. of it would be handed out again
+    await rm(join(dir, name));
+    const before = await readdir(dir);
+    await expect(Journal.open(dir, { core })).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(manifest) });
+    expect(await readdir(dir)).toEqual(before);
   });
 
   test('timestampMs defaults to the time of the append', async () => {

@@ -666,7 +666,11 @@ async function readText(path: string): Promise<string | null> {
 /** A destination's manifest, or null when there is none or it cannot be parsed. */
 async function readManifest(path: string): Promise<ManifestFile | null> {
   const text = await readText(path);
-  if (text === null) return null;
+  return text === null ? null : parseManifest(text);
+}
+
+/** The manifest `text` holds, or null when it is not one. */
+function parseManifest(text: string): ManifestFile | null {
   let parsed: Partial<ManifestFile> | null;
   try {
     parsed = JSON.parse(text) as Partial<ManifestFile> | null;
@@ -694,7 +698,19 @@ async function readAllManifests(dir: string, except?: string): Promise<{ path: s
     .filter((name) => name.endsWith('.json'))
     .map((name) => join(folder, name))
     .filter((path) => path !== except);
-  const manifests = await mapInParallel(paths, async (path) => ({ path, manifest: await readManifest(path) }));
+  const manifests = await mapInParallel(paths, async (path) => {
+    const text = await readText(path);
+    const manifest = text === null ? null : parseManifest(text);
+    // It may record sequences that were shipped and segments its destination still needs: not knowing them is not knowing none.
+    if (text !== null && manifest === null) {
+      throw new GraphstreamError(
+        'corrupt',
+        `${path} is not an upload manifest: what it recorded as shipped is unknown; ` +
+          `restore the journal from that destination, or delete the file if the destination is retired`,
+      );
+    }
+    return { path, manifest };
+  });
   return manifests.filter((entry): entry is { path: string; manifest: ManifestFile } => entry.manifest !== null);
 }
 
