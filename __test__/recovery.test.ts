@@ -587,6 +587,18 @@ describe.each(cores)('torn tail or corruption ($kind core)', (core) => {
     }
   });
 
+  test('a bit flipped in what no checksum covers of a sealed header (unknown flags, reserved bytes) is corruption, as the Uploader finds it', async () => {
+    for (const [offset, bit, what] of [[6, 0x20, 'flags'], [9, 0x01, 'reserved header byte 9'], [100, 0x80, 'reserved header byte 100']] as const) {
+      const { dir, paths, firstSeqs } = await issueJournal('closed');
+      await flipBit(paths[2]!, offset, bit);
+      await expectCorrupt(dir, [paths[2]!, what], { file: paths[2], offset, sequence: firstSeqs[2] });
+      // verify checks every segment with the same rules
+      const full = await issueJournal('closed');
+      await flipBit(full.paths[0]!, offset, bit);
+      await expectCode(recoverJournalState(full.dir, { core, verify: 'full' }), 'corrupt', `${full.paths[0]} (sequence 1) at byte offset ${offset}`);
+    }
+  });
+
   test('a dry run (repair: false) reports the bytes it would cut and the files it would remove, changing nothing', async () => {
     const { dir, sequence, chainHash } = await crashedJournal(core, 30);
     const livePath = join(dir, (await segmentNames(dir)).at(-1)!);

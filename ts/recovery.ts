@@ -48,6 +48,7 @@ const SEAL_TEMP_SUFFIX = '.seal.tmp';
 const HEADER_SIZE = 128;
 const TRAILER_SIZE = 32;
 const HASH_SIZE = 32;
+const FLAG_COMPRESSED = 0x01;
 const FLAG_SEALED = 0x04;
 const FLAG_HAS_CHAIN_HASH = 0x08;
 const ENTRY_HEADER_SIZE = 48;
@@ -378,6 +379,31 @@ const SEALED_ONLY_FIELDS = [
 
 const OFFSET_IN_MESSAGE = /at offset (\d+)/;
 
+/**
+ * What a sealed segment's header holds that no checksum covers and only damage changes: flag
+ * bits other than sealed, compressed and has-trailer, a compression that disagrees with them,
+ * reserved bytes that are not zero. Null when there is none. The Uploader refuses what this finds,
+ * so recovery and verify find it too.
+ */
+export function sealedHeaderProblem(header: HeaderFields, bytes: Uint8Array): { offset: number; message: string } | null {
+  if ((header.flags & ~(FLAG_COMPRESSED | FLAG_HAS_CHAIN_HASH)) !== FLAG_SEALED) {
+    return { offset: 6, message: `flags 0x${header.flags.toString(16)} set bits no sealed segment has` };
+  }
+  if (header.compression !== (header.flags & FLAG_COMPRESSED)) {
+    return { offset: 7, message: `compression ${header.compression} disagrees with flags 0x${header.flags.toString(16)}` };
+  }
+  for (const [start, end] of RESERVED_HEADER_BYTES) {
+    const nonZero = bytes.subarray(start, end).findIndex((byte) => byte !== 0);
+    if (nonZero >= 0) return { offset: start + nonZero, message: `reserved header byte ${start + nonZero} is not zero` };
+  }
+  return null;
+}
+
+const RESERVED_HEADER_BYTES = [
+  [8, 12],
+  [92, HEADER_SIZE],
+] as const;
+
 /** Reads one segment file and checks everything it can show on its own. */
 async function checkSegment(segment: SegmentFile, core: RecoveryCore): Promise<SegmentCheck> {
   return checkSegmentBytes(segment, await readSegmentFile(segment), core);
@@ -412,7 +438,10 @@ async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: Reco
   if (header.firstSeq !== segment.firstSeq) {
     return corrupt(12, 'invalid_segment', `header first_seq ${header.firstSeq} does not match the file name`);
   }
-  if (!check.sealed) {
+  if (check.sealed) {
+    const problem = sealedHeaderProblem(header, bytes);
+    if (problem !== null) return corrupt(problem.offset, 'invalid_segment', problem.message);
+  } else {
     const field = SEALED_ONLY_FIELDS.find(([, , isSet]) => isSet(header));
     if (field !== undefined) {
       return corrupt(field[1], 'invalid_segment', `the header says unsealed (flags ${header.flags}) but carries a ${field[0]}, which only sealing writes`);

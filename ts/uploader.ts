@@ -32,7 +32,8 @@ import {
 } from './cache.js';
 import { segmentKey } from './format.js';
 import type { GraphstreamMetrics } from './metrics.js';
-import { FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE } from './pure/format.js';
+import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE } from './pure/format.js';
+import { sealedHeaderProblem } from './recovery.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from './storage/bytes.js';
@@ -143,10 +144,6 @@ interface CheckTurn {
   previous: Promise<void>;
   passed(): void;
   failed(err: unknown): void;
-}
-
-function isZero(bytes: Uint8Array): boolean {
-  return bytes.every((byte) => byte === 0);
 }
 
 /** The file's bytes, in `into` when they fit. */
@@ -741,11 +738,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const holder = this.checkBodies.landed(decoded.body, into);
     if (holder !== null) this.checkBodies.give(holder);
     const corrupt = (what: string) => new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${what}`);
-    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const flags = header.flags & ~FLAG_COMPRESSED;
-    if (flags !== (FLAG_SEALED | FLAG_HAS_CHAIN_HASH)) throw corrupt(`flags 0x${header.flags.toString(16)} are not those of a sealed segment with a trailer`);
-    if (header.compression !== (header.flags & FLAG_COMPRESSED)) throw corrupt(`compression ${header.compression} disagrees with flags 0x${header.flags.toString(16)}`);
-    if (!isZero(view.subarray(8, 12)) || !isZero(view.subarray(92, HEADER_SIZE))) throw corrupt('reserved header bytes are not zero');
+    const problem = sealedHeaderProblem(header, bytes);
+    if (problem !== null) throw corrupt(problem.message);
+    if ((header.flags & FLAG_HAS_CHAIN_HASH) === 0) throw corrupt(`flags 0x${header.flags.toString(16)} are not those of a sealed segment with a trailer`);
     if (bytes.byteLength !== HEADER_SIZE + header.bodyLen + 32) throw corrupt(`${bytes.byteLength} bytes, not header + body_len ${header.bodyLen} + trailer`);
     if (header.firstSeq !== segment.firstSeq) throw corrupt(`first_seq ${header.firstSeq} is not its file name's ${segment.firstSeq}`);
     if (header.prevSegmentChecksum !== facts.startHash.readBigUInt64BE(0)) {
