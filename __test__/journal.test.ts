@@ -12,6 +12,7 @@ import { entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
 
 const ZERO_HASH = Buffer.alloc(32);
 const SEGMENT = /^journal-\d{16}\.hadbj$/;
+const HEADER_BYTES = 128;
 
 async function segmentFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((name) => SEGMENT.test(name)).sort();
@@ -109,6 +110,28 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     const before = await readdir(dir);
     await expect(Journal.open(dir, { core })).rejects.toMatchObject({ code: 'corrupt', message: expect.stringContaining(manifest) });
     expect(await readdir(dir)).toEqual(before);
+  });
+
+  test("repair: 'quarantine' that would drop uploaded sequences is refused (corrupt) before anything moves", async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096 });
+    for (let i = 1; i <= 100; i++) await journal.append(entryFor(i));
+    await journal.sealForUpload();
+    const tipHash = Buffer.from(journal.chainHash).toString('hex');
+    await journal.close();
+    const name = (await segmentFiles(dir)).at(-1)!;
+    const cache = await SegmentCache.open(dir, { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 });
+    await cache.markUploaded({ name, key: `wal/db/0000/${name}`, size: 1, sha256: 'ab'.repeat(32), lastSeq: 100, chainHash: tipHash });
+    const damaged = await readFile(join(dir, name));
+    damaged.writeUInt8(damaged[HEADER_BYTES + 60]! ^ 0x04, HEADER_BYTES + 60); // the shipped last segment fails its checksum
+    await writeFile(join(dir, name), damaged);
+    const before = await readdir(dir);
+    await expect(Journal.open(dir, { core, repair: 'quarantine' })).rejects.toMatchObject({
+      code: 'corrupt',
+      message: expect.stringContaining('must not be handed out again'),
+    });
+    expect(await readdir(dir)).toEqual(before);
+    expect(await readFile(join(dir, name))).toEqual(damaged);
   });
 
   test('timestampMs defaults to the time of the append', async () => {

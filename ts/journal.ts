@@ -215,6 +215,10 @@ export class Journal {
       let state: RecoveredJournalState;
       let fingerprint: string;
       try {
+        if (options.repair === 'quarantine') {
+          // what quarantine would drop must not include shipped sequences: refused before anything moves
+          await assertNotBehindUploads(absoluteDir, await recoverJournalState(absoluteDir, { core, repair: 'quarantine', dryRun: true }));
+        }
         state = await recoverJournalState(absoluteDir, { core, repair: options.repair ?? true });
         await assertNotBehindUploads(absoluteDir, state);
         fingerprint = await journalFingerprint(absoluteDir, state);
