@@ -273,6 +273,9 @@ describe('SegmentCache', () => {
 
   it('refuses invalid configuration and record names', async () => {
     await expect(SegmentCache.open(dir, DEST, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    for (const destination of [null, undefined]) {
+      await expect(SegmentCache.open(dir, destination as unknown as typeof DEST)).rejects.toMatchObject({ code: 'invalid_argument' });
+    }
     const cache = await SegmentCache.open(dir, DEST);
     await expect(cache.markUploaded(record('../etc/passwd', 1))).rejects.toMatchObject({ code: 'invalid_argument' });
   });

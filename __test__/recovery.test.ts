@@ -5,7 +5,7 @@ import type { Core } from '../ts/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
 import { HEAD_HINT_FILE as HEAD_HINT } from '../ts/head-hint.js';
 import { Journal } from '../ts/journal.js';
-import { recoverJournalState, writeRecoveryState } from '../ts/recovery.js';
+import { recoverJournalState, writeRecoveryState, type RecoverOptions } from '../ts/recovery.js';
 import { cores } from './helpers/cores.js';
 import { crashedCopy, entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
 
@@ -135,10 +135,11 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     expect(segment.startHash).toEqual(snapshotHash);
   });
 
-  test('writeRecoveryState validates its arguments', async () => {
+  test('writeRecoveryState and recoverJournalState validate their arguments', async () => {
     const dir = await tempDir();
     await expectCode(writeRecoveryState(dir, -1, ZERO_HASH), 'invalid_argument');
     await expectCode(writeRecoveryState(dir, 1, Buffer.alloc(31)), 'invalid_argument');
+    await expectCode(recoverJournalState(dir, null as unknown as RecoverOptions), 'invalid_argument');
   });
 
   test('sealed segments only: state from the last header and trailer', async () => {

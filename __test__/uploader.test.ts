@@ -703,6 +703,9 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     expect(() => new Uploader({ directory: dir, storage, db: 'db', prefix: 'wal' })).toThrow(/prefix/);
     expect(() => new Uploader({ directory: dir, storage, db: 'db', generation: 0x10000 })).toThrow(/generation/);
     expect(() => new Uploader({ directory: dir, storage, db: 'db', concurrency: 0 })).toThrow(/concurrency/);
+    for (const options of [undefined, null, { directory: dir, storage: null, db: 'db' }, { directory: dir, storage, db: 'db', retry: null }]) {
+      expect(() => new Uploader(options as unknown as UploaderOptions)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    }
   });
 });
 

@@ -629,6 +629,7 @@ function firstSeqOf(name: string): number {
 }
 
 function checkDestination(destination: Destination): Destination {
+  if (typeof destination !== 'object' || destination === null) throw new GraphstreamError('invalid_argument', 'cache: destination must be an object');
   const { storage, prefix, db, generation } = destination;
   if (typeof storage !== 'string' || storage === '') throw new GraphstreamError('invalid_argument', 'cache: destination.storage must be a non-empty string');
   segmentKey(prefix, db, generation, 1); // validates prefix, db and generation

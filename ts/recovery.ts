@@ -746,6 +746,7 @@ async function checkAll(segments: SegmentFile[], core: RecoveryCore): Promise<Se
  * Repairing also rewrites an out-of-date head hint.
  */
 export async function recoverJournalState(dir: string, options: RecoverOptions = {}): Promise<RecoveredJournalState> {
+  if (typeof options !== 'object' || options === null) throw new GraphstreamError('invalid_argument', 'recoverJournalState: options must be an object');
   const core = options.core ?? (await resolveCore(undefined));
   const { repair = true, dryRun = false, verify = 'tail' } = options;
   if (repair !== true && repair !== false && repair !== 'quarantine') {

@@ -69,6 +69,7 @@ function abortReason(signal: AbortSignal): GraphstreamError {
 }
 
 export function resolveRetryConfig(init: RetryConfigInit = {}): RetryConfig {
+  if (typeof init !== 'object' || init === null) throw new GraphstreamError('invalid_argument', 'retry config must be an object');
   const config: RetryConfig = {
     maxAttempts: init.maxAttempts ?? DEFAULT_RETRY_CONFIG.maxAttempts,
     baseDelayMs: init.baseDelayMs ?? DEFAULT_RETRY_CONFIG.baseDelayMs,

@@ -258,6 +258,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
 
   constructor(options: UploaderOptions) {
     super();
+    if (typeof options !== 'object' || options === null) throw new GraphstreamError('invalid_argument', 'Uploader: options must be an object');
+    if (typeof options.storage !== 'object' || options.storage === null) throw new GraphstreamError('invalid_argument', 'Uploader: storage must be a SegmentStorage');
     if ((options.journal === undefined) === (options.directory === undefined)) {
       throw new GraphstreamError('invalid_argument', 'Uploader: give exactly one of `journal` and `directory`');
     }
