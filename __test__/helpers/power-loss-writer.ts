@@ -10,12 +10,12 @@
  *   power-loss-writer <native|pure> <dir> <segment bytes> recover
  *       opens the journal (recovery) and closes it; prints `opened <seq>` and `closed`
  *   power-loss-writer <native|pure> <dir> <segment bytes> rotate
- *       durability 'none', slow sealing (below): appends 2 entries and flushes, appends until
- *       the writer has created a second segment, then fsyncs that segment and the directory (as
+ *       durability 'none', slow sealing (below): appends 2 entries and flushes, appends a batch
+ *       of 1000 through several rotations, then fsyncs the newest segment and the directory (as
  *       the kernel's writeback may have: a power loss can keep any unsynced write), prints
  *       `rotated <seq>`, waits
  *   power-loss-writer <native|pure> <dir> <segment bytes> flush
- *       durability 'none', slow sealing: appends one batch of 400 entries, through several
+ *       durability 'none', slow sealing: appends one batch of 1000 entries, through several
  *       rotations, calls flush() at once, prints `flushed <seq>` when it resolves, waits
  */
 import { randomBytes } from 'node:crypto';
@@ -93,9 +93,9 @@ async function rotate(core: Core): Promise<void> {
   const journal = await slowSealing(core);
   await journal.appendBatch([incompressible(0), incompressible(1)]);
   await journal.flush();
-  const segments = async () => (await readdir(dir!)).filter((name) => name.endsWith('.hadbj')).sort();
-  for (let i = 2; (await segments()).length < 2; i++) await journal.append(incompressible(i));
-  const newest = await open(join(dir!, (await segments()).at(-1)!), 'r');
+  await journal.appendBatch(Array.from({ length: 1000 }, (_, i) => incompressible(i + 2)));
+  const segments = (await readdir(dir!)).filter((name) => name.endsWith('.hadbj')).sort();
+  const newest = await open(join(dir!, segments.at(-1)!), 'r');
   await newest.sync();
   await newest.close();
   await syncDirectory(dir!);
@@ -105,7 +105,7 @@ async function rotate(core: Core): Promise<void> {
 
 async function flush(core: Core): Promise<void> {
   const journal = await slowSealing(core);
-  await journal.appendBatch(Array.from({ length: 400 }, (_, i) => incompressible(i)));
+  await journal.appendBatch(Array.from({ length: 1000 }, (_, i) => incompressible(i)));
   await journal.flush();
   say(`flushed ${journal.sequence}`);
   await waitToBeKilled();
