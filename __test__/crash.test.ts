@@ -4,7 +4,8 @@
  * and each time the journal must reopen with every acknowledged entry, a chain
  * that verifies end to end, and appending continuing at the next sequence.
  */
-import { rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -117,5 +118,44 @@ describe.each(corePairs)('the directory lock across processes', ({ writer: holde
     const journal = await Journal.open(dir, { core: openerCore });
     expect(journal.sequence).toBe(await verify(dir, openerCore));
     await journal.close();
+  });
+});
+
+async function procStartTime(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/)[19]);
+}
+
+describe.each(cores)('a lock file left by a power loss ($kind core)', (core) => {
+  test('names a process that died with the machine: a live unrelated process with its pid does not lock the journal', async () => {
+    const unrelated = spawn('sleep', ['600'], { stdio: 'ignore' });
+    try {
+      const pid = unrelated.pid!;
+      const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      const startTime = await procStartTime(pid);
+      const dir = await tempDir('stale-lock');
+      const lockFile = join(dir, '.lock');
+      const staleContents = [
+        `${pid} ${bootId} ${startTime + 1}\n`, // the pid was reused in this boot
+        `${pid} 00000000-0000-4000-8000-000000000000 ${startTime}\n`, // written in an earlier boot
+      ];
+      for (const content of staleContents) {
+        await writeFile(lockFile, content);
+        const journal = await Journal.open(dir, { core });
+        expect(await readFile(lockFile, 'utf8')).toBe(`${process.pid} ${bootId} ${await procStartTime(process.pid)}\n`);
+        await journal.append({ query: content });
+        await journal.close();
+      }
+      expect(await verify(dir, core)).toBe(2);
+      for (const content of [`${pid} ${bootId} ${startTime}\n`, `${pid}`]) {
+        await writeFile(lockFile, content);
+        await expect(Journal.open(dir, { core })).rejects.toMatchObject({
+          code: 'locked',
+          message: expect.stringContaining(`live process ${pid}`),
+        });
+      }
+    } finally {
+      unrelated.kill('SIGKILL');
+    }
   });
 });

@@ -562,11 +562,12 @@ impl Drop for Writer {
 }
 
 /// The lock on a journal directory: an advisory lock on `dir/.lock` (flock on Unix, which
-/// the OS releases when the process dies) plus this process's pid written into the file.
-/// The pid is how the pure twin, which has no flock in Node, sees a live native holder, and
-/// how a native writer sees a live pure one. The pid is cleared when the lock is dropped.
-/// The pid is only a hint about a live process, never fsynced: after a power loss the file
-/// may be missing, empty or hold the pid of the process that died with the machine.
+/// the OS releases when the process dies) plus this process's identity written into the file
+/// (a [`LockHolder`]). The identity is how the pure twin, which has no flock in Node, sees a
+/// live native holder, and how a native writer sees a live pure one. It is cleared when the
+/// lock is dropped. It is only a hint about a live process, never fsynced: after a power loss
+/// the file may be missing, empty or name the process that died with the machine, whose pid
+/// another process may have by now.
 struct DirectoryLock {
     file: File,
 }
@@ -587,6 +588,70 @@ fn process_alive(pid: i32) -> bool {
 #[cfg(not(unix))]
 fn process_alive(_pid: i32) -> bool {
     false
+}
+
+/// What a lock file says about its holder: `<pid>` alone (older writers, and systems without
+/// /proc) or `<pid> <boot id> <start time>`, the boot id from /proc/sys/kernel/random/boot_id
+/// and the start time from field 22 of /proc/<pid>/stat (Linux). The last two tell the holder
+/// apart from a later process that got the same pid, after a reboot or a pid wrap.
+#[derive(Debug, PartialEq)]
+struct LockHolder {
+    pid: i32,
+    started: Option<(String, u64)>,
+}
+
+impl LockHolder {
+    fn parse(content: &str) -> Option<LockHolder> {
+        let mut fields = content.split_whitespace();
+        let pid = fields.next()?.parse::<i32>().ok().filter(|pid| *pid > 0)?;
+        let started = match (fields.next(), fields.next().map(str::parse::<u64>)) {
+            (Some(boot_id), Some(Ok(start_time))) => Some((boot_id.to_string(), start_time)),
+            _ => None,
+        };
+        Some(LockHolder { pid, started })
+    }
+
+    fn current() -> LockHolder {
+        let pid = std::process::id() as i32;
+        let started = boot_id().zip(process_start_time(pid));
+        LockHolder { pid, started }
+    }
+
+    fn to_content(&self) -> String {
+        match &self.started {
+            Some((boot_id, start_time)) => format!("{} {boot_id} {start_time}\n", self.pid),
+            None => format!("{}\n", self.pid),
+        }
+    }
+
+    /// Whether the holder still runs: its pid is alive and, where the file records them and
+    /// /proc can tell, in this boot with the same start time.
+    fn alive(&self) -> bool {
+        if !process_alive(self.pid) {
+            return false;
+        }
+        let Some((boot, start_time)) = &self.started else {
+            return true;
+        };
+        boot_id().is_none_or(|current| current == *boot)
+            && process_start_time(self.pid).is_none_or(|current| current == *start_time)
+    }
+}
+
+fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string()).filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+}
+
+fn process_start_time(pid: i32) -> Option<u64> {
+    parse_start_time(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a /proc/<pid>/stat line. Field 2 is the command name in parentheses, which may
+/// itself hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn lock_directory(dir: &Path) -> Result<DirectoryLock> {
@@ -617,15 +682,15 @@ fn lock_directory(dir: &Path) -> Result<DirectoryLock> {
     let mut content = String::new();
     file.read_to_string(&mut content)
         .map_err(|err| io("reading lock file", err))?;
-    let own_pid = std::process::id() as i32;
-    if let Ok(pid) = content.trim().parse::<i32>() {
-        if pid > 0 && pid != own_pid && process_alive(pid) {
-            return Err(locked_by(format!("live process {pid}")));
+    let own = LockHolder::current();
+    if let Some(holder) = LockHolder::parse(&content) {
+        if holder.pid != own.pid && holder.alive() {
+            return Err(locked_by(format!("live process {}", holder.pid)));
         }
     }
     file.set_len(0)
         .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(own_pid.to_string().as_bytes()))
+        .and_then(|_| file.write_all(own.to_content().as_bytes()))
         .map_err(|err| io("writing pid to lock file", err))?;
     Ok(DirectoryLock { file })
 }
@@ -1786,6 +1851,55 @@ mod tests {
         let second =
             Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
         block_on(second.closed()).unwrap();
+    }
+
+    #[test]
+    fn lock_files_name_their_holder_by_pid_and_optionally_boot_and_start_time() {
+        let holder = |pid, started: Option<(&str, u64)>| LockHolder {
+            pid,
+            started: started.map(|(boot, start)| (boot.to_string(), start)),
+        };
+        assert_eq!(LockHolder::parse("42"), Some(holder(42, None)));
+        assert_eq!(LockHolder::parse("42\n"), Some(holder(42, None)));
+        assert_eq!(
+            LockHolder::parse("42 0f1e-2d 1234\n"),
+            Some(holder(42, Some(("0f1e-2d", 1234))))
+        );
+        assert_eq!(LockHolder::parse("42 0f1e-2d"), Some(holder(42, None)));
+        assert_eq!(LockHolder::parse("42 0f1e-2d soon"), Some(holder(42, None)));
+        for unusable in ["", "\n", "0", "-3", "pid", "99999999999"] {
+            assert_eq!(LockHolder::parse(unusable), None, "{unusable:?}");
+        }
+        let written = holder(7, Some(("b00t", 99)));
+        assert_eq!(LockHolder::parse(&written.to_content()), Some(written));
+        assert_eq!(
+            LockHolder::parse(&holder(7, None).to_content()),
+            Some(holder(7, None))
+        );
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_of_proc_stat_counted_after_the_command_name() {
+        let fields_after_name = (3..=52).map(|field| field.to_string()).collect::<Vec<_>>();
+        let stat = format!("123 (a (b) c) {}\n", fields_after_name.join(" "));
+        assert_eq!(parse_start_time(&stat), Some(22));
+        assert_eq!(parse_start_time("123 (sleep) S 1 2"), None);
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_live_pid_is_a_holder_only_with_the_recorded_boot_and_start_time() {
+        let own = LockHolder::current();
+        let (boot, start_time) = own.started.clone().expect("/proc names this process");
+        let other_pid = |started: Option<(String, u64)>| LockHolder {
+            pid: own.pid,
+            started,
+        };
+        assert!(other_pid(None).alive());
+        assert!(other_pid(Some((boot.clone(), start_time))).alive());
+        assert!(!other_pid(Some((boot.clone(), start_time + 1))).alive());
+        assert!(!other_pid(Some((format!("{boot}-before-reboot"), start_time))).alive());
     }
 
     #[test]

@@ -54,13 +54,69 @@ function processIsAlive(pid: number): boolean {
 }
 
 /**
- * Creates `dir/.lock` holding our pid. The pid is written to a private file
- * first and linked into place, so the lock file never exists without its pid.
- * A lock file whose pid is dead, unreadable, or this process's own (but not
- * held by a writer here) is stale and replaced. The pid is only a hint about a
- * live process: the lock's directory entry is never fsynced, so after a power
- * loss the file may be missing or hold the pid of a process that died with the
- * machine.
+ * What a lock file says about its holder (the native writer's `LockHolder`):
+ * `<pid>` alone (older writers, and systems without /proc) or
+ * `<pid> <boot id> <start time>`, the boot id from
+ * /proc/sys/kernel/random/boot_id and the start time from field 22 of
+ * /proc/<pid>/stat (Linux). The last two tell the holder apart from a later
+ * process that got the same pid, after a reboot or a pid wrap.
+ */
+interface LockHolder {
+  pid: number;
+  started?: { bootId: string; startTime: string };
+}
+
+function parseLockHolder(content: string): LockHolder | undefined {
+  const [pidField, bootId, startTime] = content.trim().split(/\s+/);
+  if (!pidField || !/^\d+$/.test(pidField)) return undefined;
+  const pid = Number(pidField);
+  if (pid <= 0 || pid > 0x7fff_ffff) return undefined;
+  return bootId && startTime && /^\d+$/.test(startTime) ? { pid, started: { bootId, startTime } } : { pid };
+}
+
+async function bootId(): Promise<string | undefined> {
+  const id = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+  return id && !/\s/.test(id) ? id : undefined;
+}
+
+/** Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces and parentheses). */
+function parseStartTime(stat: string): string | undefined {
+  const field = stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/)[19];
+  return stat.includes(')') && field && /^\d+$/.test(field) ? field : undefined;
+}
+
+async function processStartTime(pid: number): Promise<string | undefined> {
+  return parseStartTime(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''));
+}
+
+async function currentLockHolder(): Promise<LockHolder> {
+  const [id, startTime] = await Promise.all([bootId(), processStartTime(process.pid)]);
+  return id && startTime ? { pid: process.pid, started: { bootId: id, startTime } } : { pid: process.pid };
+}
+
+function lockContent(holder: LockHolder): string {
+  return holder.started ? `${holder.pid} ${holder.started.bootId} ${holder.started.startTime}\n` : `${holder.pid}\n`;
+}
+
+/**
+ * Whether the holder still runs: its pid is alive and, where the file records
+ * them and /proc can tell, in this boot with the same start time.
+ */
+async function holderIsAlive(holder: LockHolder): Promise<boolean> {
+  if (!processIsAlive(holder.pid)) return false;
+  if (!holder.started) return true;
+  const [id, startTime] = await Promise.all([bootId(), processStartTime(holder.pid)]);
+  return (id === undefined || id === holder.started.bootId) && (startTime === undefined || startTime === holder.started.startTime);
+}
+
+/**
+ * Creates `dir/.lock` naming this process (see LockHolder). The content is
+ * written to a private file first and linked into place, so the lock file never
+ * exists without it. A lock file whose holder is gone, unreadable, or this
+ * process (but not held by a writer here) is stale and replaced. The content is
+ * only a hint about a live process: the lock's directory entry is never
+ * fsynced, so after a power loss the file may be missing or name the process
+ * that died with the machine, whose pid another process may have by now.
  */
 async function acquireLock(dir: string): Promise<string> {
   const lockPath = join(dir, LOCK_FILE);
@@ -69,7 +125,7 @@ async function acquireLock(dir: string): Promise<string> {
   }
   const staging = join(dir, `${LOCK_FILE}.${process.pid}.${randomBytes(6).toString('hex')}`);
   try {
-    await writeFileSynced(staging, Buffer.from(`${process.pid}\n`));
+    await writeFileSynced(staging, Buffer.from(lockContent(await currentLockHolder())));
   } catch (err) {
     throw ioError(`creating lock file in ${dir}`, err);
   }
@@ -86,9 +142,9 @@ async function acquireLock(dir: string): Promise<string> {
             : ioError(`locking ${lockPath}`, err);
         }
       }
-      const holder = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
-      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && processIsAlive(holder)) {
-        throw coreError('locked', `journal directory ${dir} is locked by live process ${holder} (${lockPath})`);
+      const holder = parseLockHolder(await readFile(lockPath, 'utf8').catch(() => ''));
+      if (holder && holder.pid !== process.pid && (await holderIsAlive(holder))) {
+        throw coreError('locked', `journal directory ${dir} is locked by live process ${holder.pid} (${lockPath})`);
       }
       await unlink(lockPath).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw ioError(`removing stale lock ${lockPath}`, err);
