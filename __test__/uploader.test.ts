@@ -21,6 +21,8 @@ import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
 import { s3Backends, s3BackendsAndCores } from './helpers/s3.js';
 
 const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
+/** how long to wait for background sealing and shipping: vi.waitFor's 1 s default is too short for the pure core on a loaded machine */
+const WAIT = { timeout: 20_000, interval: 20 };
 const format = createFormatApi(pureFormatCore);
 
 const PAD = 'x'.repeat(100);
@@ -266,7 +268,7 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
       const sealed = await sealedSegments(dir);
       expect(sealed.size).toBe(files.length);
       expect(uploader.stats().succeeded).toBe(sealed.size);
-    });
+    }, WAIT);
     const sealed = await sealedSegments(dir);
     expectWholeJournal(sealed, 30);
     await expectStored(storage.inner, sealed);
@@ -376,7 +378,7 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
     await vi.waitFor(async () => {
       const files = (await readdir(dir)).filter((n) => SEGMENT_FILE.test(n));
       expect((await sealedSegments(dir)).size).toBe(files.length - 1);
-    });
+    }, WAIT);
     const { storage, uploader } = await setup({ journal: undefined, storage: new LocalStorage(join(dir, 'bucket')) });
     await uploader.sync();
     const sealed = await sealedSegments(dir);
