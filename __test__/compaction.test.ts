@@ -120,6 +120,15 @@ describe.each(cores)('compaction equivalence ($kind core)', (core) => {
     );
   });
 
+  it('options that are not an object, or no storage, are invalid_argument', async () => {
+    for (const options of [undefined, null, { db: DB }]) {
+      await expect(compactOnce(options as unknown as Parameters<typeof compactOnce>[0])).rejects.toMatchObject({ code: 'invalid_argument' });
+      expect(() => runBackgroundCompaction(options as unknown as Parameters<typeof runBackgroundCompaction>[0])).toThrow(
+        expect.objectContaining({ code: 'invalid_argument' }),
+      );
+    }
+  });
+
   it('runBackgroundCompaction compacts on its own until stopped', async () => {
     const storage = new MemoryStorage();
     const payloads = Array.from({ length: 40 }, (_, i) => Buffer.from(`entry ${i}`));

@@ -507,7 +507,13 @@ class Compactor {
  * One compaction pass: merges runs of at least `threshold` uncompacted originals, then deletes
  * the originals retention allows. See the module comment for keys and guarantees.
  */
+function checkOptions(options: CompactionOptions): void {
+  if (typeof options !== 'object' || options === null) throw new GraphstreamError('invalid_argument', 'compaction: options must be an object');
+  if (typeof options.storage !== 'object' || options.storage === null) throw new GraphstreamError('invalid_argument', 'compaction: storage must be a SegmentStorage');
+}
+
 export async function compactOnce(options: CompactionOptions): Promise<CompactionResult> {
+  checkOptions(options);
   const core = await resolveCore(options.core);
   return new Compactor(options, core).run();
 }
@@ -530,6 +536,7 @@ export interface BackgroundCompaction {
 
 /** Runs compactOnce every `intervalMs` until stopped; the first pass starts at once. */
 export function runBackgroundCompaction(options: BackgroundCompactionOptions): BackgroundCompaction {
+  checkOptions(options);
   const intervalMs = options.intervalMs ?? 60_000;
   if (!Number.isSafeInteger(intervalMs) || intervalMs < 1) {
     throw new GraphstreamError('invalid_argument', `compaction intervalMs must be a positive integer, got ${String(intervalMs)}`);
