@@ -240,6 +240,15 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(await storage.list('')).toEqual([]);
   });
 
+  it('a body that is not bytes is invalid_argument naming the object, and stores nothing', async () => {
+    const storage = await (await backend.fresh()).open();
+    for (const body of [null, undefined, 'text', 42, [1, 2, 3]]) {
+      const err = await expectGraphstreamError(storage.put('wal/x', body as unknown as Uint8Array), 'invalid_argument');
+      expect(err.message).toContain('wal/x');
+    }
+    expect(await storage.list('')).toEqual([]);
+  });
+
   it("messages name an object as the storage's description and the key joined by one '/'", async () => {
     const location = await backend.fresh();
     const storage = await location.open();
@@ -608,6 +617,12 @@ describe.each(
 describe('bad locations and keys', () => {
   it.each(['ftp://host/x', 's3://', 'gs://', 'file://remote-host/dir', ''])('openStorage(%j) is invalid_argument', async (url) => {
     await expectGraphstreamError(openStorage(url), 'invalid_argument');
+  });
+
+  it('a storage location that is not a string is invalid_argument', async () => {
+    expect(() => new LocalStorage(5 as unknown as string)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    expect(() => new LocalStorage('')).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    await expectGraphstreamError(ObjectStoreStorage.open(5 as unknown as string), 'invalid_argument');
   });
 
   it('the native backend rejects unknown schemes and options', async () => {

@@ -1,4 +1,12 @@
 /** Small helpers shared by the storage backends. */
+import { GraphstreamError } from '../errors.js';
+
+/** What a put stores must be bytes: anything else is invalid_argument naming the object. */
+export function checkBody(bytes: unknown, object: string): asserts bytes is Uint8Array {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new GraphstreamError('invalid_argument', `put ${object}: the body must be a Uint8Array or Buffer, got ${bytes === null ? 'null' : typeof bytes}`);
+  }
+}
 
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

@@ -10,7 +10,7 @@ import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { compareKeys, sameBytes } from './bytes.js';
+import { checkBody, compareKeys, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
 
@@ -61,6 +61,9 @@ export class LocalStorage implements SegmentStorage {
   private realRoot: string | null = null;
 
   constructor(root: string) {
+    if (typeof root !== 'string' || root === '') {
+      throw new GraphstreamError('invalid_argument', `LocalStorage: root must be a non-empty directory path, got ${JSON.stringify(root) ?? typeof root}`);
+    }
     this.root = resolve(root);
     this.description = `file://${this.root}`;
     this.identity = this.description;
@@ -139,6 +142,7 @@ export class LocalStorage implements SegmentStorage {
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     const path = this.pathOf(key);
+    checkBody(bytes, objectName(this.description, key));
     const dir = dirname(path);
     const temp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {

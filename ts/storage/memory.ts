@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { GraphstreamError } from '../errors.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
-import { compareKeys, sameBytes } from './bytes.js';
+import { checkBody, compareKeys, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 
 export class MemoryStorage implements SegmentStorage {
@@ -17,6 +17,7 @@ export class MemoryStorage implements SegmentStorage {
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     checkKey(key, this.description);
+    checkBody(bytes, objectName(this.description, key));
     const existing = this.objects.get(key);
     if (options?.ifNoneMatch === '*' && existing !== undefined) {
       if (sameBytes(existing, bytes)) return { created: false };

@@ -8,7 +8,8 @@ import { nativeBinding, nativeLoadError } from '../native.js';
 import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { checkKey, checkListPrefix } from './names.js';
+import { checkBody } from './bytes.js';
+import { checkKey, checkListPrefix, objectName } from './names.js';
 import { s3Identity, type S3Credentials } from './s3.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 
@@ -114,6 +115,7 @@ export class ObjectStoreStorage implements SegmentStorage {
 
   /** Opens `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir` or `memory://`. */
   static async open(url: string, options: ObjectStoreStorageOptions = {}): Promise<ObjectStoreStorage> {
+    if (typeof url !== 'string') throw new GraphstreamError('invalid_argument', `ObjectStoreStorage.open: the URL must be a string, got ${typeof url}`);
     if (nativeBinding === null) {
       throw new GraphstreamError(
         'internal',
@@ -127,7 +129,8 @@ export class ObjectStoreStorage implements SegmentStorage {
     }
   }
 
-  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+  async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
+    checkBody(bytes, objectName(this.description, key));
     return putThrough(key, this.description, (createOnly) => this.store.put(key, asBuffer(bytes), createOnly), options);
   }
 

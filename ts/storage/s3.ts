@@ -5,7 +5,7 @@
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
-import { sameBytes } from './bytes.js';
+import { checkBody, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, checkPrefix, objectName } from './names.js';
 import { ReadBuffers } from './read-buffers.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
@@ -208,6 +208,7 @@ export class S3Storage implements SegmentStorage {
 
   private async putBytes(key: string, bytes: Uint8Array, options?: PutOptions, sha256?: string): Promise<PutResult> {
     checkKey(key, this.description);
+    checkBody(bytes, objectName(this.description, key));
     const createOnly = options?.ifNoneMatch === '*';
     try {
       const { sdk, client } = await this.sdk();
