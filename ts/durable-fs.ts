@@ -1,7 +1,8 @@
 /**
  * The file operations durability rests on, shared by the pure writer and
  * recovery: "fsync means fsync", and a file is replaced only by temp file +
- * fsync + rename + directory fsync.
+ * fsync + rename + directory fsync. Also the one whole-file read into a reused
+ * buffer that the uploader's checks and LocalStorage share.
  */
 import { constants as fsConstants } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
@@ -47,4 +48,22 @@ export async function replaceFileAtomically(path: string, tempPath: string, byte
     throw err;
   }
   await syncDirectory(dirname(path));
+}
+
+/** A whole file's bytes: in `into` when they fit (a view of it), otherwise in a buffer of their own. */
+export async function readFileInto(path: string, into: Uint8Array | undefined): Promise<Buffer> {
+  const handle = await open(path, fsConstants.O_RDONLY);
+  try {
+    const { size } = await handle.stat();
+    const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
+    let length = 0;
+    while (length < size) {
+      const { bytesRead } = await handle.read(target, length, size - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return Buffer.from(target.buffer, target.byteOffset, length);
+  } finally {
+    await handle.close();
+  }
 }

@@ -14,11 +14,12 @@
  * (`conflict`: the stored chain is another one).
  */
 import { EventEmitter } from 'node:events';
-import { open, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Core, RawSegment } from './core.js';
 import { resolveCore } from './default-core.js';
+import { readFileInto } from './durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
 import {
   SegmentCache,
@@ -144,31 +145,6 @@ interface CheckTurn {
   previous: Promise<void>;
   passed(): void;
   failed(err: unknown): void;
-}
-
-/** The file's bytes, in `into` when they fit. */
-async function readInto(path: string, into: Buffer | undefined): Promise<Buffer> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    throw toGraphstreamError(err, `reading ${path} to check it`);
-  }
-  try {
-    const { size } = await handle.stat();
-    const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
-    let length = 0;
-    while (length < size) {
-      const { bytesRead } = await handle.read(target, length, size - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    return target.subarray(0, length);
-  } catch (err) {
-    throw toGraphstreamError(err, `reading ${path} to check it`);
-  } finally {
-    await handle.close();
-  }
 }
 
 /** A FIFO counting semaphore: slots are granted in the order they were asked for. */
@@ -706,7 +682,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (ownBytes !== null) return this.decodeChecked(segment, ownBytes);
     // the storage holds its own copy of the bytes: read them again here, and make sure they are the same
     const into = this.checkReads.take();
-    const bytes = await readInto(segment.path, into);
+    const bytes = await readFileInto(segment.path, into).catch((err: unknown) => {
+      throw toGraphstreamError(err, `reading ${segment.path} to check it`);
+    });
     try {
       const sha256 = await sha256Hex(bytes);
       if (sha256 !== staged.sha256) {

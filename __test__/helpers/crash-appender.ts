@@ -13,20 +13,9 @@ import type { Core } from '../../ts/core.js';
 import { toGraphstreamError } from '../../ts/errors.js';
 import { Journal } from '../../ts/journal.js';
 import { readJournal } from '../../ts/reader.js';
+import { loadCore, say } from './child-core.js';
 
 const [kind, dir, mode] = process.argv.slice(2);
-
-async function loadCore(): Promise<Core> {
-  if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
-  const { nativeCore, nativeLoadError } = await import('../../ts/native.js');
-  if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
-  return nativeCore;
-}
-
-function say(line: string): void {
-  // stdout is a pipe: writes are synchronous, so a printed ack survives SIGKILL
-  process.stdout.write(`${line}\n`);
-}
 
 async function appendForever(core: Core): Promise<void> {
   const journal = await Journal.open(dir!, { core, maxSegmentBytes: 4096, durability: 'fsync' });
@@ -85,7 +74,7 @@ async function fillTheDisk(core: Core): Promise<void> {
   await reopened.close().catch(() => undefined);
 }
 
-const core = await loadCore();
+const core = await loadCore(kind);
 const modes: Record<string, (core: Core) => Promise<void>> = {
   append: appendForever,
   efbig: appendPastFileLimit,

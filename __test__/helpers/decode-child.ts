@@ -24,15 +24,9 @@ import { LocalStorage } from '../../ts/storage/local.js';
 import { registerInspect } from '../../ts/cli/inspect.js';
 import { Output } from '../../ts/cli/output.js';
 import { registerVerify } from '../../ts/cli/verify.js';
+import { loadCore } from './child-core.js';
 
 const [kind, mode, target] = process.argv.slice(2) as [string, string, string];
-
-async function loadCore(): Promise<Core> {
-  if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
-  const { nativeCore, nativeLoadError } = await import('../../ts/native.js');
-  if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
-  return nativeCore;
-}
 
 /** A small valid sealed segment: decoding it first loads whatever the core loads lazily. */
 function warmUp(core: Core): void {
@@ -71,7 +65,7 @@ async function operate(core: Core): Promise<string> {
   }
 }
 
-const core = await loadCore();
+const core = await loadCore(kind);
 warmUp(core);
 const before = process.resourceUsage().maxRSS * 1024;
 let code: string;

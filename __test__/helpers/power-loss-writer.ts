@@ -26,21 +26,10 @@ import { syncDirectory } from '../../ts/durable-fs.js';
 import { Journal, type JournalOptions } from '../../ts/journal.js';
 import { LocalStorage } from '../../ts/storage/local.js';
 import { Uploader } from '../../ts/uploader.js';
+import { loadCore, say } from './child-core.js';
 
 const [kind, dir, segmentBytes, mode, store, durability, round] = process.argv.slice(2);
 const maxSegmentBytes = Number(segmentBytes);
-
-async function loadCore(): Promise<Core> {
-  if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
-  const { nativeCore, nativeLoadError } = await import('../../ts/native.js');
-  if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
-  return nativeCore;
-}
-
-function say(line: string): void {
-  // stdout is a pipe: writes are synchronous, so a printed line survives SIGKILL
-  process.stdout.write(`${line}\n`);
-}
 
 async function write(core: Core): Promise<void> {
   const options = { core, maxSegmentBytes, durability: durability as JournalOptions['durability'] };
@@ -111,6 +100,6 @@ async function flush(core: Core): Promise<void> {
   await waitToBeKilled();
 }
 
-const core = await loadCore();
+const core = await loadCore(kind);
 const modes: Record<string, (core: Core) => Promise<void>> = { write, recover, rotate, flush };
 await modes[mode!]!(core);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
+import { readFileInto } from '../durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { checkBody, compareKeys, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
@@ -24,24 +25,6 @@ async function fsyncPath(path: string, flags: number): Promise<void> {
   const handle = await open(path, flags);
   try {
     await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** A file's bytes: in `into` when they fit, otherwise in a buffer of their own. */
-async function readObject(path: string, into: Uint8Array | undefined): Promise<Uint8Array> {
-  const handle = await open(path, fsConstants.O_RDONLY);
-  try {
-    const { size } = await handle.stat();
-    const target = into !== undefined && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
-    let length = 0;
-    while (length < size) {
-      const { bytesRead } = await handle.read(target, length, size - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    return target.subarray(0, length);
   } finally {
     await handle.close();
   }
@@ -176,7 +159,7 @@ export class LocalStorage implements SegmentStorage {
   }
 
   private async resolveExisting(key: string, path: string, bytes: Uint8Array): Promise<PutResult> {
-    const existing = await readObject(path, undefined);
+    const existing = await readFileInto(path, undefined);
     if (sameBytes(existing, bytes)) return { created: false };
     throw new GraphstreamError(
       'conflict',
@@ -189,7 +172,7 @@ export class LocalStorage implements SegmentStorage {
     const path = this.pathOf(key);
     try {
       await this.checkInside(key);
-      return await readObject(path, options?.into);
+      return await readFileInto(path, options?.into);
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT' || errno === 'EISDIR' || errno === 'ENOTDIR') return null;
