@@ -194,6 +194,24 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     expect(payloads).toEqual(Array.from({ length: 100 }, (_, i) => `raw-${i}`));
   });
 
+  test('sealForUpload between appends in flight: every append lands once, in order, in a segment that is sealed or live', async () => {
+    const dir = await tempDir();
+    const journal = await Journal.open(dir, { core });
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < 60; i++) {
+      pending.push(journal.appendRaw(Buffer.from(`raw-${i}`)));
+      pending.push(journal.sealForUpload());
+      // the append's group reaches the core while the seal before it is still retiring its segment
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const settled = await Promise.allSettled(pending);
+    expect(settled.filter((result) => result.status === 'rejected')).toEqual([]);
+    await journal.close();
+    const payloads: string[] = [];
+    for await (const record of readJournal(dir, { core, raw: true })) payloads.push(record.payload.toString());
+    expect(payloads).toEqual(Array.from({ length: 60 }, (_, i) => `raw-${i}`));
+  });
+
   test('a group that grows to appendBatch size goes to the core before the tick ends; call order holds across groups', async () => {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core });

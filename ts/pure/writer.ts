@@ -681,10 +681,15 @@ class PureWriter implements CoreWriter {
           await this.flushLive();
           op.resolve(null);
           return;
-        case 'seal':
-          // appends go on while the sealer catches up
-          this.sealForUploadNow().then(op.resolve, op.reject);
+        case 'seal': {
+          if (this.failure !== null) throw this.failure;
+          // Retiring is the writer's own step, done before the next group runs: a group must never
+          // encode into a segment that is being retired. Only the wait for the sealer runs
+          // beside the appends that follow.
+          const path = await this.retireLive();
+          this.sealer.whenSealed().then(() => op.resolve(path), op.reject);
           return;
+        }
         case 'close':
           await this.shutDown();
           op.resolve(null);
@@ -703,12 +708,6 @@ class PureWriter implements CoreWriter {
       if (this.options.durability !== 'fsync') this.fail(err as Error);
       throw err;
     }
-  }
-
-  /** Retires the live segment; resolves to its path (or null when it was empty) once it and every segment before it is sealed. */
-  private sealForUploadNow(): Promise<string | null> {
-    if (this.failure !== null) return Promise.reject(this.failure);
-    return this.retireLive().then((path) => this.sealer.whenSealed().then(() => path));
   }
 
   /** The last work of close: seal the live segment (or at least make it durable), close files, release the lock. */
