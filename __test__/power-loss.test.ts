@@ -27,6 +27,7 @@ import { bundleScripts } from './helpers/bundle.js';
 import { run, waitFor } from './helpers/child-process.js';
 import { cores } from './helpers/cores.js';
 import { withLazyFs } from './helpers/lazyfs.js';
+import { seededRandom } from '../ts/cli/mutations.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const buildDir = join(root, '.vitest-tmp', `power-loss-${process.pid}`);
@@ -45,17 +46,6 @@ afterAll(async () => {
   await rm(buildDir, { recursive: true, force: true });
 });
 
-/** mulberry32: a small seeded generator of numbers in [0, 1) */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -147,7 +137,7 @@ describe.each(cores)('power loss ($kind core)', (core) => {
     "durability '%s': the surviving journal opens, verifies and keeps what was promised",
     { timeout: 60_000 + CRASHES * 10_000 },
     async (durability) => {
-      const random = generator(SEED + DURABILITIES.indexOf(durability) * 2 + cores.indexOf(core));
+      const random = seededRandom(SEED + DURABILITIES.indexOf(durability) * 2 + cores.indexOf(core));
       await withLazyFs(async (fs) => {
         const dir = join(fs.root, 'journal');
         const storage = new LocalStorage(join(fs.root, 'store'));

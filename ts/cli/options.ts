@@ -2,8 +2,9 @@
  * Argument parsing shared by the commands: numbers, storage URLs and the storage flags. A bad
  * argument is a commander usage error (exit code 2), never an operational failure.
  */
+import { stat } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import { isGraphstreamError } from '../errors.js';
+import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { openStorage, type OpenStorageOptions, type SegmentStorage } from '../storage/index.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
 
@@ -112,4 +113,15 @@ export function splitDbUrl(url: string): { storageUrl: string; db: string } | nu
   const match = /^(.*?:\/\/[^/]*\/(?:.*\/)?)([^/]+)\/*$/.exec(url);
   if (!match) return null;
   return { storageUrl: match[1]!, db: match[2]! };
+}
+
+/** Fails unless `dir` is an existing directory: `invalid_argument` for another kind of file. */
+export async function requireDirectory(dir: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(dir);
+  } catch (err) {
+    throw toGraphstreamError(err, `journal directory ${dir}`);
+  }
+  if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${dir} is not a directory`);
 }

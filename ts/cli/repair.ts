@@ -2,12 +2,11 @@
  * `graphstream repair <dir>`: opens a journal that fails with `corrupt`, moving the damaged data
  * into `quarantine/<time>/` inside it (never deleting it), and says which sequences were dropped.
  */
-import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { Journal } from '../journal.js';
 import { recoverJournalState, type RecoveredJournalState } from '../recovery.js';
+import { requireDirectory } from './options.js';
 import { Output, formatFields, toJson } from './output.js';
 
 interface RepairOptions {
@@ -16,13 +15,7 @@ interface RepairOptions {
 }
 
 async function repairDirectory(dir: string, dryRun: boolean): Promise<RecoveredJournalState> {
-  let info;
-  try {
-    info = await stat(dir);
-  } catch (err) {
-    throw toGraphstreamError(err, `journal directory ${dir}`);
-  }
-  if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${dir} is not a directory`);
+  await requireDirectory(dir);
   if (dryRun) return recoverJournalState(dir, { repair: 'quarantine', dryRun: true });
   // under the journal's lock, as a writer opens it: a running writer makes this fail with `locked`
   const journal = await Journal.open(dir, { repair: 'quarantine' });

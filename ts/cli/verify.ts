@@ -2,7 +2,6 @@
  * `graphstream verify <dir | storage URL>`: checks a whole journal, CRCs and the hash chain end to
  * end, and reports every problem with where it is (file or key, sequence, error code).
  */
-import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
@@ -15,6 +14,7 @@ import {
   isStorageUrl,
   openStorageArg,
   prefixArg,
+  requireDirectory,
   splitDbUrl,
   usageError,
   withStorageOptions,
@@ -68,13 +68,7 @@ function sequenceIn(message: string): number | null {
 
 async function verifyDirectory(dir: string, output: Output): Promise<VerifyReport> {
   const report = emptyReport(dir);
-  let info;
-  try {
-    info = await stat(dir);
-  } catch (err) {
-    throw toGraphstreamError(err, `journal directory ${dir}`);
-  }
-  if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${dir} is not a directory`);
+  await requireDirectory(dir);
   const progress = output.progress('verifying', undefined);
   let verified;
   try {
