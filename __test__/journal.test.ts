@@ -90,18 +90,22 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     await reopened.close();
   });
 
-  test('refuses to open (corrupt) when an upload manifest cannot be read: the sequences it recorded as shipped are unknown', async () => {
+  /** A closed journal of 100 entries whose newest segment an upload manifest records as shipped, up to sequence 100. */
+  async function journalWithShippedTip(): Promise<{ dir: string; name: string }> {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096 });
     for (let i = 1; i <= 100; i++) await journal.append(entryFor(i));
     await journal.sealForUpload();
     const tipHash = Buffer.from(journal.chainHash).toString('hex');
     await journal.close();
-    const segments = await segmentFiles(dir);
-    const name = segments.at(-1)!;
-    const destination = { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 };
-    const cache = await SegmentCache.open(dir, destination);
+    const name = (await segmentFiles(dir)).at(-1)!;
+    const cache = await SegmentCache.open(dir, { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 });
     await cache.markUploaded({ name, key: `wal/db/0000/${name}`, size: 1, sha256: 'ab'.repeat(32), lastSeq: 100, chainHash: tipHash });
+    return { dir, name };
+  }
+
+  test('refuses to open (corrupt) when an upload manifest cannot be read: the sequences it recorded as shipped are unknown', async () => {
+    const { dir, name } = await journalWithShippedTip();
     const [manifestName] = await readdir(join(dir, 'uploads'));
     const manifest = join(dir, 'uploads', manifestName!);
     await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('{', '['));
@@ -113,15 +117,7 @@ describe.each(cores)('Journal ($kind core)', (core) => {
   });
 
   test("repair: 'quarantine' that would drop uploaded sequences is refused (corrupt) before anything moves", async () => {
-    const dir = await tempDir();
-    const journal = await Journal.open(dir, { core, maxSegmentBytes: 4096 });
-    for (let i = 1; i <= 100; i++) await journal.append(entryFor(i));
-    await journal.sealForUpload();
-    const tipHash = Buffer.from(journal.chainHash).toString('hex');
-    await journal.close();
-    const name = (await segmentFiles(dir)).at(-1)!;
-    const cache = await SegmentCache.open(dir, { storage: 'file:///elsewhere', prefix: 'wal/', db: 'db', generation: 0 });
-    await cache.markUploaded({ name, key: `wal/db/0000/${name}`, size: 1, sha256: 'ab'.repeat(32), lastSeq: 100, chainHash: tipHash });
+    const { dir, name } = await journalWithShippedTip();
     const damaged = await readFile(join(dir, name));
     damaged.writeUInt8(damaged[HEADER_BYTES + 60]! ^ 0x04, HEADER_BYTES + 60); // the shipped last segment fails its checksum
     await writeFile(join(dir, name), damaged);
