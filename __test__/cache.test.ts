@@ -2,8 +2,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MANIFEST_DIR, SegmentCache, manifestPath, type Destination } from '../ts/cache.js';
-import { createFormatApi, segmentFileName } from '../ts/format.js';
+import { MANIFEST_DIR, SegmentCache, manifestPath, type Destination } from '../ts/replication/cache.js';
+import { createFormatApi, segmentFileName } from '../ts/format/format.js';
 import { pureFormatCore } from '../ts/pure/core.js';
 
 const format = createFormatApi(pureFormatCore);

@@ -10,12 +10,12 @@ import {
   sealRawEntries,
   type CompactionConfigInit,
   type CompactionResult,
-} from '../ts/compaction.js';
-import type { Core } from '../ts/core.js';
+} from '../ts/replication/compaction.js';
+import type { Core } from '../ts/core/core.js';
 import { GraphstreamError } from '../ts/errors.js';
-import { Follower } from '../ts/follower.js';
-import { createFormatApi, segmentKey } from '../ts/format.js';
-import { restore } from '../ts/restore.js';
+import { Follower } from '../ts/replication/follower.js';
+import { createFormatApi, segmentKey } from '../ts/format/format.js';
+import { restore } from '../ts/replication/restore.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';

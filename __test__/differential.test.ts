@@ -15,11 +15,11 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import type { Core, DecodeOptions, RawSegment } from '../ts/core.js';
+import type { Core, DecodeOptions, RawSegment } from '../ts/core/core.js';
 import { ERROR_CODES, GraphstreamError, toGraphstreamError } from '../ts/errors.js';
-import { nativeCore } from '../ts/native.js';
-import { ParamValue } from '../ts/params.js';
-import { decodeJournalEntry, encodeJournalEntry, type JournalEntryInput } from '../ts/payload.js';
+import { nativeCore } from '../ts/core/native.js';
+import { ParamValue } from '../ts/payload/params.js';
+import { decodeJournalEntry, encodeJournalEntry, type JournalEntryInput } from '../ts/payload/payload.js';
 import { pureCore } from '../ts/pure/index.js';
 import { readVector, vectorFiles } from './helpers/vectors.js';
 

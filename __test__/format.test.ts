@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format.js';
+import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format/format.js';
 import { GraphstreamError, normalizeErrors, type ErrorCode } from '../ts/errors.js';
 import { corePairs, cores } from './helpers/cores.js';
 import { hex, manifest, readVector, vectorFiles } from './helpers/vectors.js';

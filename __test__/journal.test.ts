@@ -1,12 +1,12 @@
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { SegmentCache } from '../ts/cache.js';
+import { SegmentCache } from '../ts/replication/cache.js';
 import { isGraphstreamError } from '../ts/errors.js';
-import { Journal, type AppendResult } from '../ts/journal.js';
-import { ParamValue } from '../ts/params.js';
-import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
-import { readJournal } from '../ts/reader.js';
+import { Journal, type AppendResult } from '../ts/journal/journal.js';
+import { ParamValue } from '../ts/payload/params.js';
+import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload/payload.js';
+import { readJournal } from '../ts/journal/reader.js';
 import { corePairs, cores } from './helpers/cores.js';
 import { entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
 

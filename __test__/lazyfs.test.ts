@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { syncDirectory } from '../ts/durable-fs.js';
+import { syncDirectory } from '../ts/journal/durable-fs.js';
 import { withLazyFs } from './helpers/lazyfs.js';
 
 async function append(path: string, text: string, { sync }: { sync: boolean }): Promise<void> {

@@ -4,12 +4,12 @@ import { create, toBinary, type DescMessage, type MessageInitShape } from '@bufb
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { GraphstreamError, type ErrorCode } from '../ts/errors.js';
-import { createFormatApi } from '../ts/format.js';
-import { ParamValue, type ParamInput, type ParamsInput } from '../ts/params.js';
-import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
-import { graphdDecoding } from '../ts/proto/graphd.js';
-import { GRAPHD_FILE_DESCRIPTOR } from '../ts/proto/graphd-descriptor.js';
-import { GraphValueSchema, JournalEntrySchema, MapValueSchema, TemporalKind } from '../ts/proto/graphd_pb.js';
+import { createFormatApi } from '../ts/format/format.js';
+import { ParamValue, type ParamInput, type ParamsInput } from '../ts/payload/params.js';
+import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload/payload.js';
+import { graphdDecoding } from '../ts/payload/proto/graphd.js';
+import { GRAPHD_FILE_DESCRIPTOR } from '../ts/payload/proto/graphd-descriptor.js';
+import { GraphValueSchema, JournalEntrySchema, MapValueSchema, TemporalKind } from '../ts/payload/proto/graphd_pb.js';
 import { cores } from './helpers/cores.js';
 import { hex, manifest, paramFromManifest } from './helpers/vectors.js';
 
@@ -341,7 +341,7 @@ describe.each(cores)('payloads through the $kind core', (core) => {
 
 describe('the graphd schema decoding loads on first use', () => {
   test('is built from the descriptor graphd_pb.ts embeds, with the same messages and fields', () => {
-    const generated = readFileSync(fileURLToPath(new URL('../ts/proto/graphd_pb.ts', import.meta.url)), 'utf8');
+    const generated = readFileSync(fileURLToPath(new URL('../ts/payload/proto/graphd_pb.ts', import.meta.url)), 'utf8');
     expect(generated).toContain(`fileDesc("${GRAPHD_FILE_DESCRIPTOR}")`);
     const lazy = graphdDecoding();
     const shape = (schema: DescMessage) => [schema.typeName, schema.fields.map((field) => [field.number, field.name, field.fieldKind])];

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
-import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format.js';
-import { ParamValue, type Point } from '../ts/params.js';
-import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload.js';
+import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format/format.js';
+import { ParamValue, type Point } from '../ts/payload/params.js';
+import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload/payload.js';
 import { corePairs, cores } from './helpers/cores.js';
 
 const HEADER_SIZE = 128;

@@ -1,10 +1,10 @@
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import type { Core } from '../ts/core.js';
+import type { Core } from '../ts/core/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
-import { Journal } from '../ts/journal.js';
-import { readJournal } from '../ts/reader.js';
+import { Journal } from '../ts/journal/journal.js';
+import { readJournal } from '../ts/journal/reader.js';
 import { cores } from './helpers/cores.js';
 import { crashedCopy, entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
 

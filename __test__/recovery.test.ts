@@ -1,11 +1,11 @@
 import { appendFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import type { Core } from '../ts/core.js';
+import type { Core } from '../ts/core/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
-import { HEAD_HINT_FILE as HEAD_HINT } from '../ts/head-hint.js';
-import { Journal } from '../ts/journal.js';
-import { recoverJournalState, writeRecoveryState, type RecoverOptions } from '../ts/recovery.js';
+import { HEAD_HINT_FILE as HEAD_HINT } from '../ts/journal/head-hint.js';
+import { Journal } from '../ts/journal/journal.js';
+import { recoverJournalState, writeRecoveryState, type RecoverOptions } from '../ts/journal/recovery.js';
 import { cores } from './helpers/cores.js';
 import { crashedCopy, entryFor, readAll, tempDir } from './helpers/journal-fixtures.js';
 

@@ -2,11 +2,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Journal } from '../ts/journal.js';
-import { restore, type RestoreProgress } from '../ts/restore.js';
-import { createFormatApi } from '../ts/format.js';
+import { Journal } from '../ts/journal/journal.js';
+import { restore, type RestoreProgress } from '../ts/replication/restore.js';
+import { createFormatApi } from '../ts/format/format.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
-import { Uploader } from '../ts/uploader.js';
+import { Uploader } from '../ts/replication/uploader.js';
 import { ListRecordingStorage, T0, entryFor, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
 import { s3BackendsAndCores } from './helpers/s3.js';
 

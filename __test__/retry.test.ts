@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
-import { CircuitBreaker, RetryPolicy, isRetryable, resolveRetryConfig, type Clock } from '../ts/retry.js';
+import { CircuitBreaker, RetryPolicy, isRetryable, resolveRetryConfig, type Clock } from '../ts/replication/retry.js';
 
 /** A clock that never waits: sleep advances time instantly and records the delays asked for. */
 class FakeClock implements Clock {

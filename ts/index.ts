@@ -5,9 +5,9 @@
  * prebuilt binary loads, it falls back to the pure-TypeScript twin (`graphstream/pure`),
  * which has the same API and writes the same bytes; `activeCore.kind` says which one runs.
  */
-import type { Core } from './core.js';
-import { createFormatApi } from './format.js';
-import { nativeCore, nativeLoadError } from './native.js';
+import type { Core } from './core/core.js';
+import { createFormatApi } from './format/format.js';
+import { nativeCore, nativeLoadError } from './core/native.js';
 import { pureCore } from './pure/index.js';
 
 /** The core behind the root API: native when the addon loads, otherwise pure. */
@@ -29,11 +29,11 @@ export const {
   segmentKey,
 } = createFormatApi(activeCore);
 
-// Without a `core` option these pick the same core as activeCore (ts/default-core.ts).
-export { Journal } from './journal.js';
-export { readJournal } from './reader.js';
-export { recoverJournalState, verifyJournal } from './recovery.js';
-export { Follower, downloadNewSegments } from './follower.js';
-export { restore } from './restore.js';
-export { compactOnce, runBackgroundCompaction } from './compaction.js';
+// Without a `core` option these pick the same core as activeCore (ts/core/default.ts).
+export { Journal } from './journal/journal.js';
+export { readJournal } from './journal/reader.js';
+export { recoverJournalState, verifyJournal } from './journal/recovery.js';
+export { Follower, downloadNewSegments } from './replication/follower.js';
+export { restore } from './replication/restore.js';
+export { compactOnce, runBackgroundCompaction } from './replication/compaction.js';
 export * from './public.js';

@@ -3,7 +3,7 @@
  * payloads, storage, retry, cache, metrics, the uploader. Both entry points (the package root
  * and `graphstream/pure`) re-export it and add the core-bound functions and classes.
  */
-export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from './format.js';
+export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from './format/format.js';
 export type {
   Core,
   CoreWriter,
@@ -14,18 +14,18 @@ export type {
   RawSegment,
   SealOptions,
   WriterStats,
-} from './core.js';
+} from './core/core.js';
 export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode } from './errors.js';
-export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type Point } from './params.js';
-export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from './payload.js';
+export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type Point } from './payload/params.js';
+export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from './payload/payload.js';
 export {
   type AppendResult,
   type Compression,
   type JournalAppendEntry,
   type JournalOptions,
   type JournalStats,
-} from './journal.js';
-export { type JournalRecord, type RawJournalRecord, type ReadJournalOptions } from './reader.js';
+} from './journal/journal.js';
+export { type JournalRecord, type RawJournalRecord, type ReadJournalOptions } from './journal/reader.js';
 export {
   writeRecoveryState,
   type Corruption,
@@ -33,7 +33,7 @@ export {
   type QuarantineReport,
   type RecoverOptions,
   type RecoveredJournalState,
-} from './recovery.js';
+} from './journal/recovery.js';
 export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './storage/types.js';
 export {
   LocalStorage,
@@ -53,10 +53,10 @@ export {
   type BreakerState,
   type RetryConfig,
   type RetryConfigInit,
-} from './retry.js';
-export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type UploadRecord, type UploadedHighWater } from './cache.js';
+} from './replication/retry.js';
+export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type UploadRecord, type UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
-export { Uploader, type UploaderOptions, type UploaderStats } from './uploader.js';
+export { Uploader, type UploaderOptions, type UploaderStats } from './replication/uploader.js';
 export {
   type CatchUpResult,
   type DownloadedSegment,
@@ -65,8 +65,8 @@ export {
   type FollowerPosition,
   type ReplicationLag,
   type TailOptions,
-} from './follower.js';
-export { type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore.js';
+} from './replication/follower.js';
+export { type RestoreOptions, type RestoreProgress, type RestoreResult } from './replication/restore.js';
 export {
   DEFAULT_COMPACTION_CONFIG,
   type BackgroundCompaction,
@@ -77,4 +77,4 @@ export {
   type CompactionResult,
   type CompactedSegmentRecord,
   type RetentionPolicy,
-} from './compaction.js';
+} from './replication/compaction.js';

@@ -1,10 +1,10 @@
 /** What the child processes of the crash, power-loss and memory suites share: their core, and how they report. */
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 
 /** The core named on the child's command line; the native addon is loaded only when asked for. */
 export async function loadCore(kind: string | undefined): Promise<Core> {
   if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
-  const { nativeCore, nativeLoadError } = await import('../../ts/native.js');
+  const { nativeCore, nativeLoadError } = await import('../../ts/core/native.js');
   if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
   return nativeCore;
 }

@@ -9,7 +9,7 @@
  * process is killed or stdin ends.
  */
 import { createInterface } from 'node:readline';
-import { Journal } from '../../ts/journal.js';
+import { Journal } from '../../ts/journal/journal.js';
 
 const [dir, maxSegmentBytes] = process.argv.slice(2);
 const journal = await Journal.open(dir!, { maxSegmentBytes: Number(maxSegmentBytes) });

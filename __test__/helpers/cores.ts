@@ -3,8 +3,8 @@
  * addon and the pure-TypeScript twin, which must behave byte for byte alike.
  * A native addon that does not load fails every suite: it is never skipped.
  */
-import type { Core } from '../../ts/core.js';
-import { nativeCore, nativeLoadError } from '../../ts/native.js';
+import type { Core } from '../../ts/core/core.js';
+import { nativeCore, nativeLoadError } from '../../ts/core/native.js';
 import { pureCore } from '../../ts/pure/index.js';
 
 if (nativeCore === null) {

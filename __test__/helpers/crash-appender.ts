@@ -9,10 +9,10 @@
  *   crash-appender <native|pure> <dir> fill     <dir> is a tiny tmpfs: appends until the disk is full,
  *                                               then reports the error, reopens and reads back
  */
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 import { toGraphstreamError } from '../../ts/errors.js';
-import { Journal } from '../../ts/journal.js';
-import { readJournal } from '../../ts/reader.js';
+import { Journal } from '../../ts/journal/journal.js';
+import { readJournal } from '../../ts/journal/reader.js';
 import { loadCore, say } from './child-core.js';
 
 const [kind, dir, mode] = process.argv.slice(2);

@@ -3,9 +3,9 @@ import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 import { FLAG_SEALED, HEADER_SIZE, decodeHeader } from '../../ts/pure/format.js';
-import { readJournal, type JournalRecord } from '../../ts/reader.js';
+import { readJournal, type JournalRecord } from '../../ts/journal/reader.js';
 
 const made: string[] = [];
 

@@ -21,11 +21,11 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Core } from '../../ts/core.js';
-import { syncDirectory } from '../../ts/durable-fs.js';
-import { Journal, type JournalOptions } from '../../ts/journal.js';
+import type { Core } from '../../ts/core/core.js';
+import { syncDirectory } from '../../ts/journal/durable-fs.js';
+import { Journal, type JournalOptions } from '../../ts/journal/journal.js';
 import { LocalStorage } from '../../ts/storage/local.js';
-import { Uploader } from '../../ts/uploader.js';
+import { Uploader } from '../../ts/replication/uploader.js';
 import { loadCore, say } from './child-core.js';
 
 const [kind, dir, segmentBytes, mode, store, durability, round] = process.argv.slice(2);

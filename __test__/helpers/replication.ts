@@ -5,11 +5,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Core } from '../../ts/core.js';
-import { Journal } from '../../ts/journal.js';
-import { readJournal } from '../../ts/reader.js';
+import type { Core } from '../../ts/core/core.js';
+import { Journal } from '../../ts/journal/journal.js';
+import { readJournal } from '../../ts/journal/reader.js';
 import type { ListOptions, PutOptions, PutResult, SegmentStorage } from '../../ts/storage/types.js';
-import { Uploader } from '../../ts/uploader.js';
+import { Uploader } from '../../ts/replication/uploader.js';
 
 export const T0 = 1_700_000_000_000;
 

@@ -1,7 +1,7 @@
 /** The golden vectors of FORMAT.md (copied unchanged into __test__/fixtures/vectors/). */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ParamValue } from '../../ts/params.js';
+import { ParamValue } from '../../ts/payload/params.js';
 
 export const VECTORS_DIR = fileURLToPath(new URL('../fixtures/vectors/', import.meta.url));
 

@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Follower, nativeCore, ObjectStoreStorage, pureCore, S3Storage, segmentKey, type SegmentStorage } from '../../ts/index.js';
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 import { addTable, MB, type Context } from '../lib/context.js';
 import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
 import { getObject, pool, putObject } from '../lib/s3.js';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeJournalEntry, nativeCore, pureCore } from '../../ts/index.js';
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 import { addTable, addTarget, MB, type Context } from '../lib/context.js';
 import { interleave, ratioOf, summarize, syncThroughput, type Summary } from '../lib/stats.js';
 import { graphdEntries, graphdPayloads, takeForSegment, unsealedSegment } from '../lib/workload.js';

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Journal, nativeCore, pureCore, segmentFileName, type JournalAppendEntry, type JournalOptions } from '../../ts/index.js';
-import type { Core, Durability } from '../../ts/core.js';
+import type { Core, Durability } from '../../ts/core/core.js';
 import { addTable, addTarget, MB, type Context } from '../lib/context.js';
 import { fmtNumber, type Cell } from '../lib/report.js';
 import { gc, interleave, nowMs, percentile, ratioOf, summarize, type Summary } from '../lib/stats.js';

@@ -3,7 +3,7 @@
  * 150-300 bytes encoded) and raw payloads. Deterministic (seeded), so every run sees the same bytes.
  */
 import { encodeJournalEntry, ParamValue, type JournalAppendEntry } from '../../ts/index.js';
-import type { Core } from '../../ts/core.js';
+import type { Core } from '../../ts/core/core.js';
 import { seededRandom } from '../../ts/cli/mutations.js';
 
 

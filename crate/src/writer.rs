@@ -1,4 +1,4 @@
-//! The native journal writer (the `CoreWriter` of ts/core.ts): one dedicated thread per
+//! The native journal writer (the `CoreWriter` of ts/core/core.ts): one dedicated thread per
 //! journal directory, fed by a FIFO of requests in call order.
 //!
 //! The thread takes every queued append (up to `queue_capacity` batches) as one group,
@@ -775,7 +775,7 @@ impl Live {
 }
 
 /// `head.json` in the journal directory names the newest segment and the one before it, so
-/// that recovery (ts/recovery.ts, format in ts/head-hint.ts) need not list the directory.
+/// that recovery (ts/journal/recovery.ts, format in ts/journal/head-hint.ts) need not list the directory.
 const HEAD_HINT: &str = "head.json";
 const HEAD_HINT_TEMP: &str = "head.json.tmp";
 
@@ -1263,7 +1263,7 @@ impl Core {
 }
 
 /// The napi surface of the writer: `openJournalWriter()` and the `NativeJournalWriter`
-/// class, mirroring `CoreWriter` of ts/core.ts.
+/// class, mirroring `CoreWriter` of ts/core/core.ts.
 // napi-derive registers these only outside `cfg(test)`, so test builds see them as unused.
 #[cfg_attr(test, allow(dead_code))]
 mod js {

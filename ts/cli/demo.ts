@@ -9,9 +9,9 @@ import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { Core } from '../core.js';
+import type { Core } from '../core/core.js';
 import { GraphstreamError } from '../errors.js';
-import { Follower } from '../follower.js';
+import { Follower } from '../replication/follower.js';
 import {
   GraphstreamMetrics,
   Journal,

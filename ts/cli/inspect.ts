@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { HeaderFields } from '../core.js';
+import type { HeaderFields } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { decodeHeader, decodeJournalEntry, decodeSegmentAsync, type DecodedSegment, type JournalEntry } from '../index.js';
 import { Output, formatBytes, formatFields, formatTable, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';

@@ -3,8 +3,8 @@
  * 2 to 8 typed parameters each, covering ints (also beyond 2^53), floats, strings, lists, maps,
  * temporal values and points.
  */
-import type { JournalAppendEntry } from '../journal.js';
-import { ParamValue, type ParamInput } from '../params.js';
+import type { JournalAppendEntry } from '../journal/journal.js';
+import { ParamValue, type ParamInput } from '../payload/params.js';
 
 /** mulberry32: a tiny seeded PRNG, so every demo run writes the same journal. */
 export function seededRandom(seed: number): () => number {

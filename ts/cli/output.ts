@@ -3,7 +3,7 @@
  * bar is drawn only when stderr is a terminal, so piped output stays clean and greppable.
  */
 import type { Writable } from 'node:stream';
-import type { ParamValue } from '../params.js';
+import type { ParamValue } from '../payload/params.js';
 
 /** A value in the JSON form of FORMAT.md's vector manifest: ints as decimal strings, bytes as hex. */
 export type ParamJson =

@@ -4,8 +4,8 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Journal } from '../journal.js';
-import { recoverJournalState, type RecoveredJournalState } from '../recovery.js';
+import { Journal } from '../journal/journal.js';
+import { recoverJournalState, type RecoveredJournalState } from '../journal/recovery.js';
 import { requireDirectory } from './options.js';
 import { Output, formatFields, toJson } from './output.js';
 

@@ -1,6 +1,6 @@
 /** `graphstream restore <storage-url> --db <db> --dir <dir>`: point-in-time restore from object storage. */
 import { Option, type Command } from 'commander';
-import { restore } from '../restore.js';
+import { restore } from '../replication/restore.js';
 import { Output, formatBytes, formatDuration, formatFields } from './output.js';
 import { dbArg, integerArg, openStorageArg, prefixArg, timeArg, withStorageOptions, type StorageFlags } from './options.js';
 

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
-import { COMPACTED_GENERATION_BIT } from '../compaction.js';
+import { COMPACTED_GENERATION_BIT } from '../replication/compaction.js';
 import { decodeSegmentAsync, verifyJournal } from '../index.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { Output, formatBytes, formatFields, toJson } from './output.js';
@@ -156,7 +156,7 @@ async function verifySegmentBytes(segment: RemoteSegment, bytes: Uint8Array, rep
 
 /**
  * Checks that the segments of one family (the originals of a generation and the compacted
- * segments that replace runs of them, see ts/compaction.ts) form one chain: every sequence from
+ * segments that replace runs of them, see ts/replication/compaction.ts) form one chain: every sequence from
  * the first to the last is in some segment, originals do not overlap each other (nor do compacted
  * ones), and wherever segments meet, they agree on the chain hash at that sequence.
  */

@@ -1,4 +1,4 @@
-import type { FormatCore } from '../format.js';
+import type { FormatCore } from '../format/format.js';
 import {
   computeEntryHash,
   crc32c,

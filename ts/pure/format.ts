@@ -17,9 +17,9 @@ import {
   type RawEntry,
   type RawSegment,
   type SealOptions,
-} from '../core.js';
+} from '../core/core.js';
 import type { ErrorCode } from '../errors.js';
-import { unpackPayloads } from '../packed.js';
+import { unpackPayloads } from '../core/packed.js';
 import { zstdCompress, zstdDecompress } from './zstd.js';
 
 export const HEADER_SIZE = 128;

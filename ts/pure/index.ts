@@ -3,26 +3,26 @@
  * for platforms without a prebuilt binary and as the benchmark baseline. Same functions,
  * same classes, same bytes as the package root; a `core` option still overrides.
  */
-import { createFormatApi } from '../format.js';
-import type { Core } from '../core.js';
-import { Journal as CoreJournal, type JournalOptions } from '../journal.js';
+import { createFormatApi } from '../format/format.js';
+import type { Core } from '../core/core.js';
+import { Journal as CoreJournal, type JournalOptions } from '../journal/journal.js';
 import {
   readJournal as readJournalWithCore,
   type JournalRecord,
   type RawJournalRecord,
   type ReadJournalOptions,
-} from '../reader.js';
-import { recoverJournalState as recoverWithCore, verifyJournal as verifyWithCore, type RecoverOptions } from '../recovery.js';
+} from '../journal/reader.js';
+import { recoverJournalState as recoverWithCore, verifyJournal as verifyWithCore, type RecoverOptions } from '../journal/recovery.js';
 import {
   Follower as CoreFollower,
   downloadNewSegments as downloadWithCore,
   type FollowerOptions,
-} from '../follower.js';
-import { restore as restoreWithCore } from '../restore.js';
+} from '../replication/follower.js';
+import { restore as restoreWithCore } from '../replication/restore.js';
 import {
   compactOnce as compactOnceWithCore,
   runBackgroundCompaction as runCompactionWithCore,
-} from '../compaction.js';
+} from '../replication/compaction.js';
 import { pureFormatCore } from './core.js';
 import { openWriter } from './writer.js';
 

@@ -6,7 +6,7 @@
  * segment or waits for the sealer; whoever waits hears the error.
  */
 import { readFile } from 'node:fs/promises';
-import { replaceFileAtomically, syncDirectory } from '../durable-fs.js';
+import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import type { ErrorCode } from '../errors.js';
 import { coreError, ioError } from './core-errors.js';
 import { FLAG_SEALED, HEADER_SIZE, decodeHeader, sealSegment } from './format.js';

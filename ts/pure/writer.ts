@@ -7,13 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, WriterStats } from '../core.js';
-import { syncDirectory, writeAll, writeFileSynced } from '../durable-fs.js';
+import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, WriterStats } from '../core/core.js';
+import { syncDirectory, writeAll, writeFileSynced } from '../journal/durable-fs.js';
 import { coreError, ioError } from './core-errors.js';
 import { SegmentSealer } from './sealer.js';
-import { segmentFileName } from '../format.js';
-import { readHeadHint, writeHeadHint } from '../head-hint.js';
-import { copyPayloads } from '../packed.js';
+import { segmentFileName } from '../format/format.js';
+import { readHeadHint, writeHeadHint } from '../journal/head-hint.js';
+import { copyPayloads } from '../core/packed.js';
 import {
   DEFAULT_MAX_BODY_BYTES,
   ENTRY_HEADER_SIZE,

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { readFileInto } from '../durable-fs.js';
+import { readFileInto } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { checkBody, compareKeys, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';

@@ -4,7 +4,7 @@
  * with every request on the addon's runtime instead of the JavaScript thread.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeBinding, nativeLoadError } from '../native.js';
+import { nativeBinding, nativeLoadError } from '../core/native.js';
 import type { NativeObjectStore, NativeStagedFile } from '../../native/graphstream.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';

@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeBinding } from '../native.js';
+import { nativeBinding } from '../core/native.js';
 import { sha256Hex } from './bytes.js';
 
 export interface PooledFile {

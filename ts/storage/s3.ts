@@ -9,7 +9,7 @@ import { checkBody, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, checkPrefix, objectName } from './names.js';
 import { ReadBuffers } from './read-buffers.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
-import { RETRYABLE_ERRNO } from '../retry.js';
+import { RETRYABLE_ERRNO } from '../replication/retry.js';
 
 export interface S3Credentials {
   accessKeyId: string;

@@ -1,5 +1,5 @@
 /**
- * Conversions between the two forms of `Payloads` (ts/core.ts): an array of
+ * Conversions between the two forms of `Payloads` (ts/core/core.ts): an array of
  * buffers, and one buffer with a Uint32Array of lengths.
  */
 import type { PackedPayloads, Payloads } from './core.js';

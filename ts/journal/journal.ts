@@ -13,14 +13,14 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import { DEFAULT_MAX_BODY_BYTES, type AppendedBatch, type Core, type CoreWriter, type Durability, type WriterOptions, type WriterStats } from './core.js';
-import { resolveCore } from './default-core.js';
-import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
-import type { ParamsInput } from './params.js';
-import { writeJournalEntry } from './payload.js';
-import { assertNotBehindUploads } from './cache.js';
+import { DEFAULT_MAX_BODY_BYTES, type AppendedBatch, type Core, type CoreWriter, type Durability, type WriterOptions, type WriterStats } from '../core/core.js';
+import { resolveCore } from '../core/default.js';
+import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
+import type { ParamsInput } from '../payload/params.js';
+import { writeJournalEntry } from '../payload/payload.js';
+import { assertNotBehindUploads } from '../replication/cache.js';
 import { journalFingerprint, recoverJournalState, type RecoveredJournalState } from './recovery.js';
-import { WireWriter } from './wire.js';
+import { WireWriter } from '../payload/wire.js';
 
 export type Compression = 'zstd' | 'none' | { zstd: number };
 

@@ -14,10 +14,10 @@
  * generator's promise machinery.
  */
 import { readFile, stat } from 'node:fs/promises';
-import type { Core, RawSegment } from './core.js';
-import { resolveCore } from './default-core.js';
-import { GraphstreamError, toGraphstreamError } from './errors.js';
-import { decodeJournalEntry, type JournalEntry } from './payload.js';
+import type { Core, RawSegment } from '../core/core.js';
+import { resolveCore } from '../core/default.js';
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { decodeJournalEntry, type JournalEntry } from '../payload/payload.js';
 import {
   basePosition,
   checkContinuity,

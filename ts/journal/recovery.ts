@@ -19,7 +19,7 @@
  * verifies.
  *
  * Finding the last sealed segment costs no directory listing when the head hint
- * (ts/head-hint.ts) holds: it names the newest segment and the one before it;
+ * (ts/journal/head-hint.ts) holds: it names the newest segment and the one before it;
  * recovery checks the same segments as the full path would, following successors
  * by sequence (a few segments a crash left before the hint was rewritten). Whenever
  * something does not check out (no hint, a named file missing, the segment before
@@ -35,11 +35,11 @@
  */
 import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Core, HeaderFields, RawSegment, WriterStart } from './core.js';
-import { resolveCore } from './default-core.js';
+import type { Core, HeaderFields, RawSegment, WriterStart } from '../core/core.js';
+import { resolveCore } from '../core/default.js';
 import { syncDirectory, replaceFileAtomically } from './durable-fs.js';
-import { GraphstreamError, toGraphstreamError, type ErrorCode } from './errors.js';
-import { segmentFileName } from './format.js';
+import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
+import { segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
 export const RECOVERY_FILE = 'recovery.json';

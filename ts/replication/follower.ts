@@ -15,7 +15,7 @@
  * segment is written and applied, the next ones of the listing (up to `prefetch`) are already
  * being fetched, and the first of them decoded; they are still checked and applied strictly in
  * order, and a failed fetch is reported when its segment's turn comes. Compacted
- * segments (ts/compaction.ts) are read where no original starts at the next sequence; the part
+ * segments (ts/replication/compaction.ts) are read where no original starts at the next sequence; the part
  * of one the follower already has is verified and cut off, so the local files never overlap.
  *
  * `Follower` adds the applied position (what the consumer of `tail()` has taken), persisted
@@ -36,12 +36,12 @@ import {
   type SegmentCore,
 } from './compaction.js';
 import { SegmentBuffers } from './segment-buffers.js';
-import type { Core, RawSegment } from './core.js';
-import { replaceFileAtomically } from './durable-fs.js';
-import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
-import { segmentFileName, segmentKey } from './format.js';
-import { resolveCore } from './default-core.js';
-import type { GraphstreamMetrics } from './metrics.js';
+import type { Core, RawSegment } from '../core/core.js';
+import { replaceFileAtomically } from '../journal/durable-fs.js';
+import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
+import { segmentFileName, segmentKey } from '../format/format.js';
+import { resolveCore } from '../core/default.js';
+import type { GraphstreamMetrics } from '../metrics.js';
 import {
   copyChainHashAfter,
   decodedSegments,
@@ -50,13 +50,13 @@ import {
   recordsBySegment,
   type JournalRecord,
   type RawJournalRecord,
-} from './reader.js';
-import { listSegments, positionAfterSegment, readRecoveryState, writeRecoveryState, type ChainPosition } from './recovery.js';
+} from '../journal/reader.js';
+import { listSegments, positionAfterSegment, readRecoveryState, writeRecoveryState, type ChainPosition } from '../journal/recovery.js';
 import { isRetryable } from './retry.js';
-import { checkDb, checkPrefix, objectName } from './storage/names.js';
-import type { SegmentStorage } from './storage/types.js';
+import { checkDb, checkPrefix, objectName } from '../storage/names.js';
+import type { SegmentStorage } from '../storage/types.js';
 
-export type { ChainPosition } from './recovery.js';
+export type { ChainPosition } from '../journal/recovery.js';
 
 const FLAG_SEALED = 0x04;
 const HASH_SIZE = 32;

@@ -1,7 +1,7 @@
 /**
  * The binding surface: what the native addon (crate/src/lib.rs) and the pure
  * TypeScript twin (ts/pure/) both implement, byte for byte. The public facade
- * (ts/format.ts, ts/journal.ts, ...) is written once against this interface.
+ * (ts/format/format.ts, ts/journal/journal.ts, ...) is written once against this interface.
  *
  * Conventions:
  * - sequences and lengths are JS numbers (sequences above 2^53 are rejected);
@@ -140,7 +140,7 @@ export interface WriterOptions {
   queueCapacity: number;
 }
 
-/** Where a writer starts, as found by recovery (ts/recovery.ts). */
+/** Where a writer starts, as found by recovery (ts/journal/recovery.ts). */
 export interface WriterStart {
   /** last sequence written (0 for a new journal) */
   sequence: number;

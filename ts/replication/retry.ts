@@ -2,7 +2,7 @@
  * Retrying storage calls: exponential backoff with full jitter, a retryability test shared by every
  * storage backend, and a circuit breaker that stops hammering a store that keeps failing.
  */
-import { GraphstreamError, isGraphstreamError } from './errors.js';
+import { GraphstreamError, isGraphstreamError } from '../errors.js';
 
 export interface BreakerConfig {
   /** consecutive retryable failures that open the breaker */

@@ -5,7 +5,7 @@
  * (no intermediate ParamValue tree or message objects) because that runs on
  * every append.
  */
-import { GraphstreamError } from './errors.js';
+import { GraphstreamError } from '../errors.js';
 import { graphdDecoding } from './proto/graphd.js';
 import type { GraphValue, MapEntry, TemporalKind } from './proto/graphd_pb.js';
 import { FIXED64, isWellFormedString, LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as Native from '../native/graphstream.js';
+import type * as Native from '../../native/graphstream.js';
 import { checkDecodeTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type WriterOptions, type WriterStart } from './core.js';
 import { packPayloads } from './packed.js';
 

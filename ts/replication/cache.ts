@@ -18,11 +18,11 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HeaderFields } from './core.js';
-import { replaceFileAtomically, syncDirectory } from './durable-fs.js';
-import { GraphstreamError, toGraphstreamError } from './errors.js';
-import { segmentKey } from './format.js';
-import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, decodeHeader } from './pure/format.js';
+import type { HeaderFields } from '../core/core.js';
+import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { segmentKey } from '../format/format.js';
+import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, decodeHeader } from '../pure/format.js';
 
 export interface CacheConfig {
   /** uploaded segments older than this (since their upload) are deleted by cleanup */

@@ -7,14 +7,14 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { chainHashAfter } from './compaction.js';
-import type { Core } from './core.js';
-import { GraphstreamError, toGraphstreamError } from './errors.js';
+import type { Core } from '../core/core.js';
+import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './follower.js';
-import { resolveCore } from './default-core.js';
-import type { GraphstreamMetrics } from './metrics.js';
-import { decodeJournalEntry } from './payload.js';
-import { listSegments, readRecoveryState } from './recovery.js';
-import { checkDb, checkPrefix } from './storage/names.js';
+import { resolveCore } from '../core/default.js';
+import type { GraphstreamMetrics } from '../metrics.js';
+import { decodeJournalEntry } from '../payload/payload.js';
+import { listSegments, readRecoveryState } from '../journal/recovery.js';
+import { checkDb, checkPrefix } from '../storage/names.js';
 
 export interface RestoreProgress {
   /** segments written so far */

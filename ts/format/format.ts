@@ -3,9 +3,9 @@
  * it to the native core and ts/pure/index.ts to the pure one, so both entry
  * points export the same functions. Every failure is a GraphstreamError.
  */
-import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from './core.js';
-import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from './errors.js';
-import { checkDb, checkPrefix } from './storage/names.js';
+import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from '../core/core.js';
+import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from '../errors.js';
+import { checkDb, checkPrefix } from '../storage/names.js';
 
 /** The format half of a Core: everything but the journal writer. */
 export type FormatCore = Omit<Core, 'openWriter'>;

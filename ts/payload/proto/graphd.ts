@@ -1,7 +1,7 @@
 /**
  * The graphd schema and @bufbuild/protobuf's decoder, loaded when decoding first needs them.
  *
- * Only decoding uses the protobuf runtime (ts/wire.ts encodes), and loading it costs a process
+ * Only decoding uses the protobuf runtime (ts/payload/wire.ts encodes), and loading it costs a process
  * ~7 MiB whether or not it ever decodes an entry; a journal leader only appends. Decoding is
  * synchronous API (`decodeJournalEntry`, `ParamValue.map`), so the runtime is required (its
  * CommonJS build) rather than imported, and the schema is built from the file descriptor that

@@ -1,12 +1,12 @@
 /**
  * graphd's entry payload: the protobuf `graphd.JournalEntry` (FORMAT.md),
- * written by a schema-specialised encoder (ts/wire.ts) that produces exactly
+ * written by a schema-specialised encoder (ts/payload/wire.ts) that produces exactly
  * the bytes `toBinary` of the schema generated from proto/graphd.proto would
  * (the generated code decodes, and is the reference in tests). proto3 defaults
  * (sequence 0, empty query, no params, timestamp 0) are omitted, so the same
  * entry always encodes to the same bytes (the hash chain covers them).
  */
-import { GraphstreamError } from './errors.js';
+import { GraphstreamError } from '../errors.js';
 import { fromMapEntries, writeParamEntries, type ParamsInput, type ParamValue } from './params.js';
 import { graphdDecoding } from './proto/graphd.js';
 import type { JournalEntry as JournalEntryMessage } from './proto/graphd_pb.js';

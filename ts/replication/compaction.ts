@@ -14,7 +14,7 @@
  * - `{prefix}{db}/compaction-{g:04x}.json` is the compactor's manifest: every compacted segment
  *   (range, SHA-256, chain hashes, when it was confirmed) and the originals it supersedes that
  *   are still to be deleted. Only compaction reads it; one compactor runs per (prefix, db).
- * - Readers (ts/follower.ts, ts/restore.ts) take the segment of generation `g` that starts at the
+ * - Readers (ts/replication/follower.ts, ts/replication/restore.ts) take the segment of generation `g` that starts at the
  *   next sequence they need. When there is none (its original was compacted and deleted, or the
  *   reader starts inside a segment), they take the compacted segment that covers that sequence,
  *   verify all of it, check that the chain hash before the needed sequence is theirs, and keep
@@ -31,13 +31,13 @@
  * Memory is about one output segment: inputs are fetched and decoded one at a time and their raw
  * entries collected until the output would pass `maxOutputBytes`, then sealed.
  */
-import { DEFAULT_MAX_BODY_BYTES, type Core, type RawSegment } from './core.js';
-import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from './errors.js';
-import { segmentKey } from './format.js';
-import { resolveCore } from './default-core.js';
-import { sameBytes } from './storage/bytes.js';
-import { checkDb, checkPrefix, objectName } from './storage/names.js';
-import type { SegmentStorage } from './storage/types.js';
+import { DEFAULT_MAX_BODY_BYTES, type Core, type RawSegment } from '../core/core.js';
+import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
+import { segmentKey } from '../format/format.js';
+import { resolveCore } from '../core/default.js';
+import { sameBytes } from '../storage/bytes.js';
+import { checkDb, checkPrefix, objectName } from '../storage/names.js';
+import type { SegmentStorage } from '../storage/types.js';
 
 /** The part of a Core that compaction, followers and restore use. */
 export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;

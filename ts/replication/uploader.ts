@@ -17,10 +17,10 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Core, RawSegment } from './core.js';
-import { resolveCore } from './default-core.js';
-import { readFileInto } from './durable-fs.js';
-import { GraphstreamError, isGraphstreamError, toGraphstreamError } from './errors.js';
+import type { Core, RawSegment } from '../core/core.js';
+import { resolveCore } from '../core/default.js';
+import { readFileInto } from '../journal/durable-fs.js';
+import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import {
   SegmentCache,
   describeDestination,
@@ -31,15 +31,15 @@ import {
   type PendingSegment,
   type UploadRecord,
 } from './cache.js';
-import { segmentKey } from './format.js';
-import type { GraphstreamMetrics } from './metrics.js';
-import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE } from './pure/format.js';
-import { sealedHeaderProblem } from './recovery.js';
+import { segmentKey } from '../format/format.js';
+import type { GraphstreamMetrics } from '../metrics.js';
+import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE } from '../pure/format.js';
+import { sealedHeaderProblem } from '../journal/recovery.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
-import { sha256Hex } from './storage/bytes.js';
-import { checkDb, checkPrefix, objectName } from './storage/names.js';
-import type { SegmentStorage, StagedFile } from './storage/types.js';
+import { sha256Hex } from '../storage/bytes.js';
+import { checkDb, checkPrefix, objectName } from '../storage/names.js';
+import type { SegmentStorage, StagedFile } from '../storage/types.js';
 
 /** What the uploader needs from a journal (a `Journal` is one): its directory and a way to seal the live segment. */
 export interface SealableJournal {
