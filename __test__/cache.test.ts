@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MANIFEST_DIR, SegmentCache, manifestPath, type Destination } from '../ts/replication/cache.js';
 import { createFormatApi, segmentFileName } from '../ts/format/format.js';
-import { pureFormatCore } from '../ts/pure/core.js';
+import { pureCore } from '../ts/pure/core.js';
 
-const format = createFormatApi(pureFormatCore);
+const format = createFormatApi(pureCore);
 
 /**
  * Writes a journal directory's worth of segments: `sealed` sealed ones of `entriesEach` entries,
@@ -18,7 +18,7 @@ async function writeJournal(dir: string, sealed: number, entriesEach: number, wi
   const names: string[] = [];
   const unsealedSegment = (firstSeq: number) => {
     const payloads = Array.from({ length: entriesEach }, (_, i) => Buffer.from(`entry ${firstSeq + i} `.repeat(20)));
-    const batch = pureFormatCore.encodeEntries(firstSeq, prevHash, payloads);
+    const batch = pureCore.encodeEntries(firstSeq, prevHash, payloads);
     prevHash = batch.chainHashes.subarray(batch.chainHashes.length - 32);
     return Buffer.concat([format.encodeHeader({ firstSeq, createdMs: 1_700_000_000_000 }), batch.bytes]);
   };

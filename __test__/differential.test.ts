@@ -20,7 +20,7 @@ import { ERROR_CODES, GraphstreamError, toGraphstreamError } from '../ts/errors.
 import { nativeCore } from '../ts/core/native.js';
 import { ParamValue } from '../ts/payload/params.js';
 import { decodeJournalEntry, encodeJournalEntry, type JournalEntryInput } from '../ts/payload/payload.js';
-import { pureCore } from '../ts/pure/index.js';
+import { pureCore } from '../ts/pure/core.js';
 import { readVector, vectorFiles } from './helpers/vectors.js';
 
 const INPUTS = Number(process.env.GRAPHSTREAM_FUZZ_INPUTS ?? 200_000);

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
 import { createFormatApi, segmentKey } from '../ts/format/format.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
-import { pureFormatCore } from '../ts/pure/core.js';
+import { pureCore } from '../ts/pure/core.js';
 import { Journal } from '../ts/journal/journal.js';
 import { cores } from './helpers/cores.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
@@ -23,7 +23,7 @@ import { s3Backends, s3BackendsAndCores } from './helpers/s3.js';
 const SEGMENT_FILE = /^journal-\d{16}\.hadbj$/;
 /** how long to wait for background sealing and shipping: vi.waitFor's 1 s default is too short for the pure core on a loaded machine */
 const WAIT = { timeout: 20_000, interval: 20 };
-const format = createFormatApi(pureFormatCore);
+const format = createFormatApi(pureCore);
 
 const PAD = 'x'.repeat(100);
 
@@ -538,7 +538,7 @@ describe.each(cores)('Uploader ($kind core)', (core) => {
       // the same sequences, well formed, but chained from elsewhere
       const payloads = Array.from({ length: header.entryCount }, (_, i) => Buffer.from(`forged ${i}`));
       const forged = format.sealSegment(
-        Buffer.concat([format.encodeHeader({ firstSeq: header.firstSeq, createdMs: 1 }), pureFormatCore.encodeEntries(header.firstSeq, Buffer.alloc(32, 7), payloads).bytes]),
+        Buffer.concat([format.encodeHeader({ firstSeq: header.firstSeq, createdMs: 1 }), pureCore.encodeEntries(header.firstSeq, Buffer.alloc(32, 7), payloads).bytes]),
       );
       const { journalDir, storage, uploader } = await sidecarOver([first, [second[0], forged]]);
       await expect(uploader.sync()).rejects.toMatchObject({ code: 'corrupt', message: expect.stringMatching(/chain hash/) });

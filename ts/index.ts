@@ -8,7 +8,7 @@
 import type { Core } from './core/core.js';
 import { createFormatApi } from './format/format.js';
 import { nativeCore, nativeLoadError } from './core/native.js';
-import { pureCore } from './pure/index.js';
+import { pureCore } from './pure/core.js';
 
 /** The core behind the root API: native when the addon loads, otherwise pure. */
 export const activeCore: Core = nativeCore ?? pureCore;

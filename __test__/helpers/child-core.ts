@@ -3,7 +3,7 @@ import type { Core } from '../../ts/core/core.js';
 
 /** The core named on the child's command line; the native addon is loaded only when asked for. */
 export async function loadCore(kind: string | undefined): Promise<Core> {
-  if (kind === 'pure') return (await import('../../ts/pure/index.js')).pureCore;
+  if (kind === 'pure') return (await import('../../ts/pure/core.js')).pureCore;
   const { nativeCore, nativeLoadError } = await import('../../ts/core/native.js');
   if (nativeCore === null) throw nativeLoadError ?? new Error('native core not loaded');
   return nativeCore;

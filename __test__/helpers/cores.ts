@@ -5,7 +5,7 @@
  */
 import type { Core } from '../../ts/core/core.js';
 import { nativeCore, nativeLoadError } from '../../ts/core/native.js';
-import { pureCore } from '../../ts/pure/index.js';
+import { pureCore } from '../../ts/pure/core.js';
 
 if (nativeCore === null) {
   throw new Error(`the native addon does not load (run \`npm run build:native\`): ${nativeLoadError?.message}`);

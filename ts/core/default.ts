@@ -8,6 +8,6 @@ export async function resolveCore(core: Core | undefined): Promise<Core> {
   if (core !== undefined) return core;
   const { nativeCore } = await import('./native.js');
   if (nativeCore !== null) return nativeCore;
-  const { pureCore } = await import('../pure/index.js');
+  const { pureCore } = await import('../pure/core.js');
   return pureCore;
 }

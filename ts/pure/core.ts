@@ -1,4 +1,4 @@
-import type { FormatCore } from '../format/format.js';
+import type { Core } from '../core/core.js';
 import {
   computeEntryHash,
   crc32c,
@@ -10,14 +10,14 @@ import {
   encodeHeader,
   sealSegment,
 } from './format.js';
+import { openWriter } from './writer.js';
 
 /**
- * The pure core's format functions (ts/pure/index.ts adds the writer to make
- * `pureCore`). There is no worker thread here: the async variants run the
- * same code on the calling thread and return Promises (so a failure is a
- * rejection, never a synchronous throw).
+ * The pure-TypeScript core: the format functions of ./format.ts and the writer of ./writer.ts.
+ * There is no worker thread here: the async variants run the same code on the calling thread
+ * and return Promises (so a failure is a rejection, never a synchronous throw).
  */
-export const pureFormatCore: FormatCore = {
+export const pureCore: Core = {
   kind: 'pure',
   crc32c,
   computeEntryHash,
@@ -30,4 +30,5 @@ export const pureFormatCore: FormatCore = {
   sealSegmentAsync: async (unsealed, options) => sealSegment(unsealed, options),
   decodeSegment,
   decodeSegmentAsync: async (bytes, options) => decodeSegment(bytes, options),
+  openWriter,
 };

@@ -4,7 +4,6 @@
  * same classes, same bytes as the package root; a `core` option still overrides.
  */
 import { createFormatApi } from '../format/format.js';
-import type { Core } from '../core/core.js';
 import { Journal as CoreJournal, type JournalOptions } from '../journal/journal.js';
 import {
   readJournal as readJournalWithCore,
@@ -23,10 +22,9 @@ import {
   compactOnce as compactOnceWithCore,
   runBackgroundCompaction as runCompactionWithCore,
 } from '../replication/compaction.js';
-import { pureFormatCore } from './core.js';
-import { openWriter } from './writer.js';
+import { pureCore } from './core.js';
 
-export const pureCore: Core = { ...pureFormatCore, openWriter };
+export { pureCore } from './core.js';
 
 export const {
   crc32c,
