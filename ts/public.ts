@@ -5,18 +5,25 @@
  */
 export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from './format/format.js';
 export type {
+  AppendedBatch,
   Core,
   CoreWriter,
   DecodeOptions,
   Durability,
+  EncodedBatch,
   HeaderFields,
   HeaderInit,
+  Payloads,
+  PackedPayloads,
+  RawEntry,
   RawSegment,
   SealOptions,
+  WriterOptions,
+  WriterStart,
   WriterStats,
 } from './core/core.js';
-export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode } from './errors.js';
-export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type Point } from './payload/params.js';
+export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode, type ErrorDetails } from './errors.js';
+export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type ParamValueTypes, type Point } from './payload/params.js';
 export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from './payload/payload.js';
 export {
   type AppendResult,
@@ -32,6 +39,8 @@ export {
   type JournalVerification,
   type QuarantineReport,
   type RecoverOptions,
+  type RecoveryCore,
+  type SegmentReadCore,
   type RecoveredJournalState,
 } from './journal/recovery.js';
 export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './storage/types.js';
@@ -45,18 +54,22 @@ export {
   type OpenStorageOptions,
   type S3StorageOptions,
 } from './storage/index.js';
+export type { S3Credentials } from './storage/s3.js';
 export {
   CircuitBreaker,
   RetryPolicy,
   DEFAULT_RETRY_CONFIG,
   type BreakerConfig,
   type BreakerState,
+  type Clock,
   type RetryConfig,
   type RetryConfigInit,
+  type RetryPolicyDeps,
+  type RetryRunOptions,
 } from './replication/retry.js';
-export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type UploadRecord, type UploadedHighWater } from './replication/cache.js';
+export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type PendingSegment, type UploadRecord, type UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
-export { Uploader, type UploaderOptions, type UploaderStats } from './replication/uploader.js';
+export { Uploader, type SealableJournal, type UploaderEvents, type UploaderOptions, type UploaderStats } from './replication/uploader.js';
 export {
   type CatchUpResult,
   type DownloadedSegment,
