@@ -5,8 +5,11 @@
 import { mkdir } from 'node:fs/promises';
 import { build } from 'esbuild';
 
-/** Writes `<outdir>/<name>.mjs` for each `name: entry` pair. */
-export async function bundleScripts(entryPoints: Record<string, string>, outdir: string): Promise<void> {
+/**
+ * Writes `<outdir>/<name>.mjs` for each `name: entry` pair. `alias` maps package names to source
+ * files (the examples import 'graphstream', which is ts/index.ts here).
+ */
+export async function bundleScripts(entryPoints: Record<string, string>, outdir: string, alias?: Record<string, string>): Promise<void> {
   await mkdir(outdir, { recursive: true });
   await build({
     entryPoints,
@@ -18,5 +21,6 @@ export async function bundleScripts(entryPoints: Record<string, string>, outdir:
     target: 'node20',
     packages: 'external',
     logLevel: 'error',
+    ...(alias === undefined ? {} : { alias }),
   });
 }

@@ -5,6 +5,8 @@ export interface Child {
   lines: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(): void;
+  /** sends `signal` to the child */
+  signal(signal: NodeJS.Signals): void;
   stderr(): string;
   /** writes a line to the child's stdin (only when spawned with `stdin: true`) */
   send(line: string): void;
@@ -33,6 +35,7 @@ export function run(command: string, args: string[], options: { stdin?: boolean;
     lines,
     exited,
     kill: () => child.kill('SIGKILL'),
+    signal: (signal) => child.kill(signal),
     stderr: () => stderr,
     send: (line) => child.stdin!.write(`${line}\n`),
     endInput: () => child.stdin!.end(),
