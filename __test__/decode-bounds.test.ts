@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { DEFAULT_MAX_BODY_BYTES } from '../ts/core/core.js';
+import { DEFAULT_MAX_BODY_BYTES } from '../ts/format/constants.js';
 import { createFormatApi } from '../ts/format/format.js';
 import { GraphstreamError } from '../ts/errors.js';
 import { Journal } from '../ts/journal/journal.js';

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import type { Core } from '../../ts/core/core.js';
-import { FLAG_SEALED, HEADER_SIZE, decodeHeader } from '../../ts/pure/format.js';
+import { FLAG_SEALED, HEADER_SIZE } from '../../ts/format/constants.js';
+import { decodeHeader } from '../../ts/pure/format.js';
 import { readJournal, type JournalRecord } from '../../ts/journal/reader.js';
 
 const made: string[] = [];

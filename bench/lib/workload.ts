@@ -4,6 +4,7 @@
  */
 import { encodeJournalEntry, ParamValue, type JournalAppendEntry } from '../../ts/index.js';
 import type { Core } from '../../ts/core/core.js';
+import { HEADER_SIZE, ZERO_HASH } from '../../ts/format/constants.js';
 import { seededRandom } from '../../ts/cli/mutations.js';
 
 
@@ -92,9 +93,6 @@ export function rawPayloads(count: number, size: number, seed = 7): Buffer[] {
   }
   return out;
 }
-
-const HEADER_SIZE = 128;
-const ZERO_HASH = Buffer.alloc(32);
 
 /** An unsealed segment (header + entries) of `payloads` from `firstSeq`, chained from `prevHash`, and the chain hash after it. */
 export function unsealedSegment(core: Core, firstSeq: number, prevHash: Buffer, payloads: Buffer[]): { bytes: Buffer; chainHash: Buffer } {

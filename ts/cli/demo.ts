@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Core } from '../core/core.js';
 import { GraphstreamError } from '../errors.js';
+import { ZERO_HASH } from '../format/constants.js';
 import { Follower } from '../replication/follower.js';
 import {
   GraphstreamMetrics,
@@ -101,7 +102,7 @@ async function compareJournals(leaderDir: string, followerDir: string, core: Cor
   const leader = readJournal(leaderDir, { raw: true, core })[Symbol.asyncIterator]();
   const follower = readJournal(followerDir, { raw: true, core })[Symbol.asyncIterator]();
   const progress = output.progress('verifying', total);
-  const result: Comparison = { entries: 0, firstSeq: 0, lastSeq: 0, chainHash: Buffer.alloc(32), kinds: {} };
+  const result: Comparison = { entries: 0, firstSeq: 0, lastSeq: 0, chainHash: ZERO_HASH, kinds: {} };
   for (;;) {
     const [mine, theirs] = await Promise.all([leader.next(), follower.next()]);
     if (mine.done || theirs.done) {

@@ -4,16 +4,15 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { HeaderFields } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { ENTRY_HEADER_SIZE, FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED } from '../format/constants.js';
 import { decodeHeader, decodeJournalEntry, decodeSegmentAsync, type DecodedSegment, type JournalEntry } from '../index.js';
 import { Output, formatBytes, formatFields, formatTable, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
 
 const FLAG_NAMES: readonly (readonly [number, string])[] = [
-  [0x01, 'compressed'],
-  [0x04, 'sealed'],
-  [0x08, 'chain-hash'],
+  [FLAG_COMPRESSED, 'compressed'],
+  [FLAG_SEALED, 'sealed'],
+  [FLAG_HAS_CHAIN_HASH, 'chain-hash'],
 ];
-const FLAG_SEALED = 0x04;
-const ENTRY_HEADER_SIZE = 48;
 const QUERY_COLUMN_LIMIT = 60;
 
 interface InspectedEntry {

@@ -5,6 +5,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
+import { FLAG_SEALED, ZERO_HASH } from '../format/constants.js';
 import { COMPACTED_GENERATION_BIT } from '../replication/compaction.js';
 import { decodeSegmentAsync, verifyJournal } from '../index.js';
 import type { SegmentStorage } from '../storage/types.js';
@@ -22,8 +23,6 @@ import {
 } from './options.js';
 import { dbKeyPrefix, listRemoteSegments, type RemoteSegment } from './remote.js';
 
-const FLAG_SEALED = 0x04;
-const ZERO_HASH = Buffer.alloc(32);
 /** remote segments downloaded ahead of the one being verified */
 const DOWNLOAD_WINDOW = 4;
 

@@ -10,13 +10,6 @@
  *   `[code] ` (see ts/errors.ts), which the facade turns into GraphstreamError.
  */
 
-/**
- * Default ceiling on a segment body, stored or decompressed (the native core's is the same):
- * 16 of the writer's default 4 MiB segments. The journal caps its segments and entries below
- * it, so whatever this package writes, its readers read with the defaults.
- */
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
-
 export interface HeaderFields {
   version: number;
   flags: number;

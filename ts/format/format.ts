@@ -5,6 +5,7 @@
  */
 import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from '../errors.js';
+import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ENTRY_PREV_HASH_OFFSET } from './constants.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
 
 /** The format half of a Core: everything but the journal writer. */
@@ -91,11 +92,11 @@ function toDecodedSegment(raw: RawSegment): DecodedSegment {
   const entries: Entry[] = new Array(entryOffsets.length);
   for (let i = 0; i < entryOffsets.length; i++) {
     const offset = entryOffsets[i]!;
-    const payloadStart = offset + 48;
+    const payloadStart = offset + ENTRY_HEADER_SIZE;
     entries[i] = {
       sequence: raw.header.firstSeq + i,
-      prevHash: body.subarray(offset + 16, payloadStart),
-      payload: body.subarray(payloadStart, payloadStart + body.readUInt32BE(offset + 4)),
+      prevHash: body.subarray(offset + ENTRY_PREV_HASH_OFFSET, payloadStart),
+      payload: body.subarray(payloadStart, payloadStart + body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET)),
     };
   }
   return {

@@ -13,9 +13,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
-import { DEFAULT_MAX_BODY_BYTES, type AppendedBatch, type Core, type CoreWriter, type Durability, type WriterOptions, type WriterStats } from '../core/core.js';
+import type { AppendedBatch, Core, CoreWriter, Durability, WriterOptions, WriterStats } from '../core/core.js';
 import { resolveCore } from '../core/default.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, HASH_SIZE, MAX_ENTRY_PAYLOAD_BYTES, MIN_SEGMENT_BYTES, ZERO_HASH } from '../format/constants.js';
 import type { ParamsInput } from '../payload/params.js';
 import { writeJournalEntry } from '../payload/payload.js';
 import { assertNotBehindUploads } from '../replication/cache.js';
@@ -75,17 +76,17 @@ export interface JournalStats extends WriterStats {
 
 const MIB = 1024 * 1024;
 const DEFAULT_MAX_SEGMENT_BYTES = 4 * MIB;
-const DEFAULT_ZSTD_LEVEL = 3;
 const DEFAULT_FSYNC_INTERVAL_MS = 100;
+/** Bytes kept beside an entry for the sequence the writer stamps into it (a tag and a varint: at most 11). */
+const SEQUENCE_STAMP_ROOM = 16;
 /**
- * The largest payload: what fits the readers' default body ceiling beside its 48-byte entry
- * header and the sequence the writer stamps (up to 11 bytes), so that every segment this
- * package writes is read back by its own readers (follower, restore, verify) with their defaults.
+ * The largest payload: what fits the largest entry beside the stamped sequence, so that every
+ * segment this package writes is read back by its own readers (follower, restore, verify) with
+ * their defaults.
  */
-const ENTRY_BYTES_LIMIT = DEFAULT_MAX_BODY_BYTES - 64;
+const ENTRY_BYTES_LIMIT = MAX_ENTRY_PAYLOAD_BYTES - SEQUENCE_STAMP_ROOM;
 const DEFAULT_MAX_ENTRY_BYTES = ENTRY_BYTES_LIMIT;
 const DEFAULT_QUEUE_CAPACITY = 1024;
-const MIN_SEGMENT_BYTES = 128 + 48 + 1;
 /** bounds on one group, so a burst becomes several writes rather than one giant buffer */
 const MAX_GROUP_ENTRIES = 16_384;
 const MAX_GROUP_BYTES = 16 * MIB;
@@ -209,7 +210,7 @@ export class Journal {
       // Recovery may truncate and remove files, so it runs under the lock: a writer that
       // appends nothing holds it (and creates no file) while recovery repairs the directory.
       const guard = await normalizeAsyncErrors(
-        core.openWriter(absoluteDir, { sequence: 0, chainHash: Buffer.alloc(32), liveSegment: null }, writerOptions),
+        core.openWriter(absoluteDir, { sequence: 0, chainHash: ZERO_HASH, liveSegment: null }, writerOptions),
         `locking journal ${absoluteDir}`,
       );
       let state: RecoveredJournalState;
@@ -520,13 +521,13 @@ function settleGroup(group: AppendGroup, batch: AppendedBatch): void {
   let index = 0;
   for (const op of group.ops) {
     if (op.single) {
-      op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) });
+      op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE) });
       index++;
       continue;
     }
     const results = new Array<AppendResult>(op.count);
     for (let i = 0; i < results.length; i++, index++) {
-      results[i] = { sequence: firstSequence + index, chainHash: chainHashes.subarray(index * 32, index * 32 + 32) };
+      results[i] = { sequence: firstSequence + index, chainHash: chainHashes.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE) };
     }
     op.resolve(results);
   }

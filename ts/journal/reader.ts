@@ -17,6 +17,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Core, RawSegment } from '../core/core.js';
 import { resolveCore } from '../core/default.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ENTRY_PREV_HASH_OFFSET, HASH_SIZE, HEADER_SIZE } from '../format/constants.js';
 import { decodeJournalEntry, type JournalEntry } from '../payload/payload.js';
 import {
   basePosition,
@@ -26,10 +27,6 @@ import {
   segmentError,
   type SegmentFile,
 } from './recovery.js';
-
-const HEADER_SIZE = 128;
-const ENTRY_HEADER_SIZE = 48;
-const HASH_SIZE = 32;
 
 export interface ReadJournalOptions {
   /** first sequence to yield; default the first one present */
@@ -194,14 +191,15 @@ export function copyChainHashAfter(decoded: RawSegment, index: number): Buffer {
   const next = decoded.entryOffsets[index + 1];
   const hash = Buffer.allocUnsafe(HASH_SIZE);
   if (next === undefined) decoded.chainHash.copy(hash);
-  else decoded.body.copy(hash, 0, next + 16, next + 16 + HASH_SIZE);
+  else decoded.body.copy(hash, 0, next + ENTRY_PREV_HASH_OFFSET, next + ENTRY_HEADER_SIZE);
   return hash;
 }
 
 /** The payload of entry `index` of a decoded segment: a view into its body. */
 export function payloadOf(decoded: RawSegment, index: number): Buffer {
-  const start = decoded.entryOffsets[index]! + ENTRY_HEADER_SIZE;
-  return decoded.body.subarray(start, start + decoded.body.readUInt32BE(start - ENTRY_HEADER_SIZE + 4));
+  const offset = decoded.entryOffsets[index]!;
+  const start = offset + ENTRY_HEADER_SIZE;
+  return decoded.body.subarray(start, start + decoded.body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET));
 }
 
 /**
@@ -261,7 +259,7 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     if (anchoredInside) {
       // the chain hash after fromSeq - 1 is the prev_hash of fromSeq's entry, or the segment's last one
       const anchor = fromSeq! - header.firstSeq;
-      const chainHash = anchor < count ? body.subarray(entryOffsets[anchor]! + 16, entryOffsets[anchor]! + 16 + HASH_SIZE) : decoded.chainHash;
+      const chainHash = anchor < count ? body.subarray(entryOffsets[anchor]! + ENTRY_PREV_HASH_OFFSET, entryOffsets[anchor]! + ENTRY_HEADER_SIZE) : decoded.chainHash;
       if (anchor <= count && !chainHash.equals(options.initialHash!)) {
         throw new GraphstreamError(
           'chain_broken',

@@ -39,25 +39,30 @@ import type { Core, HeaderFields, RawSegment, WriterStart } from '../core/core.j
 import { resolveCore } from '../core/default.js';
 import { syncDirectory, replaceFileAtomically } from './durable-fs.js';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
+import {
+  HEADER_SIZE,
+  TRAILER_SIZE,
+  HASH_SIZE,
+  ZERO_HASH,
+  FLAG_COMPRESSED,
+  FLAG_SEALED,
+  FLAG_HAS_CHAIN_HASH,
+  ENTRY_HEADER_SIZE,
+  ENTRY_PAYLOAD_LEN_OFFSET,
+  ENTRY_SEQUENCE_OFFSET,
+  ENTRY_PREV_HASH_OFFSET,
+  SEGMENT_FILE_NAME,
+  SEAL_TEMP_SUFFIX,
+} from '../format/constants.js';
 import { segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
 export const RECOVERY_FILE = 'recovery.json';
 const RECOVERY_TEMP = 'recovery.json.tmp';
-const SEAL_TEMP_SUFFIX = '.seal.tmp';
-const HEADER_SIZE = 128;
-const TRAILER_SIZE = 32;
-const HASH_SIZE = 32;
-const FLAG_COMPRESSED = 0x01;
-const FLAG_SEALED = 0x04;
-const FLAG_HAS_CHAIN_HASH = 0x08;
-const ENTRY_HEADER_SIZE = 48;
-const SEGMENT_NAME = /^journal-(\d{16})\.hadbj$/;
 /** the folder inside a journal directory that `repair: 'quarantine'` moves damaged data into */
 export const QUARANTINE_DIR = 'quarantine';
 /** How many of the newest segments recovery orders before it falls back to ordering them all. */
 const TAIL_GUESS = 2;
-const ZERO_HASH = Buffer.alloc(HASH_SIZE);
 
 /** The format functions the reader needs from a Core. */
 export type SegmentReadCore = Pick<Core, 'decodeHeader' | 'decodeSegmentAsync'>;
@@ -145,11 +150,11 @@ function segmentsAmong(dir: string, names: string[]): SegmentFile[] {
 }
 
 function isSegmentName(name: string): boolean {
-  return SEGMENT_NAME.test(name);
+  return SEGMENT_FILE_NAME.test(name);
 }
 
 function segmentFile(dir: string, name: string): SegmentFile {
-  return { name, path: join(dir, name), firstSeq: Number(SEGMENT_NAME.exec(name)![1]) };
+  return { name, path: join(dir, name), firstSeq: Number(SEGMENT_FILE_NAME.exec(name)![1]) };
 }
 
 function bySequence(a: SegmentFile, b: SegmentFile): number {
@@ -514,10 +519,10 @@ function sequenceAtOffset(core: RecoveryCore, bytes: Buffer, firstSeq: number, o
  */
 function findVerifiedEntry(core: RecoveryCore, bytes: Buffer, tornAt: number, lastGood: number): { offset: number; sequence: number } | null {
   for (let offset = tornAt + 1; offset + ENTRY_HEADER_SIZE <= bytes.length; offset++) {
-    const payloadLength = bytes.readUInt32BE(offset + 4);
+    const payloadLength = bytes.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET);
     if (offset + ENTRY_HEADER_SIZE + payloadLength > bytes.length) continue;
-    const high = bytes.readUInt32BE(offset + 8);
-    const sequence = high * 2 ** 32 + bytes.readUInt32BE(offset + 12);
+    const high = bytes.readUInt32BE(offset + ENTRY_SEQUENCE_OFFSET);
+    const sequence = high * 2 ** 32 + bytes.readUInt32BE(offset + ENTRY_SEQUENCE_OFFSET + 4);
     const highest = lastGood + 1 + Math.floor((offset - tornAt) / ENTRY_HEADER_SIZE);
     if (high > 0x1f_ffff || sequence <= lastGood || sequence > highest) continue;
     try {
@@ -623,7 +628,7 @@ function planTail(checks: SegmentCheck[], base: Anchor, report: Report): TailPla
         );
       } else if (position.chainHash !== null && !check.startHash.equals(position.chainHash)) {
         report(
-          { path: segment.path, offset: HEADER_SIZE + 16, sequence: segment.firstSeq, code: 'chain_broken', message: `prev_hash does not match the chain hash after sequence ${position.sequence}` },
+          { path: segment.path, offset: HEADER_SIZE + ENTRY_PREV_HASH_OFFSET, sequence: segment.firstSeq, code: 'chain_broken', message: `prev_hash does not match the chain hash after sequence ${position.sequence}` },
           i,
           null,
         );

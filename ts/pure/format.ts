@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import CRC32C from 'crc-32/crc32c.js';
 import {
   checkDecodeTarget,
-  DEFAULT_MAX_BODY_BYTES,
   type DecodeOptions,
   type EncodedBatch,
   type HeaderFields,
@@ -20,23 +19,27 @@ import {
 } from '../core/core.js';
 import type { ErrorCode } from '../errors.js';
 import { unpackPayloads } from '../core/packed.js';
+import {
+  COMPRESSION_NONE,
+  COMPRESSION_ZSTD,
+  DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_ZSTD_LEVEL,
+  ENTRY_HEADER_SIZE,
+  ENTRY_PAYLOAD_LEN_OFFSET,
+  ENTRY_PREV_HASH_OFFSET,
+  ENTRY_SEQUENCE_OFFSET,
+  FLAG_COMPRESSED,
+  FLAG_HAS_CHAIN_HASH,
+  FLAG_SEALED,
+  FORMAT_VERSION,
+  HASH_SIZE,
+  HEADER_SIZE,
+  MAGIC,
+  TRAILER_SIZE,
+  ZERO_HASH,
+} from '../format/constants.js';
 import { zstdCompress, zstdDecompress } from './zstd.js';
 
-export const HEADER_SIZE = 128;
-export const ENTRY_HEADER_SIZE = 48;
-export const TRAILER_SIZE = 32;
-export const HASH_SIZE = 32;
-export const FLAG_COMPRESSED = 0x01;
-export const FLAG_SEALED = 0x04;
-export const FLAG_HAS_CHAIN_HASH = 0x08;
-export const COMPRESSION_NONE = 0;
-export const COMPRESSION_ZSTD = 1;
-export const FORMAT_VERSION = 1;
-export const DEFAULT_ZSTD_LEVEL = 3;
-export { DEFAULT_MAX_BODY_BYTES };
-export const ZERO_HASH: Buffer = Buffer.alloc(HASH_SIZE);
-
-const MAGIC = Buffer.from('HADBJ', 'latin1');
 const MAX_PAYLOAD_LEN = 0xffff_ffff;
 const TWO_POW_32 = 2 ** 32;
 const MAX_U64 = 2n ** 64n - 1n;
@@ -123,12 +126,12 @@ function checkPayload(payload: unknown, sequence: number): asserts payload is Ui
 
 /** Writes one entry at `offset` of `out` (which has room for it). */
 function writeEntry(out: Buffer, offset: number, sequence: number, prevHash: Uint8Array, payload: Uint8Array): void {
-  out.writeUInt32BE(payload.length, offset + 4);
-  writeU64(out, sequence, offset + 8);
-  out.set(prevHash, offset + 16);
+  out.writeUInt32BE(payload.length, offset + ENTRY_PAYLOAD_LEN_OFFSET);
+  writeU64(out, sequence, offset + ENTRY_SEQUENCE_OFFSET);
+  out.set(prevHash, offset + ENTRY_PREV_HASH_OFFSET);
   out.set(payload, offset + ENTRY_HEADER_SIZE);
   const end = offset + ENTRY_HEADER_SIZE + payload.length;
-  out.writeUInt32BE(CRC32C.buf(out.subarray(offset + 4, end), 0) >>> 0, offset);
+  out.writeUInt32BE(CRC32C.buf(out.subarray(offset + ENTRY_PAYLOAD_LEN_OFFSET, end), 0) >>> 0, offset);
 }
 
 export function encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer {
@@ -165,7 +168,7 @@ export function encodeEntries(firstSequence: number, prevHash: Uint8Array, packe
   return { bytes, chainHashes };
 }
 
-/** An entry located and CRC-checked in a buffer; its sequence is the u64 at `offset + 8`. */
+/** An entry located and CRC-checked in a buffer; its sequence is the u64 at `offset + ENTRY_SEQUENCE_OFFSET`. */
 type CheckedEntry = Omit<RawEntry, 'sequence'>;
 
 /** Decodes and CRC-checks the entry at `offset`; `base` is added to offsets in messages. */
@@ -174,18 +177,18 @@ function readEntry(data: Buffer, offset: number, base: number): CheckedEntry {
   if (data.length - offset < ENTRY_HEADER_SIZE) {
     fail('truncated', `entry header at offset ${at}: need ${ENTRY_HEADER_SIZE} bytes, ${data.length - offset} present`);
   }
-  const payloadLength = data.readUInt32BE(offset + 4);
+  const payloadLength = data.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET);
   const size = ENTRY_HEADER_SIZE + payloadLength;
   if (data.length - offset < size) {
     fail('truncated', `entry at offset ${at}: declares ${payloadLength} payload bytes, ${data.length - offset - ENTRY_HEADER_SIZE} present`);
   }
   const stored = data.readUInt32BE(offset);
-  const actual = CRC32C.buf(data.subarray(offset + 4, offset + size), 0) >>> 0;
+  const actual = CRC32C.buf(data.subarray(offset + ENTRY_PAYLOAD_LEN_OFFSET, offset + size), 0) >>> 0;
   if (stored !== actual) {
     fail('checksum_mismatch', `entry at offset ${at}: crc32c ${hex32(stored)} stored, ${hex32(actual)} computed`);
   }
   return {
-    prevHash: data.subarray(offset + 16, offset + ENTRY_HEADER_SIZE),
+    prevHash: data.subarray(offset + ENTRY_PREV_HASH_OFFSET, offset + ENTRY_HEADER_SIZE),
     payloadOffset: offset + ENTRY_HEADER_SIZE,
     payloadLength,
     size,
@@ -203,7 +206,7 @@ export function decodeEntry(bytes: Uint8Array, offset = 0): RawEntry {
   }
   const buf = asBuffer(bytes);
   const entry = readEntry(buf, offset, 0);
-  const sequence = readU64(buf, offset + 8, `entry at offset ${offset}: sequence`);
+  const sequence = readU64(buf, offset + ENTRY_SEQUENCE_OFFSET, `entry at offset ${offset}: sequence`);
   return { ...entry, sequence, prevHash: Buffer.from(entry.prevHash) };
 }
 
@@ -256,8 +259,8 @@ function readHeader(buf: Buffer): HeaderFields {
   if (buf.length < HEADER_SIZE) {
     fail('truncated', `header: need ${HEADER_SIZE} bytes, ${buf.length} present`);
   }
-  if (!buf.subarray(0, 5).equals(MAGIC)) {
-    fail('invalid_magic', `header: magic ${buf.subarray(0, 5).toString('hex')} is not HADBJ`);
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+    fail('invalid_magic', `header: magic ${buf.subarray(0, MAGIC.length).toString('hex')} is not HADBJ`);
   }
   if (buf[5] !== FORMAT_VERSION) fail('unsupported_version', `header: version ${buf[5]}, only 1 is supported`);
   // created_ms is any i64 (as in the reference crate): a number while it is a safe integer, a bigint beyond.
@@ -323,9 +326,9 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
       tornReason = (err as Error).message.replace(/^\[[a-z_]+\] /, '');
       break;
     }
-    if (!u64Equals(body, offset + 8, firstSeq, offsets.length)) {
+    if (!u64Equals(body, offset + ENTRY_SEQUENCE_OFFSET, firstSeq, offsets.length)) {
       const expected = BigInt(firstSeq) + BigInt(offsets.length);
-      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + 8)}, expected ${expected}`);
+      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + ENTRY_SEQUENCE_OFFSET)}, expected ${expected}`);
     }
     if (offsets.length === 0) {
       startHash = Buffer.from(entry.prevHash);

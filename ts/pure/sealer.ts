@@ -9,12 +9,11 @@ import { readFile } from 'node:fs/promises';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import type { ErrorCode } from '../errors.js';
 import { coreError, ioError } from './core-errors.js';
-import { FLAG_SEALED, HEADER_SIZE, decodeHeader, sealSegment } from './format.js';
+import { FLAG_SEALED, HEADER_SIZE, SEAL_TEMP_SUFFIX } from '../format/constants.js';
+import { decodeHeader, sealSegment } from './format.js';
 
 /** Retired segments allowed to wait for sealing before rotation waits for the sealer. */
 export const MAX_SEAL_BACKLOG = 4;
-
-export const SEAL_SUFFIX = '.seal.tmp';
 
 interface Waiter {
   resolve(): void;
@@ -122,7 +121,7 @@ async function sealFile(path: string, level: number, dir: string): Promise<void>
       await syncDirectory(dir);
       return;
     }
-    await replaceFileAtomically(path, path + SEAL_SUFFIX, sealSegment(unsealed, { level, maxBodyBytes: unsealed.length }));
+    await replaceFileAtomically(path, path + SEAL_TEMP_SUFFIX, sealSegment(unsealed, { level, maxBodyBytes: unsealed.length }));
   } catch (err) {
     const coded = err instanceof Error ? /^\[([a-z_]+)\] ([^]*)$/.exec(err.message) : null;
     throw coded === null ? ioError(`sealing ${path}`, err) : coreError(coded[1] as ErrorCode, `sealing ${path}: ${coded[2]}`, err);

@@ -14,17 +14,8 @@ import { SegmentSealer } from './sealer.js';
 import { segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint } from '../journal/head-hint.js';
 import { copyPayloads } from '../core/packed.js';
-import {
-  DEFAULT_MAX_BODY_BYTES,
-  ENTRY_HEADER_SIZE,
-  FLAG_SEALED,
-  HASH_SIZE,
-  HEADER_SIZE,
-  computeEntryHash,
-  decodeHeader,
-  encodeEntry,
-  encodeHeader,
-} from './format.js';
+import { ENTRY_HEADER_SIZE, FLAG_SEALED, HASH_SIZE, HEADER_SIZE, MAX_ENTRY_PAYLOAD_BYTES } from '../format/constants.js';
+import { computeEntryHash, decodeHeader, encodeEntry, encodeHeader } from './format.js';
 
 const LOCK_FILE = '.lock';
 
@@ -166,8 +157,6 @@ async function releaseLock(lockPath: string): Promise<void> {
 
 /** Sequences are JavaScript numbers at the binding surface. */
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER;
-/** the largest payload one entry may carry: a segment holding it alone still decodes under the default ceiling */
-const MAX_ENTRY_PAYLOAD = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
 /** most bytes `stampSequence` adds: a tag byte and a varint of up to 8 bytes (2^53) */
 const SEQUENCE_STAMP_MAX = 9;
 
@@ -432,9 +421,9 @@ class PureWriter implements CoreWriter {
 
   private checkBatch(payloads: readonly Uint8Array[], stamp: number): Error | null {
     if (payloads.length === 0) return coreError('invalid_argument', 'append needs at least one payload');
-    const index = payloads.findIndex((payload) => payload.length + stamp > MAX_ENTRY_PAYLOAD);
+    const index = payloads.findIndex((payload) => payload.length + stamp > MAX_ENTRY_PAYLOAD_BYTES);
     if (index >= 0) {
-      return coreError('too_large', `payload ${index} of the batch has ${payloads[index]!.length} bytes, over the ${MAX_ENTRY_PAYLOAD}-byte entry limit`);
+      return coreError('too_large', `payload ${index} of the batch has ${payloads[index]!.length} bytes, over the ${MAX_ENTRY_PAYLOAD_BYTES}-byte entry limit`);
     }
     if (this.nextSequence - 1 + payloads.length > MAX_SEQUENCE) {
       return coreError('too_large', `appending ${payloads.length} entries after sequence ${this.nextSequence - 1} would pass 2^53-1`);

@@ -22,7 +22,8 @@ import type { HeaderFields } from '../core/core.js';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { segmentKey } from '../format/format.js';
-import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, decodeHeader } from '../pure/format.js';
+import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, SEGMENT_FILE_NAME, TRAILER_SIZE } from '../format/constants.js';
+import { decodeHeader } from '../pure/format.js';
 
 export interface CacheConfig {
   /** uploaded segments older than this (since their upload) are deleted by cleanup */
@@ -114,9 +115,7 @@ export const MANIFEST_DIR = 'uploads';
 /** The one manifest of earlier versions, for no destination in particular. */
 export const LEGACY_MANIFEST_FILE = 'manifest.json';
 const MANIFEST_VERSION = 2;
-const SEGMENT_FILE = /^journal-(\d{16})\.hadbj$/;
 const HEX_HASH = /^[0-9a-f]{64}$/;
-const TRAILER_SIZE = 32;
 
 interface ManifestFile {
   version: number;
@@ -251,7 +250,7 @@ export class SegmentCache {
     const newest = legacy.at(-1);
     if (newest !== undefined) {
       // its records hold no last sequence: the newest one's first sequence is a lower bound
-      const firstSeq = Number(SEGMENT_FILE.exec(newest.name)![1]);
+      const firstSeq = Number(SEGMENT_FILE_NAME.exec(newest.name)![1]);
       if (highest === null || firstSeq > highest.lastSeq) {
         highest = { lastSeq: firstSeq, chainHash: null, destination: `the storage holding ${newest.key}`, manifest: legacyPath };
       }
@@ -325,7 +324,7 @@ export class SegmentCache {
    * right away.
    */
   async markUploaded(upload: Omit<UploadRecord, 'uploadedAt'> & { uploadedAt?: number }, options: { holdMs?: number } = {}): Promise<UploadRecord> {
-    if (!SEGMENT_FILE.test(upload.name)) {
+    if (!SEGMENT_FILE_NAME.test(upload.name)) {
       throw new GraphstreamError('invalid_argument', `cache: ${upload.name} is not a segment file name`);
     }
     if (!Number.isSafeInteger(upload.lastSeq) || upload.lastSeq < firstSeqOf(upload.name) || !HEX_HASH.test(upload.chainHash)) {
@@ -483,11 +482,11 @@ export class SegmentCache {
     } catch (err) {
       throw toGraphstreamError(err, `cache: listing ${this.dir}`);
     }
-    const segmentNames = names.filter((name) => SEGMENT_FILE.test(name)).sort();
+    const segmentNames = names.filter((name) => SEGMENT_FILE_NAME.test(name)).sort();
     const files = await mapInParallel(segmentNames, async (name): Promise<SegmentFile | null> => {
       const path = join(this.dir, name);
       try {
-        return { name, path, firstSeq: Number(SEGMENT_FILE.exec(name)![1]), size: (await stat(path)).size };
+        return { name, path, firstSeq: Number(SEGMENT_FILE_NAME.exec(name)![1]), size: (await stat(path)).size };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw toGraphstreamError(err, `cache: stat ${path}`);
@@ -625,7 +624,7 @@ function byName(a: UploadRecord, b: UploadRecord): number {
 }
 
 function firstSeqOf(name: string): number {
-  return Number(SEGMENT_FILE.exec(name)?.[1] ?? NaN);
+  return Number(SEGMENT_FILE_NAME.exec(name)?.[1] ?? NaN);
 }
 
 function checkDestination(destination: Destination): Destination {
@@ -646,7 +645,7 @@ function isRecord(record: unknown, complete: boolean): record is UploadRecord {
     typeof r === 'object' &&
     r !== null &&
     typeof r.name === 'string' &&
-    SEGMENT_FILE.test(r.name) &&
+    SEGMENT_FILE_NAME.test(r.name) &&
     typeof r.key === 'string' &&
     typeof r.size === 'number' &&
     typeof r.sha256 === 'string' &&

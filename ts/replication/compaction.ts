@@ -31,8 +31,9 @@
  * Memory is about one output segment: inputs are fetched and decoded one at a time and their raw
  * entries collected until the output would pass `maxOutputBytes`, then sealed.
  */
-import { DEFAULT_MAX_BODY_BYTES, type Core, type RawSegment } from '../core/core.js';
+import type { Core, RawSegment } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, ENTRY_HEADER_SIZE, ENTRY_PREV_HASH_OFFSET, FLAG_COMPRESSED, FLAG_SEALED } from '../format/constants.js';
 import { segmentKey } from '../format/format.js';
 import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
@@ -43,10 +44,6 @@ import type { SegmentStorage } from '../storage/types.js';
 export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;
 
 export const COMPACTED_GENERATION_BIT = 0x8000;
-const FLAG_SEALED = 0x04;
-const FLAG_COMPRESSED = 0x01;
-const HASH_SIZE = 32;
-const DEFAULT_ZSTD_LEVEL = 3;
 const SEGMENT_KEY_NAME = /^([0-9a-f]{16})\.hadbj$/;
 const MANIFEST_VERSION = 1;
 
@@ -179,13 +176,13 @@ export async function listSegmentKeys(
 /** Chain hash after entry `index` of a decoded segment. */
 export function chainHashAfter(decoded: RawSegment, index: number): Buffer {
   const next = decoded.entryOffsets[index + 1];
-  return next === undefined ? decoded.chainHash : decoded.body.subarray(next + 16, next + 16 + HASH_SIZE);
+  return next === undefined ? decoded.chainHash : decoded.body.subarray(next + ENTRY_PREV_HASH_OFFSET, next + ENTRY_HEADER_SIZE);
 }
 
 /** Chain hash before entry `index` (its prev_hash). */
 export function chainHashBefore(decoded: RawSegment, index: number): Buffer {
   const offset = decoded.entryOffsets[index]!;
-  return decoded.body.subarray(offset + 16, offset + 16 + HASH_SIZE);
+  return decoded.body.subarray(offset + ENTRY_PREV_HASH_OFFSET, offset + ENTRY_HEADER_SIZE);
 }
 
 /** zstd level to re-seal a part of `decoded` with: compressed stays compressed. */

@@ -39,6 +39,7 @@ import { SegmentBuffers } from './segment-buffers.js';
 import type { Core, RawSegment } from '../core/core.js';
 import { replaceFileAtomically } from '../journal/durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
+import { FLAG_SEALED, HASH_SIZE, ZERO_HASH } from '../format/constants.js';
 import { segmentFileName, segmentKey } from '../format/format.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
@@ -58,9 +59,6 @@ import type { SegmentStorage } from '../storage/types.js';
 
 export type { ChainPosition } from '../journal/recovery.js';
 
-const FLAG_SEALED = 0x04;
-const HASH_SIZE = 32;
-const ZERO_HASH = Buffer.alloc(HASH_SIZE);
 const DOWNLOAD_TEMP_SUFFIX = '.download.tmp';
 export const FOLLOWER_STATE_FILE = 'follower.json';
 const DEFAULT_POLL_INTERVAL_MS = 1000;

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { chainHashAfter } from './compaction.js';
 import type { Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ZERO_HASH } from '../format/constants.js';
 import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './follower.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
@@ -49,8 +50,6 @@ export interface RestoreResult {
   bytes: number;
 }
 
-const ZERO_HASH = Buffer.alloc(32);
-
 function checkTarget(value: number | undefined, name: string, min: number): void {
   if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
     throw new GraphstreamError('invalid_argument', `restore: ${name} must be an integer >= ${min}, got ${String(value)}`);
@@ -65,7 +64,7 @@ function lastToKeep(segment: RemoteSegment, options: RestoreOptions): number {
   if (options.toTimestampMs !== undefined) {
     for (let sequence = segment.fromSeq; sequence <= last; sequence++) {
       const offset = decoded.entryOffsets[sequence - first]!;
-      const payload = decoded.body.subarray(offset + 48, offset + 48 + decoded.body.readUInt32BE(offset + 4));
+      const payload = decoded.body.subarray(offset + ENTRY_HEADER_SIZE, offset + ENTRY_HEADER_SIZE + decoded.body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET));
       let timestampMs: number | bigint;
       try {
         timestampMs = decodeJournalEntry(payload).timestampMs;

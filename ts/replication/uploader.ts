@@ -31,9 +31,9 @@ import {
   type PendingSegment,
   type UploadRecord,
 } from './cache.js';
+import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE, TRAILER_SIZE, ZERO_HASH } from '../format/constants.js';
 import { segmentKey } from '../format/format.js';
 import type { GraphstreamMetrics } from '../metrics.js';
-import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE } from '../pure/format.js';
 import { sealedHeaderProblem } from '../journal/recovery.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
@@ -112,7 +112,6 @@ const DEFAULT_CONCURRENCY = 4;
  * records, whose segments are then put again: a no-op for identical bytes.
  */
 const MANIFEST_HOLD_MS = 50;
-const ZERO_HASH = Buffer.alloc(32);
 /** a segment key under `{prefix}{db}/{generation}/`: the first sequence in 16 hex digits */
 const SEGMENT_KEY_NAME = /\/([0-9a-f]{16})\.hadbj$/;
 
@@ -721,7 +720,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const problem = sealedHeaderProblem(header, bytes);
     if (problem !== null) throw corrupt(problem.message);
     if ((header.flags & FLAG_HAS_CHAIN_HASH) === 0) throw corrupt(`flags 0x${header.flags.toString(16)} are not those of a sealed segment with a trailer`);
-    if (bytes.byteLength !== HEADER_SIZE + header.bodyLen + 32) throw corrupt(`${bytes.byteLength} bytes, not header + body_len ${header.bodyLen} + trailer`);
+    if (bytes.byteLength !== HEADER_SIZE + header.bodyLen + TRAILER_SIZE) throw corrupt(`${bytes.byteLength} bytes, not header + body_len ${header.bodyLen} + trailer`);
     if (header.firstSeq !== segment.firstSeq) throw corrupt(`first_seq ${header.firstSeq} is not its file name's ${segment.firstSeq}`);
     if (header.prevSegmentChecksum !== facts.startHash.readBigUInt64BE(0)) {
       throw corrupt(`prev_segment_checksum ${header.prevSegmentChecksum} is not the start of its first entry's prev_hash`);
