@@ -1,5 +1,6 @@
-//! The one error type of the crate. Every failure crossing into JavaScript becomes an
-//! `Error` whose message is `[code] message`; ts/errors.ts turns it into a GraphstreamError.
+//! The one error type of the crate: a stable code and a message saying what and where. The
+//! binding (binding/mod.rs) turns it into a JavaScript Error; ts/errors.ts into a
+//! GraphstreamError.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -90,12 +91,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<Error> for napi::Error {
-    fn from(err: Error) -> Self {
-        napi::Error::new(napi::Status::GenericFailure, err.to_string())
-    }
-}
 
 /// Runs `f`, turning a panic into an `internal` error so it never unwinds into Node.
 pub fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -1,22 +1,19 @@
 //! Object storage through the `object_store` crate: S3 and S3-compatible servers, GCS, Azure,
-//! a local directory and memory, opened from a URL. Every operation runs on the addon's tokio
-//! runtime (napi `async fn`), never on the JavaScript thread.
+//! a local directory and memory, opened from a URL. The operations are futures (binding/store.rs
+//! runs them on the addon's tokio runtime, never on the JavaScript thread); blocking file work
+//! inside them goes to tokio's blocking threads.
 //!
-//! Failures cross into JavaScript as `[code] message`. Storage failures end with a suffix that
-//! ts/storage/object-store.ts parses into retry details: ` (retryable; HTTP 503)`,
-//! ` (retryable)` or ` (not retryable; HTTP 403)`.
+//! Storage failures end with a suffix that ts/storage/object-store.ts parses into retry
+//! details: ` (retryable; HTTP 503)`, ` (retryable)` or ` (not retryable; HTTP 403)`.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::io::{Read, Seek, SeekFrom};
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, TryStreamExt};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Task};
-use napi_derive::napi;
+use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -29,7 +26,7 @@ use object_store::{
 };
 use url::Url;
 
-use crate::error::{guard, Error, ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Options of our own, next to the `object_store` configuration keys (`aws_endpoint`, ...).
 const OPTION_MAX_RETRIES: &str = "max_retries";
@@ -43,7 +40,7 @@ const DEFAULT_MAX_OBJECT_BYTES: u64 = 1 << 30;
 const DEFAULT_MAX_RETRIES: usize = 2;
 const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Store {
+pub struct Store {
     store: Arc<dyn ObjectStore>,
     description: String,
     max_object_bytes: u64,
@@ -51,53 +48,10 @@ struct Store {
     local_root: Option<PathBuf>,
 }
 
-#[napi]
-pub struct NativeObjectStore {
-    inner: Arc<Store>,
-}
-
-/// A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`): its bytes stay in
-/// native memory, and every `put` (the first one and any retry) sends them from there.
-#[napi]
-pub struct NativeStagedFile {
-    store: Arc<Store>,
-    /// None once released
-    bytes: Mutex<Option<bytes::Bytes>>,
-    size: i64,
-    sha256: String,
-}
-
-/// Opens the store a URL names: `s3://bucket/prefix`, `gs://bucket/prefix`,
-/// `az://container/prefix`, `file:///absolute/dir`, `memory://`. `options` holds `object_store`
-/// configuration keys for the scheme (`aws_endpoint`, `aws_region`, `aws_allow_http`,
-/// `aws_access_key_id`, `aws_virtual_hosted_style_request`, `google_service_account`, ...) plus
-/// `max_retries`, `retry_timeout_ms` and `max_object_bytes`. Unknown keys are rejected.
-#[napi]
-// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
-#[cfg_attr(test, allow(dead_code))]
-pub async fn open_native_object_store(
-    url: String,
-    options: Option<HashMap<String, String>>,
-) -> napi::Result<NativeObjectStore> {
-    let options = options.unwrap_or_default();
-    let opened = AssertUnwindSafe(async move { open(&url, options).await })
-        .map(|opened| {
-            opened.map(|store| NativeObjectStore {
-                inner: Arc::new(store),
-            })
-        })
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorCode::Internal,
-                "native code panicked while opening a store",
-            ))
-        });
-    Ok(opened?)
-}
-
-async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<Store> {
+/// Opens the store a URL names (s3, gs, az, file or memory), configured by `options`:
+/// `object_store` configuration keys for the scheme plus `max_retries`, `retry_timeout_ms` and
+/// `max_object_bytes`. Unknown keys are rejected.
+pub async fn open(url_text: &str, mut options: HashMap<String, String>) -> Result<Store> {
     let url = Url::parse(url_text).map_err(|err| {
         Error::new(
             ErrorCode::InvalidArgument,
@@ -252,127 +206,36 @@ fn take_number(options: &mut HashMap<String, String>, key: &str) -> Result<Optio
     }
 }
 
-#[napi]
-impl NativeObjectStore {
-    /// `s3://bucket/prefix` etc., for messages.
-    #[napi(getter)]
-    pub fn description(&self) -> String {
-        self.inner.description.clone()
-    }
-
-    /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
-    /// (returns false) and different bytes are a `[conflict]`; the stored object is never replaced.
-    /// Returns true when this call created (or overwrote) the object. The bytes are sent from the
-    /// Buffer itself, not a copy: it must not change until the promise settles.
-    #[napi]
-    pub async fn put(&self, key: String, bytes: Buffer, create_only: bool) -> napi::Result<bool> {
-        let bytes = bytes::Bytes::from_owner(bytes);
-        let work = self.inner.put_inner(key, bytes, create_only);
-        Ok(guarded(work).await?)
-    }
-
-    /// Reads the file at `path` and hashes it (SHA-256) off the JavaScript thread, for `put`s of
-    /// the returned staged file: its bytes never enter JavaScript.
-    #[napi]
-    pub async fn stage_file(&self, path: String) -> napi::Result<NativeStagedFile> {
-        let limit = self.inner.max_object_bytes;
-        let read = blocking(move || {
-            let bytes = read_file(&path, limit)?;
-            let sha256 = crate::format::hex(&crate::format::sha256(&bytes));
-            Ok((bytes, sha256))
-        });
-        let (bytes, sha256) = guarded(read).await?;
-        Ok(NativeStagedFile {
-            store: Arc::clone(&self.inner),
-            size: bytes.len() as i64,
-            bytes: Mutex::new(Some(bytes)),
-            sha256,
-        })
-    }
-
-    /// The object's bytes, or null when there is none. Bytes that fit in `into` are read into it
-    /// (the answer is then their length); others come in a Buffer of their own.
-    #[napi(ts_return_type = "Promise<number | Buffer | null>")]
-    pub async fn get(
-        &self,
-        key: String,
-        into: Option<Buffer>,
-    ) -> napi::Result<Option<Either<i64, Buffer>>> {
-        let work = self.inner.get_into(key, into);
-        Ok(guarded(work).await?)
-    }
-
-    /// Keys starting with `prefix` and greater than `start_after`, ascending, every page.
-    #[napi]
-    pub async fn list(
-        &self,
-        prefix: String,
-        start_after: Option<String>,
-    ) -> napi::Result<Vec<String>> {
-        let work = self.inner.list_inner(prefix, start_after);
-        Ok(guarded(work).await?)
-    }
-
-    /// Deletes `key`; a missing key is not an error.
-    #[napi]
-    pub async fn delete(&self, key: String) -> napi::Result<()> {
-        let work = self.inner.delete_inner(key);
-        Ok(guarded(work).await?)
-    }
+/// An object read by `Store::get_into`.
+pub enum Fetched {
+    /// this many bytes, now at the start of the buffer given
+    Into(usize),
+    /// an object larger than the buffer given, or read without one
+    Owned(bytes::Bytes),
 }
 
-#[napi]
-impl NativeStagedFile {
-    /// Bytes read from the file.
-    #[napi(getter)]
-    pub fn size(&self) -> i64 {
-        self.size
-    }
-
-    /// SHA-256 of the bytes, lowercase hex.
-    #[napi(getter)]
-    pub fn sha256(&self) -> String {
-        self.sha256.clone()
-    }
-
-    /// Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry).
-    #[napi]
-    pub async fn put(&self, key: String, create_only: bool) -> napi::Result<bool> {
-        let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
-        let bytes = staged.ok_or_else(|| {
-            Error::new(
-                ErrorCode::Closed,
-                format!(
-                    "put {}{key}: the staged file was released",
-                    self.store.description
-                ),
-            )
-        })?;
-        Ok(guarded(self.store.put_inner(key, bytes, create_only)).await?)
-    }
-
-    /// Frees the bytes now rather than when the object is garbage-collected.
-    #[napi]
-    pub fn release(&self) {
-        if let Ok(mut bytes) = self.bytes.lock() {
-            *bytes = None;
-        }
-    }
+/// A file read and hashed ahead of its upload (`Store::stage_file`).
+pub struct StagedFile {
+    pub bytes: bytes::Bytes,
+    /// SHA-256 of the bytes, lowercase hex
+    pub sha256: String,
 }
 
-async fn guarded<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    AssertUnwindSafe(work)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorCode::Internal,
-                "native code panicked in a storage operation",
-            ))
-        })
+/// What `read_into` found: the file's size and, when it fitted, the hash of its bytes.
+#[derive(Debug)]
+pub struct FileForUpload {
+    pub size: u64,
+    /// SHA-256 (lowercase hex) of the bytes now at the start of the buffer; None when the file
+    /// is larger than the buffer and nothing was read
+    pub sha256: Option<String>,
 }
 
 impl Store {
+    /// `s3://bucket/prefix/` etc., for messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
     /// The path of `key`, which must be in canonical form: `Path::parse` would strip a leading or
     /// trailing '/', and a key must name the same object on every backend.
     fn path(&self, key: &str) -> Result<Path> {
@@ -404,7 +267,10 @@ impl Store {
         blocking(move || inside_root(&root, &key, &description)).await
     }
 
-    async fn put_inner(&self, key: String, bytes: bytes::Bytes, create_only: bool) -> Result<bool> {
+    /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
+    /// (false) and different bytes are a `conflict`; the stored object is never replaced.
+    /// True when this call created (or overwrote) the object.
+    pub async fn put(&self, key: String, bytes: bytes::Bytes, create_only: bool) -> Result<bool> {
         let path = self.path(&key)?;
         self.check_inside(&key).await?;
         let mode = if create_only {
@@ -426,7 +292,7 @@ impl Store {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) if create_only => {
-                match self.get_inner(key.clone()).await? {
+                match self.get(key.clone()).await? {
                     Some(existing) if existing == bytes => Ok(false),
                     Some(_) => Err(Error::new(
                         ErrorCode::Conflict,
@@ -472,7 +338,8 @@ impl Store {
         Ok(Some(result))
     }
 
-    async fn get_inner(&self, key: String) -> Result<Option<bytes::Bytes>> {
+    /// The object's bytes, or None when there is none.
+    pub async fn get(&self, key: String) -> Result<Option<bytes::Bytes>> {
         let Some(result) = self.open_object(&key).await? else {
             return Ok(None);
         };
@@ -483,22 +350,24 @@ impl Store {
         }
     }
 
-    async fn get_into(
+    /// The object's bytes, or None when there is none. Bytes that fit in `into` are read into
+    /// it; others come in a buffer of their own.
+    pub async fn get_into<B: AsRef<[u8]> + AsMut<[u8]> + Send + 'static>(
         &self,
         key: String,
-        into: Option<Buffer>,
-    ) -> Result<Option<Either<i64, Buffer>>> {
+        into: Option<B>,
+    ) -> Result<Option<Fetched>> {
         let Some(result) = self.open_object(&key).await? else {
             return Ok(None);
         };
         let length = result.range.end - result.range.start;
         let read = match into {
-            Some(into) if length <= into.len() as u64 => {
+            Some(into) if length <= into.as_ref().len() as u64 => {
                 let read = self.read_into(&key, result, into, length as usize).await?;
-                Either::A(read as i64)
+                Fetched::Into(read)
             }
             _ => match result.bytes().await {
-                Ok(bytes) => Either::B(Buffer::from(bytes.to_vec())),
+                Ok(bytes) => Fetched::Owned(bytes),
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(err) => return Err(map_error("get", &self.description, &key, err)),
             },
@@ -508,11 +377,11 @@ impl Store {
 
     /// Reads the `length` bytes of an object into the start of `into` (which holds them), as they
     /// arrive: no copy of the whole object on the way.
-    async fn read_into(
+    async fn read_into<B: AsRef<[u8]> + AsMut<[u8]> + Send + 'static>(
         &self,
         key: &str,
         result: GetResult,
-        mut into: Buffer,
+        mut into: B,
         length: usize,
     ) -> Result<usize> {
         let failed = |err| map_error("get", &self.description, key, err);
@@ -521,7 +390,7 @@ impl Store {
                 let start = result.range.start;
                 let read = tokio::task::spawn_blocking(move || {
                     file.seek(SeekFrom::Start(start))?;
-                    let target = &mut into[..length];
+                    let target = &mut into.as_mut()[..length];
                     let mut at = 0;
                     while at < length {
                         match file.read(&mut target[at..])? {
@@ -553,7 +422,7 @@ impl Store {
                     if chunk.len() > length - at {
                         return self.check_length(key, at + chunk.len(), length);
                     }
-                    into[at..at + chunk.len()].copy_from_slice(&chunk);
+                    into.as_mut()[at..at + chunk.len()].copy_from_slice(&chunk);
                     at += chunk.len();
                 }
                 self.check_length(key, at, length)
@@ -581,7 +450,8 @@ impl Store {
         ))
     }
 
-    async fn list_inner(&self, prefix: String, start_after: Option<String>) -> Result<Vec<String>> {
+    /// Keys starting with `prefix` and greater than `start_after`, ascending, every page.
+    pub async fn list(&self, prefix: String, start_after: Option<String>) -> Result<Vec<String>> {
         // object_store lists whole path segments; list the directory holding the prefix and
         // keep the keys that really start with it.
         let directory = match prefix.rfind('/') {
@@ -621,7 +491,20 @@ impl Store {
         Ok(keys)
     }
 
-    async fn delete_inner(&self, key: String) -> Result<()> {
+    /// Reads the file at `path` and hashes it (SHA-256), for `put`s of its bytes (refused when
+    /// it is larger than `max_object_bytes`).
+    pub async fn stage_file(&self, path: String) -> Result<StagedFile> {
+        let limit = self.max_object_bytes;
+        blocking(move || {
+            let bytes = read_file(&path, limit)?;
+            let sha256 = crate::format::hex(&crate::format::sha256(&bytes));
+            Ok(StagedFile { bytes, sha256 })
+        })
+        .await
+    }
+
+    /// Deletes `key`; a missing key is not an error.
+    pub async fn delete(&self, key: String) -> Result<()> {
         let path = self.path(&key)?;
         self.check_inside(&key).await?;
         match self.store.delete(&path).await {
@@ -704,49 +587,9 @@ fn read_file(path: &str, limit: u64) -> Result<bytes::Bytes> {
     Ok(bytes.into())
 }
 
-/// What `readFileForUpload` found: the file's size and, when it fitted, the hash of its bytes.
-#[napi(object)]
-#[derive(Debug)]
-pub struct FileForUpload {
-    /// the file's size in bytes
-    pub size: i64,
-    /// SHA-256 (lowercase hex) of the bytes now at the start of the buffer; null when the file is
-    /// larger than the buffer and nothing was read
-    pub sha256: Option<String>,
-}
-
-// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
-#[cfg_attr(test, allow(dead_code))]
-pub struct ReadForUploadTask {
-    path: String,
-    into: Buffer,
-}
-
-impl Task for ReadForUploadTask {
-    type Output = FileForUpload;
-    type JsValue = FileForUpload;
-
-    fn compute(&mut self) -> napi::Result<FileForUpload> {
-        Ok(guard(|| read_into(&self.path, &mut self.into))?)
-    }
-
-    fn resolve(&mut self, _env: Env, output: FileForUpload) -> napi::Result<FileForUpload> {
-        Ok(output)
-    }
-}
-
-/// Reads the whole file at `path` into the start of `into` and hashes it (SHA-256), in one task
-/// off the JavaScript thread (S3Storage reads segments into reused buffers with it). A file larger
-/// than `into` is not read: its size says how large a buffer it needs. JavaScript must not touch
-/// `into` until the promise settles.
-#[napi(ts_return_type = "Promise<FileForUpload>")]
-// napi-derive registers it only outside `cfg(test)`, so test builds see it as unused.
-#[cfg_attr(test, allow(dead_code))]
-pub fn read_file_for_upload(path: String, into: Buffer) -> AsyncTask<ReadForUploadTask> {
-    AsyncTask::new(ReadForUploadTask { path, into })
-}
-
-fn read_into(path: &str, into: &mut [u8]) -> Result<FileForUpload> {
+/// Reads the whole file at `path` into the start of `into` and hashes it (SHA-256). A file larger
+/// than `into` is not read: its size says how large a buffer it needs. Blocking.
+pub fn read_into(path: &str, into: &mut [u8]) -> Result<FileForUpload> {
     let context = || format!("reading {path} for upload");
     let mut file = std::fs::File::open(path).map_err(|err| Error::io(&context(), err))?;
     let size = file
@@ -754,10 +597,7 @@ fn read_into(path: &str, into: &mut [u8]) -> Result<FileForUpload> {
         .map_err(|err| Error::io(&context(), err))?
         .len();
     if size > into.len() as u64 {
-        return Ok(FileForUpload {
-            size: size as i64,
-            sha256: None,
-        });
+        return Ok(FileForUpload { size, sha256: None });
     }
     let wanted = &mut into[..size as usize];
     let mut filled = 0;
@@ -771,7 +611,7 @@ fn read_into(path: &str, into: &mut [u8]) -> Result<FileForUpload> {
     }
     let digest = crate::format::sha256(&wanted[..filled]);
     Ok(FileForUpload {
-        size: filled as i64,
+        size: filled as u64,
         sha256: Some(crate::format::hex(&digest)),
     })
 }
@@ -873,23 +713,15 @@ mod tests {
         block_on(async {
             let store = open("memory://", HashMap::new()).await.unwrap();
             let one = bytes::Bytes::from_static(b"one");
-            assert!(store
-                .put_inner("a/k".into(), one.clone(), true)
-                .await
-                .unwrap());
-            assert!(!store.put_inner("a/k".into(), one, true).await.unwrap());
+            assert!(store.put("a/k".into(), one.clone(), true).await.unwrap());
+            assert!(!store.put("a/k".into(), one, true).await.unwrap());
             let err = store
-                .put_inner("a/k".into(), bytes::Bytes::from_static(b"two"), true)
+                .put("a/k".into(), bytes::Bytes::from_static(b"two"), true)
                 .await
                 .unwrap_err();
             assert_eq!(err.code, ErrorCode::Conflict);
             assert_eq!(
-                store
-                    .get_inner("a/k".into())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .as_ref(),
+                store.get("a/k".into()).await.unwrap().unwrap().as_ref(),
                 b"one"
             );
         });
@@ -933,7 +765,7 @@ mod tests {
         block_on(async {
             let memory = open("memory://", HashMap::new()).await.unwrap();
             for key in ["/x", "x/", "a//b", "a/../b", ".", ""] {
-                let err = memory.get_inner(key.into()).await.unwrap_err();
+                let err = memory.get(key.into()).await.unwrap_err();
                 assert_eq!(err.code, ErrorCode::InvalidArgument, "{key:?}");
             }
             let dir = tempfile::tempdir().unwrap();
@@ -944,15 +776,11 @@ mod tests {
             let local = open(url.as_str(), HashMap::new()).await.unwrap();
             assert!(local.description.ends_with('/'));
             let bytes = bytes::Bytes::from_static(b"x");
-            let err = local.put_inner("link/new".into(), bytes, false).await;
+            let err = local.put("link/new".into(), bytes, false).await;
             assert_eq!(err.unwrap_err().code, ErrorCode::InvalidArgument);
-            let err = local.get_inner("link/secret".into()).await.unwrap_err();
+            let err = local.get("link/secret".into()).await.unwrap_err();
             assert!(err.message.contains("symbolic link"), "{}", err.message);
-            assert!(local
-                .list_inner(String::new(), None)
-                .await
-                .unwrap()
-                .is_empty());
+            assert!(local.list(String::new(), None).await.unwrap().is_empty());
             assert!(!outside.path().join("new").exists());
         });
     }

@@ -1,0 +1,199 @@
+//! Decoding and sealing whole segments, on the JS thread or as tasks off it.
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task, Uint32Array};
+use napi_derive::napi;
+
+use super::format::HeaderFields;
+use super::{to_js_number, MAX_SAFE_INTEGER};
+use crate::error::{guard, Error, ErrorCode};
+use crate::format::Header;
+use crate::segment::{
+    self, Body, DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
+};
+
+/// Fails when a header field JavaScript receives as a number is beyond 2^53. A segment is
+/// checked for this before it is decoded or sealed, so that this failure comes right after the
+/// header's own checks, as in the pure twin, whatever else is wrong with the segment.
+fn check_header_fits_js(bytes: &[u8]) -> Result<(), Error> {
+    let Ok(header) = Header::decode(bytes) else {
+        return Ok(()); // the decode reports it
+    };
+    to_js_number(header.first_seq, "first_seq")?;
+    to_js_number(header.last_seq, "last_seq")?;
+    to_js_number(header.entry_count, "entry_count")?;
+    to_js_number(header.body_len, "body_len")?;
+    Ok(())
+}
+
+fn ceiling(max_body_bytes: Option<f64>) -> Result<usize, Error> {
+    match max_body_bytes {
+        None => Ok(DEFAULT_MAX_BODY_BYTES),
+        Some(v) if v.fract() == 0.0 && v >= 1.0 && v <= MAX_SAFE_INTEGER as f64 => Ok(v as usize),
+        Some(v) => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("maxBodyBytes must be a positive integer, got {v}"),
+        )),
+    }
+}
+
+/// A decoded segment; its body is the first `body_length` bytes of `body` (the caller's
+/// `into` buffer when the body fitted it).
+#[napi(object)]
+pub struct RawSegment {
+    pub header: HeaderFields,
+    pub body: Buffer,
+    pub body_length: u32,
+    pub entry_offsets: Uint32Array,
+    pub chain_hash: Buffer,
+    pub start_hash: Buffer,
+    pub valid_length: i64,
+    pub torn_tail: bool,
+}
+
+impl RawSegment {
+    fn from_decoded(decoded: DecodedSegment<Body>, into: Option<Buffer>) -> napi::Result<Self> {
+        let (body, body_length) = match (decoded.body, into) {
+            (Body::Owned(body), _) => {
+                let length = body.len();
+                (body.into(), length)
+            }
+            (Body::InOutput(length), Some(into)) => (into, length),
+            (Body::InOutput(_), None) => (Buffer::default(), 0), // an empty body, decoded into no buffer
+        };
+        Ok(RawSegment {
+            header: HeaderFields::from_header(&decoded.header)?,
+            body,
+            body_length: body_length as u32,
+            entry_offsets: decoded.entry_offsets.into(),
+            chain_hash: decoded.chain_hash.to_vec().into(),
+            start_hash: decoded.start_hash.to_vec().into(),
+            valid_length: decoded.valid_length as i64,
+            torn_tail: decoded.torn_tail,
+        })
+    }
+}
+
+#[napi(object)]
+pub struct DecodeOptions {
+    pub allow_torn_tail: Option<bool>,
+    pub max_body_bytes: Option<f64>,
+    /// a buffer to decode the body into when it fits (never the input's memory)
+    pub into: Option<Buffer>,
+}
+
+impl DecodeOptions {
+    fn resolve(
+        options: Option<DecodeOptions>,
+    ) -> Result<(SegmentDecodeOptions, Option<Buffer>), Error> {
+        let Some(options) = options else {
+            return Ok((SegmentDecodeOptions::default(), None));
+        };
+        let resolved = SegmentDecodeOptions {
+            allow_torn_tail: options.allow_torn_tail.unwrap_or(false),
+            max_body_bytes: ceiling(options.max_body_bytes)?,
+        };
+        Ok((resolved, options.into))
+    }
+}
+
+#[napi(object)]
+pub struct SealOptions {
+    pub level: Option<i32>,
+    pub max_body_bytes: Option<f64>,
+}
+
+fn seal_settings(options: Option<SealOptions>) -> Result<(i32, usize), Error> {
+    let options = options.unwrap_or(SealOptions {
+        level: None,
+        max_body_bytes: None,
+    });
+    Ok((options.level.unwrap_or(3), ceiling(options.max_body_bytes)?))
+}
+
+#[napi]
+pub fn seal_segment(unsealed: &[u8], options: Option<SealOptions>) -> napi::Result<Buffer> {
+    let (level, max) = seal_settings(options)?;
+    check_header_fits_js(unsealed)?;
+    Ok(guard(|| segment::seal_segment(unsealed, level, max))?.into())
+}
+
+#[napi]
+pub fn decode_segment(bytes: &[u8], options: Option<DecodeOptions>) -> napi::Result<RawSegment> {
+    let (options, mut into) = DecodeOptions::resolve(options)?;
+    check_header_fits_js(bytes)?;
+    let decoded = guard(|| {
+        segment::decode_segment_to(bytes, &options, into.as_deref_mut().unwrap_or_default())
+    })?;
+    RawSegment::from_decoded(decoded, into)
+}
+
+pub struct SealTask {
+    unsealed: Buffer,
+    level: i32,
+    max_body_bytes: usize,
+}
+
+impl Task for SealTask {
+    type Output = Vec<u8>;
+    type JsValue = Buffer;
+
+    fn compute(&mut self) -> napi::Result<Vec<u8>> {
+        check_header_fits_js(&self.unsealed)?;
+        Ok(guard(|| {
+            segment::seal_segment(&self.unsealed, self.level, self.max_body_bytes)
+        })?)
+    }
+
+    fn resolve(&mut self, _env: Env, output: Vec<u8>) -> napi::Result<Buffer> {
+        Ok(output.into())
+    }
+}
+
+#[napi(ts_return_type = "Promise<Buffer>")]
+pub fn seal_segment_async(
+    unsealed: Buffer,
+    options: Option<SealOptions>,
+) -> napi::Result<AsyncTask<SealTask>> {
+    let (level, max_body_bytes) = seal_settings(options)?;
+    Ok(AsyncTask::new(SealTask {
+        unsealed,
+        level,
+        max_body_bytes,
+    }))
+}
+
+pub struct DecodeTask {
+    bytes: Buffer,
+    into: Option<Buffer>,
+    options: SegmentDecodeOptions,
+}
+
+impl Task for DecodeTask {
+    type Output = DecodedSegment<Body>;
+    type JsValue = RawSegment;
+
+    fn compute(&mut self) -> napi::Result<DecodedSegment<Body>> {
+        check_header_fits_js(&self.bytes)?;
+        let out = self.into.as_deref_mut().unwrap_or_default();
+        Ok(guard(|| {
+            segment::decode_segment_to(&self.bytes, &self.options, out)
+        })?)
+    }
+
+    fn resolve(&mut self, _env: Env, output: DecodedSegment<Body>) -> napi::Result<RawSegment> {
+        RawSegment::from_decoded(output, self.into.take())
+    }
+}
+
+#[napi(ts_return_type = "Promise<RawSegment>")]
+pub fn decode_segment_async(
+    bytes: Buffer,
+    options: Option<DecodeOptions>,
+) -> napi::Result<AsyncTask<DecodeTask>> {
+    let (options, into) = DecodeOptions::resolve(options)?;
+    Ok(AsyncTask::new(DecodeTask {
+        bytes,
+        into,
+        options,
+    }))
+}
