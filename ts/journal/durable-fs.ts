@@ -10,6 +10,8 @@ import { dirname } from 'node:path';
 
 /** fsyncs a directory so that file creations, renames and removals in it are durable. */
 export async function syncDirectory(dir: string): Promise<void> {
+  // Windows cannot open a directory for fsync; its metadata updates are not deferred the same way.
+  if (process.platform === 'win32') return;
   const handle = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
   try {
     await handle.sync();

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { readFileInto } from '../journal/durable-fs.js';
+import { readFileInto, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { checkBody, compareKeys, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
@@ -19,21 +19,6 @@ const TEMP_PREFIX = '.graphstream-tmp-';
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-async function fsyncPath(path: string, flags: number): Promise<void> {
-  const handle = await open(path, flags);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  // Windows cannot open a directory for fsync; its metadata updates are not deferred the same way.
-  if (process.platform === 'win32') return;
-  await fsyncPath(dir, fsConstants.O_RDONLY);
 }
 
 export class LocalStorage implements SegmentStorage {
@@ -120,7 +105,7 @@ export class LocalStorage implements SegmentStorage {
         throw again;
       }
     }
-    await fsyncDirectory(dirname(dir));
+    await syncDirectory(dirname(dir));
   }
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
@@ -150,7 +135,7 @@ export class LocalStorage implements SegmentStorage {
       } else {
         await rename(temp, path);
       }
-      await fsyncDirectory(dir);
+      await syncDirectory(dir);
       return { created: true };
     } catch (err) {
       await unlink(temp).catch(() => undefined);
@@ -220,7 +205,7 @@ export class LocalStorage implements SegmentStorage {
     try {
       await this.checkInside(key);
       await unlink(path);
-      await fsyncDirectory(dirname(path));
+      await syncDirectory(dirname(path));
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT' || errno === 'ENOTDIR') return;
