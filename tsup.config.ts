@@ -10,5 +10,4 @@ export default defineConfig({
   clean: true,
   shims: true,
   splitting: false,
-  external: [/^\.\.\/native\//],
 });

@@ -22,7 +22,7 @@ await build({
     'memory-writer': join(root, 'bench/children/memory-writer.ts'),
     'memory-follower': join(root, 'bench/children/memory-follower.ts'),
   },
-  external: [...Object.keys(dependencies).flatMap((name) => [name, `${name}/*`]), '../native/*'],
+  external: [...Object.keys(dependencies).flatMap((name) => [name, `${name}/*`])],
 });
 
 const { main } = await import(pathToFileURL(join(outdir, 'suite.mjs')).href);

@@ -3,15 +3,21 @@
  *
  * The package root binds the public API to the native core (the napi-rs addon). Where no
  * prebuilt binary loads, it falls back to the pure-TypeScript twin (`graphstream/pure`),
- * which has the same API and writes the same bytes; `activeCore.kind` says which one runs.
+ * which has the same API and writes the same bytes; `core` says which one runs.
  */
 import type { Core } from './core/core.js';
 import { createFormatApi } from './format/format.js';
-import { nativeCore, nativeLoadError } from './core/native.js';
+import { defaultNativeCore, nativeCore, nativeLoadError } from './core/native.js';
 import { pureCore } from './pure/core.js';
 
-/** The core behind the root API: native when the addon loads, otherwise pure. */
-export const activeCore: Core = nativeCore ?? pureCore;
+/**
+ * The core behind the root API: native when the addon loads, otherwise pure (with a
+ * `GRAPHSTREAM_PURE_FALLBACK` warning where a prebuilt binary exists). `GRAPHSTREAM_CORE=native|pure`
+ * forces one; forcing native where it does not load throws at import.
+ */
+export const activeCore: Core = defaultNativeCore() ?? pureCore;
+/** Which core the root API runs: `'native'` or `'pure'`. */
+export const core: 'native' | 'pure' = activeCore.kind;
 export { nativeCore, nativeLoadError, pureCore };
 
 export const {

@@ -6,8 +6,8 @@ import type { Core } from './core.js';
 
 export async function resolveCore(core: Core | undefined): Promise<Core> {
   if (core !== undefined) return core;
-  const { nativeCore } = await import('./native.js');
-  if (nativeCore !== null) return nativeCore;
+  const native = (await import('./native.js')).defaultNativeCore();
+  if (native !== null) return native;
   const { pureCore } = await import('../pure/core.js');
   return pureCore;
 }

@@ -1,34 +1,112 @@
 /**
- * Loads the native addon (built by `npm run build:native` into native/, or a prebuilt
- * per-platform package) and adapts it to the Core binding surface. Loading never throws:
- * `nativeCore` is null where no binary loads, and `nativeLoadError` says why.
+ * Loads the native addon and adapts it to the Core binding surface. The binary comes from the
+ * platform's prebuilt package (`@graphstream/native-linux-x64-gnu`, ...: optional dependencies of
+ * the package, one per target in package.json's `napi.targets`), or, in a source checkout, from
+ * native/ where `npm run build:native` leaves it.
+ *
+ * `GRAPHSTREAM_CORE=native|pure` forces a core: `pure` does not load the addon at all; `native`
+ * makes the package root refuse to start without it. Loading itself never throws: `nativeCore`
+ * is null where no binary loads, and `nativeLoadError` says why; `defaultNativeCore()` decides
+ * what the package root does about it.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as Native from '../../native/graphstream.js';
+import { GraphstreamError } from '../errors.js';
 import { checkDecodeTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type WriterOptions, type WriterStart } from './core.js';
+import type * as Native from './native-binding.js';
 import { packPayloads } from './packed.js';
 
+export type { NativeObjectStore, NativeStagedFile } from './native-binding.js';
 type NativeBinding = typeof Native;
 
-function findLoader(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 4; depth++) {
-    const candidate = join(dir, 'native', 'graphstream.cjs');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
+const require = createRequire(import.meta.url);
+
+/**
+ * The prebuilt binaries, by napi-rs platform name. Each `require` names its package literally, so
+ * that bundlers and file tracers (esbuild, webpack, @vercel/nft) see the dependency.
+ */
+const PLATFORM_PACKAGES: Record<string, () => unknown> = {
+  'linux-x64-gnu': () => require('@graphstream/native-linux-x64-gnu'),
+  'linux-arm64-gnu': () => require('@graphstream/native-linux-arm64-gnu'),
+  'linux-x64-musl': () => require('@graphstream/native-linux-x64-musl'),
+  'linux-arm64-musl': () => require('@graphstream/native-linux-arm64-musl'),
+  'darwin-x64': () => require('@graphstream/native-darwin-x64'),
+  'darwin-arm64': () => require('@graphstream/native-darwin-arm64'),
+  'win32-x64-msvc': () => require('@graphstream/native-win32-x64-msvc'),
+};
+
+function linuxLibc(): 'gnu' | 'musl' {
+  try {
+    return readFileSync('/usr/bin/ldd', 'utf8').includes('musl') ? 'musl' : 'gnu';
+  } catch {
+    // no ldd (a distroless image): musl's dynamic loader is /lib/ld-musl-<arch>.so.1
+    try {
+      return readdirSync('/lib').some((name) => name.startsWith('ld-musl-')) ? 'musl' : 'gnu';
+    } catch {
+      return 'gnu';
+    }
   }
-  throw new Error('native/graphstream.cjs not found (run `npm run build:native`)');
 }
 
-function loadBinding(): { binding: NativeBinding | null; error: Error | null } {
+/** This process's platform as napi-rs names it: `linux-x64-gnu`, `darwin-arm64`, `win32-x64-msvc`, ... */
+function hostPlatform(): string {
+  const base = `${process.platform}-${process.arch}`;
+  if (process.platform === 'linux') return `${base}-${linuxLibc()}`;
+  if (process.platform === 'win32') return `${base}-msvc`;
+  return base;
+}
+
+/** In graphstream's own source checkout, where `npm run build:native` leaves the binary; null in an installed package or a bundle. */
+function sourceCheckoutBinary(platform: string): string | null {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      const isGraphstream = (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'graphstream';
+      const binary = join(dir, 'native', `graphstream.${platform}.node`);
+      return isGraphstream && existsSync(binary) ? binary : null;
+    }
+    if (dirname(dir) === dir) return null;
+  }
+}
+
+type CoreChoice = 'native' | 'pure' | undefined;
+
+function forcedCore(): CoreChoice {
+  const value = process.env.GRAPHSTREAM_CORE;
+  if (value === undefined || value === '') return undefined;
+  if (value === 'native' || value === 'pure') return value;
+  throw new GraphstreamError('invalid_argument', `GRAPHSTREAM_CORE=${JSON.stringify(value)}: expected 'native' or 'pure' (or unset, for native with the pure fallback)`);
+}
+
+interface Loaded {
+  binding: NativeBinding | null;
+  error: Error | null;
+  /** the package this platform's binary comes in; null where none is built */
+  platformPackage: string | null;
+  platform: string;
+}
+
+function loadBinding(choice: CoreChoice): Loaded {
+  const platform = hostPlatform();
+  const requirePackage = PLATFORM_PACKAGES[platform];
+  const platformPackage = requirePackage ? `@graphstream/native-${platform}` : null;
+  if (choice === 'pure') {
+    return { binding: null, error: new Error('the native core is not loaded: GRAPHSTREAM_CORE=pure'), platformPackage, platform };
+  }
+  const local = sourceCheckoutBinary(platform);
   try {
-    const require = createRequire(import.meta.url);
-    return { binding: require(findLoader()) as NativeBinding, error: null };
+    if (local !== null) return { binding: require(local) as NativeBinding, error: null, platformPackage, platform };
+    if (requirePackage === undefined) {
+      const built = Object.keys(PLATFORM_PACKAGES).join(', ');
+      return { binding: null, error: new Error(`no prebuilt native core for ${platform} (there are for ${built})`), platformPackage, platform };
+    }
+    return { binding: requirePackage() as NativeBinding, error: null, platformPackage, platform };
   } catch (err) {
-    return { binding: null, error: err instanceof Error ? err : new Error(String(err)) };
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    const from = local ?? platformPackage;
+    return { binding: null, error: new Error(`the native core for ${platform} did not load from ${from}: ${why}`, { cause: err }), platformPackage, platform };
   }
 }
 
@@ -108,9 +186,51 @@ function adapt(native: NativeBinding): Core {
   };
 }
 
-const loaded = loadBinding();
+let choice: CoreChoice;
+let choiceError: GraphstreamError | null = null;
+try {
+  choice = forcedCore();
+} catch (err) {
+  choiceError = err as GraphstreamError;
+}
+const loaded = loadBinding(choice);
 
 /** The native binding itself, for the modules that wrap native classes (object storage). */
 export const nativeBinding: NativeBinding | null = loaded.binding;
 export const nativeCore: Core | null = loaded.binding ? adapt(loaded.binding) : null;
 export const nativeLoadError: Error | null = loaded.error;
+
+/** What a feature that exists only in the native core says where it is not loaded. */
+export function nativeCoreRequired(feature: string): GraphstreamError {
+  return new GraphstreamError('invalid_argument', `${feature} needs graphstream's native core, which is not loaded: ${nativeLoadError?.message ?? 'unknown reason'}`, {
+    cause: nativeLoadError ?? undefined,
+  });
+}
+
+let warned = false;
+
+/**
+ * The package root's default core when it is the native one; null when the root runs the pure
+ * core instead. Falling back where a prebuilt binary exists warns once
+ * (`GRAPHSTREAM_PURE_FALLBACK`); with GRAPHSTREAM_CORE=native, a missing addon throws.
+ */
+export function defaultNativeCore(): Core | null {
+  if (choiceError !== null) throw choiceError;
+  if (nativeCore !== null || choice === 'pure') return nativeCore;
+  const install = loaded.platformPackage
+    ? `install ${loaded.platformPackage} (npm installs it as an optional dependency of graphstream unless optional dependencies are omitted, or the lockfile was made on another platform)`
+    : 'no prebuilt binary exists for this platform';
+  if (choice === 'native') {
+    throw new GraphstreamError('invalid_argument', `GRAPHSTREAM_CORE=native, but the native core is not available: ${nativeLoadError?.message}; ${install}`, {
+      cause: nativeLoadError ?? undefined,
+    });
+  }
+  if (loaded.platformPackage !== null && !warned) {
+    warned = true;
+    process.emitWarning(
+      `graphstream runs its pure-TypeScript core (same bytes, slower) because ${nativeLoadError?.message}; ${install}, or set GRAPHSTREAM_CORE=pure to choose the pure core without this warning`,
+      { code: 'GRAPHSTREAM_PURE_FALLBACK' },
+    );
+  }
+  return null;
+}

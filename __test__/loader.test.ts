@@ -1,0 +1,112 @@
+/**
+ * The package root's choice of core, as a consumer meets it: an app bundled with esbuild (outside
+ * this repository, so only its own node_modules can supply the binary) run in child processes,
+ * with and without the platform package, under each GRAPHSTREAM_CORE.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseTriple } from '@napi-rs/cli';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+let work: string;
+let platform: string;
+/** an app with this platform's package in its node_modules, and one without */
+let withPackage: string;
+let withoutPackage: string;
+
+beforeAll(async () => {
+  const binary = (await readdir(join(root, 'native'))).find((name) => /^graphstream\..+\.node$/.test(name));
+  if (binary === undefined) throw new Error('no native/graphstream.<platform>.node: run `npm run build:native`');
+  platform = binary.slice('graphstream.'.length, -'.node'.length);
+  work = await mkdtemp(join(tmpdir(), 'graphstream-loader-'));
+  withPackage = join(work, 'with-package');
+  withoutPackage = join(work, 'without-package');
+  for (const app of [withPackage, withoutPackage]) {
+    await build({
+      entryPoints: [join(root, '__test__/helpers/loader-probe.ts')],
+      outfile: join(app, 'app.mjs'),
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      // what an ESM bundle for Node needs for the CommonJS dependencies inside it
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      logLevel: 'error',
+    });
+    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  }
+  const packageDir = join(withPackage, 'node_modules/@graphstream', `native-${platform}`);
+  await mkdir(packageDir, { recursive: true });
+  await writeFile(join(packageDir, 'package.json'), JSON.stringify({ name: `@graphstream/native-${platform}`, version: '0.0.0', main: binary }));
+  await symlink(join(root, 'native', binary), join(packageDir, binary));
+}, 120_000);
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+interface Probe {
+  core?: 'native' | 'pure';
+  nativeCore?: boolean;
+  warnings?: { code: string | undefined; message: string }[];
+  gs?: { code: string; message: string } | null;
+  error?: { name: string; code: string; message: string };
+}
+
+function probe(app: string, core?: string): Probe {
+  const env = { ...process.env, GRAPHSTREAM_CORE: core };
+  if (core === undefined) delete env.GRAPHSTREAM_CORE;
+  return JSON.parse(execFileSync(process.execPath, [join(app, 'app.mjs')], { cwd: app, env, encoding: 'utf8' })) as Probe;
+}
+
+test('a bundled app loads the binary from its platform package', () => {
+  expect(probe(withPackage)).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null });
+});
+
+test('without the platform package the root runs the pure core and warns once, naming the package', () => {
+  const out = probe(withoutPackage);
+  expect(out.core).toBe('pure');
+  expect(out.warnings).toHaveLength(1);
+  expect(out.warnings![0]!.code).toBe('GRAPHSTREAM_PURE_FALLBACK');
+  expect(out.warnings![0]!.message).toContain(`@graphstream/native-${platform}`);
+  expect(out.warnings![0]!.message).toContain('GRAPHSTREAM_CORE=pure');
+});
+
+test('object storage on the pure fallback says that it needs the native core', () => {
+  const { gs } = probe(withoutPackage);
+  expect(gs?.code).toBe('invalid_argument');
+  expect(gs?.message).toContain('gs://bucket/prefix');
+  expect(gs?.message).toContain("needs graphstream's native core");
+});
+
+test('GRAPHSTREAM_CORE=pure runs the pure core without loading the addon or warning', () => {
+  expect(probe(withPackage, 'pure')).toMatchObject({ core: 'pure', nativeCore: false, warnings: [] });
+  expect(probe(withoutPackage, 'pure')).toMatchObject({ core: 'pure', nativeCore: false, warnings: [] });
+});
+
+test('GRAPHSTREAM_CORE=native runs the native core where it loads', () => {
+  expect(probe(withPackage, 'native')).toMatchObject({ core: 'native', warnings: [] });
+});
+
+test('GRAPHSTREAM_CORE=native where no binary loads fails the import with an error naming the platform package', () => {
+  const { error } = probe(withoutPackage, 'native');
+  expect(error).toMatchObject({ name: 'GraphstreamError', code: 'invalid_argument' });
+  expect(error!.message).toContain(`@graphstream/native-${platform}`);
+  expect(error!.message).not.toContain('npm run build');
+});
+
+test('an unknown GRAPHSTREAM_CORE is refused', () => {
+  expect(probe(withPackage, 'rust').error).toMatchObject({ code: 'invalid_argument', message: expect.stringContaining('GRAPHSTREAM_CORE="rust"') });
+});
+
+test("the loader requires each of package.json's napi.targets by its package name", async () => {
+  const { napi } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { napi: { targets: string[]; packageName: string } };
+  const loader = await readFile(join(root, 'ts/core/native.ts'), 'utf8');
+  const required = [...loader.matchAll(/require\('(@graphstream\/native-[a-z0-9-]+)'\)/g)].map((match) => match[1]);
+  expect(required.sort()).toEqual(napi.targets.map((target) => `${napi.packageName}-${parseTriple(target).platformArchABI}`).sort());
+});
