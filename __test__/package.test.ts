@@ -36,7 +36,7 @@ const probe = (load: string) => `
     protobufAtImport,
     root: Object.keys(rootApi).sort(),
     pure: Object.keys(pureApi).sort(),
-    kinds: [rootApi.activeCore.kind, pureApi.pureCore.kind],
+    kinds: [rootApi.core, pureApi.pureCore.kind],
     chains: [rootApi.decodeSegment(bytes).chainHash.toString('hex'), pureApi.decodeSegment(bytes).chainHash.toString('hex')],
     entry: rootApi.decodeJournalEntry(pureApi.encodeJournalEntry({ query: 'RETURN $a', params: { a: 'b' }, timestampMs: 7 })),
     protobufAfterDecoding: protobufLoaded(),
@@ -58,7 +58,7 @@ test('CommonJS consumers can require the root and the pure entry point', () => {
     expect(out.root).toContain(name);
     expect(out.pure).toContain(name);
   }
-  expect(out.root.filter((name: string) => !out.pure.includes(name))).toEqual(['activeCore', 'nativeCore', 'nativeLoadError']);
+  expect(out.root.filter((name: string) => !out.pure.includes(name))).toEqual(['activeCore', 'core', 'nativeCore', 'nativeLoadError']);
   expect(out.entry).toMatchObject({ query: 'RETURN $a', timestampMs: 7 });
   // the protobuf runtime is loaded by the first decode, not by the import
   expect([out.protobufAtImport, out.protobufAfterDecoding]).toEqual([false, true]);
@@ -84,4 +84,42 @@ test('ESM consumers import the same API as CommonJS ones', () => {
   expect(esm.chains).toEqual(cjs.chains);
   expect(esm.entry).toEqual(cjs.entry);
   expect([esm.protobufAtImport, esm.protobufAfterDecoding]).toEqual([false, true]);
+});
+
+test('a GraphstreamError from one build is a GraphstreamError to the others (ESM, CommonJS, graphstream/pure)', () => {
+  const script = `
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    const builds = {
+      esm: await import(${JSON.stringify(join(outDir, 'index.js'))}),
+      cjs: require(${JSON.stringify(join(outDir, 'index.cjs'))}),
+      pureEsm: await import(${JSON.stringify(join(outDir, 'pure/index.js'))}),
+      pureCjs: require(${JSON.stringify(join(outDir, 'pure/index.cjs'))}),
+    };
+    const checks = [];
+    for (const [thrower, api] of Object.entries(builds)) {
+      let thrown;
+      try {
+        api.decodeSegment(new Uint8Array(3));
+      } catch (err) {
+        thrown = err;
+      }
+      for (const [checker, other] of Object.entries(builds)) {
+        checks.push({
+          thrower,
+          checker,
+          distinctClass: api.GraphstreamError !== other.GraphstreamError || thrower === checker,
+          instanceOf: thrown instanceof other.GraphstreamError,
+          is: other.isGraphstreamError(thrown),
+          isWithCode: other.isGraphstreamError(thrown, 'truncated'),
+          plainError: other.isGraphstreamError(new Error('[truncated] x')) || new Error('x') instanceof other.GraphstreamError,
+        });
+      }
+    }
+    console.log(JSON.stringify(checks));`;
+  const checks = JSON.parse(runNode(['--input-type=module', '-e', script])) as Record<string, unknown>[];
+  expect(checks).toHaveLength(16);
+  for (const check of checks) {
+    expect(check).toEqual({ ...check, distinctClass: true, instanceOf: true, is: true, isWithCode: true, plainError: false });
+  }
 });

@@ -48,6 +48,13 @@ export interface ErrorDetails {
   sequence?: number;
 }
 
+/**
+ * Marks every GraphstreamError, whichever copy of this module made it: the ESM and CommonJS
+ * builds (and the `graphstream/pure` entry) each carry their own class, and one process may load
+ * several of them. `Symbol.for` gives them all the same key.
+ */
+const BRAND = Symbol.for('graphstream.GraphstreamError');
+
 export class GraphstreamError extends Error {
   readonly code: ErrorCode;
   readonly details: ErrorDetails | undefined;
@@ -58,7 +65,15 @@ export class GraphstreamError extends Error {
     this.code = code;
     this.details = options?.details;
   }
+
+  /** `instanceof GraphstreamError` holds for an error from any copy of the package (a subclass keeps the usual check). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== GraphstreamError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+  }
 }
+
+Object.defineProperty(GraphstreamError.prototype, BRAND, { value: true });
 
 export function isGraphstreamError(err: unknown, code?: ErrorCode): err is GraphstreamError {
   return err instanceof GraphstreamError && (code === undefined || err.code === code);
