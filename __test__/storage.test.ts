@@ -18,7 +18,7 @@ import { restore } from '../ts/replication/restore.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { LocalStorage, MemoryStorage, ObjectStoreStorage, S3Storage, openStorage } from '../ts/storage/index.js';
 import { ReadBuffers } from '../ts/storage/read-buffers.js';
-import { nativeBinding } from '../ts/core/native.js';
+import { nativeStorage } from '../ts/core/native.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
 import { TEST_CREDENTIALS, TEST_REGION, s3Servers, testS3Client, type S3TestServer } from './helpers/s3.js';
@@ -483,7 +483,7 @@ describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
 });
 
 describe.each([
-  { reader: 'the native addon', native: nativeBinding },
+  { reader: 'the native addon', native: nativeStorage },
   { reader: 'node:fs and WebCrypto', native: null },
 ])('ReadBuffers through $reader', ({ native }) => {
   it('reads and hashes whole files, and reads into a released buffer again', async () => {

@@ -2,6 +2,9 @@
  * The binding surface: what the native addon (crate/src/lib.rs) and the pure
  * TypeScript twin (ts/pure/) both implement, byte for byte. The public facade
  * (ts/format/format.ts, ts/journal/journal.ts, ...) is written once against this interface.
+ * Only storage reaches the addon beside it, through a seam of its own: `NativeStorage`
+ * (ts/core/native.ts), the object_store client and the whole-file read for uploads, which have
+ * no pure twin.
  *
  * Conventions:
  * - sequences and lengths are JS numbers (sequences above 2^53 are rejected);

@@ -195,8 +195,14 @@ try {
 }
 const loaded = loadBinding(choice);
 
-/** The native binding itself, for the modules that wrap native classes (object storage). */
-export const nativeBinding: NativeBinding | null = loaded.binding;
+/**
+ * The addon's storage half, the one part of it that storage reaches beside the Core: the
+ * `object_store` client behind ObjectStoreStorage and the whole-file read behind ReadBuffers.
+ * It has no pure twin: ObjectStoreStorage needs the addon, and ReadBuffers reads through node:fs
+ * and WebCrypto where it does not load.
+ */
+export type NativeStorage = Pick<NativeBinding, 'openNativeObjectStore' | 'readFileForUpload'>;
+export const nativeStorage: NativeStorage | null = loaded.binding;
 export const nativeCore: Core | null = loaded.binding ? adapt(loaded.binding) : null;
 export const nativeLoadError: Error | null = loaded.error;
 

@@ -4,7 +4,7 @@
  * with every request on the addon's runtime instead of the JavaScript thread.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeBinding, nativeCoreRequired, type NativeObjectStore, type NativeStagedFile } from '../core/native.js';
+import { nativeCoreRequired, nativeStorage, type NativeObjectStore, type NativeStagedFile } from '../core/native.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { checkBody } from './bytes.js';
@@ -115,9 +115,9 @@ export class ObjectStoreStorage implements SegmentStorage {
   /** Opens `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir` or `memory://`. */
   static async open(url: string, options: ObjectStoreStorageOptions = {}): Promise<ObjectStoreStorage> {
     if (typeof url !== 'string') throw new GraphstreamError('invalid_argument', `ObjectStoreStorage.open: the URL must be a string, got ${typeof url}`);
-    if (nativeBinding === null) throw nativeCoreRequired(`ObjectStoreStorage (${JSON.stringify(url)})`);
+    if (nativeStorage === null) throw nativeCoreRequired(`ObjectStoreStorage (${JSON.stringify(url)})`);
     try {
-      return new ObjectStoreStorage(await nativeBinding.openNativeObjectStore(url, nativeOptions(url, options)), identityOf(url, options.endpoint));
+      return new ObjectStoreStorage(await nativeStorage.openNativeObjectStore(url, nativeOptions(url, options)), identityOf(url, options.endpoint));
     } catch (err) {
       throw fromNative(err);
     }

@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeBinding } from '../core/native.js';
+import { nativeStorage, type NativeStorage } from '../core/native.js';
 import { sha256Hex } from './bytes.js';
 
 export interface PooledFile {
@@ -18,8 +18,6 @@ export interface PooledFile {
   /** gives the buffer back to the pool; call it once nothing reads `bytes` any more */
   release(): void;
 }
-
-export type NativeBinding = NonNullable<typeof nativeBinding>;
 
 /** Capacity for a file of `size` bytes: rounded up to an eighth of its power of two (min 64 KiB), so files of similar sizes share buffers. */
 function capacityFor(size: number): number {
@@ -43,7 +41,7 @@ export class ReadBuffers {
    */
   constructor(
     private readonly maxIdleBytes: number,
-    private readonly native: NativeBinding | null = nativeBinding,
+    private readonly native: NativeStorage | null = nativeStorage,
   ) {}
 
   /** Reads all of `path` (at most `maxBytes`, else a `too_large` error) into a pooled buffer and hashes it. */
@@ -51,7 +49,7 @@ export class ReadBuffers {
     return this.native ? this.readNatively(this.native, path, maxBytes) : this.readHere(path, maxBytes);
   }
 
-  private async readNatively(native: NativeBinding, path: string, maxBytes: number): Promise<PooledFile> {
+  private async readNatively(native: NativeStorage, path: string, maxBytes: number): Promise<PooledFile> {
     // an eighth more than the last file: segments a little larger than it fit at the first attempt
     let buffer: Buffer | null = this.take(Math.ceil(this.lastSize * 1.125));
     try {
