@@ -2,9 +2,10 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MANIFEST_DIR, SegmentCache, manifestPath, type Destination } from '../ts/replication/cache.js';
+import { MANIFEST_DIR, SegmentCache, manifestPath, type CacheConfig, type Destination } from '../ts/replication/cache.js';
 import { createFormatApi, segmentFileName } from '../ts/format/format.js';
 import { pureCore } from '../ts/pure/core.js';
+import { cores } from './helpers/cores.js';
 
 const format = createFormatApi(pureCore);
 
@@ -47,7 +48,10 @@ function record(name: string, size: number, uploadedAt?: number, lastSeq = Numbe
   return { name, key: `wal/db/0000/${name}`, size, sha256: 'ab'.repeat(32), uploadedAt, lastSeq, chainHash: 'cd'.repeat(32) };
 }
 
-describe('SegmentCache', () => {
+describe.each(cores)('SegmentCache ($kind core)', (core) => {
+  /** SegmentCache.open reading segment headers with this suite's core */
+  const open = (directory: string, destination: Destination, config: Partial<CacheConfig> = {}, options: { now?: () => number } = {}) =>
+    SegmentCache.open(directory, destination, config, { ...options, core });
   let dir: string;
   let now: number;
   const clock = () => now;
@@ -66,7 +70,7 @@ describe('SegmentCache', () => {
     await writeFile(join(dir, '.lock'), '');
     await writeFile(join(dir, 'journal-12.hadbj'), 'not a segment name');
     await writeFile(join(dir, segmentFileName(1000)), Buffer.alloc(20)); // a segment cut short at creation
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
 
     const pending = await cache.pending();
     expect(pending.map((segment) => segment.name)).toEqual(sealed);
@@ -79,7 +83,7 @@ describe('SegmentCache', () => {
   it('lists a sealed segment whose header sequence disagrees with its file name as damaged', async () => {
     const { sealed } = await writeJournal(dir, 1, 2, false);
     await writeFile(join(dir, segmentFileName(77)), await readFile(join(dir, sealed[0]!)));
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     const pending = await cache.pending();
     expect(pending.map((segment) => [segment.name, segment.damaged])).toEqual([
       [sealed[0], undefined],
@@ -93,7 +97,7 @@ describe('SegmentCache', () => {
     const bytes = await readFile(middle);
     bytes[6] = 0; // flags: no longer sealed
     await writeFile(middle, bytes);
-    const pending = await (await SegmentCache.open(dir, DEST)).pending();
+    const pending = await (await open(dir, DEST)).pending();
     expect(pending.map((segment) => [segment.name, segment.damaged === undefined])).toEqual([
       [sealed[0], true],
       [sealed[1], false],
@@ -104,7 +108,7 @@ describe('SegmentCache', () => {
 
   it('records uploads in manifest.json, atomically, and remembers them after a restart', async () => {
     const { sealed } = await writeJournal(dir, 3, 2, false);
-    const cache = await SegmentCache.open(dir, DEST, {}, { now: clock });
+    const cache = await open(dir, DEST, {}, { now: clock });
     const size = await sizeOf(dir, sealed[0]!);
     const marked = await cache.markUploaded(record(sealed[0]!, size));
     expect(marked.uploadedAt).toBe(now);
@@ -115,7 +119,7 @@ describe('SegmentCache', () => {
     const written = { ...record(sealed[0]!, size), uploadedAt: now };
     expect(onDisk).toEqual({ version: 2, destination: DEST, tip: written, segments: [written] });
 
-    const reopened = await SegmentCache.open(dir, DEST);
+    const reopened = await open(dir, DEST);
     expect(reopened.isUploaded(sealed[0]!)).toBe(true);
     expect(reopened.isUploaded(sealed[1]!)).toBe(false);
     expect(reopened.record(sealed[0]!)).toEqual(marked);
@@ -124,42 +128,42 @@ describe('SegmentCache', () => {
 
   it('persists every one of many concurrent markUploaded calls', async () => {
     const { sealed } = await writeJournal(dir, 12, 1, false);
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     await Promise.all(sealed.map((name) => cache.markUploaded(record(name, 1))));
-    const reopened = await SegmentCache.open(dir, DEST);
+    const reopened = await open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed);
     expect(await reopened.pending()).toEqual([]);
   });
 
   it('a held record is visible at once and written by the next change without a hold', async () => {
     const { sealed } = await writeJournal(dir, 2, 1, false);
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     const held = cache.markUploaded(record(sealed[0]!, 1), { holdMs: 600_000 });
     expect(cache.isUploaded(sealed[0]!)).toBe(true);
     await expect(readFile(manifestPath(dir, DEST))).rejects.toMatchObject({ code: 'ENOENT' });
     await cache.markUploaded(record(sealed[1]!, 1));
     await held;
-    expect((await SegmentCache.open(dir, DEST)).uploaded().map((r) => r.name)).toEqual(sealed);
+    expect((await open(dir, DEST)).uploaded().map((r) => r.name)).toEqual(sealed);
   });
 
   it('a held record is written when its hold ends', async () => {
     const { sealed } = await writeJournal(dir, 1, 1, false);
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     await cache.markUploaded(record(sealed[0]!, 1), { holdMs: 1 });
-    expect((await SegmentCache.open(dir, DEST)).isUploaded(sealed[0]!)).toBe(true);
+    expect((await open(dir, DEST)).isUploaded(sealed[0]!)).toBe(true);
   });
 
   it('treats an unreadable manifest as empty, so its segments are shipped again', async () => {
     const { sealed } = await writeJournal(dir, 2, 1, false);
     await mkdir(join(dir, MANIFEST_DIR));
     await writeFile(manifestPath(dir, DEST), '{"version":2,"segm');
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     expect((await cache.pending()).map((segment) => segment.name)).toEqual(sealed);
   });
 
   it('cleanup by age deletes only uploaded segments past retention, keeping the newest uploaded one', async () => {
     const { sealed, live } = await writeJournal(dir, 5, 3, true);
-    const cache = await SegmentCache.open(dir, DEST, { retentionMs: 60_000, maxBytes: Number.MAX_SAFE_INTEGER }, { now: clock });
+    const cache = await open(dir, DEST, { retentionMs: 60_000, maxBytes: Number.MAX_SAFE_INTEGER }, { now: clock });
     // 0..2 uploaded long ago, 3 uploaded just now, 4 pending (and old), plus the live one
     for (const name of sealed.slice(0, 3)) await cache.markUploaded(record(name, await sizeOf(dir, name), now - 3_600_000));
     await cache.markUploaded(record(sealed[3]!, await sizeOf(dir, sealed[3]!), now));
@@ -180,7 +184,7 @@ describe('SegmentCache', () => {
 
     now += 3_600_000; // sealed[3] is now past retention too, but it is the newest uploaded segment
     expect((await cache.cleanup()).deletedSegments).toBe(0);
-    const reopened = await SegmentCache.open(dir, DEST);
+    const reopened = await open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual([sealed[3]]);
     expect((await reopened.pending()).map((segment) => segment.name)).toEqual([sealed[4]]);
   });
@@ -192,7 +196,7 @@ describe('SegmentCache', () => {
     const total = sizes.reduce((a, b) => a + b) + liveSize;
     // uploaded: 0..3; pending: 4, 5; allowed: everything but segments 0 and 1
     const maxBytes = total - sizes[0]! - sizes[1]!;
-    const cache = await SegmentCache.open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes }, { now: clock });
+    const cache = await open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes }, { now: clock });
     for (const [i, name] of sealed.slice(0, 4).entries()) await cache.markUploaded(record(name, sizes[i]!));
 
     const result = await cache.cleanup();
@@ -200,7 +204,7 @@ describe('SegmentCache', () => {
     expect((await cache.stats()).bytes).toBe(maxBytes);
 
     // a limit nothing but pending data could satisfy: every uploaded segment but the newest goes
-    const tiny = await SegmentCache.open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 }, { now: clock });
+    const tiny = await open(dir, DEST, { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: 1 }, { now: clock });
     const second = await tiny.cleanup();
     expect(second).toMatchObject({ deletedSegments: 1, deletedBySize: 1 });
     const left = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
@@ -210,7 +214,7 @@ describe('SegmentCache', () => {
 
   it('stats add up: uploaded + pending + live = all segment files', async () => {
     const { sealed, live } = await writeJournal(dir, 4, 2, true);
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     await cache.markUploaded(record(sealed[0]!, await sizeOf(dir, sealed[0]!)));
     const stats = await cache.stats();
     const pendingBytes = (await Promise.all(sealed.slice(1).map((name) => sizeOf(dir, name)))).reduce((a, b) => a + b);
@@ -228,20 +232,20 @@ describe('SegmentCache', () => {
 
   it('drops manifest records of segments that no longer exist', async () => {
     const { sealed } = await writeJournal(dir, 3, 1, false);
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     for (const name of sealed) await cache.markUploaded(record(name, 1));
     await rm(join(dir, sealed[0]!));
     await cache.cleanup();
-    const reopened = await SegmentCache.open(dir, DEST);
+    const reopened = await open(dir, DEST);
     expect(reopened.uploaded().map((r) => r.name)).toEqual(sealed.slice(1));
   });
 
   it('cleanup keeps what another destination lacks, an earlier version\'s manifest.json included', async () => {
     const { sealed, live } = await writeJournal(dir, 5, 2, true);
     const other: Destination = { ...DEST, storage: 'file:///elsewhere' };
-    const cache = await SegmentCache.open(dir, DEST, { retentionMs: 0, maxBytes: 1 }, { now: clock });
+    const cache = await open(dir, DEST, { retentionMs: 0, maxBytes: 1 }, { now: clock });
     for (const name of sealed) await cache.markUploaded(record(name, 1, now - 1));
-    const elsewhere = await SegmentCache.open(dir, other);
+    const elsewhere = await open(dir, other);
     for (const name of sealed.slice(0, 2)) await elsewhere.markUploaded(record(name, 1));
     await writeFile(join(dir, 'manifest.json'), JSON.stringify({ version: 1, segments: [record(sealed[0]!, 1, now)] }));
 
@@ -260,9 +264,9 @@ describe('SegmentCache', () => {
   it('the uploaded high-water mark is the highest last sequence any manifest records, and survives cleanup of its segment', async () => {
     const { sealed } = await writeJournal(dir, 3, 2, false);
     expect(await SegmentCache.uploadedHighWater(dir)).toBeNull();
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     await cache.markUploaded(record(sealed[0]!, 1, undefined, 2));
-    const other = await SegmentCache.open(dir, { ...DEST, db: 'other' });
+    const other = await open(dir, { ...DEST, db: 'other' });
     await other.markUploaded(record(sealed[1]!, 1, undefined, 4));
     expect(await SegmentCache.uploadedHighWater(dir)).toMatchObject({ lastSeq: 4, destination: expect.stringContaining("db 'other'") });
     await rm(join(dir, sealed[1]!));
@@ -272,11 +276,11 @@ describe('SegmentCache', () => {
   });
 
   it('refuses invalid configuration and record names', async () => {
-    await expect(SegmentCache.open(dir, DEST, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
+    await expect(open(dir, DEST, { maxBytes: -1 })).rejects.toMatchObject({ code: 'invalid_argument' });
     for (const destination of [null, undefined]) {
-      await expect(SegmentCache.open(dir, destination as unknown as typeof DEST)).rejects.toMatchObject({ code: 'invalid_argument' });
+      await expect(open(dir, destination as unknown as typeof DEST)).rejects.toMatchObject({ code: 'invalid_argument' });
     }
-    const cache = await SegmentCache.open(dir, DEST);
+    const cache = await open(dir, DEST);
     await expect(cache.markUploaded(record('../etc/passwd', 1))).rejects.toMatchObject({ code: 'invalid_argument' });
   });
 });

@@ -18,12 +18,12 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HeaderFields } from '../core/core.js';
+import type { Core, HeaderFields } from '../core/core.js';
+import { resolveCore } from '../core/default.js';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { segmentKey } from '../format/format.js';
 import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, SEGMENT_FILE_NAME, TRAILER_SIZE } from '../format/constants.js';
-import { decodeHeader } from '../pure/format.js';
 
 export interface CacheConfig {
   /** uploaded segments older than this (since their upload) are deleted by cleanup */
@@ -169,6 +169,7 @@ export class SegmentCache {
     readonly destination: Destination,
     config: Partial<CacheConfig>,
     private readonly now: () => number,
+    private readonly core: Core,
   ) {
     this.config = { ...DEFAULT_CACHE_CONFIG, ...config };
     for (const [name, value] of Object.entries(this.config)) {
@@ -182,15 +183,16 @@ export class SegmentCache {
   /**
    * Opens the cache of `dir` for `destination`, reading its manifest if there is one. A manifest
    * that cannot be parsed is treated as empty: its segments are uploaded again, which conditional
-   * puts make a no-op for identical bytes.
+   * puts make a no-op for identical bytes. Segment headers are read with `options.core`; default the
+   * native addon (the pure twin where it does not load).
    */
   static async open(
     dir: string,
     destination: Destination,
     config: Partial<CacheConfig> = {},
-    options: { now?: () => number } = {},
+    options: { now?: () => number; core?: Core } = {},
   ): Promise<SegmentCache> {
-    const cache = new SegmentCache(dir, checkDestination(destination), config, options.now ?? Date.now);
+    const cache = new SegmentCache(dir, checkDestination(destination), config, options.now ?? Date.now, await resolveCore(options.core));
     const manifest = await readManifest(cache.manifestPath);
     if (manifest !== null) {
       if (!sameDestination(manifest.destination, destination)) {
@@ -295,7 +297,7 @@ export class SegmentCache {
     const { prefix, db, generation } = this.destination;
     if (legacy.length === 0 || !legacy.every((record) => record.key === segmentKey(prefix, db, generation, firstSeqOf(record.name)))) return [];
     const completed = await mapInParallel(legacy, async (record): Promise<UploadRecord | null> => {
-      const ends = await readSegmentEnds(join(this.dir, record.name));
+      const ends = await readSegmentEnds(join(this.dir, record.name), this.core);
       if (ends === null) return null;
       return { ...record, lastSeq: ends.header.lastSeq, chainHash: ends.trailer.toString('hex') };
     });
@@ -515,7 +517,7 @@ export class SegmentCache {
     }
     let header: HeaderFields;
     try {
-      header = decodeHeader(bytes.subarray(0, bytesRead));
+      header = this.core.decodeHeader(bytes.subarray(0, bytesRead));
     } catch {
       return null;
     }
@@ -730,7 +732,7 @@ async function readLegacyManifest(path: string): Promise<UploadRecord[]> {
 }
 
 /** The header and trailer of the sealed segment file at `path`; null when it is missing or not sealed with a trailer. */
-export async function readSegmentEnds(path: string): Promise<{ header: HeaderFields; trailer: Buffer } | null> {
+export async function readSegmentEnds(path: string, core: Core): Promise<{ header: HeaderFields; trailer: Buffer } | null> {
   let handle;
   try {
     handle = await open(path, 'r');
@@ -745,7 +747,7 @@ export async function readSegmentEnds(path: string): Promise<{ header: HeaderFie
     await handle.read(head, 0, HEADER_SIZE, 0);
     let header: HeaderFields;
     try {
-      header = decodeHeader(head);
+      header = core.decodeHeader(head);
     } catch {
       return null;
     }

@@ -70,7 +70,7 @@ export interface UploaderOptions {
   metrics?: GraphstreamMetrics;
   /** time source for retry backoff and the breaker (tests) */
   clock?: Clock;
-  /** the core that checks segments before they are put; default the native addon (the pure twin where it does not load) */
+  /** the core that reads and checks segments before they are put; default the native addon (the pure twin where it does not load) */
   core?: Core;
 }
 
@@ -399,7 +399,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
    * with the same keys).
    */
   private async openCache(): Promise<SegmentCache> {
-    const cache = await SegmentCache.open(this.directory, this.destination, this.cacheConfig);
+    const cache = await SegmentCache.open(this.directory, this.destination, this.cacheConfig, { core: await this.coreLoading });
     const legacy = await cache.legacyRecords();
     const newest = legacy.at(-1);
     if (newest !== undefined) {
@@ -522,7 +522,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (this.journal?.sequence !== undefined) return this.journal.sequence;
     const newest = names.at(-1);
     if (newest === undefined) return 0;
-    const ends = await readSegmentEnds(join(this.directory, newest));
+    const ends = await readSegmentEnds(join(this.directory, newest), await this.coreLoading);
     return ends?.header.lastSeq ?? Number(/\d{16}/.exec(newest)![0]) - 1;
   }
 
@@ -768,7 +768,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const names = await cache.segmentFileNames();
     const previous = names.filter((name) => name < segment.name).at(-1);
     if (previous !== undefined) {
-      const ends = await readSegmentEnds(join(this.directory, previous));
+      const ends = await readSegmentEnds(join(this.directory, previous), await this.coreLoading);
       if (ends) return { lastSeq: ends.header.lastSeq, chainHash: ends.trailer, source: join(this.directory, previous) };
     }
     return this.storedChainEndBefore(segment);
