@@ -42,4 +42,6 @@ export { recoverJournalState, verifyJournal } from './journal/recovery.js';
 export { Follower, downloadNewSegments } from './replication/follower.js';
 export { restore } from './replication/restore.js';
 export { compactOnce, runBackgroundCompaction } from './replication/compaction.js';
+export { SegmentCache } from './replication/cache.js';
+export { Uploader } from './replication/uploader.js';
 export * from './public.js';

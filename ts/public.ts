@@ -1,7 +1,7 @@
 /**
  * The public API that does not depend on which core runs: types, errors, typed parameters,
- * payloads, storage, retry, cache, metrics, the uploader. Both entry points (the package root
- * and `graphstream/pure`) re-export it and add the core-bound functions and classes.
+ * payloads, storage, retry, metrics. Both entry points (the package root and `graphstream/pure`)
+ * re-export it and add the core-bound functions and classes.
  */
 export type { DecodedEntry, DecodedSegment, Entry, FormatApi, FormatCore } from './format/format.js';
 export type {
@@ -67,9 +67,9 @@ export {
   type RetryPolicyDeps,
   type RetryRunOptions,
 } from './replication/retry.js';
-export { SegmentCache, type CacheConfig, type CacheStats, type CleanupStats, type Destination, type PendingSegment, type UploadRecord, type UploadedHighWater } from './replication/cache.js';
+export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
-export { Uploader, type SealableJournal, type UploaderEvents, type UploaderOptions, type UploaderStats } from './replication/uploader.js';
+export type { SealableJournal, UploaderEvents, UploaderOptions, UploaderStats } from './replication/uploader.js';
 export {
   type CatchUpResult,
   type DownloadedSegment,

@@ -3,6 +3,7 @@
  * for platforms without a prebuilt binary and as the benchmark baseline. Same functions,
  * same classes, same bytes as the package root; a `core` option still overrides.
  */
+import type { Core } from '../core/core.js';
 import { createFormatApi } from '../format/format.js';
 import { Journal as CoreJournal, type JournalOptions } from '../journal/journal.js';
 import {
@@ -18,6 +19,8 @@ import {
   type FollowerOptions,
 } from '../replication/follower.js';
 import { restore as restoreWithCore } from '../replication/restore.js';
+import { SegmentCache as CoreSegmentCache, type CacheConfig, type Destination } from '../replication/cache.js';
+import { Uploader as CoreUploader, type UploaderOptions } from '../replication/uploader.js';
 import {
   compactOnce as compactOnceWithCore,
   runBackgroundCompaction as runCompactionWithCore,
@@ -49,6 +52,23 @@ export class Journal extends CoreJournal {
 
 export class Follower extends CoreFollower {
   constructor(options: FollowerOptions) {
+    super({ core: pureCore, ...options });
+  }
+}
+
+export class SegmentCache extends CoreSegmentCache {
+  static override open(
+    dir: string,
+    destination: Destination,
+    config: Partial<CacheConfig> = {},
+    options: { now?: () => number; core?: Core } = {},
+  ): Promise<CoreSegmentCache> {
+    return super.open(dir, destination, config, { core: pureCore, ...options });
+  }
+}
+
+export class Uploader extends CoreUploader {
+  constructor(options: UploaderOptions) {
     super({ core: pureCore, ...options });
   }
 }

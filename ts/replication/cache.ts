@@ -164,7 +164,7 @@ export class SegmentCache {
   /** held changes wait for this: opened when the first hold ends or an unheld write is asked for */
   private gate: { opened: Promise<void>; open(): void } | null = null;
 
-  private constructor(
+  protected constructor(
     readonly dir: string,
     readonly destination: Destination,
     config: Partial<CacheConfig>,
