@@ -123,3 +123,32 @@ test('a GraphstreamError from one build is a GraphstreamError to the others (ESM
     expect(check).toEqual({ ...check, distinctClass: true, instanceOf: true, is: true, isWithCode: true, plainError: false });
   }
 });
+
+test("the pure core's copies in one process (ESM, CommonJS, root fallback, graphstream/pure) share one zstd runtime", () => {
+  const script = `
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    const bytes = require('node:fs').readFileSync(${JSON.stringify(vector)});
+    const builds = [
+      await import(${JSON.stringify(join(outDir, 'index.js'))}),
+      require(${JSON.stringify(join(outDir, 'index.cjs'))}),
+      await import(${JSON.stringify(join(outDir, 'pure/index.js'))}),
+      require(${JSON.stringify(join(outDir, 'pure/index.cjs'))}),
+    ];
+    const results = [];
+    for (let round = 0; round < 2; round++) {
+      for (const api of builds) {
+        try {
+          results.push(api.decodeSegment(bytes).chainHash.toString('hex'));
+        } catch (err) {
+          results.push(err.message);
+        }
+      }
+    }
+    console.log(JSON.stringify({ cores: builds.map((api) => api.core ?? api.pureCore.kind), results }));`;
+  const out = JSON.parse(
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, GRAPHSTREAM_CORE: 'pure' } }),
+  );
+  expect(out.cores).toEqual(['pure', 'pure', 'pure', 'pure']);
+  expect(out.results).toEqual(Array(8).fill('f028438b9a7287a614f2a3ab6096c4221f34d2f40c32cf7785982a9d28d26fe1'));
+});

@@ -181,10 +181,14 @@ function loadWasmZstd(): EmscriptenZstd {
   let module: EmscriptenZstd;
   try {
     module = (require(join(distDir, 'module.js')) as { Module: EmscriptenZstd }).Module;
-    const { WebAssembly: wasmApi } = globalThis as unknown as { WebAssembly: WebAssemblyApi };
-    const wasm = new wasmApi.Module(readFileSync(join(distDir, 'zstd.wasm')));
-    module.instantiateWasm = (imports, receive) => receive(new wasmApi.Instance(wasm, imports));
-    module.init();
+    // Another copy of this module in the process (the ESM and CommonJS builds, the root and
+    // graphstream/pure) may have started the one runtime already; starting it again breaks both.
+    if (!module.calledRun) {
+      const { WebAssembly: wasmApi } = globalThis as unknown as { WebAssembly: WebAssemblyApi };
+      const wasm = new wasmApi.Module(readFileSync(join(distDir, 'zstd.wasm')));
+      module.instantiateWasm = (imports, receive) => receive(new wasmApi.Instance(wasm, imports));
+      module.init();
+    }
   } catch (err) {
     fail('internal', `cannot load @bokuweb/zstd-wasm from ${distDir}: ${(err as Error).message}`);
   }
