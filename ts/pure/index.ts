@@ -5,7 +5,7 @@
  */
 import type { Core } from '../core/core.js';
 import { createFormatApi } from '../format/format.js';
-import { Journal as CoreJournal, type JournalOptions } from '../journal/journal.js';
+import { Journal as JournalWithCore, type JournalOptions } from '../journal/journal.js';
 import {
   readJournal as readJournalWithCore,
   type JournalRecord,
@@ -14,13 +14,13 @@ import {
 } from '../journal/reader.js';
 import { recoverJournalState as recoverWithCore, verifyJournal as verifyWithCore, type RecoverOptions } from '../journal/recovery.js';
 import {
-  Follower as CoreFollower,
+  Follower as FollowerWithCore,
   downloadNewSegments as downloadWithCore,
   type FollowerOptions,
 } from '../replication/follower.js';
 import { restore as restoreWithCore } from '../replication/restore.js';
-import { SegmentCache as CoreSegmentCache, type CacheConfig, type Destination } from '../replication/cache.js';
-import { Uploader as CoreUploader, type UploaderOptions } from '../replication/uploader.js';
+import { SegmentCache as SegmentCacheWithCore, type CacheConfig, type Destination } from '../replication/cache.js';
+import { Uploader as UploaderWithCore, type UploaderOptions } from '../replication/uploader.js';
 import {
   compactOnce as compactOnceWithCore,
   runBackgroundCompaction as runCompactionWithCore,
@@ -44,30 +44,30 @@ export const {
   segmentKey,
 } = createFormatApi(pureCore);
 
-export class Journal extends CoreJournal {
-  static override open(dir: string, options: JournalOptions = {}): Promise<CoreJournal> {
+export class Journal extends JournalWithCore {
+  static override open(dir: string, options: JournalOptions = {}): Promise<JournalWithCore> {
     return super.open(dir, { core: pureCore, ...options });
   }
 }
 
-export class Follower extends CoreFollower {
+export class Follower extends FollowerWithCore {
   constructor(options: FollowerOptions) {
     super({ core: pureCore, ...options });
   }
 }
 
-export class SegmentCache extends CoreSegmentCache {
+export class SegmentCache extends SegmentCacheWithCore {
   static override open(
     dir: string,
     destination: Destination,
     config: Partial<CacheConfig> = {},
     options: { now?: () => number; core?: Core } = {},
-  ): Promise<CoreSegmentCache> {
+  ): Promise<SegmentCacheWithCore> {
     return super.open(dir, destination, config, { core: pureCore, ...options });
   }
 }
 
-export class Uploader extends CoreUploader {
+export class Uploader extends UploaderWithCore {
   constructor(options: UploaderOptions) {
     super({ core: pureCore, ...options });
   }
