@@ -3,7 +3,6 @@
  * for platforms without a prebuilt binary and as the benchmark baseline. Same functions,
  * same classes, same bytes as the package root; a `core` option still overrides.
  */
-import type { Core } from '../core/core.js';
 import { createFormatApi } from '../format/format.js';
 import { Journal as JournalWithCore, type JournalOptions } from '../journal/journal.js';
 import {
@@ -19,7 +18,7 @@ import {
   type FollowerOptions,
 } from '../replication/follower.js';
 import { restore as restoreWithCore } from '../replication/restore.js';
-import { SegmentCache as SegmentCacheWithCore, type CacheConfig, type Destination } from '../replication/cache.js';
+import { SegmentCache as SegmentCacheWithCore } from '../replication/cache.js';
 import { Uploader as UploaderWithCore, type UploaderOptions } from '../replication/uploader.js';
 import {
   compactOnce as compactOnceWithCore,
@@ -57,12 +56,7 @@ export class Follower extends FollowerWithCore {
 }
 
 export class SegmentCache extends SegmentCacheWithCore {
-  static override open(
-    dir: string,
-    destination: Destination,
-    config: Partial<CacheConfig> = {},
-    options: { now?: () => number; core?: Core } = {},
-  ): Promise<SegmentCacheWithCore> {
+  static override open(...[dir, destination, config, options]: Parameters<typeof SegmentCacheWithCore.open>): Promise<SegmentCacheWithCore> {
     return super.open(dir, destination, config, { core: pureCore, ...options });
   }
 }
