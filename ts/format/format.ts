@@ -5,7 +5,7 @@
  */
 import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from '../errors.js';
-import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ENTRY_PREV_HASH_OFFSET } from './constants.js';
+import { chainHashBefore, payloadOf } from './raw-entries.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
 
 /** The format half of a Core: everything but the journal writer. */
@@ -88,16 +88,9 @@ function callAsync<T>(call: () => Promise<T>): Promise<T> {
 
 /** Views each entry of a decoded body (already verified by the core). */
 function toDecodedSegment(raw: RawSegment): DecodedSegment {
-  const { body, entryOffsets } = raw;
-  const entries: Entry[] = new Array(entryOffsets.length);
-  for (let i = 0; i < entryOffsets.length; i++) {
-    const offset = entryOffsets[i]!;
-    const payloadStart = offset + ENTRY_HEADER_SIZE;
-    entries[i] = {
-      sequence: raw.header.firstSeq + i,
-      prevHash: body.subarray(offset + ENTRY_PREV_HASH_OFFSET, payloadStart),
-      payload: body.subarray(payloadStart, payloadStart + body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET)),
-    };
+  const entries: Entry[] = new Array(raw.entryOffsets.length);
+  for (let i = 0; i < entries.length; i++) {
+    entries[i] = { sequence: raw.header.firstSeq + i, prevHash: chainHashBefore(raw, i), payload: payloadOf(raw, i) };
   }
   return {
     header: raw.header,

@@ -17,7 +17,8 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Core, RawSegment } from '../core/core.js';
 import { resolveCore } from '../core/default.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ENTRY_PREV_HASH_OFFSET, HASH_SIZE, HEADER_SIZE } from '../format/constants.js';
+import { ENTRY_HEADER_SIZE, HASH_SIZE, HEADER_SIZE } from '../format/constants.js';
+import { chainHashBefore, copyChainHashAfter, payloadOf } from '../format/raw-entries.js';
 import { decodeJournalEntry, type JournalEntry } from '../payload/payload.js';
 import {
   basePosition,
@@ -186,22 +187,6 @@ function* decodedRecords(records: IterableIterator<RawJournalRecord>, dir: strin
   }
 }
 
-/** The chain hash after entry `index` of a decoded segment, copied out of the body. */
-export function copyChainHashAfter(decoded: RawSegment, index: number): Buffer {
-  const next = decoded.entryOffsets[index + 1];
-  const hash = Buffer.allocUnsafe(HASH_SIZE);
-  if (next === undefined) decoded.chainHash.copy(hash);
-  else decoded.body.copy(hash, 0, next + ENTRY_PREV_HASH_OFFSET, next + ENTRY_HEADER_SIZE);
-  return hash;
-}
-
-/** The payload of entry `index` of a decoded segment: a view into its body. */
-export function payloadOf(decoded: RawSegment, index: number): Buffer {
-  const offset = decoded.entryOffsets[index]!;
-  const start = offset + ENTRY_HEADER_SIZE;
-  return decoded.body.subarray(start, start + decoded.body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET));
-}
-
 /**
  * The journal in `dir` a segment at a time: for each segment, an iterator over its records from
  * `fromSeq` on. A segment is read and verified when the records before it have all been taken.
@@ -248,7 +233,7 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     } catch (err) {
       throw segmentError(err, segment.path, segment.firstSeq);
     }
-    const { header, body, entryOffsets } = decoded;
+    const { header, entryOffsets } = decoded;
     if (header.firstSeq !== segment.firstSeq) {
       throw new GraphstreamError('invalid_segment', `${segment.path}: header first_seq ${header.firstSeq} does not match the file name`);
     }
@@ -259,7 +244,7 @@ export async function* readJournalSegments(dir: string, options: ReadJournalOpti
     if (anchoredInside) {
       // the chain hash after fromSeq - 1 is the prev_hash of fromSeq's entry, or the segment's last one
       const anchor = fromSeq! - header.firstSeq;
-      const chainHash = anchor < count ? body.subarray(entryOffsets[anchor]! + ENTRY_PREV_HASH_OFFSET, entryOffsets[anchor]! + ENTRY_HEADER_SIZE) : decoded.chainHash;
+      const chainHash = anchor < count ? chainHashBefore(decoded, anchor) : decoded.chainHash;
       if (anchor <= count && !chainHash.equals(options.initialHash!)) {
         throw new GraphstreamError(
           'chain_broken',

@@ -33,7 +33,7 @@
  */
 import type { Core, RawSegment } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, ENTRY_HEADER_SIZE, ENTRY_PREV_HASH_OFFSET, FLAG_COMPRESSED, FLAG_SEALED } from '../format/constants.js';
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, FLAG_COMPRESSED, FLAG_SEALED } from '../format/constants.js';
 import { segmentKey } from '../format/format.js';
 import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
@@ -171,18 +171,6 @@ export async function listSegmentKeys(
     if (firstSeq !== null) listed.push({ key, firstSeq });
   }
   return listed;
-}
-
-/** Chain hash after entry `index` of a decoded segment. */
-export function chainHashAfter(decoded: RawSegment, index: number): Buffer {
-  const next = decoded.entryOffsets[index + 1];
-  return next === undefined ? decoded.chainHash : decoded.body.subarray(next + ENTRY_PREV_HASH_OFFSET, next + ENTRY_HEADER_SIZE);
-}
-
-/** Chain hash before entry `index` (its prev_hash). */
-export function chainHashBefore(decoded: RawSegment, index: number): Buffer {
-  const offset = decoded.entryOffsets[index]!;
-  return decoded.body.subarray(offset + ENTRY_PREV_HASH_OFFSET, offset + ENTRY_HEADER_SIZE);
 }
 
 /** zstd level to re-seal a part of `decoded` with: compressed stays compressed. */

@@ -26,8 +26,6 @@
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
-  chainHashAfter,
-  chainHashBefore,
   compactedGeneration,
   generationPrefix,
   listSegmentKeys,
@@ -41,12 +39,11 @@ import { replaceFileAtomically } from '../journal/durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { FLAG_SEALED, HASH_SIZE, ZERO_HASH } from '../format/constants.js';
 import { segmentFileName, segmentKey } from '../format/format.js';
+import { chainHashAfter, chainHashBefore, copyChainHashAfter, payloadOf } from '../format/raw-entries.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
 import {
-  copyChainHashAfter,
   decodedSegments,
-  payloadOf,
   readJournalSegments,
   recordsBySegment,
   type JournalRecord,

@@ -6,10 +6,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { chainHashAfter } from './compaction.js';
 import type { Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { ENTRY_HEADER_SIZE, ENTRY_PAYLOAD_LEN_OFFSET, ZERO_HASH } from '../format/constants.js';
+import { ZERO_HASH } from '../format/constants.js';
+import { chainHashAfter, payloadOf } from '../format/raw-entries.js';
 import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './follower.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
@@ -63,8 +63,7 @@ function lastToKeep(segment: RemoteSegment, options: RestoreOptions): number {
   let last = Math.min(decoded.header.lastSeq, options.toSequence ?? Number.MAX_SAFE_INTEGER);
   if (options.toTimestampMs !== undefined) {
     for (let sequence = segment.fromSeq; sequence <= last; sequence++) {
-      const offset = decoded.entryOffsets[sequence - first]!;
-      const payload = decoded.body.subarray(offset + ENTRY_HEADER_SIZE, offset + ENTRY_HEADER_SIZE + decoded.body.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET));
+      const payload = payloadOf(decoded, sequence - first);
       let timestampMs: number | bigint;
       try {
         timestampMs = decodeJournalEntry(payload).timestampMs;
