@@ -5,7 +5,6 @@ import fc from 'fast-check';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   compactOnce,
-  compactionManifestKey,
   runBackgroundCompaction,
   sealRawEntries,
   type CompactionConfigInit,
@@ -14,7 +13,8 @@ import {
 import type { Core } from '../ts/core/core.js';
 import { GraphstreamError } from '../ts/errors.js';
 import { Follower } from '../ts/replication/follower.js';
-import { createFormatApi, segmentKey } from '../ts/format/format.js';
+import { createFormatApi } from '../ts/format/format.js';
+import { compactionManifestKey, segmentKey } from '../ts/replication/layout.js';
 import { restore } from '../ts/replication/restore.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';

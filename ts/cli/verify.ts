@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
 import { FLAG_SEALED, ZERO_HASH } from '../format/constants.js';
-import { COMPACTED_GENERATION_BIT } from '../replication/compaction.js';
+import { COMPACTED_GENERATION_BIT, dbPrefix, listDbKeys, type DbSegmentKey } from '../replication/layout.js';
 import { decodeSegmentAsync, verifyJournal } from '../index.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { Output, formatBytes, formatFields, toJson } from './output.js';
@@ -21,7 +21,6 @@ import {
   withStorageOptions,
   type StorageFlags,
 } from './options.js';
-import { dbKeyPrefix, listRemoteSegments, type RemoteSegment } from './remote.js';
 
 /** remote segments downloaded ahead of the one being verified */
 const DOWNLOAD_WINDOW = 4;
@@ -90,6 +89,9 @@ async function verifyDirectory(dir: string, output: Output): Promise<VerifyRepor
   report.ok = report.problems.length === 0;
   return report;
 }
+
+/** A segment key of the db, and where it is (the storage location and the key) for messages. */
+type RemoteSegment = DbSegmentKey & { url: string };
 
 /** What verifying one remote segment established about the chain. */
 interface VerifiedSegment {
@@ -210,17 +212,18 @@ function checkFamily(segments: VerifiedSegment[], report: VerifyReport): void {
 
 async function verifyRemote(storage: SegmentStorage, prefix: string, db: string, output: Output): Promise<VerifyReport> {
   const location = storage.description.replace(/\/?$/, '/');
-  const report = emptyReport(`${location}${dbKeyPrefix(prefix, db)}`);
-  const listing = await listRemoteSegments(storage, prefix, db, location);
-  report.ignoredKeys = listing.foreign;
-  if (listing.segments.length === 0) {
+  const report = emptyReport(`${location}${dbPrefix(prefix, db)}`);
+  const listing = await listDbKeys(storage, prefix, db);
+  const segments: RemoteSegment[] = listing.segments.map((segment) => ({ ...segment, url: location + segment.key }));
+  report.ignoredKeys = listing.others.map((key) => location + key);
+  if (segments.length === 0) {
     report.problems.push({ where: report.target, sequence: null, code: 'not_found', message: `no segments under ${report.target}` });
   }
   const families = new Map<number, VerifiedSegment[]>();
-  const progress = output.progress('verifying', listing.segments.length);
+  const progress = output.progress('verifying', segments.length);
   let done = 0;
   try {
-    for await (const [segment, download] of downloads(storage, listing.segments)) {
+    for await (const [segment, download] of downloads(storage, segments)) {
       let bytes: Uint8Array | null;
       try {
         bytes = await download;

@@ -189,6 +189,9 @@ export interface CoreWriter {
   stats(): WriterStats;
 }
 
+/** The part of a Core that compaction, followers and restore use: reading and sealing segments. */
+export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;
+
 export interface Core {
   readonly kind: 'native' | 'pure';
   crc32c(data: Uint8Array, initial?: number): number;

@@ -6,7 +6,8 @@
 import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from '../errors.js';
 import { chainHashBefore, payloadOf } from './raw-entries.js';
-import { checkDb, checkPrefix } from '../storage/names.js';
+import { segmentKey } from '../replication/layout.js';
+import { checkNameNumber } from '../storage/names.js';
 
 /** The format half of a Core: everything but the journal writer. */
 export type FormatCore = Omit<Core, 'openWriter'>;
@@ -62,23 +63,9 @@ export interface FormatApi {
   segmentKey(prefix: string, db: string, generation: number, firstSeq: number): string;
 }
 
-function checkCount(value: unknown, what: string): asserts value is number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new GraphstreamError('invalid_argument', `${what} must be a non-negative integer below 2^53, got ${String(value)}`);
-  }
-}
-
 export function segmentFileName(firstSeq: number): string {
-  checkCount(firstSeq, 'firstSeq');
+  checkNameNumber(firstSeq, 'firstSeq');
   return `journal-${String(firstSeq).padStart(16, '0')}.hadbj`;
-}
-
-export function segmentKey(prefix: string, db: string, generation: number, firstSeq: number): string {
-  checkPrefix(prefix, 'segmentKey');
-  checkDb(db, 'segmentKey');
-  checkCount(generation, 'generation');
-  checkCount(firstSeq, 'firstSeq');
-  return `${prefix}${db}/${generation.toString(16).padStart(4, '0')}/${firstSeq.toString(16).padStart(16, '0')}.hadbj`;
 }
 
 /** Runs an async core call so that a synchronous throw also becomes a GraphstreamError rejection. */

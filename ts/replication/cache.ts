@@ -22,8 +22,8 @@ import type { Core, HeaderFields } from '../core/core.js';
 import { resolveCore } from '../core/default.js';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { segmentKey } from '../format/format.js';
 import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, SEGMENT_FILE_NAME, TRAILER_SIZE } from '../format/constants.js';
+import { segmentKey } from './layout.js';
 
 export interface CacheConfig {
   /** uploaded segments older than this (since their upload) are deleted by cleanup */

@@ -31,20 +31,15 @@
  * Memory is about one output segment: inputs are fetched and decoded one at a time and their raw
  * entries collected until the output would pass `maxOutputBytes`, then sealed.
  */
-import type { Core, RawSegment } from '../core/core.js';
+import type { Core, RawSegment, SegmentCore } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, FLAG_COMPRESSED, FLAG_SEALED } from '../format/constants.js';
-import { segmentKey } from '../format/format.js';
 import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
+import { compactedGeneration, compactionManifestKey, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 
-/** The part of a Core that compaction, followers and restore use. */
-export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;
-
-export const COMPACTED_GENERATION_BIT = 0x8000;
-const SEGMENT_KEY_NAME = /^([0-9a-f]{16})\.hadbj$/;
 const MANIFEST_VERSION = 1;
 
 export interface RetentionPolicy {
@@ -117,60 +112,6 @@ export interface CompactionResult {
 interface CompactionManifest {
   version: number;
   segments: CompactedSegmentRecord[];
-}
-
-/** The generation compacted segments of generation `generation` live in. */
-export function compactedGeneration(generation: number): number {
-  checkGeneration(generation);
-  return generation | COMPACTED_GENERATION_BIT;
-}
-
-function checkGeneration(generation: number): void {
-  if (!Number.isInteger(generation) || generation < 0 || generation >= COMPACTED_GENERATION_BIT) {
-    throw new GraphstreamError('invalid_argument', `generation must be an integer in 0..0x7fff, got ${String(generation)}`);
-  }
-}
-
-/** `{prefix}{db}/{generation:04x}/`: what listing a generation lists. */
-export function generationPrefix(prefix: string, db: string, generation: number): string {
-  const key = segmentKey(prefix, db, generation, 0);
-  return key.slice(0, key.lastIndexOf('/') + 1);
-}
-
-export function compactionManifestKey(prefix: string, db: string, generation: number): string {
-  checkGeneration(generation);
-  segmentKey(prefix, db, generation, 0); // validates prefix and db
-  return `${prefix}${db}/compaction-${generation.toString(16).padStart(4, '0')}.json`;
-}
-
-/** The first sequence a listed key names, or null when the key is not a segment of that generation. */
-export function sequenceOfKey(genPrefix: string, key: string): number | null {
-  if (!key.startsWith(genPrefix)) return null;
-  const match = SEGMENT_KEY_NAME.exec(key.slice(genPrefix.length));
-  if (!match) return null;
-  const sequence = Number.parseInt(match[1]!, 16);
-  return Number.isSafeInteger(sequence) && sequence > 0 ? sequence : null;
-}
-
-export interface ListedSegment {
-  key: string;
-  firstSeq: number;
-}
-
-/** The segments of one generation listed after `afterSeq` (all when 0), in sequence order. */
-export async function listSegmentKeys(
-  storage: SegmentStorage,
-  genPrefix: string,
-  afterSeq: number,
-): Promise<ListedSegment[]> {
-  const startAfter = afterSeq > 0 ? `${genPrefix}${afterSeq.toString(16).padStart(16, '0')}.hadbj` : undefined;
-  const keys = await storage.list(genPrefix, startAfter === undefined ? undefined : { startAfter });
-  const listed: ListedSegment[] = [];
-  for (const key of keys) {
-    const firstSeq = sequenceOfKey(genPrefix, key);
-    if (firstSeq !== null) listed.push({ key, firstSeq });
-  }
-  return listed;
 }
 
 /** zstd level to re-seal a part of `decoded` with: compressed stays compressed. */

@@ -25,20 +25,14 @@
  */
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import {
-  compactedGeneration,
-  generationPrefix,
-  listSegmentKeys,
-  sliceSegment,
-  type ListedSegment,
-  type SegmentCore,
-} from './compaction.js';
+import { sliceSegment } from './compaction.js';
+import { compactedGeneration, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 import { SegmentBuffers } from './segment-buffers.js';
-import type { Core, RawSegment } from '../core/core.js';
+import type { Core, RawSegment, SegmentCore } from '../core/core.js';
 import { replaceFileAtomically } from '../journal/durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { FLAG_SEALED, HASH_SIZE, ZERO_HASH } from '../format/constants.js';
-import { segmentFileName, segmentKey } from '../format/format.js';
+import { segmentFileName } from '../format/format.js';
 import { chainHashAfter, chainHashBefore, copyChainHashAfter, payloadOf } from '../format/raw-entries.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';

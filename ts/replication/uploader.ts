@@ -32,9 +32,9 @@ import {
   type UploadRecord,
 } from './cache.js';
 import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE, TRAILER_SIZE, ZERO_HASH } from '../format/constants.js';
-import { segmentKey } from '../format/format.js';
 import type { GraphstreamMetrics } from '../metrics.js';
 import { sealedHeaderProblem } from '../journal/recovery.js';
+import { MAX_GENERATION, generationPrefix, listSegmentKeys, segmentKey, sequenceOfKey } from './layout.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from '../storage/bytes.js';
@@ -112,8 +112,6 @@ const DEFAULT_CONCURRENCY = 4;
  * records, whose segments are then put again: a no-op for identical bytes.
  */
 const MANIFEST_HOLD_MS = 50;
-/** a segment key under `{prefix}{db}/{generation}/`: the first sequence in 16 hex digits */
-const SEGMENT_KEY_NAME = /\/([0-9a-f]{16})\.hadbj$/;
 
 /** An upload in flight: its record once in storage, and whether its segment passed its checks (later segments wait for that). */
 interface Upload {
@@ -248,7 +246,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     checkPrefix(this.prefix, 'Uploader');
     checkDb(this.db, 'Uploader');
-    if (!Number.isInteger(this.generation) || this.generation < 0 || this.generation > 0xffff) {
+    if (!Number.isInteger(this.generation) || this.generation < 0 || this.generation > MAX_GENERATION) {
       throw new GraphstreamError('invalid_argument', `Uploader: generation must be an integer in 0..65535, got ${this.generation}`);
     }
     this.keyFor(0); // validates db
@@ -482,15 +480,12 @@ export class Uploader extends EventEmitter<UploaderEvents> {
 
   private async checkDestinationNow(): Promise<void> {
     const cache = await this.cache();
-    const folder = `${this.prefix}${this.db}/${this.generation.toString(16).padStart(4, '0')}/`;
-    const tipKey = cache.tip()?.key;
-    const keys = await this.retry.run(() => this.storage.list(folder, tipKey === undefined ? {} : { startAfter: tipKey }), {
+    const folder = generationPrefix(this.prefix, this.db, this.generation);
+    const tip = cache.tip();
+    const tipFirstSeq = tip === null ? 0 : (sequenceOfKey(folder, tip.key) ?? 0);
+    const stored = await this.retry.run(() => listSegmentKeys(this.storage, folder, tipFirstSeq), {
       signal: this.stopping.signal,
       description: `listing ${objectName(this.storage.description, folder)}`,
-    });
-    const stored = keys.flatMap((key) => {
-      const match = SEGMENT_KEY_NAME.exec(key);
-      return match && key === `${folder}${match[1]}.hadbj` ? [{ key, firstSeq: parseInt(match[1]!, 16) }] : [];
     });
     if (stored.length === 0) return;
     const local = await cache.segmentFileNames();
@@ -776,11 +771,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
 
   /** The end of the destination's object just before `segment`'s key, or null when it holds none. */
   private async storedChainEndBefore(segment: PendingSegment): Promise<ChainEnd | null> {
-    const key = this.keyFor(segment.firstSeq);
-    const folder = key.slice(0, key.lastIndexOf('/') + 1);
+    const folder = generationPrefix(this.prefix, this.db, this.generation);
     const description = `reading ${objectName(this.storage.description, folder)} for the segment before ${segment.name}`;
-    const keys = await this.retry.run(() => this.storage.list(folder), { signal: this.stopping.signal, description });
-    const before = keys.filter((stored) => SEGMENT_KEY_NAME.test(stored) && stored < key).at(-1);
+    const listed = await this.retry.run(() => listSegmentKeys(this.storage, folder, 0), { signal: this.stopping.signal, description });
+    const before = listed.filter((stored) => stored.firstSeq < segment.firstSeq).at(-1)?.key;
     if (before === undefined) return null;
     const bytes = await this.retry.run(() => this.storage.get(before), { signal: this.stopping.signal, description });
     if (bytes === null) return null;

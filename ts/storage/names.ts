@@ -49,6 +49,13 @@ export function checkDb(db: string, who: string): void {
   }
 }
 
+/** A number in a segment's key or file name (a generation, a first sequence): an integer in 0..2^53-1. */
+export function checkNameNumber(value: unknown, what: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new GraphstreamError('invalid_argument', `${what} must be a non-negative integer below 2^53, got ${String(value)}`);
+  }
+}
+
 /** The object at `key` of the storage `description` names, for messages: `s3://bucket/prefix/key`. */
 export function objectName(description: string, key: string): string {
   return description.endsWith('/') ? description + key : `${description}/${key}`;
