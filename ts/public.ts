@@ -70,9 +70,9 @@ export {
 export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
 export type { SealableJournal, UploaderEvents, UploaderOptions, UploaderStats } from './replication/uploader.js';
+export type { DownloadedSegment } from './replication/remote-journal.js';
 export {
   type CatchUpResult,
-  type DownloadedSegment,
   type DownloadOptions,
   type FollowerOptions,
   type FollowerPosition,

@@ -3,7 +3,7 @@
  * that object storage holds few objects per stretch of history and, once the originals are
  * deleted, stops growing with the number of segments ever shipped.
  *
- * Keys, and how compacted and original segments live side by side:
+ * Keys (./layout.ts), and how compacted and original segments live side by side:
  * - Originals stay where the uploader put them, in generation `g` (normally 0):
  *   `{prefix}{db}/{g:04x}/{first_seq:016x}.hadbj`.
  * - A compacted segment lives in the compacted generation `0x8000 | g`, keyed by the first
@@ -14,9 +14,9 @@
  * - `{prefix}{db}/compaction-{g:04x}.json` is the compactor's manifest: every compacted segment
  *   (range, SHA-256, chain hashes, when it was confirmed) and the originals it supersedes that
  *   are still to be deleted. Only compaction reads it; one compactor runs per (prefix, db).
- * - Readers (ts/replication/follower.ts, ts/replication/restore.ts) take the segment of generation `g` that starts at the
- *   next sequence they need. When there is none (its original was compacted and deleted, or the
- *   reader starts inside a segment), they take the compacted segment that covers that sequence,
+ * - Readers (./remote-journal.ts, for followers and restore) take the segment of generation `g`
+ *   that starts at the next sequence they need. When there is none (its original was compacted
+ *   and deleted, or the reader starts inside a segment), they take the compacted segment that covers that sequence,
  *   verify all of it, check that the chain hash before the needed sequence is theirs, and keep
  *   only the entries from that sequence on. So a follower part-way through originals continues
  *   inside a compacted segment, and a fresh one reads compacted segments from the start; the

@@ -9,8 +9,8 @@ import { resolve } from 'node:path';
 import type { Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { ZERO_HASH } from '../format/constants.js';
-import { chainHashAfter, payloadOf } from '../format/raw-entries.js';
-import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './follower.js';
+import { payloadOf } from '../format/raw-entries.js';
+import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './remote-journal.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
 import { decodeJournalEntry } from '../payload/payload.js';
@@ -119,7 +119,7 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
       progress.bytes += stored.bytes;
       options.onProgress?.({ ...progress });
       if (last < segment.decoded.header.lastSeq) {
-        return { sequence: last, chainHash: Buffer.from(chainHashAfter(segment.decoded, last - segment.decoded.header.firstSeq)), ...counts(progress) };
+        return { sequence: last, chainHash: stored.chainHash, ...counts(progress) };
       }
       remote.accept(segment);
       if (last === options.toSequence) break;
