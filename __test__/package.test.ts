@@ -152,3 +152,32 @@ test("the pure core's copies in one process (ESM, CommonJS, root fallback, graph
   expect(out.cores).toEqual(['pure', 'pure', 'pure', 'pure']);
   expect(out.results).toEqual(Array(8).fill('f028438b9a7287a614f2a3ab6096c4221f34d2f40c32cf7785982a9d28d26fe1'));
 });
+
+test('graphstream/pure loads no native addon: its journal, uploader and cache run on the pure core', () => {
+  const script = `
+    const { mkdtempSync, rmSync } = require('node:fs');
+    const { tmpdir } = require('node:os');
+    const { join } = require('node:path');
+    const pure = require(${JSON.stringify(join(outDir, 'pure/index.cjs'))});
+    (async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'graphstream-pure-'));
+      try {
+        const journal = await pure.Journal.open(dir);
+        await journal.appendBatch([{ query: 'RETURN 1' }, { query: 'RETURN 2' }]);
+        await journal.close();
+        const storage = new pure.MemoryStorage();
+        const uploader = new pure.Uploader({ directory: dir, storage, db: 'db' });
+        await uploader.sync();
+        await uploader.stop();
+        const cache = await pure.SegmentCache.open(dir, { storage: storage.identity ?? storage.description, prefix: '', db: 'db', generation: 0 });
+        console.log(JSON.stringify({
+          uploaded: (await storage.list('')).length,
+          cached: (await cache.stats()).uploadedSegments,
+          addons: Object.keys(require.cache).filter((path) => path.endsWith('.node')),
+        }));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    })();`;
+  expect(JSON.parse(runNode(['-e', script]))).toEqual({ uploaded: 1, cached: 1, addons: [] });
+});

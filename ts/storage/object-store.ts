@@ -4,7 +4,7 @@
  * with every request on the addon's runtime instead of the JavaScript thread.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeCoreRequired, nativeStorage, type NativeObjectStore, type NativeStagedFile } from '../core/native.js';
+import type { NativeObjectStore, NativeStagedFile } from '../core/native.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { checkBody } from './bytes.js';
@@ -115,6 +115,8 @@ export class ObjectStoreStorage implements SegmentStorage {
   /** Opens `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir` or `memory://`. */
   static async open(url: string, options: ObjectStoreStorageOptions = {}): Promise<ObjectStoreStorage> {
     if (typeof url !== 'string') throw new GraphstreamError('invalid_argument', `ObjectStoreStorage.open: the URL must be a string, got ${typeof url}`);
+    // imported here, not by the module: graphstream/pure loads the addon only for what needs it
+    const { nativeCoreRequired, nativeStorage } = await import('../core/native.js');
     if (nativeStorage === null) throw nativeCoreRequired(`ObjectStoreStorage (${JSON.stringify(url)})`);
     try {
       return new ObjectStoreStorage(await nativeStorage.openNativeObjectStore(url, nativeOptions(url, options)), identityOf(url, options.endpoint));

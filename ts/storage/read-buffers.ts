@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { nativeStorage, type NativeStorage } from '../core/native.js';
+import type { NativeStorage } from '../core/native.js';
 import { sha256Hex } from './bytes.js';
 
 export interface PooledFile {
@@ -37,15 +37,18 @@ export class ReadBuffers {
 
   /**
    * At most `maxIdleBytes` of buffers are kept while unused; the rest are left to the GC. Without
-   * the native addon (`native` null), files are read and hashed through node:fs and WebCrypto.
+   * the native addon (`native` null), files are read and hashed through node:fs and WebCrypto. By
+   * default the addon is the one ts/core/native.ts loads, imported by the first read (not before:
+   * graphstream/pure loads no addon until a file is read for upload).
    */
   constructor(
     private readonly maxIdleBytes: number,
-    private readonly native: NativeStorage | null = nativeStorage,
+    private native?: NativeStorage | null,
   ) {}
 
   /** Reads all of `path` (at most `maxBytes`, else a `too_large` error) into a pooled buffer and hashes it. */
-  read(path: string, maxBytes: number): Promise<PooledFile> {
+  async read(path: string, maxBytes: number): Promise<PooledFile> {
+    if (this.native === undefined) this.native = (await import('../core/native.js')).nativeStorage;
     return this.native ? this.readNatively(this.native, path, maxBytes) : this.readHere(path, maxBytes);
   }
 
