@@ -9,6 +9,24 @@ export const MAGIC: Buffer = Buffer.from('HADBJ', 'latin1');
 export const FORMAT_VERSION = 1;
 
 export const HEADER_SIZE = 128;
+/** Where each header field starts (FORMAT.md's header table). */
+export const HEADER_OFFSET = {
+  version: 5,
+  flags: 6,
+  compression: 7,
+  firstSeq: 12,
+  lastSeq: 20,
+  entryCount: 28,
+  bodyLen: 36,
+  bodyChecksum: 44,
+  prevSegmentChecksum: 76,
+  createdMs: 84,
+} as const;
+/** The header's reserved bytes, [start, end): zero in every header. */
+export const HEADER_RESERVED_RANGES = [
+  [8, 12],
+  [92, HEADER_SIZE],
+] as const;
 /** The fixed part of an entry: crc32c, payload_len, sequence, prev_hash. */
 export const ENTRY_HEADER_SIZE = 48;
 /** Offsets inside an entry's fixed part. */

@@ -5,6 +5,7 @@
  */
 import type { Core, DecodeOptions, HeaderFields, HeaderInit, RawSegment, SealOptions } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, normalizeErrors } from '../errors.js';
+import { SEGMENT_FILE_NAME } from './constants.js';
 import { chainHashBefore, payloadOf } from './raw-entries.js';
 import { segmentKey } from '../replication/layout.js';
 import { checkNameNumber } from '../storage/names.js';
@@ -66,6 +67,11 @@ export interface FormatApi {
 export function segmentFileName(firstSeq: number): string {
   checkNameNumber(firstSeq, 'firstSeq');
   return `journal-${String(firstSeq).padStart(16, '0')}.hadbj`;
+}
+
+/** The first sequence a local segment file's name gives, or NaN when the name is not one. */
+export function firstSeqOfFileName(name: string): number {
+  return Number(SEGMENT_FILE_NAME.exec(name)?.[1] ?? NaN);
 }
 
 /** Runs an async core call so that a synchronous throw also becomes a GraphstreamError rejection. */

@@ -41,6 +41,8 @@ import { syncDirectory, replaceFileAtomically } from './durable-fs.js';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
 import {
   HEADER_SIZE,
+  HEADER_OFFSET,
+  HEADER_RESERVED_RANGES,
   TRAILER_SIZE,
   HASH_SIZE,
   ZERO_HASH,
@@ -54,7 +56,7 @@ import {
   SEGMENT_FILE_NAME,
   SEAL_TEMP_SUFFIX,
 } from '../format/constants.js';
-import { segmentFileName } from '../format/format.js';
+import { firstSeqOfFileName, segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
 export const RECOVERY_FILE = 'recovery.json';
@@ -154,7 +156,7 @@ function isSegmentName(name: string): boolean {
 }
 
 function segmentFile(dir: string, name: string): SegmentFile {
-  return { name, path: join(dir, name), firstSeq: Number(SEGMENT_FILE_NAME.exec(name)![1]) };
+  return { name, path: join(dir, name), firstSeq: firstSeqOfFileName(name) };
 }
 
 function bySequence(a: SegmentFile, b: SegmentFile): number {
@@ -376,10 +378,10 @@ interface SegmentCheck {
 
 /** The header fields a writer fills only when it seals, with their offsets. */
 const SEALED_ONLY_FIELDS = [
-  ['last_seq', 20, (h: HeaderFields) => h.lastSeq !== 0],
-  ['entry_count', 28, (h: HeaderFields) => h.entryCount !== 0],
-  ['body_len', 36, (h: HeaderFields) => h.bodyLen !== 0],
-  ['body_checksum', 44, (h: HeaderFields) => !h.bodyChecksum.equals(ZERO_HASH)],
+  ['last_seq', HEADER_OFFSET.lastSeq, (h: HeaderFields) => h.lastSeq !== 0],
+  ['entry_count', HEADER_OFFSET.entryCount, (h: HeaderFields) => h.entryCount !== 0],
+  ['body_len', HEADER_OFFSET.bodyLen, (h: HeaderFields) => h.bodyLen !== 0],
+  ['body_checksum', HEADER_OFFSET.bodyChecksum, (h: HeaderFields) => !h.bodyChecksum.equals(ZERO_HASH)],
 ] as const;
 
 const OFFSET_IN_MESSAGE = /at offset (\d+)/;
@@ -392,22 +394,17 @@ const OFFSET_IN_MESSAGE = /at offset (\d+)/;
  */
 export function sealedHeaderProblem(header: HeaderFields, bytes: Uint8Array): { offset: number; message: string } | null {
   if ((header.flags & ~(FLAG_COMPRESSED | FLAG_HAS_CHAIN_HASH)) !== FLAG_SEALED) {
-    return { offset: 6, message: `flags 0x${header.flags.toString(16)} set bits no sealed segment has` };
+    return { offset: HEADER_OFFSET.flags, message: `flags 0x${header.flags.toString(16)} set bits no sealed segment has` };
   }
   if (header.compression !== (header.flags & FLAG_COMPRESSED)) {
-    return { offset: 7, message: `compression ${header.compression} disagrees with flags 0x${header.flags.toString(16)}` };
+    return { offset: HEADER_OFFSET.compression, message: `compression ${header.compression} disagrees with flags 0x${header.flags.toString(16)}` };
   }
-  for (const [start, end] of RESERVED_HEADER_BYTES) {
+  for (const [start, end] of HEADER_RESERVED_RANGES) {
     const nonZero = bytes.subarray(start, end).findIndex((byte) => byte !== 0);
     if (nonZero >= 0) return { offset: start + nonZero, message: `reserved header byte ${start + nonZero} is not zero` };
   }
   return null;
 }
-
-const RESERVED_HEADER_BYTES = [
-  [8, 12],
-  [92, HEADER_SIZE],
-] as const;
 
 /** Reads one segment file and checks everything it can show on its own. */
 async function checkSegment(segment: SegmentFile, core: RecoveryCore): Promise<SegmentCheck> {

@@ -33,6 +33,7 @@ import {
   FLAG_SEALED,
   FORMAT_VERSION,
   HASH_SIZE,
+  HEADER_OFFSET,
   HEADER_SIZE,
   MAGIC,
   TRAILER_SIZE,
@@ -242,16 +243,16 @@ export function encodeHeader(init: HeaderInit): Buffer {
 
   const out = Buffer.alloc(HEADER_SIZE);
   MAGIC.copy(out, 0);
-  out[5] = FORMAT_VERSION;
-  out[6] = flags;
-  out[7] = compression;
-  writeU64(out, u64Fields.firstSeq, 12);
-  writeU64(out, u64Fields.lastSeq, 20);
-  writeU64(out, u64Fields.entryCount, 28);
-  writeU64(out, u64Fields.bodyLen, 36);
-  if (init.bodyChecksum !== undefined) out.set(init.bodyChecksum, 44);
-  out.writeBigUInt64BE(prevSegmentChecksum, 76);
-  out.writeBigInt64BE(BigInt(createdMs), 84);
+  out[HEADER_OFFSET.version] = FORMAT_VERSION;
+  out[HEADER_OFFSET.flags] = flags;
+  out[HEADER_OFFSET.compression] = compression;
+  writeU64(out, u64Fields.firstSeq, HEADER_OFFSET.firstSeq);
+  writeU64(out, u64Fields.lastSeq, HEADER_OFFSET.lastSeq);
+  writeU64(out, u64Fields.entryCount, HEADER_OFFSET.entryCount);
+  writeU64(out, u64Fields.bodyLen, HEADER_OFFSET.bodyLen);
+  if (init.bodyChecksum !== undefined) out.set(init.bodyChecksum, HEADER_OFFSET.bodyChecksum);
+  out.writeBigUInt64BE(prevSegmentChecksum, HEADER_OFFSET.prevSegmentChecksum);
+  out.writeBigInt64BE(BigInt(createdMs), HEADER_OFFSET.createdMs);
   return out;
 }
 
@@ -262,20 +263,21 @@ function readHeader(buf: Buffer): HeaderFields {
   if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) {
     fail('invalid_magic', `header: magic ${buf.subarray(0, MAGIC.length).toString('hex')} is not HADBJ`);
   }
-  if (buf[5] !== FORMAT_VERSION) fail('unsupported_version', `header: version ${buf[5]}, only 1 is supported`);
+  const version = buf[HEADER_OFFSET.version];
+  if (version !== FORMAT_VERSION) fail('unsupported_version', `header: version ${version}, only 1 is supported`);
   // created_ms is any i64 (as in the reference crate): a number while it is a safe integer, a bigint beyond.
-  const createdMs = buf.readBigInt64BE(84);
+  const createdMs = buf.readBigInt64BE(HEADER_OFFSET.createdMs);
   const createdMsIsSafe = createdMs <= BigInt(Number.MAX_SAFE_INTEGER) && createdMs >= BigInt(Number.MIN_SAFE_INTEGER);
   return {
     version: FORMAT_VERSION,
-    flags: buf[6]!,
-    compression: buf[7]!,
-    firstSeq: readU64(buf, 12, 'header: first_seq'),
-    lastSeq: readU64(buf, 20, 'header: last_seq'),
-    entryCount: readU64(buf, 28, 'header: entry_count'),
-    bodyLen: readU64(buf, 36, 'header: body_len'),
-    bodyChecksum: Buffer.from(buf.subarray(44, 76)),
-    prevSegmentChecksum: buf.readBigUInt64BE(76),
+    flags: buf[HEADER_OFFSET.flags]!,
+    compression: buf[HEADER_OFFSET.compression]!,
+    firstSeq: readU64(buf, HEADER_OFFSET.firstSeq, 'header: first_seq'),
+    lastSeq: readU64(buf, HEADER_OFFSET.lastSeq, 'header: last_seq'),
+    entryCount: readU64(buf, HEADER_OFFSET.entryCount, 'header: entry_count'),
+    bodyLen: readU64(buf, HEADER_OFFSET.bodyLen, 'header: body_len'),
+    bodyChecksum: Buffer.from(buf.subarray(HEADER_OFFSET.bodyChecksum, HEADER_OFFSET.bodyChecksum + HASH_SIZE)),
+    prevSegmentChecksum: buf.readBigUInt64BE(HEADER_OFFSET.prevSegmentChecksum),
     createdMs: createdMsIsSafe ? Number(createdMs) : createdMs,
   };
 }

@@ -23,6 +23,7 @@ import { resolveCore } from '../core/default.js';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { FLAG_HAS_CHAIN_HASH, FLAG_SEALED, HEADER_SIZE, SEGMENT_FILE_NAME, TRAILER_SIZE } from '../format/constants.js';
+import { firstSeqOfFileName } from '../format/format.js';
 import { segmentKey } from './layout.js';
 
 export interface CacheConfig {
@@ -252,7 +253,7 @@ export class SegmentCache {
     const newest = legacy.at(-1);
     if (newest !== undefined) {
       // its records hold no last sequence: the newest one's first sequence is a lower bound
-      const firstSeq = Number(SEGMENT_FILE_NAME.exec(newest.name)![1]);
+      const firstSeq = firstSeqOfFileName(newest.name);
       if (highest === null || firstSeq > highest.lastSeq) {
         highest = { lastSeq: firstSeq, chainHash: null, destination: `the storage holding ${newest.key}`, manifest: legacyPath };
       }
@@ -295,7 +296,7 @@ export class SegmentCache {
     if (this.records.size > 0 || this.tipRecord !== null) return [];
     const legacy = await readLegacyManifest(join(this.dir, LEGACY_MANIFEST_FILE));
     const { prefix, db, generation } = this.destination;
-    if (legacy.length === 0 || !legacy.every((record) => record.key === segmentKey(prefix, db, generation, firstSeqOf(record.name)))) return [];
+    if (legacy.length === 0 || !legacy.every((record) => record.key === segmentKey(prefix, db, generation, firstSeqOfFileName(record.name)))) return [];
     const completed = await mapInParallel(legacy, async (record): Promise<UploadRecord | null> => {
       const ends = await readSegmentEnds(join(this.dir, record.name), this.core);
       if (ends === null) return null;
@@ -329,7 +330,7 @@ export class SegmentCache {
     if (!SEGMENT_FILE_NAME.test(upload.name)) {
       throw new GraphstreamError('invalid_argument', `cache: ${upload.name} is not a segment file name`);
     }
-    if (!Number.isSafeInteger(upload.lastSeq) || upload.lastSeq < firstSeqOf(upload.name) || !HEX_HASH.test(upload.chainHash)) {
+    if (!Number.isSafeInteger(upload.lastSeq) || upload.lastSeq < firstSeqOfFileName(upload.name) || !HEX_HASH.test(upload.chainHash)) {
       throw new GraphstreamError('invalid_argument', `cache: the record of ${upload.name} needs its lastSeq and its chainHash (64 hex digits)`);
     }
     const record: UploadRecord = { ...upload, uploadedAt: upload.uploadedAt ?? this.now() };
@@ -488,7 +489,7 @@ export class SegmentCache {
     const files = await mapInParallel(segmentNames, async (name): Promise<SegmentFile | null> => {
       const path = join(this.dir, name);
       try {
-        return { name, path, firstSeq: Number(SEGMENT_FILE_NAME.exec(name)![1]), size: (await stat(path)).size };
+        return { name, path, firstSeq: firstSeqOfFileName(name), size: (await stat(path)).size };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw toGraphstreamError(err, `cache: stat ${path}`);
@@ -623,10 +624,6 @@ async function mapInParallel<T, R>(items: readonly T[], task: (item: T) => Promi
 
 function byName(a: UploadRecord, b: UploadRecord): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-}
-
-function firstSeqOf(name: string): number {
-  return Number(SEGMENT_FILE_NAME.exec(name)?.[1] ?? NaN);
 }
 
 function checkDestination(destination: Destination): Destination {

@@ -32,6 +32,7 @@ import {
   type UploadRecord,
 } from './cache.js';
 import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE, TRAILER_SIZE, ZERO_HASH } from '../format/constants.js';
+import { firstSeqOfFileName } from '../format/format.js';
 import type { GraphstreamMetrics } from '../metrics.js';
 import { sealedHeaderProblem } from '../journal/recovery.js';
 import { MAX_GENERATION, generationPrefix, listSegmentKeys, segmentKey, sequenceOfKey } from './layout.js';
@@ -489,8 +490,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     });
     if (stored.length === 0) return;
     const local = await cache.segmentFileNames();
-    const localFirstSeqs = new Set(local.map((name) => Number(/\d{16}/.exec(name)![0])));
-    const oldestLocal = local.length > 0 ? Number(/\d{16}/.exec(local[0]!)![0]) : Infinity;
+    const localFirstSeqs = new Set(local.map(firstSeqOfFileName));
+    const oldestLocal = local.length > 0 ? firstSeqOfFileName(local[0]!) : Infinity;
     const localSequence = await this.localSequence(local);
     for (const { key, firstSeq } of stored) {
       if (localFirstSeqs.has(firstSeq)) continue; // the put finds out whether it holds the same bytes
@@ -518,7 +519,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const newest = names.at(-1);
     if (newest === undefined) return 0;
     const ends = await readSegmentEnds(join(this.directory, newest), await this.coreLoading);
-    return ends?.header.lastSeq ?? Number(/\d{16}/.exec(newest)![0]) - 1;
+    return ends?.header.lastSeq ?? firstSeqOfFileName(newest) - 1;
   }
 
   /**
