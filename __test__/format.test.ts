@@ -365,4 +365,27 @@ describe.each(availableZstdCodecs())('pure core zstd via $name', ({ codec }) => 
     expect(coreCodeOf(() => codec.decompress(Buffer.from('not zstd at all'), 1 << 20))).toBe('invalid_segment');
     expect(coreCodeOf(() => codec.decompress(storedBody.subarray(0, storedBody.length - 5), 1 << 20))).toBe('invalid_segment');
   });
+
+  test('fails as the native core does on a compressed block that holds no bytes', () => {
+    const native = createFormatApi(cores.find((core) => core.kind === 'native')!);
+    // a frame without a declared size: a raw block of `raw` bytes, then an empty compressed block
+    const frame = (raw: number) =>
+      Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38, (raw << 3) & 0xff, raw >> 5, 0]), Buffer.alloc(raw, 7), Buffer.from([0x05, 0, 0])]);
+    const cases = [
+      { raw: 0, maxOutput: 1 << 20, code: 'invalid_segment' },
+      { raw: 100, maxOutput: 1 << 20, code: 'invalid_segment' },
+      // the block before it outgrows the ceiling first
+      { raw: 100, maxOutput: 50, code: 'too_large' },
+    ];
+    for (const { raw, maxOutput, code } of cases) {
+      const body = frame(raw);
+      const segment = Buffer.concat([
+        native.encodeHeader({ flags: 0x0d, compression: 1, firstSeq: 1, lastSeq: 1, entryCount: 1, bodyLen: body.length, bodyChecksum: createHash('sha256').update(body).digest() }),
+        body,
+        ZERO_HASH,
+      ]);
+      expect(codeOf(() => native.decodeSegment(segment, { maxBodyBytes: maxOutput })), `native, ${raw} bytes before`).toBe(code);
+      expect(coreCodeOf(() => codec.decompress(body, maxOutput)), `${raw} bytes before`).toBe(code);
+    }
+  });
 });

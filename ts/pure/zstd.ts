@@ -1,8 +1,8 @@
 /**
- * zstd for the pure core: compression by `node:zlib` where the runtime has it (Node >= 22.15),
- * otherwise by the WebAssembly build of `@bokuweb/zstd-wasm`; decompression always by the
- * latter's one-shot ZSTD_decompress, frame by frame, exactly as the native core does
- * (crate/src/segment.rs), so that both fail alike on any body.
+ * zstd for the pure core: `node:zlib` where the runtime has it (Node >= 22.15 and 23.8),
+ * otherwise the WebAssembly build of `@bokuweb/zstd-wasm`, loaded on first use. Either way a
+ * body is decompressed frame by frame, each bounded by what its headers allow, and checked as
+ * the native core checks it (crate/src/segment.rs), so that both fail alike on any body.
  *
  * The wasm module is instantiated synchronously on first use (Node compiles
  * WebAssembly synchronously without a size limit), so every pure-core function
@@ -55,6 +55,8 @@ interface ZstdFrame {
   declared: number | null;
   /** the most it can decompress to: the declared size, else its raw and RLE block sizes plus the largest block per compressed block */
   bound: number;
+  /** where the first compressed block that holds no bytes starts, if any (see zlibCodec) */
+  emptyCompressedBlock: number | null;
 }
 
 /**
@@ -121,6 +123,7 @@ export function zstdFrames(stored: Uint8Array, maxOutput: number): ZstdFrame[] {
     }
     const blockMax = Math.min(window, ZSTD_BLOCK_MAX);
     let blocks = 0;
+    let emptyCompressedBlock: number | null = null;
     for (;;) {
       if (len - pos < 3) zstdError(`block header at byte ${pos} is cut short`);
       const header = field(pos, 3);
@@ -134,25 +137,135 @@ export function zstdFrames(stored: Uint8Array, maxOutput: number): ZstdFrame[] {
       if (len - pos < storedSize) zstdError(`block at byte ${at} is cut short`);
       pos += storedSize;
       blocks += type === 2 ? blockMax : size;
+      if (type === 2 && size === 0) emptyCompressedBlock ??= at;
       if (header & 1) break;
     }
     if (descriptor & 0x04) {
       if (len - pos < 4) zstdError(`checksum of the frame at byte ${frame} is cut short`);
       pos += 4;
     }
-    frames.push({ start: frame, end: pos, declared: contentSize, bound: contentSize ?? blocks });
+    frames.push({ start: frame, end: pos, declared: contentSize, bound: contentSize ?? blocks, emptyCompressedBlock });
   }
   return frames;
 }
 
-// Node >= 22.15 ships zstd in zlib; @types/node 20 does not declare it.
+/**
+ * Decompresses the frames one after another into at most `capacity` bytes, each in one go into
+ * the room left: a frame that declares its size into exactly that many bytes, one that does not
+ * into no more than its bound. `decodeFrame` decompresses one frame into at most `room` bytes
+ * after the `filled` ones and returns how many it wrote, or null when it needs more room; it
+ * throws `invalid_segment` when the frame does not decompress. Returns the bytes written, or
+ * null when the frames need more room than `capacity`.
+ */
+function decompressFrames(
+  frames: readonly ZstdFrame[],
+  capacity: number,
+  decodeFrame: (frame: ZstdFrame, room: number, filled: number) => number | null,
+): number | null {
+  let filled = 0;
+  for (const frame of frames) {
+    const room = capacity - filled;
+    if (frame.declared !== null && frame.declared > room) return null;
+    const written = decodeFrame(frame, Math.min(frame.bound, room), filled);
+    if (written === null) {
+      if (frame.declared === null) return null;
+      zstdError(`frame at byte ${frame.start} does not decompress into the ${frame.declared} bytes it declares`);
+    }
+    if (frame.declared !== null && written !== frame.declared) {
+      zstdError(`frame at byte ${frame.start} declares ${frame.declared} bytes but holds ${written}`);
+    }
+    filled += written;
+  }
+  return filled;
+}
+
+/**
+ * A codec whose decompression reads the frames' headers first (zstdFrames), so that nothing is
+ * allocated past their bound or the ceiling, then decompresses them with `decompressAll` into
+ * at most that many bytes, or null when they need more.
+ */
+function boundedCodec(
+  compress: ZstdCodec['compress'],
+  decompressAll: (stored: Uint8Array, frames: readonly ZstdFrame[], capacity: number) => Buffer | null,
+): ZstdCodec {
+  return {
+    compress,
+    decompress(stored, maxOutput) {
+      const frames = zstdFrames(stored, maxOutput);
+      if (frames.length === 0) return Buffer.alloc(0);
+      const limit = Math.min(
+        frames.reduce((sum, frame) => sum + frame.bound, 0),
+        maxOutput,
+      );
+      const body = decompressAll(stored, frames, limit);
+      if (body !== null) return body;
+      if (limit === maxOutput) fail('too_large', `zstd body decompresses to more than the ${maxOutput}-byte ceiling`);
+      zstdError(`decompresses to more than the ${limit} bytes its frames allow`);
+    },
+  };
+}
+
+// Node >= 22.15 (and 23.8) ships zstd in zlib; @types/node 20 does not declare it.
 interface ZlibWithZstd {
   zstdCompressSync(data: Uint8Array, options: { params: Record<number, number> }): Buffer;
+  zstdDecompressSync(data: Uint8Array, options: { maxOutputLength: number; chunkSize?: number }): Buffer;
   constants: { ZSTD_c_compressionLevel: number };
 }
 
-function zlibCompress(z: ZlibWithZstd): ZstdCodec['compress'] {
-  return (data, level) => z.zstdCompressSync(data, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
+/** The last block of a frame: raw, empty. */
+const EMPTY_LAST_BLOCK = Buffer.from([0x01, 0x00, 0x00]);
+/** Frame header descriptor bit: a content checksum follows the last block. */
+const CHECKSUM_FLAG = 0x04;
+
+/** The smallest output chunk node:zlib takes (Z_MIN_CHUNK): the room a frame's chunk has past its declared size. */
+const ZLIB_MIN_CHUNK = 64;
+
+/**
+ * node:zlib's zstd. Its decompressor streams, so each frame is decompressed on its own, stopped
+ * past the room it has (maxOutputLength: zlib then holds at most one more chunk), and its size
+ * checked against the size it declares here (libzstd's streaming decoder skips that check when
+ * the last block is empty; the one-shot decoder of the native core does not). A frame that
+ * declares its size is decompressed into one chunk with a little room to spare, so that zlib
+ * sees the frame end without allocating another.
+ *
+ * The streaming decoder also passes over a compressed block that holds no bytes, where the
+ * one-shot decoder stops as on corrupt data. Such a frame is invalid; a frame that does not
+ * declare its size may first outgrow its room, which the one-shot decoder reports instead: the
+ * blocks before the empty one decide, decompressed as a frame of their own that ends there.
+ */
+function zlibCodec(z: ZlibWithZstd): ZstdCodec {
+  const decompressFrame = (bytes: Uint8Array, frame: ZstdFrame, room: number): Buffer | null => {
+    let part: Buffer;
+    try {
+      const chunk = frame.declared === null ? {} : { chunkSize: frame.declared + ZLIB_MIN_CHUNK };
+      part = z.zstdDecompressSync(bytes, { maxOutputLength: Math.max(room, 1), ...chunk });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
+      zstdError(`frame at byte ${frame.start} does not decompress: ${(err as Error).message}`);
+    }
+    return part.length > room ? null : part;
+  };
+  return boundedCodec(
+    (data, level) => z.zstdCompressSync(data, { params: { [z.constants.ZSTD_c_compressionLevel]: level } }),
+    (stored, frames, capacity) => {
+      const parts: Buffer[] = [];
+      const filled = decompressFrames(frames, capacity, (frame, room) => {
+        const empty = frame.emptyCompressedBlock;
+        if (empty !== null) {
+          const blocksBefore = Buffer.concat([stored.subarray(frame.start, empty), EMPTY_LAST_BLOCK]);
+          blocksBefore[4]! &= ~CHECKSUM_FLAG;
+          if (frame.declared === null && decompressFrame(blocksBefore, frame, room) === null) return null;
+          zstdError(`frame at byte ${frame.start} does not decompress: the compressed block at byte ${empty} is empty`);
+        }
+        const part = decompressFrame(stored.subarray(frame.start, frame.end), frame, room);
+        if (part === null) return null;
+        parts.push(part);
+        return part.length;
+      });
+      if (filled === null) return null;
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts, filled);
+    },
+  );
 }
 
 // The lib settings (ES2023 + @types/node 20) do not type the WebAssembly JS API.
@@ -196,66 +309,42 @@ function loadWasmZstd(): EmscriptenZstd {
   return module;
 }
 
+/** The WebAssembly build of libzstd: its one-shot ZSTD_decompress, as the native core uses (crate/src/segment.rs). */
 function wasmCodec(): ZstdCodec {
   const module = loadWasmZstd();
   // Loaded after the runtime is up: its compress() uses the same Module object.
   const { compress } = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as {
     compress(data: Uint8Array, level: number): Uint8Array;
   };
-  /**
-   * Decompresses the frames one after another into `capacity` bytes of WebAssembly memory,
-   * each in one shot: a frame that declares its size into exactly that many bytes, one that
-   * does not into the room left. Returns null when they need more room.
-   */
-  const decompressFrames = (stored: Uint8Array, frames: readonly ZstdFrame[], capacity: number): Buffer | null => {
-    const src = module._malloc(stored.length);
-    const dst = module._malloc(Math.max(capacity, 1));
-    try {
-      if (src === 0 || dst === 0) fail('too_large', `cannot allocate ${capacity} bytes for the zstd body`);
-      module.HEAPU8.set(stored, src);
-      let filled = 0;
-      for (const frame of frames) {
-        const room = capacity - filled;
-        if (frame.declared !== null && frame.declared > room) return null;
-        const result = module._ZSTD_decompress(dst + filled, Math.min(frame.bound, room), src + frame.start, frame.end - frame.start) >>> 0;
-        if (module._ZSTD_isError(result)) {
-          if (result === ZSTD_DST_TOO_SMALL && frame.declared === null) return null;
-          zstdError(`frame at byte ${frame.start} does not decompress`);
-        }
-        if (frame.declared !== null && result !== frame.declared) {
-          zstdError(`frame at byte ${frame.start} declares ${frame.declared} bytes but holds ${result}`);
-        }
-        filled += result;
-      }
-      // HEAPU8 may have been replaced by memory growth: read it after the calls.
-      return Buffer.from(module.HEAPU8.subarray(dst, dst + filled));
-    } finally {
-      module._free(dst);
-      module._free(src);
-    }
-  };
-  return {
-    compress(data, level) {
+  return boundedCodec(
+    (data, level) => {
       const out = compress(data, level);
       return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     },
-    decompress(stored, maxOutput) {
-      const frames = zstdFrames(stored, maxOutput);
-      if (frames.length === 0) return Buffer.alloc(0);
-      const limit = Math.min(
-        frames.reduce((sum, frame) => sum + frame.bound, 0),
-        maxOutput,
-      );
-      const body = decompressFrames(stored, frames, limit);
-      if (body !== null) return body;
-      if (limit === maxOutput) fail('too_large', `zstd body decompresses to more than the ${maxOutput}-byte ceiling`);
-      zstdError(`decompresses to more than the ${limit} bytes its frames allow`);
+    (stored, frames, capacity) => {
+      const src = module._malloc(stored.length);
+      const dst = module._malloc(Math.max(capacity, 1));
+      try {
+        if (src === 0 || dst === 0) fail('too_large', `cannot allocate ${capacity} bytes for the zstd body`);
+        module.HEAPU8.set(stored, src);
+        const filled = decompressFrames(frames, capacity, (frame, room, filled) => {
+          const result = module._ZSTD_decompress(dst + filled, room, src + frame.start, frame.end - frame.start) >>> 0;
+          if (!module._ZSTD_isError(result)) return result;
+          if (result === ZSTD_DST_TOO_SMALL) return null;
+          zstdError(`frame at byte ${frame.start} does not decompress`);
+        });
+        // HEAPU8 may have been replaced by memory growth: read it after the calls.
+        return filled === null ? null : Buffer.from(module.HEAPU8.subarray(dst, dst + filled));
+      } finally {
+        module._free(dst);
+        module._free(src);
+      }
     },
-  };
+  );
 }
 
 const runtimeZlib = zlib as unknown as Partial<ZlibWithZstd>;
-const zlibHasZstd = typeof runtimeZlib.zstdCompressSync === 'function';
+const zlibHasZstd = typeof runtimeZlib.zstdCompressSync === 'function' && typeof runtimeZlib.zstdDecompressSync === 'function';
 
 let wasm: ZstdCodec | undefined;
 let codec: ZstdCodec | undefined;
@@ -265,20 +354,16 @@ function getWasmCodec(): ZstdCodec {
   return wasm;
 }
 
-/** node:zlib's compressor where there is one, with the one decompression. */
-function withZlibCompression(z: ZlibWithZstd): ZstdCodec {
-  return { compress: zlibCompress(z), decompress: getWasmCodec().decompress };
-}
-
+/** node:zlib's codec where the runtime has one; the WebAssembly one, loaded on first use, on older Node. */
 function getCodec(): ZstdCodec {
-  codec ??= zlibHasZstd ? withZlibCompression(runtimeZlib as ZlibWithZstd) : getWasmCodec();
+  codec ??= zlibHasZstd ? zlibCodec(runtimeZlib as ZlibWithZstd) : getWasmCodec();
   return codec;
 }
 
-/** Every zstd compressor this runtime can use (the wasm one always), so tests cover each. */
+/** Every zstd codec this runtime can use (the wasm one always), so tests cover each. */
 export function availableZstdCodecs(): { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] {
   const codecs: { name: 'node:zlib' | 'zstd-wasm'; codec: ZstdCodec }[] = [{ name: 'zstd-wasm', codec: getWasmCodec() }];
-  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: withZlibCompression(runtimeZlib as ZlibWithZstd) });
+  if (zlibHasZstd) codecs.push({ name: 'node:zlib', codec: getCodec() });
   return codecs;
 }
 
