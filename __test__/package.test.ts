@@ -1,14 +1,17 @@
 /**
  * The package as consumers load it: the tsup build of the real config, imported as ESM and
- * required from CommonJS, root and `graphstream/pure`, exposing the same API.
+ * required from CommonJS, root and `graphstream/pure`, exposing the same API; and installed
+ * without its optional peer dependency, the AWS SDK.
  */
 import { execFileSync } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'tsup';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import config from '../tsup.config.js';
+import { createTestBucket, s3Endpoint, TEST_CREDENTIALS, TEST_REGION } from './helpers/s3.js';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const outDir = join(root, '.vitest-tmp', `package-${process.pid}`);
@@ -180,4 +183,64 @@ test('graphstream/pure loads no native addon: its journal, uploader and cache ru
       }
     })();`;
   expect(JSON.parse(runNode(['-e', script]))).toEqual({ uploaded: 1, cached: 1, addons: [] });
+});
+
+/**
+ * The package installed in a consumer's project outside this repository (so nothing resolves
+ * from its node_modules): the build, the host's platform package, and the package's dependencies,
+ * but not its optional peers. Returns the package's directory.
+ */
+async function installedWithoutPeers(): Promise<{ project: string; installed: string }> {
+  const project = await mkdtemp(join(tmpdir(), 'graphstream-lean-'));
+  const modules = join(project, 'node_modules');
+  const installed = join(modules, 'graphstream');
+  await cp(outDir, join(installed, 'dist'), { recursive: true });
+  await cp(join(root, 'package.json'), join(installed, 'package.json'));
+  const binary = (await readdir(join(root, 'native'))).find((name) => /^graphstream\..+\.node$/.test(name))!;
+  const platformPackage = join(modules, '@graphstream', `native-${binary.split('.')[1]}`);
+  await mkdir(platformPackage, { recursive: true });
+  await writeFile(join(platformPackage, 'package.json'), JSON.stringify({ name: `@graphstream/native-${binary.split('.')[1]}`, main: binary }));
+  await symlink(join(root, 'native', binary), join(platformPackage, binary));
+  const { dependencies, peerDependencies } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
+  expect(Object.keys(peerDependencies!)).toEqual(['@aws-sdk/client-s3']);
+  for (const name of Object.keys(dependencies!)) {
+    await mkdir(dirname(join(modules, name)), { recursive: true });
+    await symlink(join(root, 'node_modules', name), join(modules, name));
+  }
+  return { project, installed };
+}
+
+test('without the optional @aws-sdk/client-s3, S3Storage says to install it, and openStorage serves s3:// with the native client', async () => {
+  const { project, installed } = await installedWithoutPeers();
+  try {
+    const bucket = await createTestBucket('lean');
+    const options = { endpoint: s3Endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true };
+    const script = (load: string) => `
+      ${load}
+      const options = ${JSON.stringify(options)};
+      const failure = (err) => ({ name: err.name, code: err.code, message: err.message });
+      const sdkStorage = new api.S3Storage({ bucket: ${JSON.stringify(bucket)}, ...options });
+      const viaSdk = await sdkStorage.put('lean/a', Buffer.from('x')).then(() => 'stored', failure);
+      const explicit = await api.openStorage('s3://${bucket}/lean', { ...options, backend: 'sdk' });
+      const viaExplicit = await explicit.get('0001').then(() => 'read', failure);
+      const opened = await api.openStorage('s3://${bucket}/lean', options);
+      await opened.put('0001', Buffer.from('lean install'));
+      console.log(JSON.stringify({
+        viaSdk,
+        viaExplicit,
+        native: opened instanceof api.ObjectStoreStorage,
+        read: Buffer.from(await opened.get('0001')).toString(),
+      }));`;
+    const esm = JSON.parse(runNode(['--input-type=module', '-e', script(`const api = await import(${JSON.stringify(join(installed, 'dist/index.js'))});`)]));
+    const cjs = JSON.parse(runNode(['-e', `(async () => { ${script(`const api = require(${JSON.stringify(join(installed, 'dist/index.cjs'))});`)} })()`]));
+    for (const out of [esm, cjs]) {
+      for (const failed of [out.viaSdk, out.viaExplicit]) {
+        expect(failed).toMatchObject({ name: 'GraphstreamError', code: 'invalid_argument' });
+        expect(failed.message).toContain('npm install @aws-sdk/client-s3');
+      }
+      expect(out).toMatchObject({ native: true, read: 'lean install' });
+    }
+  } finally {
+    await rm(project, { recursive: true, force: true });
+  }
 });

@@ -13,16 +13,16 @@ const outdir = join(root, 'node_modules', '.cache', `graphstream-bench-${process
 const common = { outdir, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' };
 await build({ ...common, entryPoints: { suite: join(root, 'bench/suite.ts') }, packages: 'external', sourcemap: 'inline' });
 // The memory group's children measure a process's RSS: they are bundled the way tsup bundles the
-// package (its dependencies external, the rest inside), without the inline source map the suite
-// carries for its stack traces.
-const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+// package (its dependencies and peers external, the rest inside), without the inline source map
+// the suite carries for its stack traces.
+const { dependencies, peerDependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 await build({
   ...common,
   entryPoints: {
     'memory-writer': join(root, 'bench/children/memory-writer.ts'),
     'memory-follower': join(root, 'bench/children/memory-follower.ts'),
   },
-  external: [...Object.keys(dependencies).flatMap((name) => [name, `${name}/*`])],
+  external: [...Object.keys({ ...dependencies, ...peerDependencies }).flatMap((name) => [name, `${name}/*`])],
 });
 
 const { main } = await import(pathToFileURL(join(outdir, 'suite.mjs')).href);

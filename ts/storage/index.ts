@@ -1,6 +1,7 @@
 /**
  * `openStorage(url)`: the storage backend a URL names.
- *   s3://bucket/prefix   → S3Storage (or the native ObjectStoreStorage with backend 'object_store')
+ *   s3://bucket/prefix   → S3Storage (or the native ObjectStoreStorage with backend 'object_store',
+ *                          and by default where the optional @aws-sdk/client-s3 is not installed)
  *   gs://, az://         → ObjectStoreStorage
  *   file:///dir, a path  → LocalStorage (or ObjectStoreStorage file:// with backend 'object_store')
  *   memory://            → MemoryStorage (or ObjectStoreStorage memory://)
@@ -14,17 +15,20 @@ import { GraphstreamError } from '../errors.js';
 import { LocalStorage } from './local.js';
 import { MemoryStorage } from './memory.js';
 import { ObjectStoreStorage } from './object-store.js';
-import { S3Storage, type S3Credentials } from './s3.js';
+import { S3Storage, s3SdkInstalled, type S3Credentials } from './s3.js';
 import type { SegmentStorage } from './types.js';
 
 export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
 export { LocalStorage } from './local.js';
 export { MemoryStorage } from './memory.js';
 export { ObjectStoreStorage, type ObjectStoreStorageOptions } from './object-store.js';
-export { S3Storage, isRetryableS3Error, type S3Credentials, type S3StorageOptions } from './s3.js';
+export { S3Storage, isRetryableS3Error, type S3ClientLike, type S3Credentials, type S3StorageOptions } from './s3.js';
 
 export interface OpenStorageOptions {
-  /** which client serves s3://, file:// and memory:// URLs (default 'sdk': S3Storage / LocalStorage / MemoryStorage) */
+  /**
+   * which client serves s3://, file:// and memory:// URLs (default 'sdk': S3Storage / LocalStorage /
+   * MemoryStorage; for s3://, the native client where @aws-sdk/client-s3 is not installed)
+   */
   backend?: 'sdk' | 'object_store';
   endpoint?: string;
   region?: string;
@@ -57,6 +61,17 @@ function awsSettings(options: OpenStorageOptions) {
   }
   const forcePathStyle = options.forcePathStyle ?? endpoint !== undefined;
   return { endpoint, region, credentials, forcePathStyle };
+}
+
+/**
+ * Whether s3:// without a backend named goes to the native client: the AWS SDK is an optional peer
+ * dependency, and where it is not installed the addon speaks S3 too (if it loads).
+ */
+async function nativeServesS3(): Promise<boolean> {
+  if (await s3SdkInstalled()) return false;
+  // imported here, not by the module: graphstream/pure loads the addon only for what needs it
+  const { nativeStorage } = await import('../core/native.js');
+  return nativeStorage !== null;
 }
 
 /** Opens the storage `url` names. Bad URLs are GraphstreamError `invalid_argument`. */
@@ -93,7 +108,7 @@ export async function openStorage(url: string, options: OpenStorageOptions = {})
     case 's3a': {
       if (!parsed.hostname) throw invalidUrl(url, 'no bucket name');
       const aws = awsSettings(options);
-      if (native) {
+      if (native || (options.backend === undefined && (await nativeServesS3()))) {
         return ObjectStoreStorage.open(url, {
           ...aws,
           ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),

@@ -35,8 +35,8 @@ export interface S3StorageOptions {
   maxKeysPerPage?: number;
   /** largest object get() and stageFile() read into memory (default 1 GiB) */
   maxObjectBytes?: number;
-  /** use this client instead of building one (close() then leaves it open) */
-  client?: S3Client;
+  /** use this @aws-sdk/client-s3 S3Client instead of building one (close() then leaves it open) */
+  client?: S3ClientLike;
 }
 
 const DEFAULT_MAX_OBJECT_BYTES = 1 << 30;
@@ -46,16 +46,56 @@ const MAX_IDLE_READ_BUFFER_BYTES = 32 * 1024 * 1024;
 const PAYLOAD_SHA256_HEADER = 'x-amz-content-sha256';
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
+const SDK_PACKAGE = '@aws-sdk/client-s3';
 let sdkLoading: Promise<S3Sdk> | null = null;
 
-/** The SDK, imported on first use: it costs ~20 MiB and ~0.1 s, which only users of S3Storage pay. */
+/** Whether an import failed because the SDK is not installed, rather than an install of it being broken. */
+function isSdkMissing(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && typeof message === 'string' && message.includes(`'${SDK_PACKAGE}'`);
+}
+
+/**
+ * The SDK, imported on first use: it costs ~20 MiB and ~0.1 s, which only users of S3Storage pay.
+ * It is an optional peer dependency: where it is not installed, the error says so.
+ */
 function loadSdk(): Promise<S3Sdk> {
   sdkLoading ??= import('@aws-sdk/client-s3').catch((err: unknown) => {
     sdkLoading = null;
-    throw new GraphstreamError('storage', `loading @aws-sdk/client-s3 failed: ${(err as Error).message}`, { cause: err });
+    if (isSdkMissing(err)) {
+      throw new GraphstreamError(
+        'invalid_argument',
+        `S3Storage needs ${SDK_PACKAGE}, an optional peer dependency of graphstream that is not installed: ` +
+          `install it (npm install ${SDK_PACKAGE}), or use the native addon's client (ObjectStoreStorage, openStorage's backend 'object_store')`,
+        { cause: err },
+      );
+    }
+    throw new GraphstreamError('storage', `loading ${SDK_PACKAGE} failed: ${(err as Error).message}`, { cause: err });
   });
   return sdkLoading;
 }
+
+/** Whether the SDK can be imported (it is then loaded); false where it is not installed. */
+export async function s3SdkInstalled(): Promise<boolean> {
+  try {
+    await loadSdk();
+    return true;
+  } catch (err) {
+    if (isSdkMissing((err as Error).cause)) return false;
+    throw err;
+  }
+}
+
+/**
+ * The part of @aws-sdk/client-s3's S3Client that S3Storage uses, declared here so that the
+ * package's types do not need the optional SDK installed. An S3Client is one.
+ */
+export interface S3ClientLike {
+  // any: the SDK's send is generic over its commands and their outputs
+  send(command: any, options?: any): Promise<any>;
+  destroy(): void;
+}
+
 const THROTTLING_ERRORS = new Set([
   'SlowDown',
   'Throttling',
@@ -141,7 +181,7 @@ export class S3Storage implements SegmentStorage {
     this.maxKeysPerPage = options.maxKeysPerPage;
     this.maxObjectBytes = options.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
     this.ownsClient = options.client === undefined;
-    if (options.client) this.client = options.client;
+    if (options.client) this.client = options.client as S3Client;
     const config: S3ClientConfig = {
       forcePathStyle: options.forcePathStyle ?? false,
       maxAttempts: options.maxAttempts ?? 3,
