@@ -19,7 +19,7 @@ import { restore } from '../ts/replication/restore.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
-import { ListRecordingStorage, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { ListRecordingStorage, journalRecords, openLeader, untilAborted, type TestLeader } from './helpers/replication.js';
 import { s3BackendsAndCores } from './helpers/s3.js';
 
 const DB = 'graph';
@@ -275,7 +275,7 @@ describe.each(s3BackendsAndCores)('compaction against a real S3 server: $s3.name
       }
     })();
     const seen: { sequence: number; chainHash: string }[] = [];
-    for await (const record of follower.tail({ raw: true, pollIntervalMs: 2, maxPollIntervalMs: 10, signal: controller.signal })) {
+    for await (const record of untilAborted(follower.tail({ raw: true, pollIntervalMs: 2, maxPollIntervalMs: 10, signal: controller.signal }))) {
       seen.push({ sequence: record.sequence, chainHash: record.chainHash.toString('hex') });
       // Part-way through, wait until the originals after this point have been compacted and deleted.
       if (record.sequence === 25) await afterThirdRound;

@@ -15,7 +15,7 @@ import { encodeJournalEntry } from '../ts/payload/payload.js';
 import { MemoryStorage } from '../ts/storage/memory.js';
 import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
-import { ListRecordingStorage, entryFor, journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { ListRecordingStorage, entryFor, journalRecords, openLeader, untilAborted, type TestLeader } from './helpers/replication.js';
 import { s3BackendsAndCores } from './helpers/s3.js';
 
 const DB = 'graph';
@@ -203,7 +203,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
       }
     })();
     const seen: { sequence: number; chainHash: string; query: string; id: unknown }[] = [];
-    for await (const record of replica.tail({ pollIntervalMs: 5, maxPollIntervalMs: 20, signal: controller.signal })) {
+    for await (const record of untilAborted(replica.tail({ pollIntervalMs: 5, maxPollIntervalMs: 20, signal: controller.signal }))) {
       seen.push({ sequence: record.sequence, chainHash: record.chainHash.toString('hex'), query: record.entry.query, id: record.entry.params[0]![1] });
       if (record.sequence === total) controller.abort();
     }
@@ -251,7 +251,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     expect((await remoteSegments()).length).toBeGreaterThan(10);
     const controller = new AbortController();
     const kept: RawJournalRecord[] = [];
-    for await (const record of follower().tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+    for await (const record of untilAborted(follower().tail({ raw: true, pollIntervalMs: 5, signal: controller.signal }))) {
       kept.push(record);
       if (record.sequence === 300) controller.abort();
     }
@@ -274,7 +274,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     const restarted = follower();
     const controller = new AbortController();
     const second: { sequence: number; chainHash: string }[] = [];
-    for await (const record of restarted.tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+    for await (const record of untilAborted(restarted.tail({ raw: true, pollIntervalMs: 5, signal: controller.signal }))) {
       second.push({ sequence: record.sequence, chainHash: record.chainHash.toString('hex') });
       if (record.sequence === 120) controller.abort();
     }
@@ -293,7 +293,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     const initialHash = Buffer.from(records[from - 2]!.chainHash, 'hex');
     const controller = new AbortController();
     const seen: number[] = [];
-    for await (const record of follower().tail({ fromSeq: from, initialHash, pollIntervalMs: 5, signal: controller.signal })) {
+    for await (const record of untilAborted(follower().tail({ fromSeq: from, initialHash, pollIntervalMs: 5, signal: controller.signal }))) {
       seen.push(record.sequence);
       if (record.sequence === 50) controller.abort();
     }
@@ -387,7 +387,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     const transient = new GetObservingStorage(storage, tailDir, new Set([remote[1]!.key, remote[3]!.key]), { retryable: true });
     const controller = new AbortController();
     const seen: number[] = [];
-    for await (const record of follower({ storage: transient, dir: tailDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+    for await (const record of untilAborted(follower({ storage: transient, dir: tailDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal }))) {
       seen.push(record.sequence);
       if (record.sequence === 120) controller.abort();
     }
@@ -414,7 +414,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     const abortDir = await freshDir();
     const aborting = new GetObservingStorage(storage, abortDir, new Set(laterKeys));
     const controller = new AbortController();
-    for await (const record of follower({ storage: aborting, dir: abortDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal })) {
+    for await (const record of untilAborted(follower({ storage: aborting, dir: abortDir }).tail({ raw: true, pollIntervalMs: 5, signal: controller.signal }))) {
       if (record.sequence === 1) controller.abort();
     }
     await aborting.settled();
@@ -453,7 +453,7 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     await storage.delete(held.key);
     const controller = new AbortController();
     const seen: number[] = [];
-    for await (const record of follower().tail({ raw: true, pollIntervalMs: 5, maxPollIntervalMs: 10, signal: controller.signal })) {
+    for await (const record of untilAborted(follower().tail({ raw: true, pollIntervalMs: 5, maxPollIntervalMs: 10, signal: controller.signal }))) {
       seen.push(record.sequence);
       if (record.sequence === held.firstSeq - 1) setTimeout(() => void storage.put(held.key, heldBytes), 50);
       if (record.sequence === 90) controller.abort();
@@ -587,7 +587,7 @@ describe.each(cores)('Follower lag ($kind core)', (core) => {
       const replica = new Follower({ storage, prefix: 'wal/', db: DB, dir, core, metrics });
       const controller = new AbortController();
       let lagAtFirst = { sequences: -1, seconds: -1 };
-      for await (const record of replica.tail({ pollIntervalMs: 5, signal: controller.signal })) {
+      for await (const record of untilAborted(replica.tail({ pollIntervalMs: 5, signal: controller.signal }))) {
         if (record.sequence === 2) {
           lagAtFirst = replica.lag;
           expect(await metricValue(metrics, 'graphstream_replication_lag_sequences')).toBe(20);

@@ -17,12 +17,12 @@ if (storageUrl === undefined || replicaDir === undefined) {
   const storage = await openStorage(storageUrl);
   const follower = new Follower({ storage, prefix: 'wal/', db: 'people', dir: replicaDir });
   const people = new Map<bigint, { name: string; born: string }>();
-  const stop = new AbortController();
-  let idle = setTimeout(() => stop.abort(), Number(idleArg));
+  // close() ends the tail (normally, its position persisted) once nothing new came for idle-ms
+  let idle = setTimeout(() => void follower.close(), Number(idleArg));
   try {
-    for await (const { sequence, entry } of follower.tail({ signal: stop.signal, pollIntervalMs: 100 })) {
+    for await (const { sequence, entry } of follower.tail({ pollIntervalMs: 100 })) {
       clearTimeout(idle);
-      idle = setTimeout(() => stop.abort(), Number(idleArg));
+      idle = setTimeout(() => void follower.close(), Number(idleArg));
       // a real replica runs entry.query with entry.params against its database
       const params = new Map(entry.params);
       const [id, name, born] = [params.get('id'), params.get('name'), params.get('born')];

@@ -5,6 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AbortError } from '../../ts/abort.js';
 import type { Core } from '../../ts/core/core.js';
 import { Journal } from '../../ts/journal/journal.js';
 import { readJournal } from '../../ts/journal/reader.js';
@@ -72,6 +73,15 @@ export async function openLeader(options: {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A tail's records until its signal aborts: the loop then ends quietly instead of with tail()'s AbortError. */
+export async function* untilAborted<T>(records: AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  try {
+    yield* records;
+  } catch (err) {
+    if (!(err instanceof AbortError)) throw err;
+  }
 }
 
 export interface ComparableRecord {

@@ -13,13 +13,12 @@ if (!root || !dir || !Number.isSafeInteger(lastSeq) || core === null) throw new 
 const baselineKiB = currentRssKiB();
 const start = performance.now();
 const follower = new Follower({ dir, storage: new LocalStorage(root), db: 'bench', core });
-const stop = new AbortController();
 let entries = 0;
 let payloadBytes = 0;
-for await (const record of follower.tail({ raw: true, signal: stop.signal, pollIntervalMs: 50 })) {
+for await (const record of follower.tail({ raw: true, pollIntervalMs: 50 })) {
   entries++;
   payloadBytes += record.payload.length;
-  if (record.sequence >= lastSeq) stop.abort();
+  if (record.sequence >= lastSeq) break;
 }
 if (entries !== lastSeq) throw new Error(`replayed ${entries} of ${lastSeq} entries`);
 process.stdout.write(

@@ -57,14 +57,12 @@ export function registerTail(program: Command, output: Output): void {
   ).action(async function (this: Command, storageUrl: string, options: TailCommandOptions) {
     const storage = await openStorageArg(this, storageUrl, options);
     const dir = options.dir === undefined ? await mkdtemp(join(tmpdir(), 'graphstream-tail-')) : resolve(options.dir);
-    const stop = new AbortController();
     const signals = stopSignals();
-    void signals.received.then(() => stop.abort());
     try {
       const follower = new Follower({ storage, prefix: options.prefix, db: options.db, dir });
+      void signals.received.then(() => follower.close()); // the tail ends, its position persisted
       const records = follower.tail({
         pollIntervalMs: options.poll,
-        signal: stop.signal,
         ...(options.fromSeq !== undefined ? { fromSeq: options.fromSeq } : {}),
       });
       for await (const record of records) output.print(recordLine(record, options.json === true));

@@ -308,6 +308,11 @@ export class Journal {
     return this.closePromise;
   }
 
+  /** `await using journal = await Journal.open(dir)` closes it when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Encodes graphd entries into the open group; on any failure none of them stays in it. */
   private appendEntries(entries: readonly JournalAppendEntry[], single: boolean): Promise<AppendResult[] | AppendResult> {
     if (this.closing) return Promise.reject(this.closedError());

@@ -10,6 +10,7 @@
  * ends. After a crash, entries taken since the last persisted position are delivered again
  * (at-least-once); one Follower at a time per directory.
  */
+import { AbortError, anySignal, checkSignal, throwIfAborted } from '../abort.js';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { compactedGeneration, segmentKey } from './layout.js';
@@ -83,6 +84,8 @@ export interface DownloadOptions {
   metrics?: GraphstreamMetrics;
   /** segments fetched ahead while one is written (the first of them decoded ahead); default 3; 0 fetches nothing ahead */
   prefetch?: number;
+  /** stops the download between segments with an AbortError; the segments stored so far stay */
+  signal?: AbortSignal;
 }
 
 /**
@@ -102,6 +105,8 @@ export async function downloadNewSegments(
   }
   const sinceHash = options.sinceHash === undefined ? undefined : hashArgument(options.sinceHash, 'sinceHash');
   const prefetch = checkPrefetch(options.prefetch);
+  const signal = checkSignal(options.signal, 'downloadNewSegments');
+  throwIfAborted(signal, 'downloadNewSegments');
   const core = await resolveCore(options.core);
   const directory = resolve(dir);
   await prepareDirectory(directory);
@@ -127,7 +132,7 @@ export async function downloadNewSegments(
     options.metrics,
     { prefetch },
   );
-  return remote.storeAll(directory);
+  return remote.storeAll(directory, signal, 'downloadNewSegments');
 }
 
 function hashArgument(hash: unknown, name: string): Buffer {
@@ -178,7 +183,11 @@ export interface TailOptions {
    * a newer segment can land before an older one; default 60 000
    */
   gapTimeoutMs?: number;
-  /** ends the iteration (normally, after persisting the position) */
+  /**
+   * ends the iteration with an AbortError, after persisting the position (as Node's own async
+   * iterators do; `break` out of the loop to end it without one). A storage request in flight
+   * finishes first.
+   */
   signal?: AbortSignal;
   /** yield payloads (copies, the consumer's to keep) instead of decoded graphd entries */
   raw?: boolean;
@@ -232,6 +241,10 @@ export class Follower {
   private applied: FollowerState = { sequence: 0, chainHash: ZERO_HASH };
   private persisted: FollowerState | null = null;
   private busy = false;
+  /** aborted by close(): ends a tail or catchUp at its next step */
+  private readonly closing = new AbortController();
+  /** the catchUp running, for close() to wait on */
+  private catchingUp: Promise<unknown> | null = null;
   /** created_ms of the segment holding the next entry to apply, when known */
   private applyingCreatedMs: number | null = null;
   private remoteNewest = 0;
@@ -260,13 +273,27 @@ export class Follower {
     return { sequences, seconds };
   }
 
-  /** Downloads every new segment, marks everything applied, and says what that was. */
-  async catchUp(): Promise<CatchUpResult> {
+  /**
+   * Downloads every new segment, marks everything applied, and says what that was. Aborting
+   * `signal` stops it between segments with an AbortError: the segments stored so far stay in
+   * the directory (the next catchUp or tail goes on from them), and nothing new is marked applied.
+   */
+  catchUp(options: { signal?: AbortSignal } = {}): Promise<CatchUpResult> {
+    const signal = checkSignal(options?.signal, 'Follower.catchUp');
+    const running = this.catchUpNow(signal);
+    this.catchingUp = running.catch(() => undefined);
+    return running;
+  }
+
+  private async catchUpNow(signal: AbortSignal | undefined): Promise<CatchUpResult> {
     this.claim();
     try {
+      throwIfAborted(signal, 'Follower.catchUp');
       const { remote } = await this.open();
       const fromSequence = this.applied.sequence;
-      const segments = await remote.storeAll(this.dir);
+      const segments = await remote.storeAll(this.dir, anySignal(signal, this.closing.signal), 'Follower.catchUp').catch((err: unknown) => {
+        throw err instanceof AbortError && !signal?.aborted ? this.closing.signal.reason : err;
+      });
       if (remote.tip.sequence >= this.applied.sequence) this.applied = { ...remote.tip };
       this.updateLag(remote);
       await this.persist();
@@ -298,15 +325,36 @@ export class Follower {
     return options.raw === true ? recordsBySegment(segments) : recordsBySegment(decodedSegments(segments, this.dir));
   }
 
+  /**
+   * Ends a tail or catchUp at its next step: a catchUp running is waited for (it rejects with
+   * `closed`), and a tail ends normally, with its position persisted, when its consumer next asks
+   * for a record. Later calls fail with `closed`. Idempotent; `await using` calls it.
+   */
+  async close(): Promise<void> {
+    this.closing.abort(new GraphstreamError('closed', `follower of ${this.dir} closed`));
+    await this.catchingUp;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** tail()'s records a segment at a time; each record is marked applied when the one after it is asked for. */
   private async *tailSegments(options: TailOptions): AsyncGenerator<IterableIterator<RawJournalRecord>, void, undefined> {
+    const userSignal = checkSignal(options.signal, 'Follower.tail');
+    throwIfAborted(userSignal, 'Follower.tail');
+    yield* this.tailUntil(options, anySignal(userSignal, this.closing.signal));
+    throwIfAborted(userSignal, 'Follower.tail');
+  }
+
+  private async *tailUntil(options: TailOptions, signal: AbortSignal): AsyncGenerator<IterableIterator<RawJournalRecord>, void, undefined> {
     const pollIntervalMs = positiveInteger(options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, 'pollIntervalMs');
     const maxPollIntervalMs = Math.max(pollIntervalMs, positiveInteger(options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS, 'maxPollIntervalMs'));
     const gapTimeoutMs = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     if (!Number.isSafeInteger(gapTimeoutMs) || gapTimeoutMs < 0) {
       throw new GraphstreamError('invalid_argument', `gapTimeoutMs must be a non-negative integer, got ${String(gapTimeoutMs)}`);
     }
-    const { fromSeq, signal } = options;
+    const { fromSeq } = options;
     if (fromSeq !== undefined) positiveInteger(fromSeq, 'fromSeq');
     const initialHash = options.initialHash === undefined ? undefined : hashArgument(options.initialHash, 'initialHash');
     let remote: RemoteJournal | null = null;
@@ -419,6 +467,7 @@ export class Follower {
   }
 
   private claim(): void {
+    if (this.closing.signal.aborted) throw new GraphstreamError('closed', `follower of ${this.dir} is closed`);
     if (this.busy) throw new GraphstreamError('conflict', `follower of ${this.dir} is already running a tail or catchUp`);
     this.busy = true;
   }

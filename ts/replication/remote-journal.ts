@@ -19,6 +19,7 @@
  * (./compaction.ts) are read where no original starts at the next sequence; the part of one the
  * reader already has is verified and cut off, so the local files never overlap.
  */
+import { throwIfAborted } from '../abort.js';
 import { join } from 'node:path';
 import type { RawSegment, SegmentCore } from '../core/core.js';
 import { replaceFileAtomically } from '../journal/durable-fs.js';
@@ -263,14 +264,21 @@ export class RemoteJournal {
     }
   }
 
-  /** Stores every segment after the tip into `dir`, oldest first, moving past each; resolves with them. */
-  async storeAll(dir: string): Promise<DownloadedSegment[]> {
+  /**
+   * Stores every segment after the tip into `dir`, oldest first, moving past each; resolves with
+   * them. An aborted `signal` stops it between segments with an AbortError (`what` names the
+   * operation); what was stored stays stored and the tip past it.
+   */
+  async storeAll(dir: string, signal?: AbortSignal, what = 'download'): Promise<DownloadedSegment[]> {
     const stored: DownloadedSegment[] = [];
     try {
+      throwIfAborted(signal, what);
       for (let segment = await this.next(); segment !== null; segment = await this.next()) {
+        throwIfAborted(signal, what);
         stored.push(await storeSegment(this.core, dir, segment));
         this.accept(segment);
       }
+      throwIfAborted(signal, what);
     } finally {
       this.abandonPrefetched();
     }

@@ -4,6 +4,7 @@
  * journal's first entry. The segment holding the target is cut there and sealed again, so that
  * `Journal.open(dir)` continues the chain right after the target.
  */
+import { checkSignal, throwIfAborted } from '../abort.js';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Core } from '../core/core.js';
@@ -38,6 +39,11 @@ export interface RestoreOptions extends Omit<RemoteLocation, 'storage'> {
   core?: Core;
   metrics?: GraphstreamMetrics;
   onProgress?: (progress: RestoreProgress) => void;
+  /**
+   * stops the restore between segments with an AbortError; the directory then holds a verified
+   * prefix of the journal (a later restore needs an empty directory again)
+   */
+  signal?: AbortSignal;
 }
 
 export interface RestoreResult {
@@ -88,6 +94,8 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
   checkDb(options.db, 'restore');
   checkTarget(options.toSequence, 'toSequence', 1);
   checkTarget(options.toTimestampMs, 'toTimestampMs', Number.MIN_SAFE_INTEGER);
+  const signal = checkSignal(options.signal, 'restore');
+  throwIfAborted(signal, 'restore');
   const core = await resolveCore(options.core);
   const dir = resolve(options.dir);
   try {
@@ -109,6 +117,7 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
   try {
     for (;;) {
       const segment = await remote.next();
+      throwIfAborted(signal, 'restore');
       if (segment === null) break;
       progress.totalSegments = Math.max(progress.totalSegments, progress.segments + Math.max(1, remote.listedAhead));
       const last = lastToKeep(segment, options);

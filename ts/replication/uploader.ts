@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { checkSignal, raceAbort, throwIfAborted } from '../abort.js';
 import type { Core, RawSegment } from '../core/core.js';
 import { resolveCore } from '../core/default.js';
 import { readFileInto } from '../journal/durable-fs.js';
@@ -289,13 +290,23 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   /**
    * Seals the live segment (unless sidecar) and uploads every sealed segment not yet in storage.
    * Resolves once all of them are; rejects with the first failure (after its retries) otherwise,
-   * leaving the failed segments pending for the next cycle.
+   * leaving the failed segments pending for the next cycle. Aborting `signal` rejects it with
+   * an AbortError at once; uploads already under way finish in the background as a timer
+   * cycle's would, and nothing more is started for this call.
    */
-  async sync(): Promise<void> {
+  async sync(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.assertRunning();
+    const signal = checkSignal(options?.signal, 'Uploader.sync');
+    throwIfAborted(signal, 'Uploader.sync');
+    return raceAbort(this.syncNow(signal), signal, 'Uploader.sync');
+  }
+
+  private async syncNow(signal: AbortSignal | undefined): Promise<void> {
     await this.sealLive();
     const cache = await this.cache();
-    await this.uploadAll(await cache.pending(), { includeConflicts: true });
+    const pending = await cache.pending();
+    if (signal?.aborted) return;
+    await this.uploadAll(pending, { includeConflicts: true });
   }
 
   /**
@@ -330,6 +341,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     }
     await this.currentCycle;
     await Promise.allSettled([...this.inFlight.values()].map((upload) => upload.done));
+  }
+
+  /** `await using uploader = new Uploader(...)` stops it when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   stats(): UploaderStats {
