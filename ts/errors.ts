@@ -1,6 +1,8 @@
 /**
  * Every failure graphstream reports is a GraphstreamError with a stable `code`.
- * Native errors arrive as `Error` objects whose message starts with `[code] `;
+ * Both cores throw core errors: `Error` objects whose `code` property is one of
+ * ERROR_CODES, with facts such as `retryable` and `status` as properties beside it
+ * (`coreError` in ts/core/core.ts; crate/src/binding/errors.rs for the addon).
  * `toGraphstreamError` is the one place that turns them (and anything else) into
  * GraphstreamError.
  */
@@ -79,7 +81,16 @@ export function isGraphstreamError(err: unknown, code?: ErrorCode): err is Graph
   return err instanceof GraphstreamError && (code === undefined || err.code === code);
 }
 
-const NATIVE_MESSAGE = /^\[([a-z_]+)\] ([\s\S]*)$/;
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && CODE_SET.has(value);
+}
+
+/** The details a core error carries as properties (storage failures: `retryable`, `status`). */
+function coreErrorDetails(err: Error): ErrorDetails | undefined {
+  const { retryable, status } = err as { retryable?: unknown; status?: unknown };
+  if (typeof retryable !== 'boolean') return undefined;
+  return typeof status === 'number' ? { retryable, status } : { retryable };
+}
 
 const ERRNO_CODES: Record<string, ErrorCode> = {
   ENOSPC: 'disk_full',
@@ -92,10 +103,11 @@ export function toGraphstreamError(err: unknown, context?: string): GraphstreamE
   if (err instanceof GraphstreamError) return err;
   const prefix = context ? `${context}: ` : '';
   if (err instanceof Error) {
-    const match = NATIVE_MESSAGE.exec(err.message);
-    if (match && CODE_SET.has(match[1]!)) {
-      return new GraphstreamError(match[1] as ErrorCode, prefix + match[2], { cause: err });
+    const code = (err as { code?: unknown }).code;
+    if (isErrorCode(code)) {
+      return new GraphstreamError(code, prefix + err.message, { cause: err, details: coreErrorDetails(err) });
     }
+    // Node's system errors carry an errno name ('ENOENT', ...) as their code
     const errno = (err as NodeJS.ErrnoException).code;
     if (errno !== undefined) {
       return new GraphstreamError(ERRNO_CODES[errno] ?? 'io', prefix + err.message, { cause: err });

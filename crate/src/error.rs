@@ -3,59 +3,68 @@
 //! GraphstreamError.
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    Truncated,
-    InvalidMagic,
-    UnsupportedVersion,
-    ChecksumMismatch,
-    ChainBroken,
-    TornTail,
-    InvalidSegment,
-    TooLarge,
-    InvalidArgument,
-    Io,
-    DiskFull,
-    Closed,
-    Locked,
-    NotFound,
-    Conflict,
-    Storage,
-    Corrupt,
-    Internal,
+/// Declares `ErrorCode` from one list: each variant with the name JavaScript sees as the
+/// error's `code`, `ErrorCode::ALL` in the list's order, and `as_str`.
+macro_rules! error_codes {
+    ($($variant:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Truncated => "truncated",
-            ErrorCode::InvalidMagic => "invalid_magic",
-            ErrorCode::UnsupportedVersion => "unsupported_version",
-            ErrorCode::ChecksumMismatch => "checksum_mismatch",
-            ErrorCode::ChainBroken => "chain_broken",
-            ErrorCode::TornTail => "torn_tail",
-            ErrorCode::InvalidSegment => "invalid_segment",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::Io => "io",
-            ErrorCode::DiskFull => "disk_full",
-            ErrorCode::Closed => "closed",
-            ErrorCode::Locked => "locked",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Storage => "storage",
-            ErrorCode::Corrupt => "corrupt",
-            ErrorCode::Internal => "internal",
-        }
-    }
+// The same set as ts/errors.ts's `ERROR_CODES`, in its order (a test checks both agree).
+error_codes! {
+    Truncated => "truncated",
+    InvalidMagic => "invalid_magic",
+    UnsupportedVersion => "unsupported_version",
+    ChecksumMismatch => "checksum_mismatch",
+    ChainBroken => "chain_broken",
+    TornTail => "torn_tail",
+    InvalidSegment => "invalid_segment",
+    TooLarge => "too_large",
+    InvalidArgument => "invalid_argument",
+    Io => "io",
+    DiskFull => "disk_full",
+    Closed => "closed",
+    Locked => "locked",
+    NotFound => "not_found",
+    Conflict => "conflict",
+    Gap => "gap",
+    Overlap => "overlap",
+    Storage => "storage",
+    CircuitOpen => "circuit_open",
+    Corrupt => "corrupt",
+    Internal => "internal",
+}
+
+/// Whether repeating a failed storage request may succeed, and the HTTP status of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryHint {
+    pub retryable: bool,
+    pub status: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    /// set on storage failures
+    pub retry: Option<RetryHint>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -65,14 +74,25 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            retry: None,
         }
     }
 
-    /// An I/O failure, with `context` saying what was being done to which file.
+    /// A failed storage request.
+    pub fn storage(message: impl Into<String>, retryable: bool, status: Option<u16>) -> Self {
+        Error {
+            retry: Some(RetryHint { retryable, status }),
+            ..Error::new(ErrorCode::Storage, message)
+        }
+    }
+
+    /// An I/O failure, with `context` saying what was being done to which file. A full disk
+    /// or quota (ENOSPC, EDQUOT; ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL on Windows) is
+    /// `disk_full`.
     pub fn io(context: &str, err: std::io::Error) -> Self {
-        let code = match err.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::DiskFull,
-            _ if err.kind() == std::io::ErrorKind::NotFound => ErrorCode::NotFound,
+        let code = match err.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => ErrorCode::DiskFull,
+            ErrorKind::NotFound => ErrorCode::NotFound,
             _ => ErrorCode::Io,
         };
         Error::new(code, format!("{context}: {err}"))
@@ -80,7 +100,10 @@ impl Error {
 
     /// The same error with `context` put in front of its message.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Error::new(self.code, format!("{context}: {}", self.message))
+        Error {
+            message: format!("{context}: {}", self.message),
+            ..self
+        }
     }
 }
 
@@ -107,5 +130,32 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
                 format!("native code panicked: {what}"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_with_its_own_name() {
+        let names: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_disk_full_on_every_platform() {
+        #[cfg(unix)]
+        let full = [libc::ENOSPC, libc::EDQUOT];
+        // ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL
+        #[cfg(windows)]
+        let full = [39, 112];
+        for raw in full {
+            let err = Error::io("writing x", std::io::Error::from_raw_os_error(raw));
+            assert_eq!(err.code, ErrorCode::DiskFull, "{raw}");
+        }
+        let missing = std::io::Error::from(ErrorKind::NotFound);
+        assert_eq!(Error::io("x", missing).code, ErrorCode::NotFound);
     }
 }

@@ -3,8 +3,9 @@
 //! runs them on the addon's tokio runtime, never on the JavaScript thread); blocking file work
 //! inside them goes to tokio's blocking threads.
 //!
-//! Storage failures end with a suffix that ts/storage/object-store.ts parses into retry
-//! details: ` (retryable; HTTP 503)`, ` (retryable)` or ` (not retryable; HTTP 403)`.
+//! A storage failure carries whether a retry may succeed and the HTTP status as data (the
+//! error's `RetryHint`); its message says the same for people: ` (retryable; HTTP 503)`,
+//! ` (retryable)` or ` (not retryable; HTTP 403)`.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -623,7 +624,7 @@ fn storage_error(what: &str, retryable: bool, status: Option<u16>) -> Error {
         (false, Some(status)) => format!("not retryable; HTTP {status}"),
         (false, None) => "not retryable".to_string(),
     };
-    Error::new(ErrorCode::Storage, format!("{what} ({suffix})"))
+    Error::storage(format!("{what} ({suffix})"), retryable, status)
 }
 
 fn map_error(op: &str, description: &str, key: &str, err: object_store::Error) -> Error {

@@ -1,5 +1,5 @@
 /**
- * The binding surface: what the native addon (crate/src/lib.rs) and the pure
+ * The binding surface: what the native addon (crate/src/binding/) and the pure
  * TypeScript twin (ts/pure/) both implement, byte for byte. The public facade
  * (ts/format/format.ts, ts/journal/journal.ts, ...) is written once against this interface.
  * Only storage reaches the addon beside it, through a seam of its own: `NativeStorage`
@@ -9,9 +9,28 @@
  * Conventions:
  * - sequences and lengths are JS numbers (sequences above 2^53 are rejected);
  * - hashes are 32-byte Buffers; `prevSegmentChecksum` is a u64 as bigint;
- * - every failure is thrown (or rejected) as an Error whose message starts with
- *   `[code] ` (see ts/errors.ts), which the facade turns into GraphstreamError.
+ * - every failure is thrown (or rejected) as a core error (`coreError` below), which the
+ *   facade turns into GraphstreamError (ts/errors.ts).
  */
+import { isErrorCode, type ErrorCode } from '../errors.js';
+
+/** What a core error may carry beside its code: whether a failed storage request may succeed if repeated, and its HTTP status. */
+export interface CoreErrorDetails {
+  retryable?: boolean;
+  status?: number;
+}
+
+/** A failure as both cores throw it: an Error whose `code` is one of ERROR_CODES, with its details as properties. */
+export type CoreError = Error & CoreErrorDetails & { code: ErrorCode };
+
+export function coreError(code: ErrorCode, message: string, options?: { cause?: unknown; details?: CoreErrorDetails }): CoreError {
+  const err = new Error(message, options?.cause === undefined ? undefined : { cause: options.cause });
+  return Object.assign(err, { code }, options?.details);
+}
+
+export function isCoreError(err: unknown): err is CoreError {
+  return err instanceof Error && isErrorCode((err as { code?: unknown }).code);
+}
 
 export interface HeaderFields {
   version: number;
@@ -91,10 +110,10 @@ export interface RawSegment {
 /** Throws (as a core error) unless `into` is absent or a Buffer sharing no memory with `bytes`. */
 export function checkDecodeTarget(bytes: Uint8Array, into: unknown): void {
   if (into === undefined) return;
-  if (!Buffer.isBuffer(into)) throw new Error('[invalid_argument] decode: into must be a Buffer');
+  if (!Buffer.isBuffer(into)) throw coreError('invalid_argument', 'decode: into must be a Buffer');
   const apart =
     into.buffer !== bytes.buffer || into.byteOffset + into.length <= bytes.byteOffset || bytes.byteOffset + bytes.length <= into.byteOffset;
-  if (!apart) throw new Error('[invalid_argument] decode: into shares memory with the bytes being decoded');
+  if (!apart) throw coreError('invalid_argument', 'decode: into shares memory with the bytes being decoded');
 }
 
 export interface SealOptions {

@@ -100,6 +100,9 @@ export declare function encodeEntry(sequence: number, prevHash: Uint8Array, payl
 
 export declare function encodeHeader(header: HeaderInit): Buffer
 
+/** Every error code the native core knows (ts/errors.ts's `ERROR_CODES` must be the same set). */
+export declare function errorCodes(): Array<string>
+
 /** What `readFileForUpload` found: the file's size and, when it fitted, the hash of its bytes. */
 export interface FileForUpload {
   /** the file's size in bytes */

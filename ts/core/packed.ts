@@ -2,11 +2,10 @@
  * Conversions between the two forms of `Payloads` (ts/core/core.ts): an array of
  * buffers, and one buffer with a Uint32Array of lengths.
  */
-import type { PackedPayloads, Payloads } from './core.js';
+import { coreError, type PackedPayloads, type Payloads } from './core.js';
 
 function invalid(message: string): Error {
-  // the binding surface reports `[code] message` (ts/errors.ts)
-  return new Error(`[invalid_argument] ${message}`);
+  return coreError('invalid_argument', message);
 }
 
 function checkPacked(payloads: unknown): PackedPayloads {

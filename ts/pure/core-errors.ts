@@ -1,14 +1,10 @@
-/** Errors as the pure core throws them: `[code] message`, like the native addon's (see ts/errors.ts). */
-import { GraphstreamError, type ErrorCode } from '../errors.js';
-
-export function coreError(code: ErrorCode, message: string, cause?: unknown): Error {
-  return new Error(`[${code}] ${message}`, cause === undefined ? undefined : { cause });
-}
+/** fs failures as the pure core throws them: core errors (`coreError` of ts/core/core.ts), like the native addon's. */
+import { GraphstreamError } from '../errors.js';
+import { coreError, isCoreError } from '../core/core.js';
 
 /** An fs failure as a core error: ENOSPC/EDQUOT are `disk_full`, everything else `io`. */
 export function ioError(context: string, err: unknown): Error {
-  if (err instanceof GraphstreamError || (err instanceof Error && /^\[[a-z_]+\] /.test(err.message))) return err;
+  if (err instanceof GraphstreamError || isCoreError(err)) return err;
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  const code: ErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'disk_full' : 'io';
-  return coreError(code, `${context}: ${err instanceof Error ? err.message : String(err)}`, err);
+  return coreError(errno === 'ENOSPC' || errno === 'EDQUOT' ? 'disk_full' : 'io', `${context}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

@@ -1,13 +1,14 @@
 /**
  * The `.hadbj` v1 format (FORMAT.md) in TypeScript: the pure twin of
- * crate/src/{format,segment}.rs, byte for byte. Failures are thrown as
- * `Error('[code] what and where')`, exactly like the native core, so the
- * facade normalizes both the same way.
+ * crate/src/{format,segment}.rs, byte for byte. Failures are thrown as core
+ * errors (`coreError` of ts/core/core.ts: code and what and where), exactly
+ * like the native core, so the facade normalizes both the same way.
  */
 import { createHash } from 'node:crypto';
 import CRC32C from 'crc-32/crc32c.js';
 import {
   checkDecodeTarget,
+  coreError,
   type DecodeOptions,
   type EncodedBatch,
   type HeaderFields,
@@ -48,7 +49,7 @@ const MIN_I64 = -(2n ** 63n);
 const MAX_I64 = 2n ** 63n - 1n;
 
 function fail(code: ErrorCode, message: string): never {
-  throw new Error(`[${code}] ${message}`);
+  throw coreError(code, message);
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -325,7 +326,7 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
       entry = readEntry(body, offset, bodyBase);
     } catch (err) {
       if (!stopAtBadEntry) throw err;
-      tornReason = (err as Error).message.replace(/^\[[a-z_]+\] /, '');
+      tornReason = (err as Error).message;
       break;
     }
     if (!u64Equals(body, offset + ENTRY_SEQUENCE_OFFSET, firstSeq, offsets.length)) {

@@ -7,8 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
-import type { ErrorCode } from '../errors.js';
-import { coreError, ioError } from './core-errors.js';
+import { coreError, isCoreError } from '../core/core.js';
+import { ioError } from './core-errors.js';
 import { FLAG_SEALED, HEADER_SIZE, SEAL_TEMP_SUFFIX } from '../format/constants.js';
 import { decodeHeader, sealSegment } from './format.js';
 
@@ -123,7 +123,6 @@ async function sealFile(path: string, level: number, dir: string): Promise<void>
     }
     await replaceFileAtomically(path, path + SEAL_TEMP_SUFFIX, sealSegment(unsealed, { level, maxBodyBytes: unsealed.length }));
   } catch (err) {
-    const coded = err instanceof Error ? /^\[([a-z_]+)\] ([^]*)$/.exec(err.message) : null;
-    throw coded === null ? ioError(`sealing ${path}`, err) : coreError(coded[1] as ErrorCode, `sealing ${path}: ${coded[2]}`, err);
+    throw isCoreError(err) ? coreError(err.code, `sealing ${path}: ${err.message}`, { cause: err }) : ioError(`sealing ${path}`, err);
   }
 }

@@ -9,7 +9,8 @@ import { link, open, readFile, unlink, type FileHandle } from 'node:fs/promises'
 import { join, resolve as resolvePath } from 'node:path';
 import type { AppendedBatch, CoreWriter, Payloads, WriterOptions, WriterStart, WriterStats } from '../core/core.js';
 import { syncDirectory, writeAll, writeFileSynced } from '../journal/durable-fs.js';
-import { coreError, ioError } from './core-errors.js';
+import { coreError, isCoreError } from '../core/core.js';
+import { ioError } from './core-errors.js';
 import { SegmentSealer } from './sealer.js';
 import { segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint } from '../journal/head-hint.js';
@@ -465,7 +466,7 @@ class PureWriter implements CoreWriter {
           await live.handle.datasync();
         } catch (truncateErr) {
           const cause = ioError(`truncating ${live.path} after a failed write`, truncateErr);
-          this.fail(new Error(`${err.message}; then ${cause.message.replace(/^\[[a-z_]+\] /, '')}`, { cause: err }));
+          this.fail(coreError(isCoreError(err) ? err.code : 'io', `${err.message}; then ${cause.message}`, { cause: err }));
         }
         live.length = checkpoint.liveLength;
       }

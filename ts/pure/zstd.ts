@@ -18,10 +18,11 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
+import { coreError } from '../core/core.js';
 
-/** A compressed body, or the bytes it decompresses to, failed a check: thrown as `[code] message`. */
+/** A compressed body, or the bytes it decompresses to, failed a check: thrown as a core error. */
 function fail(code: 'invalid_segment' | 'too_large' | 'internal', message: string): never {
-  throw new Error(`[${code}] ${message}`);
+  throw coreError(code, message);
 }
 
 export interface ZstdCodec {

@@ -31,9 +31,6 @@ export interface ObjectStoreStorageOptions {
   options?: Record<string, string>;
 }
 
-/** ` (retryable; HTTP 503)` / ` (not retryable)`: the suffix crate/src/store.rs puts on storage errors. */
-const RETRY_SUFFIX = / \((retryable|not retryable)(?:; HTTP (\d{3}))?\)$/;
-
 function nativeOptions(url: string, options: ObjectStoreStorageOptions): Record<string, string> {
   const config: Record<string, string> = {};
   if (/^s3a?:/i.test(url)) {
@@ -57,20 +54,11 @@ function nativeOptions(url: string, options: ObjectStoreStorageOptions): Record<
   return { ...config, ...options.options };
 }
 
-/** Turns a native `[code] message` error into a GraphstreamError with retry details. */
+/** Turns a native error into a GraphstreamError; a storage failure's details (retryable, status) name the key too. */
 function fromNative(err: unknown, key?: string): GraphstreamError {
   const normalized = toGraphstreamError(err);
-  if (normalized.code !== 'storage') return normalized;
-  const suffix = RETRY_SUFFIX.exec(normalized.message);
-  if (suffix === null) return normalized;
-  return new GraphstreamError(normalized.code, normalized.message, {
-    cause: normalized.cause,
-    details: {
-      retryable: suffix[1] === 'retryable',
-      ...(suffix[2] !== undefined ? { status: Number(suffix[2]) } : {}),
-      ...(key !== undefined ? { key } : {}),
-    },
-  });
+  if (normalized.code !== 'storage' || normalized.details === undefined || key === undefined) return normalized;
+  return new GraphstreamError(normalized.code, normalized.message, { cause: normalized.cause, details: { ...normalized.details, key } });
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

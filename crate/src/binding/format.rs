@@ -1,8 +1,9 @@
 //! The format's functions (`FormatApi` of ts/core/core.ts): entries, hashes and headers.
 
-use napi::bindgen_prelude::{BigInt, Buffer, Either};
+use napi::bindgen_prelude::{BigInt, Buffer, Either, Env};
 use napi_derive::napi;
 
+use super::errors::throwing;
 use super::{from_js_number, to_hash, to_js_number, MAX_SAFE_INTEGER};
 use crate::error::{Error, ErrorCode};
 use crate::format::{self, Header};
@@ -61,7 +62,7 @@ pub struct HeaderFields {
 }
 
 impl HeaderFields {
-    pub(super) fn from_header(header: &Header) -> napi::Result<Self> {
+    pub(super) fn from_header(header: &Header) -> Result<Self, Error> {
         Ok(HeaderFields {
             version: format::VERSION as u32,
             flags: header.flags as u32,
@@ -157,59 +158,74 @@ pub fn crc32c(data: &[u8], initial: Option<u32>) -> u32 {
 }
 
 #[napi]
-pub fn compute_entry_hash(prev_hash: &[u8], payload: &[u8]) -> napi::Result<Buffer> {
-    let prev = to_hash(prev_hash, "prevHash")?;
-    Ok(format::entry_hash(&prev, payload).to_vec().into())
+pub fn compute_entry_hash(env: &Env, prev_hash: &[u8], payload: &[u8]) -> napi::Result<Buffer> {
+    throwing(env, || {
+        let prev = to_hash(prev_hash, "prevHash")?;
+        Ok(format::entry_hash(&prev, payload).to_vec().into())
+    })
 }
 
 #[napi]
-pub fn encode_entry(sequence: i64, prev_hash: &[u8], payload: &[u8]) -> napi::Result<Buffer> {
-    let prev = to_hash(prev_hash, "prevHash")?;
-    let sequence = from_js_number(sequence, "sequence")?;
-    check_payload(payload)?;
-    let mut out = Vec::new();
-    format::encode_entry_into(&mut out, sequence, &prev, payload);
-    Ok(out.into())
+pub fn encode_entry(
+    env: &Env,
+    sequence: i64,
+    prev_hash: &[u8],
+    payload: &[u8],
+) -> napi::Result<Buffer> {
+    throwing(env, || {
+        let prev = to_hash(prev_hash, "prevHash")?;
+        let sequence = from_js_number(sequence, "sequence")?;
+        check_payload(payload)?;
+        let mut out = Vec::new();
+        format::encode_entry_into(&mut out, sequence, &prev, payload);
+        Ok(out.into())
+    })
 }
 
 /// Encodes packed payloads (payload i is the `lengths[i]` bytes after payload i-1): one
 /// buffer crosses the boundary instead of one per payload.
 #[napi]
 pub fn encode_entries(
+    env: &Env,
     first_sequence: i64,
     prev_hash: &[u8],
     payloads: &[u8],
     lengths: &[u32],
 ) -> napi::Result<EncodedBatch> {
-    let prev = to_hash(prev_hash, "prevHash")?;
-    let first = from_js_number(first_sequence, "firstSequence")?;
-    let slices = writer::split_packed(payloads, lengths)?;
-    let (bytes, hashes) = format::encode_entries(first, &prev, &slices);
-    Ok(EncodedBatch {
-        bytes: bytes.into(),
-        chain_hashes: hashes.into(),
+    throwing(env, || {
+        let prev = to_hash(prev_hash, "prevHash")?;
+        let first = from_js_number(first_sequence, "firstSequence")?;
+        let slices = writer::split_packed(payloads, lengths)?;
+        let (bytes, hashes) = format::encode_entries(first, &prev, &slices);
+        Ok(EncodedBatch {
+            bytes: bytes.into(),
+            chain_hashes: hashes.into(),
+        })
     })
 }
 
 #[napi]
-pub fn decode_entry(bytes: &[u8], offset: Option<u32>) -> napi::Result<RawEntry> {
-    let entry = format::decode_entry(bytes, offset.unwrap_or(0) as usize)?;
-    Ok(RawEntry {
-        sequence: to_js_number(entry.sequence, "sequence")?,
-        prev_hash: entry.prev_hash.to_vec().into(),
-        payload_offset: entry.payload_offset as u32,
-        payload_length: entry.payload_len as u32,
-        size: entry.size as u32,
+pub fn decode_entry(env: &Env, bytes: &[u8], offset: Option<u32>) -> napi::Result<RawEntry> {
+    throwing(env, || {
+        let entry = format::decode_entry(bytes, offset.unwrap_or(0) as usize)?;
+        Ok(RawEntry {
+            sequence: to_js_number(entry.sequence, "sequence")?,
+            prev_hash: entry.prev_hash.to_vec().into(),
+            payload_offset: entry.payload_offset as u32,
+            payload_length: entry.payload_len as u32,
+            size: entry.size as u32,
+        })
     })
 }
 
 #[napi]
-pub fn encode_header(header: HeaderInit) -> napi::Result<Buffer> {
-    let header = Header::try_from(header)?;
-    Ok(header.encode().to_vec().into())
+pub fn encode_header(env: &Env, header: HeaderInit) -> napi::Result<Buffer> {
+    throwing(env, || {
+        Ok(Header::try_from(header)?.encode().to_vec().into())
+    })
 }
 
 #[napi]
-pub fn decode_header(bytes: &[u8]) -> napi::Result<HeaderFields> {
-    HeaderFields::from_header(&Header::decode(bytes)?)
+pub fn decode_header(env: &Env, bytes: &[u8]) -> napi::Result<HeaderFields> {
+    throwing(env, || HeaderFields::from_header(&Header::decode(bytes)?))
 }

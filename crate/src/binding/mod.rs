@@ -1,11 +1,13 @@
 //! The napi binding: every `#[napi]` item of the addon, and every conversion between
 //! JavaScript values and the core's Rust types. One file per module of the core (format,
 //! segment, writer, store); the core itself never sees a JavaScript value. Every error (and
-//! panic) reaches JavaScript as a `[code] message` Error.
+//! panic) reaches JavaScript as an Error carrying its code and details as properties
+//! (errors.rs).
 
 // napi-derive registers the items only outside `cfg(test)`, so test builds see them as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod errors;
 mod format;
 mod segment;
 mod store;
@@ -42,11 +44,4 @@ fn to_hash(bytes: &[u8], what: &str) -> Result<[u8; 32], Error> {
             format!("{what} must be 32 bytes, got {}", bytes.len()),
         )
     })
-}
-
-/// What JavaScript sees of a failure: an `Error` whose message is `[code] message`.
-impl From<Error> for napi::Error {
-    fn from(err: Error) -> Self {
-        napi::Error::new(napi::Status::GenericFailure, err.to_string())
-    }
 }

@@ -3,6 +3,7 @@
 use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task, Uint32Array};
 use napi_derive::napi;
 
+use super::errors::throwing;
 use super::format::HeaderFields;
 use super::{to_js_number, MAX_SAFE_INTEGER};
 use crate::error::{guard, Error, ErrorCode};
@@ -51,7 +52,7 @@ pub struct RawSegment {
 }
 
 impl RawSegment {
-    fn from_decoded(decoded: DecodedSegment<Body>, into: Option<Buffer>) -> napi::Result<Self> {
+    fn from_decoded(decoded: DecodedSegment<Body>, into: Option<Buffer>) -> Result<Self, Error> {
         let (body, body_length) = match (decoded.body, into) {
             (Body::Owned(body), _) => {
                 let length = body.len();
@@ -111,20 +112,32 @@ fn seal_settings(options: Option<SealOptions>) -> Result<(i32, usize), Error> {
 }
 
 #[napi]
-pub fn seal_segment(unsealed: &[u8], options: Option<SealOptions>) -> napi::Result<Buffer> {
-    let (level, max) = seal_settings(options)?;
-    check_header_fits_js(unsealed)?;
-    Ok(guard(|| segment::seal_segment(unsealed, level, max))?.into())
+pub fn seal_segment(
+    env: &Env,
+    unsealed: &[u8],
+    options: Option<SealOptions>,
+) -> napi::Result<Buffer> {
+    throwing(env, || {
+        let (level, max) = seal_settings(options)?;
+        check_header_fits_js(unsealed)?;
+        Ok(guard(|| segment::seal_segment(unsealed, level, max))?.into())
+    })
 }
 
 #[napi]
-pub fn decode_segment(bytes: &[u8], options: Option<DecodeOptions>) -> napi::Result<RawSegment> {
-    let (options, mut into) = DecodeOptions::resolve(options)?;
-    check_header_fits_js(bytes)?;
-    let decoded = guard(|| {
-        segment::decode_segment_to(bytes, &options, into.as_deref_mut().unwrap_or_default())
-    })?;
-    RawSegment::from_decoded(decoded, into)
+pub fn decode_segment(
+    env: &Env,
+    bytes: &[u8],
+    options: Option<DecodeOptions>,
+) -> napi::Result<RawSegment> {
+    throwing(env, || {
+        let (options, mut into) = DecodeOptions::resolve(options)?;
+        check_header_fits_js(bytes)?;
+        let decoded = guard(|| {
+            segment::decode_segment_to(bytes, &options, into.as_deref_mut().unwrap_or_default())
+        })?;
+        RawSegment::from_decoded(decoded, into)
+    })
 }
 
 pub struct SealTask {
@@ -134,27 +147,28 @@ pub struct SealTask {
 }
 
 impl Task for SealTask {
-    type Output = Vec<u8>;
+    type Output = Result<Vec<u8>, Error>;
     type JsValue = Buffer;
 
-    fn compute(&mut self) -> napi::Result<Vec<u8>> {
-        check_header_fits_js(&self.unsealed)?;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(guard(|| {
+            check_header_fits_js(&self.unsealed)?;
             segment::seal_segment(&self.unsealed, self.level, self.max_body_bytes)
-        })?)
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, output: Vec<u8>) -> napi::Result<Buffer> {
-        Ok(output.into())
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Buffer> {
+        throwing(&env, || Ok(output?.into()))
     }
 }
 
 #[napi(ts_return_type = "Promise<Buffer>")]
 pub fn seal_segment_async(
+    env: &Env,
     unsealed: Buffer,
     options: Option<SealOptions>,
 ) -> napi::Result<AsyncTask<SealTask>> {
-    let (level, max_body_bytes) = seal_settings(options)?;
+    let (level, max_body_bytes) = throwing(env, || seal_settings(options))?;
     Ok(AsyncTask::new(SealTask {
         unsealed,
         level,
@@ -169,28 +183,29 @@ pub struct DecodeTask {
 }
 
 impl Task for DecodeTask {
-    type Output = DecodedSegment<Body>;
+    type Output = Result<DecodedSegment<Body>, Error>;
     type JsValue = RawSegment;
 
-    fn compute(&mut self) -> napi::Result<DecodedSegment<Body>> {
-        check_header_fits_js(&self.bytes)?;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
         let out = self.into.as_deref_mut().unwrap_or_default();
         Ok(guard(|| {
+            check_header_fits_js(&self.bytes)?;
             segment::decode_segment_to(&self.bytes, &self.options, out)
-        })?)
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, output: DecodedSegment<Body>) -> napi::Result<RawSegment> {
-        RawSegment::from_decoded(output, self.into.take())
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<RawSegment> {
+        throwing(&env, || RawSegment::from_decoded(output?, self.into.take()))
     }
 }
 
 #[napi(ts_return_type = "Promise<RawSegment>")]
 pub fn decode_segment_async(
+    env: &Env,
     bytes: Buffer,
     options: Option<DecodeOptions>,
 ) -> napi::Result<AsyncTask<DecodeTask>> {
-    let (options, into) = DecodeOptions::resolve(options)?;
+    let (options, into) = throwing(env, || DecodeOptions::resolve(options))?;
     Ok(AsyncTask::new(DecodeTask {
         bytes,
         into,

@@ -8,9 +8,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Task};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, PromiseRaw, Task, ToNapiValue};
 use napi_derive::napi;
 
+use super::errors::{js_error, throwing};
 use crate::error::{guard, Error, ErrorCode, Result};
 use crate::store::{self, Fetched, FileForUpload, Store};
 
@@ -30,17 +31,31 @@ pub struct NativeStagedFile {
     sha256: String,
 }
 
-/// Runs `work`, turning a panic into an `internal` error so it never unwinds into Node.
-async fn guarded<T>(work: impl Future<Output = Result<T>>, what: &str) -> Result<T> {
-    AssertUnwindSafe(work)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
+/// A promise of `work`, run on the addon's tokio runtime: it resolves with `to_js` of the value,
+/// or rejects with the error as binding/errors.rs makes it. A panic in `work` becomes an
+/// `internal` error, so it never unwinds into Node.
+fn promise<'env, T, V>(
+    env: &'env Env,
+    work: impl Future<Output = Result<T>> + Send + 'static,
+    what: &'static str,
+    to_js: impl FnOnce(T) -> V + 'static,
+) -> napi::Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+{
+    let guarded = async move {
+        let settled = AssertUnwindSafe(work).catch_unwind().await;
+        Ok(settled.unwrap_or_else(|_| {
             Err(Error::new(
                 ErrorCode::Internal,
                 format!("native code panicked {what}"),
             ))
-        })
+        }))
+    };
+    env.spawn_future_with_callback(guarded, move |env, settled| {
+        settled.map(to_js).map_err(|err| js_error(env, err))
+    })
 }
 
 const IN_AN_OPERATION: &str = "in a storage operation";
@@ -50,15 +65,18 @@ const IN_AN_OPERATION: &str = "in a storage operation";
 /// configuration keys for the scheme (`aws_endpoint`, `aws_region`, `aws_allow_http`,
 /// `aws_access_key_id`, `aws_virtual_hosted_style_request`, `google_service_account`, ...) plus
 /// `max_retries`, `retry_timeout_ms` and `max_object_bytes`. Unknown keys are rejected.
-#[napi]
-pub async fn open_native_object_store(
+#[napi(ts_return_type = "Promise<NativeObjectStore>")]
+pub fn open_native_object_store(
+    env: &Env,
     url: String,
     options: Option<HashMap<String, String>>,
-) -> napi::Result<NativeObjectStore> {
+) -> napi::Result<PromiseRaw<'_, NativeObjectStore>> {
     let options = options.unwrap_or_default();
-    let store = guarded(store::open(&url, options), "while opening a store").await?;
-    Ok(NativeObjectStore {
-        inner: Arc::new(store),
+    let open = async move { store::open(&url, options).await };
+    promise(env, open, "while opening a store", |store| {
+        NativeObjectStore {
+            inner: Arc::new(store),
+        }
     })
 }
 
@@ -74,56 +92,79 @@ impl NativeObjectStore {
     /// (returns false) and different bytes are a `[conflict]`; the stored object is never replaced.
     /// Returns true when this call created (or overwrote) the object. The bytes are sent from the
     /// Buffer itself, not a copy: it must not change until the promise settles.
-    #[napi]
-    pub async fn put(&self, key: String, bytes: Buffer, create_only: bool) -> napi::Result<bool> {
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn put<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        bytes: Buffer,
+        create_only: bool,
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let store = Arc::clone(&self.inner);
         let bytes = bytes::Bytes::from_owner(bytes);
-        let work = self.inner.put(key, bytes, create_only);
-        Ok(guarded(work, IN_AN_OPERATION).await?)
+        let put = async move { store.put(key, bytes, create_only).await };
+        promise(env, put, IN_AN_OPERATION, |created| created)
     }
 
     /// Reads the file at `path` and hashes it (SHA-256) off the JavaScript thread, for `put`s of
     /// the returned staged file: its bytes never enter JavaScript.
-    #[napi]
-    pub async fn stage_file(&self, path: String) -> napi::Result<NativeStagedFile> {
-        let staged = guarded(self.inner.stage_file(path), IN_AN_OPERATION).await?;
-        Ok(NativeStagedFile {
-            store: Arc::clone(&self.inner),
-            size: staged.bytes.len() as i64,
-            bytes: Mutex::new(Some(staged.bytes)),
-            sha256: staged.sha256,
+    #[napi(ts_return_type = "Promise<NativeStagedFile>")]
+    pub fn stage_file<'env>(
+        &self,
+        env: &'env Env,
+        path: String,
+    ) -> napi::Result<PromiseRaw<'env, NativeStagedFile>> {
+        let store = Arc::clone(&self.inner);
+        let stage = async move { store.stage_file(path).await };
+        let inner = Arc::clone(&self.inner);
+        promise(env, stage, IN_AN_OPERATION, move |staged| {
+            NativeStagedFile {
+                store: inner,
+                size: staged.bytes.len() as i64,
+                bytes: Mutex::new(Some(staged.bytes)),
+                sha256: staged.sha256,
+            }
         })
     }
 
     /// The object's bytes, or null when there is none. Bytes that fit in `into` are read into it
     /// (the answer is then their length); others come in a Buffer of their own.
     #[napi(ts_return_type = "Promise<number | Buffer | null>")]
-    pub async fn get(
+    pub fn get<'env>(
         &self,
+        env: &'env Env,
         key: String,
         into: Option<Buffer>,
-    ) -> napi::Result<Option<Either<i64, Buffer>>> {
-        let fetched = guarded(self.inner.get_into(key, into), IN_AN_OPERATION).await?;
-        Ok(fetched.map(|fetched| match fetched {
-            Fetched::Into(length) => Either::A(length as i64),
-            Fetched::Owned(bytes) => Either::B(Buffer::from(bytes.to_vec())),
-        }))
+    ) -> napi::Result<PromiseRaw<'env, Option<Either<i64, Buffer>>>> {
+        let store = Arc::clone(&self.inner);
+        let get = async move { store.get_into(key, into).await };
+        promise(env, get, IN_AN_OPERATION, |fetched| {
+            fetched.map(|fetched| match fetched {
+                Fetched::Into(length) => Either::A(length as i64),
+                Fetched::Owned(bytes) => Either::B(Buffer::from(bytes.to_vec())),
+            })
+        })
     }
 
     /// Keys starting with `prefix` and greater than `start_after`, ascending, every page.
-    #[napi]
-    pub async fn list(
+    #[napi(ts_return_type = "Promise<Array<string>>")]
+    pub fn list<'env>(
         &self,
+        env: &'env Env,
         prefix: String,
         start_after: Option<String>,
-    ) -> napi::Result<Vec<String>> {
-        let work = self.inner.list(prefix, start_after);
-        Ok(guarded(work, IN_AN_OPERATION).await?)
+    ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
+        let store = Arc::clone(&self.inner);
+        let list = async move { store.list(prefix, start_after).await };
+        promise(env, list, IN_AN_OPERATION, |keys| keys)
     }
 
     /// Deletes `key`; a missing key is not an error.
-    #[napi]
-    pub async fn delete(&self, key: String) -> napi::Result<()> {
-        Ok(guarded(self.inner.delete(key), IN_AN_OPERATION).await?)
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn delete<'env>(&self, env: &'env Env, key: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        let store = Arc::clone(&self.inner);
+        let delete = async move { store.delete(key).await };
+        promise(env, delete, IN_AN_OPERATION, |()| ())
     }
 }
 
@@ -142,20 +183,28 @@ impl NativeStagedFile {
     }
 
     /// Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry).
-    #[napi]
-    pub async fn put(&self, key: String, create_only: bool) -> napi::Result<bool> {
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn put<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        create_only: bool,
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let store = Arc::clone(&self.store);
         let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
-        let bytes = staged.ok_or_else(|| {
-            Error::new(
-                ErrorCode::Closed,
-                format!(
-                    "put {}{key}: the staged file was released",
-                    self.store.description()
-                ),
-            )
-        })?;
-        let work = self.store.put(key, bytes, create_only);
-        Ok(guarded(work, IN_AN_OPERATION).await?)
+        let put = async move {
+            let bytes = staged.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Closed,
+                    format!(
+                        "put {}{key}: the staged file was released",
+                        store.description()
+                    ),
+                )
+            })?;
+            store.put(key, bytes, create_only).await
+        };
+        promise(env, put, IN_AN_OPERATION, |created| created)
     }
 
     /// Frees the bytes now rather than when the object is garbage-collected.
@@ -183,17 +232,20 @@ pub struct ReadForUploadTask {
 }
 
 impl Task for ReadForUploadTask {
-    type Output = FileForUpload;
+    type Output = Result<FileForUpload>;
     type JsValue = JsFileForUpload;
 
-    fn compute(&mut self) -> napi::Result<FileForUpload> {
-        Ok(guard(|| store::read_into(&self.path, &mut self.into))?)
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| store::read_into(&self.path, &mut self.into)))
     }
 
-    fn resolve(&mut self, _env: Env, output: FileForUpload) -> napi::Result<JsFileForUpload> {
-        Ok(JsFileForUpload {
-            size: output.size as i64,
-            sha256: output.sha256,
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<JsFileForUpload> {
+        throwing(&env, || {
+            let read = output?;
+            Ok(JsFileForUpload {
+                size: read.size as i64,
+                sha256: read.sha256,
+            })
         })
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Null, Object, Task, ToNapiValue};
 use napi_derive::napi;
 
+use super::errors::throwing;
 use super::{from_js_number, to_hash};
 use crate::error::{guard, Error, ErrorCode};
 use crate::writer::{
@@ -128,9 +129,9 @@ where
     V: ToNapiValue + 'static,
 {
     let (deferred, promise) = env.create_deferred()?;
-    let answer = move |result: crate::error::Result<T>| match result {
-        Ok(value) => deferred.resolve(move |_env| Ok(to_js(value))),
-        Err(err) => deferred.reject(err.into()),
+    // the error too is made on the JS thread, when the promise settles (binding/errors.rs)
+    let answer = move |result: crate::error::Result<T>| {
+        deferred.resolve(move |env| throwing(&env, || result.map(to_js)))
     };
     Ok((answer, promise))
 }
@@ -142,36 +143,39 @@ pub struct OpenWriterTask {
 }
 
 impl Task for OpenWriterTask {
-    type Output = Writer;
+    type Output = crate::error::Result<Writer>;
     type JsValue = NativeJournalWriter;
 
-    fn compute(&mut self) -> napi::Result<Writer> {
-        let start = self
-            .start
-            .take()
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "openJournalWriter task ran twice"))?;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let Some(start) = self.start.take() else {
+            let twice = Error::new(ErrorCode::Internal, "openJournalWriter task ran twice");
+            return Ok(Err(twice));
+        };
         Ok(guard(|| {
             Writer::open(&self.dir, start, self.options.clone())
-        })?)
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, writer: Writer) -> napi::Result<NativeJournalWriter> {
-        Ok(NativeJournalWriter { writer })
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<NativeJournalWriter> {
+        throwing(&env, || Ok(NativeJournalWriter { writer: output? }))
     }
 }
 
 /// Locks `dir` and starts a writer from `start` (off the JS thread).
 #[napi(ts_return_type = "Promise<NativeJournalWriter>")]
 pub fn open_journal_writer(
+    env: &Env,
     dir: String,
     start: JsWriterStart,
     options: JsWriterOptions,
 ) -> napi::Result<AsyncTask<OpenWriterTask>> {
-    Ok(AsyncTask::new(OpenWriterTask {
-        dir: PathBuf::from(dir),
-        start: Some(WriterStart::try_from(start)?),
-        options: WriterOptions::try_from(options)?,
-    }))
+    throwing(env, || {
+        Ok(AsyncTask::new(OpenWriterTask {
+            dir: PathBuf::from(dir),
+            start: Some(WriterStart::try_from(start)?),
+            options: WriterOptions::try_from(options)?,
+        }))
+    })
 }
 
 /// A journal writer with its own thread. Every method enqueues synchronously, so
@@ -193,7 +197,7 @@ impl NativeJournalWriter {
         lengths: &[u32],
         stamp_sequences: Option<bool>,
     ) -> napi::Result<Object<'env>> {
-        let mut batch = PayloadBatch::from_packed(payloads, lengths)?;
+        let mut batch = throwing(env, || PayloadBatch::from_packed(payloads, lengths))?;
         if stamp_sequences == Some(true) {
             batch = batch.stamping_sequences();
         }
