@@ -62,7 +62,7 @@ export interface CompactionConfig {
 export const DEFAULT_COMPACTION_CONFIG: Readonly<CompactionConfig> = Object.freeze({
   threshold: 16,
   level: DEFAULT_ZSTD_LEVEL,
-  maxOutputBytes: 64 * 1024 * 1024,
+  maxOutputBytes: DEFAULT_MAX_BODY_BYTES,
   retention: Object.freeze({ minAgeMs: 24 * 60 * 60 * 1000, keepLast: 1 }),
 });
 

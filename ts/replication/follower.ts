@@ -70,7 +70,6 @@ async function prepareDirectory(dir: string): Promise<void> {
   }
 }
 
-
 export interface DownloadOptions {
   /** the core doing the decoding; default the native one, else the pure one */
   core?: Core;
