@@ -85,7 +85,6 @@ interface Loaded {
   error: Error | null;
   /** the package this platform's binary comes in; null where none is built */
   platformPackage: string | null;
-  platform: string;
 }
 
 function loadBinding(choice: CoreChoice): Loaded {
@@ -93,20 +92,20 @@ function loadBinding(choice: CoreChoice): Loaded {
   const requirePackage = PLATFORM_PACKAGES[platform];
   const platformPackage = requirePackage ? `@graphstream/native-${platform}` : null;
   if (choice === 'pure') {
-    return { binding: null, error: new Error('the native core is not loaded: GRAPHSTREAM_CORE=pure'), platformPackage, platform };
+    return { binding: null, error: new Error('the native core is not loaded: GRAPHSTREAM_CORE=pure'), platformPackage };
   }
   const local = sourceCheckoutBinary(platform);
   try {
-    if (local !== null) return { binding: require(local) as NativeBinding, error: null, platformPackage, platform };
+    if (local !== null) return { binding: require(local) as NativeBinding, error: null, platformPackage };
     if (requirePackage === undefined) {
       const built = Object.keys(PLATFORM_PACKAGES).join(', ');
-      return { binding: null, error: new Error(`no prebuilt native core for ${platform} (there are for ${built})`), platformPackage, platform };
+      return { binding: null, error: new Error(`no prebuilt native core for ${platform} (there are for ${built})`), platformPackage };
     }
-    return { binding: requirePackage() as NativeBinding, error: null, platformPackage, platform };
+    return { binding: requirePackage() as NativeBinding, error: null, platformPackage };
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
     const from = local ?? platformPackage;
-    return { binding: null, error: new Error(`the native core for ${platform} did not load from ${from}: ${why}`, { cause: err }), platformPackage, platform };
+    return { binding: null, error: new Error(`the native core for ${platform} did not load from ${from}: ${why}`, { cause: err }), platformPackage };
   }
 }
 
