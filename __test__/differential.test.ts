@@ -1,6 +1,7 @@
 /**
  * Differential fuzzing of the two cores: every input, valid or not, decodes to the same
- * fields and bytes in the native addon and the pure twin, or fails with the same code, and
+ * fields and bytes in the native addon and the pure twin, or fails with the same code (and the
+ * same offset, where a failure names the entry or trailer it is about), and
  * every failure is a core error (an Error with one of ERROR_CODES as its `code`) that the facade maps to GraphstreamError.
  *
  * A seeded generator (xorshift) derives the inputs from the golden vectors and from segments
@@ -286,16 +287,19 @@ function nearCeiling(random: Random, max: number): Buffer {
 
 // ---- outcomes --------------------------------------------------------------
 
-type Outcome = { code: string } | { segment: RawSegment };
+type Failure = { code: string; offset?: number };
+type Outcome = Failure | { segment: RawSegment };
 
-function failureOf(err: unknown): { code: string } {
+/** A core error's code, and the offset of the entry or trailer it is about when it names one. */
+function failureOf(err: unknown): Failure {
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
   if (typeof code !== 'string' || !CODES.has(code)) {
     return { code: `NOT A CORE ERROR: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}` };
   }
   const mapped = toGraphstreamError(err);
   if (!(mapped instanceof GraphstreamError) || mapped.code !== code) return { code: `NOT MAPPED: ${code}` };
-  return { code };
+  const offset = mapped.details?.offset;
+  return offset === undefined ? { code } : { code, offset };
 }
 
 function decodeWith(core: Core, bytes: Buffer, options: DecodeOptions | undefined): Outcome {
@@ -317,9 +321,9 @@ async function decodeAsyncWith(core: Core, bytes: Buffer, options: DecodeOptions
 /** What differs between two outcomes, or null. */
 function difference(a: Outcome, b: Outcome): string | null {
   if ('code' in a || 'code' in b) {
-    const codeA = 'code' in a ? a.code : 'ok';
-    const codeB = 'code' in b ? b.code : 'ok';
-    return codeA === codeB && !codeA.startsWith('NOT ') ? null : `native ${codeA}, pure ${codeB}`;
+    const failureA = 'code' in a ? `${a.code}${a.offset === undefined ? '' : ` at ${a.offset}`}` : 'ok';
+    const failureB = 'code' in b ? `${b.code}${b.offset === undefined ? '' : ` at ${b.offset}`}` : 'ok';
+    return failureA === failureB && !failureA.startsWith('NOT ') ? null : `native ${failureA}, pure ${failureB}`;
   }
   const [x, y] = [a.segment, b.segment];
   const fields: [string, unknown, unknown][] = [
@@ -362,6 +366,7 @@ test(`native and pure agree on ${INPUTS.toLocaleString('en')} segments: same fie
   let mismatched = 0;
   const codes = new Map<string, number>();
   let asyncCalls = 0;
+  let located = 0;
   for (let n = 0; n < INPUTS; n++) {
     const kind = random.pick(inputKinds);
     let bytes: Buffer;
@@ -406,6 +411,7 @@ test(`native and pure agree on ${INPUTS.toLocaleString('en')} segments: same fie
     }
     const outcome = 'code' in a ? a.code : 'ok';
     codes.set(outcome, (codes.get(outcome) ?? 0) + 1);
+    if ('code' in a && a.offset !== undefined) located++;
     const diff = difference(a, b);
     if (diff !== null) mismatched++;
     if (diff !== null && mismatches.length < 20) {
@@ -422,6 +428,8 @@ test(`native and pure agree on ${INPUTS.toLocaleString('en')} segments: same fie
   }
   expect(mismatches, `${mismatched} of ${INPUTS} inputs differ`).toEqual([]);
   expect(asyncCalls).toBeGreaterThan(INPUTS / ASYNC_EVERY - 1);
+  // failures that name the entry or trailer they are about, whose offsets were compared too
+  expect(located).toBeGreaterThan(INPUTS / 2000);
   // the inputs reach every check: success and each code of FORMAT.md's list
   for (const code of ['ok', 'truncated', 'invalid_magic', 'unsupported_version', 'checksum_mismatch', 'chain_broken', 'torn_tail', 'invalid_segment', 'too_large']) {
     expect(codes.get(code) ?? 0, `${code} in ${JSON.stringify([...codes])}`).toBeGreaterThan(INPUTS / 2000);

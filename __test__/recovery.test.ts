@@ -559,6 +559,24 @@ describe.each(cores)('torn tail or corruption ($kind core)', (core) => {
     await expectCorrupt(dir, [live, `(sequence ${sequence})`, `at byte offset ${offsets[10]}`], { file: live, offset: offsets[10], sequence });
   });
 
+  test('an entry of the live segment that does not continue the chain is corruption at that entry; quarantine keeps the entries before it', async () => {
+    const { dir, paths, firstSeqs } = await issueJournal('crashed');
+    const live = paths[2]!;
+    const bytes = await readFile(live);
+    const offsets = entryOffsets(core, bytes);
+    const entry = core.decodeEntry(bytes, offsets[10]!);
+    const payload = bytes.subarray(entry.payloadOffset, entry.payloadOffset + entry.payloadLength);
+    // a whole entry with a valid CRC, chained from elsewhere
+    core.encodeEntry(entry.sequence, core.computeEntryHash(ZERO_HASH, Buffer.from('elsewhere')), payload).copy(bytes, offsets[10]!);
+    await writeFile(live, bytes);
+    const sequence = firstSeqs[2]! + 10;
+    await expectCorrupt(dir, [live, `(sequence ${sequence})`, `at byte offset ${offsets[10]}`], { file: live, offset: offsets[10], sequence });
+    const journal = await Journal.open(dir, { core, repair: 'quarantine' });
+    expect(journal.sequence).toBe(sequence - 1);
+    expect(journal.recovery.quarantine!.moved).toMatchObject([{ from: live, offset: offsets[10] }]);
+    await journal.close();
+  });
+
   test('issue 12, 1: the flags byte of the last sealed segment set to 0 is corruption, not a torn unsealed segment', async () => {
     const closed = await issueJournal('closed');
     await setByte(closed.paths[2]!, 6, 0);

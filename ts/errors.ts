@@ -44,7 +44,7 @@ export interface ErrorDetails {
   key?: string;
   /** the file holding the data that failed its checks (`corrupt`) */
   file?: string;
-  /** byte offset in `file` where the damage starts (`corrupt`) */
+  /** byte offset in `file` where the damage starts (`corrupt`), or where the entry or trailer that failed a segment's check starts */
   offset?: number;
   /** the sequence at which the damage starts, when known (`corrupt`) */
   sequence?: number;
@@ -85,11 +85,14 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && CODE_SET.has(value);
 }
 
-/** The details a core error carries as properties (storage failures: `retryable`, `status`). */
+/** The details a core error carries as properties (`CoreErrorDetails` of ts/core/core.ts). */
 function coreErrorDetails(err: Error): ErrorDetails | undefined {
-  const { retryable, status } = err as { retryable?: unknown; status?: unknown };
-  if (typeof retryable !== 'boolean') return undefined;
-  return typeof status === 'number' ? { retryable, status } : { retryable };
+  const { retryable, status, offset } = err as { retryable?: unknown; status?: unknown; offset?: unknown };
+  const details: ErrorDetails = {};
+  if (typeof retryable === 'boolean') details.retryable = retryable;
+  if (typeof status === 'number') details.status = status;
+  if (typeof offset === 'number') details.offset = offset;
+  return Object.keys(details).length > 0 ? details : undefined;
 }
 
 const ERRNO_CODES: Record<string, ErrorCode> = {

@@ -65,6 +65,9 @@ pub struct Error {
     pub message: String,
     /// set on storage failures
     pub retry: Option<RetryHint>,
+    /// where the entry or trailer that failed its check starts in the segment's bytes, when
+    /// they hold it as it is (not inside a compressed body)
+    pub offset: Option<usize>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -75,6 +78,15 @@ impl Error {
             code,
             message: message.into(),
             retry: None,
+            offset: None,
+        }
+    }
+
+    /// The same error, about the part of a segment that starts at `offset`.
+    pub fn at_offset(self, offset: usize) -> Self {
+        Error {
+            offset: Some(offset),
+            ..self
         }
     }
 

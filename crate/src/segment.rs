@@ -144,7 +144,18 @@ fn verify_chain(body: &[u8], offsets: &[u32]) -> (Option<usize>, [u8; 32]) {
     (None, last_hash)
 }
 
-fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<BodyWalk> {
+/// `file_base` is where `body` starts in the segment's bytes (None for a decompressed body):
+/// an error about an entry says where that entry starts there.
+fn walk_entries(
+    body: &[u8],
+    first_seq: u64,
+    file_base: Option<usize>,
+    stop_at_bad_entry: bool,
+) -> Result<BodyWalk> {
+    let located = |err: Error, at: usize| match file_base {
+        Some(base) => err.at_offset(base + at),
+        None => err,
+    };
     if body.len() > u32::MAX as usize {
         return Err(Error::new(
             ErrorCode::TooLarge,
@@ -159,7 +170,7 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
         let entry = match decode_entry(body, offset) {
             Ok(entry) => entry,
             Err(err) => {
-                stopped_at = Some(err);
+                stopped_at = Some(located(err, offset));
                 break;
             }
         };
@@ -167,20 +178,26 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
         let expected_seq = match first_seq.checked_add(index) {
             Some(seq) => seq,
             None => {
-                stopped_at = Some(Error::new(
-                    ErrorCode::InvalidSegment,
-                    format!("sequence overflows after first_seq {first_seq}"),
+                stopped_at = Some(located(
+                    Error::new(
+                        ErrorCode::InvalidSegment,
+                        format!("sequence overflows after first_seq {first_seq}"),
+                    ),
+                    offset,
                 ));
                 break;
             }
         };
         if entry.sequence != expected_seq {
-            stopped_at = Some(Error::new(
-                ErrorCode::InvalidSegment,
-                format!(
-                    "entry at body offset {offset} has sequence {}, expected {expected_seq}",
-                    entry.sequence
+            stopped_at = Some(located(
+                Error::new(
+                    ErrorCode::InvalidSegment,
+                    format!(
+                        "entry at body offset {offset} has sequence {}, expected {expected_seq}",
+                        entry.sequence
+                    ),
                 ),
+                offset,
             ));
             break;
         }
@@ -193,7 +210,7 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
     if let Some(i) = first_break {
         let at = offsets[i] as usize;
         let expected = entry_hash_at(body, offsets[i - 1] as usize);
-        return Err(Error::new(
+        let broken = Error::new(
             ErrorCode::ChainBroken,
             format!(
                 "entry {} at body offset {at}: prev_hash {} does not continue the chain {}",
@@ -201,7 +218,8 @@ fn walk_entries(body: &[u8], first_seq: u64, stop_at_bad_entry: bool) -> Result<
                 crate::format::hex(&prev_hash_at(body, at)[..8]),
                 crate::format::hex(&expected[..8]),
             ),
-        ));
+        );
+        return Err(located(broken, at));
     }
     let torn = match stopped_at {
         None => None,
@@ -568,7 +586,8 @@ fn decode_sealed(
             copy_to(stored, out)
         }
     };
-    let walk = walk_entries(body_bytes(&body, out), header.first_seq, false)
+    let file_base = (!header.is_compressed()).then_some(HEADER_SIZE);
+    let walk = walk_entries(body_bytes(&body, out), header.first_seq, file_base, false)
         .map_err(|e| e.context(format!("segment {}", header.first_seq)))?;
     if walk.offsets.len() as u64 != header.entry_count {
         return Err(Error::new(
@@ -604,7 +623,8 @@ fn decode_sealed(
                 "segment {}: trailer at offset {body_end} does not match the chain hash of entry {last_seq}",
                 header.first_seq
             ),
-        ));
+        )
+        .at_offset(body_end));
     }
     Ok(DecodedSegment {
         header,
@@ -641,7 +661,7 @@ fn walk_unsealed(bytes: &[u8], header: &Header, opts: &DecodeOptions) -> Result<
             ),
         ));
     }
-    let walk = walk_entries(raw, header.first_seq, true)
+    let walk = walk_entries(raw, header.first_seq, Some(HEADER_SIZE), true)
         .map_err(|e| e.context(format!("unsealed segment {}", header.first_seq)))?;
     let torn_tail = walk.torn.is_some();
     if let Some(err) = &walk.torn {
@@ -658,7 +678,8 @@ fn walk_unsealed(bytes: &[u8], header: &Header, opts: &DecodeOptions) -> Result<
                     HEADER_SIZE + walk.consumed,
                     err.message
                 ),
-            ));
+            )
+            .at_offset(HEADER_SIZE + walk.consumed));
         }
     }
     Ok((walk, torn_tail))

@@ -14,10 +14,15 @@
  */
 import { isErrorCode, type ErrorCode } from '../errors.js';
 
-/** What a core error may carry beside its code: whether a failed storage request may succeed if repeated, and its HTTP status. */
+/**
+ * What a core error may carry beside its code: whether a failed storage request may succeed if
+ * repeated, and its HTTP status; where the entry or trailer that failed its check starts in the
+ * segment's bytes, when they hold it as it is (not inside a compressed body).
+ */
 export interface CoreErrorDetails {
   retryable?: boolean;
   status?: number;
+  offset?: number;
 }
 
 /** A failure as both cores throw it: an Error whose `code` is one of ERROR_CODES, with its details as properties. */

@@ -384,8 +384,6 @@ const SEALED_ONLY_FIELDS = [
   ['body_checksum', HEADER_OFFSET.bodyChecksum, (h: HeaderFields) => !h.bodyChecksum.equals(ZERO_HASH)],
 ] as const;
 
-const OFFSET_IN_MESSAGE = /at offset (\d+)/;
-
 /**
  * What a sealed segment's header holds that no checksum covers and only damage changes: flag
  * bits other than sealed, compressed and has-trailer, a compression that disagrees with them,
@@ -454,14 +452,12 @@ async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: Reco
     decoded = await core.decodeSegmentAsync(bytes, { allowTornTail: !check.sealed });
   } catch (err) {
     const error = toGraphstreamError(err);
-    const stated = OFFSET_IN_MESSAGE.exec(error.message);
-    if (check.sealed) {
-      const trailer = /trailer/.test(error.message) ? HEADER_SIZE + header.bodyLen : HEADER_SIZE;
-      return corrupt(trailer, error.code, error.message);
-    }
+    // where the entry or trailer that failed its check starts, when the core can say
+    const stated = error.details?.offset;
+    if (check.sealed) return corrupt(stated ?? HEADER_SIZE, error.code, error.message);
     // An unsealed segment is walked entry by entry: everything before the entry named verifies.
-    const offset = stated === null ? HEADER_SIZE : Math.max(HEADER_SIZE, Number(stated[1]));
-    check.cuttable = stated !== null;
+    const offset = Math.max(HEADER_SIZE, stated ?? HEADER_SIZE);
+    check.cuttable = stated !== undefined;
     check.validLength = offset;
     return corrupt(offset, error.code, error.message, sequenceAtOffset(core, bytes, segment.firstSeq, offset));
   }

@@ -48,8 +48,8 @@ const MAX_U64 = 2n ** 64n - 1n;
 const MIN_I64 = -(2n ** 63n);
 const MAX_I64 = 2n ** 63n - 1n;
 
-function fail(code: ErrorCode, message: string): never {
-  throw coreError(code, message);
+function fail(code: ErrorCode, message: string, offset?: number): never {
+  throw coreError(code, message, offset === undefined ? undefined : { details: { offset } });
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -312,8 +312,12 @@ interface WalkedEntries {
  * Walks the raw entries of `body`: checks CRCs, that sequences run on from
  * `firstSeq`, and the hash chain. With `stopAtBadEntry` (unsealed segments),
  * a cut-short or CRC-invalid entry ends the walk instead of throwing.
+ * `fileBase` is where `body` starts in the segment's bytes (null for a
+ * decompressed body): an error about an entry says where that entry starts there.
  */
-function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBadEntry: boolean): WalkedEntries {
+function walkEntries(body: Buffer, firstSeq: number, fileBase: number | null, stopAtBadEntry: boolean): WalkedEntries {
+  const bodyBase = fileBase ?? 0;
+  const at = (offset: number): number | undefined => (fileBase === null ? undefined : fileBase + offset);
   const offsets: number[] = [];
   let startHash: Buffer = ZERO_HASH;
   let chainHash: Buffer = ZERO_HASH;
@@ -325,18 +329,21 @@ function walkEntries(body: Buffer, firstSeq: number, bodyBase: number, stopAtBad
     try {
       entry = readEntry(body, offset, bodyBase);
     } catch (err) {
-      if (!stopAtBadEntry) throw err;
+      if (!stopAtBadEntry) {
+        const entryAt = at(offset);
+        throw entryAt === undefined ? err : Object.assign(err as Error, { offset: entryAt });
+      }
       tornReason = (err as Error).message;
       break;
     }
     if (!u64Equals(body, offset + ENTRY_SEQUENCE_OFFSET, firstSeq, offsets.length)) {
       const expected = BigInt(firstSeq) + BigInt(offsets.length);
-      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + ENTRY_SEQUENCE_OFFSET)}, expected ${expected}`);
+      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + ENTRY_SEQUENCE_OFFSET)}, expected ${expected}`, at(offset));
     }
     if (offsets.length === 0) {
       startHash = Buffer.from(entry.prevHash);
     } else if (!entry.prevHash.equals(chainHash)) {
-      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${firstSeq + offsets.length}): prev_hash does not match the chain hash of sequence ${firstSeq + offsets.length - 1}`);
+      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${firstSeq + offsets.length}): prev_hash does not match the chain hash of sequence ${firstSeq + offsets.length - 1}`, at(offset));
     }
     chainHash = sha256(entry.prevHash, body.subarray(entry.payloadOffset, entry.payloadOffset + entry.payloadLength));
     offsets.push(offset);
@@ -355,7 +362,7 @@ function decodeUnsealed(buf: Buffer, header: HeaderFields, options: DecodeOption
   const tornTail = walked.tornReason !== null;
   if (tornTail && options?.allowTornTail !== true) {
     const lastSeq = header.firstSeq + walked.entryOffsets.length - 1;
-    fail('torn_tail', `unsealed segment: torn tail after sequence ${lastSeq} at offset ${HEADER_SIZE + walked.validLength} of ${buf.length} (${walked.tornReason})`);
+    fail('torn_tail', `unsealed segment: torn tail after sequence ${lastSeq} at offset ${HEADER_SIZE + walked.validLength} of ${buf.length} (${walked.tornReason})`, HEADER_SIZE + walked.validLength);
   }
   return {
     header,
@@ -394,7 +401,7 @@ function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegmen
   }
   const body = compressed ? zstdDecompress(stored, max) : stored;
   // Offsets in messages are into the file for raw bodies, into the decompressed body otherwise.
-  const walked = walkEntries(body, header.firstSeq, compressed ? 0 : HEADER_SIZE, false);
+  const walked = walkEntries(body, header.firstSeq, compressed ? null : HEADER_SIZE, false);
   const count = walked.entryOffsets.length;
   if (count !== header.entryCount) {
     fail('truncated', `sealed segment: entry_count ${header.entryCount}, body holds ${count} entries`);
@@ -405,7 +412,7 @@ function decodeSealed(buf: Buffer, header: HeaderFields, max: number): RawSegmen
     fail('invalid_segment', `sealed segment: last_seq ${header.lastSeq}, entries end at sequence ${lastSeq}`);
   }
   if (hasTrailer && !buf.subarray(expectedLength - TRAILER_SIZE).equals(walked.chainHash)) {
-    fail('checksum_mismatch', `sealed segment: trailer at offset ${expectedLength - TRAILER_SIZE} does not match the chain hash after sequence ${lastSeq}`);
+    fail('checksum_mismatch', `sealed segment: trailer at offset ${expectedLength - TRAILER_SIZE} does not match the chain hash after sequence ${lastSeq}`, expectedLength - TRAILER_SIZE);
   }
   return {
     header,

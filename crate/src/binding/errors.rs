@@ -1,6 +1,7 @@
 //! How a core error reaches JavaScript: an `Error` whose message is the error's message and
 //! whose `code` property is its code, with the retry hint of a storage failure as `retryable`
-//! and `status` properties. ts/errors.ts reads those properties; nothing parses the message.
+//! and `status` properties and the `offset` of a bad entry or trailer in a segment.
+//! ts/errors.ts reads those properties; nothing parses the message.
 
 use napi::bindgen_prelude::{Env, JsObjectValue};
 use napi::JsValue;
@@ -19,6 +20,9 @@ pub(super) fn js_error(env: &Env, err: Error) -> napi::Error {
 fn create(env: &Env, err: &Error) -> napi::Result<napi::Error> {
     let mut error = env.create_error(napi::Error::from_reason(err.message.as_str()))?;
     error.set_named_property("code", err.code.as_str())?;
+    if let Some(offset) = err.offset {
+        error.set_named_property("offset", offset as f64)?;
+    }
     if let Some(hint) = err.retry {
         error.set_named_property("retryable", hint.retryable)?;
         if let Some(status) = hint.status {
