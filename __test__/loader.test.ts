@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseTriple } from '@napi-rs/cli';
-import { build } from 'esbuild';
+import { build, type BuildOptions } from 'esbuild';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -27,17 +27,16 @@ beforeAll(async () => {
   withPackage = join(work, 'with-package');
   withoutPackage = join(work, 'without-package');
   for (const app of [withPackage, withoutPackage]) {
+    const common: BuildOptions = { entryPoints: [join(root, '__test__/helpers/loader-probe.ts')], bundle: true, platform: 'node', target: 'node20', logLevel: 'error' };
     await build({
-      entryPoints: [join(root, '__test__/helpers/loader-probe.ts')],
+      ...common,
       outfile: join(app, 'app.mjs'),
-      bundle: true,
-      platform: 'node',
       format: 'esm',
-      target: 'node20',
       // what an ESM bundle for Node needs for the CommonJS dependencies inside it
       banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-      logLevel: 'error',
     });
+    // a CommonJS bundle of the ESM build, where import.meta.url is empty
+    await build({ ...common, outfile: join(app, 'app.cjs'), format: 'cjs', logOverride: { 'empty-import-meta': 'silent' } });
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
   }
   const packageDir = join(withPackage, 'node_modules/@graphstream', `native-${platform}`);
@@ -58,14 +57,19 @@ interface Probe {
   error?: { name: string; code: string; message: string };
 }
 
-function probe(app: string, core?: string): Probe {
+function probe(app: string, core?: string, bundle = 'app.mjs'): Probe {
   const env = { ...process.env, GRAPHSTREAM_CORE: core };
   if (core === undefined) delete env.GRAPHSTREAM_CORE;
-  return JSON.parse(execFileSync(process.execPath, [join(app, 'app.mjs')], { cwd: app, env, encoding: 'utf8' })) as Probe;
+  return JSON.parse(execFileSync(process.execPath, [join(app, bundle)], { cwd: app, env, encoding: 'utf8' })) as Probe;
 }
 
 test('a bundled app loads the binary from its platform package', () => {
   expect(probe(withPackage)).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null });
+});
+
+test('so does an app bundled as CommonJS, where import.meta.url is empty', () => {
+  expect(probe(withPackage, undefined, 'app.cjs')).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null });
+  expect(probe(withoutPackage, undefined, 'app.cjs')).toMatchObject({ core: 'pure', warnings: [{ code: 'GRAPHSTREAM_PURE_FALLBACK' }] });
 });
 
 test('without the platform package the root runs the pure core and warns once, naming the package', () => {

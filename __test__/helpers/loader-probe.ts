@@ -14,15 +14,20 @@ function failure(err: unknown) {
   return { name: error.name, code: error.code, message: error.message };
 }
 
-try {
-  const api = await import('../../ts/index.js');
-  // a facade call without a `core` option resolves the default core once more
-  const dir = await mkdtemp(join(tmpdir(), 'graphstream-probe-'));
-  await api.verifyJournal(dir).catch(() => undefined);
-  await rm(dir, { recursive: true, force: true });
-  const gs = await api.openStorage('gs://bucket/prefix').then(() => null, failure);
-  await new Promise((resolve) => setImmediate(resolve));
-  console.log(JSON.stringify({ core: api.core, nativeCore: api.nativeCore !== null, warnings, gs }));
-} catch (err) {
-  console.log(JSON.stringify({ error: failure(err) }));
+async function main(): Promise<void> {
+  try {
+    const api = await import('../../ts/index.js');
+    // a facade call without a `core` option resolves the default core once more
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-probe-'));
+    await api.verifyJournal(dir).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    const gs = await api.openStorage('gs://bucket/prefix').then(() => null, failure);
+    await new Promise((resolve) => setImmediate(resolve));
+    console.log(JSON.stringify({ core: api.core, nativeCore: api.nativeCore !== null, warnings, gs }));
+  } catch (err) {
+    console.log(JSON.stringify({ error: failure(err) }));
+  }
 }
+
+// no top-level await: the suite bundles this as CommonJS too
+void main();

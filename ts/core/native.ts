@@ -21,7 +21,9 @@ import { packPayloads } from './packed.js';
 export type { NativeObjectStore, NativeStagedFile } from './native-binding.js';
 type NativeBinding = typeof Native;
 
-const require = createRequire(import.meta.url);
+/** This module's file; in a CommonJS bundle of the ESM build import.meta.url is empty, and __filename says it. */
+const moduleFile = import.meta.url ? fileURLToPath(import.meta.url) : __filename;
+const require = createRequire(moduleFile);
 
 /**
  * The prebuilt binaries, by napi-rs platform name. Each `require` names its package literally, so
@@ -60,7 +62,7 @@ function hostPlatform(): string {
 
 /** In graphstream's own source checkout, where `npm run build:native` leaves the binary; null in an installed package or a bundle. */
 function sourceCheckoutBinary(platform: string): string | null {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+  for (let dir = dirname(moduleFile); ; dir = dirname(dir)) {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest)) {
       const isGraphstream = (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'graphstream';
