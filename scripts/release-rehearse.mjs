@@ -185,7 +185,7 @@ async function main() {
   // the package as the publish job lays it out: a staged copy, so the checkout is left alone
   const stage = join(work, 'stage');
   step('lay out the npm packages (napi create-npm-dirs, artifacts, pre-publish --skip-optional-publish)', () => {
-    for (const path of [...manifest.files, 'package.json', 'README.md', 'LICENSE', 'CHANGELOG.md']) {
+    for (const path of new Set([...manifest.files, 'package.json', 'README.md', 'LICENSE'])) {
       if (existsSync(join(root, path))) cpSync(join(root, path), join(stage, path), { recursive: true });
     }
     // only the host's binary exists here; the publish job has all seven
