@@ -60,7 +60,8 @@ interface Probe {
 function probe(app: string, core?: string, bundle = 'app.mjs'): Probe {
   const env = { ...process.env, GRAPHSTREAM_CORE: core };
   if (core === undefined) delete env.GRAPHSTREAM_CORE;
-  return JSON.parse(execFileSync(process.execPath, [join(app, bundle)], { cwd: app, env, encoding: 'utf8' })) as Probe;
+  // stderr piped: the warning is checked through the probe's own 'warning' listener
+  return JSON.parse(execFileSync(process.execPath, [join(app, bundle)], { cwd: app, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Probe;
 }
 
 test('a bundled app loads the binary from its platform package', () => {
