@@ -10,9 +10,10 @@ import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Journal } from '../ts/journal/journal.js';
 import { ParamValue } from '../ts/payload/params.js';
-import { decodeHeader } from '../ts/pure/index.js';
+import { decodeHeader, decodeSegment } from '../ts/pure/index.js';
 import { readJournal } from '../ts/journal/reader.js';
 import { compactOnce } from '../ts/replication/compaction.js';
+import { generationRecordKey, segmentKey, serializeGenerationRecord } from '../ts/replication/layout.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
@@ -382,6 +383,42 @@ describe('verify', () => {
     const damaged = await runCli(['verify', `file://${store}/graph`]);
     expect(damaged.code).toBe(1);
     expect(damaged.stdout).toContain(`PROBLEM [checksum_mismatch] file://${store}/${compactedKey} sequence`);
+  });
+
+  test('a store with two generations verifies as one chain; a segment past the end of its generation is reported as stale, not read', async () => {
+    const store = await tempDir('cli-verify-generations-store');
+    const storage = new LocalStorage(store);
+    const ship = async (db: string, salt: number) => {
+      const journal = await Journal.open(await tempDir('cli-verify-generations'), { maxSegmentBytes: 2048 });
+      const uploader = new Uploader({ journal, storage, db });
+      for (let i = 1; i <= 150; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k, salt)));
+      await uploader.sync();
+      await uploader.stop();
+      await journal.close();
+      return journal.chainHash.toString('hex');
+    };
+    const chainHash = await ship('graph', 0);
+    await ship('other', 7); // the same segment sizes, another chain: what a writer that lost the lease went on with
+    const keys = await storage.list('graph/0000/');
+    const firstSeqOf = (key: string) => Number.parseInt(key.slice(-22, -6), 16);
+    const boundary = firstSeqOf(keys[Math.floor(keys.length / 2)]!);
+    const before = decodeSegment((await storage.get(keys[Math.floor(keys.length / 2) - 1]!))!);
+    for (const key of keys.filter((key) => firstSeqOf(key) >= boundary)) {
+      await storage.put(segmentKey('', 'graph', 1, firstSeqOf(key)), (await storage.get(key))!);
+      await storage.delete(key);
+    }
+    const record = { generation: 1, epoch: 2, holder: 'test/1', startSeq: boundary, prevHash: Buffer.from(before.chainHash), writtenMs: Date.now() };
+    await storage.put(generationRecordKey('', 'graph', 1), serializeGenerationRecord(record));
+    const staleKey = segmentKey('', 'graph', 0, boundary);
+    await storage.put(staleKey, (await storage.get(segmentKey('', 'other', 0, boundary)))!);
+
+    const verified = await runCli(['verify', `file://${store}/graph`]);
+    expect(verified.code).toBe(0);
+    expect(fieldValues(verified.stdout, 'sequences')).toEqual(['1..150']);
+    expect(fieldValues(verified.stdout, 'chain hash')).toEqual([chainHash]);
+    expect(verified.stdout).toContain(`stale: 1 segment(s) past the end of their generation`);
+    const json = JSON.parse((await runCli(['verify', `file://${store}/graph`, '--json'])).stdout) as { ok: boolean; staleKeys: string[] };
+    expect(json).toMatchObject({ ok: true, staleKeys: [`file://${store}/${staleKey}`] });
   });
 
   test('a bucket on an S3-compatible server: ok, then a missing and a foreign segment', async () => {

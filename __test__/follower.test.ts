@@ -158,21 +158,23 @@ describe.each(s3BackendsAndCores)('Follower against a real S3 server: $s3.name (
     expect(names.filter((name) => name.endsWith('.tmp'))).toEqual([]);
     expect(names).toContain('follower.json');
 
-    // More entries: the next poll lists only keys after sequence 120 and fetches only the new segments.
+    // More entries: the next poll lists only keys after sequence 120 (and the generation records, for
+    // a generation that ends there) and fetches only the new segments.
     await leading.write(40);
     const listsBefore = recording.lists.length;
     const getsBefore = recording.gets.length;
     const second = await replica.catchUp();
     expect(second).toMatchObject({ fromSequence: 120, sequence: 160, entries: 40 });
+    const generations = { prefix: `${prefix}${DB}/generations/`, startAfter: undefined };
     const polls = recording.lists.slice(listsBefore);
-    expect(polls).toEqual([{ prefix: `${prefix}${DB}/0000/`, startAfter: keyOf(120) }]);
+    expect(polls).toEqual([{ prefix: `${prefix}${DB}/0000/`, startAfter: keyOf(120) }, generations]);
     expect(recording.gets.slice(getsBefore)).toEqual(second.segments.map((segment) => segment.key));
     expect(await journalRecords(followerDir, core)).toEqual(await journalRecords(leading.dir, core));
 
-    // Nothing new: one listing, no download.
+    // Nothing new: one listing of segments, no download.
     const idle = await replica.catchUp();
     expect(idle.segments).toEqual([]);
-    expect(recording.lists.at(-1)).toEqual({ prefix: `${prefix}${DB}/0000/`, startAfter: keyOf(160) });
+    expect(recording.lists.slice(-2)).toEqual([{ prefix: `${prefix}${DB}/0000/`, startAfter: keyOf(160) }, generations]);
   });
 
   it('downloadNewSegments stores verified segments atomically under their local names', async () => {

@@ -1,11 +1,14 @@
 /**
  * `graphstream verify <dir | storage URL>`: checks a whole journal, CRCs and the hash chain end to
- * end, and reports every problem with where it is (file or key, sequence, error code).
+ * end, and reports every problem with where it is (file or key, sequence, error code). In storage,
+ * the segments of each generation are checked up to where the next generation starts; those past
+ * it (left by a writer that had lost the lease) are listed as stale, not read.
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GraphstreamError, toGraphstreamError, type ErrorCode } from '../errors.js';
 import { FLAG_SEALED, ZERO_HASH } from '../format/constants.js';
+import { GenerationRecords, type Generation } from '../replication/generations.js';
 import { COMPACTED_GENERATION_BIT, dbPrefix, listDbKeys, type DbSegmentKey } from '../replication/layout.js';
 import { decodeSegmentAsync, verifyJournal } from '../index.js';
 import type { SegmentStorage } from '../storage/types.js';
@@ -46,6 +49,11 @@ export interface VerifyReport {
   problems: Problem[];
   /** keys under the db's prefix that are not segments (not verified) */
   ignoredKeys: string[];
+  /**
+   * segments no reader reads (not verified): past the end of their generation (the next one starts
+   * before them), or in a generation that has no record
+   */
+  staleKeys: string[];
 }
 
 interface VerifyOptions extends StorageFlags {
@@ -55,7 +63,7 @@ interface VerifyOptions extends StorageFlags {
 }
 
 function emptyReport(target: string): VerifyReport {
-  return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [] };
+  return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [], staleKeys: [] };
 }
 
 /** The sequence a GraphstreamError message names (`... (sequence 12) ...`), if any. */
@@ -214,7 +222,19 @@ async function verifyRemote(storage: SegmentStorage, prefix: string, db: string,
   const location = storage.description.replace(/\/?$/, '/');
   const report = emptyReport(`${location}${dbPrefix(prefix, db)}`);
   const listing = await listDbKeys(storage, prefix, db);
-  const segments: RemoteSegment[] = listing.segments.map((segment) => ({ ...segment, url: location + segment.key }));
+  let generations: readonly Generation[] = [];
+  try {
+    generations = await new GenerationRecords(storage, prefix, db).refresh();
+  } catch (err) {
+    const error = toGraphstreamError(err);
+    report.problems.push({ where: report.target, sequence: null, code: error.code, message: `reading the generation records: ${error.message}` });
+  }
+  const segments: RemoteSegment[] = [];
+  for (const segment of listing.segments) {
+    const generation = generations.find((known) => known.generation === (segment.generation & ~COMPACTED_GENERATION_BIT));
+    if (generations.length > 0 && (generation === undefined || segment.firstSeq > generation.lastSeq)) report.staleKeys.push(location + segment.key);
+    else segments.push({ ...segment, url: location + segment.key });
+  }
   report.ignoredKeys = listing.others.map((key) => location + key);
   if (segments.length === 0) {
     report.problems.push({ where: report.target, sequence: null, code: 'not_found', message: `no segments under ${report.target}` });
@@ -263,6 +283,12 @@ function printReport(report: VerifyReport, output: Output): void {
       ['chain hash', report.chainHash ?? '-'],
     ]),
   );
+  if (report.staleKeys.length > 0) {
+    output.print(
+      `  stale: ${report.staleKeys.length} segment(s) past the end of their generation, left by a writer that had lost ` +
+        `the lease; no reader reads them: ${report.staleKeys.join(', ')}`,
+    );
+  }
   if (report.ignoredKeys.length > 0) {
     output.print(`  ignored ${report.ignoredKeys.length} key(s) that are not segments, e.g. ${report.ignoredKeys[0]}`);
   }

@@ -22,6 +22,10 @@
  *   inside a compacted segment, and a fresh one reads compacted segments from the start; the
  *   entries and hashes are the same either way. Two originals overlapping, or a sequence no
  *   segment holds, stays an `overlap` / `gap` error.
+ * - Compaction works within one generation and only up to where the next generation starts
+ *   (./generations.ts): an original of `g` past that was left by a writer that had lost the
+ *   lease, and is never compacted (nor deleted). A compacted segment made before the record that
+ *   ends `g` appeared may still run past that end; readers cut it there.
  * - Retention deletes an original only once its compacted replacement was uploaded, read back
  *   and compared byte for byte, `retention.minAgeMs` have passed since then, and it is not one of
  *   the newest `retention.keepLast` originals (at least 1: a reader polling for new segments
@@ -38,6 +42,7 @@ import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
+import { GenerationRecords } from './generations.js';
 import { compactedGeneration, compactionManifestKey, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 
 const MANIFEST_VERSION = 1;
@@ -256,7 +261,14 @@ class Compactor {
     let position: { sequence: number; chainHash: Buffer | null } = last
       ? { sequence: last.lastSeq, chainHash: Buffer.from(last.chainHash, 'hex') }
       : { sequence: 0, chainHash: null };
-    const originals = await listSegmentKeys(this.storage, generationPrefix(this.prefix, this.db, this.generation), position.sequence);
+    const listed = await listSegmentKeys(this.storage, generationPrefix(this.prefix, this.db, this.generation), position.sequence);
+    // Listed after the originals, so that a record ending this generation before one of them is seen.
+    const generations = await new GenerationRecords(this.storage, this.prefix, this.db).refresh();
+    const generation = generations.find((known) => known.generation === this.generation);
+    if (last === undefined && generation?.recordKey) position = { sequence: generation.startSeq - 1, chainHash: generation.prevHash };
+    // Originals past the generation's end are stale (left by a writer that had lost the lease): never compacted.
+    const end = generation?.lastSeq ?? Number.MAX_SAFE_INTEGER;
+    const originals = listed.filter((original) => original.firstSeq <= end);
 
     const compacted: CompactedSegmentRecord[] = [];
     let next = 0;
@@ -265,7 +277,7 @@ class Compactor {
       const group: Original[] = [];
       let bytes = 0;
       while (next < originals.length) {
-        const original: Original = carried ?? (await this.fetchOriginal(originals[next]!, position));
+        const original: Original = carried ?? (await this.fetchOriginal(originals[next]!, position, end));
         carried = null;
         if (group.length > 0 && bytes + original.decoded.body.length > this.config.maxOutputBytes) {
           carried = original;
@@ -287,7 +299,7 @@ class Compactor {
   }
 
   /** Fetches and verifies an original that must continue `position`. */
-  private async fetchOriginal(listed: ListedSegment, position: { sequence: number; chainHash: Buffer | null }): Promise<Original> {
+  private async fetchOriginal(listed: ListedSegment, position: { sequence: number; chainHash: Buffer | null }, end: number): Promise<Original> {
     const bytes = await this.storage.get(listed.key);
     if (bytes === null) {
       throw new GraphstreamError('not_found', `compaction: ${this.where(listed.key)} was listed but is gone`, { details: { key: listed.key } });
@@ -303,6 +315,14 @@ class Compactor {
       throw new GraphstreamError(
         'invalid_segment',
         `compaction: ${this.where(listed.key)} is not the sealed segment its key names (first_seq ${header.firstSeq}, flags ${header.flags})`,
+      );
+    }
+    if (header.lastSeq > end) {
+      throw new GraphstreamError(
+        'overlap',
+        `compaction: ${this.where(listed.key)} holds sequences ${header.firstSeq}..${header.lastSeq}, past sequence ${end} where ` +
+          `generation ${this.generation} ends (the next generation starts after it)`,
+        { details: { key: listed.key } },
       );
     }
     // With no compacted segment yet, the first original anchors the chain (the journal may start from a snapshot).

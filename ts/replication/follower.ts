@@ -13,7 +13,6 @@
 import { AbortError, anySignal, checkSignal, throwIfAborted } from '../abort.js';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { compactedGeneration, segmentKey } from './layout.js';
 import {
   DOWNLOAD_TEMP_SUFFIX,
   RemoteJournal,
@@ -73,8 +72,6 @@ async function prepareDirectory(dir: string): Promise<void> {
 export interface DownloadOptions {
   /** the core doing the decoding; default the native one, else the pure one */
   core?: Core;
-  /** generation of the incremental journal; default 0 */
-  generation?: number;
   /**
    * chain hash after `sinceSeq`, needed when `dir` holds no segment (a follower starting from a
    * snapshot); checked against the directory otherwise
@@ -125,7 +122,7 @@ export async function downloadNewSegments(
     throw new GraphstreamError('chain_broken', `${directory}: the chain hash after sequence ${sinceSeq} is not the given sinceHash`);
   }
   const remote = new RemoteJournal(
-    { storage, prefix, db, generation: options.generation ?? 0 },
+    { storage, prefix, db },
     core,
     { position: start, aligned: local.hasSegments || start.sequence === 0 },
     options.metrics,
@@ -252,9 +249,8 @@ export class Follower {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new GraphstreamError('invalid_argument', 'Follower: dir must be a non-empty path');
     checkPrefix(options.prefix ?? '', 'Follower');
     checkDb(options.db, 'Follower');
-    segmentKey(options.prefix ?? '', options.db, compactedGeneration(options.generation ?? 0), 0); // validates generation
     this.dir = resolve(options.dir);
-    this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db, generation: options.generation ?? 0 };
+    this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db };
     this.metrics = options.metrics;
     this.coreOption = options.core;
     this.prefetch = checkPrefetch(options.prefetch);
@@ -441,7 +437,7 @@ export class Follower {
   private *newRecords(segment: RemoteSegment, remote: RemoteJournal, signal: AbortSignal | undefined): Generator<RawJournalRecord, void, undefined> {
     const { decoded } = segment;
     const first = decoded.header.firstSeq;
-    for (let index = segment.fromSeq - first; index < decoded.entryOffsets.length; index++) {
+    for (let index = segment.fromSeq - first; index <= segment.toSeq - first; index++) {
       const sequence = first + index;
       if (sequence < this.applied.sequence) continue;
       if (sequence === this.applied.sequence) {

@@ -18,6 +18,13 @@
  * order, and a failed fetch is reported when its segment's turn comes. Compacted segments
  * (./compaction.ts) are read where no original starts at the next sequence; the part of one the
  * reader already has is verified and cut off, so the local files never overlap.
+ *
+ * The reader follows the generations of the db in order (./generations.ts): it reads generation
+ * g's segments (and g's compacted ones) up to the sequence before the next generation's start_seq
+ * and then moves on to the next generation, whose record must continue the chain hash it has
+ * there. A segment of g that starts past g's end is stale (a writer that had lost the lease left
+ * it) and never read; one that runs past it is cut there. The records are listed again after every
+ * listing of segments, so a generation that ends is seen as soon as the reader reaches its end.
  */
 import { throwIfAborted } from '../abort.js';
 import { join } from 'node:path';
@@ -32,6 +39,7 @@ import type { ChainPosition } from '../journal/recovery.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { sliceSegment } from './compaction.js';
+import { checkGenerationStart, generationHolding, GenerationRecords, type Generation } from './generations.js';
 import { compactedGeneration, generationPrefix, listSegmentKeys, type ListedSegment } from './layout.js';
 import { SegmentBuffers } from './segment-buffers.js';
 
@@ -47,8 +55,6 @@ export interface RemoteLocation {
   /** key prefix, empty or ending in `/` (e.g. `wal/`) */
   prefix?: string;
   db: string;
-  /** generation of the incremental journal; default 0 */
-  generation?: number;
 }
 
 /** A remote segment, fetched and verified, not yet stored. */
@@ -60,6 +66,8 @@ export interface RemoteSegment {
   decoded: RawSegment;
   /** the first sequence the reader needs from it; entries before it were already there */
   fromSeq: number;
+  /** the last sequence the reader takes from it: its last, or the end of its generation when it runs past that */
+  toSeq: number;
   /** its place in the current listing of the incremental generation (null for compacted ones) */
   listingIndex: number | null;
 }
@@ -93,7 +101,7 @@ export function checkPrefetch(prefetch: number = DEFAULT_PREFETCH): number {
   return prefetch;
 }
 
-type FetchedSegment = Omit<RemoteSegment, 'fromSeq' | 'listingIndex'>;
+type FetchedSegment = Omit<RemoteSegment, 'fromSeq' | 'toSeq' | 'listingIndex'>;
 
 /**
  * A listed segment fetched ahead of the reader: its stored bytes (null when gone) and, for the
@@ -121,8 +129,13 @@ interface PrefetchWindow {
  */
 export class RemoteJournal {
   readonly storage: SegmentStorage;
-  private readonly incrementalPrefix: string;
-  private readonly compactedPrefix: string;
+  private readonly prefix: string;
+  private readonly db: string;
+  private readonly records: GenerationRecords;
+  /** index in records.generations of the generation being read; -1 before the first listing */
+  private generationIndex = -1;
+  private incrementalPrefix = '';
+  private compactedPrefix = '';
   private position: ChainPosition;
   /** the position is known to be a segment boundary in storage (so nothing listed after it means nothing new) */
   private aligned: boolean;
@@ -159,13 +172,12 @@ export class RemoteJournal {
   ) {
     this.prefetch = checkPrefetch(ahead.prefetch);
     this.lastWanted = ahead.lastWanted ?? Number.MAX_SAFE_INTEGER;
-    const prefix = location.prefix ?? '';
-    checkPrefix(prefix, 'remote journal');
+    this.prefix = location.prefix ?? '';
+    checkPrefix(this.prefix, 'remote journal');
     checkDb(location.db, 'remote journal');
-    const generation = location.generation ?? 0;
+    this.db = location.db;
     this.storage = location.storage;
-    this.incrementalPrefix = generationPrefix(prefix, location.db, generation);
-    this.compactedPrefix = generationPrefix(prefix, location.db, compactedGeneration(generation));
+    this.records = new GenerationRecords(this.storage, this.prefix, this.db);
     this.position = { sequence: start.position.sequence, chainHash: Buffer.from(start.position.chainHash) };
     this.aligned = start.aligned;
   }
@@ -178,6 +190,11 @@ export class RemoteJournal {
   /** A lower bound of the newest sequence in storage, from the last listing. */
   get newestKnownSequence(): number {
     return Math.max(this.position.sequence, this.newestListed);
+  }
+
+  /** The generation being read (null before the first call of next()). */
+  get generation(): Generation | null {
+    return this.records.generations[this.generationIndex] ?? null;
   }
 
   /** Segments of the current listing not taken yet. */
@@ -204,10 +221,43 @@ export class RemoteJournal {
     return segment;
   }
 
+  /**
+   * Moves to the generation that holds `needed` when that is not the one being read (the reader
+   * reached the end of its generation, or starts); says whether it moved.
+   */
+  private enterGenerationHolding(needed: number): boolean {
+    const index = generationHolding(this.records.generations, needed);
+    if (index === this.generationIndex) return false;
+    const generation = this.records.generations[index]!;
+    if (generation.startSeq === needed) checkGenerationStart(generation, this.position, this.storage);
+    this.generationIndex = index;
+    this.incrementalPrefix = generationPrefix(this.prefix, this.db, generation.generation);
+    this.compactedPrefix = generationPrefix(this.prefix, this.db, compactedGeneration(generation.generation));
+    this.dropListing();
+    this.lastTaken = null;
+    return true;
+  }
+
+  /** The last sequence of the generation being read. */
+  private get generationEnd(): number {
+    return this.generation?.lastSeq ?? Number.MAX_SAFE_INTEGER;
+  }
+
   private async nextSegment(): Promise<RemoteSegment | null> {
     const needed = this.position.sequence + 1;
+    if (this.generationIndex < 0) {
+      await this.records.refresh();
+      this.enterGenerationHolding(needed);
+    } else if (this.position.sequence >= this.generationEnd) {
+      this.enterGenerationHolding(needed);
+    }
     if (this.listing === null) {
-      this.listing = await listSegmentKeys(this.storage, this.incrementalPrefix, this.position.sequence);
+      const listing = await listSegmentKeys(this.storage, this.incrementalPrefix, this.position.sequence);
+      // Listed after the segments: a record that ends this generation before a segment listed is seen now.
+      await this.records.refresh();
+      if (this.enterGenerationHolding(needed)) return this.nextSegment();
+      const end = this.generationEnd;
+      this.listing = listing.filter((listed) => listed.firstSeq <= end);
       this.listingIndex = 0;
       this.compactedListing = null;
       this.fullListing = null;
@@ -234,12 +284,22 @@ export class RemoteJournal {
       if (segment !== null) return { ...this.verified(segment, needed), listingIndex };
       missing = listed; // deleted since the listing (compaction retention?): look for a compacted copy
     }
+    // A generation that has a successor must reach its end; the newest one may simply have nothing new.
+    const ended = this.generationEnd < Number.MAX_SAFE_INTEGER;
     if (listed === undefined) this.dropListing(); // this round is done: the next call lists again
-    if (listed === undefined && this.aligned) return null;
+    if (listed === undefined && this.aligned && !ended) return null;
     const covering = await this.covering(needed);
     if (covering !== null) return covering;
-    if (listed === undefined) return null;
+    if (listed === undefined && !ended) return null;
     this.dropListing(); // a segment still being uploaded may close the gap: list again next time
+    if (listed === undefined) {
+      throw new GraphstreamError(
+        'gap',
+        `no segment holds sequence ${needed}: generation ${this.generation!.generation} ends at sequence ${this.generationEnd} ` +
+          `(the next generation starts after it), but ${this.where(this.incrementalPrefix)} and ${this.where(this.compactedPrefix)} ` +
+          `hold nothing from sequence ${needed}`,
+      );
+    }
     throw new GraphstreamError(
       'gap',
       missing !== null
@@ -253,14 +313,14 @@ export class RemoteJournal {
 
   /** Moves past a segment `next()` returned, once the reader has stored it. */
   accept(segment: RemoteSegment): void {
-    const { header } = segment.decoded;
-    this.position = { sequence: header.lastSeq, chainHash: Buffer.from(segment.decoded.chainHash) };
+    const { decoded, toSeq } = segment;
+    this.position = { sequence: toSeq, chainHash: Buffer.from(chainHashAfter(decoded, toSeq - decoded.header.firstSeq)) };
     this.aligned = true;
     if (segment.listingIndex === null) {
       this.dropListing(); // list again after the compacted segment's end
     } else {
       this.listingIndex = segment.listingIndex + 1;
-      this.lastTaken = { key: segment.key, firstSeq: header.firstSeq, lastSeq: header.lastSeq };
+      this.lastTaken = { key: segment.key, firstSeq: decoded.header.firstSeq, lastSeq: toSeq };
     }
   }
 
@@ -332,7 +392,8 @@ export class RemoteJournal {
       if (segment !== null && segment.decoded.header.lastSeq >= needed) return { ...this.verified(segment, needed), listingIndex: null };
     }
     if (!this.aligned) {
-      this.fullListing ??= await listSegmentKeys(this.storage, this.incrementalPrefix, 0);
+      const end = this.generationEnd;
+      this.fullListing ??= (await listSegmentKeys(this.storage, this.incrementalPrefix, 0)).filter((listed) => listed.firstSeq <= end);
       const original = lastStartingBy(this.fullListing, needed);
       if (original !== null && original.firstSeq < needed) {
         const segment = await this.fetch(original, false);
@@ -411,6 +472,7 @@ export class RemoteJournal {
 
   /** Checks that the segment continues the chain at `needed`. */
   private verified(segment: FetchedSegment, needed: number): Omit<RemoteSegment, 'listingIndex'> {
+    const toSeq = Math.min(segment.decoded.header.lastSeq, this.generationEnd);
     const index = needed - segment.decoded.header.firstSeq;
     const before = index === 0 ? segment.decoded.startHash : chainHashBefore(segment.decoded, index);
     if (!before.equals(this.position.chainHash)) {
@@ -422,7 +484,7 @@ export class RemoteJournal {
         { details: { key: segment.key } },
       );
     }
-    return { ...segment, fromSeq: needed };
+    return { ...segment, fromSeq: needed, toSeq };
   }
 }
 
@@ -440,7 +502,7 @@ export async function storeSegment(
   core: SegmentCore,
   dir: string,
   segment: RemoteSegment,
-  toSeq: number = segment.decoded.header.lastSeq,
+  toSeq: number = segment.toSeq,
 ): Promise<DownloadedSegment> {
   const bytes = await sliceSegment(core, segment.bytes, segment.decoded, segment.fromSeq, toSeq);
   const name = segmentFileName(segment.fromSeq);

@@ -66,7 +66,7 @@ function checkTarget(value: number | undefined, name: string, min: number): void
 function lastToKeep(segment: RemoteSegment, options: RestoreOptions): number {
   const { decoded } = segment;
   const first = decoded.header.firstSeq;
-  let last = Math.min(decoded.header.lastSeq, options.toSequence ?? Number.MAX_SAFE_INTEGER);
+  let last = Math.min(segment.toSeq, options.toSequence ?? Number.MAX_SAFE_INTEGER);
   if (options.toTimestampMs !== undefined) {
     for (let sequence = segment.fromSeq; sequence <= last; sequence++) {
       const payload = payloadOf(decoded, sequence - first);
@@ -107,7 +107,7 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
     throw new GraphstreamError('invalid_argument', `restore: ${dir} already holds a journal; restore into an empty directory`);
   }
   const remote = new RemoteJournal(
-    { storage, prefix: options.prefix ?? '', db: options.db, generation: options.generation ?? 0 },
+    { storage, prefix: options.prefix ?? '', db: options.db },
     core,
     { position: { sequence: 0, chainHash: ZERO_HASH }, aligned: true },
     options.metrics,
@@ -127,7 +127,7 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
       progress.entries += stored.entryCount;
       progress.bytes += stored.bytes;
       options.onProgress?.({ ...progress });
-      if (last < segment.decoded.header.lastSeq) {
+      if (last < segment.toSeq) {
         return { sequence: last, chainHash: stored.chainHash, ...counts(progress) };
       }
       remote.accept(segment);

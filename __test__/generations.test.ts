@@ -1,0 +1,203 @@
+/**
+ * Readers across generations (FORMAT.md, "Ownership and generations"): followers, restore,
+ * compaction and verify follow the generation records in order, take generation g's segments only
+ * below the next generation's start_seq, and check where each generation starts.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Core, RawSegment } from '../ts/core/core.js';
+import { chainHashAfter } from '../ts/format/raw-entries.js';
+import { Journal } from '../ts/journal/journal.js';
+import { compactOnce, sliceSegment } from '../ts/replication/compaction.js';
+import { Follower } from '../ts/replication/follower.js';
+import { compactedGeneration, generationRecordKey, segmentKey, serializeGenerationRecord } from '../ts/replication/layout.js';
+import { restore } from '../ts/replication/restore.js';
+import type { SegmentStorage } from '../ts/storage/types.js';
+import { cores } from './helpers/cores.js';
+import { entryFor, journalRecords, type ComparableRecord } from './helpers/replication.js';
+import { s3Backends } from './helpers/s3.js';
+
+const DB = 'graph';
+const ENTRIES = 120;
+let testCounter = 0;
+
+type Sealed = { bytes: Buffer; decoded: RawSegment };
+
+/**
+ * The sealed segment a journal writes next: `count` entries `entryFor(offset + 1) ..`, from
+ * sequence 1, or chained after `after` (a segment from sequence 1) when given.
+ */
+async function sealedSegment(core: Core, count: number, offset: number, after?: Sealed): Promise<Sealed> {
+  const dir = await mkdtemp(join(tmpdir(), 'graphstream-generations-'));
+  try {
+    if (after !== undefined) await writeFile(join(dir, 'journal-0000000000000001.hadbj'), after.bytes);
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 1 << 22, durability: 'none' });
+    await journal.appendBatch(Array.from({ length: count }, (_, k) => entryFor(offset + k + 1)));
+    const path = await journal.sealForUpload();
+    await journal.close();
+    const bytes = await readFile(path!);
+    return { bytes, decoded: core.decodeSegment(bytes) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe.each(cores)('readers across generations ($kind core)', (core) => {
+  const s3 = s3Backends[core.kind === 'native' ? 1 : 0]!;
+  let storage: SegmentStorage;
+  let prefix: string;
+  /** the journal the writers of every generation wrote, one after the other */
+  let journal: Sealed;
+  /** a writer that had lost the lease: the same entries up to 60, then others */
+  let stale: Sealed;
+  /** another journal altogether */
+  let foreign: Sealed;
+  let expected: ComparableRecord[];
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    storage = await s3.open(await s3.createBucket('generations'));
+    journal = await sealedSegment(core, ENTRIES, 0);
+    // the stale writer's own continuation of the shared prefix: its entries 61..80 chained after 60
+    stale = await sealedSegment(core, 20, 1000, await sealedSegment(core, 60, 0));
+    foreign = await sealedSegment(core, ENTRIES, 5000);
+    const dir = await tempDir();
+    await writeFile(join(dir, 'journal-0000000000000001.hadbj'), journal.bytes);
+    expected = await journalRecords(dir, core);
+    return () => storage.close?.();
+  });
+  beforeEach(() => {
+    prefix = `t${++testCounter}/`;
+  });
+  afterAll(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function tempDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-generations-'));
+    dirs.push(dir);
+    return dir;
+  }
+
+  /** Uploads entries `from..to` of `source` as a segment of `generation`. */
+  async function put(source: Sealed, generation: number, from: number, to: number): Promise<string> {
+    const key = segmentKey(prefix, DB, generation, from);
+    await storage.put(key, await sliceSegment(core, source.bytes, source.decoded, from, to), { ifNoneMatch: '*' });
+    return key;
+  }
+
+  async function putRecord(generation: number, startSeq: number, prevHash: Buffer = hashAfter(journal, startSeq - 1)): Promise<void> {
+    const record = { generation, epoch: generation + 1, holder: `test/${generation}`, startSeq, prevHash, writtenMs: Date.now() };
+    await storage.put(generationRecordKey(prefix, DB, generation), serializeGenerationRecord(record), { ifNoneMatch: '*' });
+  }
+
+  /** Generation 0 (no record) up to 60, generation 1 from 61; `staleIn0` plants the stale writer's 61..80 in generation 0. */
+  async function twoGenerations(options: { staleIn0?: boolean } = {}): Promise<string | null> {
+    await put(journal, 0, 1, 30);
+    await put(journal, 0, 31, 60);
+    const staleKey = options.staleIn0 ? await put(stale, 0, 61, 80) : null;
+    await putRecord(1, 61);
+    await put(journal, 1, 61, 90);
+    await put(journal, 1, 91, ENTRIES);
+    return staleKey;
+  }
+
+  function follower(dir: string): Follower {
+    return new Follower({ storage, prefix, db: DB, dir, core, prefetch: 2 });
+  }
+
+  it('a follower and restore read one chain across generations and never a stale segment of an old generation', async () => {
+    await twoGenerations({ staleIn0: true });
+    const followerDir = await tempDir();
+    const caughtUp = await follower(followerDir).catchUp();
+    expect(caughtUp.sequence).toBe(ENTRIES);
+    expect(await journalRecords(followerDir, core)).toEqual(expected);
+
+    const restored = await tempDir();
+    const result = await restore(storage, { prefix, db: DB, dir: restored, core });
+    expect(result.sequence).toBe(ENTRIES);
+    expect(await journalRecords(restored, core)).toEqual(expected);
+
+    const partial = await tempDir();
+    expect((await restore(storage, { prefix, db: DB, dir: partial, core, toSequence: 75 })).sequence).toBe(75);
+    expect(await journalRecords(partial, core)).toEqual(expected.slice(0, 75));
+  });
+
+  it('a follower at the end of a generation picks up the next one once its record appears', async () => {
+    await put(journal, 0, 1, 60);
+    const dir = await tempDir();
+    const reader = follower(dir);
+    expect((await reader.catchUp()).sequence).toBe(60);
+    await put(stale, 0, 61, 80); // the old writer goes on after it lost the lease...
+    await putRecord(1, 61); // ...and the new one announces generation 1 before its first segment
+    await put(journal, 1, 61, ENTRIES);
+    expect((await reader.catchUp()).sequence).toBe(ENTRIES);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+  });
+
+  it('a segment of the old generation that runs past the next start is cut there', async () => {
+    await put(journal, 0, 1, 80);
+    await putRecord(1, 61);
+    await put(journal, 1, 61, ENTRIES);
+    const dir = await tempDir();
+    expect((await follower(dir).catchUp()).sequence).toBe(ENTRIES);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+  });
+
+  it('a generation whose record does not continue the chain, or whose first segment does not, is chain_broken', async () => {
+    await put(journal, 0, 1, 60);
+    await putRecord(1, 61, hashAfter(foreign, 60));
+    await put(journal, 1, 61, ENTRIES);
+    await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject({ code: 'chain_broken', message: expect.stringContaining('generations/0001.json') });
+
+    prefix = `t${++testCounter}/`;
+    await put(journal, 0, 1, 60);
+    await putRecord(1, 61);
+    await put(foreign, 1, 61, ENTRIES);
+    await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject({ code: 'chain_broken' });
+    await expect(restore(storage, { prefix, db: DB, dir: await tempDir(), core })).rejects.toMatchObject({ code: 'chain_broken' });
+  });
+
+  it('a generation that does not start at its start_seq, or an old one that ends early, is a gap', async () => {
+    await put(journal, 0, 1, 60);
+    await putRecord(1, 61);
+    await put(journal, 1, 71, ENTRIES);
+    await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject({ code: 'gap' });
+
+    prefix = `t${++testCounter}/`;
+    await put(journal, 0, 1, 50);
+    await putRecord(1, 61);
+    await put(journal, 1, 61, ENTRIES);
+    await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject({ code: 'gap', message: expect.stringContaining('generation 0 ends at sequence 60') });
+  });
+
+  it('compaction never compacts stale segments, and followers reading compacted segments still cut generations', async () => {
+    const staleKey = await twoGenerations({ staleIn0: true });
+    const result = await compactOnce({ storage, prefix, db: DB, core, generation: 0, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
+    expect(result.compacted.map((record) => [record.firstSeq, record.lastSeq])).toEqual([[1, 60]]);
+    expect(await storage.get(staleKey!)).not.toBeNull();
+    expect(await storage.list(`${prefix}${DB}/${compactedGeneration(0).toString(16)}/`)).toHaveLength(1);
+
+    const dir = await tempDir();
+    expect((await follower(dir).catchUp()).sequence).toBe(ENTRIES);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+  });
+
+  it('a compacted segment of an old generation that runs past the next start is cut there', async () => {
+    // compacted while the old writer's stale segment was there and before the record that ends generation 0
+    await put(journal, 0, 1, 60);
+    await put(stale, 0, 61, 80);
+    await compactOnce({ storage, prefix, db: DB, core, generation: 0, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
+    await putRecord(1, 61);
+    await put(journal, 1, 61, ENTRIES);
+    const dir = await tempDir();
+    expect((await follower(dir).catchUp()).sequence).toBe(ENTRIES);
+    expect(await journalRecords(dir, core)).toEqual(expected);
+  });
+});
+
+function hashAfter(source: { decoded: RawSegment }, sequence: number): Buffer {
+  return Buffer.from(chainHashAfter(source.decoded, sequence - source.decoded.header.firstSeq));
+}
