@@ -25,7 +25,7 @@ export declare class NativeObjectStore {
   get description(): string
   /**
    * Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
-   * (returns false) and different bytes are a `[conflict]`; the stored object is never replaced.
+   * (returns false) and different bytes are a `conflict` error; the stored object is never replaced.
    * Returns true when this call created (or overwrote) the object. The bytes are sent from the
    * Buffer itself, not a copy: it must not change until the promise settles.
    */
