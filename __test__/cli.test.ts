@@ -419,6 +419,12 @@ describe('verify', () => {
     expect(verified.stdout).toContain(`stale: 1 segment(s) past the end of their generation`);
     const json = JSON.parse((await runCli(['verify', `file://${store}/graph`, '--json'])).stdout) as { ok: boolean; staleKeys: string[] };
     expect(json).toMatchObject({ ok: true, staleKeys: [`file://${store}/${staleKey}`] });
+
+    // A record that does not continue the chain where the generation before it ends.
+    await storage.put(generationRecordKey('', 'graph', 1), serializeGenerationRecord({ ...record, prevHash: Buffer.alloc(32, 7) }));
+    const broken = await runCli(['verify', `file://${store}/graph`]);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain(`PROBLEM [chain_broken] file://${store}/graph/generations/0001.json sequence ${boundary}: prev_hash of generation 1`);
   });
 
   test('a bucket on an S3-compatible server: ok, then a missing and a foreign segment', async () => {

@@ -113,6 +113,13 @@ interface VerifiedSegment {
   chainHash: Buffer;
 }
 
+/** A sequence, the chain hash after it, and where that was read. */
+interface ChainPoint {
+  sequence: number;
+  hash: Buffer;
+  url: string;
+}
+
 /** Downloads `segments` a few at a time ahead of the caller, yielding them in order. */
 async function* downloads(storage: SegmentStorage, segments: RemoteSegment[]): AsyncGenerator<[RemoteSegment, Promise<Uint8Array | null>]> {
   const started: Promise<Uint8Array | null>[] = [];
@@ -167,10 +174,13 @@ async function verifySegmentBytes(segment: RemoteSegment, bytes: Uint8Array, rep
  * Checks that the segments of one family (the originals of a generation and the compacted
  * segments that replace runs of them, see ts/replication/compaction.ts) form one chain: every sequence from
  * the first to the last is in some segment, originals do not overlap each other (nor do compacted
- * ones), and wherever segments meet, they agree on the chain hash at that sequence.
+ * ones), and wherever segments meet, they agree on the chain hash at that sequence. A generation
+ * with a record starts where its record says (`start`): its segments must continue from there.
+ * Returns where the family ends (null when it has no segment).
  */
-function checkFamily(segments: VerifiedSegment[], report: VerifyReport): void {
+function checkFamily(segments: VerifiedSegment[], report: VerifyReport, start: ChainPoint | null): ChainPoint | null {
   const hashAfter = new Map<number, { hash: Buffer; url: string }>([[0, { hash: ZERO_HASH, url: 'the journal start' }]]);
+  if (start !== null) hashAfter.set(start.sequence, { hash: start.hash, url: start.url });
   const agree = (sequence: number, hash: Buffer, segment: VerifiedSegment, what: string) => {
     const known = hashAfter.get(sequence);
     if (known === undefined) hashAfter.set(sequence, { hash, url: segment.url });
@@ -184,7 +194,8 @@ function checkFamily(segments: VerifiedSegment[], report: VerifyReport): void {
     }
   };
   const lastByKind = new Map<boolean, VerifiedSegment>();
-  let coveredTo = -1;
+  let coveredTo = start?.sequence ?? -1;
+  let end: ChainPoint | null = null;
   const ordered = [...segments].sort((a, b) => a.firstSeq - b.firstSeq || a.generation - b.generation);
   for (const segment of ordered) {
     agree(segment.firstSeq - 1, segment.startHash, segment, `prev_hash of sequence ${segment.firstSeq}`);
@@ -208,14 +219,16 @@ function checkFamily(segments: VerifiedSegment[], report: VerifyReport): void {
         message: `sequences ${coveredTo + 1}..${segment.firstSeq - 1} are in no segment`,
       });
     }
-    if (coveredTo < 0) report.firstSeq = Math.min(report.firstSeq ?? segment.firstSeq, segment.firstSeq);
+    if (end === null) report.firstSeq = Math.min(report.firstSeq ?? segment.firstSeq, segment.firstSeq);
     if (segment.lastSeq > coveredTo) {
+      end = { sequence: segment.lastSeq, hash: segment.chainHash, url: segment.url };
       report.entries += segment.lastSeq - Math.max(coveredTo, segment.firstSeq - 1);
       coveredTo = segment.lastSeq;
       report.lastSeq = segment.lastSeq;
       report.chainHash = segment.chainHash.toString('hex');
     }
   }
+  return end;
 }
 
 async function verifyRemote(storage: SegmentStorage, prefix: string, db: string, output: Output): Promise<VerifyReport> {
@@ -266,7 +279,31 @@ async function verifyRemote(storage: SegmentStorage, prefix: string, db: string,
   } finally {
     progress.done();
   }
-  for (const family of [...families.keys()].sort((a, b) => a - b)) checkFamily(families.get(family)!, report);
+  if (generations.length === 0) {
+    for (const family of [...families.keys()].sort((a, b) => a - b)) checkFamily(families.get(family)!, report, null);
+  }
+  let previous: ChainPoint | null = null;
+  for (const generation of generations) {
+    const start = generation.recordKey === null ? null : { sequence: generation.startSeq - 1, hash: generation.prevHash, url: location + generation.recordKey };
+    if (start !== null && previous !== null && start.sequence > 0) {
+      if (previous.sequence < start.sequence) {
+        report.problems.push({
+          where: start.url,
+          sequence: previous.sequence + 1,
+          code: 'gap',
+          message: `generation ${generation.generation} starts at sequence ${generation.startSeq}, but the generations before it end at ${previous.sequence} (${previous.url})`,
+        });
+      } else if (previous.sequence === start.sequence && !previous.hash.equals(start.hash)) {
+        report.problems.push({
+          where: start.url,
+          sequence: generation.startSeq,
+          code: 'chain_broken',
+          message: `prev_hash of generation ${generation.generation} does not match the chain hash after sequence ${start.sequence} in ${previous.url}`,
+        });
+      }
+    }
+    previous = checkFamily(families.get(generation.generation) ?? [], report, start) ?? previous;
+  }
   report.ok = report.problems.length === 0;
   return report;
 }
