@@ -13,10 +13,12 @@ import { Journal } from '../ts/journal/journal.js';
 import { compactOnce, sliceSegment } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { compactedGeneration, generationRecordKey, segmentKey, serializeGenerationRecord } from '../ts/replication/layout.js';
+import { beginGeneration } from '../ts/replication/promote.js';
 import { restore } from '../ts/replication/restore.js';
+import { Uploader } from '../ts/replication/uploader.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
-import { entryFor, journalRecords, type ComparableRecord } from './helpers/replication.js';
+import { entryFor, journalRecords, openLeader, type ComparableRecord } from './helpers/replication.js';
 import { s3Backends } from './helpers/s3.js';
 
 const DB = 'graph';
@@ -201,3 +203,55 @@ describe.each(cores)('readers across generations ($kind core)', (core) => {
 function hashAfter(source: { decoded: RawSegment }, sequence: number): Buffer {
   return Buffer.from(chainHashAfter(source.decoded, sequence - source.decoded.header.firstSeq));
 }
+
+describe.each(cores)('a follower that begins a new generation ($kind core)', (core) => {
+  const s3 = s3Backends[core.kind === 'native' ? 0 : 1]!;
+  let storage: SegmentStorage;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    storage = await s3.open(await s3.createBucket('new-generation'));
+    return () => storage.close?.();
+  });
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  async function tempDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-generations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  it('continues the chain in its journal, ships only from start_seq into its generation, and followers read one chain', async () => {
+    const prefix = `new${++testCounter}/`;
+    const old = await openLeader({ storage, prefix, db: DB, core });
+    cleanups.push(() => old.close());
+    await old.write(100);
+
+    const standbyDir = await tempDir();
+    const caughtUp = await new Follower({ storage, prefix, db: DB, dir: standbyDir, core }).catchUp();
+    const tip = { sequence: caughtUp.sequence, chainHash: caughtUp.chainHash };
+    const owner = { generation: 1, epoch: 2, holder: 'standby/1' };
+    const { record, journal } = await beginGeneration({ storage, prefix, db: DB }, standbyDir, tip, owner, { core, maxSegmentBytes: 2048, durability: 'none' });
+    cleanups.push(() => journal.close());
+    expect(record).toMatchObject({ generation: 1, startSeq: 101, prevHash: old.journal.chainHash });
+    const uploader = new Uploader({ journal, storage, core, prefix, db: DB, generation: 1, firstSeq: record.startSeq, sealIntervalMs: 3_600_000 });
+    cleanups.push(() => uploader.stop());
+    await journal.appendBatch(Array.from({ length: 50 }, (_, k) => entryFor(2001 + k)));
+    await uploader.sync();
+    // the old writer goes on, not knowing it lost the lease: its segments land in generation 0 past the new start
+    await old.write(30);
+
+    const newKeys = await storage.list(`${prefix}${DB}/0001/`);
+    expect(newKeys.length).toBeGreaterThan(1);
+    expect(newKeys.every((key) => Number.parseInt(key.slice(-22, -6), 16) >= 101)).toBe(true);
+    await expect(beginGeneration({ storage, prefix, db: DB }, await tempDir(), tip, owner)).rejects.toMatchObject({ code: 'conflict' });
+
+    const readerDir = await tempDir();
+    expect((await new Follower({ storage, prefix, db: DB, dir: readerDir, core }).catchUp()).sequence).toBe(150);
+    expect(await journalRecords(readerDir, core)).toEqual(await journalRecords(standbyDir, core));
+    const restored = await restore(storage, { prefix, db: DB, dir: await tempDir(), core });
+    expect(restored.chainHash.equals(journal.chainHash)).toBe(true);
+  });
+});

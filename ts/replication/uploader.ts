@@ -63,6 +63,11 @@ export interface UploaderOptions {
   db: string;
   /** 0..0xffff; 0 (the default) is the incremental journal */
   generation?: number;
+  /**
+   * the first sequence this uploader ships (default 1): the segments of the directory before it
+   * belong to earlier generations (a promoted follower's) and are never uploaded into this one
+   */
+  firstSeq?: number;
   /** how often to seal and upload; default 1000 ms */
   sealIntervalMs?: number;
   /** uploads in flight at once; default 4 */
@@ -185,6 +190,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   readonly prefix: string;
   readonly db: string;
   readonly generation: number;
+  private readonly firstSeq: number;
   readonly sealIntervalMs: number;
   readonly concurrency: number;
   readonly retry: RetryPolicy;
@@ -244,6 +250,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.prefix = options.prefix ?? '';
     this.db = options.db;
     this.generation = options.generation ?? 0;
+    this.firstSeq = options.firstSeq ?? 1;
+    if (!Number.isSafeInteger(this.firstSeq) || this.firstSeq < 1) {
+      throw new GraphstreamError('invalid_argument', `Uploader: firstSeq must be a positive integer, got ${String(options.firstSeq)}`);
+    }
     this.sealIntervalMs = options.sealIntervalMs ?? DEFAULT_SEAL_INTERVAL_MS;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     checkPrefix(this.prefix, 'Uploader');
@@ -271,6 +281,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.checkBodies = new SegmentBuffers(checks);
     this.coreLoading = resolveCore(options.core);
     this.coreLoading.catch(() => undefined); // reported by the first check that needs it
+  }
+
+  /** The cache's pending segments from firstSeq on. */
+  private async pending(cache: SegmentCache): Promise<PendingSegment[]> {
+    return (await cache.pending()).filter((segment) => segment.firstSeq >= this.firstSeq);
   }
 
   /** The object key of the segment whose first entry is `firstSeq`. */
@@ -304,7 +319,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private async syncNow(signal: AbortSignal | undefined): Promise<void> {
     await this.sealLive();
     const cache = await this.cache();
-    const pending = await cache.pending();
+    const pending = await this.pending(cache);
     if (signal?.aborted) return;
     await this.uploadAll(pending, { includeConflicts: true });
   }
@@ -322,7 +337,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const cache = await this.cache();
     const uploaded = cache.record(name);
     if (uploaded) return uploaded;
-    const pending = await cache.pending();
+    const pending = await this.pending(cache);
     const index = pending.findIndex((segment) => segment.name === name);
     if (index < 0) {
       throw new GraphstreamError('invalid_argument', `uploadWithAck: ${path} is not a sealed segment file`);
@@ -372,7 +387,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       await this.sealLive();
       const cache = await this.cache();
       // Per-segment failures are counted and reported inside upload(); they stay pending.
-      await this.uploadAll(await cache.pending(), { includeConflicts: false }).catch(() => undefined);
+      await this.uploadAll(await this.pending(cache), { includeConflicts: false }).catch(() => undefined);
       if (this.stopped) return;
       const cleanup = await cache.cleanup();
       if (cleanup.deletedSegments > 0) this.emit('cleanup', cleanup);
