@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeJournalEntry, nativeCore, pureCore } from '../../ts/index.js';
+import { availableZstdCodecs } from '../../ts/pure/zstd.js';
 import type { Core } from '../../ts/core/core.js';
 import { addTable, addTarget, MB, type Context } from '../lib/context.js';
 import { interleave, ratioOf, summarize, syncThroughput, type Summary } from '../lib/stats.js';
@@ -145,6 +146,28 @@ export async function formatGroup(context: Context): Promise<void> {
       `median of ${runs} interleaved runs ±half their range; MB = 10^6 bytes of the uncompressed segment; ratios are medians of per-run ratios' medians`,
       'target 2 compares like with like: zstd -b decompresses into the same buffer run after run, and so does the decode into a reused buffer; a fresh 4 MiB body each call also pays for its pages (about 1,000 page faults)',
     ],
+  });
+
+  // 5. the pure core's zstd codecs on the same body: node:zlib's (its default from Node 22.15) and the WebAssembly build
+  const codecs = availableZstdCodecs();
+  const storedNative = sealed.native.subarray(128, sealed.native.length - 32);
+  const bodyMB = body.length / MB;
+  context.log(`format: the pure core's zstd codecs (${codecs.map(({ name }) => name).join(', ')})`);
+  const codecRuns = await interleave(
+    runs,
+    Object.fromEntries(
+      codecs.flatMap(({ name, codec }) => [
+        [`${name} compress`, () => syncThroughput(bodyMB, () => codec.compress(body, 3), minMs)],
+        [`${name} decompress`, () => syncThroughput(bodyMB, () => codec.decompress(storedNative, body.length), minMs)],
+      ]),
+    ),
+  );
+  addTable(context, {
+    group: 'format',
+    title: `1b. The pure core's zstd on the same segment body, Node ${process.version} (node:zlib's from Node 22.15, where it is the default)`,
+    columns: ['codec', 'compress, level 3', 'decompress', 'unit'],
+    rows: codecs.map(({ name }) => [name, codecRuns[`${name} compress`], codecRuns[`${name} decompress`], 'MB/s']),
+    notes: [`median of ${runs} interleaved runs ±half their range; MB = 10^6 bytes of the uncompressed body; decompression of the native core's frame`],
   });
 
   const sealVsZstd = segment.sealNative.median / zstdCompress.median;
