@@ -8,8 +8,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compactOnce } from '../ts/replication/compaction.js';
 import { GraphstreamError } from '../ts/errors.js';
@@ -20,6 +20,8 @@ import { LocalStorage, MemoryStorage, ObjectStoreStorage, S3Storage, openStorage
 import { ReadBuffers } from '../ts/storage/read-buffers.js';
 import { nativeStorage } from '../ts/core/native.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
+import { bundleScripts } from './helpers/bundle.js';
+import { run } from './helpers/child-process.js';
 import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
 import { TEST_CREDENTIALS, TEST_REGION, s3Servers, testS3Client, type S3TestServer } from './helpers/s3.js';
 
@@ -53,6 +55,8 @@ interface Location {
 interface Backend {
   name: string;
   fresh(): Promise<Location>;
+  /** false: a put with ifMatch is invalid_argument (object_store's local files cannot swap conditionally) */
+  swaps?: false;
 }
 
 const backends: Backend[] = [
@@ -88,6 +92,7 @@ const backends: Backend[] = [
   },
   {
     name: 'ObjectStoreStorage file://',
+    swaps: false,
     async fresh() {
       const url = pathToFileURL(await scratchDir()).href;
       return { open: async () => track(await openStorage(url, { backend: 'object_store' })) };
@@ -127,7 +132,7 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
   it('stores and returns bytes; a missing key is null', async () => {
     const storage = await (await backend.fresh()).open();
     const payload = randomBytes(70_000);
-    expect(await storage.put(segmentKey(1), payload)).toEqual({ created: true });
+    expect(await storage.put(segmentKey(1), payload)).toMatchObject({ created: true });
     expect(Buffer.from((await storage.get(segmentKey(1)))!)).toEqual(payload);
     expect(await storage.get(segmentKey(2))).toBeNull();
     expect(await storage.get('wal/db')).toBeNull();
@@ -204,8 +209,8 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
   it('a conditional re-put of identical bytes is a no-op success', async () => {
     const storage = await (await backend.fresh()).open();
     const payload = randomBytes(4_096);
-    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toEqual({ created: true });
-    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toEqual({ created: false });
+    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toMatchObject({ created: true });
+    expect(await storage.put(segmentKey(5), payload, { ifNoneMatch: '*' })).toMatchObject({ created: false });
     expect(Buffer.from((await storage.get(segmentKey(5)))!)).toEqual(payload);
   });
 
@@ -214,7 +219,7 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     const first = await location.open();
     const second = await location.open();
     const firstBytes = bytes('leader A segment');
-    expect(await first.put(segmentKey(9), firstBytes, { ifNoneMatch: '*' })).toEqual({ created: true });
+    expect(await first.put(segmentKey(9), firstBytes, { ifNoneMatch: '*' })).toMatchObject({ created: true });
 
     const err = await expectGraphstreamError(
       second.put(segmentKey(9), bytes('leader B segment'), { ifNoneMatch: '*' }),
@@ -224,6 +229,27 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(err.details?.retryable).not.toBe(true);
     expect(Buffer.from((await first.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
     expect(Buffer.from((await second.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
+  });
+
+  it('getWithETag gives the ETag of the version a put stored; missing is null', async () => {
+    const storage = await (await backend.fresh()).open();
+    expect(await storage.getWithETag!(segmentKey(1))).toBeNull();
+    const created = await storage.put(segmentKey(1), bytes('one'), { ifNoneMatch: '*' });
+    const read = await storage.getWithETag!(segmentKey(1));
+    expect(Buffer.from(read!.bytes).toString()).toBe('one');
+    expect(read!.etag).toBe(created.etag);
+    const again = await storage.put(segmentKey(1), bytes('one'), { ifNoneMatch: '*' });
+    expect(again).toEqual({ created: false, etag: created.etag });
+    const replaced = await storage.put(segmentKey(1), bytes('two'));
+    expect(replaced.etag).not.toBe(created.etag);
+    expect((await storage.getWithETag!(segmentKey(1)))!.etag).toBe(replaced.etag);
+  });
+
+  it('ifMatch with ifNoneMatch, or an empty ifMatch, is invalid_argument', async () => {
+    const storage = await (await backend.fresh()).open();
+    await expectGraphstreamError(storage.put(segmentKey(1), bytes('x'), { ifMatch: '"a"', ifNoneMatch: '*' }), 'invalid_argument');
+    await expectGraphstreamError(storage.put(segmentKey(1), bytes('x'), { ifMatch: '' }), 'invalid_argument');
+    expect(await storage.get(segmentKey(1))).toBeNull();
   });
 
   it('a key names one object on every backend: keys with a leading or trailing slash, empty, "." or ".." segments, backslashes or control characters are invalid_argument', async () => {
@@ -297,6 +323,73 @@ async function stageAndPutFourAtATime(storage: SegmentStorage, files: { key: str
   return hashes;
 }
 
+describe.each(backends.filter((backend) => backend.swaps !== false))('SegmentStorage compare-and-swap (ifMatch): $name', (backend) => {
+  it('ifMatch replaces only the version read: a stale or missing one is conflict and nothing is written', async () => {
+    const location = await backend.fresh();
+    const first = await location.open();
+    const second = await location.open();
+    const key = 'wal/db/lease.json';
+    const missing = await expectGraphstreamError(first.put(key, bytes('x'), { ifMatch: '"nothing"' }), 'conflict');
+    expect(missing.details).toMatchObject({ key, retryable: false });
+    expect(await first.get(key)).toBeNull();
+
+    const v1 = await first.put(key, bytes('v1'), { ifNoneMatch: '*' });
+    const read = await second.getWithETag!(key);
+    const v2 = await second.put(key, bytes('v2'), { ifMatch: read!.etag });
+    expect(v2.created).toBe(true);
+    expect(v2.etag).not.toBe(v1.etag);
+    const stale = await expectGraphstreamError(first.put(key, bytes('v3'), { ifMatch: v1.etag! }), 'conflict');
+    expect(stale.message).toContain(key);
+    expect(Buffer.from((await first.get(key))!).toString()).toBe('v2');
+    const v3 = await first.put(key, bytes('v3'), { ifMatch: v2.etag! });
+    expect((await second.getWithETag!(key))!.etag).toBe(v3.etag);
+  });
+
+  it('of writers racing to replace one version with ifMatch, exactly one succeeds', async () => {
+    const location = await backend.fresh();
+    const clients = await Promise.all(Array.from({ length: 6 }, () => location.open()));
+    const key = 'wal/db/lease.json';
+    const { etag } = await clients[0]!.put(key, bytes('base'), { ifNoneMatch: '*' });
+    const results = await Promise.allSettled(clients.map((client, i) => client.put(key, bytes(`writer ${i}`), { ifMatch: etag! })));
+    const won = results.flatMap((result, i) => (result.status === 'fulfilled' ? [i] : []));
+    expect(won).toHaveLength(1);
+    for (const result of results) {
+      if (result.status === 'rejected') expect((result.reason as GraphstreamError).code).toBe('conflict');
+    }
+    expect(Buffer.from((await clients[0]!.get(key))!).toString()).toBe(`writer ${won[0]}`);
+  });
+});
+
+describe('ObjectStoreStorage file:// cannot swap conditionally', () => {
+  it('a put with ifMatch is invalid_argument saying so, and writes nothing', async () => {
+    const storage = await openStorage(pathToFileURL(await scratchDir()).href, { backend: 'object_store' });
+    await storage.put('k', bytes('v1'));
+    const err = await expectGraphstreamError(storage.put('k', bytes('v2'), { ifMatch: (await storage.getWithETag!('k'))!.etag }), 'invalid_argument');
+    expect(err.message).toContain('If-Match');
+    expect(Buffer.from((await storage.get('k'))!).toString()).toBe('v1');
+  });
+});
+
+describe('LocalStorage compare-and-swap across processes', () => {
+  const root = dirname(dirname(fileURLToPath(import.meta.url)));
+  const buildDir = join(root, '.vitest-tmp', `cas-${process.pid}`);
+  afterAll(() => rm(buildDir, { recursive: true, force: true }));
+
+  it('two processes incrementing one counter by getWithETag + ifMatch lose no increment', { timeout: 60_000 }, async () => {
+    await bundleScripts({ 'cas-incrementer': join(root, '__test__/helpers/cas-incrementer.ts') }, buildDir);
+    const dir = await scratchDir();
+    await new LocalStorage(dir).put('counter', bytes('0'));
+    const rounds = 150;
+    const children = [0, 1].map(() => run(process.execPath, [join(buildDir, 'cas-incrementer.mjs'), dir, 'counter', String(rounds)]));
+    for (const child of children) expect(await child.exited, child.stderr()).toEqual({ code: 0, signal: null });
+    expect(Buffer.from((await new LocalStorage(dir).get('counter'))!).toString()).toBe(String(2 * rounds));
+    // the two really raced: some swaps were refused
+    const lost = children.map((child) => Number(/lost (\d+)/.exec(child.lines.join('\n'))![1]));
+    expect(lost[0]! + lost[1]!).toBeGreaterThan(0);
+    expect(await readdir(dir)).toEqual(['counter']);
+  });
+});
+
 describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
   it("a staged file has the file's size and SHA-256, and puts it as put() would, as often as asked until released", async () => {
     const location = await backend.fresh();
@@ -305,8 +398,8 @@ describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
     const first = randomBytes(300_000);
     const staged = await storage.stageFile!(await writeScratchFile('first', first));
     expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: first.length, sha256: sha256(first) });
-    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toEqual({ created: true });
-    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toEqual({ created: false });
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toMatchObject({ created: true });
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*' })).toMatchObject({ created: false });
     expect(Buffer.from((await storage.get(segmentKey(1)))!).equals(first)).toBe(true);
 
     const other = await (await location.open()).stageFile!(await writeScratchFile('second', randomBytes(300_000)));
@@ -320,7 +413,7 @@ describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
 
     const empty = await storage.stageFile!(await writeScratchFile('empty', new Uint8Array(0)));
     expect({ size: empty.size, sha256: empty.sha256 }).toEqual({ size: 0, sha256: sha256(new Uint8Array(0)) });
-    expect(await empty.put(segmentKey(3))).toEqual({ created: true });
+    expect(await empty.put(segmentKey(3))).toMatchObject({ created: true });
     expect((await storage.get(segmentKey(3)))?.byteLength).toBe(0);
     empty.release();
   });
@@ -610,7 +703,7 @@ describe.each(
       await proxy.close();
     }
     const direct = track(await openStorage(url, s3Options(server)));
-    expect(await direct.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' })).toEqual({ created: false });
+    expect(await direct.put(segmentKey(1), bytes('segment'), { ifNoneMatch: '*' })).toMatchObject({ created: false });
   });
 });
 

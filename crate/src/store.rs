@@ -24,6 +24,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     GetResult, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
+    UpdateVersion,
 };
 use url::Url;
 
@@ -215,6 +216,26 @@ pub enum Fetched {
     Owned(bytes::Bytes),
 }
 
+/// What a put requires of the object it replaces (`Store::put`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// nothing: the object is created or overwritten
+    None,
+    /// no object at the key (`If-None-Match: *`)
+    Create,
+    /// the object with this ETag (`If-Match`)
+    Match(String),
+}
+
+/// What a put did (`Store::put`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// false when `Create` found the same bytes already stored
+    pub created: bool,
+    /// the stored object's ETag, when the store reports one
+    pub etag: Option<String>,
+}
+
 /// A file read and hashed ahead of its upload (`Store::stage_file`).
 pub struct StagedFile {
     pub bytes: bytes::Bytes,
@@ -268,53 +289,98 @@ impl Store {
         blocking(move || inside_root(&root, &key, &description)).await
     }
 
-    /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
-    /// (false) and different bytes are a `conflict`; the stored object is never replaced.
-    /// True when this call created (or overwrote) the object.
-    pub async fn put(&self, key: String, bytes: bytes::Bytes, create_only: bool) -> Result<bool> {
+    /// Stores `bytes` at `key`, as `condition` allows. `Create`: an existing identical object is
+    /// a no-op (created false) and different bytes are a `conflict`; the stored object is never
+    /// replaced. `Match(etag)`: only the object with that ETag is replaced; any other, or none, is
+    /// a `conflict`.
+    pub async fn put(
+        &self,
+        key: String,
+        bytes: bytes::Bytes,
+        condition: PutCondition,
+    ) -> Result<Stored> {
         let path = self.path(&key)?;
         self.check_inside(&key).await?;
-        let mode = if create_only {
-            PutMode::Create
-        } else {
-            PutMode::Overwrite
+        let mode = match &condition {
+            PutCondition::None => PutMode::Overwrite,
+            PutCondition::Create => PutMode::Create,
+            PutCondition::Match(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
         };
         let options = PutOptions {
             mode,
             ..PutOptions::default()
         };
-        match self
+        let err = match self
             .store
             .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(
+            Ok(result) => {
+                return Ok(Stored {
+                    created: true,
+                    etag: result.e_tag,
+                })
+            }
+            Err(err) => err,
+        };
+        match (condition, err) {
+            (
+                PutCondition::Create,
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) if create_only => {
-                match self.get(key.clone()).await? {
-                    Some(existing) if existing == bytes => Ok(false),
-                    Some(_) => Err(Error::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "{}{key} already holds different bytes (another writer created it); \
-                             not overwritten",
-                            self.description
-                        ),
-                    )),
-                    // Created and deleted again between our two requests: nothing to compare.
-                    None => Err(storage_error(
-                        &format!(
-                            "put {}{key}: object existed but vanished before it could be compared",
-                            self.description
-                        ),
-                        true,
-                        None,
-                    )),
-                }
+            ) => match self.get_with_etag(key.clone()).await? {
+                Some((existing, etag)) if existing == bytes => Ok(Stored {
+                    created: false,
+                    etag,
+                }),
+                Some(_) => Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{}{key} already holds different bytes (another writer created it); \
+                         not overwritten",
+                        self.description
+                    ),
+                )),
+                // Created and deleted again between our two requests: nothing to compare.
+                None => Err(storage_error(
+                    &format!(
+                        "put {}{key}: object existed but vanished before it could be compared",
+                        self.description
+                    ),
+                    true,
+                    None,
+                )),
+            },
+            (
+                PutCondition::Match(etag),
+                found @ (object_store::Error::Precondition { .. }
+                | object_store::Error::NotFound { .. }),
+            ) => {
+                let what = if matches!(found, object_store::Error::NotFound { .. }) {
+                    "there is no object"
+                } else {
+                    "the object has another ETag"
+                };
+                Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "put {}{key} with If-Match {etag} refused: {what} (another writer \
+                         changed it); not overwritten",
+                        self.description
+                    ),
+                ))
             }
-            Err(err) => Err(map_error("put", &self.description, &key, err)),
+            (PutCondition::Match(_), object_store::Error::NotImplemented) => Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "put {}{key}: this store cannot replace an object conditionally (If-Match)",
+                    self.description
+                ),
+            )),
+            (_, err) => Err(map_error("put", &self.description, &key, err)),
         }
     }
 
@@ -339,13 +405,18 @@ impl Store {
         Ok(Some(result))
     }
 
-    /// The object's bytes, or None when there is none.
-    pub async fn get(&self, key: String) -> Result<Option<bytes::Bytes>> {
+    /// The object's bytes and its ETag (None when the store gives none), or None when there is
+    /// no object.
+    pub async fn get_with_etag(
+        &self,
+        key: String,
+    ) -> Result<Option<(bytes::Bytes, Option<String>)>> {
         let Some(result) = self.open_object(&key).await? else {
             return Ok(None);
         };
+        let etag = result.meta.e_tag.clone();
         match result.bytes().await {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => Ok(Some((bytes, etag))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(map_error("get", &self.description, &key, err)),
         }
@@ -714,17 +785,48 @@ mod tests {
         block_on(async {
             let store = open("memory://", HashMap::new()).await.unwrap();
             let one = bytes::Bytes::from_static(b"one");
-            assert!(store.put("a/k".into(), one.clone(), true).await.unwrap());
-            assert!(!store.put("a/k".into(), one, true).await.unwrap());
+            let created = store.put("a/k".into(), one.clone(), PutCondition::Create);
+            let first = created.await.unwrap();
+            assert!(first.created);
+            let again = store.put("a/k".into(), one, PutCondition::Create);
+            assert_eq!(
+                again.await.unwrap(),
+                Stored {
+                    created: false,
+                    ..first
+                }
+            );
+            let two = bytes::Bytes::from_static(b"two");
             let err = store
-                .put("a/k".into(), bytes::Bytes::from_static(b"two"), true)
+                .put("a/k".into(), two, PutCondition::Create)
                 .await
                 .unwrap_err();
             assert_eq!(err.code, ErrorCode::Conflict);
-            assert_eq!(
-                store.get("a/k".into()).await.unwrap().unwrap().as_ref(),
-                b"one"
-            );
+            let (stored, _) = store.get_with_etag("a/k".into()).await.unwrap().unwrap();
+            assert_eq!(stored.as_ref(), b"one");
+        });
+    }
+
+    #[test]
+    fn if_match_replaces_only_the_version_read() {
+        block_on(async {
+            let store = open("memory://", HashMap::new()).await.unwrap();
+            let put = |bytes: &'static [u8], condition| {
+                store.put("k".into(), bytes::Bytes::from_static(bytes), condition)
+            };
+            let missing = put(b"x", PutCondition::Match("\"1\"".into())).await;
+            assert_eq!(missing.unwrap_err().code, ErrorCode::Conflict);
+            let first = put(b"one", PutCondition::Create).await.unwrap();
+            let (_, read) = store.get_with_etag("k".into()).await.unwrap().unwrap();
+            assert_eq!(read, first.etag);
+            let second = put(b"two", PutCondition::Match(read.unwrap()))
+                .await
+                .unwrap();
+            assert_ne!(second.etag, first.etag);
+            let stale = put(b"three", PutCondition::Match(first.etag.unwrap())).await;
+            assert_eq!(stale.unwrap_err().code, ErrorCode::Conflict);
+            let (bytes, _) = store.get_with_etag("k".into()).await.unwrap().unwrap();
+            assert_eq!(bytes.as_ref(), b"two");
         });
     }
 
@@ -766,7 +868,7 @@ mod tests {
         block_on(async {
             let memory = open("memory://", HashMap::new()).await.unwrap();
             for key in ["/x", "x/", "a//b", "a/../b", ".", ""] {
-                let err = memory.get(key.into()).await.unwrap_err();
+                let err = memory.get_with_etag(key.into()).await.unwrap_err();
                 assert_eq!(err.code, ErrorCode::InvalidArgument, "{key:?}");
             }
             let dir = tempfile::tempdir().unwrap();
@@ -777,9 +879,11 @@ mod tests {
             let local = open(url.as_str(), HashMap::new()).await.unwrap();
             assert!(local.description.ends_with('/'));
             let bytes = bytes::Bytes::from_static(b"x");
-            let err = local.put("link/new".into(), bytes, false).await;
+            let err = local
+                .put("link/new".into(), bytes, PutCondition::None)
+                .await;
             assert_eq!(err.unwrap_err().code, ErrorCode::InvalidArgument);
-            let err = local.get("link/secret".into()).await.unwrap_err();
+            let err = local.get_with_etag("link/secret".into()).await.unwrap_err();
             assert!(err.message.contains("symbolic link"), "{}", err.message);
             assert!(local.list(String::new(), None).await.unwrap().is_empty());
             assert!(!outside.path().join("new").exists());

@@ -25,11 +25,14 @@ export declare class NativeObjectStore {
   get description(): string
   /**
    * Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
-   * (returns false) and different bytes are a `conflict` error; the stored object is never replaced.
-   * Returns true when this call created (or overwrote) the object. The bytes are sent from the
-   * Buffer itself, not a copy: it must not change until the promise settles.
+   * (`created` false) and different bytes are a `conflict`; the stored object is never
+   * replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
+   * is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
+   * until the promise settles.
    */
-  put(key: string, bytes: Buffer, createOnly: boolean): Promise<boolean>
+  put(key: string, bytes: Buffer, createOnly: boolean, ifMatch?: string | undefined | null): Promise<NativeStored>
+  /** The object's bytes and ETag, or null when there is none. */
+  getWithEtag(key: string): Promise<NativeVersionedObject | null>
   /**
    * Reads the file at `path` and hashes it (SHA-256) off the JavaScript thread, for `put`s of
    * the returned staged file: its bytes never enter JavaScript.
@@ -56,7 +59,7 @@ export declare class NativeStagedFile {
   /** SHA-256 of the bytes, lowercase hex. */
   get sha256(): string
   /** Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry). */
-  put(key: string, createOnly: boolean): Promise<boolean>
+  put(key: string, createOnly: boolean, ifMatch?: string | undefined | null): Promise<NativeStored>
   /** Frees the bytes now rather than when the object is garbage-collected. */
   release(): void
 }
@@ -137,6 +140,20 @@ export interface HeaderInit {
   bodyChecksum?: Buffer
   prevSegmentChecksum?: bigint
   createdMs?: number | bigint
+}
+
+/** What a put did: `created` false when create-only found the same bytes already stored. */
+export interface NativeStored {
+  created: boolean
+  /** the stored object's ETag, when the store reports one */
+  etag?: string
+}
+
+/** An object and its ETag (`NativeObjectStore.getWithETag`). */
+export interface NativeVersionedObject {
+  bytes: Buffer
+  /** null when the store gives none */
+  etag?: string
 }
 
 /** Locks `dir` and starts a writer from `start` (off the JS thread). */

@@ -2,20 +2,28 @@
  * Objects as files under one directory: the embedded default when no bucket is configured.
  * Every put is atomic and durable (temp file, fsync, rename or link, directory fsync); a
  * create-only put links the temp file into place, which fails if the key exists, so two writers
- * can never both create a key. A symbolic link under the directory is followed only when it
+ * can never both create a key. A put with ifMatch compares and renames under a lock file that only
+ * one process at a time can create (O_EXCL), so two processes cannot both replace the same version;
+ * an object's ETag is the SHA-256 of its bytes, which any process computes from the file. A symbolic link under the directory is followed only when it
  * leads to a place inside it: no operation reads, writes or lists outside the directory.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { link, lstat, mkdir, open, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileInto, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { checkBody, compareKeys, sameBytes } from './bytes.js';
+import { checkBody, checkPutConditions, compareKeys, contentETag, preconditionFailed, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, VersionedObject } from './types.js';
 
 const TEMP_PREFIX = '.graphstream-tmp-';
+/** A swap holds its key's lock for a read and a rename; a lock this old was left by a process that died holding it. */
+const STALE_LOCK_MS = 10_000;
+/** How long a put with ifMatch waits for another process's swap of the same key. */
+const LOCK_WAIT_MS = 30_000;
+const LOCK_POLL_MS = 2;
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -111,6 +119,7 @@ export class LocalStorage implements SegmentStorage {
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     const path = this.pathOf(key);
     checkBody(bytes, objectName(this.description, key));
+    checkPutConditions(options, objectName(this.description, key));
     const dir = dirname(path);
     const temp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
@@ -123,6 +132,7 @@ export class LocalStorage implements SegmentStorage {
       } finally {
         await handle.close();
       }
+      options?.signal?.throwIfAborted();
       if (options?.ifNoneMatch === '*') {
         try {
           await link(temp, path);
@@ -132,25 +142,74 @@ export class LocalStorage implements SegmentStorage {
         } finally {
           await unlink(temp).catch(() => undefined);
         }
+      } else if (options?.ifMatch !== undefined) {
+        await this.swap(key, path, temp, options.ifMatch);
       } else {
         await rename(temp, path);
       }
       await syncDirectory(dir);
-      return { created: true };
+      return { created: true, etag: await contentETag(bytes) };
     } catch (err) {
       await unlink(temp).catch(() => undefined);
+      if (options?.signal?.aborted && err === options.signal.reason) throw err;
       throw this.failure('put', key, err);
+    }
+  }
+
+  /** Renames `temp` over `path` if the object there has ETag `ifMatch`, under the key's lock file. */
+  private async swap(key: string, path: string, temp: string, ifMatch: string): Promise<void> {
+    const lock = join(dirname(path), `${TEMP_PREFIX}lock-${basename(path)}`);
+    await this.lock(key, lock);
+    try {
+      const current = await readFileInto(path, undefined).catch((err: unknown) => {
+        if (errnoOf(err) === 'ENOENT') return null;
+        throw err;
+      });
+      const found = current === null ? null : await contentETag(current);
+      if (found !== ifMatch) throw preconditionFailed(key, objectName(this.description, key), ifMatch, found);
+      await rename(temp, path);
+    } finally {
+      await unlink(lock).catch(() => undefined);
+    }
+  }
+
+  /** Creates the lock file (O_EXCL: one process at a time), waiting while another process holds it. */
+  private async lock(key: string, lock: string): Promise<void> {
+    const start = performance.now();
+    for (;;) {
+      try {
+        await (await open(lock, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644)).close();
+        return;
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+      }
+      const held = await stat(lock).catch(() => null);
+      if (held !== null && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
+        await unlink(lock).catch(() => undefined);
+        continue;
+      }
+      if (performance.now() - start > LOCK_WAIT_MS) {
+        throw new GraphstreamError('storage', `put ${objectName(this.description, key)}: ${lock} stayed locked by another writer for ${LOCK_WAIT_MS} ms (retryable)`, {
+          details: { key, retryable: true },
+        });
+      }
+      await sleep(LOCK_POLL_MS);
     }
   }
 
   private async resolveExisting(key: string, path: string, bytes: Uint8Array): Promise<PutResult> {
     const existing = await readFileInto(path, undefined);
-    if (sameBytes(existing, bytes)) return { created: false };
+    if (sameBytes(existing, bytes)) return { created: false, etag: await contentETag(existing) };
     throw new GraphstreamError(
       'conflict',
       `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
       { details: { key, retryable: false } },
     );
+  }
+
+  async getWithETag(key: string): Promise<VersionedObject | null> {
+    const bytes = await this.get(key);
+    return bytes === null ? null : { bytes, etag: await contentETag(bytes) };
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {

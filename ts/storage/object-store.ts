@@ -4,13 +4,13 @@
  * with every request on the addon's runtime instead of the JavaScript thread.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import type { NativeObjectStore, NativeStagedFile } from '../core/native.js';
+import type { NativeObjectStore, NativeStagedFile, NativeStored } from '../core/native.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { checkBody } from './bytes.js';
+import { checkBody, checkPutConditions } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 import { s3Identity, type S3Credentials } from './s3.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
 
 export interface ObjectStoreStorageOptions {
   /** s3://: custom endpoint of an S3-compatible server */
@@ -54,10 +54,12 @@ function nativeOptions(url: string, options: ObjectStoreStorageOptions): Record<
   return { ...config, ...options.options };
 }
 
-/** Turns a native error into a GraphstreamError; a storage failure's details (retryable, status) name the key too. */
+/** Turns a native error into a GraphstreamError; a storage failure's details (retryable, status) and a conflict's name the key too. */
 function fromNative(err: unknown, key?: string): GraphstreamError {
   const normalized = toGraphstreamError(err);
-  if (normalized.code !== 'storage' || normalized.details === undefined || key === undefined) return normalized;
+  if (key === undefined) return normalized;
+  if (normalized.code === 'conflict') return new GraphstreamError('conflict', normalized.message, { cause: normalized.cause, details: { key, retryable: false } });
+  if (normalized.code !== 'storage' || normalized.details === undefined) return normalized;
   return new GraphstreamError(normalized.code, normalized.message, { cause: normalized.cause, details: { ...normalized.details, key } });
 }
 
@@ -65,13 +67,23 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-async function putThrough(key: string, where: string, send: (createOnly: boolean) => Promise<boolean>, options: PutOptions | undefined): Promise<PutResult> {
+/** A put through the addon, which cannot stop a request once sent: an aborted signal is looked at before. */
+async function putThrough(
+  key: string,
+  where: string,
+  send: (createOnly: boolean, ifMatch: string | undefined) => Promise<NativeStored>,
+  options: PutOptions | undefined,
+): Promise<PutResult> {
   checkKey(key, where);
+  checkPutConditions(options, objectName(where, key));
+  options?.signal?.throwIfAborted();
+  let stored: NativeStored;
   try {
-    return { created: await send(options?.ifNoneMatch === '*') };
+    stored = await send(options?.ifNoneMatch === '*', options?.ifMatch);
   } catch (err) {
     throw fromNative(err, key);
   }
+  return { created: stored.created, ...(stored.etag ? { etag: stored.etag } : {}) };
 }
 
 /** SegmentStorage.identity of the store `url` opens: the one LocalStorage or S3Storage gives the same objects. */
@@ -115,7 +127,7 @@ export class ObjectStoreStorage implements SegmentStorage {
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     checkBody(bytes, objectName(this.description, key));
-    return putThrough(key, this.description, (createOnly) => this.store.put(key, asBuffer(bytes), createOnly), options);
+    return putThrough(key, this.description, (createOnly, ifMatch) => this.store.put(key, asBuffer(bytes), createOnly, ifMatch), options);
   }
 
   /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
@@ -129,7 +141,7 @@ export class ObjectStoreStorage implements SegmentStorage {
     return {
       size: staged.size,
       sha256: staged.sha256,
-      put: (key, options) => putThrough(key, this.description, (createOnly) => staged.put(key, createOnly), options),
+      put: (key, options) => putThrough(key, this.description, (createOnly, ifMatch) => staged.put(key, createOnly, ifMatch), options),
       release: () => staged.release(),
     };
   }
@@ -144,6 +156,21 @@ export class ObjectStoreStorage implements SegmentStorage {
       throw fromNative(err, key);
     }
     return typeof got === 'number' ? into!.subarray(0, got) : got;
+  }
+
+  async getWithETag(key: string): Promise<VersionedObject | null> {
+    checkKey(key, this.description);
+    let got;
+    try {
+      got = await this.store.getWithEtag(key);
+    } catch (err) {
+      throw fromNative(err, key);
+    }
+    if (got === null) return null;
+    if (!got.etag) {
+      throw new GraphstreamError('storage', `get ${objectName(this.description, key)}: the store gave no ETag`, { details: { key, retryable: false } });
+    }
+    return { bytes: got.bytes, etag: got.etag };
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {

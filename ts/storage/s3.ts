@@ -5,10 +5,10 @@
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { GraphstreamError, type ErrorCode } from '../errors.js';
-import { checkBody, sameBytes } from './bytes.js';
+import { checkBody, checkPutConditions, preconditionFailed, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, checkPrefix, objectName } from './names.js';
 import { ReadBuffers } from './read-buffers.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile } from './types.js';
+import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
 import { RETRYABLE_ERRNO } from '../replication/retry.js';
 
 export interface S3Credentials {
@@ -249,7 +249,10 @@ export class S3Storage implements SegmentStorage {
   private async putBytes(key: string, bytes: Uint8Array, options?: PutOptions, sha256?: string): Promise<PutResult> {
     checkKey(key, this.description);
     checkBody(bytes, objectName(this.description, key));
+    checkPutConditions(options, objectName(this.description, key));
     const createOnly = options?.ifNoneMatch === '*';
+    const ifMatch = options?.ifMatch;
+    options?.signal?.throwIfAborted();
     try {
       const { sdk, client } = await this.sdk();
       const command = new sdk.PutObjectCommand({
@@ -258,6 +261,7 @@ export class S3Storage implements SegmentStorage {
         Body: bytes,
         ContentLength: bytes.byteLength,
         ...(createOnly ? { IfNoneMatch: '*' } : {}),
+        ...(ifMatch !== undefined ? { IfMatch: ifMatch } : {}),
       });
       if (sha256 !== undefined) {
         command.middlewareStack.add(
@@ -269,12 +273,16 @@ export class S3Storage implements SegmentStorage {
           { step: 'build', name: 'graphstreamPayloadSha256' },
         );
       }
-      await client.send(command);
-      return { created: true };
+      const response = await client.send(command, options?.signal ? { abortSignal: options.signal } : undefined);
+      return { created: true, ...(response.ETag ? { etag: response.ETag } : {}) };
     } catch (err) {
+      if (options?.signal?.aborted) throw options.signal.reason;
+      if (ifMatch !== undefined && (isConditionalFailure(err) || isNoSuchKey(err))) {
+        throw preconditionFailed(key, objectName(this.description, key), ifMatch, isNoSuchKey(err) ? null : undefined, statusOf(err));
+      }
       if (!createOnly || !isConditionalFailure(err)) throw this.failure('put', key, err);
     }
-    const existing = await this.get(key);
+    const existing = await this.getWithETag(key);
     if (existing === null) {
       // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
       throw new GraphstreamError(
@@ -283,7 +291,7 @@ export class S3Storage implements SegmentStorage {
         { details: { key, retryable: true, status: 409 } },
       );
     }
-    if (sameBytes(existing, bytes)) return { created: false };
+    if (sameBytes(existing.bytes, bytes)) return { created: false, etag: existing.etag };
     throw new GraphstreamError(
       'conflict',
       `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
@@ -292,6 +300,19 @@ export class S3Storage implements SegmentStorage {
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    return (await this.fetch(key, options?.into))?.bytes ?? null;
+  }
+
+  async getWithETag(key: string): Promise<VersionedObject | null> {
+    const fetched = await this.fetch(key, undefined);
+    if (fetched === null) return null;
+    if (fetched.etag === undefined) {
+      throw new GraphstreamError('storage', `get ${objectName(this.description, key)}: the server sent no ETag`, { details: { key, retryable: false } });
+    }
+    return { bytes: fetched.bytes, etag: fetched.etag };
+  }
+
+  private async fetch(key: string, into: Uint8Array | undefined): Promise<{ bytes: Uint8Array; etag: string | undefined } | null> {
     checkKey(key, this.description);
     let response;
     try {
@@ -307,9 +328,10 @@ export class S3Storage implements SegmentStorage {
       body?.destroy?.();
       throw this.tooLarge(key, `is ${length} bytes, more`);
     }
-    if (body === undefined) return new Uint8Array(0);
+    const etag = response.ETag;
+    if (body === undefined) return { bytes: new Uint8Array(0), etag };
     try {
-      return await this.readBody(key, body, length, options?.into);
+      return { bytes: await this.readBody(key, body, length, into), etag };
     } catch (err) {
       throw this.failure('get', key, err);
     }

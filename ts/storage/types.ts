@@ -2,6 +2,17 @@
 export interface PutOptions {
   /** `'*'`: create only; an existing object is left untouched (see SegmentStorage.put). */
   ifNoneMatch?: '*';
+  /**
+   * Replace only the object whose ETag is this one (as getWithETag or a put gave it): any other
+   * object, or none, is a GraphstreamError `conflict` and nothing is written. Not with ifNoneMatch.
+   */
+  ifMatch?: string;
+  /**
+   * Gives the put up when aborted: it rejects with the signal's reason, and the object may or may
+   * not have been stored (a request already sent cannot be called back). Backends that cannot
+   * stop a request look at it before sending.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ListOptions {
@@ -12,6 +23,15 @@ export interface ListOptions {
 export interface PutResult {
   /** false when ifNoneMatch found the identical bytes already stored (a no-op success) */
   created: boolean;
+  /** the stored object's ETag, when the backend reports one (every built-in backend does) */
+  etag?: string;
+}
+
+/** An object read together with its ETag (SegmentStorage.getWithETag). */
+export interface VersionedObject {
+  bytes: Uint8Array;
+  /** opaque: pass it as PutOptions.ifMatch; it changes whenever the object's bytes change */
+  etag: string;
 }
 
 /** A file read and hashed ahead of its upload (SegmentStorage.stageFile). */
@@ -60,6 +80,11 @@ export interface SegmentStorage {
   stageFile?(path: string): Promise<StagedFile>;
   /** The object's bytes, or null when there is no object at `key`. */
   get(key: string, options?: GetOptions): Promise<Uint8Array | null>;
+  /**
+   * Optional: the object and its ETag, or null when there is none. With put's `ifMatch`, this is
+   * the compare-and-swap a Lease needs; a storage without it cannot hold a lease.
+   */
+  getWithETag?(key: string): Promise<VersionedObject | null>;
   /** All keys under `prefix` (every page), in ascending key order. */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
   /** Deletes `key`; deleting a missing key succeeds. */

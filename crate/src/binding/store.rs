@@ -13,7 +13,7 @@ use napi_derive::napi;
 
 use super::errors::{js_error, throwing};
 use crate::error::{guard, Error, ErrorCode, Result};
-use crate::store::{self, Fetched, FileForUpload, Store};
+use crate::store::{self, Fetched, FileForUpload, PutCondition, Store, Stored};
 
 #[napi]
 pub struct NativeObjectStore {
@@ -60,6 +60,44 @@ where
 
 const IN_AN_OPERATION: &str = "in a storage operation";
 
+/// What a put did: `created` false when create-only found the same bytes already stored.
+#[napi(object, js_name = "NativeStored")]
+pub struct JsStored {
+    pub created: bool,
+    /// the stored object's ETag, when the store reports one
+    pub etag: Option<String>,
+}
+
+impl From<Stored> for JsStored {
+    fn from(stored: Stored) -> Self {
+        JsStored {
+            created: stored.created,
+            etag: stored.etag,
+        }
+    }
+}
+
+/// An object and its ETag (`NativeObjectStore.getWithETag`).
+#[napi(object, js_name = "NativeVersionedObject")]
+pub struct JsVersionedObject {
+    pub bytes: Buffer,
+    /// null when the store gives none
+    pub etag: Option<String>,
+}
+
+/// The condition of a put: create-only, or replace only the object with ETag `if_match`.
+fn condition(create_only: bool, if_match: Option<String>) -> Result<PutCondition> {
+    match (create_only, if_match) {
+        (false, None) => Ok(PutCondition::None),
+        (true, None) => Ok(PutCondition::Create),
+        (false, Some(etag)) => Ok(PutCondition::Match(etag)),
+        (true, Some(_)) => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            "a put is create-only or conditional on an ETag, not both",
+        )),
+    }
+}
+
 /// Opens the store a URL names: `s3://bucket/prefix`, `gs://bucket/prefix`,
 /// `az://container/prefix`, `file:///absolute/dir`, `memory://`. `options` holds `object_store`
 /// configuration keys for the scheme (`aws_endpoint`, `aws_region`, `aws_allow_http`,
@@ -89,21 +127,43 @@ impl NativeObjectStore {
     }
 
     /// Stores `bytes` at `key`. With `create_only`, an existing identical object is a no-op
-    /// (returns false) and different bytes are a `conflict` error; the stored object is never replaced.
-    /// Returns true when this call created (or overwrote) the object. The bytes are sent from the
-    /// Buffer itself, not a copy: it must not change until the promise settles.
-    #[napi(ts_return_type = "Promise<boolean>")]
+    /// (`created` false) and different bytes are a `conflict`; the stored object is never
+    /// replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
+    /// is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
+    /// until the promise settles.
+    #[napi(ts_return_type = "Promise<NativeStored>")]
     pub fn put<'env>(
         &self,
         env: &'env Env,
         key: String,
         bytes: Buffer,
         create_only: bool,
-    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        if_match: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, JsStored>> {
         let store = Arc::clone(&self.inner);
         let bytes = bytes::Bytes::from_owner(bytes);
-        let put = async move { store.put(key, bytes, create_only).await };
-        promise(env, put, IN_AN_OPERATION, |created| created)
+        let put = async move {
+            let condition = condition(create_only, if_match)?;
+            store.put(key, bytes, condition).await
+        };
+        promise(env, put, IN_AN_OPERATION, JsStored::from)
+    }
+
+    /// The object's bytes and ETag, or null when there is none.
+    #[napi(ts_return_type = "Promise<NativeVersionedObject | null>")]
+    pub fn get_with_etag<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> napi::Result<PromiseRaw<'env, Option<JsVersionedObject>>> {
+        let store = Arc::clone(&self.inner);
+        let get = async move { store.get_with_etag(key).await };
+        promise(env, get, IN_AN_OPERATION, |got| {
+            got.map(|(bytes, etag)| JsVersionedObject {
+                bytes: Buffer::from(bytes.to_vec()),
+                etag,
+            })
+        })
     }
 
     /// Reads the file at `path` and hashes it (SHA-256) off the JavaScript thread, for `put`s of
@@ -183,13 +243,14 @@ impl NativeStagedFile {
     }
 
     /// Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry).
-    #[napi(ts_return_type = "Promise<boolean>")]
+    #[napi(ts_return_type = "Promise<NativeStored>")]
     pub fn put<'env>(
         &self,
         env: &'env Env,
         key: String,
         create_only: bool,
-    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        if_match: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, JsStored>> {
         let store = Arc::clone(&self.store);
         let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
         let put = async move {
@@ -202,9 +263,11 @@ impl NativeStagedFile {
                     ),
                 )
             })?;
-            store.put(key, bytes, create_only).await
+            store
+                .put(key, bytes, condition(create_only, if_match)?)
+                .await
         };
-        promise(env, put, IN_AN_OPERATION, |created| created)
+        promise(env, put, IN_AN_OPERATION, JsStored::from)
     }
 
     /// Frees the bytes now rather than when the object is garbage-collected.
