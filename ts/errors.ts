@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'locked',
   'not_found',
   'conflict',
+  'fenced',
   'gap',
   'overlap',
   'storage',

@@ -68,6 +68,18 @@ export {
   type RetryPolicyDeps,
   type RetryRunOptions,
 } from './replication/retry.js';
+export { DEFAULT_LEASE_TTL_MS, Lease, leaseMarginMs, type AcquireOptions, type LeaseEvents, type LeaseOptions, type LeaseState } from './replication/lease.js';
+export {
+  parseGenerationRecord,
+  parseLeaseRecord,
+  readGenerationRecord,
+  readGenerationRecords,
+  serializeGenerationRecord,
+  serializeLeaseRecord,
+  type GenerationRecord,
+  type LeaseRecord,
+} from './replication/ownership.js';
+export { generationRecordKey, leaseKey } from './replication/layout.js';
 export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
 export type { SealableJournal, UploaderEvents, UploaderOptions, UploaderStats } from './replication/uploader.js';

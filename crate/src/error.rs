@@ -44,6 +44,7 @@ error_codes! {
     Locked => "locked",
     NotFound => "not_found",
     Conflict => "conflict",
+    Fenced => "fenced",
     Gap => "gap",
     Overlap => "overlap",
     Storage => "storage",

@@ -5,6 +5,8 @@
  *   {prefix}{db}/{g:04x}/{first_seq:016x}.hadbj           a segment of generation g (0: the incremental journal)
  *   {prefix}{db}/{g | 0x8000:04x}/{first_seq:016x}.hadbj  a compacted segment of generation g
  *   {prefix}{db}/compaction-{g:04x}.json                  compaction's manifest of generation g
+ *   {prefix}{db}/lease.json                               the lease: who may write the db (FORMAT.md, "Ownership and generations")
+ *   {prefix}{db}/generations/{g:04x}.json                 the generation record of generation g: where it starts
  *
  * Listing a generation's folder in key order gives its segments in sequence order.
  */
@@ -73,6 +75,43 @@ export function compactionManifestKey(prefix: string, db: string, generation: nu
   checkGeneration(generation);
   segmentKey(prefix, db, generation, 0); // validates prefix and db
   return `${dbPrefix(prefix, db)}compaction-${hex(generation, 4)}.json`;
+}
+
+/** `{prefix}{db}/lease.json`: the lease on the db. */
+export function leaseKey(prefix: string, db: string): string {
+  segmentKey(prefix, db, 0, 0); // validates prefix and db
+  return `${dbPrefix(prefix, db)}lease.json`;
+}
+
+/** `{prefix}{db}/generations/`: listing it in key order gives the generation records in generation order. */
+export function generationRecordsPrefix(prefix: string, db: string): string {
+  segmentKey(prefix, db, 0, 0); // validates prefix and db
+  return `${dbPrefix(prefix, db)}generations/`;
+}
+
+/** `{prefix}{db}/generations/{g:04x}.json`: the record of where generation `generation` starts. */
+export function generationRecordKey(prefix: string, db: string, generation: number): string {
+  checkGeneration(generation);
+  return `${generationRecordsPrefix(prefix, db)}${hex(generation, 4)}.json`;
+}
+
+const GENERATION_RECORD_NAME = /^([0-9a-f]{4})\.json$/;
+
+export interface ListedGenerationRecord {
+  key: string;
+  generation: number;
+}
+
+/** The generation records of a db, in generation order (keys in the folder that are not records are left out). */
+export async function listGenerationRecordKeys(storage: SegmentStorage, prefix: string, db: string): Promise<ListedGenerationRecord[]> {
+  const folder = generationRecordsPrefix(prefix, db);
+  const listed: ListedGenerationRecord[] = [];
+  for (const key of await storage.list(folder)) {
+    const match = GENERATION_RECORD_NAME.exec(key.slice(folder.length));
+    const generation = match ? Number.parseInt(match[1]!, 16) : NaN;
+    if (generation < COMPACTED_GENERATION_BIT) listed.push({ key, generation });
+  }
+  return listed;
 }
 
 /** The first sequence a listed key names, or null when the key is not a segment of that generation. */

@@ -1,0 +1,282 @@
+/**
+ * The lease (FORMAT.md, "Ownership and generations"): its records byte for byte against the golden
+ * fixtures, and the Lease against every backend that can hold one (both S3 backends on moto and
+ * versitygw, LocalStorage, MemoryStorage): one holder at a time, handover without waiting, takeover
+ * only after expiry, fencing, and refusal of a storage that ignores conditional writes.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { GraphstreamError } from '../ts/errors.js';
+import { Lease } from '../ts/replication/lease.js';
+import { generationRecordKey, leaseKey, listGenerationRecordKeys, segmentKey } from '../ts/replication/layout.js';
+import { parseGenerationRecord, parseLeaseRecord, readGenerationRecords, serializeGenerationRecord, serializeLeaseRecord } from '../ts/replication/ownership.js';
+import { LocalStorage, MemoryStorage, openStorage } from '../ts/storage/index.js';
+import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
+import { s3Backends } from './helpers/s3.js';
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'ownership');
+const TTL_MS = 3000;
+const dirs: string[] = [];
+const opened: SegmentStorage[] = [];
+
+afterAll(async () => {
+  await Promise.all(opened.map((storage) => storage.close?.()));
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function scratchDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'graphstream-lease-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<GraphstreamError> {
+  const err = await promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GraphstreamError);
+  return err as GraphstreamError;
+}
+
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString('utf8');
+
+describe('ownership records (golden fixtures)', () => {
+  it('lease.json parses and serializes back to the same bytes', async () => {
+    const bytes = await readFile(join(fixtures, 'lease.json'));
+    const lease = parseLeaseRecord(bytes, 'lease.json');
+    expect(lease).toEqual({ holder: 'graphd-a/4242/7f3c9e1d', epoch: 3, generation: 2, ttlMs: 10000, renewals: 17, released: false, writtenMs: 1764672000000 });
+    expect(Buffer.from(serializeLeaseRecord(lease))).toEqual(bytes);
+  });
+
+  it('generation-0002.json parses and serializes back to the same bytes', async () => {
+    const bytes = await readFile(join(fixtures, 'generation-0002.json'));
+    const record = parseGenerationRecord(bytes, 'generation-0002.json');
+    expect(record).toMatchObject({ generation: 2, epoch: 3, startSeq: 1501, holder: 'graphd-a/4242/7f3c9e1d' });
+    expect(Buffer.from(serializeGenerationRecord(record))).toEqual(bytes);
+  });
+
+  it('readers accept members in any order and ignore unknown ones', () => {
+    const shuffled = '{"released":true,"written_ms":5,"extra":[1],"renewals":0,"ttl_ms":3000,"generation":0,"epoch":1,"holder":"h","version":1}';
+    expect(parseLeaseRecord(Buffer.from(shuffled), 'x')).toMatchObject({ released: true, holder: 'h', ttlMs: 3000 });
+  });
+
+  it.each([
+    ['not JSON', '{"version":1,'],
+    ['not an object', '[1]'],
+    ['a missing member', '{"version":1,"holder":"h","epoch":1,"generation":0,"ttl_ms":3000,"renewals":0,"written_ms":1}'],
+    ['a mistyped member', '{"version":1,"holder":"h","epoch":"1","generation":0,"ttl_ms":3000,"renewals":0,"released":false,"written_ms":1}'],
+    ['epoch 0', '{"version":1,"holder":"h","epoch":0,"generation":0,"ttl_ms":3000,"renewals":0,"released":false,"written_ms":1}'],
+    ['a compacted generation', '{"version":1,"holder":"h","epoch":1,"generation":32768,"ttl_ms":3000,"renewals":0,"released":false,"written_ms":1}'],
+    ['an empty holder', '{"version":1,"holder":"","epoch":1,"generation":0,"ttl_ms":3000,"renewals":0,"released":false,"written_ms":1}'],
+    ['a TTL under 3000 ms', '{"version":1,"holder":"h","epoch":1,"generation":0,"ttl_ms":1000,"renewals":0,"released":false,"written_ms":1}'],
+  ])('a lease with %s is corrupt', (_, json) => {
+    const err = (() => {
+      try {
+        parseLeaseRecord(Buffer.from(json), 'wal/db/lease.json');
+      } catch (e) {
+        return e as GraphstreamError;
+      }
+      throw new Error('parsed');
+    })();
+    expect(err.code).toBe('corrupt');
+    expect(err.message).toContain('wal/db/lease.json');
+  });
+
+  it('a generation record starting at 1 must continue the zero hash; another layout version is unsupported_version', () => {
+    const record = { generation: 1, epoch: 1, holder: 'h', startSeq: 1, prevHash: 'ab'.repeat(32), writtenMs: 0 };
+    expect(() => parseGenerationRecord(serializeGenerationRecord(record), 'g')).toThrow(expect.objectContaining({ code: 'corrupt' }));
+    expect(() => parseGenerationRecord(Buffer.from('{"version":2}'), 'g')).toThrow(expect.objectContaining({ code: 'unsupported_version' }));
+  });
+
+  it('keys: lease.json and generations/{g:04x}.json beside the generation folders, listed in generation order', async () => {
+    expect(leaseKey('wal/', 'db')).toBe('wal/db/lease.json');
+    expect(generationRecordKey('wal/', 'db', 0x1a)).toBe('wal/db/generations/001a.json');
+    const storage = new MemoryStorage();
+    for (const g of [0x10, 2, 1]) await storage.put(generationRecordKey('wal/', 'db', g), Buffer.from('x'));
+    await storage.put('wal/db/generations/notes.txt', Buffer.from('x'));
+    expect((await listGenerationRecordKeys(storage, 'wal/', 'db')).map((r) => r.generation)).toEqual([1, 2, 0x10]);
+  });
+});
+
+interface LeaseBackend {
+  name: string;
+  /** a fresh, empty location; each call of the result is another client of it */
+  fresh(): Promise<() => Promise<SegmentStorage>>;
+}
+
+const track = (storage: SegmentStorage) => {
+  opened.push(storage);
+  return storage;
+};
+
+const leaseBackends: LeaseBackend[] = [
+  ...s3Backends.map((backend) => ({
+    name: backend.name,
+    async fresh() {
+      const bucket = await backend.createBucket('lease');
+      return async () => track(await backend.open(bucket));
+    },
+  })),
+  {
+    name: 'LocalStorage',
+    async fresh() {
+      const dir = await scratchDir();
+      return async () => new LocalStorage(dir);
+    },
+  },
+  {
+    name: 'MemoryStorage',
+    async fresh() {
+      const storage = new MemoryStorage();
+      return async () => storage;
+    },
+  },
+];
+
+const open = (storage: SegmentStorage, holder: string) => new Lease({ storage, prefix: 'wal/', db: 'db', holder, ttlMs: TTL_MS });
+
+describe.each(leaseBackends)('Lease: $name', (backend) => {
+  it('one holder at a time; a release hands over at once to the next epoch and generation', async () => {
+    const client = await backend.fresh();
+    const a = open(await client(), 'a');
+    const b = open(await client(), 'b');
+    expect(await a.acquire()).toMatchObject({ holder: 'a', epoch: 1, generation: 0, released: false });
+    expect(a.state).toBe('held');
+    const locked = await rejection(b.acquire({ wait: false }));
+    expect(locked.code).toBe('locked');
+    expect(locked.message).toContain('held by a (epoch 1)');
+    await a.release();
+    expect(a.state).toBe('released');
+    expect(parseLeaseRecord((await (await client()).get(a.key))!, 'x')).toMatchObject({ holder: 'a', released: true });
+    expect(await b.acquire({ wait: false })).toMatchObject({ holder: 'b', epoch: 2, generation: 1 });
+    await b.writeGenerationRecord(101, 'cd'.repeat(32));
+    expect(await readGenerationRecords(await client(), 'wal/', 'db')).toEqual([
+      expect.objectContaining({ generation: 1, epoch: 2, holder: 'b', startSeq: 101, prevHash: 'cd'.repeat(32) }),
+    ]);
+    expect(a.check.bind(a)).toThrow(expect.objectContaining({ code: 'closed' }));
+    b.stop();
+  });
+
+  it('of contenders acquiring an empty db at once, exactly one holds the lease', async () => {
+    const client = await backend.fresh();
+    const leases = await Promise.all(['a', 'b', 'c', 'd'].map(async (holder) => open(await client(), holder)));
+    const results = await Promise.allSettled(leases.map((lease) => lease.acquire({ wait: false })));
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    for (const result of results) if (result.status === 'rejected') expect((result.reason as GraphstreamError).code).toBe('locked');
+    const holder = leases.find((lease) => lease.state === 'held')!;
+    expect(parseLeaseRecord((await (await client()).get(holder.key))!, 'x').holder).toBe(holder.holder);
+    holder.stop();
+  });
+
+  it('renews while held; a lease object changed behind its back fences it at the next renewal', async () => {
+    const client = await backend.fresh();
+    const a = open(await client(), 'a');
+    await a.acquire();
+    const renewed = new Promise((resolve) => a.once('renewed', resolve));
+    await renewed;
+    expect(a.renewals).toBe(1);
+    expect(a.msToExpiry()).toBeGreaterThan(0);
+    const fenced = new Promise<GraphstreamError>((resolve) => a.once('fenced', resolve));
+    const intruder = { holder: 'intruder', epoch: 7, generation: 3, ttlMs: TTL_MS, renewals: 0, released: false, writtenMs: 0 };
+    await (await client()).put(a.key, serializeLeaseRecord(intruder));
+    const err = await fenced;
+    expect(err.code).toBe('fenced');
+    expect(a.state).toBe('fenced');
+    expect(a.signal.aborted).toBe(true);
+    expect(a.check.bind(a)).toThrow(expect.objectContaining({ code: 'fenced' }));
+    // a fenced holder writes nothing more: the intruder's object stays
+    await new Promise((resolve) => setTimeout(resolve, TTL_MS / 3 + 100));
+    expect(parseLeaseRecord((await (await client()).get(a.key))!, 'x').holder).toBe('intruder');
+  });
+});
+
+describe.each([leaseBackends[0]!, leaseBackends.at(-2)!])('Lease expiry: $name', (backend) => {
+  it('a lease nobody renews is taken over only after ttl + margin, by the next epoch', { timeout: 20_000 }, async () => {
+    const client = await backend.fresh();
+    const a = open(await client(), 'a');
+    await a.acquire();
+    const deadlineOfA = performance.now() + a.msToExpiry();
+    a.stop(); // as if it crashed: no renewal, no release
+    const b = open(await client(), 'b');
+    const started = performance.now();
+    expect(await b.acquire()).toMatchObject({ holder: 'b', epoch: 2, generation: 1 });
+    // safety, not speed: b took over only after a's own deadline, and after watching for ttl + margin
+    expect(performance.now()).toBeGreaterThan(deadlineOfA);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(TTL_MS + b.marginMs);
+    b.stop();
+  });
+});
+
+describe('Lease: generations and refusals', () => {
+  it('the first lease of a db that has segments takes the generation after the highest one', async () => {
+    const storage = new MemoryStorage();
+    await storage.put(segmentKey('wal/', 'db', 0, 1), Buffer.from('x'));
+    await storage.put(segmentKey('wal/', 'db', 2, 50), Buffer.from('x'));
+    await storage.put(segmentKey('wal/', 'db', 0x8000, 1), Buffer.from('x')); // compaction's: not a writer's generation
+    const lease = open(storage, 'a');
+    expect((await lease.acquire()).generation).toBe(3);
+    lease.stop();
+  });
+
+  it('a generation record another writer wrote first fences the holder', async () => {
+    const storage = new MemoryStorage();
+    const lease = open(storage, 'a');
+    await lease.acquire();
+    await storage.put(generationRecordKey('wal/', 'db', 0), serializeGenerationRecord({ generation: 0, epoch: 9, holder: 'z', startSeq: 1, prevHash: '0'.repeat(64), writtenMs: 0 }));
+    expect((await rejection(lease.writeGenerationRecord(1, '0'.repeat(64)))).code).toBe('fenced');
+    expect(lease.state).toBe('fenced');
+  });
+
+  it('a storage that ignores If-Match is refused before anything is written under the lease', async () => {
+    const storage = new MemoryStorage();
+    const ignoring: SegmentStorage = {
+      description: 'memory://ignores-if-match',
+      put: (key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> => {
+        const { ifMatch: _, ...rest } = options ?? {};
+        return storage.put(key, bytes, rest);
+      },
+      get: (key) => storage.get(key),
+      getWithETag: (key) => storage.getWithETag(key),
+      list: (prefix, options) => storage.list(prefix, options),
+      delete: (key) => storage.delete(key),
+    };
+    const lease = open(ignoring, 'a');
+    const err = await rejection(lease.acquire());
+    expect(err.code).toBe('invalid_argument');
+    expect(err.message).toContain('does not honor If-Match');
+    expect(lease.state).toBe('idle');
+    expect(lease.check.bind(lease)).toThrow();
+  });
+
+  it('object_store local files cannot swap conditionally: a lease there is refused', async () => {
+    const storage = await openStorage(pathToFileURL(await scratchDir()).href, { backend: 'object_store' });
+    const err = await rejection(open(storage, 'a').acquire());
+    expect(err.code).toBe('invalid_argument');
+    expect(err.message).toContain('cannot hold a lease');
+  });
+
+  it('a storage unreachable for its renewals fences the holder by its deadline', { timeout: 20_000 }, async () => {
+    const backend = s3Backends[0]!;
+    const bucket = await backend.createBucket('lease');
+    const proxy = await startFaultProxy({ target: backend.endpoint(), faultRate: 0, weights: { error503: 1, error500: 0, slowDown: 0, dropBefore: 0, dropAfter: 0, latency: 0 } });
+    try {
+      const storage = track(await backend.open(bucket, { endpoint: proxy.endpoint, maxAttempts: 1 }));
+      const lease = open(storage, 'a');
+      await lease.acquire();
+      proxy.setFaultRate(1);
+      const fenced = new Promise<GraphstreamError>((resolve) => lease.once('fenced', resolve));
+      const err = await fenced;
+      expect(err.message).toContain('deadline');
+      expect(lease.msToExpiry()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
