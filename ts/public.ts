@@ -72,8 +72,6 @@ export { DEFAULT_LEASE_TTL_MS, Lease, leaseMarginMs, type AcquireOptions, type L
 export {
   parseGenerationRecord,
   parseLeaseRecord,
-  readGenerationRecord,
-  readGenerationRecords,
   serializeGenerationRecord,
   serializeLeaseRecord,
   type GenerationRecord,

@@ -9,7 +9,8 @@ import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { ZERO_HASH } from '../format/constants.js';
 import { objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
-import { generationOfRecordKey, generationRecordsPrefix, parseGenerationRecord } from './layout.js';
+import { generationOfRecordKey, generationRecordsPrefix } from './layout.js';
+import { parseGenerationRecord } from './ownership.js';
 
 export interface Generation {
   generation: number;

@@ -83,20 +83,6 @@ export function leaseKey(prefix: string, db: string): string {
   return `${dbPrefix(prefix, db)}lease.json`;
 }
 
-/** `{prefix}{db}/generations/`: listing it in key order gives the generation records in generation order. */
-export function generationRecordsPrefix(prefix: string, db: string): string {
-  segmentKey(prefix, db, 0, 0); // validates prefix and db
-  return `${dbPrefix(prefix, db)}generations/`;
-}
-
-/** `{prefix}{db}/generations/{g:04x}.json`: the record of where generation `generation` starts. */
-export function generationRecordKey(prefix: string, db: string, generation: number): string {
-  checkGeneration(generation);
-  return `${generationRecordsPrefix(prefix, db)}${hex(generation, 4)}.json`;
-}
-
-const GENERATION_RECORD_NAME = /^([0-9a-f]{4})\.json$/;
-
 export interface ListedGenerationRecord {
   key: string;
   generation: number;
@@ -107,9 +93,8 @@ export async function listGenerationRecordKeys(storage: SegmentStorage, prefix: 
   const folder = generationRecordsPrefix(prefix, db);
   const listed: ListedGenerationRecord[] = [];
   for (const key of await storage.list(folder)) {
-    const match = GENERATION_RECORD_NAME.exec(key.slice(folder.length));
-    const generation = match ? Number.parseInt(match[1]!, 16) : NaN;
-    if (generation < COMPACTED_GENERATION_BIT) listed.push({ key, generation });
+    const generation = generationOfRecordKey(folder, key);
+    if (generation !== null) listed.push({ key, generation });
   }
   return listed;
 }
@@ -184,52 +169,4 @@ export function generationOfRecordKey(recordsPrefix: string, key: string): numbe
   const match = /^([0-9a-f]{4})\.json$/.exec(key.startsWith(recordsPrefix) ? key.slice(recordsPrefix.length) : '');
   const generation = match ? Number.parseInt(match[1]!, 16) : NaN;
   return generation < COMPACTED_GENERATION_BIT ? generation : null;
-}
-
-/** A generation record (FORMAT.md, "The generation record"). */
-export interface GenerationRecord {
-  generation: number;
-  epoch: number;
-  holder: string;
-  /** the first sequence the generation holds */
-  startSeq: number;
-  /** the chain hash after startSeq - 1 */
-  prevHash: Buffer;
-  writtenMs: number;
-}
-
-/** Parses a generation record's bytes; anything but the documented members with their types is `corrupt`. */
-export function parseGenerationRecord(bytes: Uint8Array, where: string): GenerationRecord {
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-  } catch {
-    // reported below
-  }
-  const record = (parsed ?? {}) as Record<string, unknown>;
-  const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
-    const value = record[name];
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-      throw new GraphstreamError('corrupt', `${where}: not a generation record (member ${name} must be an integer in ${min}..${max})`);
-    }
-    return value;
-  };
-  if (record.version !== 1) throw new GraphstreamError('corrupt', `${where}: not a version 1 generation record`);
-  const generation = integer('generation', 0, COMPACTED_GENERATION_BIT - 1);
-  const epoch = integer('epoch', 1);
-  const startSeq = integer('start_seq', 1);
-  const writtenMs = integer('written_ms', Number.MIN_SAFE_INTEGER);
-  const { holder, prev_hash: prevHash } = record;
-  if (typeof holder !== 'string' || holder.length === 0) throw new GraphstreamError('corrupt', `${where}: member holder must be a non-empty string`);
-  if (typeof prevHash !== 'string' || !/^[0-9a-f]{64}$/.test(prevHash)) {
-    throw new GraphstreamError('corrupt', `${where}: member prev_hash must be 64 lower-case hex digits`);
-  }
-  return { generation, epoch, holder, startSeq, prevHash: Buffer.from(prevHash, 'hex'), writtenMs };
-}
-
-/** A generation record as written: one line, the members in FORMAT.md's order. */
-export function serializeGenerationRecord(record: GenerationRecord): Buffer {
-  const { generation, epoch, holder, startSeq, prevHash, writtenMs } = record;
-  const text = JSON.stringify({ version: 1, generation, epoch, holder, start_seq: startSeq, prev_hash: prevHash.toString('hex'), written_ms: writtenMs });
-  return Buffer.from(text + '\n', 'utf8');
 }

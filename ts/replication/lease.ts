@@ -331,10 +331,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   /**
    * Writes the generation record of this holder's generation (create-only, before its first
-   * segment): the generation starts at `startSeq`, continuing the chain hash `prevHash` (hex).
+   * segment): the generation starts at `startSeq`, continuing the chain hash `prevHash`.
    * A record that another writer wrote fences this holder.
    */
-  async writeGenerationRecord(startSeq: number, prevHash: string): Promise<GenerationRecord> {
+  async writeGenerationRecord(startSeq: number, prevHash: Buffer): Promise<GenerationRecord> {
     this.check();
     const record: GenerationRecord = { generation: this.generation, epoch: this.epoch, holder: this.holder, startSeq, prevHash, writtenMs: Date.now() };
     const key = generationRecordKey(this.prefix, this.db, this.generation);

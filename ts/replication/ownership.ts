@@ -5,15 +5,12 @@
  */
 import { GraphstreamError } from '../errors.js';
 import { ZERO_HASH } from '../format/constants.js';
-import { COMPACTED_GENERATION_BIT, generationRecordKey, listGenerationRecordKeys } from './layout.js';
-import type { SegmentStorage } from '../storage/types.js';
-import { objectName } from '../storage/names.js';
+import { COMPACTED_GENERATION_BIT } from './layout.js';
 
 export const OWNERSHIP_LAYOUT_VERSION = 1;
 /** the margin is at least 1000 ms: a shorter TTL would leave the holder less than two renewals of validity */
 export const MIN_LEASE_TTL_MS = 3000;
 const MAX_HOLDER_LENGTH = 256;
-const ZERO_HASH_HEX = Buffer.from(ZERO_HASH).toString('hex');
 
 /** `lease.json`: who may write the db. */
 export interface LeaseRecord {
@@ -39,8 +36,8 @@ export interface GenerationRecord {
   holder: string;
   /** the first sequence the generation holds */
   startSeq: number;
-  /** the chain hash after startSeq − 1, lower-case hex (zeros when startSeq is 1) */
-  prevHash: string;
+  /** the chain hash after startSeq − 1 (zeros when startSeq is 1) */
+  prevHash: Buffer;
   writtenMs: number;
 }
 
@@ -118,7 +115,7 @@ export function serializeGenerationRecord(record: GenerationRecord): Uint8Array 
     epoch: record.epoch,
     holder: record.holder,
     start_seq: record.startSeq,
-    prev_hash: record.prevHash,
+    prev_hash: record.prevHash.toString('hex'),
     written_ms: record.writtenMs,
   });
 }
@@ -132,38 +129,14 @@ export function parseGenerationRecord(bytes: Uint8Array, where: string): Generat
     prev_hash: [(value) => typeof value === 'string' && /^[0-9a-f]{64}$/.test(value), '64 lower-case hex digits'],
     written_ms: [isInteger(Number.MIN_SAFE_INTEGER), 'an integer'],
   });
-  if (o.start_seq === 1 && o.prev_hash !== ZERO_HASH_HEX) throw corrupt(where, '"prev_hash" must be zeros when "start_seq" is 1');
+  const prevHash = Buffer.from(o.prev_hash as string, 'hex');
+  if (o.start_seq === 1 && !prevHash.equals(ZERO_HASH)) throw corrupt(where, '"prev_hash" must be zeros when "start_seq" is 1');
   return {
     generation: o.generation as number,
     epoch: o.epoch as number,
     holder: o.holder as string,
     startSeq: o.start_seq as number,
-    prevHash: o.prev_hash as string,
+    prevHash,
     writtenMs: o.written_ms as number,
   };
-}
-
-/** The db's generation records, in generation order; a record whose `generation` is not its key's is `corrupt`. */
-export async function readGenerationRecords(storage: SegmentStorage, prefix: string, db: string): Promise<GenerationRecord[]> {
-  const records: GenerationRecord[] = [];
-  for (const { key, generation } of await listGenerationRecordKeys(storage, prefix, db)) {
-    const where = objectName(storage.description, key);
-    const bytes = await storage.get(key);
-    if (bytes === null) continue; // deleted since the listing
-    const record = parseGenerationRecord(bytes, where);
-    if (record.generation !== generation) throw corrupt(where, `"generation" is ${record.generation}, but its key names generation ${generation}`);
-    records.push(record);
-  }
-  return records;
-}
-
-/** The record of one generation, or null when it has none (generation 0 needs none). */
-export async function readGenerationRecord(storage: SegmentStorage, prefix: string, db: string, generation: number): Promise<GenerationRecord | null> {
-  const key = generationRecordKey(prefix, db, generation);
-  const bytes = await storage.get(key);
-  if (bytes === null) return null;
-  const where = objectName(storage.description, key);
-  const record = parseGenerationRecord(bytes, where);
-  if (record.generation !== generation) throw corrupt(where, `"generation" is ${record.generation}, but its key names generation ${generation}`);
-  return record;
 }

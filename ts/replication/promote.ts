@@ -10,7 +10,8 @@ import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { Journal, type JournalOptions } from '../journal/journal.js';
 import type { ChainPosition } from '../journal/recovery.js';
 import { objectName } from '../storage/names.js';
-import { generationRecordKey, serializeGenerationRecord, type GenerationRecord } from './layout.js';
+import { generationRecordKey } from './layout.js';
+import { serializeGenerationRecord, type GenerationRecord } from './ownership.js';
 import type { RemoteLocation } from './remote-journal.js';
 
 /** Who writes the new generation: the lease it holds. */
