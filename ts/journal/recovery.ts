@@ -1120,12 +1120,6 @@ async function readSegmentHeader(segment: SegmentFile, core: RecoveryCore): Prom
   }
 }
 
-/** The position after a sealed segment from its header and trailer, or null when it has no trailer or another first_seq. */
-async function sealedPosition(segment: SegmentFile, { header, size }: { header: HeaderFields; size: number }): Promise<ChainPosition | null> {
-  if ((header.flags & FLAG_HAS_CHAIN_HASH) === 0 || header.firstSeq !== segment.firstSeq) return null;
-  return positionAfterTrailer(segment, header, size);
-}
-
 async function fileExists(path: string): Promise<boolean> {
   try {
     await stat(path);
