@@ -366,8 +366,16 @@ describe.each(availableZstdCodecs())('pure core zstd via $name', ({ codec }) => 
     expect(coreCodeOf(() => codec.decompress(storedBody.subarray(0, storedBody.length - 5), 1 << 20))).toBe('invalid_segment');
   });
 
+  const native = createFormatApi(cores.find((core) => core.kind === 'native')!);
+  /** A sealed segment around a zstd `body`, checksum right: the native core's verdict on it is its decompression's. */
+  const sealedWithBody = (body: Buffer) =>
+    Buffer.concat([
+      native.encodeHeader({ flags: 0x0d, compression: 1, firstSeq: 1, lastSeq: 1, entryCount: 1, bodyLen: body.length, bodyChecksum: createHash('sha256').update(body).digest() }),
+      body,
+      ZERO_HASH,
+    ]);
+
   test('fails as the native core does on a compressed block that holds no bytes', () => {
-    const native = createFormatApi(cores.find((core) => core.kind === 'native')!);
     // a frame without a declared size: a raw block of `raw` bytes, then an empty compressed block
     const frame = (raw: number) =>
       Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38, (raw << 3) & 0xff, raw >> 5, 0]), Buffer.alloc(raw, 7), Buffer.from([0x05, 0, 0])]);
@@ -379,13 +387,19 @@ describe.each(availableZstdCodecs())('pure core zstd via $name', ({ codec }) => 
     ];
     for (const { raw, maxOutput, code } of cases) {
       const body = frame(raw);
-      const segment = Buffer.concat([
-        native.encodeHeader({ flags: 0x0d, compression: 1, firstSeq: 1, lastSeq: 1, entryCount: 1, bodyLen: body.length, bodyChecksum: createHash('sha256').update(body).digest() }),
-        body,
-        ZERO_HASH,
-      ]);
-      expect(codeOf(() => native.decodeSegment(segment, { maxBodyBytes: maxOutput })), `native, ${raw} bytes before`).toBe(code);
+      expect(codeOf(() => native.decodeSegment(sealedWithBody(body), { maxBodyBytes: maxOutput })), `native, ${raw} bytes before`).toBe(code);
       expect(coreCodeOf(() => codec.decompress(body, maxOutput)), `${raw} bytes before`).toBe(code);
     }
+  });
+
+  test('fails as the native core does on a damaged frame that outgrows the ceiling before the damage', () => {
+    // The reference frame with its last byte changed: a streaming decoder, which decompresses a
+    // whole block before handing it out, finds the damage; the native core's one-shot decoder
+    // runs out of room first.
+    const damaged = Buffer.from(storedBody);
+    damaged[damaged.length - 1]! ^= 0xff;
+    expect(codeOf(() => native.decodeSegment(sealedWithBody(damaged), { maxBodyBytes: 100 }))).toBe('too_large');
+    expect(coreCodeOf(() => codec.decompress(damaged, 100))).toBe('too_large');
+    expect(coreCodeOf(() => codec.decompress(damaged, 1 << 20))).toBe('invalid_segment');
   });
 });

@@ -229,6 +229,12 @@ const ZLIB_MIN_CHUNK = 64;
  * declares its size is decompressed into one chunk with a little room to spare, so that zlib
  * sees the frame end without allocating another.
  *
+ * The streaming decoder decompresses a whole block before it hands out any of it, the one-shot
+ * decoder writes it out as it goes: in a frame cut short by its room, the one-shot decoder may
+ * run out of room before it reaches the corruption the streaming decoder reports. There (corrupt
+ * input under a ceiling below the frame's bound) the one-shot decoder of the WebAssembly build
+ * decides.
+ *
  * The streaming decoder also passes over a compressed block that holds no bytes, where the
  * one-shot decoder stops as on corrupt data. Such a frame is invalid; a frame that does not
  * declare its size may first outgrow its room, which the one-shot decoder reports instead: the
@@ -242,6 +248,7 @@ function zlibCodec(z: ZlibWithZstd): ZstdCodec {
       part = z.zstdDecompressSync(bytes, { maxOutputLength: Math.max(room, 1), ...chunk });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
+      if (frame.declared === null && room < frame.bound) return oneShotFrame(bytes, frame, room);
       zstdError(`frame at byte ${frame.start} does not decompress: ${(err as Error).message}`);
     }
     return part.length > room ? null : part;
@@ -267,6 +274,21 @@ function zlibCodec(z: ZlibWithZstd): ZstdCodec {
       return parts.length === 1 ? parts[0]! : Buffer.concat(parts, filled);
     },
   );
+}
+
+/**
+ * The one-shot decoder's verdict on one frame that does not declare its size, in `room` bytes
+ * (the wasm build, as the native core decodes): its bytes, or null when it needs more room.
+ */
+function oneShotFrame(bytes: Uint8Array, frame: ZstdFrame, room: number): Buffer | null {
+  try {
+    return getWasmCodec().decompress(bytes, room);
+  } catch (err) {
+    const { code } = err as { code?: unknown };
+    if (code === 'too_large') return null;
+    if (code === 'invalid_segment') zstdError(`frame at byte ${frame.start} does not decompress`);
+    throw err;
+  }
 }
 
 // The lib settings (ES2023 + @types/node 20) do not type the WebAssembly JS API.
