@@ -4,19 +4,24 @@
  * versitygw, LocalStorage, MemoryStorage): one holder at a time, handover without waiting, takeover
  * only after expiry, fencing, and refusal of a storage that ignores conditional writes.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GraphstreamError } from '../ts/errors.js';
 import { Lease } from '../ts/replication/lease.js';
-import { generationRecordKey, leaseKey, listGenerationRecordKeys, segmentKey } from '../ts/replication/layout.js';
+import { Journal } from '../ts/journal/journal.js';
+import { GraphstreamMetrics } from '../ts/metrics.js';
+import { generationPrefix, generationRecordKey, leaseKey, listGenerationRecordKeys, segmentKey, sequenceOfKey } from '../ts/replication/layout.js';
+import { restore } from '../ts/replication/restore.js';
+import { Uploader } from '../ts/replication/uploader.js';
 import { parseGenerationRecord, parseLeaseRecord, serializeGenerationRecord, serializeLeaseRecord } from '../ts/replication/ownership.js';
 import { LocalStorage, MemoryStorage, openStorage } from '../ts/storage/index.js';
 import type { PutOptions, PutResult, SegmentStorage } from '../ts/storage/types.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { s3Backends } from './helpers/s3.js';
+import { entryFor, journalRecords, openLeader } from './helpers/replication.js';
+import { s3Backends, s3BackendsAndCores } from './helpers/s3.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'ownership');
 const TTL_MS = 3000;
@@ -275,6 +280,129 @@ describe('Lease: generations and refusals', () => {
       expect(err.message).toContain('deadline');
       expect(lease.msToExpiry()).toBe(0);
     } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uploaders under a lease: $s3.name ($core.kind core)', ({ s3, core }) => {
+  const ROUNDS = 3;
+  const ENTRIES = 120;
+
+  /** Two leaders of one db started together: exactly one uploads, the other's sync() is fenced, and storage reads back as the winner's chain. */
+  async function race(sealing: 'timed' | 'size'): Promise<void> {
+    const bucket = await s3.createBucket('leaders');
+    const storages = [track(await s3.open(bucket)), track(await s3.open(bucket))];
+    const leaders = await Promise.all(
+      storages.map((storage, i) =>
+        openLeader({ storage, prefix: 'wal/', db: 'db', core, maxSegmentBytes: sealing === 'size' ? 1024 : 1 << 20, lease: { holder: `leader-${i}`, ttlMs: TTL_MS }, ...(sealing === 'timed' ? { sealIntervalMs: 15 } : {}) }),
+      ),
+    );
+    try {
+      const outcomes = await Promise.allSettled(
+        leaders.map(async (leader) => {
+          if (sealing === 'timed') await leader.uploader.start();
+          await leader.write(ENTRIES);
+        }),
+      );
+      const winners = outcomes.flatMap((outcome, i) => (outcome.status === 'fulfilled' ? [i] : []));
+      expect(winners).toHaveLength(1);
+      const loser = leaders[1 - winners[0]!]!;
+      const lost = outcomes[1 - winners[0]!] as PromiseRejectedResult;
+      expect((lost.reason as GraphstreamError).code).toBe('fenced');
+      expect((await rejection(loser.uploader.sync())).code).toBe('fenced');
+      expect(loser.uploader.stats().succeeded).toBe(0);
+      const winner = leaders[winners[0]!]!;
+      const restored = await scratchDir();
+      expect((await restore(storages[0]!, { prefix: 'wal/', db: 'db', dir: restored, core })).sequence).toBe(ENTRIES);
+      expect(await journalRecords(restored, core)).toEqual(await journalRecords(winner.dir, core));
+    } finally {
+      for (const leader of leaders) await leader.close();
+    }
+  }
+
+  it('two leaders started together, timed sealing: exactly one uploads, the other is fenced, storage is one chain', { timeout: 60_000 }, async () => {
+    for (let round = 0; round < ROUNDS; round++) await race('timed');
+  });
+
+  it('two leaders started together, size-based sealing: exactly one uploads, the other is fenced, storage is one chain', { timeout: 60_000 }, async () => {
+    for (let round = 0; round < ROUNDS; round++) await race('size');
+  });
+
+  it('handover: A releases, B takes the next generation at once, continuing A\'s tip; followers read one chain', { timeout: 30_000 }, async () => {
+    const bucket = await s3.createBucket('handover');
+    const storage = track(await s3.open(bucket));
+    const a = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    await a.write(60);
+    await a.uploader.release();
+    expect(a.uploader.lease!.state).toBe('released');
+    // B continues A's journal: a copy of its directory (a standby that replicated it)
+    const bDir = await scratchDir();
+    await cp(a.dir, bDir, { recursive: true });
+    const journal = await Journal.open(bDir, { core, maxSegmentBytes: 2048, durability: 'none' });
+    const metrics = new GraphstreamMetrics({ db: 'db' });
+    const b = new Uploader({ journal, storage, core, metrics, prefix: 'wal/', db: 'db', sealIntervalMs: 3_600_000, lease: { holder: 'b', ttlMs: TTL_MS } });
+    await journal.appendBatch(Array.from({ length: 30 }, (_, k) => entryFor(61 + k)));
+    // B does not wait (the default): had A not released the lease, this would be fenced
+    await b.sync();
+    expect(b.lease).toMatchObject({ epoch: 2, generation: 1, state: 'held' });
+    const exposition = await metrics.toPrometheus();
+    expect(exposition).toContain('graphstream_lease_holder_info{db="db",holder="b"} 1');
+    expect(exposition).toContain('graphstream_lease_epoch{db="db"} 2');
+    const record = parseGenerationRecord((await storage.get(generationRecordKey('wal/', 'db', 1)))!, 'record');
+    expect(record).toMatchObject({ generation: 1, epoch: 2, holder: 'b', startSeq: 61 });
+    expect(record.prevHash).toEqual(Buffer.from((await journalRecords(a.dir, core)).at(-1)!.chainHash, 'hex'));
+    // nothing below start_seq went into B's generation
+    expect((await storage.list(generationPrefix('wal/', 'db', 1))).map((key) => sequenceOfKey(generationPrefix('wal/', 'db', 1), key)).every((seq) => seq! >= 61)).toBe(true);
+    const restored = await scratchDir();
+    expect((await restore(storage, { prefix: 'wal/', db: 'db', dir: restored, core })).sequence).toBe(90);
+    expect(await journalRecords(restored, core)).toEqual(await journalRecords(bDir, core));
+    await b.stop();
+    await journal.close();
+    await a.close();
+  });
+
+  it('a lease object changed behind its back fences the uploader: sync() rejects fenced, nothing is put after', { timeout: 30_000 }, async () => {
+    const bucket = await s3.createBucket('fence');
+    const storage = track(await s3.open(bucket));
+    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    try {
+      await leader.write(30);
+      const fenced = new Promise<GraphstreamError>((resolve) => leader.uploader.once('fenced', resolve));
+      leader.uploader.on('error', () => undefined);
+      const intruder = { holder: 'intruder', epoch: 9, generation: 5, ttlMs: TTL_MS, renewals: 0, released: false, writtenMs: 0 };
+      await storage.put(leaseKey('wal/', 'db'), serializeLeaseRecord(intruder));
+      expect((await fenced).code).toBe('fenced');
+      const keys = await storage.list('wal/db/0000/');
+      await leader.journal.appendBatch(Array.from({ length: 30 }, (_, k) => entryFor(31 + k)));
+      expect((await rejection(leader.uploader.sync())).code).toBe('fenced');
+      expect(await storage.list('wal/db/0000/')).toEqual(keys);
+    } finally {
+      await leader.close();
+    }
+  });
+
+  it('storage unreachable for the renewals fences the uploader by its deadline; once reachable again it puts nothing', { timeout: 30_000 }, async () => {
+    const bucket = await s3.createBucket('unreachable');
+    const proxy = await startFaultProxy({ target: s3.endpoint(), faultRate: 0, weights: { error503: 1, error500: 0, slowDown: 0, dropBefore: 0, dropAfter: 0, latency: 0 } });
+    const storage = track(await s3.open(bucket, { endpoint: proxy.endpoint, maxAttempts: 1 }));
+    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    try {
+      await leader.write(30);
+      leader.uploader.on('error', () => undefined);
+      const fenced = new Promise<GraphstreamError>((resolve) => leader.uploader.once('fenced', resolve));
+      proxy.setFaultRate(1);
+      expect((await fenced).message).toContain('deadline');
+      proxy.setFaultRate(0);
+      const keys = await storage.list('wal/db/');
+      const forwarded = proxy.stats.forwarded;
+      await leader.journal.appendBatch(Array.from({ length: 30 }, (_, k) => entryFor(31 + k)));
+      expect((await rejection(leader.uploader.sync())).code).toBe('fenced');
+      await new Promise((resolve) => setTimeout(resolve, TTL_MS / 3 + 100)); // a renewal's time: none comes
+      expect(proxy.stats.forwarded).toBe(forwarded); // no request at all since
+      expect(await storage.list('wal/db/')).toEqual(keys);
+    } finally {
+      await leader.close();
       await proxy.close();
     }
   });

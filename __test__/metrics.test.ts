@@ -69,9 +69,28 @@ describe('GraphstreamMetrics', () => {
       graphstream_replication_lag_seconds: 'gauge',
       graphstream_append_latency_seconds: 'histogram',
       graphstream_upload_latency_seconds: 'histogram',
+      graphstream_lease_epoch: 'gauge',
+      graphstream_lease_generation: 'gauge',
+      graphstream_lease_seconds_to_expiry: 'gauge',
+      graphstream_lease_renewals: 'gauge',
+      graphstream_lease_fenced: 'gauge',
+      graphstream_lease_holder_info: 'gauge',
     });
     expect(valueOf(exposition, 'graphstream_entries_written_total')).toBe(0);
     expect(valueOf(exposition, 'graphstream_upload_latency_seconds_count')).toBe(0);
+  });
+
+  it('exposes the state of an uploader\'s lease: holder, epoch, generation, seconds to expiry, renewals, fenced', async () => {
+    const metrics = new GraphstreamMetrics({ db: 'graph' });
+    metrics.recordLease({ holder: 'host/42/ab', epoch: 3, generation: 2, msToExpiry: 6500, renewals: 17, fenced: false });
+    metrics.recordLease({ holder: 'host/42/ab', epoch: 3, generation: 2, msToExpiry: 0, renewals: 18, fenced: true });
+    const text = await metrics.toPrometheus();
+    expect(text).toContain('graphstream_lease_holder_info{db="graph",holder="host/42/ab"} 1');
+    expect(text).toContain('graphstream_lease_epoch{db="graph"} 3');
+    expect(text).toContain('graphstream_lease_generation{db="graph"} 2');
+    expect(text).toContain('graphstream_lease_renewals{db="graph"} 18');
+    expect(text).toContain('graphstream_lease_seconds_to_expiry{db="graph"} 0');
+    expect(text).toContain('graphstream_lease_fenced{db="graph"} 1');
   });
 
   it('records what each method says, in seconds where time is measured', async () => {

@@ -29,6 +29,17 @@ type LabelName = (typeof LABEL_NAMES)[number];
 const APPEND_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const UPLOAD_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** A lease as GraphstreamMetrics.recordLease exposes it. */
+export interface LeaseSnapshot {
+  holder: string;
+  epoch: number;
+  generation: number;
+  /** until the holder's local deadline; 0 when not held */
+  msToExpiry: number;
+  renewals: number;
+  fenced: boolean;
+}
+
 interface CounterSeries {
   inc(value?: number): void;
 }
@@ -58,6 +69,13 @@ export class GraphstreamMetrics {
   private readonly replicationLagSeconds: GaugeSeries;
   private readonly appendLatency: HistogramSeries;
   private readonly uploadLatency: HistogramSeries;
+  private readonly leaseEpoch: GaugeSeries;
+  private readonly leaseGeneration: GaugeSeries;
+  private readonly leaseSecondsToExpiry: GaugeSeries;
+  private readonly leaseRenewals: GaugeSeries;
+  private readonly leaseFenced: GaugeSeries;
+  private readonly leaseHolder: Gauge<'db' | 'holder'>;
+  private readonly labels: Partial<Record<LabelName, string>> | undefined;
 
   constructor(options: MetricsOptions = {}) {
     const { Counter, Gauge, Histogram, Registry } = loadPromClient();
@@ -100,6 +118,17 @@ export class GraphstreamMetrics {
     this.replicationLagSeconds = gauge('graphstream_replication_lag_seconds', 'Age (header created_ms) of the segment holding the next entry the follower applies; 0 when caught up');
     this.appendLatency = histogram('graphstream_append_latency_seconds', 'Time from append call to durable entry', APPEND_BUCKETS_SECONDS);
     this.uploadLatency = histogram('graphstream_upload_latency_seconds', 'Time to upload one segment, retries included', UPLOAD_BUCKETS_SECONDS);
+    this.leaseEpoch = gauge('graphstream_lease_epoch', 'Epoch of the lease the uploader holds (the fencing token)');
+    this.leaseGeneration = gauge('graphstream_lease_generation', 'Generation the lease holder uploads into');
+    this.leaseSecondsToExpiry = gauge('graphstream_lease_seconds_to_expiry', "Seconds until the holder's local lease deadline, as of its last renewal or upload cycle; 0 when not held");
+    this.leaseRenewals = gauge('graphstream_lease_renewals', 'Renewals of the lease held');
+    this.leaseFenced = gauge('graphstream_lease_fenced', '1 once the uploader lost its lease (fenced): it uploads nothing more');
+    this.leaseHolder = this.metric(
+      'graphstream_lease_holder_info',
+      Gauge,
+      () => new Gauge({ name: 'graphstream_lease_holder_info', help: 'The lease holder (label holder) of this uploader; always 1', labelNames: ['db', 'holder'], registers: [this.registry] }),
+    ) as Gauge<'db' | 'holder'>;
+    this.labels = labels;
   }
 
   /** Reuses a metric another GraphstreamMetrics (e.g. for another db) registered on the same registry. */
@@ -160,6 +189,16 @@ export class GraphstreamMetrics {
   setReplicationLag(sequences: number, seconds: number): void {
     this.replicationLagSequences.set(sequences);
     this.replicationLagSeconds.set(seconds);
+  }
+
+  /** The state of the lease an uploader holds. */
+  recordLease(lease: LeaseSnapshot): void {
+    this.leaseEpoch.set(lease.epoch);
+    this.leaseGeneration.set(lease.generation);
+    this.leaseSecondsToExpiry.set(lease.msToExpiry / 1000);
+    this.leaseRenewals.set(lease.renewals);
+    this.leaseFenced.set(lease.fenced ? 1 : 0);
+    this.leaseHolder.set({ ...this.labels, holder: lease.holder }, 1);
   }
 
   /** Content-Type of toPrometheus()'s text. */

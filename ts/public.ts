@@ -79,8 +79,8 @@ export {
 } from './replication/ownership.js';
 export { generationRecordKey, leaseKey } from './replication/layout.js';
 export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
-export { GraphstreamMetrics, type MetricsOptions } from './metrics.js';
-export type { SealableJournal, UploaderEvents, UploaderOptions, UploaderStats } from './replication/uploader.js';
+export { GraphstreamMetrics, type LeaseSnapshot, type MetricsOptions } from './metrics.js';
+export type { SealableJournal, UploaderEvents, UploaderLeaseOptions, UploaderOptions, UploaderStats } from './replication/uploader.js';
 export type { DownloadedSegment } from './replication/remote-journal.js';
 export {
   type CatchUpResult,

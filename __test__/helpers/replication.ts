@@ -10,7 +10,7 @@ import type { Core } from '../../ts/core/core.js';
 import { Journal } from '../../ts/journal/journal.js';
 import { readJournal } from '../../ts/journal/reader.js';
 import type { ListOptions, PutOptions, PutResult, SegmentStorage } from '../../ts/storage/types.js';
-import { Uploader } from '../../ts/replication/uploader.js';
+import { Uploader, type UploaderOptions } from '../../ts/replication/uploader.js';
 
 export const T0 = 1_700_000_000_000;
 
@@ -40,6 +40,9 @@ export async function openLeader(options: {
   maxSegmentBytes?: number;
   /** entries per append batch (and per seal when sealEvery is set) */
   batch?: number;
+  lease?: UploaderOptions['lease'];
+  /** seal and upload on this timer once uploader.start() is called (default: only in write()) */
+  sealIntervalMs?: number;
 }): Promise<TestLeader> {
   const dir = await mkdtemp(join(tmpdir(), 'graphstream-leader-'));
   const journal = await Journal.open(dir, { core: options.core, maxSegmentBytes: options.maxSegmentBytes ?? 2048, durability: 'none' });
@@ -49,8 +52,9 @@ export async function openLeader(options: {
     core: options.core,
     prefix: options.prefix,
     db: options.db,
-    sealIntervalMs: 3_600_000,
+    sealIntervalMs: options.sealIntervalMs ?? 3_600_000,
     cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER },
+    ...(options.lease === undefined ? {} : { lease: options.lease }),
   });
   const batch = options.batch ?? 7;
   let next = 1;

@@ -36,7 +36,10 @@ import { FLAG_HAS_CHAIN_HASH, HEADER_SIZE, TRAILER_SIZE, ZERO_HASH } from '../fo
 import { firstSeqOfFileName } from '../format/format.js';
 import type { GraphstreamMetrics } from '../metrics.js';
 import { sealedHeaderProblem } from '../journal/recovery.js';
-import { MAX_GENERATION, generationPrefix, listSegmentKeys, segmentKey, sequenceOfKey } from './layout.js';
+import { GenerationRecords } from './generations.js';
+import { MAX_GENERATION, generationPrefix, generationRecordKey, listDbKeys, listSegmentKeys, segmentKey, sequenceOfKey } from './layout.js';
+import { Lease, type LeaseOptions } from './lease.js';
+import { parseGenerationRecord } from './ownership.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from '../storage/bytes.js';
@@ -61,8 +64,17 @@ export interface UploaderOptions {
   /** key prefix, empty or ending in `/` (e.g. `wal/`) */
   prefix?: string;
   db: string;
-  /** 0..0xffff; 0 (the default) is the incremental journal */
+  /** 0..0xffff; 0 (the default) is the incremental journal. Under a lease, the lease's. */
   generation?: number;
+  /**
+   * Upload only while holding the db's lease (FORMAT.md, "Ownership and generations"): a Lease
+   * (acquired or not), or the holder and TTL of one to make. Before its first upload the uploader
+   * acquires it, writes its generation's record (starting
+   * one past what the earlier generations hold, which must be the journal's own chain) and uploads
+   * into that generation only. Once the lease is lost it stops at once: sync() and uploads reject
+   * with `fenced`, 'fenced' and 'error' are emitted, and nothing more is put.
+   */
+  lease?: Lease | UploaderLeaseOptions;
   /**
    * the first sequence this uploader ships (default 1): the segments of the directory before it
    * belong to earlier generations (a promoted follower's) and are never uploaded into this one
@@ -79,6 +91,16 @@ export interface UploaderOptions {
   clock?: Clock;
   /** the core that reads and checks segments before they are put; default the native addon (the pure twin where it does not load) */
   core?: Core;
+}
+
+/** The lease an Uploader makes for itself (UploaderOptions.lease). */
+export interface UploaderLeaseOptions extends Pick<LeaseOptions, 'holder' | 'ttlMs'> {
+  /**
+   * While another writer holds the lease: false (the default) fails at once with `fenced` (this
+   * journal is not the db's writer); true waits until it is released or expires (a restart
+   * after a crash, whose old lease must expire first)
+   */
+  wait?: boolean;
 }
 
 export interface UploaderStats {
@@ -105,6 +127,8 @@ export interface UploaderStats {
 
 export interface UploaderEvents {
   uploaded: [record: UploadRecord];
+  /** the lease was lost: nothing more is uploaded */
+  fenced: [err: GraphstreamError];
   /** a failure that waiting will not fix (a `corrupt` segment, a `conflict`, a refused request, a failed seal or cleanup) */
   error: [err: GraphstreamError];
   cleanup: [stats: CleanupStats];
@@ -189,14 +213,18 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   readonly directory: string;
   readonly prefix: string;
   readonly db: string;
-  readonly generation: number;
-  private readonly firstSeq: number;
+  private generationNow: number;
+  private firstSeq: number;
+  /** the lease uploads are made under; null without the lease option */
+  readonly lease: Lease | null;
+  /** whether to wait while another writer holds the lease */
+  private readonly leaseWait: boolean;
   readonly sealIntervalMs: number;
   readonly concurrency: number;
   readonly retry: RetryPolicy;
 
   private readonly journal: SealableJournal | undefined;
-  readonly destination: Destination;
+  private destinationNow: Destination;
   private readonly storage: SegmentStorage;
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly coreLoading: Promise<Core>;
@@ -249,7 +277,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.storage = options.storage;
     this.prefix = options.prefix ?? '';
     this.db = options.db;
-    this.generation = options.generation ?? 0;
+    this.generationNow = options.generation ?? 0;
     this.firstSeq = options.firstSeq ?? 1;
     if (!Number.isSafeInteger(this.firstSeq) || this.firstSeq < 1) {
       throw new GraphstreamError('invalid_argument', `Uploader: firstSeq must be a positive integer, got ${String(options.firstSeq)}`);
@@ -262,7 +290,17 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       throw new GraphstreamError('invalid_argument', `Uploader: generation must be an integer in 0..65535, got ${this.generation}`);
     }
     this.keyFor(0); // validates db
-    this.destination = { storage: options.storage.identity ?? options.storage.description, prefix: this.prefix, db: this.db, generation: this.generation };
+    this.destinationNow = { storage: options.storage.identity ?? options.storage.description, prefix: this.prefix, db: this.db, generation: this.generation };
+    const lease = options.lease;
+    this.lease = lease === undefined ? null : lease instanceof Lease ? lease : new Lease({ holder: lease.holder, ttlMs: lease.ttlMs, storage: this.storage, prefix: this.prefix, db: this.db });
+    this.leaseWait = lease !== undefined && !(lease instanceof Lease) && lease.wait === true;
+    if (this.lease !== null && (this.lease.storage !== this.storage || this.lease.prefix !== this.prefix || this.lease.db !== this.db)) {
+      throw new GraphstreamError('invalid_argument', 'Uploader: the lease must be on the uploader\'s storage, prefix and db');
+    }
+    this.lease?.on('fenced', (err) => {
+      this.emit('fenced', err);
+      this.report(err);
+    });
     if (!Number.isInteger(this.sealIntervalMs) || this.sealIntervalMs < 1) {
       throw new GraphstreamError('invalid_argument', `Uploader: sealIntervalMs must be an integer >= 1, got ${this.sealIntervalMs}`);
     }
@@ -281,6 +319,16 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.checkBodies = new SegmentBuffers(checks);
     this.coreLoading = resolveCore(options.core);
     this.coreLoading.catch(() => undefined); // reported by the first check that needs it
+  }
+
+  /** 0..0xffff: the generation uploads go into (under a lease, the lease's, once taken). */
+  get generation(): number {
+    return this.generationNow;
+  }
+
+  /** The manifest's destination: storage, prefix, db and generation. */
+  get destination(): Destination {
+    return this.destinationNow;
   }
 
   /** The cache's pending segments from firstSeq on. */
@@ -317,6 +365,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   private async syncNow(signal: AbortSignal | undefined): Promise<void> {
+    if (this.lease?.fenced) throw this.lease.fenced;
     await this.sealLive();
     const cache = await this.cache();
     const pending = await this.pending(cache);
@@ -346,8 +395,31 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     return records[index]!;
   }
 
-  /** Stops the timer, abandons retry waits and waits for the uploads in flight. Idempotent. */
+  /**
+   * Stops the timer, abandons retry waits and waits for the uploads in flight. Idempotent. A
+   * lease stops being renewed (it expires after its TTL); release() gives it up instead.
+   */
   async stop(): Promise<void> {
+    await this.halt();
+    this.lease?.stop();
+  }
+
+  /**
+   * Graceful handover: uploads every sealed segment (as sync() does), stops, and gives the lease
+   * up, so that another writer can take it at once, continuing from what this one uploaded.
+   */
+  async release(): Promise<void> {
+    this.assertRunning();
+    if (this.lease === null) throw new GraphstreamError('invalid_argument', `uploader for ${this.directory} holds no lease (the lease option) to release`);
+    try {
+      await this.syncNow(undefined);
+    } finally {
+      await this.halt();
+      await this.lease.release();
+    }
+  }
+
+  private async halt(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
       if (this.timer) clearTimeout(this.timer);
@@ -385,7 +457,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private async cycle(): Promise<void> {
     try {
       await this.sealLive();
+      if (this.lease?.fenced) return;
       const cache = await this.cache();
+      this.recordLeaseMetrics();
       // Per-segment failures are counted and reported inside upload(); they stay pending.
       await this.uploadAll(await this.pending(cache), { includeConflicts: false }).catch(() => undefined);
       if (this.stopped) return;
@@ -414,11 +488,119 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   private cache(): Promise<SegmentCache> {
-    this.cacheOpening ??= this.openCache().catch((err: unknown) => {
+    this.cacheOpening ??= this.acquireLease()
+      .then(() => this.openCache())
+      .then(async (cache) => {
+        if (this.lease !== null) await this.beginGeneration(cache);
+        return cache;
+      })
+      .catch((err: unknown) => {
       this.cacheOpening = null;
       throw err;
     });
     return this.cacheOpening;
+  }
+
+  /** Under a lease: takes it (waiting while another writer holds it) and uploads into its generation from then on. */
+  private async acquireLease(): Promise<void> {
+    const lease = this.lease;
+    if (lease === null) return;
+    if (lease.state === 'idle') {
+      lease.on('renewed', () => this.recordLeaseMetrics());
+      lease.on('fenced', () => this.recordLeaseMetrics());
+      await lease.acquire({ signal: this.stopping.signal, wait: this.leaseWait }).catch((err: unknown) => {
+        if (!isGraphstreamError(err, 'locked')) throw err;
+        throw new GraphstreamError('fenced', `uploader for ${this.directory} cannot upload: ${err.message}; this journal is not the db's writer`, { cause: err, details: { key: lease.key, retryable: false } });
+      });
+    }
+    lease.check();
+    this.generationNow = lease.generation;
+    this.destinationNow = { ...this.destinationNow, generation: lease.generation };
+    this.recordLeaseMetrics();
+  }
+
+  private recordLeaseMetrics(): void {
+    const lease = this.lease;
+    if (lease === null || this.metrics === undefined) return;
+    this.metrics.recordLease({ holder: lease.holder, epoch: lease.epoch, generation: lease.generation, msToExpiry: lease.msToExpiry(), renewals: lease.renewals, fenced: lease.fenced !== null });
+  }
+
+  /**
+   * Under a lease, before the first upload: the generation's record says where it starts. A
+   * record of this epoch is taken as it is (a promoted follower wrote it, or this uploader did
+   * before a failure); else this holder writes it, one past what the earlier generations hold
+   * (see storedTip). Nothing before its start_seq is uploaded into this generation, and its first
+   * segment must continue the record's prev_hash.
+   */
+  private async beginGeneration(cache: SegmentCache): Promise<void> {
+    const lease = this.lease!;
+    lease.check();
+    const key = generationRecordKey(this.prefix, this.db, this.generation);
+    const where = objectName(this.storage.description, key);
+    const description = `reading ${where}`;
+    const existing = await this.retry.run(() => this.storage.get(key), { signal: this.stopping.signal, description });
+    let start: { startSeq: number; prevHash: Buffer };
+    if (existing !== null) {
+      const record = parseGenerationRecord(existing, where);
+      if (record.epoch !== lease.epoch) lease.fence(`${where} was written under epoch ${record.epoch}`);
+      start = record;
+    } else {
+      start = await this.storedTip(cache);
+      lease.check();
+      await lease.writeGenerationRecord(start.startSeq, start.prevHash);
+    }
+    lease.check();
+    this.firstSeq = Math.max(this.firstSeq, start.startSeq);
+    if (start.startSeq > 1) {
+      const end = { lastSeq: start.startSeq - 1, chainHash: Buffer.from(start.prevHash), source: `the generation record ${where}`, stored: true };
+      this.verifiedEnds.set(end.lastSeq, end);
+    }
+  }
+
+  /**
+   * Where this holder's generation starts, for a leader continuing its own journal: one past the
+   * last sequence the newest earlier generation holds (its newest segment, or where its record
+   * says it starts when it holds none), with the chain hash there. Storage holding sequences the
+   * journal does not have is `corrupt` (restore first); a segment ending elsewhere than the
+   * journal's segment starting at the same sequence is `conflict` (another chain). A local
+   * segment the earlier generation lacks is a hole its writer left: the generation ends before it.
+   */
+  private async storedTip(cache: SegmentCache): Promise<{ startSeq: number; prevHash: Buffer }> {
+    const generations = (await new GenerationRecords(this.storage, this.prefix, this.db).refresh()).filter((g) => g.generation < this.generation);
+    const newest = generations.at(-1);
+    const names = await cache.segmentFileNames();
+    if (newest === undefined) return { startSeq: 1, prevHash: ZERO_HASH };
+    const stored = (await listDbKeys(this.storage, this.prefix, this.db)).segments.filter((s) => s.generation === newest.generation && s.firstSeq >= newest.startSeq);
+    if (stored.length === 0) return { startSeq: newest.startSeq, prevHash: newest.prevHash };
+    const storedStarts = new Set(stored.map((s) => s.firstSeq));
+    const localStarts = names.map(firstSeqOfFileName);
+    const hole = localStarts.find((first) => first > stored[0]!.firstSeq && first <= stored.at(-1)!.firstSeq && !storedStarts.has(first));
+    const last = hole === undefined ? stored.at(-1)! : stored.filter((s) => s.firstSeq < hole).at(-1)!;
+    const where = objectName(this.storage.description, last.key);
+    const bytes = await this.retry.run(() => this.storage.get(last.key), { signal: this.stopping.signal, description: `reading ${where}` });
+    if (bytes === null) throw new GraphstreamError('not_found', `${where} was listed but is gone`, { details: { key: last.key, retryable: true } });
+    const decoded = await (await this.coreLoading).decodeSegmentAsync(bytes).catch((err: unknown) => {
+      throw toGraphstreamError(err, `${where}, the newest segment of generation ${newest.generation}`);
+    });
+    const tip = { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash) };
+    const localSequence = await this.localSequence(names);
+    if (tip.lastSeq > localSequence) {
+      throw new GraphstreamError(
+        'corrupt',
+        `${where} holds sequences up to ${tip.lastSeq}, but the journal in ${this.directory} ends at ${localSequence}: ` +
+          `it lost sequences that were shipped; restore it from storage first (graphstream restore), so that it continues the stored chain`,
+      );
+    }
+    const localName = names.find((name) => firstSeqOfFileName(name) === last.firstSeq);
+    const local = localName === undefined ? null : await readSegmentEnds(join(this.directory, localName), await this.coreLoading);
+    if (local !== null && (local.header.lastSeq !== tip.lastSeq || !Buffer.from(local.trailer).equals(tip.chainHash))) {
+      throw new GraphstreamError(
+        'conflict',
+        `${where} ends at sequence ${tip.lastSeq} with chain hash ${tip.chainHash.toString('hex')}, but the journal's ${localName} ends at ` +
+          `${local.header.lastSeq} with ${Buffer.from(local.trailer).toString('hex')}: the stored chain is another one; not continuing it`,
+      );
+    }
+    return { startSeq: tip.lastSeq + 1, prevHash: tip.chainHash };
   }
 
   /**
@@ -616,11 +798,13 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           const started = this.clock.now();
           const failuresBefore = this.failuresRecorded;
           const key = this.keyFor(segment.firstSeq);
+          const lease = this.lease;
           await this.retry.run(
             () => {
+              lease?.check();
               if (!attempt.made) this.counters.attempted++;
               attempt.made = true;
-              return staged!.put(key, { ifNoneMatch: '*' });
+              return staged!.put(key, lease === null ? { ifNoneMatch: '*' } : { ifNoneMatch: '*', signal: lease.signal });
             },
             {
               signal: this.stopping.signal,
@@ -629,7 +813,12 @@ export class Uploader extends EventEmitter<UploaderEvents> {
                 this.counters.retries++;
               },
             },
-          );
+          ).catch((err: unknown) => {
+            if (lease !== null && isGraphstreamError(err, 'conflict')) lease.fence(`another writer holds ${objectName(this.storage.description, key)}`, err);
+            throw lease?.fenced ?? err;
+          });
+          // acknowledged only when the put completed while the lease was still ours
+          lease?.check();
           const { lastSeq, chainHash } = checked.end;
           return {
             put: { name: segment.name, key, size: staged.size, sha256: staged.sha256, lastSeq, chainHash: chainHash.toString('hex') },

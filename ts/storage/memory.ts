@@ -26,6 +26,7 @@ export class MemoryStorage implements SegmentStorage {
     checkKey(key, this.description);
     checkBody(bytes, objectName(this.description, key));
     checkPutConditions(options, objectName(this.description, key));
+    options?.signal?.throwIfAborted();
     const existing = this.objects.get(key);
     if (options?.ifNoneMatch === '*' && existing !== undefined) {
       if (sameBytes(existing.bytes, bytes)) return { created: false, etag: existing.etag };
