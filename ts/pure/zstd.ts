@@ -1,8 +1,9 @@
 /**
  * zstd for the pure core: `node:zlib` where the runtime has it (Node >= 22.15 and 23.8),
- * otherwise the WebAssembly build of `@bokuweb/zstd-wasm`, loaded on first use. Either way a
- * body is decompressed frame by frame, each bounded by what its headers allow, and checked as
- * the native core checks it (crate/src/segment.rs), so that both fail alike on any body.
+ * otherwise the WebAssembly build of `@bokuweb/zstd-wasm`, loaded on first use (with node:zlib,
+ * only for the rare damaged body that zlibCodec leaves to it). Either way a body is decompressed
+ * frame by frame, each bounded by what its headers allow, and checked as the native core checks
+ * it (crate/src/segment.rs), so that both fail alike on any body.
  *
  * The wasm module is instantiated synchronously on first use (Node compiles
  * WebAssembly synchronously without a size limit), so every pure-core function
