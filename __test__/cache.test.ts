@@ -261,6 +261,16 @@ describe.each(cores)('SegmentCache ($kind core)', (core) => {
     expect((await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort()).toEqual([sealed[4], live].sort());
   });
 
+  it('cleanup counts what any generation of the same db uploaded: successive writers of a db do not keep each other\'s segments forever', async () => {
+    const { sealed, live } = await writeJournal(dir, 5, 2, true);
+    const before = await open(dir, DEST, {}, { now: clock });
+    for (const name of sealed.slice(0, 3)) await before.markUploaded(record(name, 1, now - 1));
+    const next = await open(dir, { ...DEST, generation: DEST.generation + 1 }, { retentionMs: 0, maxBytes: 1 }, { now: clock });
+    for (const name of sealed.slice(3)) await next.markUploaded(record(name, 1, now - 1));
+    expect((await next.cleanup()).deletedSegments).toBe(4); // all but the newest uploaded one
+    expect((await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort()).toEqual([sealed[4], live].sort());
+  });
+
   it('the uploaded high-water mark is the highest last sequence any manifest records, and survives cleanup of its segment', async () => {
     const { sealed } = await writeJournal(dir, 3, 2, false);
     expect(await SegmentCache.uploadedHighWater(dir)).toBeNull();

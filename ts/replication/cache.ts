@@ -419,8 +419,9 @@ export class SegmentCache {
       }
     }
 
-    const others = await this.otherDestinationsUploaded();
-    const deletable = files.filter((file) => this.records.has(file.name) && others.every((uploaded) => uploaded.has(file.name)));
+    const { sameDb, others } = await this.uploadedElsewhere();
+    const uploadedAt = (name: string) => this.records.get(name)?.uploadedAt ?? sameDb.get(name)?.uploadedAt;
+    const deletable = files.filter((file) => uploadedAt(file.name) !== undefined && others.every((uploaded) => uploaded.has(file.name)));
     deletable.pop(); // the newest of them stays
     const stats: CleanupStats = {
       deletedSegments: 0,
@@ -432,8 +433,7 @@ export class SegmentCache {
     };
     const now = this.now();
     for (const file of deletable) {
-      const record = this.records.get(file.name)!;
-      const expired = now - record.uploadedAt > this.config.retentionMs;
+      const expired = now - uploadedAt(file.name)! > this.config.retentionMs;
       const overSize = stats.remainingBytes > this.config.maxBytes;
       if (!expired && !overSize) continue;
       await this.deleteSegment(file);
@@ -462,14 +462,26 @@ export class SegmentCache {
     this.changes++;
   }
 
-  /** For each other known destination (manifests in `uploads/`, an earlier version's manifest.json), the segments it has. */
-  private async otherDestinationsUploaded(): Promise<Set<string>[]> {
-    const others = (await readAllManifests(this.dir, this.manifestPath))
-      .filter(({ manifest }) => !sameDestination(manifest.destination, this.destination))
-      .map(({ manifest }) => new Set(manifest.segments.map((record) => record.name)));
+  /**
+   * What the other manifests of the directory record: `sameDb`, the uploads to other generations
+   * of this destination's db (successive writers of one db under a lease: a segment one of them
+   * uploaded is in the db, whichever generation holds it); `others`, for each other destination
+   * (another storage, prefix or db; an earlier version's manifest.json), the segments it has.
+   */
+  private async uploadedElsewhere(): Promise<{ sameDb: Map<string, UploadRecord>; others: Set<string>[] }> {
+    const sameDb = new Map<string, UploadRecord>();
+    const others: Set<string>[] = [];
+    for (const { manifest } of await readAllManifests(this.dir, this.manifestPath)) {
+      if (sameDestination(manifest.destination, this.destination)) continue;
+      if (sameDestination(manifest.destination, { ...this.destination, generation: manifest.destination.generation })) {
+        for (const record of manifest.segments) sameDb.set(record.name, record);
+      } else {
+        others.push(new Set(manifest.segments.map((record) => record.name)));
+      }
+    }
     const legacy = await readLegacyManifest(join(this.dir, LEGACY_MANIFEST_FILE));
     if (legacy.length > 0) others.push(new Set(legacy.map((record) => record.name)));
-    return others;
+    return { sameDb, others };
   }
 
   /** Names of the segment files in the directory (any state), oldest first. */
