@@ -19,7 +19,7 @@ import { LocalStorage } from '../ts/storage/local.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { Output } from '../ts/cli/output.js';
-import { buildCli, removeCliBuild, runCli, startCli, startWriter, type CliResult } from './helpers/cli.js';
+import { buildCli, removeCliBuild, runCli, runCliPiped, startCli, startWriter, type CliResult } from './helpers/cli.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
 import { VECTORS_DIR, manifest } from './helpers/vectors.js';
@@ -40,7 +40,18 @@ function s3Env(): Record<string, string | undefined> {
     AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
     AWS_SESSION_TOKEN: undefined,
     AWS_PROFILE: undefined,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined,
   };
+}
+
+/** Resolves once `running` has written `text` to stderr; rejects if it exits first. */
+async function untilStderr(running: ReturnType<typeof startCli>, text: string): Promise<void> {
+  let exited: CliResult | undefined;
+  void running.exited.then((result) => (exited = result));
+  while (!running.stderr.includes(text)) {
+    if (exited !== undefined) throw new Error(`exited (${exited.code}) before writing ${text}:\n${exited.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** The value printed after `label:` on each line that has it. */
@@ -119,8 +130,21 @@ describe('usage', () => {
       const [args, message] = cases[index]!;
       expect(result.code, args.join(' ')).toBe(2);
       expect(result.stderr, args.join(' ')).toMatch(message);
+      expect(result.stderr, args.join(' ')).toMatch(/^graphstream: error \[invalid_argument\]: /);
       expect(result.stdout, args.join(' ')).toBe('');
     });
+  });
+
+  test('help text is wrapped once, by commander: description lines fill the width', async () => {
+    for (const command of ['demo', 'inspect', 'verify', 'repair', 'restore', 'tail', 'replicate']) {
+      const result = await runCli([command, '--help']);
+      expect(result.code).toBe(0);
+      const lines = result.stdout.split('\n');
+      const description = lines.slice(lines.findIndex((line) => line.startsWith('Usage:')) + 2, lines.findIndex((line) => /^(Arguments|Options):/.test(line)) - 1);
+      expect(description.length, command).toBeGreaterThan(1);
+      for (const line of description.slice(0, -1)) expect(line.length, `${command}: ${line}`).toBeGreaterThan(60);
+      for (const line of lines) expect(line.length, `${command}: ${line}`).toBeLessThanOrEqual(80);
+    }
   });
 });
 
@@ -161,7 +185,7 @@ describe('demo', () => {
   // One demo run; the tests after the first one use what it left in its directory.
   beforeAll(async () => {
     demoDir = await mkdtemp(join(tmpdir(), 'graphstream-cli-demo-'));
-    demo = await runCli(['demo', '--dir', demoDir, '--entries', String(ENTRIES)]);
+    demo = await runCli(['demo', '--dir', demoDir, '--entries', String(ENTRIES)], { env: { npm_command: undefined } }); // not under npx
   });
   afterAll(() => rm(demoDir, { recursive: true, force: true }));
 
@@ -209,6 +233,9 @@ describe('demo', () => {
     const verified = await runCli(['verify', storage!], { env: s3Env() });
     expect(verified.code).toBe(0);
     expect(fieldValues(verified.stdout, 'entries')).toEqual(['400']);
+    // no AWS SDK notices on stderr (its Node.js support notice fires on Node < 22)
+    expect(result.stderr).toBe('');
+    expect(verified.stderr).toBe('');
   });
 
   test('restore rebuilds the journal up to a sequence and up to a time', async () => {
@@ -234,6 +261,70 @@ describe('demo', () => {
     const beyond = await runCli(['restore', store, '--db', 'demo', '--dir', join(await tempDir('cli-restore-beyond'), 'db'), '--to-sequence', '99999']);
     expect(beyond.code).toBe(1);
     expect(beyond.stderr).toMatch(/graphstream: error \[not_found\]: .*99999/);
+  });
+
+  test('restore of a db or store that does not exist fails with not_found, or does nothing with --if-replica-exists', async () => {
+    const store = `file://${join(demoDir, 'store')}`;
+    const bucket = await createTestBucket('cli-restore-missing');
+    const missing: string[][] = [
+      [store, '--db', 'nosuchdb'],
+      [`file://${join(demoDir, 'no-such-store')}`, '--db', 'demo'],
+      [`s3://${bucket}`, '--db', 'demo'],
+      [`s3://${bucket}-absent`, '--db', 'demo'],
+    ];
+    for (const target of missing) {
+      const dir = join(await tempDir('cli-restore-missing'), 'db');
+      const failed = await runCli(['restore', ...target, '--dir', dir], { env: s3Env() });
+      expect(failed.code, target.join(' ')).toBe(1);
+      expect(failed.stderr, target.join(' ')).toMatch(/^graphstream: error \[not_found\]: restore: .* holds no replica of db /);
+      expect(failed.stdout).toBe('');
+      await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
+
+      const skipped = await runCli(['restore', ...target, '--dir', dir, '--if-replica-exists'], { env: s3Env() });
+      expect(skipped.code, target.join(' ')).toBe(0);
+      expect(skipped.stderr).toMatch(/nothing restored/);
+      expect(skipped.stdout).toBe('');
+      await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
+    }
+    // an existing replica is restored as usual with --if-replica-exists
+    const present = join(await tempDir('cli-restore-present'), 'db');
+    const restored = await runCli(['restore', store, '--db', 'demo', '--dir', present, '--if-replica-exists', '--to-sequence', '10']);
+    expect(restored.code).toBe(0);
+    expect(fieldValues(restored.stdout, 'sequences')).toEqual(['1..10']);
+  });
+
+  test('restore refuses a non-empty directory unless --force, and never restores over a journal', async () => {
+    const store = `file://${join(demoDir, 'store')}`;
+    const dir = await tempDir('cli-restore-nonempty');
+    await writeFile(join(dir, 'notes.txt'), 'kept\n');
+    const refused = await runCli(['restore', store, '--db', 'demo', '--dir', dir]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^graphstream: error \[invalid_argument\]: .*is not empty.*--force/);
+    expect(await readdir(dir)).toEqual(['notes.txt']);
+
+    const forced = await runCli(['restore', store, '--db', 'demo', '--dir', dir, '--force', '--to-sequence', '50']);
+    expect(forced.code).toBe(0);
+    expect(fieldValues(forced.stdout, 'sequences')).toEqual(['1..50']);
+    expect(await readFile(join(dir, 'notes.txt'), 'utf8')).toBe('kept\n');
+
+    const overJournal = await runCli(['restore', store, '--db', 'demo', '--dir', dir, '--force']);
+    expect(overJournal.code).toBe(1);
+    expect(overJournal.stderr).toMatch(/error \[invalid_argument\]: .*already holds a journal/);
+  });
+
+  test('tail piped into head exits 0 once head has its lines', async () => {
+    const result = await runCliPiped(['tail', `file://${join(demoDir, 'store')}`, '--db', 'demo', '--json', '--poll', '50'], 'head -2');
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { sequence: number }).sequence)).toEqual([1, 2]);
+  });
+
+  test('the closing hint repeats the command as it was run', async () => {
+    const hint = (result: CliResult) => /^next: (.*) verify /m.exec(result.stdout)?.[1];
+    expect(hint(demo)).toMatch(/^node \S+graphstream\.mjs$/);
+    const viaNpx = await runCli(['demo', '--entries', '20', '--dir', await tempDir('cli-demo-npx')], { env: { npm_command: 'exec' } });
+    expect(viaNpx.code).toBe(0);
+    expect(hint(viaNpx)).toBe('npx graphstream');
   });
 
   test('tail prints verified entries from storage until SIGTERM', async () => {
@@ -536,6 +627,40 @@ describe('repair', () => {
 });
 
 describe('replicate', () => {
+  test('waits for a journal directory that does not exist yet, then ships it', async () => {
+    const dir = join(await tempDir('cli-sidecar-later'), 'graph');
+    const store = await tempDir('cli-sidecar-later-store');
+    const sidecar = startCli(['replicate', dir, `file://${store}`, '--interval', '50']);
+    let writer: ReturnType<typeof startWriter> | undefined;
+    try {
+      await untilStderr(sidecar, `waiting for ${dir} to be created`);
+      writer = startWriter(dir, 2048);
+      await writer.waitFor(/^at 0$/m);
+      writer.send('append 60');
+      await writer.waitFor(/^at 60$/m);
+      const { sealed } = await settledSegmentStates(dir);
+      await sidecar.waitFor(/^uploaded journal-/m, (matches) => matches.length >= sealed.length);
+      sidecar.kill('SIGTERM');
+      const stopped = await sidecar.exited;
+      expect(stopped.code).toBe(0);
+      expect(stopped.stdout).toContain(`replicating ${dir} to`);
+    } finally {
+      writer?.kill('SIGKILL');
+      await writer?.exited;
+      sidecar.kill('SIGKILL');
+      await sidecar.exited;
+    }
+  });
+
+  test('a stop signal while waiting for the journal directory exits 0', async () => {
+    const dir = join(await tempDir('cli-sidecar-never'), 'graph');
+    const sidecar = startCli(['replicate', dir, `file://${await tempDir('cli-sidecar-never-store')}`, '--interval', '50']);
+    await untilStderr(sidecar, 'waiting for');
+    sidecar.kill('SIGTERM');
+    const stopped = await sidecar.exited;
+    expect(stopped.code).toBe(0);
+  });
+
   test('ships the segments another process seals, serves metrics, and drains on SIGTERM', async () => {
     const dir = await tempDir('cli-sidecar');
     const store = await tempDir('cli-sidecar-store');

@@ -116,6 +116,22 @@ export function runCli(args: readonly string[], options?: RunOptions): Promise<C
   return running.exited;
 }
 
+/** Runs `graphstream <args> | <shellPipe>` in bash: stdout is the pipe's, `code` the CLI's own exit code. */
+export function runCliPiped(args: readonly string[], shellPipe: string): Promise<CliResult> {
+  const child = spawn('bash', ['-c', `"$0" "$@" | ${shellPipe}; exit "\${PIPESTATUS[0]}"`, process.execPath, CLI_SCRIPT, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
 /** Starts the journal writer of __test__/helpers/cli-writer.ts on `dir`. */
 export function startWriter(dir: string, maxSegmentBytes: number): RunningProcess {
   return new RunningProcess(WRITER_SCRIPT, [dir, String(maxSegmentBytes)]);

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Core } from '../core/core.js';
 import { GraphstreamError } from '../errors.js';
@@ -147,14 +147,26 @@ async function prepareDir(command: Command, dir: string | undefined): Promise<st
   return absolute;
 }
 
+/**
+ * How the user ran this CLI, to repeat in hints: `npx graphstream` under npx (from a clone or a
+ * project that depends on it), `graphstream` from an installed bin, else `node <script>`.
+ */
+function invocation(): string {
+  if (process.env.npm_command === 'exec') return 'npx graphstream';
+  const script = process.argv[1] ?? '';
+  if (basename(script) === 'graphstream') return 'graphstream';
+  const shown = relative(process.cwd(), script);
+  return `node ${shown.startsWith('..') || isAbsolute(shown) ? script : shown}`;
+}
+
 export function registerDemo(program: Command, output: Output): void {
   withStorageOptions(
     program
       .command('demo')
       .summary('run the whole replication pipeline end to end on a local store')
       .description(
-        'Appends a stream of typed graph mutations to a leader journal, ships its sealed segments to object\n' +
-          'storage (a directory under --dir, or --storage), rebuilds the journal from storage in a follower\n' +
+        'Appends a stream of typed graph mutations to a leader journal, ships its sealed segments to object ' +
+          'storage (a directory under --dir, or --storage), rebuilds the journal from storage in a follower ' +
           'directory, and checks that both chains match entry for entry. Needs no cloud account.',
       )
       .option('--dir <dir>', 'an empty directory for the leader, store and follower (default: a new temp dir)')
@@ -230,7 +242,8 @@ export function registerDemo(program: Command, output: Output): void {
       for (const line of await metricLines(metrics)) output.print(`  ${line}`);
       output.print();
       output.print(`OK: leader and follower match, ${comparison.entries} entries, chain hash ${comparison.chainHash.toString('hex')}`);
-      output.print(`next: graphstream verify ${leaderDir}  |  graphstream inspect ${join(followerDir, segmentFileName(comparison.firstSeq))}`);
+      const cli = invocation();
+      output.print(`next: ${cli} verify ${leaderDir}  |  ${cli} inspect ${join(followerDir, segmentFileName(comparison.firstSeq))}`);
     } finally {
       await storage.close?.();
     }

@@ -127,7 +127,7 @@ export function registerInspect(program: Command, output: Output): void {
     .command('inspect')
     .summary("show a segment's header and entries")
     .description(
-      "Decodes and verifies one .hadbj segment (sealed or unsealed) and prints its header and every entry:\n" +
+      "Decodes and verifies one .hadbj segment (sealed or unsealed) and prints its header and every entry: " +
         'sequence, prev/chain hash prefixes, payload size, and the decoded graphd query with its parameters.',
     )
     .argument('<segment>', 'a .hadbj segment file')

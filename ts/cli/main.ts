@@ -18,13 +18,23 @@ import { registerVerify } from './verify.js';
 
 const FAILURE_EXIT_CODE = 1;
 
+/** Every error the CLI prints, its own and commander's: `graphstream: error [code]: message`. */
+export function errorLine(code: string, message: string): string {
+  return `graphstream: error [${code}]: ${message}`;
+}
+
 function buildProgram(output: Output): Command {
   const program = new Command('graphstream')
     .description('Journal replication for graph databases: write, ship, verify and replay .hadbj journals.')
     .version(packageJson.version)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
-    .configureOutput({ writeOut: (text) => output.out.write(text), writeErr: (text) => output.err.write(text) });
+    .configureOutput({
+      writeOut: (text) => output.out.write(text),
+      writeErr: (text) => output.err.write(text),
+      // commander's messages start with `error: `; bad arguments are invalid_argument (exit code 2)
+      outputError: (text, write) => write(errorLine('invalid_argument', text.replace(/^error: /, ''))),
+    });
   registerDemo(program, output);
   registerInspect(program, output);
   registerVerify(program, output);
@@ -44,15 +54,20 @@ export async function run(argv: readonly string[], output = new Output()): Promi
     // commander has printed its message (or the help) already
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE_ERROR_EXIT_CODE;
     const error = toGraphstreamError(err);
-    output.note(`graphstream: error [${error.code}]: ${error.message}`);
+    output.note(errorLine(error.code, error.message));
     return FAILURE_EXIT_CODE;
   }
 }
 
-// Output piped into `head` and closed early is not a failure of the command.
+// Output piped into `head` and closed early is not a failure of the command (tail stops on it).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
+  if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
 });
+
+// The AWS SDK prints a 9-line notice about its future Node.js support on every run under Node < 22;
+// this is the switch the SDK reads (@aws-sdk/core emitWarningIfUnsupportedVersion). A user's own
+// setting wins.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 run(process.argv).then((code) => {
   process.exitCode = code;

@@ -10,7 +10,7 @@ import { checkDb, checkPrefix } from '../storage/names.js';
 
 export const USAGE_ERROR_EXIT_CODE = 2;
 
-/** Stops the command with a usage error: commander prints `error: <message>`, the exit code is 2. */
+/** Stops the command with a usage error: main prints `graphstream: error [invalid_argument]: <message>`, the exit code is 2. */
 export function usageError(command: Command, message: string): never {
   command.error(`error: ${message}`, { exitCode: USAGE_ERROR_EXIT_CODE, code: 'graphstream.usage' });
 }
@@ -83,7 +83,8 @@ export function withStorageOptions(command: Command): Command {
     .addHelpText(
       'after',
       '\nStorage URLs: s3://bucket[/prefix], file:///dir, a directory path, memory://.\n' +
-        'Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), else the AWS SDK chain.',
+        'Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN),\n' +
+        'else the AWS SDK chain.',
     );
 }
 

@@ -51,9 +51,9 @@ export function registerRepair(program: Command, output: Output): void {
     .command('repair')
     .summary('move damaged journal data aside into quarantine/ so the journal opens again')
     .description(
-      'Opens a journal directory that fails with `corrupt` (data that a crash cannot explain) as a writer would,\n' +
-        'moving the damaged segment and every later one, or the end of the live segment from the damage on, into\n' +
-        "quarantine/<time>/ inside it: nothing is deleted. The journal continues after the last entry that verifies;\n" +
+      'Opens a journal directory that fails with `corrupt` (data that a crash cannot explain) as a writer would, ' +
+        'moving the damaged segment and every later one, or the end of the live segment from the damage on, into ' +
+        "quarantine/<time>/ inside it: nothing is deleted. The journal continues after the last entry that verifies; " +
         'the report says which sequences were dropped. Fails with `locked` while a writer has the journal open.',
     )
     .argument('<dir>', 'a journal directory')

@@ -54,15 +54,37 @@ async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string
   return server;
 }
 
+/**
+ * Waits until `directory` exists (the sidecar may start before the writer has created its journal),
+ * looking every `intervalMs`; false when a stop signal came first.
+ */
+async function waitForDirectory(directory: string, intervalMs: number, stop: Promise<unknown>, output: Output): Promise<boolean> {
+  let stopped = false;
+  void stop.then(() => (stopped = true));
+  for (let noted = false; ; noted = true) {
+    const info = await stat(directory).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw toGraphstreamError(err, `journal directory ${directory}`);
+    });
+    if (info !== null) {
+      if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${directory} is not a directory`);
+      return true;
+    }
+    if (!noted) output.note(`graphstream: waiting for ${directory} to be created`);
+    await Promise.race([stop, new Promise((resolveWait) => setTimeout(resolveWait, intervalMs))]);
+    if (stopped) return false;
+  }
+}
+
 export function registerReplicate(program: Command, output: Output): void {
   withStorageOptions(
     program
       .command('replicate')
       .summary('sidecar: ship the sealed segments of a journal another process writes')
       .description(
-        'Watches a journal directory that another process writes and uploads every sealed segment to object\n' +
-          'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or\n' +
-          'SIGINT, then waits for the uploads in flight and exits 0.',
+        'Watches a journal directory that another process writes and uploads every sealed segment to object ' +
+          'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or ' +
+          'SIGINT, then waits for the uploads in flight and exits 0. A journal directory that does not exist yet is waited for.',
       )
       .argument('<journal-dir>', 'the journal directory')
       .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
@@ -79,11 +101,6 @@ export function registerReplicate(program: Command, output: Output): void {
     } catch {
       usageError(this, `cannot name the db after ${directory}: give --db`);
     }
-    const info = await stat(directory).catch((err: unknown) => {
-      throw toGraphstreamError(err, `journal directory ${directory}`);
-    });
-    if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${directory} is not a directory`);
-
     const storage = await openStorageArg(this, storageUrl, options);
     const metrics = new GraphstreamMetrics({ db });
     const uploader = new Uploader({
@@ -96,7 +113,7 @@ export function registerReplicate(program: Command, output: Output): void {
       metrics,
     });
     uploader.on('uploaded', (record) => output.print(`uploaded ${record.name} -> ${record.key} (${formatBytes(record.size)})`));
-    uploader.on('error', (err) => output.note(`graphstream: upload problem [${err.code}]: ${err.message}`));
+    uploader.on('error', (err) => output.note(`graphstream: warning [${err.code}]: ${err.message}`));
     let server: Server | null = null;
     const signals = stopSignals();
     try {
@@ -105,6 +122,7 @@ export function registerReplicate(program: Command, output: Output): void {
         const { address, port } = server.address() as AddressInfo;
         output.print(`metrics on http://${address.includes(':') ? `[${address}]` : address}:${port}/metrics`);
       }
+      if (!(await waitForDirectory(directory, options.interval, signals.received, output))) return;
       await uploader.start();
       output.print(`replicating ${directory} to ${storage.description.replace(/\/?$/, '/')}${options.prefix}${db}/ (every ${options.interval} ms)`);
       const signal = await signals.received;

@@ -16,3 +16,27 @@ export function stopSignals(): { received: Promise<NodeJS.Signals>; dispose(): v
   });
   return { received, dispose: () => dispose() };
 }
+
+/**
+ * Resolves when a write to `stream` fails because its reader went away (`tail … | head -2`): a pipe
+ * gives no sign of that until the next write, which then fails with EPIPE.
+ */
+export function readerGone(stream: NodeJS.WritableStream): { gone: Promise<void>; readonly closed: boolean; dispose(): void } {
+  let closed = false;
+  let onError = (_err: NodeJS.ErrnoException): void => undefined;
+  const gone = new Promise<void>((resolveGone) => {
+    onError = (err) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') return;
+      closed = true;
+      resolveGone();
+    };
+    stream.on('error', onError);
+  });
+  return {
+    gone,
+    get closed() {
+      return closed;
+    },
+    dispose: () => void stream.off('error', onError),
+  };
+}

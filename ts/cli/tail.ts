@@ -10,7 +10,7 @@ import { Follower } from '../replication/follower.js';
 import type { JournalRecord } from '../journal/reader.js';
 import { Output, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
 import { dbArg, integerArg, openStorageArg, prefixArg, withStorageOptions, type StorageFlags } from './options.js';
-import { stopSignals } from './signals.js';
+import { readerGone, stopSignals } from './signals.js';
 
 interface TailCommandOptions extends StorageFlags {
   db: string;
@@ -43,9 +43,9 @@ export function registerTail(program: Command, output: Output): void {
       .command('tail')
       .summary("follow a db's journal in object storage and print its entries")
       .description(
-        'Follows the journal of a db in object storage: every segment is verified (checksums, CRCs, the hash\n' +
-          'chain) before its entries are printed, one per line, oldest first, then new ones as they are\n' +
-          'uploaded, until SIGTERM or SIGINT.',
+        'Follows the journal of a db in object storage: every segment is verified (checksums, CRCs, the hash ' +
+          'chain) before its entries are printed, one per line, oldest first, then new ones as they are ' +
+          'uploaded, until SIGTERM or SIGINT, or until the reader of its output goes away.',
       )
       .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
       .requiredOption('--db <db>', 'the db to follow', dbArg)
@@ -58,16 +58,22 @@ export function registerTail(program: Command, output: Output): void {
     const storage = await openStorageArg(this, storageUrl, options);
     const dir = options.dir === undefined ? await mkdtemp(join(tmpdir(), 'graphstream-tail-')) : resolve(options.dir);
     const signals = stopSignals();
+    const reader = readerGone(output.out);
     try {
       const follower = new Follower({ storage, prefix: options.prefix, db: options.db, dir });
-      void signals.received.then(() => follower.close()); // the tail ends, its position persisted
+      // the tail ends, its position persisted
+      void Promise.race([signals.received, reader.gone]).then(() => follower.close());
       const records = follower.tail({
         pollIntervalMs: options.poll,
         ...(options.fromSeq !== undefined ? { fromSeq: options.fromSeq } : {}),
       });
-      for await (const record of records) output.print(recordLine(record, options.json === true));
+      for await (const record of records) {
+        if (reader.closed) break;
+        output.print(recordLine(record, options.json === true));
+      }
     } finally {
       signals.dispose();
+      reader.dispose();
       await storage.close?.();
       if (options.dir === undefined) await rm(dir, { recursive: true, force: true });
     }

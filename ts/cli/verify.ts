@@ -342,9 +342,9 @@ export function registerVerify(program: Command, output: Output): void {
       .command('verify')
       .summary('check a whole journal: CRCs, hash chain, gaps and overlaps')
       .description(
-        'Checks every segment of a journal, the CRC of every entry and the hash chain end to end, and reports\n' +
-          'every problem with where it is. In a journal directory, a torn tail (the end of the last write, and\n' +
-          'trailing segments holding no entry) is what a crash leaves, not a problem; anything else is, as\n' +
+        'Checks every segment of a journal, the CRC of every entry and the hash chain end to end, and reports ' +
+          'every problem with where it is. In a journal directory, a torn tail (the end of the last write, and ' +
+          'trailing segments holding no entry) is what a crash leaves, not a problem; anything else is, as ' +
           '`Journal.open` sees it. Exit code 0 when everything verifies, 1 otherwise.',
       )
       .argument('<target>', 'a journal directory, or s3://bucket/prefix/db, file:///root/prefix/db, memory://')

@@ -212,7 +212,7 @@ export class S3Storage implements SegmentStorage {
     const retryable = isRetryableS3Error(err);
     const statusText = status === undefined ? '' : `HTTP ${status}, `;
     return new GraphstreamError(
-      code,
+      (err as SdkError | undefined)?.name === 'NoSuchBucket' ? 'not_found' : code,
       `${op} ${objectName(this.description, key)} failed: ${describeSdkError(err)} (${statusText}${retryable ? 'retryable' : 'not retryable'})`,
       { cause: err, details: { key, retryable, ...(status === undefined ? {} : { status }) } },
     );
