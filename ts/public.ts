@@ -53,6 +53,7 @@ export {
   openStorage,
   type ObjectStoreStorageOptions,
   type OpenStorageOptions,
+  type S3ClientLike,
   type S3StorageOptions,
 } from './storage/index.js';
 export type { S3Credentials } from './storage/s3.js';
