@@ -13,8 +13,8 @@ import { ParamValue } from '../ts/payload/params.js';
 import { decodeHeader, decodeSegment } from '../ts/pure/index.js';
 import { readJournal } from '../ts/journal/reader.js';
 import { compactOnce } from '../ts/replication/compaction.js';
-import { generationRecordKey, segmentKey } from '../ts/replication/layout.js';
-import { serializeGenerationRecord } from '../ts/replication/ownership.js';
+import { generationRecordKey, leaseKey, segmentKey } from '../ts/replication/layout.js';
+import { serializeGenerationRecord, serializeLeaseRecord } from '../ts/replication/ownership.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
@@ -100,13 +100,13 @@ async function segmentStates(dir: string): Promise<{ sealed: string[]; live: str
 
 describe('usage', () => {
   test('every command has --help', async () => {
-    const commands = [[], ['demo'], ['inspect'], ['verify'], ['repair'], ['restore'], ['tail'], ['replicate']];
+    const commands = [[], ['demo'], ['inspect'], ['verify'], ['repair'], ['restore'], ['tail'], ['replicate'], ['generations'], ['segments']];
     const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
     results.forEach((result, index) => {
       expect(result.code, `${commands[index]!.join(' ')} --help`).toBe(0);
       expect(result.stdout).toMatch(/^Usage: graphstream/);
     });
-    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*repair[\s\S]*restore[\s\S]*tail[\s\S]*replicate/);
+    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*repair[\s\S]*restore[\s\S]*tail[\s\S]*replicate[\s\S]*generations[\s\S]*segments/);
   });
 
   test('bad arguments exit with code 2 and say what is wrong', async () => {
@@ -136,7 +136,7 @@ describe('usage', () => {
   });
 
   test('help text is wrapped once, by commander: description lines fill the width', async () => {
-    for (const command of ['demo', 'inspect', 'verify', 'repair', 'restore', 'tail', 'replicate']) {
+    for (const command of ['demo', 'inspect', 'verify', 'repair', 'restore', 'tail', 'replicate', 'generations', 'segments']) {
       const result = await runCli([command, '--help']);
       expect(result.code).toBe(0);
       const lines = result.stdout.split('\n');
@@ -404,6 +404,40 @@ describe('inspect', () => {
   });
 });
 
+/**
+ * A store whose db `graph` (150 entries) is in two generations: generation 1 starts at `boundary`
+ * (its record written by epoch 2), and generation 0 also holds a stale segment at `boundary`,
+ * from another chain (what a writer that lost the lease went on with).
+ */
+async function twoGenerationStore() {
+  const store = await tempDir('cli-verify-generations-store');
+  const storage = new LocalStorage(store);
+  const ship = async (db: string, salt: number) => {
+    const journal = await Journal.open(await tempDir('cli-verify-generations'), { maxSegmentBytes: 2048 });
+    const uploader = new Uploader({ journal, storage, db });
+    for (let i = 1; i <= 150; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k, salt)));
+    await uploader.sync();
+    await uploader.stop();
+    await journal.close();
+    return journal.chainHash.toString('hex');
+  };
+  const chainHash = await ship('graph', 0);
+  await ship('other', 7); // the same segment sizes, another chain: what a writer that lost the lease went on with
+  const keys = await storage.list('graph/0000/');
+  const firstSeqOf = (key: string) => Number.parseInt(key.slice(-22, -6), 16);
+  const boundary = firstSeqOf(keys[Math.floor(keys.length / 2)]!);
+  const before = decodeSegment((await storage.get(keys[Math.floor(keys.length / 2) - 1]!))!);
+  for (const key of keys.filter((key) => firstSeqOf(key) >= boundary)) {
+    await storage.put(segmentKey('', 'graph', 1, firstSeqOf(key)), (await storage.get(key))!);
+    await storage.delete(key);
+  }
+  const record = { generation: 1, epoch: 2, holder: 'test/1', startSeq: boundary, prevHash: Buffer.from(before.chainHash), writtenMs: Date.now() };
+  await storage.put(generationRecordKey('', 'graph', 1), serializeGenerationRecord(record));
+  const staleKey = segmentKey('', 'graph', 0, boundary);
+  await storage.put(staleKey, (await storage.get(segmentKey('', 'other', 0, boundary)))!);
+  return { store, storage, chainHash, firstSeqs: keys.map(firstSeqOf), boundary, record, staleKey };
+}
+
 describe('verify', () => {
   test('a good journal directory verifies end to end', async () => {
     const dir = await tempDir('cli-verify');
@@ -478,31 +512,7 @@ describe('verify', () => {
   });
 
   test('a store with two generations verifies as one chain; a segment past the end of its generation is reported as stale, not read', async () => {
-    const store = await tempDir('cli-verify-generations-store');
-    const storage = new LocalStorage(store);
-    const ship = async (db: string, salt: number) => {
-      const journal = await Journal.open(await tempDir('cli-verify-generations'), { maxSegmentBytes: 2048 });
-      const uploader = new Uploader({ journal, storage, db });
-      for (let i = 1; i <= 150; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k, salt)));
-      await uploader.sync();
-      await uploader.stop();
-      await journal.close();
-      return journal.chainHash.toString('hex');
-    };
-    const chainHash = await ship('graph', 0);
-    await ship('other', 7); // the same segment sizes, another chain: what a writer that lost the lease went on with
-    const keys = await storage.list('graph/0000/');
-    const firstSeqOf = (key: string) => Number.parseInt(key.slice(-22, -6), 16);
-    const boundary = firstSeqOf(keys[Math.floor(keys.length / 2)]!);
-    const before = decodeSegment((await storage.get(keys[Math.floor(keys.length / 2) - 1]!))!);
-    for (const key of keys.filter((key) => firstSeqOf(key) >= boundary)) {
-      await storage.put(segmentKey('', 'graph', 1, firstSeqOf(key)), (await storage.get(key))!);
-      await storage.delete(key);
-    }
-    const record = { generation: 1, epoch: 2, holder: 'test/1', startSeq: boundary, prevHash: Buffer.from(before.chainHash), writtenMs: Date.now() };
-    await storage.put(generationRecordKey('', 'graph', 1), serializeGenerationRecord(record));
-    const staleKey = segmentKey('', 'graph', 0, boundary);
-    await storage.put(staleKey, (await storage.get(segmentKey('', 'other', 0, boundary)))!);
+    const { store, storage, chainHash, boundary, record, staleKey } = await twoGenerationStore();
 
     const verified = await runCli(['verify', `file://${store}/graph`]);
     expect(verified.code).toBe(0);
@@ -566,6 +576,55 @@ describe('verify', () => {
       expect(foreign.stdout).toContain(`PROBLEM [chain_broken] s3://${bucket}/${victim} sequence`);
     } finally {
       client.destroy();
+    }
+  });
+});
+
+describe('generations and segments', () => {
+  test('list the generations, their records and segments, the lease, and the stale segment, as text and JSON', async () => {
+    const { store, storage, firstSeqs, boundary, record, staleKey } = await twoGenerationStore();
+    const lease = { holder: 'host-b', epoch: 2, generation: 1, ttlMs: 10_000, renewals: 4, released: false, writtenMs: Date.now() };
+    await storage.put(leaseKey('', 'graph'), serializeLeaseRecord(lease));
+    const inZero = firstSeqs.filter((seq) => seq < boundary);
+    const inOne = firstSeqs.filter((seq) => seq >= boundary);
+
+    const text = await runCli(['generations', `file://${store}`, '--db', 'graph']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('lease: host-b, epoch 2, generation 1, ttl 10000 ms');
+    const rows = text.stdout.split('\n').filter((line) => /^\d+\s/.test(line)).map((line) => line.split(/\s+/));
+    expect(rows.map((row) => row.slice(0, 8))).toEqual([
+      ['0', '1', String(boundary - 1), String(inZero.length), '0', '1', '-', '-'],
+      ['1', String(boundary), '-', String(inOne.length), '0', '0', '2', 'test/1'],
+    ]);
+    const json = JSON.parse((await runCli(['generations', `file://${store}`, '--db', 'graph', '--json'])).stdout);
+    expect(json).toMatchObject({
+      db: 'graph',
+      lease: { holder: 'host-b', epoch: 2, generation: 1, released: false },
+      generations: [
+        { generation: 0, startSeq: 1, lastSeq: boundary - 1, record: null, segments: inZero.length, staleSegments: 1 },
+        { generation: 1, startSeq: boundary, lastSeq: null, record: { epoch: 2, holder: 'test/1' }, prevHash: record.prevHash.toString('hex'), segments: inOne.length },
+      ],
+    });
+
+    const segments = await runCli(['segments', `file://${store}`, '--db', 'graph']);
+    expect(segments.code).toBe(0);
+    const listed = segments.stdout.split('\n').filter((line) => /^\d+\s/.test(line)).map((line) => line.split(/\s+/));
+    expect(listed.map(([generation, first, , state]) => [generation, first, state])).toEqual([
+      ...inZero.map((seq) => ['0', String(seq), 'current']),
+      ['0', String(boundary), 'stale'],
+      ...inOne.map((seq) => ['1', String(seq), 'current']),
+    ]);
+    expect(listed[0]![2]).toBe(String(inZero[1]! - 1));
+    const one = JSON.parse((await runCli(['segments', `file://${store}`, '--db', 'graph', '--generation', '1', '--json'])).stdout);
+    expect(one.segments.map((segment: { firstSeq: number }) => segment.firstSeq)).toEqual(inOne);
+    expect(one.segments.at(-1)).toMatchObject({ generation: 1, lastSeqBefore: null, state: 'current', key: segmentKey('', 'graph', 1, inOne.at(-1)!) });
+    const stale = JSON.parse((await runCli(['segments', `file://${store}`, '--db', 'graph', '--generation', '0', '--json'])).stdout);
+    expect(stale.segments.filter((segment: { state: string }) => segment.state === 'stale').map((segment: { key: string }) => segment.key)).toEqual([staleKey]);
+
+    for (const command of ['generations', 'segments']) {
+      const missing = await runCli([command, `file://${store}`, '--db', 'nothing']);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/^graphstream: error \[not_found\]: .* holds no replica of db nothing/);
     }
   });
 });

@@ -8,6 +8,7 @@ import packageJson from '../../package.json' with { type: 'json' };
 import { toGraphstreamError } from '../errors.js';
 import { registerDemo } from './demo.js';
 import { registerInspect } from './inspect.js';
+import { registerListing } from './listing.js';
 import { USAGE_ERROR_EXIT_CODE } from './options.js';
 import { Output } from './output.js';
 import { registerRepair } from './repair.js';
@@ -42,6 +43,7 @@ function buildProgram(output: Output): Command {
   registerRestore(program, output);
   registerTail(program, output);
   registerReplicate(program, output);
+  registerListing(program, output);
   return program;
 }
 
