@@ -382,6 +382,25 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
     }
   });
 
+  it('a conflict on one of its segment keys fences the uploader: every later sync() is fenced too', { timeout: 30_000 }, async () => {
+    const bucket = await s3.createBucket('conflict');
+    const storage = track(await s3.open(bucket));
+    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    try {
+      await leader.write(20);
+      leader.uploader.on('error', () => undefined);
+      await storage.put(segmentKey('wal/', 'db', 0, 21), Buffer.from('another writer'), { ifNoneMatch: '*' });
+      await leader.journal.appendBatch(Array.from({ length: 10 }, (_, k) => entryFor(21 + k)));
+      const err = await rejection(leader.uploader.sync());
+      expect(err.code).toBe('fenced');
+      expect(err.message).toContain(segmentKey('wal/', 'db', 0, 21));
+      expect(leader.uploader.lease!.state).toBe('fenced');
+      expect((await rejection(leader.uploader.sync())).code).toBe('fenced');
+    } finally {
+      await leader.close();
+    }
+  });
+
   it('storage unreachable for the renewals fences the uploader by its deadline; once reachable again it puts nothing', { timeout: 30_000 }, async () => {
     const bucket = await s3.createBucket('unreachable');
     const proxy = await startFaultProxy({ target: s3.endpoint(), faultRate: 0, weights: { error503: 1, error500: 0, slowDown: 0, dropBefore: 0, dropAfter: 0, latency: 0 } });
