@@ -321,6 +321,15 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
     }
   }
 
+  /** A leader holding the lease on a fresh bucket (through `endpoint` when given), its uploads reported nowhere but its promises. */
+  async function leasedLeader(label: string, endpoint?: string) {
+    const bucket = await s3.createBucket(label);
+    const storage = track(await s3.open(bucket, endpoint === undefined ? {} : { endpoint, maxAttempts: 1 }));
+    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    leader.uploader.on('error', () => undefined);
+    return { storage, leader };
+  }
+
   it('two leaders started together, timed sealing: exactly one uploads, the other is fenced, storage is one chain', { timeout: 60_000 }, async () => {
     for (let round = 0; round < ROUNDS; round++) await race('timed');
   });
@@ -363,13 +372,10 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
   });
 
   it('a lease object changed behind its back fences the uploader: sync() rejects fenced, nothing is put after', { timeout: 30_000 }, async () => {
-    const bucket = await s3.createBucket('fence');
-    const storage = track(await s3.open(bucket));
-    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    const { storage, leader } = await leasedLeader('fence');
     try {
       await leader.write(30);
       const fenced = new Promise<GraphstreamError>((resolve) => leader.uploader.once('fenced', resolve));
-      leader.uploader.on('error', () => undefined);
       const intruder = { holder: 'intruder', epoch: 9, generation: 5, ttlMs: TTL_MS, renewals: 0, released: false, writtenMs: 0 };
       await storage.put(leaseKey('wal/', 'db'), serializeLeaseRecord(intruder));
       expect((await fenced).code).toBe('fenced');
@@ -383,12 +389,9 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
   });
 
   it('a conflict on one of its segment keys fences the uploader: every later sync() is fenced too', { timeout: 30_000 }, async () => {
-    const bucket = await s3.createBucket('conflict');
-    const storage = track(await s3.open(bucket));
-    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    const { storage, leader } = await leasedLeader('conflict');
     try {
       await leader.write(20);
-      leader.uploader.on('error', () => undefined);
       await storage.put(segmentKey('wal/', 'db', 0, 21), Buffer.from('another writer'), { ifNoneMatch: '*' });
       await leader.journal.appendBatch(Array.from({ length: 10 }, (_, k) => entryFor(21 + k)));
       const err = await rejection(leader.uploader.sync());
@@ -402,13 +405,10 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
   });
 
   it('storage unreachable for the renewals fences the uploader by its deadline; once reachable again it puts nothing', { timeout: 30_000 }, async () => {
-    const bucket = await s3.createBucket('unreachable');
     const proxy = await startFaultProxy({ target: s3.endpoint(), faultRate: 0, weights: { error503: 1, error500: 0, slowDown: 0, dropBefore: 0, dropAfter: 0, latency: 0 } });
-    const storage = track(await s3.open(bucket, { endpoint: proxy.endpoint, maxAttempts: 1 }));
-    const leader = await openLeader({ storage, prefix: 'wal/', db: 'db', core, lease: { holder: 'a', ttlMs: TTL_MS } });
+    const { storage, leader } = await leasedLeader('unreachable', proxy.endpoint);
     try {
       await leader.write(30);
-      leader.uploader.on('error', () => undefined);
       const fenced = new Promise<GraphstreamError>((resolve) => leader.uploader.once('fenced', resolve));
       proxy.setFaultRate(1);
       expect((await fenced).message).toContain('deadline');
