@@ -5,7 +5,7 @@
 import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { PassThrough } from 'node:stream';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Journal } from '../ts/journal/journal.js';
@@ -16,6 +16,8 @@ import { compactOnce } from '../ts/replication/compaction.js';
 import { generationRecordKey, leaseKey, segmentKey } from '../ts/replication/layout.js';
 import { serializeGenerationRecord, serializeLeaseRecord } from '../ts/replication/ownership.js';
 import { LocalStorage } from '../ts/storage/local.js';
+import { Follower } from '../ts/replication/follower.js';
+import { Lease } from '../ts/replication/lease.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { Output } from '../ts/cli/output.js';
@@ -100,13 +102,13 @@ async function segmentStates(dir: string): Promise<{ sealed: string[]; live: str
 
 describe('usage', () => {
   test('every command has --help', async () => {
-    const commands = [[], ['demo'], ['inspect'], ['verify'], ['repair'], ['restore'], ['tail'], ['replicate'], ['generations'], ['segments']];
+    const commands = [[], ['demo'], ['inspect'], ['verify'], ['repair'], ['restore'], ['tail'], ['replicate'], ['generations'], ['segments'], ['promote']];
     const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
     results.forEach((result, index) => {
       expect(result.code, `${commands[index]!.join(' ')} --help`).toBe(0);
       expect(result.stdout).toMatch(/^Usage: graphstream/);
     });
-    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*repair[\s\S]*restore[\s\S]*tail[\s\S]*replicate[\s\S]*generations[\s\S]*segments/);
+    expect(results[0]!.stdout).toMatch(/demo[\s\S]*inspect[\s\S]*verify[\s\S]*repair[\s\S]*restore[\s\S]*tail[\s\S]*replicate[\s\S]*generations[\s\S]*segments[\s\S]*promote/);
   });
 
   test('bad arguments exit with code 2 and say what is wrong', async () => {
@@ -189,21 +191,24 @@ describe('demo', () => {
   });
   afterAll(() => rm(demoDir, { recursive: true, force: true }));
 
-  test('replicates a journal through a local store into a follower, and the chains match', async () => {
+  test('replicates a journal through a local store, hands over to a standby, and a follower reads one chain', async () => {
     expect(demo.stderr).toBe(''); // piped: no progress bars
     expect(demo.code).toBe(0);
-    const [leaderHash, followerHash] = fieldValues(demo.stdout, 'chain hash');
+    const [handedOverHash, leaderHash, followerHash] = fieldValues(demo.stdout, 'chain hash');
+    expect(handedOverHash).toMatch(HEX_HASH);
     expect(leaderHash).toMatch(HEX_HASH);
     expect(followerHash).toBe(leaderHash);
+    const released = Number(/released at:\s+sequence (\d+)/.exec(demo.stdout)![1]);
+    expect(fieldValues(demo.stdout, 'promoted')).toEqual([`epoch 2, generation 1 from sequence ${released + 1}`]);
     expect(fieldValues(demo.stdout, 'sequences')).toEqual([`1..${ENTRIES}`]);
     expect(demo.stdout).toContain(`OK: leader and follower match, ${ENTRIES} entries, chain hash ${leaderHash}`);
     expect(demo.stdout).toMatch(new RegExp(`graphstream_entries_written_total\\{db="demo"\\} ${ENTRIES}`));
     expect(demo.stdout).toMatch(/graphstream_segments_downloaded_total\{db="demo"\} [1-9]/);
     demoChainHash = leaderHash!;
 
-    // What it left behind verifies with the CLI too: the leader's directory and the store.
+    // What it left behind verifies with the CLI too: the new leader's directory and the store.
     const [leader, store] = await Promise.all([
-      runCli(['verify', join(demoDir, 'leader')]),
+      runCli(['verify', join(demoDir, 'standby')]),
       runCli(['verify', `file://${join(demoDir, 'store')}/demo`]),
     ]);
     for (const verified of [leader, store]) {
@@ -217,7 +222,7 @@ describe('demo', () => {
     const result = await runCli(['demo', '--entries', String(ENTRIES), '--pure', '--dir', await tempDir('cli-demo-pure')]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('pure core');
-    const [nativeHash] = fieldValues(demo.stdout, 'chain hash');
+    const [, nativeHash] = fieldValues(demo.stdout, 'chain hash');
     expect(result.stdout).toContain(`OK: leader and follower match, ${ENTRIES} entries, chain hash ${nativeHash}`);
   });
 
@@ -250,7 +255,7 @@ describe('demo', () => {
 
     // Up to a time: every entry the leader stamped at or before it, and none after.
     const leader: { sequence: number; timestampMs: number }[] = [];
-    for await (const record of readJournal(join(demoDir, 'leader'))) leader.push({ sequence: record.sequence, timestampMs: Number(record.entry.timestampMs) });
+    for await (const record of readJournal(join(demoDir, 'standby'))) leader.push({ sequence: record.sequence, timestampMs: Number(record.entry.timestampMs) });
     const cutoff = leader[199]!.timestampMs;
     const expected = leader.filter((record) => record.timestampMs <= cutoff).length;
     const byTime = join(await tempDir('cli-restore-time'), 'db');
@@ -770,5 +775,44 @@ describe('replicate', () => {
       await writer.exited;
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('promote', () => {
+  test('takes over once the leader released its lease, ships what the new writer seals into the new generation, and releases on SIGTERM', async () => {
+    const store = await tempDir('cli-promote-store');
+    const storage = new LocalStorage(store);
+    // a TTL of a minute: only the release lets the standby in within the test's time
+    const leader = await Journal.open(await tempDir('cli-promote-leader'), { maxSegmentBytes: 2048 });
+    const uploader = new Uploader({ journal: leader, storage, db: 'graph', lease: { ttlMs: 60_000 } });
+    for (let i = 1; i <= 50; i += 10) await leader.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k)));
+    await uploader.release();
+    await leader.close();
+
+    const dir = await tempDir('cli-promote-standby');
+    const standby = startCli(['promote', `file://${store}`, '--db', 'graph', '--dir', dir, '--holder', 'standby-b']);
+    await standby.waitFor(/^promoted in \d+ ms$/m);
+    await standby.waitFor(/^\s*prev hash:/m);
+    expect(fieldValues(standby.stdout, 'holder')).toEqual(['standby-b']);
+    expect(fieldValues(standby.stdout, 'generation')).toEqual(['1']);
+    expect(fieldValues(standby.stdout, 'start sequence')).toEqual(['51']);
+
+    // The application now writes the directory; the standby ships what it seals into generation 1.
+    const writer = await Journal.open(dir, { maxSegmentBytes: 2048 });
+    expect(writer.sequence).toBe(50);
+    await writer.appendBatch(Array.from({ length: 20 }, (_, k) => entry(1000 + k)));
+    const sealed = basename((await writer.sealForUpload())!);
+    await writer.close();
+    await standby.waitFor(new RegExp(`^uploaded ${sealed} -> graph/0001/`, 'm'));
+    standby.kill('SIGTERM');
+    const stopped = await standby.exited;
+    expect(stopped.code).toBe(0);
+    expect(stopped.stdout).toContain('released the lease');
+    await new Lease({ storage, db: 'graph', ttlMs: 60_000 }).acquire({ wait: false }); // released: taken at once
+
+    const reader = new Follower({ storage, db: 'graph', dir: await tempDir('cli-promote-reader') });
+    const caughtUp = await reader.catchUp();
+    expect(caughtUp.sequence).toBe(70);
+    expect(caughtUp.chainHash.equals(writer.chainHash)).toBe(true);
   });
 });

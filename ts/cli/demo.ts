@@ -1,8 +1,10 @@
 /**
- * `graphstream demo`: the main job end to end on the embedded default. A leader journal takes a
- * stream of typed graph mutations, the Uploader ships its sealed segments to object storage (a
- * local directory unless --storage names another), a follower rebuilds the journal from storage
- * in a second directory, and both chains are compared entry for entry.
+ * `graphstream demo`: the main job end to end on the embedded default. A leader journal under a
+ * lease takes a stream of typed graph mutations, the Uploader ships its sealed segments to object
+ * storage (a local directory unless --storage names another), then the leader hands over: it
+ * releases the lease and a standby follower promotes, continuing the chain in a new generation
+ * with the rest of the stream. A follower rebuilds the whole journal from storage across both
+ * generations in a third directory, and it is compared with the new leader's entry for entry.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
@@ -41,6 +43,8 @@ interface DemoOptions extends StorageFlags {
 const DEFAULT_ENTRIES = 5000;
 /** small segments, so even a short demo ships several of them */
 const DEMO_SEGMENT_BYTES = 64 * 1024;
+/** the first leader appends this share of the mutations, the standby that takes over the rest */
+const HANDOVER_AT = 0.8;
 /** entries per append call; CONCURRENT_APPENDS calls are in flight at once and share fsyncs */
 const APPEND_BATCH = 25;
 const CONCURRENT_APPENDS = 4;
@@ -59,8 +63,8 @@ async function timed<T>(phases: Phase[], name: string, work: () => Promise<T>): 
   }
 }
 
-/** Appends the workload, `CONCURRENT_APPENDS` batches at a time. */
-async function appendWorkload(journal: Journal, count: number, metrics: GraphstreamMetrics, output: Output): Promise<void> {
+/** Appends `mutations`, `CONCURRENT_APPENDS` batches at a time. */
+async function appendWorkload(journal: Journal, mutations: Iterable<JournalAppendEntry>, count: number, metrics: GraphstreamMetrics, output: Output): Promise<void> {
   const progress = output.progress('appending', count);
   const pending: JournalAppendEntry[] = [];
   let written = 0;
@@ -78,7 +82,7 @@ async function appendWorkload(journal: Journal, count: number, metrics: Graphstr
     pending.length = 0;
     await Promise.all(calls);
   };
-  for (const entry of graphMutations(count)) {
+  for (const entry of mutations) {
     pending.push(entry);
     if (pending.length === APPEND_BATCH * CONCURRENT_APPENDS) await flush();
   }
@@ -138,6 +142,14 @@ async function metricLines(metrics: GraphstreamMetrics): Promise<string[]> {
   return text.split('\n').filter((line) => line.startsWith('graphstream_') && !line.includes('_bucket{'));
 }
 
+function* take<T>(items: Iterator<T>, count: number): Generator<T> {
+  for (let i = 0; i < count; i++) {
+    const next = items.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
 async function prepareDir(command: Command, dir: string | undefined): Promise<string> {
   if (dir === undefined) return mkdtemp(join(tmpdir(), 'graphstream-demo-'));
   const absolute = resolve(dir);
@@ -166,8 +178,9 @@ export function registerDemo(program: Command, output: Output): void {
       .summary('run the whole replication pipeline end to end on a local store')
       .description(
         'Appends a stream of typed graph mutations to a leader journal, ships its sealed segments to object ' +
-          'storage (a directory under --dir, or --storage), rebuilds the journal from storage in a follower ' +
-          'directory, and checks that both chains match entry for entry. Needs no cloud account.',
+          'storage (a directory under --dir, or --storage) under a lease, hands over to a standby that promotes ' +
+          'and continues the chain in a new generation, rebuilds the whole journal from storage in a follower ' +
+          "directory, and checks that it matches the new leader's entry for entry. Needs no cloud account.",
       )
       .option('--dir <dir>', 'an empty directory for the leader, store and follower (default: a new temp dir)')
       .option('--entries <n>', 'mutations to append', integerArg(1, 10_000_000), DEFAULT_ENTRIES)
@@ -177,6 +190,7 @@ export function registerDemo(program: Command, output: Output): void {
     const core = options.pure ? pureCore : activeCore;
     const dir = await prepareDir(this, options.dir);
     const leaderDir = join(dir, 'leader');
+    const standbyDir = join(dir, 'standby');
     const followerDir = join(dir, 'follower');
     const storage: SegmentStorage = options.storage === undefined ? new LocalStorage(join(dir, 'store')) : await openStorageArg(this, options.storage, options);
     // A fresh db name on shared storage, so runs never collide with earlier ones.
@@ -185,26 +199,48 @@ export function registerDemo(program: Command, output: Output): void {
     const phases: Phase[] = [];
 
     output.print(`graphstream demo: ${options.entries} mutations, ${core.kind} core`);
-    output.print(formatFields([['leader', leaderDir], ['storage', `${storage.description.replace(/\/?$/, '/')}${db}/`], ['follower', followerDir]]));
+    output.print(
+      formatFields([
+        ['leader', leaderDir],
+        ['storage', `${storage.description.replace(/\/?$/, '/')}${db}/`],
+        ['standby', standbyDir],
+        ['follower', followerDir],
+      ]),
+    );
 
     try {
+      const mutations = graphMutations(options.entries)[Symbol.iterator]();
+      const first = Math.max(1, Math.floor(options.entries * HANDOVER_AT));
       const journal = await Journal.open(leaderDir, { core, maxSegmentBytes: DEMO_SEGMENT_BYTES });
-      const uploader = new Uploader({ journal, storage, db, sealIntervalMs: 200, metrics });
+      const uploader = new Uploader({ journal, storage, db, lease: { holder: 'demo-leader' }, sealIntervalMs: 200, metrics });
       try {
         await uploader.start();
-        await timed(phases, 'append', () => appendWorkload(journal, options.entries, metrics, output));
-        await timed(phases, 'upload', () => uploader.sync());
+        await timed(phases, 'append', () => appendWorkload(journal, take(mutations, first), first, metrics, output));
+        await timed(phases, 'upload', () => uploader.release());
       } finally {
         await uploader.stop();
         await journal.close();
       }
       const journalStats = journal.stats();
-      for (let i = 0; i < journalStats.segmentsSealed; i++) metrics.recordSegmentSealed();
       const uploads = uploader.stats();
+
+      const standby = new Follower({ storage, db, dir: standbyDir, core, metrics });
+      const promotion = await timed(phases, 'handover', () => standby.promote({ lease: { holder: 'demo-standby' }, uploader: { sealIntervalMs: 200 } }));
+      const rest = options.entries - journal.sequence;
+      try {
+        await timed(phases, 'append after', () => appendWorkload(promotion.journal, take(mutations, rest), rest, metrics, output));
+        await timed(phases, 'upload after', () => promotion.uploader.sync());
+      } finally {
+        await promotion.uploader.release();
+        await promotion.uploader.stop();
+        await promotion.journal.close();
+      }
+      const sealed = journalStats.segmentsSealed + promotion.journal.stats().segmentsSealed;
+      for (let i = 0; i < sealed; i++) metrics.recordSegmentSealed();
 
       const follower = new Follower({ storage, db, dir: followerDir, core, metrics });
       const followed = await timed(phases, 'follow', () => follower.catchUp());
-      const comparison = await timed(phases, 'verify', () => compareJournals(leaderDir, followerDir, core, output, options.entries));
+      const comparison = await timed(phases, 'verify', () => compareJournals(standbyDir, followerDir, core, output, options.entries));
       if (comparison.entries !== options.entries) {
         throw new GraphstreamError('gap', `the follower has ${comparison.entries} entries, the leader appended ${options.entries}`);
       }
@@ -218,6 +254,15 @@ export function registerDemo(program: Command, output: Output): void {
           ['append rate', `${formatRate(journalStats.appends, appendMs)} entries/s`],
           ['segments sealed', journalStats.segmentsSealed],
           ['chain hash', journal.chainHash.toString('hex')],
+        ]),
+      );
+      output.print('handover');
+      output.print(
+        formatFields([
+          ['released at', `sequence ${journal.sequence} (epoch ${uploader.lease!.epoch}, generation ${uploader.lease!.generation})`],
+          ['promoted', `epoch ${promotion.record.epoch}, generation ${promotion.record.generation} from sequence ${promotion.record.startSeq}`],
+          ['entries appended', rest],
+          ['chain hash', promotion.journal.chainHash.toString('hex')],
         ]),
       );
       output.print('upload');
@@ -243,7 +288,7 @@ export function registerDemo(program: Command, output: Output): void {
       output.print();
       output.print(`OK: leader and follower match, ${comparison.entries} entries, chain hash ${comparison.chainHash.toString('hex')}`);
       const cli = invocation();
-      output.print(`next: ${cli} verify ${leaderDir}  |  ${cli} inspect ${join(followerDir, segmentFileName(comparison.firstSeq))}`);
+      output.print(`next: ${cli} verify ${standbyDir}  |  ${cli} inspect ${join(followerDir, segmentFileName(comparison.firstSeq))}`);
     } finally {
       await storage.close?.();
     }

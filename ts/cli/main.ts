@@ -11,6 +11,7 @@ import { registerInspect } from './inspect.js';
 import { registerListing } from './listing.js';
 import { USAGE_ERROR_EXIT_CODE } from './options.js';
 import { Output } from './output.js';
+import { registerPromote } from './promote.js';
 import { registerRepair } from './repair.js';
 import { registerReplicate } from './replicate.js';
 import { registerRestore } from './restore.js';
@@ -44,6 +45,7 @@ function buildProgram(output: Output): Command {
   registerTail(program, output);
   registerReplicate(program, output);
   registerListing(program, output);
+  registerPromote(program, output);
   return program;
 }
 

@@ -37,7 +37,10 @@ import {
   type RawJournalRecord,
 } from '../journal/reader.js';
 import { listSegments, positionAfterSegment, readRecoveryState, writeRecoveryState, type ChainPosition } from '../journal/recovery.js';
+import { Lease } from './lease.js';
+import { openContinuing, type PromoteOptions, type Promotion, type TakeOver, type TakeOverOptions } from './promote.js';
 import { isRetryable } from './retry.js';
+import { Uploader } from './uploader.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 
@@ -332,6 +335,51 @@ export class Follower {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * Takes over the db (./promote.ts): waits until the lease is released or expires, takes it with
+   * the next epoch, catches up with everything the earlier generations hold, and writes the new
+   * generation's record, continuing the chain at this follower's tip. The follower is closed then:
+   * its directory is the new writer's (promote() opens it as a Journal; `graphstream promote`
+   * ships it as a sidecar). Aborting `signal` stops the wait with an AbortError; a failure after
+   * the lease was taken releases it again.
+   */
+  async takeOver(options: TakeOverOptions = {}): Promise<TakeOver> {
+    const signal = checkSignal(options?.signal, 'Follower.takeOver');
+    throwIfAborted(signal, 'Follower.takeOver');
+    await this.open();
+    const { storage, prefix, db } = this.location;
+    const lease = new Lease({ storage, prefix, db, ...options.lease });
+    await lease.acquire(signal === undefined ? {} : { signal });
+    try {
+      const tip = await this.catchUp(signal === undefined ? {} : { signal });
+      const record = await lease.writeGenerationRecord(tip.sequence + 1, tip.chainHash);
+      this.closing.abort(new GraphstreamError('closed', `follower of ${this.dir} was promoted: the directory is the new writer's now`));
+      return { lease, record, tip: { sequence: tip.sequence, chainHash: tip.chainHash } };
+    } catch (err) {
+      await lease.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * takeOver(), then the Journal on this follower's directory that continues the chain and a
+   * started Uploader under the lease shipping it into the new generation from its start_seq.
+   */
+  async promote(options: PromoteOptions = {}): Promise<Promotion> {
+    const { core } = await this.open();
+    const { lease, record, tip } = await this.takeOver(options);
+    try {
+      const journal = await openContinuing(this.dir, tip, { ...options.journal, core });
+      const { storage, prefix, db } = this.location;
+      const uploader = new Uploader({ ...options.uploader, journal, storage, prefix, db, core, lease, ...(this.metrics ? { metrics: this.metrics } : {}) });
+      await uploader.start();
+      return { journal, uploader, lease, record };
+    } catch (err) {
+      await lease.release().catch(() => undefined);
+      throw err;
+    }
   }
 
   /** tail()'s records a segment at a time; each record is marked applied when the one after it is asked for. */

@@ -1,69 +1,65 @@
 /**
- * Taking over a db: a follower that holds the lease of a new epoch and has caught up with
- * everything the earlier generations hold starts its own generation (FORMAT.md, "Ownership and
- * generations"). Its generation record says where the generation starts (one past the follower's
- * tip, continuing its chain hash), and is written create-only before any segment of it; the
- * follower's directory then opens as the writable Journal that continues the chain, and an
- * Uploader with `generation` and `firstSeq` from here ships only what the new writer appends.
+ * Failover: a follower takes over its db (FORMAT.md, "Ownership and generations"). It waits until
+ * the lease is released or expires and takes it with the next epoch, which gives it the next
+ * generation; only then does it catch up with everything the earlier generations hold (the old
+ * writer can no longer add to them: anything it still uploads starts at or past the new
+ * generation's start and is stale). Its generation record says where the generation starts (one
+ * past the follower's tip, continuing its chain hash) and is written create-only before any
+ * segment of it. The follower's directory then opens as the writable Journal that continues the
+ * chain, and an Uploader under the lease ships into the new generation what the new writer
+ * appends, never the segments before start_seq.
  */
-import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { GraphstreamError } from '../errors.js';
 import { Journal, type JournalOptions } from '../journal/journal.js';
 import type { ChainPosition } from '../journal/recovery.js';
-import { objectName } from '../storage/names.js';
-import { generationRecordKey } from './layout.js';
-import { serializeGenerationRecord, type GenerationRecord } from './ownership.js';
-import type { RemoteLocation } from './remote-journal.js';
+import type { Lease, LeaseOptions } from './lease.js';
+import type { GenerationRecord } from './ownership.js';
+import type { Uploader, UploaderOptions } from './uploader.js';
 
-/** Who writes the new generation: the lease it holds. */
-export interface GenerationOwner {
-  /** the generation the lease gives it (never one that has a record or a segment yet) */
-  generation: number;
-  epoch: number;
-  holder: string;
+export interface TakeOverOptions {
+  /** the lease to take: its holder (default `{host}/{pid}/{random}`) and TTL (default 10 s) */
+  lease?: Pick<LeaseOptions, 'holder' | 'ttlMs'>;
+  /** stops waiting for the lease (or catching up) with an AbortError; nothing is written then */
+  signal?: AbortSignal;
 }
 
-export interface NewGeneration {
+/** A follower that took over: the lease it holds, its generation's record, and where its directory ends. */
+export interface TakeOver {
+  /** held and renewed */
+  lease: Lease;
   record: GenerationRecord;
+  /** the follower's tip: record.startSeq - 1 and the chain hash there */
+  tip: ChainPosition;
+}
+
+export interface PromoteOptions extends TakeOverOptions {
+  /** options of the Journal opened on the follower's directory (its core is the follower's) */
+  journal?: Omit<JournalOptions, 'core'>;
+  /** options of the Uploader that ships the new generation */
+  uploader?: Omit<UploaderOptions, 'journal' | 'directory' | 'storage' | 'prefix' | 'db' | 'generation' | 'firstSeq' | 'core' | 'lease'>;
+}
+
+/** What a promoted follower hands back: the writer of the new generation. */
+export interface Promotion {
   /** the follower's directory, writable, continuing the chain at record.startSeq */
   journal: Journal;
+  /** started; ships into record.generation under `lease` (fenced once it is lost) */
+  uploader: Uploader;
+  /** held and renewed; `uploader.release()` gives it up for a standby to take at once */
+  lease: Lease;
+  record: GenerationRecord;
 }
 
-/**
- * Writes the generation record of `owner.generation` starting after `tip` (the follower's, caught
- * up after the old lease ended) and opens `dir` as a Journal that continues from there. A record
- * already there is a `conflict`: another writer took that generation.
- */
-export async function beginGeneration(
-  location: RemoteLocation,
-  dir: string,
-  tip: ChainPosition,
-  owner: GenerationOwner,
-  journalOptions: JournalOptions = {},
-): Promise<NewGeneration> {
-  const { storage, prefix = '', db } = location;
-  const key = generationRecordKey(prefix, db, owner.generation);
-  const record: GenerationRecord = {
-    generation: owner.generation,
-    epoch: owner.epoch,
-    holder: owner.holder,
-    startSeq: tip.sequence + 1,
-    prevHash: Buffer.from(tip.chainHash),
-    writtenMs: Date.now(),
-  };
-  const bytes = serializeGenerationRecord(record);
-  try {
-    await storage.put(key, bytes, { ifNoneMatch: '*' });
-  } catch (err) {
-    throw toGraphstreamError(err, `writing ${objectName(storage.description, key)}`);
-  }
-  const journal = await Journal.open(dir, journalOptions);
+/** The follower's directory as the Journal continuing at `tip`; `conflict` when it ends elsewhere. */
+export async function openContinuing(dir: string, tip: ChainPosition, options: JournalOptions): Promise<Journal> {
+  const journal = await Journal.open(dir, options);
   if (journal.sequence !== tip.sequence || !journal.chainHash.equals(tip.chainHash)) {
     await journal.close();
     throw new GraphstreamError(
       'conflict',
-      `${dir} ends at sequence ${journal.sequence}, not at ${tip.sequence} where generation ${owner.generation} starts ` +
-        `(${objectName(storage.description, key)}): the directory changed while it was promoted`,
+      `${dir} ends at sequence ${journal.sequence}, not at ${tip.sequence} where the new generation starts: the directory changed while it was promoted`,
     );
   }
-  return { record, journal };
+  return journal;
 }
+
