@@ -80,6 +80,7 @@ export {
 } from './replication/ownership.js';
 export { generationRecordKey, leaseKey } from './replication/layout.js';
 export type { PromoteOptions, Promotion, TakeOver, TakeOverOptions } from './replication/promote.js';
+export type { ChainPosition } from './journal/recovery.js';
 export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type LeaseSnapshot, type MetricsOptions } from './metrics.js';
 export type { SealableJournal, UploaderEvents, UploaderLeaseOptions, UploaderOptions, UploaderStats } from './replication/uploader.js';

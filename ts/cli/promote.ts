@@ -17,10 +17,11 @@ import { stopSignals } from './signals.js';
 /** how often the standby looks for newly sealed segments once it leads */
 const SEAL_CHECK_MS = 200;
 
-const DESCRIPTION = `Follows the db into --dir, waits until the leader releases its lease or the lease expires (TTL + margin
-after its last renewal), takes it with the next epoch and writes the new generation record, continuing
-the chain. Then holds the lease and ships every segment sealed in --dir into the new generation (open
---dir with Journal.open to write), until SIGTERM or SIGINT: it releases the lease then.`;
+const DESCRIPTION =
+  'Follows the db into --dir, waits until the leader releases its lease or the lease expires (TTL + margin after its ' +
+  'last renewal), takes it with the next epoch and writes the new generation record, continuing the chain. Then holds ' +
+  'the lease and ships every segment sealed in --dir into the new generation (open --dir with Journal.open to write), ' +
+  'until SIGTERM or SIGINT: it releases the lease then.';
 
 interface PromoteOptions extends StorageFlags {
   db: string;
@@ -53,14 +54,18 @@ export function registerPromote(program: Command, output: Output): void {
       output.print(`following ${storage.description.replace(/\/?$/, '/')}${options.prefix}${options.db}/ into ${dir}; waiting for the lease`);
       const started = performance.now();
       const follower = new Follower({ storage, prefix: options.prefix, db: options.db, dir });
-      const { record, lease } = await follower.takeOver({
-        lease: { ttlMs: options.ttl, ...(options.holder !== undefined ? { holder: options.holder } : {}) },
-        signal: waiting.signal,
-      });
+      const taken = await follower
+        .takeOver({ lease: { ttlMs: options.ttl, ...(options.holder !== undefined ? { holder: options.holder } : {}) }, signal: waiting.signal })
+        .catch((err: unknown) => {
+          if (waiting.signal.aborted) return null; // a stop signal while waiting: nothing was taken
+          throw err;
+        });
+      if (taken === null) return;
+      const { record, lease } = taken;
       // The journal is the application's to write: this process ships what it seals.
       uploader = new Uploader({ directory: dir, storage, prefix: options.prefix, db: options.db, lease, sealIntervalMs: SEAL_CHECK_MS });
       uploader.on('uploaded', (uploaded) => output.print(`uploaded ${uploaded.name} -> ${uploaded.key} (${formatBytes(uploaded.size)})`));
-      uploader.on('error', (err) => output.note(`graphstream: upload problem [${err.code}]: ${err.message}`));
+      uploader.on('error', (err) => output.note(`graphstream: warning [${err.code}]: ${err.message}`));
       await uploader.start();
       output.print(`promoted in ${Math.round(performance.now() - started)} ms`);
       output.print(
