@@ -21,6 +21,7 @@ import { Lease } from '../ts/replication/lease.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { Output } from '../ts/cli/output.js';
+import { parseConfig } from '../ts/cli/config.js';
 import { buildCli, removeCliBuild, runCli, runCliPiped, startCli, startWriter, type CliResult } from './helpers/cli.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
@@ -814,5 +815,98 @@ describe('promote', () => {
     const caughtUp = await reader.catchUp();
     expect(caughtUp.sequence).toBe(70);
     expect(caughtUp.chainHash.equals(writer.chainHash)).toBe(true);
+  });
+});
+
+describe('replicate --config (the sidecar)', () => {
+  function configYaml(databases: { db: string; bucket: string }[]): string {
+    const lines = ['addr: 127.0.0.1:0', 'databases:'];
+    for (const { db, bucket } of databases) {
+      lines.push(`  - dir: \${JOURNALS}/${db}`, '    replicas:', `      - url: s3://${bucket}`, '        prefix: wal/', '        endpoint: ${S3_ENDPOINT}', '        path-style: true', '        interval: 50');
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  test('three databases, one with a bucket that does not exist: the others ship; SIGHUP adds a fourth; SIGTERM drains all and exits 0', async () => {
+    const journals = await tempDir('cli-sidecar-config');
+    const [good, other] = await Promise.all([createTestBucket('cli-sidecar-a'), createTestBucket('cli-sidecar-b')]);
+    const missing = `${good}-absent`;
+    const dbs = ['alpha', 'beta', 'gamma', 'delta'];
+    const sealed = new Map<string, number>();
+    for (const db of dbs) {
+      await writeJournal(join(journals, db), 60);
+      sealed.set(db, (await segmentStates(join(journals, db))).sealed.length);
+    }
+    const file = join(journals, 'graphstream.yml');
+    await writeFile(file, configYaml([{ db: 'alpha', bucket: good }, { db: 'beta', bucket: other }, { db: 'gamma', bucket: missing }]));
+    const env = { ...s3Env(), AWS_ENDPOINT_URL: undefined, JOURNALS: journals, S3_ENDPOINT: s3Endpoint() };
+    const sidecar = startCli(['replicate', '--config', file], { env });
+    try {
+      const base = (await sidecar.waitFor(/^serving (http:\/\/\S+)\/metrics/m))[0]![1]!;
+      const uploadsOf = (db: string) => (matches: RegExpMatchArray[]) => matches.filter((match) => match[1] === db).length >= sealed.get(db)!;
+      await sidecar.waitFor(/^uploaded (\w+) journal-/m, uploadsOf('alpha'));
+      await sidecar.waitFor(/^uploaded (\w+) journal-/m, uploadsOf('beta'));
+      type Status = { ready: boolean; replicas: { db: string; state: string; uploaded: number; error: { code: string; message: string } | null }[] };
+      let status: Status;
+      do status = (await (await fetch(`${base}/status`)).json()) as Status;
+      while (status.replicas.find((replica) => replica.db === 'gamma')!.error === null);
+      expect(status.ready).toBe(false);
+      const byDb = new Map(status.replicas.map((replica) => [replica.db, replica]));
+      expect(byDb.get('alpha')).toMatchObject({ state: 'running', uploaded: sealed.get('alpha'), error: null });
+      expect(byDb.get('beta')).toMatchObject({ state: 'running', uploaded: sealed.get('beta'), error: null });
+      expect(byDb.get('gamma')!.uploaded).toBe(0);
+      expect(byDb.get('gamma')!.error).toMatchObject({ code: 'not_found', message: expect.stringContaining(missing) });
+      expect((await fetch(`${base}/readyz`)).status).toBe(503);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="alpha"} ${sealed.get('alpha')}`);
+      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="beta"} ${sealed.get('beta')}`);
+      expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
+      expect(metrics).toMatch(/^nodejs_heap_size_total_bytes \d/m);
+
+      // SIGHUP: gamma goes, delta comes
+      await writeFile(file, configYaml([{ db: 'alpha', bucket: good }, { db: 'beta', bucket: other }, { db: 'delta', bucket: other }]));
+      sidecar.kill('SIGHUP');
+      await sidecar.waitFor(/^reloaded .*: added \[delta\], removed \[gamma\]$/m);
+      await sidecar.waitFor(/^uploaded (\w+) journal-/m, uploadsOf('delta'));
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(200);
+
+      sidecar.kill('SIGTERM');
+      const stopped = await sidecar.exited;
+      expect(stopped.code).toBe(0);
+      expect(stopped.stdout).toMatch(/^stopped: 3 replica\(s\)/m);
+      // alpha and beta were shipped once each: no re-upload after the reload
+      expect([...stopped.stdout.matchAll(/^uploaded alpha journal-/gm)]).toHaveLength(sealed.get('alpha')!);
+      for (const [db, bucket] of [['alpha', good], ['beta', other], ['delta', other]] as const) {
+        const verified = await runCli(['verify', `s3://${bucket}/wal/${db}`], { env: s3Env() });
+        expect(verified.code, db).toBe(0);
+        expect(fieldValues(verified.stdout, 'segments'), db).toEqual([String(sealed.get(db))]);
+      }
+    } finally {
+      sidecar.kill('SIGKILL');
+      await sidecar.exited;
+    }
+  });
+
+  test('config errors name the file, the line and the field', async () => {
+    const cases: [string, RegExp][] = [
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        interval: soon\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.interval: expected an integer/],
+      ['databases:\n  - dir: /x\n    replicas: []\n', /^\/etc\/gs\.yml:3: databases\[0\]\.replicas: expected at least one replica/],
+      ['databases:\n  - dir: /x\n    replica: []\n', /^\/etc\/gs\.yml:3: databases\[0\]\.replica: unknown field/],
+      ['databases:\n  - dir: ${NOPE}\n', /^\/etc\/gs\.yml:2: \$\{NOPE\} is not set/],
+      ['databases:\n  - dir: /x\n    lease: { holder: a, ttl: 10 }\n    replicas: [{ url: "s3://b" }]\n', /^\/etc\/gs\.yml:3: databases\[0\]\.lease\.ttl: expected an integer in 3000\.\./],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        encryption: { age-recipients: [nope] }\n', /^\/etc\/gs\.yml:5: .*age-recipients\[0\]: expected an age recipient/],
+      ['databases: [\n', /^\/etc\/gs\.yml:\d+: yaml: /],
+    ];
+    for (const [text, message] of cases) {
+      expect(() => parseConfig(text, '/etc/gs.yml', {}), text).toThrow(message);
+    }
+    const config = parseConfig('databases:\n  - dir: ${D:-/srv/users}\n    replicas: [{ url: "s3://b/${P}" }]\n', '/etc/gs.yml', { P: 'p' });
+    expect(config.databases).toEqual([{ db: 'users', dir: '/srv/users', replicas: [{ url: 's3://b/p', prefix: '', intervalMs: 1000, concurrency: 4 }] }]);
+
+    const bad = await runCli(['replicate', '--config', join(await tempDir('cli-config-missing'), 'no-such.yml')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^graphstream: error \[not_found\]: config file /);
   });
 });

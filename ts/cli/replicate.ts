@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { basename, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { GraphstreamMetrics, Uploader } from '../index.js';
 import { Output, formatBytes } from './output.js';
@@ -22,9 +22,11 @@ import {
   withStorageOptions,
   type StorageFlags,
 } from './options.js';
+import { runSidecar, waitForDirectory } from './sidecar.js';
 import { stopSignals } from './signals.js';
 
 interface ReplicateOptions extends StorageFlags {
+  config?: string;
   db?: string;
   prefix: string;
   interval: number;
@@ -54,28 +56,6 @@ async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string
   return server;
 }
 
-/**
- * Waits until `directory` exists (the sidecar may start before the writer has created its journal),
- * looking every `intervalMs`; false when a stop signal came first.
- */
-async function waitForDirectory(directory: string, intervalMs: number, stop: Promise<unknown>, output: Output): Promise<boolean> {
-  let stopped = false;
-  void stop.then(() => (stopped = true));
-  for (let noted = false; ; noted = true) {
-    const info = await stat(directory).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw toGraphstreamError(err, `journal directory ${directory}`);
-    });
-    if (info !== null) {
-      if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${directory} is not a directory`);
-      return true;
-    }
-    if (!noted) output.note(`graphstream: waiting for ${directory} to be created`);
-    await Promise.race([stop, new Promise((resolveWait) => setTimeout(resolveWait, intervalMs))]);
-    if (stopped) return false;
-  }
-}
-
 export function registerReplicate(program: Command, output: Output): void {
   withStorageOptions(
     program
@@ -86,14 +66,21 @@ export function registerReplicate(program: Command, output: Output): void {
           'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or ' +
           'SIGINT, then waits for the uploads in flight and exits 0. A journal directory that does not exist yet is waited for.',
       )
-      .argument('<journal-dir>', 'the journal directory')
-      .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
+      .argument('[journal-dir]', 'the journal directory')
+      .argument('[storage-url]', 's3://bucket[/prefix], file:///dir, or a directory')
+      .addOption(new Option('--config <file>', 'run every database of a YAML config file instead (SIGHUP reloads it)').env('GRAPHSTREAM_CONFIG'))
       .option('--db <db>', 'db name in the keys (default: the journal directory name)', dbArg)
       .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
       .option('--interval <ms>', 'how often to look for newly sealed segments', integerArg(1, 3_600_000), 1000)
       .option('--concurrency <n>', 'uploads in flight at once', integerArg(1, 256), 4)
       .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg),
-  ).action(async function (this: Command, journalDir: string, storageUrl: string, options: ReplicateOptions) {
+  ).action(async function (this: Command, journalDir: string | undefined, storageUrl: string | undefined, options: ReplicateOptions) {
+    if (options.config !== undefined) {
+      if (journalDir !== undefined) usageError(this, '--config replaces <journal-dir> and <storage-url>');
+      return runSidecar(options.config, output);
+    }
+    if (journalDir === undefined) usageError(this, "missing required argument 'journal-dir'");
+    if (storageUrl === undefined) usageError(this, "missing required argument 'storage-url'");
     const directory = resolve(journalDir);
     const db = options.db ?? basename(directory);
     try {
