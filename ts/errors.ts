@@ -28,6 +28,8 @@ export const ERROR_CODES = [
   'storage',
   'circuit_open',
   'corrupt',
+  'decryption_failed',
+  'not_encrypted',
   'internal',
 ] as const;
 

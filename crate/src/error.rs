@@ -50,6 +50,8 @@ error_codes! {
     Storage => "storage",
     CircuitOpen => "circuit_open",
     Corrupt => "corrupt",
+    DecryptionFailed => "decryption_failed",
+    NotEncrypted => "not_encrypted",
     Internal => "internal",
 }
 

@@ -213,8 +213,29 @@ export interface CoreWriter {
   stats(): WriterStats;
 }
 
-/** The part of a Core that compaction, followers and restore use: reading and sealing segments. */
-export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync'>;
+/** Who may read an encrypted object (docs/FORMAT.md, "Encrypted objects"): X25519 recipients, or one passphrase alone. */
+export interface AgeRecipients {
+  /** `age1...` */
+  recipients?: readonly string[];
+  /** scrypt; cannot be combined with recipients */
+  passphrase?: string;
+}
+
+/** What a reader may open encrypted objects with: X25519 identities and/or a passphrase. */
+export interface AgeIdentities {
+  /** `AGE-SECRET-KEY-1...` */
+  identities?: readonly string[];
+  passphrase?: string;
+  /**
+   * Ceiling on the decrypted bytes (`too_large` past it); default the largest sealed segment a
+   * reader accepts (DEFAULT_MAX_BODY_BYTES + header + trailer). Decryption never holds more
+   * than the input and this much output.
+   */
+  maxBytes?: number;
+}
+
+/** The part of a Core that compaction, followers and restore use: reading, sealing, encrypting and decrypting segments. */
+export type SegmentCore = Pick<Core, 'encodeHeader' | 'decodeHeader' | 'sealSegmentAsync' | 'decodeSegmentAsync' | 'encryptSegment' | 'decryptSegment'>;
 
 export interface Core {
   readonly kind: 'native' | 'pure';
@@ -231,6 +252,13 @@ export interface Core {
   sealSegmentAsync(unsealed: Uint8Array, options?: SealOptions): Promise<Buffer>;
   decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSegment;
   decodeSegmentAsync(bytes: Uint8Array, options?: DecodeOptions): Promise<RawSegment>;
+  /** The whole object as one age v1 file (binary), off the JS thread. No key reaches an error message. */
+  encryptSegment(bytes: Uint8Array, to: AgeRecipients): Promise<Buffer>;
+  /**
+   * The plaintext of an age v1 file: `not_encrypted` unless it starts with the age header,
+   * `decryption_failed` when no identity opens it or it is truncated or altered.
+   */
+  decryptSegment(bytes: Uint8Array, using: AgeIdentities): Promise<Buffer>;
   /** Locks `dir` (OS advisory lock) and starts a writer from `start`. */
   openWriter(dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter>;
 }

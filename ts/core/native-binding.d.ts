@@ -64,6 +64,21 @@ export declare class NativeStagedFile {
   release(): void
 }
 
+export interface AgeIdentities {
+  /** X25519 identities (`AGE-SECRET-KEY-1...`) */
+  identities?: Array<string>
+  passphrase?: string
+  /** ceiling on the decrypted bytes; default the largest sealed segment a reader accepts */
+  maxBytes?: number
+}
+
+export interface AgeRecipients {
+  /** X25519 recipients (`age1...`) */
+  recipients?: Array<string>
+  /** a passphrase (scrypt), alone */
+  passphrase?: string
+}
+
 export interface AppendedBatch {
   firstSequence: number
   chainHashes: Buffer
@@ -88,6 +103,8 @@ export declare function decodeSegment(bytes: Uint8Array, options?: DecodeOptions
 
 export declare function decodeSegmentAsync(bytes: Buffer, options?: DecodeOptions | undefined | null): Promise<RawSegment>
 
+export declare function decryptSegmentAsync(bytes: Buffer, keys: AgeIdentities): Promise<Buffer>
+
 export interface EncodedBatch {
   bytes: Buffer
   chainHashes: Buffer
@@ -102,6 +119,8 @@ export declare function encodeEntries(firstSequence: number, prevHash: Uint8Arra
 export declare function encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer
 
 export declare function encodeHeader(header: HeaderInit): Buffer
+
+export declare function encryptSegmentAsync(bytes: Buffer, to: AgeRecipients): Promise<Buffer>
 
 /** Every error code the native core knows (ts/errors.ts's `ERROR_CODES` must be the same set). */
 export declare function errorCodes(): Array<string>

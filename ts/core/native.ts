@@ -175,6 +175,9 @@ function adapt(native: NativeBinding): Core {
     sealSegmentAsync: (unsealed, options) => native.sealSegmentAsync(asBuffer(unsealed), options),
     decodeSegment: (bytes, options) => fromNativeSegment(native.decodeSegment(bytes, decodeOptions(bytes, options))),
     decodeSegmentAsync: async (bytes, options) => fromNativeSegment(await native.decodeSegmentAsync(asBuffer(bytes), decodeOptions(bytes, options))),
+    encryptSegment: (bytes, to) => native.encryptSegmentAsync(asBuffer(bytes), { recipients: to.recipients && [...to.recipients], passphrase: to.passphrase }),
+    decryptSegment: (bytes, using) =>
+      native.decryptSegmentAsync(asBuffer(bytes), { identities: using.identities && [...using.identities], passphrase: using.passphrase, maxBytes: using.maxBytes }),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>
       // napi maps `undefined`, not `null`, to an absent Option.
       adaptWriter(

@@ -7,6 +7,8 @@
 /** ASCII `HADBJ` at offset 0 of a segment header. */
 export const MAGIC: Buffer = Buffer.from('HADBJ', 'latin1');
 export const FORMAT_VERSION = 1;
+/** What an encrypted object starts with instead (FORMAT.md, "Encrypted objects"): an age v1 file's first line. */
+export const AGE_MAGIC: Buffer = Buffer.from('age-encryption.org/v1\n', 'latin1');
 
 export const HEADER_SIZE = 128;
 /** Where each header field starts (FORMAT.md's header table). */
@@ -58,6 +60,8 @@ export const SEAL_TEMP_SUFFIX = '.seal.tmp';
  * it, so whatever this package writes, its readers read with the defaults.
  */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** The largest sealed segment the readers accept by default: what decryption stops at (the native core's is the same). */
+export const DEFAULT_MAX_SEALED_BYTES = HEADER_SIZE + DEFAULT_MAX_BODY_BYTES + TRAILER_SIZE;
 /** The largest payload one entry may carry: a segment holding it alone still decodes under the default ceiling. */
 export const MAX_ENTRY_PAYLOAD_BYTES = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
 /** The smallest segment that holds an entry with a payload: its header and one entry of one byte. */

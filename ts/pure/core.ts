@@ -10,6 +10,7 @@ import {
   encodeHeader,
   sealSegment,
 } from './format.js';
+import { decryptSegment, encryptSegment } from './crypto.js';
 import { openWriter } from './writer.js';
 
 /**
@@ -30,5 +31,7 @@ export const pureCore: Core = {
   sealSegmentAsync: async (unsealed, options) => sealSegment(unsealed, options),
   decodeSegment,
   decodeSegmentAsync: async (bytes, options) => decodeSegment(bytes, options),
+  encryptSegment,
+  decryptSegment,
   openWriter,
 };

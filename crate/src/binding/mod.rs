@@ -1,12 +1,13 @@
 //! The napi binding: every `#[napi]` item of the addon, and every conversion between
 //! JavaScript values and the core's Rust types. One file per module of the core (format,
-//! segment, writer, store); the core itself never sees a JavaScript value. Every error (and
+//! segment, writer, store, crypto); the core itself never sees a JavaScript value. Every error (and
 //! panic) reaches JavaScript as an Error carrying its code and details as properties
 //! (errors.rs).
 
 // napi-derive registers the items only outside `cfg(test)`, so test builds see them as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod crypto;
 mod errors;
 mod format;
 mod segment;

@@ -1,0 +1,212 @@
+//! Encryption at rest (docs/FORMAT.md, "Encrypted objects"): a whole sealed segment as one age
+//! v1 file (binary, not armored) to X25519 recipients or a scrypt passphrase. No key, identity
+//! or passphrase ever reaches an error message.
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use age::secrecy::SecretString;
+use age::{x25519, Decryptor, Encryptor, Identity, Recipient};
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// What every age v1 file starts with (a sealed segment starts with `HADBJ`).
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+pub fn is_encrypted(bytes: &[u8]) -> bool {
+    bytes.starts_with(AGE_MAGIC)
+}
+
+/// Who may read an object: X25519 recipients (`age1...`), or one passphrase alone.
+pub struct Recipients<'a> {
+    pub recipients: &'a [String],
+    pub passphrase: Option<&'a str>,
+}
+
+/// What a reader may open objects with: X25519 identities (`AGE-SECRET-KEY-1...`) and/or a
+/// passphrase.
+pub struct Identities<'a> {
+    pub identities: &'a [String],
+    pub passphrase: Option<&'a str>,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::InvalidArgument, message)
+}
+
+fn failed(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::DecryptionFailed, message)
+}
+
+pub fn encrypt(plaintext: &[u8], to: &Recipients) -> Result<Vec<u8>> {
+    let encryptor = match (to.passphrase, to.recipients.is_empty()) {
+        (Some(_), false) => {
+            return Err(invalid(
+                "age: a passphrase cannot be combined with recipients",
+            ))
+        }
+        (None, true) => return Err(invalid("age: no recipient and no passphrase to encrypt to")),
+        (Some(passphrase), true) => {
+            Encryptor::with_user_passphrase(SecretString::from(passphrase.to_owned()))
+        }
+        (None, false) => {
+            let parsed = to
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    x25519::Recipient::from_str(text.trim()).map_err(|_| {
+                        invalid(format!(
+                            "age: recipient #{} is not an X25519 recipient (age1...)",
+                            i + 1
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn Recipient))
+                .map_err(|err| invalid(format!("age: cannot encrypt to these recipients: {err}")))?
+        }
+    };
+    // the age overhead: a header of a few hundred bytes per recipient and 16 bytes per 64 KiB
+    let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 4096 + 256 * 4);
+    let write = |out: &mut Vec<u8>| -> std::io::Result<()> {
+        let mut writer = encryptor.wrap_output(out)?;
+        writer.write_all(plaintext)?;
+        writer.finish()?;
+        Ok(())
+    };
+    write(&mut out)
+        .map_err(|err| Error::new(ErrorCode::Internal, format!("age: encrypting: {err}")))?;
+    Ok(out)
+}
+
+/// Decrypts an age file holding at most `max_plaintext` bytes. Memory: the output never grows
+/// past `max_plaintext` + 1 bytes whatever the file declares, and never past the input's size.
+pub fn decrypt(ciphertext: &[u8], with: &Identities, max_plaintext: usize) -> Result<Vec<u8>> {
+    if !is_encrypted(ciphertext) {
+        return Err(Error::new(
+            ErrorCode::NotEncrypted,
+            "not an age-encrypted object (no age-encryption.org/v1 header)",
+        ));
+    }
+    let mut identities: Vec<Box<dyn Identity>> = Vec::new();
+    for (i, text) in with.identities.iter().enumerate() {
+        let identity = x25519::Identity::from_str(text.trim()).map_err(|_| {
+            invalid(format!(
+                "age: identity #{} is not an X25519 identity (AGE-SECRET-KEY-1...)",
+                i + 1
+            ))
+        })?;
+        identities.push(Box::new(identity));
+    }
+    if let Some(passphrase) = with.passphrase {
+        identities.push(Box::new(age::scrypt::Identity::new(SecretString::from(
+            passphrase.to_owned(),
+        ))));
+    }
+    if identities.is_empty() {
+        return Err(invalid(
+            "age: no identity and no passphrase to decrypt with",
+        ));
+    }
+    let decryptor = Decryptor::new(ciphertext)
+        .map_err(|err| failed(format!("age: unreadable header: {err}")))?;
+    let reader = decryptor
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn Identity))
+        .map_err(|err| failed(format!("age: {err}")))?;
+    let mut out = Vec::with_capacity(ciphertext.len().min(max_plaintext));
+    reader
+        .take(max_plaintext as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|err| failed(format!("age: the payload is truncated or altered: {err}")))?;
+    if out.len() > max_plaintext {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!("age: the decrypted object exceeds the ceiling of {max_plaintext} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // __test__/fixtures/age/test-key.txt (a test key)
+    const IDENTITY: &str =
+        "AGE-SECRET-KEY-1FJWL7KANJFH7N7L2EEMMDLEAHJ2KXVASCYGSXJLN6ZGXJSKPYA8SLAZ7V0";
+
+    fn keys() -> (String, String) {
+        let identity = x25519::Identity::from_str(IDENTITY).unwrap();
+        (IDENTITY.to_string(), identity.to_public().to_string())
+    }
+
+    fn to(recipients: &[String]) -> Recipients<'_> {
+        Recipients {
+            recipients,
+            passphrase: None,
+        }
+    }
+
+    fn with(identities: &[String]) -> Identities<'_> {
+        Identities {
+            identities,
+            passphrase: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_more_than_the_ceiling() {
+        let (identity, recipient) = keys();
+        let plain = vec![7u8; 200_000];
+        let sealed = encrypt(&plain, &to(&[recipient])).unwrap();
+        assert!(is_encrypted(&sealed));
+        let ids = [identity];
+        assert_eq!(decrypt(&sealed, &with(&ids), plain.len()).unwrap(), plain);
+        let err = decrypt(&sealed, &with(&ids), plain.len() - 1).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn damage_and_wrong_keys_are_decryption_failed_without_key_material() {
+        let (identity, recipient) = keys();
+        let sealed = encrypt(b"segment bytes", &to(&[recipient])).unwrap();
+        let other = x25519::Identity::generate();
+        let other_text = {
+            use age::secrecy::ExposeSecret;
+            other.to_string().expose_secret().to_string()
+        };
+        let err = decrypt(&sealed, &with(&[other_text.clone()]), 1 << 20).unwrap_err();
+        assert_eq!(err.code, ErrorCode::DecryptionFailed);
+        assert!(!err.message.contains(&other_text));
+        let ids = [identity];
+        let cut = &sealed[..sealed.len() - 1];
+        assert_eq!(
+            decrypt(cut, &with(&ids), 1 << 20).unwrap_err().code,
+            ErrorCode::DecryptionFailed
+        );
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(
+            decrypt(&flipped, &with(&ids), 1 << 20).unwrap_err().code,
+            ErrorCode::DecryptionFailed
+        );
+        let err = decrypt(b"HADBJ....", &with(&ids), 1 << 20).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotEncrypted);
+    }
+
+    #[test]
+    fn passphrases_round_trip() {
+        let to = Recipients {
+            recipients: &[],
+            passphrase: Some("correct horse"),
+        };
+        let sealed = encrypt(b"abc", &to).unwrap();
+        let with = Identities {
+            identities: &[],
+            passphrase: Some("correct horse"),
+        };
+        assert_eq!(decrypt(&sealed, &with, 3).unwrap(), b"abc");
+    }
+}
