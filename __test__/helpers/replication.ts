@@ -41,6 +41,7 @@ export async function openLeader(options: {
   /** entries per append batch (and per seal when sealEvery is set) */
   batch?: number;
   lease?: UploaderOptions['lease'];
+  encryption?: UploaderOptions['encryption'];
   /** seal and upload on this timer once uploader.start() is called (default: only in write()) */
   sealIntervalMs?: number;
 }): Promise<TestLeader> {
@@ -55,6 +56,7 @@ export async function openLeader(options: {
     sealIntervalMs: options.sealIntervalMs ?? 3_600_000,
     cache: { retentionMs: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER },
     ...(options.lease === undefined ? {} : { lease: options.lease }),
+    ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
   });
   const batch = options.batch ?? 7;
   let next = 1;

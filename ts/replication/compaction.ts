@@ -42,6 +42,7 @@ import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
+import { decryptDownloaded, encryptForUpload, encryptsUploads, type ReadEncryption, type UploadEncryption } from './encryption.js';
 import { GenerationRecords } from './generations.js';
 import { compactedGeneration, compactionManifestKey, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 
@@ -85,6 +86,8 @@ export interface CompactionOptions {
   core?: Core;
   /** clock for retention (tests); default Date.now */
   now?: () => number;
+  /** identities to open encrypted originals, and recipients to encrypt the compacted segments to (./encryption.ts) */
+  encryption?: ReadEncryption & UploadEncryption;
 }
 
 /** A compacted segment, as the compaction manifest records it. */
@@ -235,6 +238,7 @@ class Compactor {
   private readonly config: CompactionConfig;
   private readonly now: () => number;
   private readonly manifestKey: string;
+  private readonly encryption: (ReadEncryption & UploadEncryption) | undefined;
 
   constructor(
     options: CompactionOptions,
@@ -249,6 +253,7 @@ class Compactor {
     this.manifestKey = compactionManifestKey(this.prefix, this.db, this.generation);
     this.config = resolveConfig(options.config);
     this.now = options.now ?? Date.now;
+    this.encryption = options.encryption;
   }
 
   private where(key: string): string {
@@ -300,10 +305,11 @@ class Compactor {
 
   /** Fetches and verifies an original that must continue `position`. */
   private async fetchOriginal(listed: ListedSegment, position: { sequence: number; chainHash: Buffer | null }, end: number): Promise<Original> {
-    const bytes = await this.storage.get(listed.key);
-    if (bytes === null) {
+    const stored = await this.storage.get(listed.key);
+    if (stored === null) {
       throw new GraphstreamError('not_found', `compaction: ${this.where(listed.key)} was listed but is gone`, { details: { key: listed.key } });
     }
+    const bytes = await this.decrypted(stored, listed.key);
     let decoded: RawSegment;
     try {
       decoded = await this.core.decodeSegmentAsync(bytes);
@@ -363,16 +369,16 @@ class Compactor {
       chainHash: last.chainHash,
     };
     await this.checkEquivalent(sealed, expected, 'the compacted segment just sealed');
-    let stored: Uint8Array;
+    const encrypt = this.encryption !== undefined && encryptsUploads(this.encryption) ? this.encryption : undefined;
+    let stored: Uint8Array = await encryptForUpload(this.core, sealed, encrypt, `compaction: ${this.where(key)}`);
     try {
-      await this.storage.put(key, sealed, { ifNoneMatch: '*' });
-      stored = sealed;
+      await this.storage.put(key, stored, { ifNoneMatch: '*' });
     } catch (err) {
       if (toGraphstreamError(err).code !== 'conflict') throw err;
       // An earlier run created this key but did not record it: adopt it if it holds the same entries.
       const existing = await this.storage.get(key);
       if (existing === null) throw err;
-      await this.checkEquivalent(existing, expected, `${this.where(key)}, created by an earlier run,`);
+      await this.checkEquivalent(await this.decrypted(existing, key), expected, `${this.where(key)}, created by an earlier run,`);
       stored = existing;
     }
     const readBack = await this.storage.get(key);
@@ -393,6 +399,12 @@ class Compactor {
       confirmedAt: this.now(),
       originals: group.map((original) => original.key),
     };
+  }
+
+  /** The sealed segment a stored object holds (decrypted when it is encrypted). */
+  private decrypted(stored: Uint8Array, key: string): Promise<Buffer> {
+    const bytes = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+    return decryptDownloaded(this.core, bytes, this.encryption, `compaction: ${this.where(key)}`);
   }
 
   private async checkEquivalent(

@@ -23,6 +23,7 @@ import {
   type RemoteSegment,
 } from './remote-journal.js';
 import type { Core, SegmentCore } from '../core/core.js';
+import type { ReadEncryption } from './encryption.js';
 import { replaceFileAtomically } from '../journal/durable-fs.js';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/constants.js';
@@ -85,6 +86,8 @@ export interface DownloadOptions {
   prefetch?: number;
   /** stops the download between segments with an AbortError; the segments stored so far stay */
   signal?: AbortSignal;
+  /** how to open encrypted objects (./encryption.ts) */
+  encryption?: ReadEncryption;
 }
 
 /**
@@ -125,7 +128,7 @@ export async function downloadNewSegments(
     throw new GraphstreamError('chain_broken', `${directory}: the chain hash after sequence ${sinceSeq} is not the given sinceHash`);
   }
   const remote = new RemoteJournal(
-    { storage, prefix, db },
+    { storage, prefix, db, encryption: options.encryption },
     core,
     { position: start, aligned: local.hasSegments || start.sequence === 0 },
     options.metrics,
@@ -253,7 +256,7 @@ export class Follower {
     checkPrefix(options.prefix ?? '', 'Follower');
     checkDb(options.db, 'Follower');
     this.dir = resolve(options.dir);
-    this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db };
+    this.location = { storage: options.storage, prefix: options.prefix ?? '', db: options.db, encryption: options.encryption };
     this.metrics = options.metrics;
     this.coreOption = options.core;
     this.prefetch = checkPrefetch(options.prefetch);

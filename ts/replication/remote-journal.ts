@@ -5,12 +5,14 @@
  *
  * A remote segment is kept only when its key's sequence equals its header's first_seq, it is
  * sealed, it decodes cleanly (checksums, CRCs, internal chain, trailer: off the JS thread on the
- * native core) and its chain continues the reader's chain hash. A segment that starts past the
- * reader's next sequence is a `gap`, one that starts inside what it already has an `overlap`, a
- * chain that does not continue (a segment of another journal) `chain_broken`: errors, never
- * skipped. `storeSegment` writes a kept segment atomically (temp file, fsync, rename, directory
- * fsync) into a local directory as `journal-{first_seq:016}.hadbj`, which is then a journal
- * directory like the leader's (`readJournal`, `Journal.open`).
+ * native core) and its chain continues the reader's chain hash. An encrypted object is decrypted
+ * right after its download, before any of that (./encryption.ts): what is checked and kept is the
+ * plaintext segment. A segment that starts past the reader's next sequence is a `gap`, one that
+ * starts inside what it already has an `overlap`, a chain that does not continue (a segment of
+ * another journal) `chain_broken`: errors, never skipped. `storeSegment` writes a kept segment
+ * atomically (temp file, fsync, rename, directory fsync) into a local directory as
+ * `journal-{first_seq:016}.hadbj`, which is then a journal directory like the leader's
+ * (`readJournal`, `Journal.open`).
  *
  * Polling lists only the keys after the last sequence the reader has (`startAfter`). While one
  * segment is written and applied, the next ones of the listing (up to `prefetch`) are already
@@ -40,6 +42,7 @@ import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { sliceSegment } from './compaction.js';
 import { checkGenerationStart, generationHolding, GenerationRecords, type Generation } from './generations.js';
+import { decryptDownloaded, type ReadEncryption } from './encryption.js';
 import { compactedGeneration, generationPrefix, listSegmentKeys, type ListedSegment } from './layout.js';
 import { SegmentBuffers } from './segment-buffers.js';
 
@@ -55,6 +58,8 @@ export interface RemoteLocation {
   /** key prefix, empty or ending in `/` (e.g. `wal/`) */
   prefix?: string;
   db: string;
+  /** how to open encrypted objects, and whether plaintext ones are accepted (./encryption.ts) */
+  encryption?: ReadEncryption;
 }
 
 /** A remote segment, fetched and verified, not yet stored. */
@@ -131,6 +136,7 @@ export class RemoteJournal {
   readonly storage: SegmentStorage;
   private readonly prefix: string;
   private readonly db: string;
+  private readonly encryption: ReadEncryption | undefined;
   private readonly records: GenerationRecords;
   /** index in records.generations of the generation being read; -1 before the first listing */
   private generationIndex = -1;
@@ -177,6 +183,7 @@ export class RemoteJournal {
     checkDb(location.db, 'remote journal');
     this.db = location.db;
     this.storage = location.storage;
+    this.encryption = location.encryption;
     this.records = new GenerationRecords(this.storage, this.prefix, this.db);
     this.position = { sequence: start.position.sequence, chainHash: Buffer.from(start.position.chainHash) };
     this.aligned = start.aligned;
@@ -431,8 +438,19 @@ export class RemoteJournal {
     }
     const bytes = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
     const pooled = this.storedObjects.landed(bytes, into);
-    if (pooled !== null) this.pooledObjects.set(bytes, pooled);
-    return bytes;
+    let segment: Buffer;
+    try {
+      segment = await decryptDownloaded(this.core, bytes, this.encryption, `${this.where(listed.key)} (sequence ${listed.firstSeq})`);
+    } catch (err) {
+      if (pooled !== null) this.storedObjects.give(pooled);
+      throw err;
+    }
+    // a decrypted segment has a buffer of its own: the stored object's goes back at once
+    if (pooled !== null) {
+      if (segment === bytes) this.pooledObjects.set(bytes, pooled);
+      else this.storedObjects.give(pooled);
+    }
+    return segment;
   }
 
   /** Decodes a listed segment once its bytes arrive; null when it is gone (or the window it was fetched for was abandoned). */

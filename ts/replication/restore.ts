@@ -107,7 +107,7 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
     throw new GraphstreamError('invalid_argument', `restore: ${dir} already holds a journal; restore into an empty directory`);
   }
   const remote = new RemoteJournal(
-    { storage, prefix: options.prefix ?? '', db: options.db },
+    { storage, prefix: options.prefix ?? '', db: options.db, encryption: options.encryption },
     core,
     { position: { sequence: 0, chainHash: ZERO_HASH }, aligned: true },
     options.metrics,

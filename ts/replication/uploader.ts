@@ -43,6 +43,7 @@ import { parseGenerationRecord } from './ownership.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from '../storage/bytes.js';
+import { checkUploadEncryption, encryptForUpload, type UploadEncryption } from './encryption.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage, StagedFile } from '../storage/types.js';
 
@@ -91,6 +92,8 @@ export interface UploaderOptions {
   clock?: Clock;
   /** the core that reads and checks segments before they are put; default the native addon (the pure twin where it does not load) */
   core?: Core;
+  /** encrypt each segment, once checked, to these recipients before its put (./encryption.ts); see setEncryption */
+  encryption?: UploadEncryption;
 }
 
 /** The lease an Uploader makes for itself (UploaderOptions.lease). */
@@ -228,6 +231,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly storage: SegmentStorage;
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly coreLoading: Promise<Core>;
+  private encryption: UploadEncryption | undefined;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
   /** puts in flight: `concurrency` */
@@ -317,6 +321,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.checking = new Slots(checks);
     this.checkReads = new SegmentBuffers(checks);
     this.checkBodies = new SegmentBuffers(checks);
+    this.setEncryption(options.encryption);
     this.coreLoading = resolveCore(options.core);
     this.coreLoading.catch(() => undefined); // reported by the first check that needs it
   }
@@ -329,6 +334,15 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   /** The manifest's destination: storage, prefix, db and generation. */
   get destination(): Destination {
     return this.destinationNow;
+  }
+
+  /**
+   * Changes whom uploads are encrypted to (undefined: upload plaintext). Segments staged from now
+   * on are encrypted to the new recipients; those already staged keep the old ones.
+   */
+  setEncryption(encryption: UploadEncryption | undefined): void {
+    checkUploadEncryption(encryption, 'Uploader');
+    this.encryption = encryption === undefined ? undefined : { recipients: encryption.recipients && [...encryption.recipients], passphrase: encryption.passphrase };
   }
 
   /** The cache's pending segments from firstSeq on. */
@@ -848,9 +862,11 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       throw this.foundCorrupt(segment, new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`));
     }
     const storage = this.storage;
+    const encryption = this.encryption;
     let staged: StagedFile;
     let ownBytes: Uint8Array | null = null;
-    if (storage.stageFile) {
+    // an encrypted upload puts other bytes than the file's: the storage cannot stage the file itself
+    if (storage.stageFile && encryption === undefined) {
       staged = await storage.stageFile(segment.path);
     } else {
       const bytes = await readFile(segment.path).catch((err: unknown) => {
@@ -879,11 +895,19 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       this.corruptSegments.delete(segment.name);
       check.passed();
+      if (encryption !== undefined) staged = await this.encrypted(ownBytes!, segment, encryption);
       return { staged, end };
     } catch (err) {
       staged.release();
       throw err;
     }
+  }
+
+  /** The checked segment staged as its encryption: the put, its size and its SHA-256 are of what is stored. */
+  private async encrypted(sealed: Uint8Array, segment: PendingSegment, encryption: UploadEncryption): Promise<StagedFile> {
+    const stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
+    const sha256 = await sha256Hex(stored);
+    return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, options), release: () => undefined };
   }
 
   private foundCorrupt(segment: PendingSegment, error: GraphstreamError): GraphstreamError {

@@ -1,0 +1,141 @@
+/**
+ * An encrypted store on moto, end to end: the Uploader puts every segment as an age file
+ * (`age -d` opens it into the sealed segment), followers, restore and compaction read through the
+ * identities and keep plaintext locally; an object `age -r` wrote is read like the package's own;
+ * recipients changed mid-way take effect at the next segment; readers without the key, or meeting
+ * plaintext where encryption is required, fail with a typed error.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Core } from '../ts/core/core.js';
+import { compactOnce } from '../ts/replication/compaction.js';
+import { Follower } from '../ts/replication/follower.js';
+import { restore } from '../ts/replication/restore.js';
+import type { SegmentStorage } from '../ts/storage/types.js';
+import { cores } from './helpers/cores.js';
+import { journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
+import { createTestBucket, s3Backends } from './helpers/s3.js';
+
+const keyFile = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'age', 'test-key.txt');
+const keyText = await readFile(keyFile, 'utf8');
+const IDENTITY = keyText.split('\n').find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
+const RECIPIENT = /# public key: (age1\w+)/.exec(keyText)![1]!;
+const OTHER_IDENTITY = execFileSync('age-keygen', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  .split('\n')
+  .find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
+const OTHER_RECIPIENT = execFileSync('age-keygen', ['-y'], { input: OTHER_IDENTITY, encoding: 'utf8' }).trim();
+const DB = 'secret';
+const AGE = 'age-encryption.org/v1\n';
+
+// S3Storage with the native core, the native ObjectStoreStorage with the pure core
+const runs = [
+  { s3: s3Backends.find((b) => b.name === 'S3Storage on moto')!, core: cores[0]! },
+  { s3: s3Backends.find((b) => b.name === 'ObjectStoreStorage on moto')!, core: cores[1]! },
+];
+
+describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, core }: { s3: (typeof runs)[number]['s3']; core: Core }) => {
+  let storage: SegmentStorage;
+  let prefix: string;
+  let leader: TestLeader;
+  let counter = 0;
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-age-e2e-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const objects = async (under: string) => Promise.all((await storage.list(`${prefix}${DB}/${under}/`)).map(async (key) => (await storage.get(key))!));
+
+  beforeAll(async () => {
+    storage = await s3.open(await createTestBucket('age'));
+    return () => storage.close?.();
+  });
+  beforeEach(async () => {
+    prefix = `t${++counter}/`;
+    leader = await openLeader({ storage, prefix, db: DB, core, maxSegmentBytes: 1500, encryption: { recipients: [RECIPIENT] } });
+  });
+  afterEach(async () => {
+    await leader.close();
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('uploads age files that `age -d` opens; a follower, a restore and a compaction read them and keep plaintext', async () => {
+    await leader.write(60);
+    const uploaded = await objects('0000');
+    expect(uploaded.length).toBeGreaterThan(2);
+    for (const object of uploaded) expect(Buffer.from(object.subarray(0, AGE.length)).toString('latin1')).toBe(AGE);
+    const file = join(await tempDir(), 'first.age');
+    await writeFile(file, uploaded[0]!);
+    const opened = execFileSync('age', ['-d', '-i', keyFile, file]);
+    expect((await core.decodeSegmentAsync(opened)).header.firstSeq).toBe(1);
+
+    const expected = await journalRecords(leader.dir, core);
+    const encryption = { identities: [OTHER_IDENTITY, IDENTITY] };
+    const followerDir = await tempDir();
+    const follower = new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption });
+    expect((await follower.catchUp()).sequence).toBe(60);
+    expect(await journalRecords(followerDir, core)).toEqual(expected);
+    for (const name of await readdir(followerDir)) {
+      if (name.endsWith('.hadbj')) expect((await readFile(join(followerDir, name))).subarray(0, 5).toString('latin1')).toBe('HADBJ');
+    }
+
+    const restored = await tempDir();
+    expect((await restore(storage, { prefix, db: DB, dir: restored, core, encryption })).sequence).toBe(60);
+    expect(await journalRecords(restored, core)).toEqual(expected);
+
+    const result = await compactOnce({
+      storage,
+      prefix,
+      db: DB,
+      core,
+      encryption: { ...encryption, recipients: [RECIPIENT] },
+      config: { threshold: 2, maxOutputBytes: 8_000, retention: { minAgeMs: 0, keepLast: 1 } },
+    });
+    expect(result.compacted.length).toBeGreaterThan(0);
+    for (const object of await objects('8000')) expect(Buffer.from(object.subarray(0, AGE.length)).toString('latin1')).toBe(AGE);
+    const fresh = await tempDir();
+    expect((await new Follower({ storage, prefix, db: DB, dir: fresh, core, encryption }).catchUp()).sequence).toBe(60);
+    expect(await journalRecords(fresh, core)).toEqual(expected);
+  });
+
+  it('without the key a reader fails with decryption_failed; plaintext where encryption is required is not_encrypted unless allowed', async () => {
+    await leader.write(20);
+    await expect(new Follower({ storage, prefix, db: DB, dir: await tempDir(), core }).catchUp()).rejects.toMatchObject({ code: 'decryption_failed' });
+    await expect(
+      new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [OTHER_IDENTITY] } }).catchUp(),
+    ).rejects.toMatchObject({ code: 'decryption_failed' });
+
+    leader.uploader.setEncryption(undefined);
+    await leader.write(20);
+    const strict = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY] } });
+    await expect(strict.catchUp()).rejects.toMatchObject({ code: 'not_encrypted' });
+    const migrating = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY], allowPlaintext: true } });
+    expect((await migrating.catchUp()).sequence).toBe(40);
+  });
+
+  it('recipients changed mid-way take effect at the next segment; a segment `age -r` encrypted is read like the others', async () => {
+    await leader.write(20);
+    const before = (await storage.list(`${prefix}${DB}/0000/`)).length;
+    leader.uploader.setEncryption({ recipients: [OTHER_RECIPIENT] });
+    await leader.write(20);
+    const keys = await storage.list(`${prefix}${DB}/0000/`);
+    // re-encrypt the newest object with the age tool, to the first key again
+    const last = keys[keys.length - 1]!;
+    const dir = await tempDir();
+    await writeFile(join(dir, 'new.age'), (await storage.get(last))!);
+    const plain = execFileSync('age', ['-d', '-i', '-', join(dir, 'new.age')], { input: OTHER_IDENTITY });
+    await writeFile(join(dir, 'plain.hadbj'), plain);
+    await storage.delete(last);
+    await storage.put(last, execFileSync('age', ['-r', RECIPIENT, join(dir, 'plain.hadbj')]));
+
+    const onlyFirst = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY] } });
+    await expect(onlyFirst.catchUp()).rejects.toMatchObject({ code: 'decryption_failed' });
+    const both = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY, OTHER_IDENTITY] } });
+    expect((await both.catchUp()).sequence).toBe(40);
+    expect(keys.length).toBeGreaterThan(before + 1);
+  });
+});
