@@ -7,21 +7,15 @@
  * a metric.
  */
 import { readFile } from 'node:fs/promises';
-import type { Core } from '../core/core.js';
+import type { AgeIdentities, AgeRecipients, Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { AGE_MAGIC } from '../format/constants.js';
 
 /** Who may read what is uploaded: X25519 recipients (`age1...`), or one passphrase alone (scrypt). */
-export interface UploadEncryption {
-  recipients?: readonly string[];
-  passphrase?: string;
-}
+export type UploadEncryption = AgeRecipients;
 
 /** What a reader opens encrypted objects with; several identities, so that keys can be rotated. */
-export interface ReadEncryption {
-  /** X25519 identities (`AGE-SECRET-KEY-1...`) */
-  identities?: readonly string[];
-  passphrase?: string;
+export interface ReadEncryption extends Omit<AgeIdentities, 'maxBytes'> {
   /** accept plaintext objects too (a store being migrated); otherwise they are `not_encrypted` */
   allowPlaintext?: boolean;
 }
