@@ -5,14 +5,16 @@
  * example, which drains and exits cleanly on SIGTERM.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Journal, ParamValue } from '../ts/index.js';
 import { bundleScripts } from './helpers/bundle.js';
 import { run, waitFor } from './helpers/child-process.js';
-import { ROOT } from './helpers/cli.js';
+import { loadConfig } from '../ts/cli/config.js';
+import packageJson from '../package.json' with { type: 'json' };
+import { ROOT, buildCli, removeCliBuild, runCli } from './helpers/cli.js';
 
 const BUILD_DIR = join(ROOT, '.vitest-tmp', `examples-${process.pid}`);
 let work: string;
@@ -78,5 +80,56 @@ describe('examples', () => {
 
     const replayed = await runExample('follower-replay', [store, join(work, 'sidecar-replica'), '1500']);
     expect(replayed).toEqual({ people: 200, sequence: 200, chainHash });
+  });
+});
+
+describe('operator examples: graphstream.yml, the systemd unit, the Dockerfile', () => {
+  beforeAll(buildCli);
+  afterAll(removeCliBuild);
+
+  const CONFIG_PATH = '/etc/graphstream/graphstream.yml';
+  const env = { BUCKET: 'graph-wal', DR_BUCKET: 'graph-wal-dr', AGE_RECIPIENT: `age1${'q'.repeat(58)}`, HOSTNAME: 'graphd-a' };
+
+  it('graphstream.yml: three databases, two replicas each for two of them, encryption placeholders and leases', async () => {
+    const config = await loadConfig(join(ROOT, 'examples/graphstream.yml'), env);
+    expect(config.addr).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(config.databases.map((database) => [database.db, database.dir, database.replicas.map((replica) => replica.url)])).toEqual([
+      ['users', '/var/lib/graphd/users', ['s3://graph-wal', 's3://graph-wal-dr']],
+      ['orders', '/var/lib/graphd/orders', ['s3://graph-wal', 's3://graph-wal-dr']],
+      ['audit-log', '/var/lib/graphd/audit', ['s3://graph-wal']],
+    ]);
+    expect(config.databases[0]!.replicas.map((replica) => replica.encryption)).toEqual([{ ageRecipients: [env.AGE_RECIPIENT] }, { ageRecipients: [env.AGE_RECIPIENT] }]);
+    expect(config.databases.map((database) => database.lease)).toEqual([
+      { holder: 'graphd-a', ttlMs: 15000, wait: true },
+      { holder: 'graphd-a', ttlMs: 15000, wait: true },
+      undefined,
+    ]);
+    await expect(loadConfig(join(ROOT, 'examples/graphstream.yml'), { ...env, BUCKET: undefined })).rejects.toThrow(/graphstream\.yml:\d+: databases\[0\]\.replicas\[0\]\.url: \$\{BUCKET\} is not set/);
+  });
+
+  /** Checks that `argv` runs this package's CLI: its bin, a command it has, and only flags that command takes. */
+  async function expectRealCommand(argv: string[]): Promise<void> {
+    expect(Object.keys(packageJson.bin)).toContain(basename(argv[0]!));
+    const [command, ...args] = argv.slice(1);
+    const help = await runCli([command!, '--help']);
+    expect(help.code, `${command} --help`).toBe(0);
+    for (const flag of args.filter((arg) => arg.startsWith('--'))) expect(help.stdout, flag).toContain(`${flag} `);
+    expect(args).toEqual(['--config', CONFIG_PATH]);
+  }
+
+  it('graphstream.service starts the sidecar with the config, reloads with SIGHUP, stops with SIGTERM', async () => {
+    const unit = await readFile(join(ROOT, 'examples/graphstream.service'), 'utf8');
+    const setting = (name: string) => new RegExp(`^${name}=(.*)$`, 'm').exec(unit)?.[1];
+    await expectRealCommand(setting('ExecStart')!.split(/\s+/));
+    expect(setting('ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+    expect(setting('KillSignal')).toBe('SIGTERM');
+  });
+
+  it('the Dockerfile runs the sidecar with the config it copies in', async () => {
+    const dockerfile = await readFile(join(ROOT, 'examples/Dockerfile'), 'utf8');
+    const instruction = (name: string) => new RegExp(`^${name} (.*)$`, 'm').exec(dockerfile)?.[1];
+    await expectRealCommand([...(JSON.parse(instruction('ENTRYPOINT')!) as string[]), ...(JSON.parse(instruction('CMD')!) as string[])]);
+    expect(instruction('COPY')).toBe(`graphstream.yml ${CONFIG_PATH}`);
+    expect(instruction('HEALTHCHECK')).toContain('/readyz');
   });
 });

@@ -1,7 +1,8 @@
 /**
- * The sidecar's config file (`graphstream replicate --config graphstream.yml`): YAML with `${VAR}`
- * expansion (`${VAR:-default}` when unset), checked field by field. An error names the file, the
- * line and the field.
+ * The sidecar's config file (`graphstream replicate --config graphstream.yml`): YAML whose values
+ * may hold `${VAR}` (`${VAR:-default}` when unset or empty; `$$` for a `$`), expanded after parsing,
+ * so comments are left alone and a value cannot add YAML structure. Checked field by field: an
+ * error names the file, the line and the field.
  *
  *   addr: 127.0.0.1:9464            # optional: /metrics, /healthz, /readyz, /status
  *   databases:
@@ -74,6 +75,7 @@ class Fields {
   constructor(
     private readonly file: string,
     private readonly lines: LineCounter,
+    private readonly env: Record<string, string | undefined>,
   ) {}
 
   fail(node: Node | null | undefined, field: string, message: string, offset?: number): never {
@@ -98,24 +100,28 @@ class Fields {
     return node.items as Node[];
   }
 
-  scalar(node: Node | null | undefined): unknown {
-    return (node as { value?: unknown } | null | undefined)?.value;
+  /** A scalar's value, `${VAR}`s expanded in strings. */
+  scalar(node: Node | null | undefined, field: string): unknown {
+    const value = (node as { value?: unknown } | null | undefined)?.value;
+    return typeof value === 'string' ? expandVariables(value, this.env, (message) => this.fail(node, field, message)) : value;
   }
 
   string(node: Node | null | undefined, field: string): string {
-    const value = this.scalar(node);
+    const value = this.scalar(node, field);
     if (typeof value !== 'string' || value === '') this.fail(node, field, 'expected a non-empty string');
     return value;
   }
 
   integer(node: Node | null | undefined, field: string, min: number, max: number): number {
-    const value = this.scalar(node);
+    const scalar = this.scalar(node, field);
+    const value = typeof scalar === 'string' && /^\d+$/.test(scalar) ? Number(scalar) : scalar;
     if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) this.fail(node, field, `expected an integer in ${min}..${max}`);
     return value as number;
   }
 
   boolean(node: Node | null | undefined, field: string): boolean {
-    const value = this.scalar(node);
+    const scalar = this.scalar(node, field);
+    const value = scalar === 'true' ? true : scalar === 'false' ? false : scalar;
     if (typeof value !== 'boolean') this.fail(node, field, 'expected true or false');
     return value;
   }
@@ -183,12 +189,9 @@ function readDatabase(fields: Fields, node: Node, field: string, base: string): 
 
 /** Parses and checks a config file's text; relative paths are relative to the file's directory. */
 export function parseConfig(text: string, file: string, env: Record<string, string | undefined> = process.env): SidecarConfig {
-  const expanded = expandVariables(text, env, (message, offset) => {
-    throw new GraphstreamError('invalid_argument', `${file}:${text.slice(0, offset).split('\n').length}: ${message}`);
-  });
   const lines = new LineCounter();
-  const document = parseDocument(expanded, { lineCounter: lines, prettyErrors: false });
-  const yamlFields = new Fields(file, lines);
+  const document = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const yamlFields = new Fields(file, lines, env);
   const [error] = document.errors;
   if (error !== undefined) yamlFields.fail(null, 'yaml', error.message.split('\n')[0]!, error.pos[0]);
   const top = yamlFields.map(document.contents as Node, 'config', ['addr', 'databases']);
