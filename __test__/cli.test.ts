@@ -139,7 +139,7 @@ describe('usage', () => {
   });
 
   test('help text is wrapped once, by commander: description lines fill the width', async () => {
-    for (const command of ['demo', 'inspect', 'verify', 'repair', 'restore', 'tail', 'replicate', 'generations', 'segments']) {
+    for (const command of ['demo', 'inspect', 'verify', 'repair', 'restore', 'tail', 'replicate', 'generations', 'segments', 'status']) {
       const result = await runCli([command, '--help']);
       expect(result.code).toBe(0);
       const lines = result.stdout.split('\n');
@@ -863,6 +863,14 @@ describe('replicate --config (the sidecar)', () => {
       expect(metrics).toContain(`graphstream_segments_uploaded_total{db="beta"} ${sealed.get('beta')}`);
       expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
       expect(metrics).toMatch(/^nodejs_heap_size_total_bytes \d/m);
+
+      const addr = new URL(base).host;
+      const shown = await runCli(['status', '--addr', addr]);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toMatch(/: NOT READY\n/);
+      expect(shown.stdout).toMatch(/^gamma\s+s3:\/\/\S+-absent\/wal\/\s+running\s+0 \(0 B\)\s+\[not_found\]/m);
+      const shownJson = JSON.parse((await runCli(['status', '--json'], { env: { GRAPHSTREAM_ADDR: addr } })).stdout) as Status;
+      expect(shownJson.replicas.map((replica) => replica.db).sort()).toEqual(['alpha', 'beta', 'gamma']);
 
       // SIGHUP: gamma goes, delta comes
       await writeFile(file, configYaml([{ db: 'alpha', bucket: good }, { db: 'beta', bucket: other }, { db: 'delta', bucket: other }]));

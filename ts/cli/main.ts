@@ -15,6 +15,7 @@ import { registerPromote } from './promote.js';
 import { registerRepair } from './repair.js';
 import { registerReplicate } from './replicate.js';
 import { registerRestore } from './restore.js';
+import { registerStatus } from './status.js';
 import { registerTail } from './tail.js';
 import { registerVerify } from './verify.js';
 
@@ -45,6 +46,7 @@ function buildProgram(output: Output): Command {
   registerTail(program, output);
   registerReplicate(program, output);
   registerListing(program, output);
+  registerStatus(program, output);
   registerPromote(program, output);
   return program;
 }
