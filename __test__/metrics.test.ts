@@ -85,12 +85,18 @@ describe('GraphstreamMetrics', () => {
     metrics.recordLease({ holder: 'host/42/ab', epoch: 3, generation: 2, msToExpiry: 6500, renewals: 17, fenced: false });
     metrics.recordLease({ holder: 'host/42/ab', epoch: 3, generation: 2, msToExpiry: 0, renewals: 18, fenced: true });
     const text = await metrics.toPrometheus();
-    expect(text).toContain('graphstream_lease_holder_info{db="graph",holder="host/42/ab"} 1');
+    expect(text).toContain('graphstream_lease_holder_info{db="graph",holder="host/42/ab"} 0'); // fenced: no longer holds it
     expect(text).toContain('graphstream_lease_epoch{db="graph"} 3');
     expect(text).toContain('graphstream_lease_generation{db="graph"} 2');
     expect(text).toContain('graphstream_lease_renewals{db="graph"} 18');
     expect(text).toContain('graphstream_lease_seconds_to_expiry{db="graph"} 0');
     expect(text).toContain('graphstream_lease_fenced{db="graph"} 1');
+
+    // a handover inside one process (as in the demo): only the new holder's series remains
+    metrics.recordLease({ holder: 'host/43/cd', epoch: 4, generation: 3, msToExpiry: 7000, renewals: 0, fenced: false });
+    const after = await metrics.toPrometheus();
+    expect(after).toContain('graphstream_lease_holder_info{db="graph",holder="host/43/cd"} 1');
+    expect(after).not.toContain('holder="host/42/ab"');
   });
 
   it('records what each method says, in seconds where time is measured', async () => {

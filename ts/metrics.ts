@@ -198,7 +198,10 @@ export class GraphstreamMetrics {
     this.leaseSecondsToExpiry.set(lease.msToExpiry / 1000);
     this.leaseRenewals.set(lease.renewals);
     this.leaseFenced.set(lease.fenced ? 1 : 0);
-    this.leaseHolder.set({ ...this.labels, holder: lease.holder }, 1);
+    // one series: the holder this process last knew, 1 while it holds the lease (a handover in
+    // one process, as in the demo, must not leave the old holder's series at 1)
+    this.leaseHolder.reset();
+    this.leaseHolder.set({ ...this.labels, holder: lease.holder }, lease.msToExpiry > 0 && !lease.fenced ? 1 : 0);
   }
 
   /** Content-Type of toPrometheus()'s text. */

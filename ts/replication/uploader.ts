@@ -522,6 +522,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (lease.state === 'idle') {
       lease.on('renewed', () => this.recordLeaseMetrics());
       lease.on('fenced', () => this.recordLeaseMetrics());
+      lease.on('released', () => this.recordLeaseMetrics());
       await lease.acquire({ signal: this.stopping.signal, wait: this.leaseWait }).catch((err: unknown) => {
         if (!isGraphstreamError(err, 'locked')) throw err;
         throw new GraphstreamError('fenced', `uploader for ${this.directory} cannot upload: ${err.message}; this journal is not the db's writer`, { cause: err, details: { key: lease.key, retryable: false } });
