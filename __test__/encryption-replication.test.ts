@@ -10,12 +10,14 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Core } from '../ts/core/core.js';
 import { compactOnce } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { restore } from '../ts/replication/restore.js';
+import { LocalStorage } from '../ts/storage/local.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
+import { buildCli, removeCliBuild, runCli } from './helpers/cli.js';
 import { cores } from './helpers/cores.js';
 import { journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
 import { createTestBucket, s3Backends } from './helpers/s3.js';
@@ -137,5 +139,31 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     const both = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY, OTHER_IDENTITY] } });
     expect((await both.catchUp()).sequence).toBe(40);
     expect(keys.length).toBeGreaterThan(before + 1);
+  });
+});
+
+describe('the CLI over an encrypted store', () => {
+  beforeAll(buildCli);
+  afterAll(removeCliBuild);
+
+  it('restore opens it with --age-identity-file or GRAPHSTREAM_AGE_IDENTITY_FILE; without, it fails with decryption_failed', async () => {
+    const store = await mkdtemp(join(tmpdir(), 'graphstream-age-cli-'));
+    try {
+      const leader = await openLeader({ storage: new LocalStorage(store), prefix: '', db: DB, core: cores[0]!, encryption: { recipients: [RECIPIENT] } });
+      await leader.write(30);
+      await leader.close();
+      const restoreInto = (dir: string, ...flags: string[]) => ['restore', `file://${store}`, '--db', DB, '--dir', join(store, dir), ...flags];
+      const withFlag = await runCli(restoreInto('a', '--age-identity-file', keyFile));
+      expect(withFlag.code, withFlag.stderr).toBe(0);
+      const withEnv = await runCli(restoreInto('b'), { env: { GRAPHSTREAM_AGE_IDENTITY_FILE: keyFile } });
+      expect(withEnv.code, withEnv.stderr).toBe(0);
+      expect(await journalRecords(join(store, 'b'), cores[0]!)).toEqual(await journalRecords(join(store, 'a'), cores[0]!));
+      const without = await runCli(restoreInto('c'), { env: { GRAPHSTREAM_AGE_IDENTITY_FILE: undefined } });
+      expect(without.code).not.toBe(0);
+      expect(without.stderr).toContain('decryption_failed');
+      expect(without.stderr + withFlag.stdout).not.toContain(IDENTITY);
+    } finally {
+      await rm(store, { recursive: true, force: true });
+    }
   });
 });

@@ -7,6 +7,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { openStorage, type OpenStorageOptions, type SegmentStorage } from '../storage/index.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
+import { readIdentityFile, type ReadEncryption, type UploadEncryption } from '../replication/encryption.js';
 
 export const USAGE_ERROR_EXIT_CODE = 2;
 
@@ -125,4 +126,42 @@ export async function requireDirectory(dir: string): Promise<void> {
     throw toGraphstreamError(err, `journal directory ${dir}`);
   }
   if (!info.isDirectory()) throw new GraphstreamError('invalid_argument', `${dir} is not a directory`);
+}
+
+export interface EncryptionFlags {
+  ageRecipient?: string[];
+  ageIdentityFile?: string;
+}
+
+/**
+ * Adds the age flags (docs/FORMAT.md, "Encrypted objects"): `--age-recipient` for commands that
+ * upload, `--age-identity-file` for commands that read. The environment gives their defaults.
+ */
+export function withEncryptionOptions(command: Command, uses: { upload?: boolean; read?: boolean }): Command {
+  if (uses.upload) {
+    command.option(
+      '--age-recipient <age1...>',
+      'encrypt uploaded segments to this age X25519 recipient; repeatable (default: GRAPHSTREAM_AGE_RECIPIENTS, comma or space separated)',
+      (value: string, previous: string[] = []) => [...previous, value],
+    );
+  }
+  if (uses.read) {
+    command.option(
+      '--age-identity-file <path>',
+      'open encrypted segments with the identities of this age identity file; plaintext ones are then refused (default: GRAPHSTREAM_AGE_IDENTITY_FILE)',
+    );
+  }
+  return command;
+}
+
+/** Whom uploads are encrypted to, from --age-recipient or GRAPHSTREAM_AGE_RECIPIENTS; undefined for plaintext. */
+export function uploadEncryptionArg(flags: EncryptionFlags): UploadEncryption | undefined {
+  const recipients = flags.ageRecipient ?? (process.env.GRAPHSTREAM_AGE_RECIPIENTS ?? '').split(/[\s,]+/).filter((r) => r !== '');
+  return recipients.length === 0 ? undefined : { recipients };
+}
+
+/** The identities readers open objects with, from --age-identity-file or GRAPHSTREAM_AGE_IDENTITY_FILE; undefined for none. */
+export async function readEncryptionArg(flags: EncryptionFlags): Promise<ReadEncryption | undefined> {
+  const file = flags.ageIdentityFile ?? (process.env.GRAPHSTREAM_AGE_IDENTITY_FILE || undefined);
+  return file === undefined ? undefined : { identities: await readIdentityFile(file) };
 }

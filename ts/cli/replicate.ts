@@ -20,12 +20,15 @@ import {
   prefixArg,
   usageError,
   withStorageOptions,
+  withEncryptionOptions,
+  uploadEncryptionArg,
+  type EncryptionFlags,
   type StorageFlags,
 } from './options.js';
 import { runSidecar, waitForDirectory } from './sidecar.js';
 import { stopSignals } from './signals.js';
 
-interface ReplicateOptions extends StorageFlags {
+interface ReplicateOptions extends StorageFlags, EncryptionFlags {
   config?: string;
   db?: string;
   prefix: string;
@@ -58,22 +61,25 @@ async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string
 
 export function registerReplicate(program: Command, output: Output): void {
   withStorageOptions(
-    program
-      .command('replicate')
-      .summary('sidecar: ship the sealed segments of a journal another process writes')
-      .description(
-        'Watches a journal directory that another process writes and uploads every sealed segment to object ' +
-          'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or ' +
-          'SIGINT, then waits for the uploads in flight and exits 0. A journal directory that does not exist yet is waited for.',
-      )
-      .argument('[journal-dir]', 'the journal directory')
-      .argument('[storage-url]', 's3://bucket[/prefix], file:///dir, or a directory')
-      .addOption(new Option('--config <file>', 'run every database of a YAML config file instead (SIGHUP reloads it)').env('GRAPHSTREAM_CONFIG'))
-      .option('--db <db>', 'db name in the keys (default: the journal directory name)', dbArg)
-      .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
-      .option('--interval <ms>', 'how often to look for newly sealed segments', integerArg(1, 3_600_000), 1000)
-      .option('--concurrency <n>', 'uploads in flight at once', integerArg(1, 256), 4)
-      .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg),
+    withEncryptionOptions(
+      program
+        .command('replicate')
+        .summary('sidecar: ship the sealed segments of a journal another process writes')
+        .description(
+          'Watches a journal directory that another process writes and uploads every sealed segment to object ' +
+            'storage, oldest first, with retries; it never seals or touches the live segment. Runs until SIGTERM or ' +
+            'SIGINT, then waits for the uploads in flight and exits 0. A journal directory that does not exist yet is waited for.',
+        )
+        .argument('[journal-dir]', 'the journal directory')
+        .argument('[storage-url]', 's3://bucket[/prefix], file:///dir, or a directory')
+        .addOption(new Option('--config <file>', 'run every database of a YAML config file instead (SIGHUP reloads it)').env('GRAPHSTREAM_CONFIG'))
+        .option('--db <db>', 'db name in the keys (default: the journal directory name)', dbArg)
+        .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
+        .option('--interval <ms>', 'how often to look for newly sealed segments', integerArg(1, 3_600_000), 1000)
+        .option('--concurrency <n>', 'uploads in flight at once', integerArg(1, 256), 4)
+        .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg),
+      { upload: true },
+    ),
   ).action(async function (this: Command, journalDir: string | undefined, storageUrl: string | undefined, options: ReplicateOptions) {
     if (options.config !== undefined) {
       if (journalDir !== undefined) usageError(this, '--config replaces <journal-dir> and <storage-url>');
@@ -98,6 +104,7 @@ export function registerReplicate(program: Command, output: Output): void {
       sealIntervalMs: options.interval,
       concurrency: options.concurrency,
       metrics,
+      encryption: uploadEncryptionArg(options),
     });
     uploader.on('uploaded', (record) => output.print(`uploaded ${record.name} -> ${record.key} (${formatBytes(record.size)})`));
     uploader.on('error', (err) => output.note(`graphstream: warning [${err.code}]: ${err.message}`));

@@ -6,9 +6,20 @@ import { dbPrefix } from '../replication/layout.js';
 import { restore } from '../replication/restore.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { Output, formatBytes, formatDuration, formatFields } from './output.js';
-import { dbArg, integerArg, openStorageArg, prefixArg, timeArg, withStorageOptions, type StorageFlags } from './options.js';
+import {
+  dbArg,
+  integerArg,
+  openStorageArg,
+  prefixArg,
+  readEncryptionArg,
+  timeArg,
+  withEncryptionOptions,
+  withStorageOptions,
+  type EncryptionFlags,
+  type StorageFlags,
+} from './options.js';
 
-interface RestoreCommandOptions extends StorageFlags {
+interface RestoreCommandOptions extends StorageFlags, EncryptionFlags {
   db: string;
   prefix: string;
   dir: string;
@@ -41,23 +52,26 @@ async function requireEmptyTarget(dir: string): Promise<void> {
 
 export function registerRestore(program: Command, output: Output): void {
   withStorageOptions(
-    program
-      .command('restore')
-      .summary('rebuild a local journal from object storage, up to a sequence or a point in time')
-      .description(
-        'Downloads and verifies the journal of a db from object storage into an empty directory, end to end ' +
-          'from its first entry, up to --to-sequence or up to the last entry written at or before --to-time ' +
-          "(the leader's timestamp of each entry). The directory is then a journal that continues from there. " +
-          'A db that storage does not hold is an error (not_found) unless --if-replica-exists is given.',
-      )
-      .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
-      .requiredOption('--db <db>', 'the db to restore', dbArg)
-      .requiredOption('--dir <dir>', 'an empty directory to restore into')
-      .option('--if-replica-exists', 'exit 0 without doing anything when storage holds no replica of the db')
-      .option('--force', 'restore into a directory that holds other files (never over a journal)')
-      .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
-      .addOption(new Option('--to-sequence <n>', 'last sequence to restore').argParser(integerArg(1)).conflicts('toTime'))
-      .addOption(new Option('--to-time <time>', 'restore up to this time: ISO 8601, or ms since the epoch').argParser(timeArg)),
+    withEncryptionOptions(
+      program
+        .command('restore')
+        .summary('rebuild a local journal from object storage, up to a sequence or a point in time')
+        .description(
+          'Downloads and verifies the journal of a db from object storage into an empty directory, end to end ' +
+            'from its first entry, up to --to-sequence or up to the last entry written at or before --to-time ' +
+            "(the leader's timestamp of each entry). The directory is then a journal that continues from there. " +
+            'A db that storage does not hold is an error (not_found) unless --if-replica-exists is given.',
+        )
+        .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
+        .requiredOption('--db <db>', 'the db to restore', dbArg)
+        .requiredOption('--dir <dir>', 'an empty directory to restore into')
+        .option('--if-replica-exists', 'exit 0 without doing anything when storage holds no replica of the db')
+        .option('--force', 'restore into a directory that holds other files (never over a journal)')
+        .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
+        .addOption(new Option('--to-sequence <n>', 'last sequence to restore').argParser(integerArg(1)).conflicts('toTime'))
+        .addOption(new Option('--to-time <time>', 'restore up to this time: ISO 8601, or ms since the epoch').argParser(timeArg)),
+      { read: true },
+    ),
   ).action(async function (this: Command, storageUrl: string, options: RestoreCommandOptions) {
     const storage = await openStorageArg(this, storageUrl, options);
     const progress = output.progress('restoring segments');
@@ -74,6 +88,7 @@ export function registerRestore(program: Command, output: Output): void {
         db: options.db,
         prefix: options.prefix,
         dir: options.dir,
+        encryption: await readEncryptionArg(options),
         ...(options.toSequence !== undefined ? { toSequence: options.toSequence } : {}),
         ...(options.toTime !== undefined ? { toTimestampMs: options.toTime } : {}),
         onProgress: (state) => progress.update(state.segments, state.totalSegments),

@@ -9,10 +9,20 @@ import type { Command } from 'commander';
 import { Follower } from '../replication/follower.js';
 import type { JournalRecord } from '../journal/reader.js';
 import { Output, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
-import { dbArg, integerArg, openStorageArg, prefixArg, withStorageOptions, type StorageFlags } from './options.js';
+import {
+  dbArg,
+  integerArg,
+  openStorageArg,
+  prefixArg,
+  readEncryptionArg,
+  withEncryptionOptions,
+  withStorageOptions,
+  type EncryptionFlags,
+  type StorageFlags,
+} from './options.js';
 import { readerGone, stopSignals } from './signals.js';
 
-interface TailCommandOptions extends StorageFlags {
+interface TailCommandOptions extends StorageFlags, EncryptionFlags {
   db: string;
   prefix: string;
   fromSeq?: number;
@@ -39,28 +49,31 @@ function recordLine(record: JournalRecord, json: boolean): string {
 
 export function registerTail(program: Command, output: Output): void {
   withStorageOptions(
-    program
-      .command('tail')
-      .summary("follow a db's journal in object storage and print its entries")
-      .description(
-        'Follows the journal of a db in object storage: every segment is verified (checksums, CRCs, the hash ' +
-          'chain) before its entries are printed, one per line, oldest first, then new ones as they are ' +
-          'uploaded, until SIGTERM or SIGINT, or until the reader of its output goes away.',
-      )
-      .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
-      .requiredOption('--db <db>', 'the db to follow', dbArg)
-      .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
-      .option('--from-seq <n>', 'first sequence to print (default: the start, or where --dir left off)', integerArg(1))
-      .option('--dir <dir>', "the follower's directory, kept to resume from (default: a temporary one)")
-      .option('--poll <ms>', 'wait between polls while nothing is new (doubles while idle)', integerArg(1, 3_600_000), 1000)
-      .option('--json', 'one JSON object per entry (parameters typed)'),
+    withEncryptionOptions(
+      program
+        .command('tail')
+        .summary("follow a db's journal in object storage and print its entries")
+        .description(
+          'Follows the journal of a db in object storage: every segment is verified (checksums, CRCs, the hash ' +
+            'chain) before its entries are printed, one per line, oldest first, then new ones as they are ' +
+            'uploaded, until SIGTERM or SIGINT, or until the reader of its output goes away.',
+        )
+        .argument('<storage-url>', 's3://bucket[/prefix], file:///dir, or a directory')
+        .requiredOption('--db <db>', 'the db to follow', dbArg)
+        .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
+        .option('--from-seq <n>', 'first sequence to print (default: the start, or where --dir left off)', integerArg(1))
+        .option('--dir <dir>', "the follower's directory, kept to resume from (default: a temporary one)")
+        .option('--poll <ms>', 'wait between polls while nothing is new (doubles while idle)', integerArg(1, 3_600_000), 1000)
+        .option('--json', 'one JSON object per entry (parameters typed)'),
+      { read: true },
+    ),
   ).action(async function (this: Command, storageUrl: string, options: TailCommandOptions) {
     const storage = await openStorageArg(this, storageUrl, options);
     const dir = options.dir === undefined ? await mkdtemp(join(tmpdir(), 'graphstream-tail-')) : resolve(options.dir);
     const signals = stopSignals();
     const reader = readerGone(output.out);
     try {
-      const follower = new Follower({ storage, prefix: options.prefix, db: options.db, dir });
+      const follower = new Follower({ storage, prefix: options.prefix, db: options.db, dir, encryption: await readEncryptionArg(options) });
       // the tail ends, its position persisted
       void Promise.race([signals.received, reader.gone]).then(() => follower.close());
       const records = follower.tail({
