@@ -6,18 +6,7 @@ import { dbPrefix } from '../replication/layout.js';
 import { restore } from '../replication/restore.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { Output, formatBytes, formatDuration, formatFields } from './output.js';
-import {
-  dbArg,
-  integerArg,
-  openStorageArg,
-  prefixArg,
-  readEncryptionArg,
-  timeArg,
-  withEncryptionOptions,
-  withStorageOptions,
-  type EncryptionFlags,
-  type StorageFlags,
-} from './options.js';
+import { dbArg, integerArg, openStorageArg, prefixArg, readEncryptionArg, timeArg, withEncryptionOptions, withStorageOptions, type EncryptionFlags, type StorageFlags } from './options.js';
 
 interface RestoreCommandOptions extends StorageFlags, EncryptionFlags {
   db: string;

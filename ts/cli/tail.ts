@@ -9,17 +9,7 @@ import type { Command } from 'commander';
 import { Follower } from '../replication/follower.js';
 import type { JournalRecord } from '../journal/reader.js';
 import { Output, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
-import {
-  dbArg,
-  integerArg,
-  openStorageArg,
-  prefixArg,
-  readEncryptionArg,
-  withEncryptionOptions,
-  withStorageOptions,
-  type EncryptionFlags,
-  type StorageFlags,
-} from './options.js';
+import { dbArg, integerArg, openStorageArg, prefixArg, readEncryptionArg, withEncryptionOptions, withStorageOptions, type EncryptionFlags, type StorageFlags } from './options.js';
 import { readerGone, stopSignals } from './signals.js';
 
 interface TailCommandOptions extends StorageFlags, EncryptionFlags {
