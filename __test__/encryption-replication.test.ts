@@ -146,7 +146,7 @@ describe('the CLI over an encrypted store', () => {
   beforeAll(buildCli);
   afterAll(removeCliBuild);
 
-  it('restore opens it with --age-identity-file or GRAPHSTREAM_AGE_IDENTITY_FILE; without, it fails with decryption_failed', async () => {
+  it('restore and verify open it with --age-identity-file or GRAPHSTREAM_AGE_IDENTITY_FILE; without, decryption_failed', async () => {
     const store = await mkdtemp(join(tmpdir(), 'graphstream-age-cli-'));
     try {
       const leader = await openLeader({ storage: new LocalStorage(store), prefix: '', db: DB, core: cores[0]!, encryption: { recipients: [RECIPIENT] } });
@@ -162,6 +162,13 @@ describe('the CLI over an encrypted store', () => {
       expect(without.code).not.toBe(0);
       expect(without.stderr).toContain('decryption_failed');
       expect(without.stderr + withFlag.stdout).not.toContain(IDENTITY);
+
+      const verified = await runCli(['verify', `file://${store}/${DB}`, '--age-identity-file', keyFile]);
+      expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+      expect(verified.stdout).toContain('OK');
+      const unverified = await runCli(['verify', `file://${store}/${DB}`], { env: { GRAPHSTREAM_AGE_IDENTITY_FILE: undefined } });
+      expect(unverified.code).toBe(1);
+      expect(unverified.stdout).toContain('[decryption_failed]');
     } finally {
       await rm(store, { recursive: true, force: true });
     }

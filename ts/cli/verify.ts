@@ -22,8 +22,13 @@ import {
   splitDbUrl,
   usageError,
   withStorageOptions,
+  readEncryptionArg,
+  withEncryptionOptions,
+  type EncryptionFlags,
   type StorageFlags,
 } from './options.js';
+import { resolveCore } from '../core/default.js';
+import { decryptDownloaded, type ReadEncryption } from '../replication/encryption.js';
 
 /** remote segments downloaded ahead of the one being verified */
 const DOWNLOAD_WINDOW = 4;
@@ -56,7 +61,7 @@ export interface VerifyReport {
   staleKeys: string[];
 }
 
-interface VerifyOptions extends StorageFlags {
+interface VerifyOptions extends StorageFlags, EncryptionFlags {
   db?: string;
   prefix: string;
   json?: boolean;
@@ -231,7 +236,8 @@ function checkFamily(segments: VerifiedSegment[], report: VerifyReport, start: C
   return end;
 }
 
-async function verifyRemote(storage: SegmentStorage, prefix: string, db: string, output: Output): Promise<VerifyReport> {
+async function verifyRemote(storage: SegmentStorage, prefix: string, db: string, output: Output, encryption: ReadEncryption | undefined): Promise<VerifyReport> {
+  const core = await resolveCore(undefined);
   const location = storage.description.replace(/\/?$/, '/');
   const report = emptyReport(`${location}${dbPrefix(prefix, db)}`);
   const listing = await listDbKeys(storage, prefix, db);
@@ -267,6 +273,13 @@ async function verifyRemote(storage: SegmentStorage, prefix: string, db: string,
       }
       if (bytes === null) {
         report.problems.push({ where: segment.url, sequence: segment.firstSeq, code: 'not_found', message: 'the object disappeared while being verified' });
+        continue;
+      }
+      try {
+        bytes = await decryptDownloaded(core, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), encryption, 'the object');
+      } catch (err) {
+        const error = toGraphstreamError(err);
+        report.problems.push({ where: segment.url, sequence: segment.firstSeq, code: error.code, message: error.message });
         continue;
       }
       const verified = await verifySegmentBytes(segment, bytes, report);
@@ -338,19 +351,22 @@ function printReport(report: VerifyReport, output: Output): void {
 
 export function registerVerify(program: Command, output: Output): void {
   withStorageOptions(
-    program
-      .command('verify')
-      .summary('check a whole journal: CRCs, hash chain, gaps and overlaps')
-      .description(
-        'Checks every segment of a journal, the CRC of every entry and the hash chain end to end, and reports ' +
-          'every problem with where it is. In a journal directory, a torn tail (the end of the last write, and ' +
-          'trailing segments holding no entry) is what a crash leaves, not a problem; anything else is, as ' +
-          '`Journal.open` sees it. Exit code 0 when everything verifies, 1 otherwise.',
-      )
-      .argument('<target>', 'a journal directory, or s3://bucket/prefix/db, file:///root/prefix/db, memory://')
-      .option('--db <db>', 'the db name, when the URL names the storage root rather than the db', dbArg)
-      .option('--prefix <prefix>', 'key prefix in front of the db name (with --db)', prefixArg, '')
-      .option('--json', 'print the report as JSON'),
+    withEncryptionOptions(
+      program
+        .command('verify')
+        .summary('check a whole journal: CRCs, hash chain, gaps and overlaps')
+        .description(
+          'Checks every segment of a journal, the CRC of every entry and the hash chain end to end, and reports ' +
+            'every problem with where it is. In a journal directory, a torn tail (the end of the last write, and ' +
+            'trailing segments holding no entry) is what a crash leaves, not a problem; anything else is, as ' +
+            '`Journal.open` sees it. Exit code 0 when everything verifies, 1 otherwise.',
+        )
+        .argument('<target>', 'a journal directory, or s3://bucket/prefix/db, file:///root/prefix/db, memory://')
+        .option('--db <db>', 'the db name, when the URL names the storage root rather than the db', dbArg)
+        .option('--prefix <prefix>', 'key prefix in front of the db name (with --db)', prefixArg, '')
+        .option('--json', 'print the report as JSON'),
+      { read: true },
+    ),
   ).action(async function (this: Command, target: string, options: VerifyOptions) {
     let report: VerifyReport;
     if (!isStorageUrl(target)) {
@@ -366,7 +382,7 @@ export function registerVerify(program: Command, output: Output): void {
       }
       const storage = await openStorageArg(this, storageUrl, options);
       try {
-        report = await verifyRemote(storage, options.prefix, db, output);
+        report = await verifyRemote(storage, options.prefix, db, output, await readEncryptionArg(options));
       } finally {
         await storage.close?.();
       }
