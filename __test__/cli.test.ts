@@ -627,6 +627,12 @@ describe('generations and segments', () => {
     const stale = JSON.parse((await runCli(['segments', `file://${store}`, '--db', 'graph', '--generation', '0', '--json'])).stdout);
     expect(stale.segments.filter((segment: { state: string }) => segment.state === 'stale').map((segment: { key: string }) => segment.key)).toEqual([staleKey]);
 
+    // every flag also from the environment: GRAPHSTREAM_DB, GRAPHSTREAM_GENERATION, GRAPHSTREAM_JSON
+    const fromEnv = await runCli(['segments', `file://${store}`], { env: { GRAPHSTREAM_DB: 'graph', GRAPHSTREAM_GENERATION: '1', GRAPHSTREAM_JSON: '1' } });
+    expect(fromEnv.stderr).toBe('');
+    expect(fromEnv.code).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toEqual(one);
+
     for (const command of ['generations', 'segments']) {
       const missing = await runCli([command, `file://${store}`, '--db', 'nothing']);
       expect(missing.code).toBe(1);

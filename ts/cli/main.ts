@@ -3,7 +3,7 @@
  * The `graphstream` command. The only place that decides the process's exit code: 0 on success,
  * 1 for an operational failure (printed with its GraphstreamError code), 2 for bad arguments.
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type Option } from 'commander';
 import packageJson from '../../package.json' with { type: 'json' };
 import { toGraphstreamError } from '../errors.js';
 import { registerDemo } from './demo.js';
@@ -26,8 +26,21 @@ export function errorLine(code: string, message: string): string {
   return `graphstream: error [${code}]: ${message}`;
 }
 
+/** A command whose every flag may also come from the environment: `--metrics-addr` from GRAPHSTREAM_METRICS_ADDR. */
+class GraphstreamCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new GraphstreamCommand(name);
+  }
+
+  override addOption(option: Option): this {
+    // the commands' flags, not the program's own (--version)
+    if (this.parent !== null) option.envVar ??= `GRAPHSTREAM_${option.attributeName().replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase()}`;
+    return super.addOption(option);
+  }
+}
+
 function buildProgram(output: Output): Command {
-  const program = new Command('graphstream')
+  const program = new GraphstreamCommand('graphstream')
     .description('Journal replication for graph databases: write, ship, verify and replay .hadbj journals.')
     .version(packageJson.version)
     .exitOverride()
