@@ -3,7 +3,7 @@
  * argument is a commander usage error (exit code 2), never an operational failure.
  */
 import { stat } from 'node:fs/promises';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { openStorage, type OpenStorageOptions, type SegmentStorage } from '../storage/index.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
@@ -135,33 +135,32 @@ export interface EncryptionFlags {
 
 /**
  * Adds the age flags (docs/FORMAT.md, "Encrypted objects"): `--age-recipient` for commands that
- * upload, `--age-identity-file` for commands that read. The environment gives their defaults.
+ * upload, `--age-identity-file` for commands that read; or their environment variables.
  */
 export function withEncryptionOptions(command: Command, uses: { upload?: boolean; read?: boolean }): Command {
   if (uses.upload) {
-    command.option(
-      '--age-recipient <age1...>',
-      'encrypt uploaded segments to this age X25519 recipient; repeatable (default: GRAPHSTREAM_AGE_RECIPIENTS, comma or space separated)',
-      (value: string, previous: string[] = []) => [...previous, value],
+    command.addOption(
+      new Option('--age-recipient <age1...>', 'encrypt uploaded segments to this age X25519 recipient; repeatable (the variable: comma or space separated)')
+        .env('GRAPHSTREAM_AGE_RECIPIENTS')
+        .argParser((value: string, previous: string[] = []) => [...previous, ...value.split(/[\s,]+/).filter((recipient) => recipient !== '')]),
     );
   }
   if (uses.read) {
-    command.option(
-      '--age-identity-file <path>',
-      'open encrypted segments with the identities of this age identity file; plaintext ones are then refused (default: GRAPHSTREAM_AGE_IDENTITY_FILE)',
+    command.addOption(
+      new Option('--age-identity-file <path>', 'open encrypted segments with the identities of this age identity file; plaintext ones are then refused').env(
+        'GRAPHSTREAM_AGE_IDENTITY_FILE',
+      ),
     );
   }
   return command;
 }
 
-/** Whom uploads are encrypted to, from --age-recipient or GRAPHSTREAM_AGE_RECIPIENTS; undefined for plaintext. */
+/** Whom uploads are encrypted to (--age-recipient); undefined for plaintext. */
 export function uploadEncryptionArg(flags: EncryptionFlags): UploadEncryption | undefined {
-  const recipients = flags.ageRecipient ?? (process.env.GRAPHSTREAM_AGE_RECIPIENTS ?? '').split(/[\s,]+/).filter((r) => r !== '');
-  return recipients.length === 0 ? undefined : { recipients };
+  return flags.ageRecipient === undefined || flags.ageRecipient.length === 0 ? undefined : { recipients: flags.ageRecipient };
 }
 
-/** The identities readers open objects with, from --age-identity-file or GRAPHSTREAM_AGE_IDENTITY_FILE; undefined for none. */
+/** The identities readers open objects with (--age-identity-file); undefined for none. */
 export async function readEncryptionArg(flags: EncryptionFlags): Promise<ReadEncryption | undefined> {
-  const file = flags.ageIdentityFile ?? (process.env.GRAPHSTREAM_AGE_IDENTITY_FILE || undefined);
-  return file === undefined ? undefined : { identities: await readIdentityFile(file) };
+  return flags.ageIdentityFile === undefined || flags.ageIdentityFile === '' ? undefined : { identities: await readIdentityFile(flags.ageIdentityFile) };
 }
