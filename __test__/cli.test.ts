@@ -22,7 +22,7 @@ import { S3Storage } from '../ts/storage/s3.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { Output } from '../ts/cli/output.js';
 import { parseConfig } from '../ts/cli/config.js';
-import { buildCli, removeCliBuild, runCli, runCliPiped, startCli, startWriter, type CliResult } from './helpers/cli.js';
+import { ROOT, buildCli, removeCliBuild, runCli, runCliPiped, startCli, startWriter, type CliResult } from './helpers/cli.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
 import { VECTORS_DIR, manifest } from './helpers/vectors.js';
@@ -832,6 +832,33 @@ describe('replicate --config (the sidecar)', () => {
     }
     return `${lines.join('\n')}\n`;
   }
+
+  test('a replica with age recipients uploads only encrypted objects, which verify reads with the identity', async () => {
+    const journals = await tempDir('cli-sidecar-age');
+    const store = await tempDir('cli-sidecar-age-store');
+    const keyFile = join(ROOT, '__test__/fixtures/age/test-key.txt');
+    const recipient = /^# public key: (age1\w+)$/m.exec(await readFile(keyFile, 'utf8'))![1]!;
+    await writeJournal(join(journals, 'secret'), 60);
+    const sealed = (await segmentStates(join(journals, 'secret'))).sealed.length;
+    const file = join(journals, 'graphstream.yml');
+    const yaml = ['databases:', '  - dir: ${JOURNALS}/secret', '    replicas:', `      - url: file://${store}`, '        interval: 50', '        encryption:', `          age-recipients: [${recipient}]`];
+    await writeFile(file, `${yaml.join('\n')}\n`);
+    const sidecar = startCli(['replicate', '--config', file], { env: { JOURNALS: journals } });
+    try {
+      await sidecar.waitFor(/^uploaded (\w+) journal-/m, (matches) => matches.length >= sealed);
+      sidecar.kill('SIGTERM');
+      expect((await sidecar.exited).code).toBe(0);
+    } finally {
+      sidecar.kill('SIGKILL');
+      await sidecar.exited;
+    }
+    const storage = new LocalStorage(store);
+    const keys = await storage.list('secret/');
+    expect(keys).toHaveLength(sealed);
+    for (const key of keys) expect(Buffer.from((await storage.get(key))!).subarray(0, 22).toString('latin1')).toBe('age-encryption.org/v1\n');
+    expect((await runCli(['verify', `file://${store}/secret`])).code).toBe(1);
+    expect((await runCli(['verify', `file://${store}/secret`, '--age-identity-file', keyFile])).code).toBe(0);
+  });
 
   test('three databases, one with a bucket that does not exist: the others ship; SIGHUP adds a fourth; SIGTERM drains all and exits 0', async () => {
     const journals = await tempDir('cli-sidecar-config');

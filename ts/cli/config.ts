@@ -15,7 +15,7 @@
  *           endpoint: http://...    # optional, with region, path-style
  *           interval: 1000          # optional: ms between looks for sealed segments
  *           concurrency: 4          # optional: uploads in flight for this replica
- *           encryption: { age-recipients: [age1...] }   # optional; checked, not applied yet
+ *           encryption: { age-recipients: [age1...] }   # optional: what this replica uploads is encrypted to them
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';

@@ -104,6 +104,7 @@ class ReplicaRunner {
       concurrency: replica.concurrency,
       metrics: this.metrics,
       ...(database.lease === undefined ? {} : { lease: database.lease }),
+      ...(replica.encryption === undefined ? {} : { encryption: { recipients: replica.encryption.ageRecipients } }),
     });
     this.uploader = uploader;
     uploader.on('uploaded', (record) => this.output.print(`uploaded ${database.db} ${record.name} -> ${objectName(this.storage!.description, record.key)} (${formatBytes(record.size)})`));
