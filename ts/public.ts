@@ -23,6 +23,8 @@ export type {
   WriterStats,
 } from './core/core.js';
 export { AbortError } from './abort.js';
+export type { AgeIdentities, AgeRecipients } from './core/core.js';
+export type { ReadEncryption, UploadEncryption } from './replication/encryption.js';
 export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode, type ErrorDetails } from './errors.js';
 export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type ParamValueTypes, type Point } from './payload/params.js';
 export { decodeJournalEntry, encodeJournalEntry, type JournalEntry, type JournalEntryInput } from './payload/payload.js';
