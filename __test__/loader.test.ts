@@ -38,6 +38,11 @@ beforeAll(async () => {
     // a CommonJS bundle of the ESM build, where import.meta.url is empty
     await build({ ...common, outfile: join(app, 'app.cjs'), format: 'cjs', logOverride: { 'empty-import-meta': 'silent' } });
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    // installed beside the app as graphstream's dependencies: the bundle requires them on first use
+    for (const dependency of ['prom-client', '@bufbuild/protobuf', '@bokuweb/zstd-wasm']) {
+      await mkdir(dirname(join(app, 'node_modules', dependency)), { recursive: true });
+      await symlink(join(root, 'node_modules', dependency), join(app, 'node_modules', dependency));
+    }
   }
   const packageDir = join(withPackage, 'node_modules/@graphstream', `native-${platform}`);
   await mkdir(packageDir, { recursive: true });
@@ -54,6 +59,7 @@ interface Probe {
   nativeCore?: boolean;
   warnings?: { code: string | undefined; message: string }[];
   gs?: { code: string; message: string } | null;
+  lazyDependencies?: Record<string, string>;
   error?: { name: string; code: string; message: string };
 }
 
@@ -64,13 +70,15 @@ function probe(app: string, core?: string, bundle = 'app.mjs'): Probe {
   return JSON.parse(execFileSync(process.execPath, [join(app, bundle)], { cwd: app, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Probe;
 }
 
+const lazyDependenciesLoad = { payload: 'ok', metrics: 'ok', pureSeal: 'ok' };
+
 test('a bundled app loads the binary from its platform package', () => {
-  expect(probe(withPackage)).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null });
+  expect(probe(withPackage)).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null, lazyDependencies: lazyDependenciesLoad });
 });
 
-test('so does an app bundled as CommonJS, where import.meta.url is empty', () => {
-  expect(probe(withPackage, undefined, 'app.cjs')).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null });
-  expect(probe(withoutPackage, undefined, 'app.cjs')).toMatchObject({ core: 'pure', warnings: [{ code: 'GRAPHSTREAM_PURE_FALLBACK' }] });
+test('so does an app bundled as CommonJS, where import.meta.url is empty; the dependencies loaded on first use load there too', () => {
+  expect(probe(withPackage, undefined, 'app.cjs')).toEqual({ core: 'native', nativeCore: true, warnings: [], gs: null, lazyDependencies: lazyDependenciesLoad });
+  expect(probe(withoutPackage, undefined, 'app.cjs')).toMatchObject({ core: 'pure', warnings: [{ code: 'GRAPHSTREAM_PURE_FALLBACK' }], lazyDependencies: lazyDependenciesLoad });
 });
 
 test('without the platform package the root runs the pure core and warns once, naming the package', () => {

@@ -3,7 +3,7 @@
  * recovery and replication lag. Recording methods are called on hot paths, so each one is a
  * single update of a pre-bound prom-client series.
  */
-import { createRequire } from 'node:module';
+import { packageRequire } from './package-require.js';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GraphstreamError } from './errors.js';
 
@@ -12,7 +12,7 @@ let promClient: PromClient | null = null;
 
 /** prom-client, loaded by the first GraphstreamMetrics: importing it costs ~9 MiB that only metrics users should pay. */
 function loadPromClient(): PromClient {
-  promClient ??= createRequire(import.meta.url)('prom-client') as PromClient;
+  promClient ??= packageRequire('prom-client') as PromClient;
   return promClient;
 }
 

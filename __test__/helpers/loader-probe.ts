@@ -14,6 +14,34 @@ function failure(err: unknown) {
   return { name: error.name, code: error.code, message: error.message };
 }
 
+/** The dependencies loaded on first use (protobuf runtime, prom-client, zstd-wasm), each exercised once. */
+async function lazyDependencies(api: typeof import('../../ts/index.js')): Promise<Record<string, string>> {
+  const pure = await import('../../ts/pure/index.js');
+  const attempt = (run: () => void): string => {
+    try {
+      run();
+      return 'ok';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  return {
+    payload: attempt(() => {
+      const decoded = api.decodeJournalEntry(api.encodeJournalEntry({ query: 'RETURN 1', params: { n: 1n } }));
+      if (decoded.query !== 'RETURN 1') throw new Error('payload did not round-trip');
+    }),
+    metrics: attempt(() => void new api.GraphstreamMetrics().registry),
+    pureSeal: attempt(() => {
+      const payload = Buffer.from('entry');
+      const unsealed = Buffer.concat([
+        pure.encodeHeader({ firstSeq: 1, createdMs: 0 }),
+        pure.encodeEntry({ sequence: 1, prevHash: Buffer.alloc(32), payload }),
+      ]);
+      if (pure.decodeSegment(pure.sealSegment(unsealed)).entries.length !== 1) throw new Error('seal did not round-trip');
+    }),
+  };
+}
+
 async function main(): Promise<void> {
   try {
     const api = await import('../../ts/index.js');
@@ -23,7 +51,7 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
     const gs = await api.openStorage('gs://bucket/prefix').then(() => null, failure);
     await new Promise((resolve) => setImmediate(resolve));
-    console.log(JSON.stringify({ core: api.core, nativeCore: api.nativeCore !== null, warnings, gs }));
+    console.log(JSON.stringify({ core: api.core, nativeCore: api.nativeCore !== null, warnings, gs, lazyDependencies: await lazyDependencies(api) }));
   } catch (err) {
     console.log(JSON.stringify({ error: failure(err) }));
   }

@@ -16,7 +16,7 @@
  * with an `internal` error on first use.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-require.js';
 import { dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { coreError } from '../core/core.js';
@@ -313,11 +313,10 @@ interface EmscriptenZstd {
 const ZSTD_DST_TOO_SMALL = 2 ** 32 - 70;
 
 function loadWasmZstd(): EmscriptenZstd {
-  const require = createRequire(import.meta.url);
-  const distDir = dirname(require.resolve('@bokuweb/zstd-wasm'));
+  const distDir = dirname(packageRequire.resolve('@bokuweb/zstd-wasm'));
   let module: EmscriptenZstd;
   try {
-    module = (require(join(distDir, 'module.js')) as { Module: EmscriptenZstd }).Module;
+    module = (packageRequire(join(distDir, 'module.js')) as { Module: EmscriptenZstd }).Module;
     // Another copy of this module in the process (the ESM and CommonJS builds, the root and
     // graphstream/pure) may have started the one runtime already; starting it again breaks both.
     if (!module.calledRun) {
@@ -337,7 +336,7 @@ function loadWasmZstd(): EmscriptenZstd {
 function wasmCodec(): ZstdCodec {
   const module = loadWasmZstd();
   // Loaded after the runtime is up: its compress() uses the same Module object.
-  const { compress } = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as {
+  const { compress } = packageRequire('@bokuweb/zstd-wasm') as {
     compress(data: Uint8Array, level: number): Uint8Array;
   };
   return boundedCodec(

@@ -8,7 +8,7 @@
  * graphd_pb.ts embeds (graphd-descriptor.ts: `npm run build:proto` copies it; a test checks the
  * two agree). graphd_pb.ts itself is imported for its types only: it builds the schema on import.
  */
-import { createRequire } from 'node:module';
+import { packageRequire } from '../../package-require.js';
 import type * as Protobuf from '@bufbuild/protobuf';
 import type * as Codegen from '@bufbuild/protobuf/codegenv2';
 import type { GraphValueSchema, JournalEntrySchema, MapValueSchema } from './graphd_pb.js';
@@ -25,9 +25,8 @@ let decoding: GraphdDecoding | null = null;
 
 export function graphdDecoding(): GraphdDecoding {
   if (decoding !== null) return decoding;
-  const require = createRequire(import.meta.url);
-  const { fromBinary } = require('@bufbuild/protobuf') as typeof Protobuf;
-  const { fileDesc } = require('@bufbuild/protobuf/codegenv2') as typeof Codegen;
+  const { fromBinary } = packageRequire('@bufbuild/protobuf') as typeof Protobuf;
+  const { fileDesc } = packageRequire('@bufbuild/protobuf/codegenv2') as typeof Codegen;
   const file = fileDesc(GRAPHD_FILE_DESCRIPTOR);
   const message = <T>(name: string): T => {
     const found = file.messages.find((desc) => desc.typeName === `graphd.${name}`);
