@@ -15,6 +15,7 @@ import type { Core } from '../ts/core/core.js';
 import { compactOnce } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { restore } from '../ts/replication/restore.js';
+import { verifyStore } from '../ts/replication/verify-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { buildCli, removeCliBuild, runCli } from './helpers/cli.js';
@@ -117,6 +118,28 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     await expect(strict.catchUp()).rejects.toMatchObject({ code: 'not_encrypted' });
     const migrating = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY], allowPlaintext: true } });
     expect((await migrating.catchUp()).sequence).toBe(40);
+  });
+
+  it('verifyStore opens the objects with the identities; without them each is decryption_failed, plaintext is not_encrypted unless allowed', async () => {
+    await leader.write(30);
+    const stored = (await storage.list(`${prefix}${DB}/0000/`)).length;
+    const opened = await verifyStore(storage, { prefix, db: DB, core, encryption: { identities: [OTHER_IDENTITY, IDENTITY] } });
+    expect(opened).toMatchObject({ ok: true, segments: stored, entries: 30, firstSeq: 1, lastSeq: 30, problems: [] });
+    const closed = await verifyStore(storage, { prefix, db: DB, core });
+    expect(closed.ok).toBe(false);
+    expect(closed.problems.map((problem) => problem.code)).toEqual(Array(stored).fill('decryption_failed'));
+    const wrongKey = await verifyStore(storage, { prefix, db: DB, core, encryption: { identities: [OTHER_IDENTITY] } });
+    expect(wrongKey.problems.map((problem) => problem.code)).toEqual(Array(stored).fill('decryption_failed'));
+    expect(JSON.stringify([closed, wrongKey])).not.toContain(OTHER_IDENTITY);
+
+    leader.uploader.setEncryption(undefined);
+    await leader.write(10);
+    const plaintext = (await storage.list(`${prefix}${DB}/0000/`)).length - stored;
+    expect(plaintext).toBeGreaterThan(0);
+    const strict = await verifyStore(storage, { prefix, db: DB, core, encryption: { identities: [IDENTITY] } });
+    expect(strict.problems.map((problem) => problem.code)).toEqual(Array(plaintext).fill('not_encrypted'));
+    const migrating = await verifyStore(storage, { prefix, db: DB, core, encryption: { identities: [IDENTITY], allowPlaintext: true } });
+    expect(migrating).toMatchObject({ ok: true, entries: 40, lastSeq: 40 });
   });
 
   it('recipients changed mid-way take effect at the next segment; a segment `age -r` encrypted is read like the others', async () => {

@@ -41,6 +41,7 @@ export { readJournal } from './journal/reader.js';
 export { recoverJournalState, verifyJournal } from './journal/recovery.js';
 export { Follower, downloadNewSegments } from './replication/follower.js';
 export { restore } from './replication/restore.js';
+export { verifyStore } from './replication/verify-store.js';
 export { compactOnce, runBackgroundCompaction } from './replication/compaction.js';
 export { SegmentCache } from './replication/cache.js';
 export { Uploader } from './replication/uploader.js';

@@ -96,6 +96,7 @@ export {
   type TailOptions,
 } from './replication/follower.js';
 export { type RestoreOptions, type RestoreProgress, type RestoreResult } from './replication/restore.js';
+export type { VerifyProblem, VerifyReport, VerifyStoreOptions } from './replication/verify-store.js';
 export {
   DEFAULT_COMPACTION_CONFIG,
   type BackgroundCompaction,

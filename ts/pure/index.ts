@@ -18,6 +18,7 @@ import {
   type FollowerOptions,
 } from '../replication/follower.js';
 import { restore as restoreWithCore } from '../replication/restore.js';
+import { verifyStore as verifyStoreWithCore } from '../replication/verify-store.js';
 import { SegmentCache as SegmentCacheWithCore } from '../replication/cache.js';
 import { Uploader as UploaderWithCore, type UploaderOptions } from '../replication/uploader.js';
 import {
@@ -87,6 +88,8 @@ export const downloadNewSegments: typeof downloadWithCore = (storage, prefix, db
   downloadWithCore(storage, prefix, db, dir, sinceSeq, { core: pureCore, ...options });
 
 export const restore: typeof restoreWithCore = (storage, options) => restoreWithCore(storage, { core: pureCore, ...options });
+
+export const verifyStore: typeof verifyStoreWithCore = (storage, options) => verifyStoreWithCore(storage, { core: pureCore, ...options });
 
 export const compactOnce: typeof compactOnceWithCore = (options) => compactOnceWithCore({ core: pureCore, ...options });
 
