@@ -325,6 +325,17 @@ describe('demo', () => {
     expect(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { sequence: number }).sequence)).toEqual([1, 2]);
   });
 
+  test('an idle tail (nothing new to print) exits 0 as soon as the reader of its pipe goes away', async () => {
+    // the last entry, then nothing new for an hour: only the pipe's reader going away ends it
+    const result = await runCliPiped(
+      ['tail', `file://${join(demoDir, 'store')}`, '--db', 'demo', '--json', '--from-seq', String(ENTRIES), '--poll', '3600000'],
+      'head -1',
+    );
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect((JSON.parse(result.stdout) as { sequence: number }).sequence).toBe(ENTRIES);
+  });
+
   test('the closing hint repeats the command as it was run', async () => {
     const hint = (result: CliResult) => /^next: (.*) verify /m.exec(result.stdout)?.[1];
     expect(hint(demo)).toMatch(/^node \S+graphstream\.mjs$/);
