@@ -12,12 +12,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Core } from '../ts/core/core.js';
+import { Journal } from '../ts/journal/journal.js';
+import { SegmentCache } from '../ts/replication/cache.js';
+import { KeptCiphertexts } from '../ts/replication/kept-ciphertext.js';
+import { Uploader } from '../ts/replication/uploader.js';
 import { compactOnce } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { restore } from '../ts/replication/restore.js';
 import { verifyStore } from '../ts/replication/verify-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
+import { bundleScripts } from './helpers/bundle.js';
+import { run, waitFor } from './helpers/child-process.js';
 import { buildCli, removeCliBuild, runCli } from './helpers/cli.js';
 import { cores } from './helpers/cores.js';
 import { journalRecords, openLeader, type TestLeader } from './helpers/replication.js';
@@ -31,6 +37,7 @@ const OTHER_IDENTITY = execFileSync('age-keygen', { encoding: 'utf8', stdio: ['i
   .split('\n')
   .find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
 const OTHER_RECIPIENT = execFileSync('age-keygen', ['-y'], { input: OTHER_IDENTITY, encoding: 'utf8' }).trim();
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const DB = 'secret';
 const AGE = 'age-encryption.org/v1\n';
 
@@ -162,6 +169,106 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     const both = new Follower({ storage, prefix, db: DB, dir: await tempDir(), core, encryption: { identities: [IDENTITY, OTHER_IDENTITY] } });
     expect((await both.catchUp()).sequence).toBe(40);
     expect(keys.length).toBeGreaterThan(before + 1);
+  });
+});
+
+describe.each(runs)('a leader killed between a put and its manifest write: $s3.name ($core.kind core)', ({ s3, core }) => {
+  const buildDir = join(root, '.vitest-tmp', `age-crash-${process.pid}-${core.kind}`);
+  const script = join(buildDir, 'encrypted-uploader.mjs');
+  const backend = s3.name.startsWith('S3Storage') ? 'S3Storage' : 'ObjectStoreStorage';
+  let bucket: string;
+  let storage: SegmentStorage;
+  let counter = 0;
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    await bundleScripts({ 'encrypted-uploader': join(root, '__test__/helpers/encrypted-uploader.ts') }, buildDir);
+    bucket = await createTestBucket('age-crash');
+    storage = await s3.open(bucket);
+    return async () => {
+      await storage.close?.();
+      await rm(buildDir, { recursive: true, force: true });
+    };
+  });
+  afterEach(async () => {
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A leader process killed once the put of its third segment landed; what it left: its directory, the key and the stored object. */
+  async function crashedLeader(prefix: string, leaseTtlMs: number) {
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-age-crash-'));
+    dirs.push(dir);
+    const child = run(process.execPath, [script, core.kind, backend, s3.endpoint(), bucket, prefix, DB, dir, RECIPIENT, String(leaseTtlMs), '60', '3']);
+    await waitFor(child, (lines) => lines.some((line) => line.startsWith('landed ')), 'landed', 30_000);
+    child.kill();
+    expect((await child.exited).signal, child.stderr()).toBe('SIGKILL');
+    const key = child.lines.find((line) => line.startsWith('landed '))!.slice('landed '.length);
+    const landed = Buffer.from((await storage.get(key))!);
+    expect(landed.subarray(0, AGE.length).toString('latin1')).toBe(AGE);
+    // the crash point: the object is stored, no manifest records it, its ciphertext is kept
+    const manifests = (await readdir(join(dir, 'uploads'))).filter((name) => name.endsWith('.json'));
+    for (const name of manifests) expect(await readFile(join(dir, 'uploads', name), 'utf8')).not.toContain(key);
+    return { dir, key, landed };
+  }
+
+  async function keptFiles(dir: string, uploader: Uploader): Promise<string[]> {
+    return readdir(KeptCiphertexts.folderOf(dir, uploader.destination)).catch(() => []);
+  }
+
+  async function expectFollowerHasAll(prefix: string, dir: string, sequence: number) {
+    const followerDir = await mkdtemp(join(tmpdir(), 'graphstream-age-crash-follower-'));
+    dirs.push(followerDir);
+    const follower = new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption: { identities: [IDENTITY] } });
+    expect((await follower.catchUp()).sequence).toBe(sequence);
+    expect(await journalRecords(followerDir, core)).toEqual(await journalRecords(dir, core));
+  }
+
+  it('without a lease, the restarted uploader puts the kept ciphertext again: the segment counts as uploaded, nothing stays pending', async () => {
+    const prefix = `nolease${++counter}/`;
+    const { dir, key, landed } = await crashedLeader(prefix, 0);
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
+    const uploader = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, encryption: { recipients: [RECIPIENT] } });
+    try {
+      await uploader.sync();
+      expect(uploader.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
+      expect(Buffer.from((await storage.get(key))!).equals(landed)).toBe(true);
+      const cache = await SegmentCache.open(dir, uploader.destination, {}, { core });
+      expect(await cache.pending()).toEqual([]);
+      expect(cache.uploaded().map((record) => record.key)).toContain(key);
+      expect(await keptFiles(dir, uploader)).toEqual([]);
+      await expectFollowerHasAll(prefix, dir, 60);
+    } finally {
+      await uploader.stop();
+      await journal.close();
+    }
+  });
+
+  it('under a lease, the restarted uploader learns from the kept ciphertext where the stored chain ends, and continues it in a new generation; so does a clean restart from its manifest', async () => {
+    const prefix = `lease${++counter}/`;
+    const { dir } = await crashedLeader(prefix, 3_000);
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
+    const open = (holder: string) =>
+      new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, encryption: { recipients: [RECIPIENT] }, lease: { holder, ttlMs: 5_000, wait: true } });
+    try {
+      const restarted = open('restarted');
+      await restarted.sync();
+      expect(restarted.generation).toBe(1);
+      expect(restarted.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
+      await restarted.runCycle();
+      expect(await keptFiles(dir, restarted)).toEqual([]);
+      await expectFollowerHasAll(prefix, dir, 60);
+
+      await journal.appendBatch(Array.from({ length: 10 }, (_, k) => ({ query: 'CREATE (:After {k: $k})', params: { k } })));
+      await restarted.release();
+      const again = open('again');
+      await again.sync();
+      expect(again.generation).toBe(2);
+      expect(again.stats()).toMatchObject({ failed: 0, lastError: null });
+      await again.release();
+      await expectFollowerHasAll(prefix, dir, 70);
+    } finally {
+      await journal.close();
+    }
   });
 });
 

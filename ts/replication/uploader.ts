@@ -43,7 +43,8 @@ import { parseGenerationRecord } from './ownership.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
 import { sha256Hex } from '../storage/bytes.js';
-import { checkUploadEncryption, encryptForUpload, type UploadEncryption } from './encryption.js';
+import { checkUploadEncryption, encryptForUpload, isEncrypted, type UploadEncryption } from './encryption.js';
+import { KeptCiphertexts } from './kept-ciphertext.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage, StagedFile } from '../storage/types.js';
 
@@ -232,6 +233,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly coreLoading: Promise<Core>;
   private encryption: UploadEncryption | undefined;
+  /** ciphertexts kept from before their put until the manifest records it (./kept-ciphertext.ts); opened with the cache */
+  private ciphertexts: KeptCiphertexts | null = null;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
   /** puts in flight: `concurrency` */
@@ -479,9 +482,20 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if (this.stopped) return;
       const cleanup = await cache.cleanup();
       if (cleanup.deletedSegments > 0) this.emit('cleanup', cleanup);
+      await this.pruneCiphertexts(cache);
     } catch (err) {
       this.report(toGraphstreamError(err, `uploader for ${this.directory}`));
     }
+  }
+
+  /** Drops the kept ciphertexts no put needs: of segments the manifest has (not in flight), gone, or before firstSeq. */
+  private async pruneCiphertexts(cache: SegmentCache): Promise<void> {
+    const ciphertexts = this.ciphertexts;
+    if (ciphertexts === null || ciphertexts.names().length === 0) return;
+    const present = new Set(await cache.segmentFileNames());
+    await ciphertexts.prune(
+      (name) => !this.inFlight.has(name) && (cache.isUploaded(name) || !present.has(name) || firstSeqOfFileName(name) < this.firstSeq),
+    );
   }
 
   private schedule(delayMs: number): void {
@@ -505,6 +519,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.cacheOpening ??= this.acquireLease()
       .then(() => this.openCache())
       .then(async (cache) => {
+        this.ciphertexts = await KeptCiphertexts.open(this.directory, this.destination);
         if (this.lease !== null) await this.beginGeneration(cache);
         return cache;
       })
@@ -594,10 +609,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const where = objectName(this.storage.description, last.key);
     const bytes = await this.retry.run(() => this.storage.get(last.key), { signal: this.stopping.signal, description: `reading ${where}` });
     if (bytes === null) throw new GraphstreamError('not_found', `${where} was listed but is gone`, { details: { key: last.key, retryable: true } });
-    const decoded = await (await this.coreLoading).decodeSegmentAsync(bytes).catch((err: unknown) => {
-      throw toGraphstreamError(err, `${where}, the newest segment of generation ${newest.generation}`);
-    });
-    const tip = { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash) };
+    const tip = isEncrypted(bytes) ? await this.encryptedTip(last, bytes, names, where) : await this.decodedTip(bytes, `${where}, the newest segment of generation ${newest.generation}`);
     const localSequence = await this.localSequence(names);
     if (tip.lastSeq > localSequence) {
       throw new GraphstreamError(
@@ -616,6 +628,48 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       );
     }
     return { startSeq: tip.lastSeq + 1, prevHash: tip.chainHash };
+  }
+
+  private async decodedTip(bytes: Uint8Array, where: string): Promise<{ lastSeq: number; chainHash: Buffer }> {
+    const decoded = await (await this.coreLoading).decodeSegmentAsync(bytes).catch((err: unknown) => {
+      throw toGraphstreamError(err, where);
+    });
+    return { lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash) };
+  }
+
+  /**
+   * Where an encrypted object of an earlier generation ends, without a key: it is what that
+   * generation's manifest in this directory records at its key (same SHA-256), or the ciphertext
+   * this journal kept for its segment there (put before a crash, never recorded). Anything else
+   * cannot be told apart from another chain: `conflict`.
+   */
+  private async encryptedTip(
+    last: { key: string; firstSeq: number; generation: number },
+    bytes: Uint8Array,
+    names: readonly string[],
+    where: string,
+  ): Promise<{ lastSeq: number; chainHash: Buffer }> {
+    const core = await this.coreLoading;
+    const sha256 = await sha256Hex(bytes);
+    const earlier = await SegmentCache.open(this.directory, { ...this.destination, generation: last.generation }, {}, { core });
+    const record = [...earlier.uploaded(), earlier.tip()].find((r) => r !== null && r.key === last.key && r.sha256 === sha256);
+    if (record) return { lastSeq: record.lastSeq, chainHash: Buffer.from(record.chainHash, 'hex') };
+    const localName = names.find((name) => firstSeqOfFileName(name) === last.firstSeq);
+    if (localName !== undefined && this.ciphertexts?.has(localName)) {
+      const path = join(this.directory, localName);
+      const plaintext = await readFile(path).catch((err: unknown) => {
+        throw toGraphstreamError(err, `reading ${path}`);
+      });
+      const kept = await this.ciphertexts.get(localName, await sha256Hex(plaintext));
+      const ends = kept !== null && kept.equals(bytes) ? await readSegmentEnds(path, core) : null;
+      if (ends !== null) return { lastSeq: ends.header.lastSeq, chainHash: ends.trailer };
+    }
+    throw new GraphstreamError(
+      'conflict',
+      `${where} is encrypted, and it is neither what this journal uploaded there (its manifest) nor the ciphertext it kept for that put: ` +
+        `without a key, the uploader cannot tell whether the stored chain is the journal's; not continuing it ` +
+        `(restore the journal from storage, graphstream restore, to continue that chain)`,
+    );
   }
 
   /**
@@ -767,6 +821,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if ('uploaded' in transfer) return transfer.uploaded;
       const othersStillSending = this.transfersInFlight > 0;
       const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
+      // the manifest on disk has it: its kept ciphertext is put no more (a failed removal is retried by the cycle's prune)
+      await this.ciphertexts?.remove(segment.name).catch((err: unknown) => this.report(toGraphstreamError(err)));
       this.counters.succeeded++;
       this.counters.bytes += record.size;
       if (transfer.failuresBefore === this.failuresRecorded && segment.firstSeq >= this.lastErrorFirstSeq) this.lastError = null;
@@ -866,8 +922,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const encryption = this.encryption;
     let staged: StagedFile;
     let ownBytes: Uint8Array | null = null;
-    // an encrypted upload puts other bytes than the file's: the storage cannot stage the file itself
-    if (storage.stageFile && encryption === undefined) {
+    // an encrypted upload (or one whose ciphertext was kept) puts other bytes than the file's: the storage cannot stage the file itself
+    const kept = this.ciphertexts?.has(segment.name) ?? false;
+    if (storage.stageFile && encryption === undefined && !kept) {
       staged = await storage.stageFile(segment.path);
     } else {
       const bytes = await readFile(segment.path).catch((err: unknown) => {
@@ -896,7 +953,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       this.corruptSegments.delete(segment.name);
       check.passed();
-      if (encryption !== undefined) staged = await this.encrypted(ownBytes!, segment, encryption);
+      if (encryption !== undefined || kept) staged = (await this.encrypted(ownBytes!, staged.sha256, segment, encryption)) ?? staged;
       return { staged, end };
     } catch (err) {
       staged.release();
@@ -904,9 +961,20 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     }
   }
 
-  /** The checked segment staged as its encryption: the put, its size and its SHA-256 are of what is stored. */
-  private async encrypted(sealed: Uint8Array, segment: PendingSegment, encryption: UploadEncryption): Promise<StagedFile> {
-    const stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
+  /**
+   * The checked segment staged as a ciphertext: the one kept for this plaintext (a put of it may
+   * have landed before a crash or a failed attempt; the same bytes again are a no-op), else its
+   * encryption, kept durably before the put. Null (put the plaintext) without encryption and
+   * nothing kept. The put, its size and its SHA-256 are of what is stored.
+   */
+  private async encrypted(sealed: Uint8Array, plaintextSha256: string, segment: PendingSegment, encryption: UploadEncryption | undefined): Promise<StagedFile | null> {
+    const ciphertexts = this.ciphertexts!;
+    let stored: Uint8Array | null = await ciphertexts.get(segment.name, plaintextSha256);
+    if (stored === null) {
+      if (encryption === undefined) return null;
+      stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
+      await ciphertexts.keep(segment.name, plaintextSha256, stored);
+    }
     const sha256 = await sha256Hex(stored);
     return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, options), release: () => undefined };
   }
