@@ -155,6 +155,28 @@ describe('GraphstreamMetrics', () => {
     expect(orders.contentType).toContain('text/plain');
   });
 
+  it('two replicas of one db on one registry: their series are told apart by the replica label, lease holders included', async () => {
+    const registry = new Registry();
+    const primary = new GraphstreamMetrics({ registry, db: 'graph', replica: 'primary' });
+    const dr = new GraphstreamMetrics({ registry, db: 'graph', replica: 'dr' });
+    primary.recordUpload(100, 5);
+    primary.recordUpload(100, 5);
+    dr.recordUpload(100, 5);
+    primary.recordLease({ holder: 'host-a', epoch: 1, generation: 1, msToExpiry: 5000, renewals: 0, fenced: false });
+    dr.recordLease({ holder: 'host-a', epoch: 7, generation: 3, msToExpiry: 5000, renewals: 0, fenced: false });
+    // a handover on one replica leaves the other replica's holder series alone
+    primary.recordLease({ holder: 'host-b', epoch: 2, generation: 2, msToExpiry: 5000, renewals: 0, fenced: false });
+    const e = parseExposition(await registry.metrics());
+    expect(valueOf(e, 'graphstream_segments_uploaded_total', { db: 'graph', replica: 'primary' })).toBe(2);
+    expect(valueOf(e, 'graphstream_segments_uploaded_total', { db: 'graph', replica: 'dr' })).toBe(1);
+    expect(valueOf(e, 'graphstream_lease_epoch', { db: 'graph', replica: 'primary' })).toBe(2);
+    expect(valueOf(e, 'graphstream_lease_epoch', { db: 'graph', replica: 'dr' })).toBe(7);
+    expect(valueOf(e, 'graphstream_lease_holder_info', { db: 'graph', replica: 'primary', holder: 'host-b' })).toBe(1);
+    expect(valueOf(e, 'graphstream_lease_holder_info', { db: 'graph', replica: 'dr', holder: 'host-a' })).toBe(1);
+    expect(valueOf(e, 'graphstream_lease_holder_info', { db: 'graph', replica: 'primary', holder: 'host-a' })).toBeUndefined();
+    expect(() => new GraphstreamMetrics({ replica: 'dr' })).toThrow(/a replica label needs a db label/);
+  });
+
   it('refuses a registry holding a same-named metric of another type', () => {
     const registry = new Registry();
     new Gauge({ name: 'graphstream_entries_written_total', help: 'not a counter', registers: [registry] });

@@ -21,9 +21,14 @@ export interface MetricsOptions {
   registry?: Registry;
   /** the `db` label of every series; none when omitted */
   db?: string;
+  /**
+   * the `replica` label of every series (with `db`): which of a db's destinations, so that two
+   * replicas of one db (one GraphstreamMetrics each, on one registry) give two series, not one
+   */
+  replica?: string;
 }
 
-const LABEL_NAMES = ['db'] as const;
+const LABEL_NAMES = ['db', 'replica'] as const;
 type LabelName = (typeof LABEL_NAMES)[number];
 
 const APPEND_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -53,6 +58,7 @@ interface HistogramSeries {
 export class GraphstreamMetrics {
   readonly registry: Registry;
   readonly db: string | undefined;
+  readonly replica: string | undefined;
 
   private readonly entriesWritten: CounterSeries;
   private readonly segmentsSealed: CounterSeries;
@@ -74,14 +80,19 @@ export class GraphstreamMetrics {
   private readonly leaseSecondsToExpiry: GaugeSeries;
   private readonly leaseRenewals: GaugeSeries;
   private readonly leaseFenced: GaugeSeries;
-  private readonly leaseHolder: Gauge<'db' | 'holder'>;
+  private readonly leaseHolder: Gauge<LabelName | 'holder'>;
+  /** the holder label of this instance's lease_holder_info series, once recorded */
+  private holderShown: string | null = null;
   private readonly labels: Partial<Record<LabelName, string>> | undefined;
 
   constructor(options: MetricsOptions = {}) {
     const { Counter, Gauge, Histogram, Registry } = loadPromClient();
     this.registry = options.registry ?? new Registry();
     this.db = options.db;
-    const labels: Partial<Record<LabelName, string>> | undefined = options.db === undefined ? undefined : { db: options.db };
+    this.replica = options.replica;
+    if (options.replica !== undefined && options.db === undefined) throw new GraphstreamError('invalid_argument', 'metrics: a replica label needs a db label');
+    const labels: Partial<Record<LabelName, string>> | undefined =
+      options.db === undefined ? undefined : options.replica === undefined ? { db: options.db } : { db: options.db, replica: options.replica };
 
     const counter = (name: string, help: string): CounterSeries => {
       const metric = this.metric(name, Counter, () => new Counter({ name, help, labelNames: LABEL_NAMES, registers: [this.registry] }));
@@ -126,8 +137,14 @@ export class GraphstreamMetrics {
     this.leaseHolder = this.metric(
       'graphstream_lease_holder_info',
       Gauge,
-      () => new Gauge({ name: 'graphstream_lease_holder_info', help: 'The lease holder (label holder) of this uploader; always 1', labelNames: ['db', 'holder'], registers: [this.registry] }),
-    ) as Gauge<'db' | 'holder'>;
+      () =>
+        new Gauge({
+          name: 'graphstream_lease_holder_info',
+          help: 'The lease holder (label holder) of this uploader: 1 while it holds the lease',
+          labelNames: [...LABEL_NAMES, 'holder'],
+          registers: [this.registry],
+        }),
+    ) as Gauge<LabelName | 'holder'>;
     this.labels = labels;
   }
 
@@ -198,9 +215,11 @@ export class GraphstreamMetrics {
     this.leaseSecondsToExpiry.set(lease.msToExpiry / 1000);
     this.leaseRenewals.set(lease.renewals);
     this.leaseFenced.set(lease.fenced ? 1 : 0);
-    // one series: the holder this process last knew, 1 while it holds the lease (a handover in
-    // one process, as in the demo, must not leave the old holder's series at 1)
-    this.leaseHolder.reset();
+    // one series per db and replica: the holder this uploader last knew, 1 while it holds the
+    // lease (a handover in one process, as in the demo, must not leave the old holder's series
+    // at 1); the series of other dbs and replicas on the registry are left alone
+    if (this.holderShown !== null && this.holderShown !== lease.holder) this.leaseHolder.remove({ ...this.labels, holder: this.holderShown });
+    this.holderShown = lease.holder;
     this.leaseHolder.set({ ...this.labels, holder: lease.holder }, lease.msToExpiry > 0 && !lease.fenced ? 1 : 0);
   }
 
