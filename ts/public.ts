@@ -85,6 +85,7 @@ export type { PromoteOptions, Promotion, TakeOver, TakeOverOptions } from './rep
 export type { ChainPosition } from './journal/recovery.js';
 export type { CacheConfig, CacheStats, CleanupStats, Destination, PendingSegment, UploadRecord, UploadedHighWater } from './replication/cache.js';
 export { GraphstreamMetrics, type LeaseSnapshot, type MetricsOptions } from './metrics.js';
+export { SharedLimits, type SharedLimitsOptions, type SharedLimitsStats } from './replication/limits.js';
 export type { SealableJournal, UploaderEvents, UploaderLeaseOptions, UploaderOptions, UploaderStats } from './replication/uploader.js';
 export type { DownloadedSegment } from './replication/remote-journal.js';
 export {

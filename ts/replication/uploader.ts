@@ -14,7 +14,7 @@
  * (`conflict`: the stored chain is another one).
  */
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { checkSignal, raceAbort, throwIfAborted } from '../abort.js';
@@ -42,6 +42,7 @@ import { Lease, type LeaseOptions } from './lease.js';
 import { parseGenerationRecord } from './ownership.js';
 import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, type RetryConfigInit } from './retry.js';
 import { SegmentBuffers } from './segment-buffers.js';
+import type { SharedLimits } from './limits.js';
 import { sha256Hex } from '../storage/bytes.js';
 import { checkUploadEncryption, encryptForUpload, isEncrypted, type UploadEncryption } from './encryption.js';
 import { KeptCiphertexts } from './kept-ciphertext.js';
@@ -95,6 +96,8 @@ export interface UploaderOptions {
   core?: Core;
   /** encrypt each segment, once checked, to these recipients before its put (./encryption.ts); see setEncryption */
   encryption?: UploadEncryption;
+  /** limits shared with other uploaders of the process (puts in flight, bytes held for puts); see ./limits.ts */
+  limits?: SharedLimits;
 }
 
 /** The lease an Uploader makes for itself (UploaderOptions.lease). */
@@ -237,6 +240,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private ciphertexts: KeptCiphertexts | null = null;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
+  private readonly limits: SharedLimits | undefined;
   /** puts in flight: `concurrency` */
   private readonly slots: Slots;
   /** segments read and held for a put, in flight or next: `concurrency + 1`, so a read overlaps the puts */
@@ -317,6 +321,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.metrics = options.metrics;
     this.cacheConfig = options.cache ?? {};
     this.clock = options.clock ?? systemClock;
+    this.limits = options.limits;
     this.retry = new RetryPolicy(options.retry, { clock: this.clock });
     this.slots = new Slots(this.concurrency);
     this.staging = new Slots(this.concurrency + 1);
@@ -460,6 +465,17 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       breakerOpened: this.retry.breaker.timesOpened,
       lastError: this.lastError,
     };
+  }
+
+  /**
+   * Sealed segments not in storage yet: how many, their bytes, and when the oldest of them was last
+   * written (ms since the epoch; null when there is none). Under a lease, waits until it is held.
+   */
+  async backlog(): Promise<{ segments: number; bytes: number; oldestWrittenMs: number | null }> {
+    const pending = await this.pending(await this.cache());
+    const oldest = pending[0];
+    const oldestWrittenMs = oldest === undefined ? null : await stat(oldest.path).then((info) => info.mtimeMs, () => null);
+    return { segments: pending.length, bytes: pending.reduce((sum, segment) => sum + segment.size, 0), oldestWrittenMs };
   }
 
   /** One timer tick: seal, upload what is pending, clean up. Failures are reported, never thrown. */
@@ -861,7 +877,10 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         this.assertUploading(segment);
         const turn = this.slots.acquire();
         let staged: StagedFile | null = null;
+        let freeBytes: (() => void) | undefined;
         try {
+          // the shared byte budget: wait for room before reading the segment (taken in queue order, like the turn)
+          freeBytes = await this.limits?.reserveBytes(segment.size * (this.encryption === undefined ? 1 : 2));
           const checked = await this.stageChecked(segment, cache, check);
           staged = checked.staged;
           await turn;
@@ -875,7 +894,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
               lease?.check();
               if (!attempt.made) this.counters.attempted++;
               attempt.made = true;
-              return staged!.put(key, lease === null ? { ifNoneMatch: '*' } : { ifNoneMatch: '*', signal: lease.signal });
+              const put = () => staged!.put(key, lease === null ? { ifNoneMatch: '*' } : { ifNoneMatch: '*', signal: lease.signal });
+              return this.limits === undefined ? put() : this.limits.put(put);
             },
             {
               signal: this.stopping.signal,
@@ -898,6 +918,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           };
         } finally {
           staged?.release();
+          freeBytes?.();
           // a failed read still waits for its turn, so that the slot is handed on in order
           await turn;
           this.slots.release();
