@@ -903,8 +903,8 @@ describe('replicate --config (the sidecar)', () => {
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       const metrics = await (await fetch(`${base}/metrics`)).text();
-      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="alpha"} ${sealed.get('alpha')}`);
-      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="beta"} ${sealed.get('beta')}`);
+      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="alpha",replica="0"} ${sealed.get('alpha')}`);
+      expect(metrics).toContain(`graphstream_segments_uploaded_total{db="beta",replica="0"} ${sealed.get('beta')}`);
       expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
       expect(metrics).toMatch(/^nodejs_heap_size_total_bytes \d/m);
 
@@ -912,7 +912,8 @@ describe('replicate --config (the sidecar)', () => {
       const shown = await runCli(['status', '--addr', addr]);
       expect(shown.code).toBe(0);
       expect(shown.stdout).toMatch(/: NOT READY\n/);
-      expect(shown.stdout).toMatch(/^gamma\s+s3:\/\/\S+-absent\/wal\/\s+running\s+0 \(0 B\)\s+\[not_found\]/m);
+      expect(shown.stdout).toMatch(/^gamma\s+0\s+s3:\/\/\S+-absent\/wal\/\s+running\s+\d+ \([\d.]+ s\)\s+0 \(0 B\)\s+\[not_found\]/m);
+      expect(shown.stdout).toMatch(/^not ready: gamma \(0\): its last upload failed \[not_found\]/m);
       const shownJson = JSON.parse((await runCli(['status', '--json'], { env: { GRAPHSTREAM_ADDR: addr } })).stdout) as Status;
       expect(shownJson.replicas.map((replica) => replica.db).sort()).toEqual(['alpha', 'beta', 'gamma']);
 
@@ -950,13 +951,56 @@ describe('replicate --config (the sidecar)', () => {
       ['databases:\n  - dir: /x\n    lease: { holder: a, ttl: 10 }\n    replicas: [{ url: "s3://b" }]\n', /^\/etc\/gs\.yml:3: databases\[0\]\.lease\.ttl: expected an integer in 3000\.\./],
       ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        encryption: { age-recipients: [nope] }\n', /^\/etc\/gs\.yml:5: .*age-recipients\[0\]: expected an age recipient/],
       ['databases: [\n', /^\/etc\/gs\.yml:\d+: yaml: /],
+      // limits, readiness, retention and compaction
+      ['limits: { upload-concurrency: 0 }\ndatabases: []\n', /^\/etc\/gs\.yml:1: limits\.upload-concurrency: expected an integer in 1\.\./],
+      ['limits: { memory-bytes: 12 parsecs }\ndatabases: []\n', /^\/etc\/gs\.yml:1: limits\.memory-bytes: expected a size in bytes/],
+      ['databases:\n  - dir: /x\n    readiness: { max-lag-seconds: soon }\n    replicas: [{ url: "s3://b" }]\n', /^\/etc\/gs\.yml:3: databases\[0\]\.readiness\.max-lag-seconds: expected an integer/],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        retention: { remote: 24h }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.retention\.remote: needs compaction on this replica/],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        retention: { local: 3 fortnights }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.retention\.local: expected a duration/],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        retention: { keep: 1 }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.retention\.keep: unknown field \(known: local, local-max-bytes, remote, remote-keep-last\)/],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        compaction: { threshold: 1 }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.compaction\.threshold: expected an integer in 2\.\./],
+      ['databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        compaction: { max-output-bytes: 1GiB }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[0\]\.compaction\.max-output-bytes: expected a size in bytes in 1\.\.67108864/],
+      [
+        'databases:\n  - dir: /x\n    replicas:\n      - url: s3://b\n        encryption: { age-recipients: [age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqq] }\n        compaction: { interval: 1h }\n',
+        /^\/etc\/gs\.yml:6: databases\[0\]\.replicas\[0\]\.compaction: cannot compact an encrypted replica/,
+      ],
+      [
+        'databases:\n  - dir: /x\n    replicas:\n      - { url: "s3://a", retention: { local: 1h } }\n      - { url: "s3://b", retention: { local: 2h } }\n',
+        /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[1\]\.retention: local and local-max-bytes are the journal directory's/,
+      ],
+      ['databases:\n  - dir: /x\n    replicas:\n      - { url: "s3://a", name: dr }\n      - { url: "s3://b", name: dr }\n', /^\/etc\/gs\.yml:5: databases\[0\]\.replicas\[1\]\.name: replica name dr is also replicas\[0\]'s/],
     ];
     for (const [text, message] of cases) {
       expect(() => parseConfig(text, '/etc/gs.yml', {}), text).toThrow(message);
     }
     // expanded in values, after parsing: a comment's ${VAR} is left alone, a value cannot add structure
     const config = parseConfig('# ${NOT_SET}\ndatabases:\n  - dir: ${D:-/srv/users}\n    replicas: [{ url: "s3://b/${P}" }]\n', '/etc/gs.yml', { P: 'p\nevil: [' });
-    expect(config.databases).toEqual([{ db: 'users', dir: '/srv/users', replicas: [{ url: 's3://b/p\nevil: [', prefix: '', intervalMs: 1000, concurrency: 4 }] }]);
+    expect(config.databases).toEqual([
+      { db: 'users', dir: '/srv/users', readiness: { maxLagSeconds: 60, maxPendingSegments: 100 }, replicas: [{ name: '0', url: 's3://b/p\nevil: [', prefix: '', intervalMs: 1000, concurrency: 4 }] },
+    ]);
+
+    const full = parseConfig(
+      [
+        'limits: { upload-concurrency: 2, download-concurrency: 3, memory-bytes: 64MiB }',
+        'databases:',
+        '  - dir: /srv/users',
+        '    readiness: { max-lag-seconds: 30, max-pending-segments: 5 }',
+        '    replicas:',
+        '      - url: s3://b',
+        '        name: primary',
+        '        retention: { local: 2h, local-max-bytes: 512MiB, remote: 7d, remote-keep-last: 3 }',
+        '        compaction: { interval: 90s, threshold: 8, level: 0, max-output-bytes: 4MiB }',
+      ].join('\n'),
+      '/etc/gs.yml',
+      {},
+    );
+    expect(full.limits).toEqual({ uploadConcurrency: 2, downloadConcurrency: 3, memoryBytes: 64 * 1024 * 1024 });
+    expect(full.databases[0]!.readiness).toEqual({ maxLagSeconds: 30, maxPendingSegments: 5 });
+    expect(full.databases[0]!.replicas[0]).toMatchObject({
+      name: 'primary',
+      retention: { localMs: 2 * 3_600_000, localMaxBytes: 512 * 1024 * 1024, remoteMs: 7 * 86_400_000, remoteKeepLast: 3 },
+      compaction: { intervalMs: 90_000, threshold: 8, level: 0, maxOutputBytes: 4 * 1024 * 1024 },
+    });
 
     const bad = await runCli(['replicate', '--config', join(await tempDir('cli-config-missing'), 'no-such.yml')]);
     expect(bad.code).toBe(1);

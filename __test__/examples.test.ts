@@ -104,6 +104,18 @@ describe('operator examples: graphstream.yml, the systemd unit, the Dockerfile',
       { holder: 'graphd-a', ttlMs: 15000, wait: true },
       undefined,
     ]);
+    expect(config.limits).toEqual({ uploadConcurrency: 8, downloadConcurrency: 4, memoryBytes: 256 * 1024 * 1024 });
+    expect(config.databases.map((database) => database.readiness)).toEqual([
+      { maxLagSeconds: 30, maxPendingSegments: 20 },
+      { maxLagSeconds: 60, maxPendingSegments: 100 },
+      { maxLagSeconds: 60, maxPendingSegments: 100 },
+    ]);
+    expect(config.databases.map((database) => database.replicas.map((replica) => replica.name))).toEqual([['primary', 'dr'], ['primary', 'dr'], ['0']]);
+    const day = 24 * 3_600_000;
+    expect(config.databases[1]!.replicas.map((replica) => [replica.retention, replica.compaction])).toEqual([
+      [{ localMs: day, localMaxBytes: 1024 ** 3, remoteMs: 7 * day, remoteKeepLast: 1 }, { intervalMs: 3_600_000, threshold: 16 }],
+      [{ localMs: day, localMaxBytes: 1024 ** 3 }, undefined],
+    ]);
     await expect(loadConfig(join(ROOT, 'examples/graphstream.yml'), { ...env, BUCKET: undefined })).rejects.toThrow(/graphstream\.yml:\d+: databases\[0\]\.replicas\[0\]\.url: \$\{BUCKET\} is not set/);
   });
 

@@ -5,27 +5,49 @@
  * error names the file, the line and the field.
  *
  *   addr: 127.0.0.1:9464            # optional: /metrics, /healthz, /readyz, /status
+ *   limits:                         # optional: shared by every database of the process
+ *     upload-concurrency: 8         #   segment puts in flight at once, in all
+ *     download-concurrency: 8       #   compaction's reads at once, in all
+ *     memory-bytes: 256MiB          #   bytes of segments held for puts at once, in all
  *   databases:
  *     - dir: /var/lib/graphd/users  # the journal directory graphd writes (waited for if absent)
  *       db: users                   # optional: the directory name by default
  *       lease: { holder: host-a, ttl: 15000, wait: true }   # optional
+ *       readiness: { max-lag-seconds: 60, max-pending-segments: 100 }   # optional: /readyz bounds
  *       replicas:
  *         - url: s3://bucket        # s3://, file://, a directory, memory://
+ *           name: primary           # optional: the metrics' replica label (default its index)
  *           prefix: wal/            # optional
  *           endpoint: http://...    # optional, with region, path-style
  *           interval: 1000          # optional: ms between looks for sealed segments
  *           concurrency: 4          # optional: uploads in flight for this replica
  *           encryption: { age-recipients: [age1...] }   # optional: what this replica uploads is encrypted to them
+ *           retention:              # optional
+ *             local: 24h            #   an uploaded segment leaves the journal directory this long after its upload
+ *             local-max-bytes: 1GiB #   or sooner, oldest first, while the directory holds more
+ *             remote: 24h           #   compaction: an original leaves storage this long after its replacement
+ *             remote-keep-last: 1   #   compaction: the newest originals kept whatever their age
+ *           compaction:             # optional: merge uploaded segments in storage
+ *             interval: 1h          #   between passes
+ *             threshold: 16         #   uncompacted originals that make a pass compact
+ *             level: 3              #   zstd level of compacted segments (0: none)
+ *             max-output-bytes: 64MiB
+ *
+ * Durations are milliseconds or a number with a unit (500ms, 30s, 5m, 24h, 7d); sizes are bytes
+ * or a number with a unit (KiB, MiB, GiB, KB, MB, GB).
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
+import { DEFAULT_MAX_BODY_BYTES } from '../format/constants.js';
 import { MIN_LEASE_TTL_MS } from '../replication/ownership.js';
 import { checkDb } from '../storage/names.js';
-import { addressArg, prefixArg } from './options.js';
+import { addressArg, prefixArg, sizeArg } from './options.js';
 
 export interface ReplicaConfig {
+  /** the replica label of its metrics and its name in /status: `name`, else its index in the db's list */
+  name: string;
   url: string;
   prefix: string;
   endpoint?: string;
@@ -33,8 +55,45 @@ export interface ReplicaConfig {
   pathStyle?: boolean;
   intervalMs: number;
   concurrency: number;
-  /** checked and kept; replication does not encrypt yet */
+  /** what it uploads is encrypted to these recipients */
   encryption?: { ageRecipients: string[] };
+  retention?: RetentionConfig;
+  compaction?: CompactionSchedule;
+}
+
+/** What the library deletes, and when (UploaderOptions.cache; compaction's retention). */
+export interface RetentionConfig {
+  /** the journal directory: an uploaded segment is deleted this long after its upload (CacheConfig.retentionMs) */
+  localMs?: number;
+  /** ... or sooner, oldest first, while the directory's segments exceed this (CacheConfig.maxBytes) */
+  localMaxBytes?: number;
+  /** storage, with compaction: an original is deleted this long after its compacted replacement was confirmed */
+  remoteMs?: number;
+  /** storage, with compaction: the newest originals kept whatever their age */
+  remoteKeepLast?: number;
+}
+
+/** Background compaction of a replica (runBackgroundCompaction), in the generation its uploader writes. */
+export interface CompactionSchedule {
+  intervalMs: number;
+  threshold?: number;
+  level?: number;
+  maxOutputBytes?: number;
+}
+
+/** When /readyz counts a database's replica as ready. */
+export interface ReadinessConfig {
+  /** the oldest sealed segment not uploaded yet may wait this long */
+  maxLagSeconds: number;
+  /** sealed segments not uploaded yet, at most */
+  maxPendingSegments: number;
+}
+
+/** Limits shared by every database of the process (./replication/limits.ts); unlimited when absent. */
+export interface LimitsConfig {
+  uploadConcurrency?: number;
+  downloadConcurrency?: number;
+  memoryBytes?: number;
 }
 
 export interface LeaseConfig {
@@ -47,17 +106,23 @@ export interface DatabaseConfig {
   db: string;
   dir: string;
   lease?: LeaseConfig;
+  readiness: ReadinessConfig;
   replicas: ReplicaConfig[];
 }
 
 export interface SidecarConfig {
   file: string;
   addr?: { host: string | undefined; port: number };
+  limits: LimitsConfig;
   databases: DatabaseConfig[];
 }
 
 const DEFAULT_INTERVAL_MS = 1000;
 const DEFAULT_CONCURRENCY = 4;
+export const DEFAULT_READINESS: Readonly<ReadinessConfig> = Object.freeze({ maxLagSeconds: 60, maxPendingSegments: 100 });
+const DEFAULT_COMPACTION_INTERVAL_MS = 60 * 60 * 1000;
+const MAX_DURATION_MS = 365 * 24 * 60 * 60 * 1000;
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `${VAR}` and `${VAR:-default}` from `env`; `$$` is a literal `$`. An unset VAR without a default is an error. */
 export function expandVariables(text: string, env: Record<string, string | undefined>, fail: (message: string, offset: number) => never): string {
@@ -119,6 +184,32 @@ class Fields {
     return value as number;
   }
 
+  /** Milliseconds: an integer, or a number with a unit (500ms, 30s, 5m, 24h, 7d). */
+  duration(node: Node | null | undefined, field: string, minMs: number, maxMs = MAX_DURATION_MS): number {
+    const scalar = this.scalar(node, field);
+    const match = typeof scalar === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(scalar) : null;
+    const ms = typeof scalar === 'number' ? scalar : match ? Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 'ms']!) : NaN;
+    if (!Number.isSafeInteger(ms) || ms < minMs || ms > maxMs) this.fail(node, field, `expected a duration in ${minMs}ms..${maxMs / 86_400_000}d (e.g. 500ms, 30s, 5m, 24h, 7d)`);
+    return ms;
+  }
+
+  /** Bytes: an integer, or a number with a unit (KiB, MiB, GiB, KB, MB, GB). */
+  size(node: Node | null | undefined, field: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const scalar = this.scalar(node, field);
+    let bytes = typeof scalar === 'number' ? scalar : NaN;
+    if (typeof scalar === 'string' && scalar.trim() !== '0') {
+      try {
+        bytes = sizeArg(scalar);
+      } catch {
+        bytes = NaN;
+      }
+    } else if (typeof scalar === 'string') {
+      bytes = 0;
+    }
+    if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) this.fail(node, field, `expected a size in bytes in ${min}..${max} (e.g. 1048576, 256MiB, 1GiB)`);
+    return bytes;
+  }
+
   boolean(node: Node | null | undefined, field: string): boolean {
     const scalar = this.scalar(node, field);
     const value = scalar === 'true' ? true : scalar === 'false' ? false : scalar;
@@ -137,10 +228,11 @@ class Fields {
   }
 }
 
-function readReplica(fields: Fields, node: Node, field: string, base: string): ReplicaConfig {
-  const entries = fields.map(node, field, ['url', 'prefix', 'endpoint', 'region', 'path-style', 'interval', 'concurrency', 'encryption']);
+function readReplica(fields: Fields, node: Node, field: string, base: string, index: number): ReplicaConfig {
+  const entries = fields.map(node, field, ['name', 'url', 'prefix', 'endpoint', 'region', 'path-style', 'interval', 'concurrency', 'encryption', 'retention', 'compaction']);
   const url = fields.string(entries.get('url'), `${field}.url`);
   const replica: ReplicaConfig = {
+    name: entries.has('name') ? fields.string(entries.get('name'), `${field}.name`) : String(index),
     url: /^[a-zA-Z][a-zA-Z0-9+.-]+:\/\//.test(url) ? url : resolve(base, url),
     prefix: entries.has('prefix') ? fields.parsed(entries.get('prefix'), `${field}.prefix`, prefixArg) : '',
     intervalMs: entries.has('interval') ? fields.integer(entries.get('interval'), `${field}.interval`, 1, 3_600_000) : DEFAULT_INTERVAL_MS,
@@ -161,11 +253,36 @@ function readReplica(fields: Fields, node: Node, field: string, base: string): R
       }),
     };
   }
+  if (entries.has('compaction')) {
+    const at = `${field}.compaction`;
+    const compaction = fields.map(entries.get('compaction'), at, ['interval', 'threshold', 'level', 'max-output-bytes']);
+    // the compactor reads every original it merges: an encrypted one needs identities the config does not hold
+    if (replica.encryption !== undefined) fields.fail(entries.get('compaction'), at, 'cannot compact an encrypted replica (compaction reads the originals, and the config holds no identities); run compactOnce with them instead');
+    replica.compaction = { intervalMs: compaction.has('interval') ? fields.duration(compaction.get('interval'), `${at}.interval`, 1) : DEFAULT_COMPACTION_INTERVAL_MS };
+    if (compaction.has('threshold')) replica.compaction.threshold = fields.integer(compaction.get('threshold'), `${at}.threshold`, 2, 1_000_000);
+    if (compaction.has('level')) replica.compaction.level = fields.integer(compaction.get('level'), `${at}.level`, 0, 22);
+    if (compaction.has('max-output-bytes')) replica.compaction.maxOutputBytes = fields.size(compaction.get('max-output-bytes'), `${at}.max-output-bytes`, 1, DEFAULT_MAX_BODY_BYTES);
+  }
+  if (entries.has('retention')) {
+    const at = `${field}.retention`;
+    const retention = fields.map(entries.get('retention'), at, ['local', 'local-max-bytes', 'remote', 'remote-keep-last']);
+    replica.retention = {};
+    if (retention.has('local')) replica.retention.localMs = fields.duration(retention.get('local'), `${at}.local`, 0);
+    if (retention.has('local-max-bytes')) replica.retention.localMaxBytes = fields.size(retention.get('local-max-bytes'), `${at}.local-max-bytes`, 0);
+    for (const key of ['remote', 'remote-keep-last'] as const) {
+      // storage keeps every sequence: the only objects the library deletes are originals a compacted segment replaced
+      if (retention.has(key) && replica.compaction === undefined) {
+        fields.fail(retention.get(key), `${at}.${key}`, 'needs compaction on this replica (only originals a compacted segment replaced are ever deleted from storage)');
+      }
+    }
+    if (retention.has('remote')) replica.retention.remoteMs = fields.duration(retention.get('remote'), `${at}.remote`, 0);
+    if (retention.has('remote-keep-last')) replica.retention.remoteKeepLast = fields.integer(retention.get('remote-keep-last'), `${at}.remote-keep-last`, 1, 1_000_000);
+  }
   return replica;
 }
 
 function readDatabase(fields: Fields, node: Node, field: string, base: string): DatabaseConfig {
-  const entries = fields.map(node, field, ['dir', 'db', 'lease', 'replicas']);
+  const entries = fields.map(node, field, ['dir', 'db', 'lease', 'readiness', 'replicas']);
   const dir = resolve(base, fields.string(entries.get('dir'), `${field}.dir`));
   const db = entries.has('db') ? fields.string(entries.get('db'), `${field}.db`) : basename(dir);
   try {
@@ -175,7 +292,22 @@ function readDatabase(fields: Fields, node: Node, field: string, base: string): 
   }
   const replicas = fields.list(entries.get('replicas'), `${field}.replicas`);
   if (replicas.length === 0) fields.fail(entries.get('replicas'), `${field}.replicas`, 'expected at least one replica');
-  const database: DatabaseConfig = { db, dir, replicas: replicas.map((replica, index) => readReplica(fields, replica, `${field}.replicas[${index}]`, base)) };
+  const database: DatabaseConfig = {
+    db,
+    dir,
+    readiness: { ...DEFAULT_READINESS },
+    replicas: replicas.map((replica, index) => readReplica(fields, replica, `${field}.replicas[${index}]`, base, index)),
+  };
+  for (const [index, replica] of database.replicas.entries()) {
+    const at = `${field}.replicas[${index}]`;
+    const first = database.replicas.findIndex((other) => other.name === replica.name);
+    if (first !== index) fields.fail(replicas[index], `${at}.name`, `replica name ${replica.name} is also replicas[${first}]'s`);
+    // local retention is the journal directory's: each replica's cleanup deletes what every replica uploaded
+    const local = (config: ReplicaConfig) => JSON.stringify([config.retention?.localMs, config.retention?.localMaxBytes]);
+    if (local(replica) !== local(database.replicas[0]!)) {
+      fields.fail(replicas[index], `${at}.retention`, "local and local-max-bytes are the journal directory's, shared by its replicas: give every replica of a db the same ones");
+    }
+  }
   if (entries.has('lease')) {
     const lease = fields.map(entries.get('lease'), `${field}.lease`, ['holder', 'ttl', 'wait']);
     database.lease = {
@@ -183,6 +315,13 @@ function readDatabase(fields: Fields, node: Node, field: string, base: string): 
       ttlMs: lease.has('ttl') ? fields.integer(lease.get('ttl'), `${field}.lease.ttl`, MIN_LEASE_TTL_MS, 3_600_000) : 15_000,
       wait: lease.has('wait') ? fields.boolean(lease.get('wait'), `${field}.lease.wait`) : true,
     };
+  }
+  if (entries.has('readiness')) {
+    const readiness = fields.map(entries.get('readiness'), `${field}.readiness`, ['max-lag-seconds', 'max-pending-segments']);
+    if (readiness.has('max-lag-seconds')) database.readiness.maxLagSeconds = fields.integer(readiness.get('max-lag-seconds'), `${field}.readiness.max-lag-seconds`, 1, 31_536_000);
+    if (readiness.has('max-pending-segments')) {
+      database.readiness.maxPendingSegments = fields.integer(readiness.get('max-pending-segments'), `${field}.readiness.max-pending-segments`, 0, 1_000_000_000);
+    }
   }
   return database;
 }
@@ -194,11 +333,12 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
   const yamlFields = new Fields(file, lines, env);
   const [error] = document.errors;
   if (error !== undefined) yamlFields.fail(null, 'yaml', error.message.split('\n')[0]!, error.pos[0]);
-  const top = yamlFields.map(document.contents as Node, 'config', ['addr', 'databases']);
+  const top = yamlFields.map(document.contents as Node, 'config', ['addr', 'limits', 'databases']);
   const databases = yamlFields.list(top.get('databases'), 'databases');
   const base = dirname(file);
   const config: SidecarConfig = {
     file,
+    limits: {},
     databases: databases.map((database, index) => readDatabase(yamlFields, database, `databases[${index}]`, base)),
   };
   const seen = new Set<string>();
@@ -207,6 +347,12 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
     seen.add(database.db);
   }
   if (top.has('addr')) config.addr = yamlFields.parsed(top.get('addr'), 'addr', addressArg);
+  if (top.has('limits')) {
+    const limits = yamlFields.map(top.get('limits'), 'limits', ['upload-concurrency', 'download-concurrency', 'memory-bytes']);
+    if (limits.has('upload-concurrency')) config.limits.uploadConcurrency = yamlFields.integer(limits.get('upload-concurrency'), 'limits.upload-concurrency', 1, 4096);
+    if (limits.has('download-concurrency')) config.limits.downloadConcurrency = yamlFields.integer(limits.get('download-concurrency'), 'limits.download-concurrency', 1, 4096);
+    if (limits.has('memory-bytes')) config.limits.memoryBytes = yamlFields.size(limits.get('memory-bytes'), 'limits.memory-bytes', 1);
+  }
   return config;
 }
 

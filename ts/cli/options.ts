@@ -28,6 +28,17 @@ export function integerArg(min: number, max = Number.MAX_SAFE_INTEGER): (value: 
   };
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** A size in bytes: an integer, or a number with a unit (KiB, MiB, GiB, KB, MB, GB); at least 1. */
+export function sizeArg(value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+  const bytes = match && unit !== undefined ? Math.round(Number(match[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new InvalidArgumentError(`expected a size in bytes (e.g. 1048576, 256MiB, 1GiB), got '${value}'.`);
+  return bytes;
+}
+
 /** `--to-time`: an ISO 8601 date-time or milliseconds since the epoch. */
 export function timeArg(value: string): number {
   const trimmed = value.trim();

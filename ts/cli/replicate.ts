@@ -18,6 +18,7 @@ import {
   integerArg,
   openStorageArg,
   prefixArg,
+  sizeArg,
   usageError,
   withStorageOptions,
   withEncryptionOptions,
@@ -25,6 +26,7 @@ import {
   type EncryptionFlags,
   type StorageFlags,
 } from './options.js';
+import type { LimitsConfig } from './config.js';
 import { runSidecar, waitForDirectory } from './sidecar.js';
 import { stopSignals } from './signals.js';
 
@@ -35,6 +37,9 @@ interface ReplicateOptions extends StorageFlags, EncryptionFlags {
   interval: number;
   concurrency: number;
   metricsAddr?: { host: string | undefined; port: number };
+  uploadConcurrency?: number;
+  downloadConcurrency?: number;
+  memoryBytes?: number;
 }
 
 async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string | undefined; port: number }): Promise<Server> {
@@ -77,13 +82,23 @@ export function registerReplicate(program: Command, output: Output): void {
         .option('--prefix <prefix>', 'key prefix in front of the db name', prefixArg, '')
         .option('--interval <ms>', 'how often to look for newly sealed segments', integerArg(1, 3_600_000), 1000)
         .option('--concurrency <n>', 'uploads in flight at once', integerArg(1, 256), 4)
-        .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg),
+        .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg)
+        .option('--upload-concurrency <n>', "with --config: segment puts in flight at once over every database (the file's limits.upload-concurrency)", integerArg(1, 4096))
+        .option('--download-concurrency <n>', "with --config: compaction's reads in flight at once over every database", integerArg(1, 4096))
+        .option('--memory-bytes <size>', 'with --config: bytes of segments held for puts at once over every database (e.g. 256MiB)', sizeArg),
       { upload: true },
     ),
   ).action(async function (this: Command, journalDir: string | undefined, storageUrl: string | undefined, options: ReplicateOptions) {
     if (options.config !== undefined) {
       if (journalDir !== undefined) usageError(this, '--config replaces <journal-dir> and <storage-url>');
-      return runSidecar(options.config, output);
+      const limits: LimitsConfig = {};
+      if (options.uploadConcurrency !== undefined) limits.uploadConcurrency = options.uploadConcurrency;
+      if (options.downloadConcurrency !== undefined) limits.downloadConcurrency = options.downloadConcurrency;
+      if (options.memoryBytes !== undefined) limits.memoryBytes = options.memoryBytes;
+      return runSidecar(options.config, output, limits);
+    }
+    for (const flag of ['uploadConcurrency', 'downloadConcurrency', 'memoryBytes'] as const) {
+      if (options[flag] !== undefined) usageError(this, `--${flag.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)} applies to --config only (one journal: --concurrency)`);
     }
     if (journalDir === undefined) usageError(this, "missing required argument 'journal-dir'");
     if (storageUrl === undefined) usageError(this, "missing required argument 'storage-url'");
