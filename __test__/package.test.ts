@@ -202,7 +202,7 @@ async function installedWithoutPeers(): Promise<{ project: string; installed: st
   await writeFile(join(platformPackage, 'package.json'), JSON.stringify({ name: `@graphstream/native-${binary.split('.')[1]}`, main: binary }));
   await symlink(join(root, 'native', binary), join(platformPackage, binary));
   const { dependencies, peerDependencies } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
-  expect(Object.keys(peerDependencies!)).toEqual(['@aws-sdk/client-s3']);
+  expect(Object.keys(peerDependencies!)).toEqual(['@aws-sdk/client-s3', 'kuzu']);
   for (const name of Object.keys(dependencies!)) {
     await mkdir(dirname(join(modules, name)), { recursive: true });
     await symlink(join(root, 'node_modules', name), join(modules, name));
