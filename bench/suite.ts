@@ -17,6 +17,7 @@ import { journalGroup } from './groups/journal.js';
 import { shippingGroup } from './groups/shipping.js';
 import { followerGroup } from './groups/follower.js';
 import { memoryGroup } from './groups/memory.js';
+import { encryptionGroup } from './groups/encryption.js';
 
 const GROUPS: Record<string, (context: Context) => Promise<void>> = {
   format: formatGroup,
@@ -24,6 +25,7 @@ const GROUPS: Record<string, (context: Context) => Promise<void>> = {
   shipping: shippingGroup,
   follower: followerGroup,
   memory: memoryGroup,
+  encryption: encryptionGroup,
 };
 
 function command(file: string, args: string[]): string {
