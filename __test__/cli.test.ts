@@ -126,6 +126,9 @@ describe('usage', () => {
       [['restore', `file://${dir}`, '--db', 'x', '--dir', dir, '--to-time', 'yesterday'], /ISO 8601/],
       [['replicate', dir, `file://${dir}`, '--metrics-addr', 'nowhere'], /host:port/],
       [['replicate', dir], /missing required argument 'storage-url'/],
+      [['replicate', dir, `file://${dir}`, '--memory-bytes', '64MiB'], /--memory-bytes applies to --config only/],
+      [['replicate', '--config', join(dir, 'gs.yml'), '--memory-bytes', '12 parsecs'], /--memory-bytes.*expected a size in bytes/],
+      [['replicate', '--config', join(dir, 'gs.yml'), '--upload-concurrency', '0'], /--upload-concurrency.*expected an integer in 1\.\./],
       [['tail', `file://${dir}`, '--db', 'a/b'], /no '\/'/],
     ];
     const results = await Promise.all(cases.map(([args]) => runCli(args)));
@@ -883,18 +886,25 @@ describe('replicate --config (the sidecar)', () => {
     }
     const file = join(journals, 'graphstream.yml');
     await writeFile(file, configYaml([{ db: 'alpha', bucket: good }, { db: 'beta', bucket: other }, { db: 'gamma', bucket: missing }]));
-    const env = { ...s3Env(), AWS_ENDPOINT_URL: undefined, JOURNALS: journals, S3_ENDPOINT: s3Endpoint() };
-    const sidecar = startCli(['replicate', '--config', file], { env });
+    const env = { ...s3Env(), AWS_ENDPOINT_URL: undefined, JOURNALS: journals, S3_ENDPOINT: s3Endpoint(), GRAPHSTREAM_UPLOAD_CONCURRENCY: '3' };
+    const sidecar = startCli(['replicate', '--config', file, '--memory-bytes', '64MiB'], { env });
     try {
       const base = (await sidecar.waitFor(/^serving (http:\/\/\S+)\/metrics/m))[0]![1]!;
       const uploadsOf = (db: string) => (matches: RegExpMatchArray[]) => matches.filter((match) => match[1] === db).length >= sealed.get(db)!;
       await sidecar.waitFor(/^uploaded (\w+) journal-/m, uploadsOf('alpha'));
       await sidecar.waitFor(/^uploaded (\w+) journal-/m, uploadsOf('beta'));
-      type Status = { ready: boolean; replicas: { db: string; state: string; uploaded: number; error: { code: string; message: string } | null }[] };
+      type Status = {
+        ready: boolean;
+        limits: Record<string, number>;
+        replicas: { db: string; state: string; uploaded: number; error: { code: string; message: string } | null }[];
+      };
       let status: Status;
       do status = (await (await fetch(`${base}/status`)).json()) as Status;
       while (status.replicas.find((replica) => replica.db === 'gamma')!.error === null);
       expect(status.ready).toBe(false);
+      // the limits' flag and variable win over the file's (which has none)
+      expect(status.limits).toMatchObject({ uploadConcurrency: 3, memoryBytes: 64 * 1024 * 1024, maxPutsInFlight: expect.any(Number) });
+      expect(status.limits.downloadConcurrency).toBeUndefined();
       const byDb = new Map(status.replicas.map((replica) => [replica.db, replica]));
       expect(byDb.get('alpha')).toMatchObject({ state: 'running', uploaded: sealed.get('alpha'), error: null });
       expect(byDb.get('beta')).toMatchObject({ state: 'running', uploaded: sealed.get('beta'), error: null });

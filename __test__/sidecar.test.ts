@@ -268,11 +268,12 @@ describe('readiness', () => {
     const bucket = await createTestBucket('sidecar-ready-lease');
     await writeJournal(join(journals, 'standby'), 30);
     await writeJournal(join(journals, 'taken'), 30);
+    await writeJournal(join(journals, 'waits'), 30);
     const storage = storageOf(bucket);
     const other = new Lease({ holder: 'host-b', ttlMs: 3000, storage, db: 'standby' });
     const taken = new Lease({ holder: 'host-b', ttlMs: 3000, storage, db: 'taken' });
-    await other.acquire();
-    await taken.acquire();
+    const kept = new Lease({ holder: 'host-b', ttlMs: 3000, storage, db: 'waits' });
+    await Promise.all([other.acquire(), taken.acquire(), kept.acquire()]);
     const replica = `      - { url: "s3://${bucket}", endpoint: "${s3Endpoint()}", path-style: true, interval: 20 }`;
     const config = parseConfig(
       yaml([
@@ -284,6 +285,10 @@ describe('readiness', () => {
         replica,
         `  - dir: ${join(journals, 'taken')}`,
         '    lease: { holder: host-a, ttl: 3000, wait: false }',
+        '    replicas:',
+        replica,
+        `  - dir: ${join(journals, 'waits')}`,
+        '    lease: { holder: host-a, ttl: 3000, wait: true }',
         '    replicas:',
         replica,
       ]),
@@ -303,7 +308,10 @@ describe('readiness', () => {
       expect(readyz.status).toBe(503); // the fenced one
       const body = (await readyz.json()) as { notReady: { db: string; state: string }[]; standby: { db: string; state: string }[] };
       expect(body.notReady.map((entry) => [entry.db, entry.state])).toEqual([['taken', 'fenced']]);
-      expect(body.standby.map((entry) => [entry.db, entry.state])).toEqual([['standby', 'waiting_for_lease']]);
+      expect(body.standby.map((entry) => [entry.db, entry.state])).toEqual([
+        ['standby', 'waiting_for_lease'],
+        ['waits', 'waiting_for_lease'],
+      ]);
 
       await other.release();
       const leading = await until('the standby leading', async () => {
@@ -311,9 +319,14 @@ describe('readiness', () => {
         return current.state === 'running' && current.pendingSegments === 0 ? current : undefined;
       });
       expect(leading).toMatchObject({ ready: true, lease: { holder: 'host-a', state: 'held' } });
+      // stopping does not wait for the lease a standby still waits for
+      await sidecar.stop();
+      expect(replicaOf(await sidecar.status(), 'waits')).toBeUndefined();
+      expect((await storage.list('waits/')).filter((key) => key.endsWith('.hadbj'))).toEqual([]);
     } finally {
       await sidecar.stop();
       taken.stop();
+      kept.stop();
       await storage.close?.();
     }
   });
@@ -403,6 +416,52 @@ describe('retention and compaction', () => {
     }
     // what is left in storage is the whole chain
     const follower = new Follower({ storage, prefix: 'wal/', db: 'graph', dir: await tempDir('sidecar-compaction-follower') });
+    const caughtUp = await follower.catchUp();
+    await follower.close();
+    expect(caughtUp.sequence).toBe(120);
+    expect(caughtUp.chainHash.toString('hex')).toBe(chainHash);
+    await storage.close?.();
+  });
+
+  test("under a lease, compaction works in the generation the replica's uploader writes (a later leader's), and leaves the earlier one alone", async () => {
+    const journals = await tempDir('sidecar-compaction-lease');
+    const bucket = await createTestBucket('sidecar-compaction-lease');
+    const dir = join(journals, 'graph');
+    const first = await writeJournal(dir, 60);
+    const replica = [`      - url: s3://${bucket}`, `        endpoint: ${s3Endpoint()}`, '        path-style: true', '        prefix: wal/', '        interval: 20'];
+    const configFor = (holder: string, extra: string[]) =>
+      parseConfig(yaml(['databases:', `  - dir: ${dir}`, `    lease: { holder: ${holder}, ttl: 3000, wait: true }`, '    replicas:', ...replica, ...extra]), join(journals, 'graphstream.yml'), {});
+    const storage = storageOf(bucket);
+    // generation 0: an earlier leader ships the first 60 entries, then goes away (its lease expires)
+    const earlier = new Sidecar(configFor('host-x', []), quietOutput());
+    await earlier.start();
+    await until('the earlier leader shipped', async () => (replicaOf(await earlier.status(), 'graph').uploaded === first.files.length ? true : undefined));
+    await earlier.stop();
+    const journal = await Journal.open(dir, { maxSegmentBytes: 2048 });
+    for (let i = 61; i <= 120; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => entry(i + k)));
+    await journal.close();
+    const chainHash = journal.chainHash.toString('hex');
+    const sealedAfter = (await readdir(dir)).filter((name) => name.endsWith('.hadbj') && !first.files.includes(name)).length;
+    expect(sealedAfter).toBeGreaterThan(3);
+
+    const later = new Sidecar(configFor('host-a', ['        retention: { remote: 0 }', '        compaction: { interval: 50ms, threshold: 2 }']), quietOutput());
+    try {
+      await later.start();
+      const done = await until('the later leader compacted its generation', async () => {
+        const status = replicaOf(await later.status(), 'graph');
+        if (status.uploaded !== sealedAfter || status.compaction!.deleted !== sealedAfter - 1) return undefined;
+        return { status, listed: await storage.list('wal/graph/') };
+      });
+      expect(done.status.lease).toMatchObject({ holder: 'host-a', generation: 1 });
+      const inFolder = (folder: string) => done.listed.filter((key) => key.startsWith(`wal/graph/${folder}/`));
+      expect(inFolder('0000')).toHaveLength(first.files.length); // the earlier generation: not compacted, nothing deleted
+      expect(inFolder('8000')).toEqual([]);
+      expect(inFolder('0001')).toHaveLength(1);
+      expect(inFolder('8001').length).toBeGreaterThan(0);
+    } finally {
+      await later.stop();
+    }
+    const follower = new Follower({ storage, prefix: 'wal/', db: 'graph', dir: await tempDir('sidecar-compaction-lease-follower') });
     const caughtUp = await follower.catchUp();
     await follower.close();
     expect(caughtUp.sequence).toBe(120);

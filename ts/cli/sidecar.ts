@@ -245,7 +245,8 @@ export interface SidecarStatus {
   config: string;
   /** every replica ready (a standby waiting for its lease counts as ready) */
   ready: boolean;
-  limits: SharedLimitsStats;
+  /** the limits in force (unlimited where absent) and how much of them is in use */
+  limits: LimitsConfig & SharedLimitsStats;
   replicas: ReplicaStatus[];
 }
 
@@ -256,11 +257,13 @@ export class Sidecar {
   private registry: Registry | null = null;
   /** shared by every database: set at start, from the config's limits */
   readonly limits: SharedLimits;
+  private readonly limitsConfig: LimitsConfig;
 
   constructor(
     private config: SidecarConfig,
     private readonly output: Output,
   ) {
+    this.limitsConfig = { ...config.limits };
     this.limits = new SharedLimits(config.limits);
   }
 
@@ -333,7 +336,7 @@ export class Sidecar {
   async status(): Promise<SidecarStatus> {
     const now = Date.now();
     const replicas = await Promise.all([...this.runners.values()].flat().map((runner) => runner.status(now)));
-    return { config: this.config.file, ready: replicas.every((replica) => replica.ready), limits: this.limits.stats(), replicas };
+    return { config: this.config.file, ready: replicas.every((replica) => replica.ready), limits: { ...this.limitsConfig, ...this.limits.stats() }, replicas };
   }
 
   private async serve(address: { host: string | undefined; port: number }): Promise<Server> {
