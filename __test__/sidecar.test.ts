@@ -13,6 +13,7 @@ import { Journal } from '../ts/journal/journal.js';
 import { ParamValue } from '../ts/payload/params.js';
 import { Follower } from '../ts/replication/follower.js';
 import { Lease } from '../ts/replication/lease.js';
+import { leaseKey } from '../ts/replication/layout.js';
 import { SharedLimits } from '../ts/replication/limits.js';
 import { S3Storage } from '../ts/storage/s3.js';
 import { parseConfig } from '../ts/cli/config.js';
@@ -263,7 +264,7 @@ describe('readiness', () => {
     }
   });
 
-  test('a standby waits for its lease (waiting_for_lease: ready, listed apart), then leads holding it; a db whose lease is taken and does not wait is fenced', async () => {
+  test('a standby waits for its lease (waiting_for_lease: ready, listed apart), then leads holding it, and is fenced once its lease is taken; a db whose lease is taken and does not wait is fenced', async () => {
     const journals = await tempDir('sidecar-ready-lease');
     const bucket = await createTestBucket('sidecar-ready-lease');
     await writeJournal(join(journals, 'standby'), 30);
@@ -319,6 +320,16 @@ describe('readiness', () => {
         return current.state === 'running' && current.pendingSegments === 0 ? current : undefined;
       });
       expect(leading).toMatchObject({ ready: true, lease: { holder: 'host-a', state: 'held' } });
+      // the lease taken from under the leader (its record deleted, another holder takes it): its next renewal finds out
+      await storage.delete(leaseKey('', 'standby'));
+      const thief = new Lease({ holder: 'host-c', ttlMs: 3000, storage, db: 'standby' });
+      await thief.acquire();
+      const fenced = await until('the leader fenced', async () => {
+        const current = replicaOf(await sidecar.status(), 'standby');
+        return current.state === 'fenced' ? current : undefined;
+      });
+      thief.stop();
+      expect(fenced).toMatchObject({ ready: false, reasons: ['fenced'], lease: { holder: 'host-a', state: 'fenced' }, error: { code: 'fenced' } });
       // stopping does not wait for the lease a standby still waits for
       await sidecar.stop();
       expect(replicaOf(await sidecar.status(), 'waits')).toBeUndefined();
