@@ -880,7 +880,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         let freeBytes: (() => void) | undefined;
         try {
           // the shared byte budget: wait for room before reading the segment (taken in queue order, like the turn)
-          freeBytes = await this.limits?.reserveBytes(segment.size * (this.encryption === undefined ? 1 : 2));
+          // (twice for a ciphertext beside the plaintext: encrypted, or kept from an earlier attempt)
+          const ciphered = this.encryption !== undefined || (this.ciphertexts?.has(segment.name) ?? false);
+          freeBytes = await this.limits?.reserveBytes(segment.size * (ciphered ? 2 : 1));
           const checked = await this.stageChecked(segment, cache, check);
           staged = checked.staged;
           await turn;
