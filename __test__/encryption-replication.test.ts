@@ -149,6 +149,19 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     expect(migrating).toMatchObject({ ok: true, entries: 40, lastSeq: 40 });
   });
 
+  it('a kept ciphertext of other bytes under a segment\'s name is never put: the segment is encrypted anew, and the stale one removed', async () => {
+    const name = 'journal-0000000000000001.hadbj';
+    const stale = await core.encryptSegment(Buffer.from('not this segment'), { recipients: [RECIPIENT] });
+    await (await KeptCiphertexts.open(leader.dir, leader.uploader.destination)).keep(name, 'f'.repeat(64), stale);
+    await leader.write(20);
+    const first = Buffer.from((await storage.get(`${prefix}${DB}/0000/0000000000000001.hadbj`))!);
+    expect(first.equals(stale)).toBe(false);
+    const followerDir = await tempDir();
+    expect((await new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption: { identities: [IDENTITY] } }).catchUp()).sequence).toBe(20);
+    expect(await journalRecords(followerDir, core)).toEqual(await journalRecords(leader.dir, core));
+    expect(await readdir(KeptCiphertexts.folderOf(leader.dir, leader.uploader.destination))).toEqual([]);
+  });
+
   it('recipients changed mid-way take effect at the next segment; a segment `age -r` encrypted is read like the others', async () => {
     await leader.write(20);
     const before = (await storage.list(`${prefix}${DB}/0000/`)).length;
@@ -215,19 +228,22 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
     return readdir(KeptCiphertexts.folderOf(dir, uploader.destination)).catch(() => []);
   }
 
-  async function expectFollowerHasAll(prefix: string, dir: string, sequence: number) {
+  async function expectFollowerHasAll(prefix: string, dir: string, sequence: number, allowPlaintext = false) {
     const followerDir = await mkdtemp(join(tmpdir(), 'graphstream-age-crash-follower-'));
     dirs.push(followerDir);
-    const follower = new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption: { identities: [IDENTITY] } });
+    const follower = new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption: { identities: [IDENTITY], allowPlaintext } });
     expect((await follower.catchUp()).sequence).toBe(sequence);
     expect(await journalRecords(followerDir, core)).toEqual(await journalRecords(dir, core));
   }
 
-  it('without a lease, the restarted uploader puts the kept ciphertext again: the segment counts as uploaded, nothing stays pending', async () => {
+  it.each([
+    { restart: 'encrypting', encryption: { recipients: [RECIPIENT] } },
+    { restart: 'with encryption turned off', encryption: undefined },
+  ])('without a lease, the restarted uploader ($restart) puts the kept ciphertext again: the segment counts as uploaded, nothing stays pending', async ({ encryption }) => {
     const prefix = `nolease${++counter}/`;
     const { dir, key, landed } = await crashedLeader(prefix, 0);
     const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
-    const uploader = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, encryption: { recipients: [RECIPIENT] } });
+    const uploader = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, ...(encryption ? { encryption } : {}) });
     try {
       await uploader.sync();
       expect(uploader.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
@@ -236,7 +252,7 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
       expect(await cache.pending()).toEqual([]);
       expect(cache.uploaded().map((record) => record.key)).toContain(key);
       expect(await keptFiles(dir, uploader)).toEqual([]);
-      await expectFollowerHasAll(prefix, dir, 60);
+      await expectFollowerHasAll(prefix, dir, 60, encryption === undefined);
     } finally {
       await uploader.stop();
       await journal.close();
