@@ -1,5 +1,6 @@
 /**
- * examples/kuzu-replica.ts runs as a user runs it (bundled, in its own process, with 'graphstream'
+ * `graphstream demo --kuzu` replicates a Kuzu database through a promotion and checks a follower
+ * equals the promoted leader. examples/kuzu-replica.ts runs as a user runs it (bundled, in its own process, with 'graphstream'
  * and 'graphstream/kuzu' resolving to this package) and its replica ends equal to its leader; run
  * again on the same directories, it continues both (the leader redoes nothing, the replica
  * resumes after what its database recorded).
@@ -8,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleScripts } from './helpers/bundle.js';
-import { ROOT } from './helpers/cli.js';
+import { ROOT, buildCli, removeCliBuild, runCli } from './helpers/cli.js';
 
 const BUILD_DIR = join(ROOT, '.vitest-tmp', `kuzu-examples-${process.pid}`);
 let work: string;
@@ -47,4 +48,16 @@ it('kuzu-replica: the replica holds what the leader holds, and a second run cont
   expect(first).toEqual({ sequence: 2 + 40 + 39, leader: { people: 40, knows: 39, visits: 40 }, replica: { people: 40, knows: 39, visits: 40 } });
   const second = await runExample([work, '40']);
   expect(second).toEqual({ sequence: 2 * (40 + 39) + 2, leader: { people: 40, knows: 78, visits: 80 }, replica: { people: 40, knows: 78, visits: 80 } });
+});
+
+describe('graphstream demo --kuzu', () => {
+  beforeAll(buildCli);
+  afterAll(removeCliBuild);
+
+  it('journals, replays, promotes and follows a Kuzu database, and the follower equals the promoted leader', async () => {
+    const result = await runCli(['demo', '--kuzu', '--entries', '200', '--dir', join(work, 'demo')]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/promoted: +generation 1 from sequence 163;/);
+    expect(result.stdout).toMatch(/OK: the follower's database equals the promoted leader's, \d+ rows, sequence 202, chain hash [0-9a-f]{64}/);
+  });
 });

@@ -38,6 +38,7 @@ interface DemoOptions extends StorageFlags {
   entries: number;
   storage?: string;
   pure?: boolean;
+  kuzu?: boolean;
 }
 
 const DEFAULT_ENTRIES = 5000;
@@ -185,10 +186,17 @@ export function registerDemo(program: Command, output: Output): void {
       .option('--dir <dir>', 'an empty directory for the leader, store and follower (default: a new temp dir)')
       .option('--entries <n>', 'mutations to append', integerArg(1, 10_000_000), DEFAULT_ENTRIES)
       .option('--storage <url>', 'ship to this storage instead (s3://bucket/prefix, file:///dir, memory://)')
-      .option('--pure', 'use the pure-TypeScript core instead of the native addon'),
+      .option('--pure', 'use the pure-TypeScript core instead of the native addon')
+      .option('--kuzu', 'replicate a Kuzu database instead (graphstream/kuzu; needs the kuzu package): leader, replica, promotion, follower'),
   ).action(async function (this: Command, options: DemoOptions) {
     const core = options.pure ? pureCore : activeCore;
     const dir = await prepareDir(this, options.dir);
+    if (options.kuzu) {
+      // each Kuzu mutation is a transaction with an fsync: a shorter stream unless --entries says otherwise
+      const entries = this.getOptionValueSource('entries') === 'default' ? 1000 : options.entries;
+      const { runKuzuDemo } = await import('./demo-kuzu.js');
+      return runKuzuDemo({ dir, entries, output });
+    }
     const leaderDir = join(dir, 'leader');
     const standbyDir = join(dir, 'standby');
     const followerDir = join(dir, 'follower');
