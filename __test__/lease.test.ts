@@ -4,7 +4,7 @@
  * versitygw, LocalStorage, MemoryStorage): one holder at a time, handover without waiting, takeover
  * only after expiry, fencing, and refusal of a storage that ignores conditional writes.
  */
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -161,7 +161,7 @@ describe.each(leaseBackends)('Lease: $name', (backend) => {
     expect(a.state).toBe('released');
     expect(parseLeaseRecord((await (await client()).get(a.key))!, 'x')).toMatchObject({ holder: 'a', released: true });
     expect(await b.acquire({ wait: false })).toMatchObject({ holder: 'b', epoch: 2, generation: 1 });
-    await b.writeGenerationRecord(101, Buffer.alloc(32, 0xcd));
+    await b.writeGenerationRecord({ startSeq: 101, prevHash: Buffer.alloc(32, 0xcd) });
     const stored = await (await client()).get(generationRecordKey('wal/', 'db', 1));
     expect(parseGenerationRecord(stored!, 'x')).toMatchObject({ generation: 1, epoch: 2, holder: 'b', startSeq: 101, prevHash: Buffer.alloc(32, 0xcd) });
     expect(a.check.bind(a)).toThrow(expect.objectContaining({ code: 'closed' }));
@@ -234,8 +234,76 @@ describe('Lease: generations and refusals', () => {
     const lease = open(storage, 'a');
     await lease.acquire();
     await storage.put(generationRecordKey('wal/', 'db', 0), serializeGenerationRecord({ generation: 0, epoch: 9, holder: 'z', startSeq: 1, prevHash: Buffer.alloc(32), writtenMs: 0 }));
-    expect((await rejection(lease.writeGenerationRecord(1, Buffer.alloc(32)))).code).toBe('fenced');
+    expect((await rejection(lease.writeGenerationRecord({ startSeq: 1, prevHash: Buffer.alloc(32) }))).code).toBe('fenced');
     expect(lease.state).toBe('fenced');
+  });
+
+  it('the one writer of generation records checks the start, and takes its own record back after a put whose answer was lost', async () => {
+    const memory = new MemoryStorage();
+    let dropNext = false;
+    const dropping: SegmentStorage = {
+      description: memory.description,
+      identity: memory.identity,
+      put: async (key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> => {
+        const result = await memory.put(key, bytes, options);
+        if (dropNext && key.includes('/generations/')) {
+          dropNext = false; // it landed; the answer never arrives
+          throw new GraphstreamError('storage', `put ${key}: connection reset`, { details: { retryable: true } });
+        }
+        return result;
+      },
+      get: (key, options) => memory.get(key, options),
+      getWithETag: (key) => memory.getWithETag(key),
+      list: (prefix, options) => memory.list(prefix, options),
+      delete: (key) => memory.delete(key),
+    };
+    const lease = open(dropping, 'a');
+    await lease.acquire();
+    for (const [start, why] of [
+      [{ startSeq: 0, prevHash: Buffer.alloc(32) }, 'positive integer'],
+      [{ startSeq: 1, prevHash: Buffer.alloc(32, 1) }, 'zero chain hash'],
+      [{ startSeq: 5, prevHash: Buffer.alloc(31) }, '32-byte'],
+    ] as const) {
+      const err = await rejection(lease.writeGenerationRecord(start));
+      expect(err.code).toBe('invalid_argument');
+      expect(err.message).toContain(why);
+    }
+    expect(await memory.list('wal/db/generations/')).toEqual([]);
+    dropNext = true;
+    const start = { startSeq: 41, prevHash: Buffer.alloc(32, 7) };
+    expect((await rejection(lease.writeGenerationRecord(start))).code).toBe('storage');
+    // the retry finds the record this holder wrote: it is taken, not a conflict with another writer
+    expect(await lease.writeGenerationRecord(start)).toMatchObject({ generation: 0, epoch: 1, holder: 'a', startSeq: 41 });
+    expect(await lease.writeGenerationRecord(async () => { throw new Error('not asked: the record exists'); })).toMatchObject({ startSeq: 41 });
+    expect(lease.state).toBe('held');
+    lease.stop();
+  });
+
+  it('a leased uploader over a journal that begins past sequence 1 refuses an empty db with gap, and records nothing', async () => {
+    const storage = new MemoryStorage();
+    const dir = await scratchDir();
+    let journal = await Journal.open(dir, { maxSegmentBytes: 1024, durability: 'none' });
+    for (let k = 1; k <= 60; k++) await journal.append(entryFor(k));
+    await journal.sealForUpload();
+    await journal.close();
+    // as a journal restored from a compacted or snapshotted copy: its first segments are not there
+    const files = (await readdir(dir)).filter((name) => name.endsWith('.hadbj')).sort();
+    expect(files.length).toBeGreaterThan(2);
+    for (const name of files.slice(0, 2)) await rm(join(dir, name));
+    const first = Number.parseInt(files[2]!.slice('journal-'.length, -'.hadbj'.length), 10);
+    journal = await Journal.open(dir, { maxSegmentBytes: 1024, durability: 'none' });
+    const uploader = new Uploader({ journal, storage, db: 'db', prefix: 'wal/', sealIntervalMs: 3_600_000, lease: { holder: 'a', ttlMs: TTL_MS } });
+    try {
+      const err = await rejection(uploader.sync());
+      expect(err.code).toBe('gap');
+      expect(err.message).toContain(`the journal begins at sequence ${first}`);
+      expect(err.message).toContain('must start at sequence 1');
+      expect(await storage.list('wal/db/generations/')).toEqual([]);
+      expect(await storage.list('wal/db/0000/')).toEqual([]);
+    } finally {
+      await uploader.stop();
+      await journal.close();
+    }
   });
 
   it('a storage that ignores If-Match is refused before anything is written under the lease', async () => {

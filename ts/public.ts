@@ -71,7 +71,7 @@ export {
   type RetryPolicyDeps,
   type RetryRunOptions,
 } from './replication/retry.js';
-export { DEFAULT_LEASE_TTL_MS, Lease, leaseMarginMs, type AcquireOptions, type LeaseEvents, type LeaseOptions, type LeaseState } from './replication/lease.js';
+export { DEFAULT_LEASE_TTL_MS, Lease, leaseMarginMs, type AcquireOptions, type GenerationStart, type LeaseEvents, type LeaseOptions, type LeaseState } from './replication/lease.js';
 export {
   parseGenerationRecord,
   parseLeaseRecord,

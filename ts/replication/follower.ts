@@ -357,7 +357,7 @@ export class Follower {
     await lease.acquire(signal === undefined ? {} : { signal });
     try {
       const tip = await this.catchUp(signal === undefined ? {} : { signal });
-      const record = await lease.writeGenerationRecord(tip.sequence + 1, tip.chainHash);
+      const record = await lease.writeGenerationRecord({ startSeq: tip.sequence + 1, prevHash: tip.chainHash });
       this.closing.abort(new GraphstreamError('closed', `follower of ${this.dir} was promoted: the directory is the new writer's now`));
       return { lease, record, tip: { sequence: tip.sequence, chainHash: tip.chainHash } };
     } catch (err) {

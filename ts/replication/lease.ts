@@ -19,7 +19,8 @@ import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../err
 import { objectName } from '../storage/names.js';
 import type { PutOptions, SegmentStorage, VersionedObject } from '../storage/types.js';
 import { COMPACTED_GENERATION_BIT, generationRecordKey, leaseKey, listDbKeys, listGenerationRecordKeys } from './layout.js';
-import { MIN_LEASE_TTL_MS, parseLeaseRecord, serializeGenerationRecord, serializeLeaseRecord, type GenerationRecord, type LeaseRecord } from './ownership.js';
+import { ZERO_HASH } from '../format/constants.js';
+import { MIN_LEASE_TTL_MS, parseGenerationRecord, parseLeaseRecord, serializeGenerationRecord, serializeLeaseRecord, type GenerationRecord, type LeaseRecord } from './ownership.js';
 import { isRetryable } from './retry.js';
 
 export const DEFAULT_LEASE_TTL_MS = 10_000;
@@ -52,6 +53,24 @@ export interface AcquireOptions {
    * false: fail at once with `locked`
    */
   wait?: boolean;
+}
+
+/** Where a new generation starts: its first sequence and the chain hash after the one before it. */
+export interface GenerationStart {
+  startSeq: number;
+  prevHash: Buffer;
+}
+
+function checkGenerationStart(startSeq: number, prevHash: Buffer, where: string): void {
+  if (!Number.isSafeInteger(startSeq) || startSeq < 1) {
+    throw new GraphstreamError('invalid_argument', `${where}: a generation's start_seq must be a positive integer, got ${String(startSeq)}`);
+  }
+  if (!Buffer.isBuffer(prevHash) || prevHash.length !== 32) {
+    throw new GraphstreamError('invalid_argument', `${where}: a generation's prev_hash must be a 32-byte Buffer`);
+  }
+  if (startSeq === 1 && !prevHash.equals(ZERO_HASH)) {
+    throw new GraphstreamError('invalid_argument', `${where}: a generation starting at sequence 1 continues the zero chain hash, not ${prevHash.toString('hex')}`);
+  }
 }
 
 /** The safety margin of a TTL: max(ttl / 5, 1000 ms). */
@@ -330,20 +349,56 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   /**
-   * Writes the generation record of this holder's generation (create-only, before its first
-   * segment): the generation starts at `startSeq`, continuing the chain hash `prevHash`.
-   * A record that another writer wrote fences this holder.
+   * The generation record of this holder's generation, written once: the only writer of
+   * generation records (the Uploader's first upload under a lease and a promoted follower's
+   * takeOver both come here). A record this holder (same epoch and holder) already wrote is
+   * taken as it is, so a retry after a put whose answer was lost, or an Uploader started under a
+   * promoted follower's lease, finds it; `start` is only asked for when there is none. The start
+   * is checked (start_seq a positive integer, prev_hash 32 bytes, zeros when start_seq is 1) and
+   * written create-only, before the generation's first segment. A record that another writer
+   * wrote fences this holder.
    */
-  async writeGenerationRecord(startSeq: number, prevHash: Buffer): Promise<GenerationRecord> {
+  async writeGenerationRecord(start: GenerationStart | (() => Promise<GenerationStart>)): Promise<GenerationRecord> {
     this.check();
-    const record: GenerationRecord = { generation: this.generation, epoch: this.epoch, holder: this.holder, startSeq, prevHash, writtenMs: Date.now() };
     const key = generationRecordKey(this.prefix, this.db, this.generation);
+    const where = objectName(this.storage.description, key);
+    const existing = await this.ownGenerationRecord(key);
+    if (existing !== null) return existing;
+    const { startSeq, prevHash } = typeof start === 'function' ? await start() : start;
+    this.check();
+    checkGenerationStart(startSeq, prevHash, where);
+    const record: GenerationRecord = { generation: this.generation, epoch: this.epoch, holder: this.holder, startSeq, prevHash: Buffer.from(prevHash), writtenMs: Date.now() };
     try {
       await this.storage.put(key, serializeGenerationRecord(record), { ifNoneMatch: '*', signal: this.ended.signal });
     } catch (err) {
-      if (isGraphstreamError(err, 'conflict')) this.fence(`${objectName(this.storage.description, key)} was written by another writer`, err);
       if (this.fencedError) throw this.fencedError;
-      throw err;
+      if (!isGraphstreamError(err, 'conflict')) throw err;
+      // a put of ours that landed although its answer was lost, or another writer's record
+      const landed = await this.ownGenerationRecord(key);
+      if (landed === null || landed.startSeq !== startSeq || !landed.prevHash.equals(prevHash)) {
+        this.fence(`${where} was written by another writer`, err);
+        throw this.fencedError!;
+      }
+      return landed;
+    }
+    this.check();
+    return record;
+  }
+
+  /** The record at `key` when this holder wrote it; null when there is none; fences (and throws) when another writer did. */
+  private async ownGenerationRecord(key: string): Promise<GenerationRecord | null> {
+    const where = objectName(this.storage.description, key);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.storage.get(key);
+    } catch (err) {
+      throw toGraphstreamError(err, `reading ${where}`);
+    }
+    if (bytes === null) return null;
+    const record = parseGenerationRecord(bytes, where);
+    if (record.epoch !== this.epoch || record.holder !== this.holder || record.generation !== this.generation) {
+      this.fence(`${where} was written by ${record.holder} under epoch ${record.epoch}`);
+      throw this.fencedError!;
     }
     this.check();
     return record;

@@ -572,29 +572,20 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * Under a lease, before the first upload: the generation's record says where it starts. A
-   * record of this epoch is taken as it is (a promoted follower wrote it, or this uploader did
-   * before a failure); else this holder writes it, one past what the earlier generations hold
-   * (see storedTip). Nothing before its start_seq is uploaded into this generation, and its first
-   * segment must continue the record's prev_hash.
+   * Under a lease, before the first upload: the generation's record says where it starts. The
+   * lease writes it (Lease.writeGenerationRecord, the one writer of records): a record of this
+   * epoch is taken as it is (a promoted follower wrote it, or this uploader did before a
+   * failure); else it is written one past what the earlier generations hold (see storedTip).
+   * Nothing before its start_seq is uploaded into this generation, and its first segment must
+   * continue the record's prev_hash.
    */
   private async beginGeneration(cache: SegmentCache): Promise<void> {
     const lease = this.lease!;
-    lease.check();
-    const key = generationRecordKey(this.prefix, this.db, this.generation);
-    const where = objectName(this.storage.description, key);
-    const description = `reading ${where}`;
-    const existing = await this.retry.run(() => this.storage.get(key), { signal: this.stopping.signal, description });
-    let start: { startSeq: number; prevHash: Buffer };
-    if (existing !== null) {
-      const record = parseGenerationRecord(existing, where);
-      if (record.epoch !== lease.epoch) lease.fence(`${where} was written under epoch ${record.epoch}`);
-      start = record;
-    } else {
-      start = await this.storedTip(cache);
-      lease.check();
-      await lease.writeGenerationRecord(start.startSeq, start.prevHash);
-    }
+    const where = objectName(this.storage.description, generationRecordKey(this.prefix, this.db, this.generation));
+    const start = await this.retry.run(() => lease.writeGenerationRecord(() => this.storedTip(cache)), {
+      signal: this.stopping.signal,
+      description: `writing ${where}`,
+    });
     lease.check();
     this.firstSeq = Math.max(this.firstSeq, start.startSeq);
     if (start.startSeq > 1) {
@@ -610,8 +601,38 @@ export class Uploader extends EventEmitter<UploaderEvents> {
    * journal does not have is `corrupt` (restore first); a segment ending elsewhere than the
    * journal's segment starting at the same sequence is `conflict` (another chain). A local
    * segment the earlier generation lacks is a hole its writer left: the generation ends before it.
+   * The start must be where this journal can ship from with its real prev_hash: a journal that
+   * begins past it (restored from a snapshot into an empty db, say) is refused with `gap`, one
+   * that ends before it with `corrupt`; no record is written then.
    */
   private async storedTip(cache: SegmentCache): Promise<{ startSeq: number; prevHash: Buffer }> {
+    const start = await this.storedTipOf(cache);
+    // The record must name the first sequence this journal will ship, with its real prev_hash.
+    const names = await cache.segmentFileNames();
+    const localSequence = await this.localSequence(names);
+    const localFirst = names.length > 0 ? firstSeqOfFileName(names[0]!) : localSequence + 1;
+    const where = `${objectName(this.storage.description, generationPrefix(this.prefix, this.db, this.generation))}`;
+    if (start.startSeq < localFirst) {
+      throw new GraphstreamError(
+        'gap',
+        `uploader for ${this.directory} cannot begin generation ${this.generation} (${where}): the db holds sequences up to ` +
+          `${start.startSeq - 1}, so the generation must start at sequence ${start.startSeq}, but the journal begins at sequence ` +
+          `${localFirst} (restored from a snapshot or a compacted copy?); a follower starting empty could not verify its chain. ` +
+          `Ship it into the db that holds sequences 1..${localFirst - 1} (the one it was restored from), or start from a journal that holds sequence ${start.startSeq}`,
+        { details: { sequence: start.startSeq } },
+      );
+    }
+    if (start.startSeq > localSequence + 1) {
+      throw new GraphstreamError(
+        'corrupt',
+        `uploader for ${this.directory} cannot begin generation ${this.generation} (${where}): the db's generations continue at sequence ` +
+          `${start.startSeq}, but the journal ends at ${localSequence}: restore it from storage first (graphstream restore), so that it continues the stored chain`,
+      );
+    }
+    return start;
+  }
+
+  private async storedTipOf(cache: SegmentCache): Promise<{ startSeq: number; prevHash: Buffer }> {
     const generations = (await new GenerationRecords(this.storage, this.prefix, this.db).refresh()).filter((g) => g.generation < this.generation);
     const newest = generations.at(-1);
     const names = await cache.segmentFileNames();
