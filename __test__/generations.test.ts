@@ -13,7 +13,10 @@ import { Journal } from '../ts/journal/journal.js';
 import { compactOnce, sliceSegment } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { compactedGeneration, generationRecordKey, segmentKey } from '../ts/replication/layout.js';
-import { serializeGenerationRecord } from '../ts/replication/ownership.js';
+import { serializeGenerationRecord, serializeLeaseRecord } from '../ts/replication/ownership.js';
+import { leaseKey } from '../ts/replication/layout.js';
+import { MemoryStorage } from '../ts/storage/memory.js';
+import { verifyStore } from '../ts/replication/verify-store.js';
 import { restore } from '../ts/replication/restore.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { cores } from './helpers/cores.js';
@@ -172,6 +175,73 @@ describe.each(cores)('readers across generations ($kind core)', (core) => {
     await putRecord(1, 61);
     await put(journal, 1, 61, ENTRIES);
     await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject({ code: 'gap', message: expect.stringContaining('generation 0 ends at sequence 60') });
+  });
+
+  async function putLease(generation: number, holder: string): Promise<void> {
+    const lease = { holder, epoch: generation + 1, generation, ttlMs: 10_000, renewals: 0, released: false, writtenMs: Date.now() };
+    await storage.put(leaseKey(prefix, DB), serializeLeaseRecord(lease));
+  }
+
+  it('while the lease names a generation without a record, no reader takes what lands in the old one; then they continue in the new one', async () => {
+    const s3Storage = storage;
+    // once on the real S3 server, once on MemoryStorage
+    for (const target of [s3Storage, new MemoryStorage()]) {
+      storage = target;
+      prefix = `t${++testCounter}/`;
+      try {
+        await put(journal, 0, 1, 30);
+        await putRecord(1, 31);
+        await putLease(1, 'old');
+        await put(journal, 1, 31, 45);
+        const dir = await tempDir();
+        const reader = follower(dir);
+        expect((await reader.catchUp()).sequence).toBe(45);
+        await put(journal, 1, 46, 60); // the lease names generation 1: the old writer's segments are its own
+        expect((await reader.catchUp()).sequence).toBe(60);
+
+        // The new holder took the lease and caught up to 60; a put of the old writer that was in flight
+        // across its pause lands now, before the new holder wrote its generation record.
+        await putLease(2, 'new');
+        const staleKey = await put(stale, 1, 61, 80);
+        expect((await reader.catchUp()).sequence).toBe(60);
+        // restore takes what is certain (generation 0, which generation 1's record ends) and says why it stopped
+        const restored = await restore(storage, { prefix, db: DB, dir: await tempDir(), core });
+        expect(restored).toMatchObject({ sequence: 30, undecided: { generation: 1, leaseGeneration: 2, holder: 'new', epoch: 3 } });
+        const compaction = await compactOnce({ storage, prefix, db: DB, core, generation: 1, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
+        expect(compaction).toMatchObject({ compacted: [], deleted: [], undecided: { leaseGeneration: 2 } });
+        expect(await storage.get(staleKey)).not.toBeNull();
+
+        // the record says where generation 1 ends: the follower's tip + 1
+        await putRecord(2, 61);
+        await put(journal, 2, 61, ENTRIES);
+        expect((await reader.catchUp()).sequence).toBe(ENTRIES);
+        expect(await journalRecords(dir, core)).toEqual(expected);
+        expect((await restore(storage, { prefix, db: DB, dir: await tempDir(), core })).undecided).toBeUndefined();
+        const report = await verifyStore(storage, { prefix, db: DB, core });
+        expect(report).toMatchObject({ ok: true, lastSeq: ENTRIES });
+        expect(report.staleKeys).toEqual([expect.stringContaining(staleKey)]);
+      } finally {
+        storage = s3Storage;
+      }
+    }
+  });
+
+  it('a hole followed by data below the end of a generation is a gap, with the generation and the sequences, for every reader', async () => {
+    await put(journal, 0, 1, 30);
+    await put(journal, 0, 41, 60); // 31..40 are missing
+    const staleKey = await put(stale, 0, 61, 80);
+    await putRecord(1, 61);
+    await put(journal, 1, 61, ENTRIES);
+    const gap = { code: 'gap', message: expect.stringContaining('sequences 31..40 of generation 0'), details: expect.objectContaining({ generation: 0, sequence: 31 }) };
+    await expect(follower(await tempDir()).catchUp()).rejects.toMatchObject(gap);
+    await expect(restore(storage, { prefix, db: DB, dir: await tempDir(), core })).rejects.toMatchObject(gap);
+    await expect(
+      compactOnce({ storage, prefix, db: DB, core, generation: 0, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } }),
+    ).rejects.toMatchObject(gap);
+    const report = await verifyStore(storage, { prefix, db: DB, core });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([expect.objectContaining({ code: 'gap', sequence: 41, message: expect.stringContaining('sequences 31..40 of generation 0') })]);
+    expect(report.staleKeys).toEqual([expect.stringContaining(staleKey)]);
   });
 
   it('compaction never compacts stale segments, and followers reading compacted segments still cut generations', async () => {

@@ -49,8 +49,10 @@ export interface ErrorDetails {
   file?: string;
   /** byte offset in `file` where the damage starts (`corrupt`), or where the entry or trailer that failed a segment's check starts */
   offset?: number;
-  /** the sequence at which the damage starts, when known (`corrupt`) */
+  /** the sequence at which the damage starts, when known (`corrupt`), or the first one missing (`gap`) */
   sequence?: number;
+  /** the generation of the db the failure is in (`gap`: the one missing sequences) */
+  generation?: number;
 }
 
 /**

@@ -98,6 +98,7 @@ export {
 } from './replication/follower.js';
 export { type RestoreOptions, type RestoreProgress, type RestoreResult } from './replication/restore.js';
 export type { VerifyProblem, VerifyReport, VerifyStoreOptions } from './replication/verify-store.js';
+export { type UndecidedGeneration } from './replication/generations.js';
 export {
   DEFAULT_COMPACTION_CONFIG,
   type BackgroundCompaction,

@@ -104,7 +104,7 @@ export async function journalRecords(dir: string, core: Core): Promise<Comparabl
   return records;
 }
 
-/** Wraps a storage and records every list call. */
+/** Wraps a storage and records every list call and every segment get. */
 export class ListRecordingStorage implements SegmentStorage {
   readonly lists: { prefix: string; startAfter: string | undefined }[] = [];
   readonly gets: string[] = [];
@@ -120,7 +120,7 @@ export class ListRecordingStorage implements SegmentStorage {
   }
 
   get(key: string): Promise<Uint8Array | null> {
-    this.gets.push(key);
+    if (key.endsWith('.hadbj')) this.gets.push(key); // segments only: readers also read lease.json and the generation records
     return this.inner.get(key);
   }
 

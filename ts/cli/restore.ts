@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { GraphstreamError, isGraphstreamError, toGraphstreamError } from '../errors.js';
 import { dbPrefix } from '../replication/layout.js';
-import { restore } from '../replication/restore.js';
+import { restore, undecidedReason } from '../replication/restore.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { Output, formatBytes, formatDuration, formatFields } from './output.js';
 import { dbArg, integerArg, openStorageArg, prefixArg, readEncryptionArg, timeArg, withEncryptionOptions, withStorageOptions, type EncryptionFlags, type StorageFlags } from './options.js';
@@ -94,6 +94,7 @@ export function registerRestore(program: Command, output: Output): void {
           ['time', formatDuration(performance.now() - started)],
         ]),
       );
+      if (result.undecided !== undefined) output.note(`graphstream: restored what is certain, up to sequence ${result.sequence}: ${undecidedReason(result.undecided)}`);
     } finally {
       progress.done();
       await storage.close?.();

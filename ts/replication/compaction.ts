@@ -43,7 +43,7 @@ import { sameBytes } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { decryptDownloaded, encryptForUpload, encryptsUploads, type ReadEncryption, type UploadEncryption } from './encryption.js';
-import { GenerationRecords } from './generations.js';
+import { GenerationRecords, type UndecidedGeneration } from './generations.js';
 import { compactedGeneration, compactionManifestKey, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 
 const MANIFEST_VERSION = 1;
@@ -115,6 +115,12 @@ export interface CompactionResult {
   deleted: string[];
   /** originals not compacted yet */
   uncompacted: number;
+  /**
+   * Set when nothing was compacted or deleted because the generation is the newest one and the
+   * lease names a later generation whose record is not written yet: where this generation ends
+   * is not known, so its originals may include a stale writer's (FORMAT.md, "Ownership and generations")
+   */
+  undecided?: UndecidedGeneration;
 }
 
 interface CompactionManifest {
@@ -267,9 +273,15 @@ class Compactor {
       ? { sequence: last.lastSeq, chainHash: Buffer.from(last.chainHash, 'hex') }
       : { sequence: 0, chainHash: null };
     const listed = await listSegmentKeys(this.storage, generationPrefix(this.prefix, this.db, this.generation), position.sequence);
-    // Listed after the originals, so that a record ending this generation before one of them is seen.
-    const generations = await new GenerationRecords(this.storage, this.prefix, this.db).refresh();
+    // Read after the originals, so that a record ending this generation before one of them is
+    // seen, and so is a lease naming a later generation whose record is not written yet.
+    const records = new GenerationRecords(this.storage, this.prefix, this.db);
+    const undecided = await records.refreshAfterListing();
+    const generations = records.generations;
     const generation = generations.find((known) => known.generation === this.generation);
+    if (undecided !== null && (generation === undefined || generation.lastSeq === Number.MAX_SAFE_INTEGER)) {
+      return { compacted: [], deleted: [], uncompacted: listed.length, undecided };
+    }
     if (last === undefined && generation?.recordKey) position = { sequence: generation.startSeq - 1, chainHash: generation.prevHash };
     // Originals past the generation's end are stale (left by a writer that had lost the lease): never compacted.
     const end = generation?.lastSeq ?? Number.MAX_SAFE_INTEGER;
@@ -334,9 +346,12 @@ class Compactor {
     // With no compacted segment yet, the first original anchors the chain (the journal may start from a snapshot).
     if (position.chainHash !== null) {
       if (header.firstSeq !== position.sequence + 1) {
+        const gap = header.firstSeq > position.sequence + 1;
         throw new GraphstreamError(
-          header.firstSeq > position.sequence + 1 ? 'gap' : 'overlap',
-          `compaction: ${this.where(listed.key)} starts at sequence ${header.firstSeq}, expected ${position.sequence + 1}`,
+          gap ? 'gap' : 'overlap',
+          `compaction: ${this.where(listed.key)} starts at sequence ${header.firstSeq}, expected ${position.sequence + 1}` +
+            (gap ? `: sequences ${position.sequence + 1}..${header.firstSeq - 1} of generation ${this.generation} are missing` : ''),
+          { details: { key: listed.key, generation: this.generation, sequence: position.sequence + 1 } },
         );
       }
       if (!decoded.startHash.equals(position.chainHash)) {

@@ -356,6 +356,7 @@ export class Follower {
     const lease = new Lease({ storage, prefix, db, ...options.lease });
     await lease.acquire(signal === undefined ? {} : { signal });
     try {
+      (await this.open()).remote.holdLease(lease.generation); // its catch-up decides where the generation before ends
       const tip = await this.catchUp(signal === undefined ? {} : { signal });
       const record = await lease.writeGenerationRecord({ startSeq: tip.sequence + 1, prevHash: tip.chainHash });
       this.closing.abort(new GraphstreamError('closed', `follower of ${this.dir} was promoted: the directory is the new writer's now`));

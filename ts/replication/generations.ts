@@ -4,13 +4,32 @@
  * generation that has a record, in order. Generation g holds the sequences from its start_seq up
  * to the next one's start_seq - 1; whatever a segment of g holds past that was left by a writer
  * that had lost the lease, and nobody reads it.
+ *
+ * The newest generation's end is not known until the next one's record exists, and a writer that
+ * lost the lease may still land a segment (a put in flight across a pause) after the new holder
+ * took the lease and caught up, but before it wrote its record. So a reader takes newly listed
+ * segments of the newest generation g only when lease.json, read after that listing, names
+ * generation g or an earlier one (or there is none): then no new writer has begun yet, and
+ * whatever landed in g belongs to it. When the lease names a later generation that has no record
+ * yet, the reader waits (`undecided`) until the record says where g ends.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { ZERO_HASH } from '../format/constants.js';
 import { objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
-import { generationOfRecordKey, generationRecordsPrefix } from './layout.js';
-import { parseGenerationRecord } from './ownership.js';
+import { generationOfRecordKey, generationRecordsPrefix, leaseKey } from './layout.js';
+import { parseGenerationRecord, parseLeaseRecord } from './ownership.js';
+
+/** Why a reader waits at the end of what it has: the lease names a generation whose record is not written yet. */
+export interface UndecidedGeneration {
+  /** the newest generation with a record (or 0): where the reader is */
+  generation: number;
+  /** the generation lease.json names */
+  leaseGeneration: number;
+  /** who holds it, under which epoch */
+  holder: string;
+  epoch: number;
+}
 
 export interface Generation {
   generation: number;
@@ -27,6 +46,7 @@ export interface Generation {
 /** The generation records of one db, read once each (a record is written once and never changes). */
 export class GenerationRecords {
   private readonly recordsPrefix: string;
+  private readonly leaseKey: string;
   private readonly read = new Map<string, Generation>();
   private current: Generation[] = [];
 
@@ -36,6 +56,30 @@ export class GenerationRecords {
     db: string,
   ) {
     this.recordsPrefix = generationRecordsPrefix(prefix, db);
+    this.leaseKey = leaseKey(prefix, db);
+  }
+
+  /**
+   * For a reader that just listed the segments of the newest generation: reads lease.json, then
+   * the records again (refresh()). Resolves with null when what was listed may be taken (the
+   * lease names the newest generation with a record or an earlier one, there is no lease, or a
+   * later record now says where the generation ends), else with why the reader must wait.
+   * `holding`: the generation of a lease the reader holds itself (a follower taking over, whose
+   * catch-up decides where the generation before it ends): that lease holds nothing back.
+   */
+  async refreshAfterListing(holding: number | null = null): Promise<UndecidedGeneration | null> {
+    const where = objectName(this.storage.description, this.leaseKey);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.storage.get(this.leaseKey);
+    } catch (err) {
+      throw toGraphstreamError(err, `downloading ${where}`);
+    }
+    const lease = bytes === null ? null : parseLeaseRecord(bytes, where);
+    const generations = await this.refresh();
+    const newest = generations[generations.length - 1]!.generation;
+    if (lease === null || lease.generation <= newest || lease.generation === holding) return null;
+    return { generation: newest, leaseGeneration: lease.generation, holder: lease.holder, epoch: lease.epoch };
   }
 
   /** The generations as of the last refresh(), in order. */

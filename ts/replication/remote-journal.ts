@@ -27,6 +27,9 @@
  * there. A segment of g that starts past g's end is stale (a writer that had lost the lease left
  * it) and never read; one that runs past it is cut there. The records are listed again after every
  * listing of segments, so a generation that ends is seen as soon as the reader reaches its end.
+ * Newly listed segments of the newest generation are taken only when lease.json, read after the
+ * listing, names that generation or an earlier one; when it names a later one whose record is not
+ * written yet, next() resolves with null (`undecided` says why) and the next poll looks again.
  */
 import { throwIfAborted } from '../abort.js';
 import { join } from 'node:path';
@@ -41,7 +44,7 @@ import type { ChainPosition } from '../journal/recovery.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { sliceSegment } from './compaction.js';
-import { checkGenerationStart, generationHolding, GenerationRecords, type Generation } from './generations.js';
+import { checkGenerationStart, generationHolding, GenerationRecords, type Generation, type UndecidedGeneration } from './generations.js';
 import { decryptDownloaded, type ReadEncryption } from './encryption.js';
 import { compactedGeneration, generationPrefix, listSegmentKeys, type ListedSegment } from './layout.js';
 import { SegmentBuffers } from './segment-buffers.js';
@@ -152,6 +155,8 @@ export class RemoteJournal {
   private compactedListing: ListedSegment[] | null = null;
   private fullListing: ListedSegment[] | null = null;
   private newestListed = 0;
+  private undecidedNow: UndecidedGeneration | null = null;
+  private holding: number | null = null;
   private readonly prefetch: number;
   private readonly lastWanted: number;
   private window: PrefetchWindow = { byListingIndex: new Map(), abandoned: false };
@@ -260,10 +265,13 @@ export class RemoteJournal {
     }
     if (this.listing === null) {
       const listing = await listSegmentKeys(this.storage, this.incrementalPrefix, this.position.sequence);
-      // Listed after the segments: a record that ends this generation before a segment listed is seen now.
-      await this.records.refresh();
+      // Read after the segments: a record that ends this generation before a segment listed is
+      // seen now, and so is a lease naming a later generation whose record is not written yet.
+      const undecided = listing.length > 0 || !this.aligned ? await this.records.refreshAfterListing(this.holding) : (await this.records.refresh(), null);
       if (this.enterGenerationHolding(needed)) return this.nextSegment();
       const end = this.generationEnd;
+      this.undecidedNow = end === Number.MAX_SAFE_INTEGER ? undecided : null;
+      if (this.undecidedNow !== null) return null; // where this generation ends is not known yet: nothing listed is taken
       this.listing = listing.filter((listed) => listed.firstSeq <= end);
       this.listingIndex = 0;
       this.compactedListing = null;
@@ -299,23 +307,43 @@ export class RemoteJournal {
     if (covering !== null) return covering;
     if (listed === undefined && !ended) return null;
     this.dropListing(); // a segment still being uploaded may close the gap: list again next time
+    const generation = this.generation!.generation;
     if (listed === undefined) {
       throw new GraphstreamError(
         'gap',
-        `no segment holds sequence ${needed}: generation ${this.generation!.generation} ends at sequence ${this.generationEnd} ` +
+        `no segment holds sequence ${needed}: generation ${generation} ends at sequence ${this.generationEnd} ` +
           `(the next generation starts after it), but ${this.where(this.incrementalPrefix)} and ${this.where(this.compactedPrefix)} ` +
-          `hold nothing from sequence ${needed}`,
+          `hold nothing from sequence ${needed}: sequences ${needed}..${this.generationEnd} of generation ${generation} are missing`,
+        { details: { generation, sequence: needed } },
       );
     }
     throw new GraphstreamError(
       'gap',
       missing !== null
         ? `${this.where(missing.key)} (sequence ${needed}) was listed but is missing, and no compacted segment in ` +
-            `${this.where(this.compactedPrefix)} holds sequence ${needed}`
+            `${this.where(this.compactedPrefix)} holds sequence ${needed} (generation ${generation})`
         : `no segment holds sequence ${needed}: after sequence ${needed - 1}, ${this.where(this.incrementalPrefix)} continues with ` +
-            `${listed.key} (sequence ${listed.firstSeq}), and no compacted segment in ${this.where(this.compactedPrefix)} covers sequence ${needed}`,
-      { details: { key: listed.key } },
+            `${listed.key} (sequence ${listed.firstSeq}), and no compacted segment in ${this.where(this.compactedPrefix)} covers sequence ${needed}: ` +
+            `sequences ${needed}..${listed.firstSeq - 1} of generation ${generation} are missing`,
+      { details: { key: listed.key, generation, sequence: needed } },
     );
+  }
+
+  /**
+   * Set when the last next() resolved with null because the lease names a generation whose record
+   * is not written yet (FORMAT.md, "Ownership and generations"): segments listed past the tip may
+   * be a stale writer's, so none is taken until the record says where the generation ends.
+   */
+  get undecided(): UndecidedGeneration | null {
+    return this.undecidedNow;
+  }
+
+  /**
+   * This reader holds the lease naming `generation` (a follower taking over): it reads everything
+   * the generations before hold, whatever the lease says, since its tip decides where they end.
+   */
+  holdLease(generation: number): void {
+    this.holding = generation;
   }
 
   /** Moves past a segment `next()` returned, once the reader has stored it. */

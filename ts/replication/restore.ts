@@ -11,6 +11,7 @@ import type { Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { ZERO_HASH } from '../format/constants.js';
 import { payloadOf } from '../format/raw-entries.js';
+import type { UndecidedGeneration } from './generations.js';
 import { RemoteJournal, storeSegment, type RemoteLocation, type RemoteSegment } from './remote-journal.js';
 import { resolveCore } from '../core/default.js';
 import type { GraphstreamMetrics } from '../metrics.js';
@@ -54,6 +55,12 @@ export interface RestoreResult {
   segments: number;
   entries: number;
   bytes: number;
+  /**
+   * Set when restore stopped short of what storage lists because the lease names a generation
+   * whose record is not written yet (a new writer is starting): the segments past `sequence` may
+   * be a stale writer's, so only what is certain was restored. A later restore gets the rest.
+   */
+  undecided?: UndecidedGeneration;
 }
 
 function checkTarget(value: number | undefined, name: string, min: number): void {
@@ -136,16 +143,26 @@ export async function restore(storage: RemoteLocation['storage'], options: Resto
   } finally {
     remote.abandonPrefetched(); // reaching a target before the listing's end leaves segments fetched ahead
   }
-  const { tip } = remote;
+  const { tip, undecided } = remote;
   if (options.toSequence !== undefined && tip.sequence < options.toSequence) {
     throw new GraphstreamError(
       'not_found',
-      `restore: ${storage.description} holds sequences up to ${tip.sequence}, not ${options.toSequence}; ${dir} holds them all, verified`,
+      `restore: ${storage.description} holds sequences up to ${tip.sequence}, not ${options.toSequence}` +
+        (undecided === null ? '' : ` for certain (${undecidedReason(undecided)})`) +
+        `; ${dir} holds them all, verified`,
     );
   }
-  return { sequence: tip.sequence, chainHash: Buffer.from(tip.chainHash), ...counts(progress) };
+  return { sequence: tip.sequence, chainHash: Buffer.from(tip.chainHash), ...counts(progress), ...(undecided === null ? {} : { undecided }) };
 }
 
 function counts(progress: RestoreProgress): Pick<RestoreResult, 'segments' | 'entries' | 'bytes'> {
   return { segments: progress.segments, entries: progress.entries, bytes: progress.bytes };
+}
+
+/** Why the segments past the tip are not taken yet, for messages. */
+export function undecidedReason(undecided: UndecidedGeneration): string {
+  return (
+    `the lease names generation ${undecided.leaseGeneration} (${undecided.holder}, epoch ${undecided.epoch}), whose record is not ` +
+    `written yet: the segments of generation ${undecided.generation} past it may be a stale writer's`
+  );
 }

@@ -188,7 +188,7 @@ function checkFamily(segments: VerifiedSegment[], report: VerifyReport, start: C
         where: segment.url,
         sequence: segment.firstSeq,
         code: 'gap',
-        message: `sequences ${coveredTo + 1}..${segment.firstSeq - 1} are in no segment`,
+        message: `sequences ${coveredTo + 1}..${segment.firstSeq - 1} of generation ${segment.generation & ~COMPACTED_GENERATION_BIT} are in no segment`,
       });
     }
     if (end === null) report.firstSeq = Math.min(report.firstSeq ?? segment.firstSeq, segment.firstSeq);
