@@ -8,9 +8,11 @@ import { createServer, type Server } from 'node:http';
 import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { basename, resolve } from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { GraphstreamMetrics, Uploader } from '../index.js';
+import type { UploaderLeaseOptions } from '../replication/uploader.js';
+import { MIN_LEASE_TTL_MS } from '../replication/ownership.js';
 import { Output, formatBytes } from './output.js';
 import {
   addressArg,
@@ -40,6 +42,21 @@ interface ReplicateOptions extends StorageFlags, EncryptionFlags {
   uploadConcurrency?: number;
   downloadConcurrency?: number;
   memoryBytes?: number;
+  lease?: boolean;
+  leaseHolder?: string;
+  leaseTtl: number;
+  leaseNoWait?: boolean;
+}
+
+/** The Uploader's lease option from the flags (the config file's `lease:`); undefined without --lease. */
+function leaseOption(options: ReplicateOptions): UploaderLeaseOptions | undefined {
+  if (options.lease !== true && options.leaseHolder === undefined && options.leaseNoWait !== true) return undefined;
+  return { ttlMs: options.leaseTtl, wait: options.leaseNoWait !== true, ...(options.leaseHolder === undefined ? {} : { holder: options.leaseHolder }) };
+}
+
+function holderArg(value: string): string {
+  if (value.length < 1 || value.length > 256) throw new InvalidArgumentError('a holder is 1..256 characters');
+  return value;
 }
 
 async function serveMetrics(metrics: GraphstreamMetrics, address: { host: string | undefined; port: number }): Promise<Server> {
@@ -85,12 +102,17 @@ export function registerReplicate(program: Command, output: Output): void {
         .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://host:port/metrics', addressArg)
         .option('--upload-concurrency <n>', "with --config: segment puts in flight at once over every database (the file's limits.upload-concurrency)", integerArg(1, 4096))
         .option('--download-concurrency <n>', "with --config: compaction's reads in flight at once over every database", integerArg(1, 4096))
-        .option('--memory-bytes <size>', 'with --config: bytes of segments held for puts at once over every database (e.g. 256MiB)', sizeArg),
+        .option('--memory-bytes <size>', 'with --config: bytes of segments held for puts at once over every database (e.g. 256MiB)', sizeArg)
+        .option('--lease', "upload only while holding the db's lease (one writer per db; see \"Running a leader with standbys\")")
+        .option('--lease-holder <name>', 'who holds the lease (implies --lease; default host/pid/random)', holderArg)
+        .option('--lease-ttl <ms>', 'TTL of the lease', integerArg(MIN_LEASE_TTL_MS, 3_600_000), 15_000)
+        .option('--lease-no-wait', 'exit with `fenced` while another writer holds the lease, instead of waiting until it is released or expires (implies --lease)'),
       { upload: true },
     ),
   ).action(async function (this: Command, journalDir: string | undefined, storageUrl: string | undefined, options: ReplicateOptions) {
     if (options.config !== undefined) {
       if (journalDir !== undefined) usageError(this, '--config replaces <journal-dir> and <storage-url>');
+      if (leaseOption(options) !== undefined) usageError(this, "with --config, each database's lease comes from the file (lease:)");
       const limits: LimitsConfig = {};
       if (options.uploadConcurrency !== undefined) limits.uploadConcurrency = options.uploadConcurrency;
       if (options.downloadConcurrency !== undefined) limits.downloadConcurrency = options.downloadConcurrency;
@@ -109,6 +131,7 @@ export function registerReplicate(program: Command, output: Output): void {
     } catch {
       usageError(this, `cannot name the db after ${directory}: give --db`);
     }
+    const lease = leaseOption(options);
     const storage = await openStorageArg(this, storageUrl, options);
     const metrics = new GraphstreamMetrics({ db });
     const uploader = new Uploader({
@@ -120,7 +143,11 @@ export function registerReplicate(program: Command, output: Output): void {
       concurrency: options.concurrency,
       metrics,
       encryption: uploadEncryptionArg(options),
+      ...(lease === undefined ? {} : { lease }),
     });
+    let fenced: ((err: GraphstreamError) => void) | null = null;
+    const lost = new Promise<GraphstreamError>((resolve) => (fenced = resolve));
+    uploader.on('fenced', (err) => fenced!(err));
     uploader.on('uploaded', (record) => output.print(`uploaded ${record.name} -> ${record.key} (${formatBytes(record.size)})`));
     uploader.on('error', (err) => output.note(`graphstream: warning [${err.code}]: ${err.message}`));
     let server: Server | null = null;
@@ -133,8 +160,13 @@ export function registerReplicate(program: Command, output: Output): void {
       }
       if (!(await waitForDirectory(directory, options.interval, signals.received, output))) return;
       await uploader.start();
-      output.print(`replicating ${directory} to ${storage.description.replace(/\/?$/, '/')}${options.prefix}${db}/ (every ${options.interval} ms)`);
-      const signal = await signals.received;
+      output.print(
+        `replicating ${directory} to ${storage.description.replace(/\/?$/, '/')}${options.prefix}${db}/ (every ${options.interval} ms)` +
+          (uploader.lease === null ? '' : `, holding the lease as ${uploader.lease.holder} (epoch ${uploader.lease.epoch}, generation ${uploader.lease.generation})`),
+      );
+      const ended = await Promise.race([signals.received, lost]);
+      if (ended instanceof GraphstreamError) throw ended; // fenced: another writer took the db over; nothing more is uploaded
+      const signal = ended;
       output.note(`graphstream: ${signal}: draining uploads in flight`);
       await uploader.stop();
       const stats = uploader.stats();
