@@ -829,7 +829,9 @@ describe('promote', () => {
     const stopped = await standby.exited;
     expect(stopped.code).toBe(0);
     expect(stopped.stdout).toContain('released the lease');
-    await new Lease({ storage, db: 'graph', ttlMs: 60_000 }).acquire({ wait: false }); // released: taken at once
+    const taken = new Lease({ storage, db: 'graph', ttlMs: 60_000 });
+    await taken.acquire({ wait: false }); // released: taken at once
+    await taken.release(); // held, a lease naming a generation without a record holds readers back (FORMAT.md)
 
     const reader = new Follower({ storage, db: 'graph', dir: await tempDir('cli-promote-reader') });
     const caughtUp = await reader.catchUp();

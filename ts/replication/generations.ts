@@ -62,8 +62,9 @@ export class GenerationRecords {
   /**
    * For a reader that just listed the segments of the newest generation: reads lease.json, then
    * the records again (refresh()). Resolves with null when what was listed may be taken (the
-   * lease names the newest generation with a record or an earlier one, there is no lease, or a
-   * later record now says where the generation ends), else with why the reader must wait.
+   * lease names the newest generation with a record or an earlier one, it was released, there is
+   * no lease, or a later record now says where the generation ends), else with why the reader
+   * must wait.
    * `holding`: the generation of a lease the reader holds itself (a follower taking over, whose
    * catch-up decides where the generation before it ends): that lease holds nothing back.
    */
@@ -78,7 +79,9 @@ export class GenerationRecords {
     const lease = bytes === null ? null : parseLeaseRecord(bytes, where);
     const generations = await this.refresh();
     const newest = generations[generations.length - 1]!.generation;
-    if (lease === null || lease.generation <= newest || lease.generation === holding) return null;
+    // A released lease whose generation has no record was given up before its holder began:
+    // whoever writes the next record catches up with everything listed now first.
+    if (lease === null || lease.released || lease.generation <= newest || lease.generation === holding) return null;
     return { generation: newest, leaseGeneration: lease.generation, holder: lease.holder, epoch: lease.epoch };
   }
 
