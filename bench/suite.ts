@@ -18,6 +18,7 @@ import { shippingGroup } from './groups/shipping.js';
 import { followerGroup } from './groups/follower.js';
 import { memoryGroup } from './groups/memory.js';
 import { encryptionGroup } from './groups/encryption.js';
+import { kuzuGroup } from './groups/kuzu.js';
 
 const GROUPS: Record<string, (context: Context) => Promise<void>> = {
   format: formatGroup,
@@ -26,6 +27,7 @@ const GROUPS: Record<string, (context: Context) => Promise<void>> = {
   follower: followerGroup,
   memory: memoryGroup,
   encryption: encryptionGroup,
+  kuzu: kuzuGroup,
 };
 
 function command(file: string, args: string[]): string {

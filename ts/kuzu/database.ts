@@ -124,12 +124,28 @@ export async function readPosition(connection: KuzuConnection): Promise<KuzuPosi
   return { sequence, chainHash: Buffer.from(hash, 'hex') };
 }
 
+const WRITE_POSITION = `MERGE (m:${META_TABLE} {id: 0}) SET m.seq = $seq, m.hash = $hash`;
+/** the meta update, prepared once per connection (it runs with every entry) */
+const preparedPositions = new WeakMap<KuzuConnection, Promise<KuzuPreparedStatement>>();
+
 /** Records the position, inside the caller's transaction. */
 export async function writePosition(connection: KuzuConnection, position: KuzuPosition): Promise<void> {
-  await runStatement(connection, `MERGE (m:${META_TABLE} {id: 0}) SET m.seq = $seq, m.hash = $hash`, {
-    seq: position.sequence,
-    hash: position.chainHash.toString('hex'),
-  });
+  let prepared = preparedPositions.get(connection);
+  if (prepared === undefined) {
+    prepared = connection.prepare(WRITE_POSITION);
+    preparedPositions.set(connection, prepared);
+    prepared.catch(() => preparedPositions.delete(connection));
+  }
+  const statement = await prepared;
+  if (!statement.isSuccess()) {
+    preparedPositions.delete(connection);
+    throw new GraphstreamError('invalid_argument', `kuzu: ${statement.getErrorMessage()}`);
+  }
+  try {
+    await rowsOf(await connection.execute(statement, { seq: position.sequence, hash: position.chainHash.toString('hex') }));
+  } catch (err) {
+    throw kuzuError(err, 'recording the journal position');
+  }
 }
 
 /**

@@ -2,8 +2,9 @@
  * The leader: a Kuzu database whose every mutation is journaled, exactly once.
  *
  * `mutate(query, params)` runs BEGIN TRANSACTION; the statement; the journal append (durable
- * when it resolves: open the journal with durability 'fsync', the default); the meta table
- * update recording that entry's sequence and chain hash; COMMIT. A statement Kuzu refuses is
+ * when it resolves: open the journal with durability 'fsync', the default) and, at the same
+ * time, the meta table update recording that entry's sequence and chain hash (known in advance:
+ * the leader is the journal's only writer; checked against the append's result); COMMIT. A statement Kuzu refuses is
  * rolled back and never journaled; an append that fails rolls the statement back. A crash
  * after the append and before the COMMIT leaves an entry the database lacks: opening the leader
  * applies every journal entry beyond the sequence the database recorded (a write-ahead-log
@@ -13,7 +14,7 @@
 import type { Core } from '../core/core.js';
 import type { AppendResult, Journal } from '../journal/journal.js';
 import type { JournalEntry } from '../payload/payload.js';
-import { GraphstreamError, ParamValue, decodeJournalEntry, encodeJournalEntry, readJournal } from './root.js';
+import { GraphstreamError, ParamValue, computeEntryHash, decodeJournalEntry, encodeJournalEntry, readJournal } from './root.js';
 import { checkReplayable } from './cypher.js';
 import {
   applyEntry,
@@ -90,9 +91,17 @@ export class KuzuLeader {
       try {
         return await inTransaction(this.connection, async () => {
           const rows = await runEntry(this.connection, entry);
-          appended = await this.journal.appendRaw(payload);
+          // The append (an fsync) and the meta update run at once: the leader is the journal's
+          // only writer, so the entry's sequence and chain hash are known before the append ends.
+          const expected = { sequence: this.journal.sequence + 1, chainHash: computeEntryHash(this.journal.chainHash, payload) };
+          const [append, meta] = await Promise.allSettled([this.journal.appendRaw(payload), writePosition(this.connection, expected)]);
+          if (append.status === 'rejected') throw append.reason;
+          appended = append.value;
+          if (meta.status === 'rejected') throw meta.reason;
+          if (appended.sequence !== expected.sequence || !appended.chainHash.equals(expected.chainHash)) {
+            throw new GraphstreamError('conflict', `kuzu: the journal appended sequence ${appended.sequence}, not ${expected.sequence}: another writer appends to it`);
+          }
           await this.afterAppend?.(appended);
-          await writePosition(this.connection, appended);
           this.current = { sequence: appended.sequence, chainHash: appended.chainHash };
           return { sequence: appended.sequence, chainHash: Buffer.from(appended.chainHash), rows };
         });

@@ -3,4 +3,4 @@
  * 'graphstream' itself (tsup.config.ts) instead of carrying copies, so a `ParamValue` made with
  * the root's constructors is one here too (a copy's class would not be the root's).
  */
-export { GraphstreamError, ParamValue, TypedParam, decodeJournalEntry, encodeJournalEntry, readJournal } from '../index.js';
+export { GraphstreamError, ParamValue, TypedParam, computeEntryHash, decodeJournalEntry, encodeJournalEntry, readJournal } from '../index.js';

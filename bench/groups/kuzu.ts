@@ -1,0 +1,156 @@
+/**
+ * Group kuzu (issue 20): graphstream/kuzu against plain Kuzu, on real databases in the scratch
+ * directory. The same statements (typed parameters: creates, then updates and links) run
+ *  - plainly: prepare + execute of each statement as graphstream/kuzu binds it, auto-commit, one
+ *    at a time (what an application does without replication);
+ *  - through the leader: `mutate` one at a time (c=1): BEGIN, execute, journal append with
+ *    fsync, meta table update, COMMIT;
+ *  - through replay: `replayIntoKuzu` of that journal from a LocalStorage into a fresh database
+ *    (each entry in its own transaction with the meta update).
+ * Targets: mutate ≤ 1.3× the plain execute's time per statement; replay ≥ 0.8× its entries/s.
+ * Skipped, with a note, when the kuzu package is not installed.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Follower, Journal, LocalStorage, ParamValue, Uploader } from '../../ts/index.js';
+import { bindForKuzu, openKuzuLeader, replayIntoKuzu, scanCypher, toParamsInput, type KuzuConnection, type KuzuParams } from '../../ts/kuzu/index.js';
+import { runStatement } from '../../ts/kuzu/database.js';
+import { addTable, addTarget, type Context } from '../lib/context.js';
+import { interleave, nowMs, ratioOf, summarize, type Summary } from '../lib/stats.js';
+
+interface KuzuModule {
+  Database: new (path: string, bufferPoolSize?: number, compression?: boolean, readOnly?: boolean, maxDbSize?: number) => { close(): Promise<void> };
+  Connection: new (db: unknown) => KuzuConnection & { close(): Promise<void> };
+}
+
+const SCHEMA = 'CREATE NODE TABLE Person(id INT64 PRIMARY KEY, name STRING, born DATE, seen TIMESTAMP, score DOUBLE, visits INT64)';
+
+function statements(count: number): { query: string; params: KuzuParams }[] {
+  const people = Math.floor(count / 2);
+  return Array.from({ length: count }, (_, i): { query: string; params: KuzuParams } =>
+    i < people
+      ? {
+          query: 'CREATE (:Person {id: $id, name: $name, born: $born, seen: $seen, score: $score, visits: 0})',
+          params: { id: i, name: `person ${i}`, born: ParamValue.date('1990-04-01'), seen: new Date(1_700_000_000_000 + i), score: ParamValue.float(i / 3) },
+        }
+      : { query: 'MATCH (p:Person) WHERE p.id = $id SET p.visits = p.visits + 1, p.seen = $seen', params: { id: (i * 31) % people, seen: new Date(1_700_000_000_000 - i) } },
+  );
+}
+
+export async function kuzuGroup(context: Context): Promise<void> {
+  let kuzu: KuzuModule;
+  try {
+    const loaded = (await import('kuzu')) as unknown as { default?: KuzuModule } & KuzuModule;
+    kuzu = loaded.default ?? loaded;
+  } catch {
+    context.log('kuzu: the kuzu package is not installed; skipped');
+    return;
+  }
+  const count = context.quick ? 300 : 1000;
+  const runs = context.quick ? 2 : 3;
+  const work = statements(count);
+  // the plain variant binds each statement as graphstream/kuzu does, so Kuzu does the same work
+  const bound = work.map(({ query, params }) => bindForKuzu(query, scanCypher(query), ParamValue.map(toParamsInput(params)).value));
+  let n = 0;
+  const fresh = async (name: string) => {
+    const dir = await mkdtemp(join(context.scratch, `kuzu-${name}-${n++}-`));
+    const db = new kuzu.Database(join(dir, 'db'), 256 * 1024 * 1024, true, false, 2 ** 34);
+    const connection = new kuzu.Connection(db);
+    return {
+      dir,
+      connection,
+      close: async () => {
+        await connection.close();
+        await db.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  };
+
+  // one shipped journal of the workload, for the replay runs
+  const source = await fresh('source');
+  const storeDir = join(source.dir, 'store');
+  {
+    const journal = await Journal.open(join(source.dir, 'journal'));
+    const uploader = new Uploader({ journal, storage: new LocalStorage(storeDir), db: 'bench', sealIntervalMs: 3_600_000 });
+    await uploader.start();
+    const leader = await openKuzuLeader({ connection: source.connection, journal });
+    await leader.mutate(SCHEMA);
+    for (const { query, params } of work) await leader.mutate(query, params);
+    await uploader.sync();
+    await uploader.stop();
+    await journal.close();
+  }
+
+  context.log(`kuzu: ${count} statements per run, ${runs} interleaved runs`);
+  const times = await interleave(runs, {
+    plain: async () => {
+      const db = await fresh('plain');
+      await runStatement(db.connection, SCHEMA, {});
+      const start = nowMs();
+      for (const statement of bound) await runStatement(db.connection, statement.query, statement.values);
+      const seconds = (nowMs() - start) / 1000;
+      await db.close();
+      return seconds;
+    },
+    mutate: async () => {
+      const db = await fresh('leader');
+      const journal = await Journal.open(join(db.dir, 'journal'));
+      const leader = await openKuzuLeader({ connection: db.connection, journal });
+      await leader.mutate(SCHEMA);
+      const start = nowMs();
+      for (const { query, params } of work) await leader.mutate(query, params);
+      const seconds = (nowMs() - start) / 1000;
+      await journal.close();
+      await db.close();
+      return seconds;
+    },
+    replay: async () => {
+      const db = await fresh('replica');
+      const follower = new Follower({ storage: new LocalStorage(storeDir), db: 'bench', dir: join(db.dir, 'follower') });
+      const stop = new AbortController();
+      const start = nowMs();
+      const replay = replayIntoKuzu({ follower, connection: db.connection, signal: stop.signal, tail: { pollIntervalMs: 5, maxPollIntervalMs: 5 } });
+      replay.on('applied', ({ sequence }) => sequence === count + 1 && stop.abort());
+      await replay.done.catch((err: unknown) => {
+        if ((err as Error).name !== 'AbortError') throw err;
+      });
+      const seconds = (nowMs() - start) / 1000;
+      await db.close();
+      return seconds;
+    },
+  });
+  await source.close();
+
+  const perStatementUs = (summary: Summary, units: number) => summarize(summary.samples.map((s) => (s / units) * 1e6));
+  const perSecond = (summary: Summary, units: number) => summarize(summary.samples.map((s) => units / s));
+  const mutateRatio = ratioOf(times.mutate, times.plain);
+  const replayRatio = ratioOf(perSecond(times.replay, count + 1), perSecond(times.plain, count));
+  addTable(context, {
+    group: 'kuzu',
+    title: `20. graphstream/kuzu — ${count} typed statements (half creates, half updates), kuzu ${String((kuzu as unknown as { VERSION?: string }).VERSION ?? '')}`,
+    columns: ['variant', 'µs per statement', 'statements/s', 'vs plain execute'],
+    rows: [
+      ['plain Kuzu prepare + execute, auto-commit, c=1', perStatementUs(times.plain, count), perSecond(times.plain, count), null],
+      ["leader mutate, c=1 (transaction + journal append 'fsync' + meta update)", perStatementUs(times.mutate, count), perSecond(times.mutate, count), mutateRatio],
+      ['replayIntoKuzu from a LocalStorage (transaction + meta update per entry)', perStatementUs(times.replay, count + 1), perSecond(times.replay, count + 1), ratioOf(perSecond(times.replay, count + 1), perSecond(times.plain, count))],
+    ],
+    notes: [`median of ${runs} interleaved runs, each on a fresh database; "vs plain" is time per statement for mutate, entries/s for replay`],
+  });
+  addTarget(context, {
+    id: 20,
+    target: 'graphstream/kuzu leader mutate at c=1 vs plain Kuzu execute',
+    measured: `${mutateRatio.median.toFixed(2)}× the time per statement`,
+    required: '≤ 1.3×',
+    met: mutateRatio.median <= 1.3,
+    value: mutateRatio.median,
+  });
+  addTarget(context, {
+    id: 20,
+    target: 'replayIntoKuzu entries/s vs executing the statements directly',
+    measured: `${replayRatio.median.toFixed(2)}×`,
+    required: '≥ 0.8×',
+    met: replayRatio.median >= 0.8,
+    value: replayRatio.median,
+  });
+}
