@@ -494,3 +494,59 @@ describe.each(s3BackendsAndCores.filter(({ s3 }) => s3.server === 'moto'))('Uplo
     }
   });
 });
+
+/** Polls `done` until it holds (or fails after 20 s, well before the client's own request timeout). */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (const started = performance.now(); !done(); await new Promise((resolve) => setTimeout(resolve, 20))) {
+    if (performance.now() - started > 20_000) throw new Error(`still waiting for ${what}`);
+  }
+}
+
+describe('ObjectStoreStorage: puts in flight are cancelled', () => {
+  const backend = s3Backends.find((candidate) => candidate.server === 'moto' && candidate.name.startsWith('ObjectStoreStorage'))!;
+
+  /** A store whose segment puts hang on the server, and one that reaches the server directly. */
+  async function hanging(label: string) {
+    const bucket = await backend.createBucket(label);
+    const proxy = await startFaultProxy({ target: backend.endpoint(), faultRate: 0, hold: (method, url) => method === 'PUT' && url.endsWith('.hadbj') });
+    return { proxy, storage: track(await backend.open(bucket, { endpoint: proxy.endpoint, maxAttempts: 1 })), direct: track(await backend.open(bucket)) };
+  }
+
+  it('an aborted signal drops the native request once sent: its connection closes and the put rejects with the reason', { timeout: 30_000 }, async () => {
+    const { proxy, storage, direct } = await hanging('cancel');
+    try {
+      const aborting = new AbortController();
+      const put = storage.put('wal/db/0000/0000000000000001.hadbj', Buffer.from('bytes'), { ifNoneMatch: '*', signal: aborting.signal });
+      put.catch(() => undefined);
+      await until(() => proxy.stats.held === 1, 'the put to reach the server');
+      const reason = new GraphstreamError('fenced', 'test: the lease was lost');
+      aborting.abort(reason);
+      await expect(put).rejects.toBe(reason);
+      await until(() => proxy.stats.heldClosed === 1, 'the native request to be dropped');
+      expect(await direct.list('wal/db/')).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a fenced uploader aborts its native put in flight: sync() rejects fenced, the request is dropped, and nothing lands', { timeout: 30_000 }, async () => {
+    const { proxy, storage, direct } = await hanging('cancel-uploader');
+    const journal = await Journal.open(await scratchDir(), { maxSegmentBytes: 2048, durability: 'none' });
+    const lease = open(storage, 'a');
+    const uploader = new Uploader({ journal, storage, db: 'db', prefix: 'wal/', sealIntervalMs: 3_600_000, lease });
+    try {
+      await journal.appendBatch(Array.from({ length: 30 }, (_, k) => entryFor(k + 1)));
+      const syncing = uploader.sync();
+      syncing.catch(() => undefined);
+      await until(() => proxy.stats.held >= 1, 'a segment put to reach the server');
+      lease.fence('test: a newer epoch took the lease over');
+      expect((await rejection(syncing)).code).toBe('fenced');
+      await until(() => proxy.stats.heldClosed === proxy.stats.held, 'every segment put in flight to be dropped');
+      expect(await direct.list('wal/db/0000/')).toEqual([]);
+    } finally {
+      await uploader.stop();
+      await journal.close();
+      await proxy.close();
+    }
+  });
+});

@@ -22,14 +22,19 @@ export interface FaultProxyOptions {
   weights?: Partial<Record<FaultKind, number>>;
   /** delay added by a `latency` fault (default 200 ms) */
   latencyMs?: number;
+  /**
+   * requests for which this says true are held: never forwarded nor answered (a server that hangs);
+   * `stats.held` counts them and `stats.heldClosed` those whose client closed the connection
+   */
+  hold?: (method: string, url: string) => boolean;
 }
 
 export interface FaultProxy {
   /** `http://127.0.0.1:<port>`: point clients here */
   readonly endpoint: string;
   readonly injected: Record<FaultKind, number>;
-  /** requests seen, and requests that reached the server */
-  readonly stats: { requests: number; forwarded: number };
+  /** requests seen, requests that reached the server, requests held, and held ones the client gave up (closed) */
+  readonly stats: { requests: number; forwarded: number; held: number; heldClosed: number };
   setFaultRate(rate: number): void;
   close(): Promise<void>;
 }
@@ -48,7 +53,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   if (totalWeight === 0) throw new Error('fault proxy: every fault kind has weight 0');
   let faultRate = options.faultRate;
   const injected = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<FaultKind, number>;
-  const stats = { requests: 0, forwarded: 0 };
+  const stats = { requests: 0, forwarded: 0, held: 0, heldClosed: 0 };
   const sockets = new Set<Socket>();
 
   const pickFault = (): FaultKind | null => {
@@ -96,6 +101,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   const server: Server = createServer((req, res) => {
     stats.requests++;
+    if (options.hold?.(req.method ?? '', req.url ?? '')) {
+      stats.held++;
+      req.resume();
+      req.socket.once('close', () => stats.heldClosed++);
+      return;
+    }
     const fault = pickFault();
     if (fault !== null) injected[fault]++;
     switch (fault) {

@@ -2,6 +2,17 @@
 /* eslint-disable */
 
 /**
+ * A switch that stops the requests it was given (`NativeObjectStore.cancellation()`): `cancel()`
+ * drops each of them where it is, in flight or not yet sent, so its connection is closed and its
+ * promise rejects with `closed`. ObjectStoreStorage cancels it when a put's AbortSignal aborts.
+ */
+export declare class NativeCancel {
+  /** Drops every request given this switch; later ones are refused before they are sent. */
+  cancel(): void
+  get cancelled(): boolean
+}
+
+/**
  * A journal writer with its own thread. Every method enqueues synchronously, so
  * requests are handled in call order.
  */
@@ -28,9 +39,12 @@ export declare class NativeObjectStore {
    * (`created` false) and different bytes are a `conflict`; the stored object is never
    * replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
    * is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
-   * until the promise settles.
+   * until the promise settles. `cancel` (from `cancellation()`) drops the request when it is
+   * cancelled, even once sent: the promise then rejects with `closed`.
    */
-  put(key: string, bytes: Buffer, createOnly: boolean, ifMatch?: string | undefined | null): Promise<NativeStored>
+  put(key: string, bytes: Buffer, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeStored>
+  /** A new switch for cancelling requests (`put`'s `cancel`). */
+  cancellation(): NativeCancel
   /** The object's bytes and ETag, or null when there is none. */
   getWithEtag(key: string): Promise<NativeVersionedObject | null>
   /**
@@ -58,8 +72,11 @@ export declare class NativeStagedFile {
   get size(): number
   /** SHA-256 of the bytes, lowercase hex. */
   get sha256(): string
-  /** Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry). */
-  put(key: string, createOnly: boolean, ifMatch?: string | undefined | null): Promise<NativeStored>
+  /**
+   * Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` included); may be
+   * called again (a retry).
+   */
+  put(key: string, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeStored>
   /** Frees the bytes now rather than when the object is garbage-collected. */
   release(): void
 }

@@ -18,7 +18,7 @@ import { checkDecodeTarget, type Core, type CoreWriter, type DecodeOptions, type
 import type * as Native from './native-binding.js';
 import { packPayloads } from './packed.js';
 
-export type { NativeObjectStore, NativeStagedFile, NativeStored } from './native-binding.js';
+export type { NativeCancel, NativeObjectStore, NativeStagedFile, NativeStored } from './native-binding.js';
 type NativeBinding = typeof Native;
 
 /** This module's file; in a CommonJS bundle of the ESM build import.meta.url is empty, and __filename says it. */

@@ -4,7 +4,7 @@
  * with every request on the addon's runtime instead of the JavaScript thread.
  */
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import type { NativeObjectStore, NativeStagedFile, NativeStored } from '../core/native.js';
+import type { NativeCancel, NativeObjectStore, NativeStagedFile, NativeStored } from '../core/native.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { checkBody, checkPutConditions } from './bytes.js';
@@ -67,21 +67,33 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** A put through the addon, which cannot stop a request once sent: an aborted signal is looked at before. */
+/**
+ * A put through the addon. An aborted signal stops it wherever it is: before it is sent, or in
+ * flight, where the addon drops the request (its connection closes) through a NativeCancel; it
+ * then rejects with the signal's reason, as SegmentStorage.put says.
+ */
 async function putThrough(
   key: string,
   where: string,
-  send: (createOnly: boolean, ifMatch: string | undefined) => Promise<NativeStored>,
+  cancellation: () => NativeCancel,
+  send: (createOnly: boolean, ifMatch: string | undefined, cancel: NativeCancel | undefined) => Promise<NativeStored>,
   options: PutOptions | undefined,
 ): Promise<PutResult> {
   checkKey(key, where);
   checkPutConditions(options, objectName(where, key));
-  options?.signal?.throwIfAborted();
+  const signal = options?.signal;
+  signal?.throwIfAborted();
+  const cancel = signal === undefined ? undefined : cancellation();
+  const onAbort = () => cancel!.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
   let stored: NativeStored;
   try {
-    stored = await send(options?.ifNoneMatch === '*', options?.ifMatch);
+    stored = await send(options?.ifNoneMatch === '*', options?.ifMatch, cancel);
   } catch (err) {
+    if (signal?.aborted) throw signal.reason;
     throw fromNative(err, key);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
   return { created: stored.created, ...(stored.etag ? { etag: stored.etag } : {}) };
 }
@@ -127,7 +139,7 @@ export class ObjectStoreStorage implements SegmentStorage {
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     checkBody(bytes, objectName(this.description, key));
-    return putThrough(key, this.description, (createOnly, ifMatch) => this.store.put(key, asBuffer(bytes), createOnly, ifMatch), options);
+    return putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel) => this.store.put(key, asBuffer(bytes), createOnly, ifMatch, cancel), options);
   }
 
   /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
@@ -141,7 +153,7 @@ export class ObjectStoreStorage implements SegmentStorage {
     return {
       size: staged.size,
       sha256: staged.sha256,
-      put: (key, options) => putThrough(key, this.description, (createOnly, ifMatch) => staged.put(key, createOnly, ifMatch), options),
+      put: (key, options) => putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel) => staged.put(key, createOnly, ifMatch, cancel), options),
       release: () => staged.release(),
     };
   }

@@ -9,8 +9,10 @@ export interface PutOptions {
   ifMatch?: string;
   /**
    * Gives the put up when aborted: it rejects with the signal's reason, and the object may or may
-   * not have been stored (a request already sent cannot be called back). Backends that cannot
-   * stop a request look at it before sending.
+   * not have been stored (a request the server already received cannot be called back). Every
+   * backend stops a request in flight: S3Storage through the SDK's abortSignal, ObjectStoreStorage
+   * by dropping the native request (its connection closes); LocalStorage looks at it before it
+   * links the object into place, MemoryStorage before it stores it.
    */
   signal?: AbortSignal;
 }

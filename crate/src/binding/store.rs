@@ -7,9 +7,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures::future::{select, Either as Settled};
 use futures::FutureExt;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, PromiseRaw, Task, ToNapiValue};
 use napi_derive::napi;
+use tokio_util::sync::CancellationToken;
 
 use super::errors::{js_error, throwing};
 use crate::error::{guard, Error, ErrorCode, Result};
@@ -59,6 +61,49 @@ where
 }
 
 const IN_AN_OPERATION: &str = "in a storage operation";
+
+/// A switch that stops the requests it was given (`NativeObjectStore.cancellation()`): `cancel()`
+/// drops each of them where it is, in flight or not yet sent, so its connection is closed and its
+/// promise rejects with `closed`. ObjectStoreStorage cancels it when a put's AbortSignal aborts.
+#[napi]
+pub struct NativeCancel {
+    token: CancellationToken,
+}
+
+#[napi]
+impl NativeCancel {
+    /// Drops every request given this switch; later ones are refused before they are sent.
+    #[napi]
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    #[napi(getter)]
+    pub fn cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// `work`, unless `cancel` is cancelled first: then `work` is dropped (an HTTP request in flight
+/// with it) and the answer is a `closed` error naming `what`.
+async fn cancellable<T>(
+    work: impl Future<Output = Result<T>>,
+    cancel: Option<CancellationToken>,
+    what: String,
+) -> Result<T> {
+    let Some(token) = cancel else {
+        return work.await;
+    };
+    let cancelled = Error::new(ErrorCode::Closed, format!("{what} was cancelled"));
+    if token.is_cancelled() {
+        return Err(cancelled);
+    }
+    let stopped = token.cancelled_owned();
+    match select(Box::pin(stopped), Box::pin(work)).await {
+        Settled::Left(((), _dropped)) => Err(cancelled),
+        Settled::Right((settled, _)) => settled,
+    }
+}
 
 /// What a put did: `created` false when create-only found the same bytes already stored.
 #[napi(object, js_name = "NativeStored")]
@@ -130,7 +175,8 @@ impl NativeObjectStore {
     /// (`created` false) and different bytes are a `conflict`; the stored object is never
     /// replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
     /// is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
-    /// until the promise settles.
+    /// until the promise settles. `cancel` (from `cancellation()`) drops the request when it is
+    /// cancelled, even once sent: the promise then rejects with `closed`.
     #[napi(ts_return_type = "Promise<NativeStored>")]
     pub fn put<'env>(
         &self,
@@ -139,14 +185,25 @@ impl NativeObjectStore {
         bytes: Buffer,
         create_only: bool,
         if_match: Option<String>,
+        cancel: Option<&NativeCancel>,
     ) -> napi::Result<PromiseRaw<'env, JsStored>> {
         let store = Arc::clone(&self.inner);
         let bytes = bytes::Bytes::from_owner(bytes);
+        let cancel = cancel.map(|cancel| cancel.token.clone());
+        let what = format!("put {}{key}", store.description());
         let put = async move {
             let condition = condition(create_only, if_match)?;
-            store.put(key, bytes, condition).await
+            cancellable(store.put(key, bytes, condition), cancel, what).await
         };
         promise(env, put, IN_AN_OPERATION, JsStored::from)
+    }
+
+    /// A new switch for cancelling requests (`put`'s `cancel`).
+    #[napi]
+    pub fn cancellation(&self) -> NativeCancel {
+        NativeCancel {
+            token: CancellationToken::new(),
+        }
     }
 
     /// The object's bytes and ETag, or null when there is none.
@@ -242,7 +299,8 @@ impl NativeStagedFile {
         self.sha256.clone()
     }
 
-    /// Stores the bytes at `key` as `NativeObjectStore.put` does; may be called again (a retry).
+    /// Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` included); may be
+    /// called again (a retry).
     #[napi(ts_return_type = "Promise<NativeStored>")]
     pub fn put<'env>(
         &self,
@@ -250,9 +308,12 @@ impl NativeStagedFile {
         key: String,
         create_only: bool,
         if_match: Option<String>,
+        cancel: Option<&NativeCancel>,
     ) -> napi::Result<PromiseRaw<'env, JsStored>> {
         let store = Arc::clone(&self.store);
         let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
+        let cancel = cancel.map(|cancel| cancel.token.clone());
+        let what = format!("put {}{key}", store.description());
         let put = async move {
             let bytes = staged.ok_or_else(|| {
                 Error::new(
@@ -263,9 +324,8 @@ impl NativeStagedFile {
                     ),
                 )
             })?;
-            store
-                .put(key, bytes, condition(create_only, if_match)?)
-                .await
+            let condition = condition(create_only, if_match)?;
+            cancellable(store.put(key, bytes, condition), cancel, what).await
         };
         promise(env, put, IN_AN_OPERATION, JsStored::from)
     }
