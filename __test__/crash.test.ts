@@ -1,6 +1,6 @@
 /**
  * Crash safety with real processes: a child appends with durability 'fsync'
- * and prints every acknowledged sequence; it is SIGKILLed at random moments,
+ * (and again with 'none') and prints every acknowledged sequence; it is SIGKILLed at random moments,
  * and each time the journal must reopen with every acknowledged entry, a chain
  * that verifies end to end, and appending continuing at the next sequence.
  */
@@ -40,12 +40,16 @@ async function verify(dir: string, core: Core): Promise<number> {
   return expected - 1;
 }
 
-describe.each(cores)('crash safety ($kind core)', (core) => {
+// 'none' too: an append it acknowledged has reached the OS and must survive a killed process (the
+// native core then appends on the JavaScript thread, falling back to its writer thread on errors)
+const durabilities = ['fsync', 'none'] as const;
+
+describe.each(cores.flatMap((core) => durabilities.map((durability) => ({ core, kind: core.kind, durability }))))('crash safety ($kind core, durability $durability)', ({ core, durability }) => {
   test('SIGKILL at random moments loses no acknowledged append', { timeout: 120_000 }, async () => {
     const dir = await tempDir('crash');
     let lastAcknowledged = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      const child = run(process.execPath, [script, core.kind, dir, 'append']);
+      const child = run(process.execPath, [script, core.kind, dir, 'append', durability]);
       await waitFor(child, (lines) => lines.some((line) => line.startsWith('start ')), 'start');
       const start = Number(child.lines.find((line) => line.startsWith('start '))!.slice(6));
       expect(start).toBeGreaterThanOrEqual(lastAcknowledged);
@@ -70,7 +74,7 @@ describe.each(cores)('crash safety ($kind core)', (core) => {
   test('an I/O error (file size limit) rejects exactly the append it hits; the journal stays usable', async () => {
     const dir = await tempDir('efbig');
     // 16 KiB file size limit: the 64 KiB append fails with EFBIG (node ignores SIGXFSZ)
-    const child = run('bash', ['-c', 'ulimit -f 16 && exec "$0" "$@"', process.execPath, script, core.kind, dir, 'efbig']);
+    const child = run('bash', ['-c', 'ulimit -f 16 && exec "$0" "$@"', process.execPath, script, core.kind, dir, 'efbig', durability]);
     const { code } = await child.exited;
     expect(code, child.stderr()).toBe(0);
     expect(child.lines).toEqual(['ack 1', 'rejected io', 'alive true', 'ack 2', 'closed']);
@@ -89,12 +93,13 @@ describe.each(cores)('crash safety ($kind core)', (core) => {
       '--mount',
       'sh',
       '-c',
-      'mount -t tmpfs -o size=160k tmpfs "$1" && exec "$2" "$3" "$4" "$1" fill',
+      'mount -t tmpfs -o size=160k tmpfs "$1" && exec "$2" "$3" "$4" "$1" fill "$5"',
       'sh',
       dir,
       process.execPath,
       script,
       core.kind,
+      durability,
     ]);
     const { code } = await child.exited;
     expect(code, child.stderr()).toBe(0);

@@ -391,6 +391,49 @@ describe.each(cores)('Journal ($kind core)', (core) => {
     expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual([1, 2, 3]);
   });
 
+  test.each(['interval', 'none'] as const)('durability %s: appends made on the calling thread (appendNow) and queued ones keep call order and one chain', async (durability) => {
+    const dir = await tempDir();
+    // counts the appends the core made at once (native: 'none'/'interval' with nothing queued ahead)
+    let now = 0;
+    let queued = 0;
+    const counting: typeof core = {
+      ...core,
+      openWriter: async (...args) => {
+        const writer = await core.openWriter(...args);
+        if (writer.appendNow === undefined) return writer;
+        const appendNow = writer.appendNow.bind(writer);
+        return Object.assign(Object.create(writer) as typeof writer, {
+          appendNow: (...call: Parameters<typeof appendNow>) => {
+            const result = appendNow(...call);
+            if (result instanceof Promise || typeof (result as { then?: unknown }).then === 'function') queued++;
+            else now++;
+            return result;
+          },
+        });
+      },
+    };
+    const journal = await Journal.open(dir, { core: counting, durability, fsyncIntervalMs: 5, maxSegmentBytes: 4096 });
+    const results: AppendResult[] = [];
+    const order: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      // one awaited append, then a burst in one tick, now and then a seal in between
+      results.push(await journal.append(entryFor(results.length)));
+      const burst = Array.from({ length: round % 5 }, () => journal.appendRaw(Buffer.from(`raw-${round}`)));
+      if (round % 7 === 3) void journal.sealForUpload();
+      burst.forEach((append, i) => void append.then((r) => order.push(r.sequence)));
+      results.push(...(await Promise.all(burst)));
+      for (let i = 1; i < order.length; i++) expect(order[i]).toBeGreaterThan(order[i - 1]!);
+    }
+    await journal.close();
+    expect(results.map((r) => r.sequence)).toEqual(Array.from({ length: results.length }, (_, i) => i + 1));
+    if (core.kind === 'native') expect(now, `${now} appended at once, ${queued} queued`).toBeGreaterThan(0);
+    for (const reader of cores) {
+      const payloads: AppendResult[] = [];
+      for await (const record of readJournal(dir, { core: reader, raw: true })) payloads.push({ sequence: record.sequence, chainHash: record.chainHash });
+      expect(payloads).toEqual(results.map((r) => ({ sequence: r.sequence, chainHash: Buffer.from(r.chainHash) })));
+    }
+  });
+
   test.each(['interval', 'none'] as const)('durability %s: appends, flush and reopen', async (durability) => {
     const dir = await tempDir();
     const journal = await Journal.open(dir, { core, durability, fsyncIntervalMs: 5 });
@@ -428,12 +471,12 @@ describe.each(cores)('Journal ($kind core)', (core) => {
 });
 
 describe.each(corePairs)('a journal written by one core is continued and read by the other', ({ writer: writerCore, reader: readerCore }) => {
-  test(`${writerCore.kind} writes, ${readerCore.kind} continues; both read it`, async () => {
+  test.each(['fsync', 'none'] as const)(`${writerCore.kind} writes, ${readerCore.kind} continues; both read it (durability %s)`, async (durability) => {
     const dir = await tempDir();
-    const first = await Journal.open(dir, { core: writerCore, maxSegmentBytes: 2048 });
+    const first = await Journal.open(dir, { core: writerCore, maxSegmentBytes: 2048, durability });
     await Promise.all(Array.from({ length: 60 }, (_, i) => first.append(entryFor(i))));
     await first.close();
-    const second = await Journal.open(dir, { core: readerCore, maxSegmentBytes: 2048 });
+    const second = await Journal.open(dir, { core: readerCore, maxSegmentBytes: 2048, durability });
     expect(second.sequence).toBe(60);
     expect(second.chainHash).toEqual(first.chainHash);
     await Promise.all(Array.from({ length: 60 }, (_, i) => second.append(entryFor(60 + i))));

@@ -8,17 +8,21 @@
  *                                               it must be rejected, and the journal stay usable
  *   crash-appender <native|pure> <dir> fill     <dir> is a tiny tmpfs: appends until the disk is full,
  *                                               then reports the error, reopens and reads back
+ *
+ * An optional last argument sets the durability (default 'fsync'): with 'none' the native core
+ * appends on the JavaScript thread (CoreWriter.appendNow), a path these modes must cover too.
  */
-import type { Core } from '../../ts/core/core.js';
+import type { Core, Durability } from '../../ts/core/core.js';
 import { toGraphstreamError } from '../../ts/errors.js';
 import { Journal } from '../../ts/journal/journal.js';
 import { readJournal } from '../../ts/journal/reader.js';
 import { loadCore, say } from './child-core.js';
 
-const [kind, dir, mode] = process.argv.slice(2);
+const [kind, dir, mode, durabilityArg] = process.argv.slice(2);
+const durability = (durabilityArg ?? 'fsync') as Durability;
 
 async function appendForever(core: Core): Promise<void> {
-  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 4096, durability: 'fsync' });
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 4096, durability });
   say(`start ${journal.sequence}`);
   let counter = 0;
   await Promise.all(
@@ -36,7 +40,7 @@ async function appendForever(core: Core): Promise<void> {
 }
 
 async function appendPastFileLimit(core: Core): Promise<void> {
-  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 1 << 20 });
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 1 << 20, durability });
   say(`ack ${(await journal.appendRaw(Buffer.from('before'))).sequence}`);
   try {
     await journal.appendRaw(Buffer.alloc(64 * 1024, 7));
@@ -51,7 +55,7 @@ async function appendPastFileLimit(core: Core): Promise<void> {
 }
 
 async function fillTheDisk(core: Core): Promise<void> {
-  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 32 * 1024, compression: 'none' });
+  const journal = await Journal.open(dir!, { core, maxSegmentBytes: 32 * 1024, compression: 'none', durability });
   let acknowledged = 0;
   for (let i = 0; ; i++) {
     try {

@@ -38,6 +38,8 @@ pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 pub const MAX_ENTRY_PAYLOAD: usize = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
 
 const LOCK_FILE: &str = ".lock";
+/// How long the writer thread spins for the next request before it parks (see `next_work`).
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 const HEADER_LEN: u64 = HEADER_SIZE as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +297,13 @@ impl Request {
 
 struct Queue {
     requests: VecDeque<Request>,
+    /// the writer thread has taken a request (or a due sync) and not finished it yet
+    in_progress: bool,
+    /// the writer thread waits on `wake` (a submit wakes it only then: it spins first)
+    parked: bool,
+    /// an append made on the caller's thread left the live segment dirty: the thread must
+    /// compute its interval fsync deadline again
+    recheck: bool,
     /// close() was called: further appends are refused
     closing: bool,
     /// the thread has exited; every request is answered with this error (close with Ok)
@@ -305,6 +314,8 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// the queue holds requests (read without the lock by the spinning thread)
+    queued: AtomicBool,
     sequence: AtomicU64,
     chain_hash: Mutex<[u8; 32]>,
     alive: AtomicBool,
@@ -351,15 +362,76 @@ impl Shared {
             _ => {}
         }
         queue.requests.push_back(request);
+        self.queued.store(true, Ordering::Release);
+        let parked = queue.parked;
         drop(queue);
-        self.wake.notify_one();
+        if parked {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Marks the work `next_work` returned as finished.
+    fn work_done(&self) {
+        lock(&self.queue).in_progress = false;
     }
 
     /// Blocks until there is work: a group of appends, one control request, or the
-    /// interval fsync falling due at `sync_at`.
+    /// interval fsync falling due at `sync_at`. Before it parks, the thread spins for up to
+    /// `SPIN_BEFORE_PARK`: a caller that awaits each append submits the next one a few
+    /// microseconds after its answer, and a parked thread takes tens of microseconds (far
+    /// more on a loaded machine) to wake.
     fn next_work(&self, sync_at: Option<Instant>, capacity: usize) -> Work {
         let mut queue = lock(&self.queue);
+        let mut spun = false;
         loop {
+            if queue.recheck {
+                queue.recheck = false;
+                return Work::Recheck;
+            }
+            let work = self.take_work(&mut queue, capacity);
+            if let Some(work) = work {
+                queue.in_progress = true;
+                return work;
+            }
+            if !spun {
+                spun = true;
+                drop(queue);
+                let until = Instant::now() + SPIN_BEFORE_PARK;
+                while !self.queued.load(Ordering::Acquire)
+                    && sync_at.is_none_or(|at| at > until)
+                    && Instant::now() < until
+                {
+                    std::hint::spin_loop();
+                }
+                queue = lock(&self.queue);
+                continue;
+            }
+            queue.parked = true;
+            queue = match sync_at {
+                None => self
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        queue.parked = false;
+                        queue.in_progress = true;
+                        return Work::SyncDue;
+                    }
+                    self.wake
+                        .wait_timeout(queue, at - now)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+                }
+            };
+            queue.parked = false;
+        }
+    }
+
+    /// Takes a group of appends or one control request off the queue.
+    fn take_work(&self, queue: &mut Queue, capacity: usize) -> Option<Work> {
+        let work = {
             match queue.requests.pop_front() {
                 Some(Request::Append(payloads, reply)) => {
                     let mut group = vec![(payloads, reply)];
@@ -370,30 +442,18 @@ impl Shared {
                             group.push((payloads, reply));
                         }
                     }
-                    return Work::Appends(group);
+                    Some(Work::Appends(group))
                 }
-                Some(Request::Flush(reply)) => return Work::Flush(reply),
-                Some(Request::Seal(reply)) => return Work::Seal(reply),
-                Some(Request::Close(reply)) => return Work::Close(reply),
-                None => {}
+                Some(Request::Flush(reply)) => Some(Work::Flush(reply)),
+                Some(Request::Seal(reply)) => Some(Work::Seal(reply)),
+                Some(Request::Close(reply)) => Some(Work::Close(reply)),
+                None => None,
             }
-            queue = match sync_at {
-                None => self
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                Some(at) => {
-                    let now = Instant::now();
-                    if now >= at {
-                        return Work::SyncDue;
-                    }
-                    self.wake
-                        .wait_timeout(queue, at - now)
-                        .map(|(guard, _)| guard)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
-                }
-            };
+        };
+        if queue.requests.is_empty() {
+            self.queued.store(false, Ordering::Release);
         }
+        work
     }
 
     /// Marks the thread gone and answers everything still queued with `err`.
@@ -421,6 +481,8 @@ enum Work {
     Seal(Reply<Option<PathBuf>>),
     Close(Option<Reply<()>>),
     SyncDue,
+    /// compute the interval fsync deadline again (see `Queue::recheck`)
+    Recheck,
 }
 
 /// A handle on a journal writer. Methods enqueue synchronously, in call order, and return
@@ -428,6 +490,16 @@ enum Work {
 /// handle closes the writer in the background.
 pub struct Writer {
     shared: Arc<Shared>,
+    /// the writer thread's state (None once it closed)
+    state: Arc<Mutex<Option<WriterLoop>>>,
+}
+
+/// What `Writer::append_now` did with a batch.
+pub enum AppendNow {
+    /// written on the calling thread: durable per the durability (which is not `Fsync`)
+    Done(AppendedBatch),
+    /// not appended: hand it to `Writer::append`
+    Queue(PayloadBatch),
 }
 
 impl Writer {
@@ -449,10 +521,14 @@ impl Writer {
             dir: dir.to_path_buf(),
             queue: Mutex::new(Queue {
                 requests: VecDeque::new(),
+                in_progress: false,
+                parked: false,
+                recheck: false,
                 closing: false,
                 stopped: None,
             }),
             wake: Condvar::new(),
+            queued: AtomicBool::new(false),
             sequence: AtomicU64::new(start.sequence),
             chain_hash: Mutex::new(start.chain_hash),
             alive: AtomicBool::new(true),
@@ -483,14 +559,20 @@ impl Writer {
             newest_segment: None,
             head_hint_due: None,
         };
+        let capacity = writer_loop.options.queue_capacity;
+        let state = Arc::new(Mutex::new(Some(writer_loop)));
+        let thread_state = Arc::clone(&state);
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("graphstream-writer".into())
             .spawn(move || {
-                if let Err(err) = guard(move || {
-                    writer_loop.run();
+                if let Err(err) = guard(|| {
+                    WriterLoop::run(&thread_state, &thread_shared, capacity);
                     Ok(())
                 }) {
+                    // the state of a thread that panicked is not to be trusted: drop it (which
+                    // releases the files and the lock) before the error is published
+                    drop(lock(&thread_state).take());
                     thread_shared.stop(err.context(format!(
                         "journal writer thread for {}",
                         thread_shared.dir.display()
@@ -498,7 +580,61 @@ impl Writer {
                 }
             })
             .map_err(|err| Error::io("starting the journal writer thread", err))?;
-        Ok(Writer { shared })
+        Ok(Writer { shared, state })
+    }
+
+    /// Appends the payloads on the calling thread, when that costs no more than encoding them
+    /// and one write into the page cache: under `Durability::None` or `Interval` (an append
+    /// then only has to reach the OS), with nothing queued or in progress on the writer thread
+    /// (so call order holds), and when they fit the live segment (a rotation syncs, which is
+    /// the thread's work). Otherwise, or if the write fails, nothing is appended and the batch
+    /// comes back to be queued with `append`. An error only reports a panic while appending,
+    /// after which the writer has failed.
+    pub fn append_now(&self, payloads: PayloadBatch) -> Result<AppendNow> {
+        let queue = lock(&self.shared.queue);
+        if queue.stopped.is_some()
+            || queue.closing
+            || queue.in_progress
+            || !queue.requests.is_empty()
+        {
+            return Ok(AppendNow::Queue(payloads));
+        }
+        // the thread may hold the state for a moment (reading its fsync deadline): never wait
+        let Ok(mut state) = self.state.try_lock() else {
+            return Ok(AppendNow::Queue(payloads));
+        };
+        drop(queue);
+        let Some(writer) = state.as_mut() else {
+            return Ok(AppendNow::Queue(payloads));
+        };
+        let was_clean = writer.live.as_ref().is_some_and(|live| !live.dirty);
+        let interval = writer.options.durability == Durability::Interval;
+        let appended = guard(|| Ok(writer.append_inline(payloads)));
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(err) => {
+                let err = err.context("appending on the calling thread");
+                writer.fail(err.clone());
+                return Err(err);
+            }
+        };
+        drop(state);
+        match appended {
+            Ok(batch) => {
+                if interval && was_clean {
+                    // the thread waits without a deadline: it must learn that one is due
+                    let mut queue = lock(&self.shared.queue);
+                    queue.recheck = true;
+                    let parked = queue.parked;
+                    drop(queue);
+                    if parked {
+                        self.shared.wake.notify_one();
+                    }
+                }
+                Ok(AppendNow::Done(batch))
+            }
+            Err(payloads) => Ok(AppendNow::Queue(payloads)),
+        }
     }
 
     /// Appends the payloads as consecutive entries; `answer` hears once they are durable
@@ -695,6 +831,20 @@ fn lock_directory(dir: &Path) -> Result<DirectoryLock> {
     Ok(DirectoryLock { file })
 }
 
+/// One positioned write (pwrite on Unix: no seek before it).
+fn write_at(file: &mut File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(bytes)
+    }
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -859,23 +1009,38 @@ struct WriterLoop {
 }
 
 impl WriterLoop {
-    fn run(mut self) {
+    /// The thread's loop. The state sits behind a mutex so that `Writer::append_now` can use it
+    /// on the caller's thread while the thread has nothing to do; the thread holds it while it
+    /// handles a request.
+    fn run(state: &Mutex<Option<WriterLoop>>, shared: &Shared, capacity: usize) {
         loop {
-            let sync_at = self.interval_sync_at();
-            match self.shared.next_work(sync_at, self.options.queue_capacity) {
+            let sync_at = match lock(state).as_ref() {
+                Some(writer) => writer.interval_sync_at(),
+                None => return,
+            };
+            let work = shared.next_work(sync_at, capacity);
+            let mut guard = lock(state);
+            let Some(writer) = guard.as_mut() else {
+                return;
+            };
+            match work {
                 Work::Appends(group) => {
-                    self.append_group(group);
-                    self.sync_if_due();
+                    writer.append_group(group);
+                    writer.sync_if_due();
                 }
-                Work::SyncDue => self.sync_if_due(),
-                Work::Flush(reply) => reply.send(self.flush()),
-                Work::Seal(reply) => self.seal_for_upload(reply),
+                Work::SyncDue => writer.sync_if_due(),
+                Work::Recheck => {}
+                Work::Flush(reply) => reply.send(writer.flush()),
+                Work::Seal(reply) => writer.seal_for_upload(reply),
                 Work::Close(reply) => {
-                    let result = self.finish();
-                    let shared = Arc::clone(&self.shared);
+                    let Some(mut writer) = guard.take() else {
+                        return;
+                    };
+                    drop(guard);
+                    let result = writer.finish();
                     let closed = shared.closed_error();
                     // release the files and the lock before anyone hears that close is done
-                    drop(self);
+                    drop(writer);
                     shared.stop(closed);
                     if let Some(reply) = reply {
                         reply.send(result);
@@ -883,7 +1048,63 @@ impl WriterLoop {
                     return;
                 }
             }
+            drop(guard);
+            shared.work_done();
         }
+    }
+
+    /// `Writer::append_now` on the thread's state: encodes and writes the batch if it fits
+    /// the live segment, or hands it back for the writer thread (see there).
+    fn append_inline(
+        &mut self,
+        payloads: PayloadBatch,
+    ) -> std::result::Result<AppendedBatch, PayloadBatch> {
+        if self.failed.is_some()
+            || self.options.durability == Durability::Fsync
+            || self.check_batch(&payloads).is_err()
+        {
+            return Err(payloads);
+        }
+        if self.live.is_none() {
+            return Err(payloads);
+        }
+        let first_sequence = self.next_seq;
+        let chain_before = self.chain;
+        let mut chain_hashes = Vec::with_capacity(32 * payloads.len());
+        let mut stamped = Vec::new();
+        self.chunk.clear();
+        let mut fits = true;
+        for payload in payloads.iter() {
+            let payload = if payloads.stamp_sequences {
+                stamp_sequence(&mut stamped, self.next_seq, payload);
+                &stamped[..]
+            } else {
+                payload
+            };
+            // a rotation syncs the segment: that is the writer thread's work
+            if self.segment_full((ENTRY_HEADER_SIZE + payload.len()) as u64) {
+                fits = false;
+                break;
+            }
+            encode_entry_into(&mut self.chunk, self.next_seq, &self.chain, payload);
+            self.chain = entry_hash(&self.chain, payload);
+            self.next_seq += 1;
+            chain_hashes.extend_from_slice(&self.chain);
+        }
+        if !fits || self.write_chunk().is_err() {
+            // nothing is acknowledged: the writer thread writes the batch again at the same
+            // offset, and handles the error (rollback, disk_full) the way it always does
+            self.chunk.clear();
+            self.next_seq = first_sequence;
+            self.chain = chain_before;
+            return Err(payloads);
+        }
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        self.shared.publish(self.next_seq - 1, self.chain);
+        Ok(AppendedBatch {
+            first_sequence,
+            chain_hashes,
+        })
     }
 
     fn checkpoint(&self) -> Checkpoint {
@@ -1080,15 +1301,12 @@ impl WriterLoop {
             ));
         };
         live.dirty = true;
-        live.file
-            .seek(SeekFrom::Start(live.len))
-            .and_then(|_| live.file.write_all(&self.chunk))
-            .map_err(|err| {
-                Error::io(
-                    &format!("writing to {} at offset {}", live.path.display(), live.len),
-                    err,
-                )
-            })?;
+        write_at(&mut live.file, &self.chunk, live.len).map_err(|err| {
+            Error::io(
+                &format!("writing to {} at offset {}", live.path.display(), live.len),
+                err,
+            )
+        })?;
         live.len += self.chunk.len() as u64;
         self.chunk.clear();
         Ok(())

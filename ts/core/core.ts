@@ -201,6 +201,14 @@ export interface CoreWriter {
    * and may keep several appends in flight.
    */
   append(payloads: Payloads, stampSequences?: boolean): Promise<AppendedBatch>;
+  /**
+   * `append`, done at once on the calling thread when the writer can do so with no more than
+   * one write into the page cache (durability 'none' or 'interval', nothing queued ahead of it,
+   * no rotation due): then it returns the result itself, the entries handed to the OS as
+   * `append` would have them. Otherwise it is `append` and returns its promise. Optional: a
+   * writer without it always queues.
+   */
+  appendNow?(payloads: Payloads, stampSequences?: boolean): AppendedBatch | Promise<AppendedBatch>;
   /** Seals the live segment if it has entries; resolves to the sealed file's path or null. */
   sealForUpload(): Promise<string | null>;
   /** Writes and fsyncs everything appended so far. */

@@ -127,6 +127,14 @@ function adaptWriter(writer: Native.NativeJournalWriter): CoreWriter {
         return Promise.reject(err);
       }
     },
+    appendNow: (payloads, stampSequences) => {
+      try {
+        const { bytes, lengths } = packPayloads(payloads);
+        return writer.appendNow(bytes, lengths, stampSequences);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
     sealForUpload: () => writer.sealForUpload(),
     flush: () => writer.flush(),
     close: () => writer.close(),

@@ -7,7 +7,10 @@
  * The appends of one tick become one core call, in call order (a group that
  * grows large goes at once, so the core writes it while the rest encode); up to
  * MAX_GROUPS_IN_FLIGHT such calls are in flight at once, and the core writer
- * commits whatever has queued up as one write and one fdatasync. Graphd
+ * commits whatever has queued up as one write and one fdatasync. When nothing
+ * awaits an answer and the core can (CoreWriter.appendNow: the native core under
+ * 'none' and 'interval', no rotation due), a group is appended on this thread
+ * instead, with one write into the page cache and no thread hop. Graphd
  * entries are encoded without their sequence: the core writer stamps the one
  * it assigns, so nothing here has to wait to learn it.
  */
@@ -463,15 +466,24 @@ export class Journal {
   }
 
   private submitGroup(group: AppendGroup): void {
-    this.inFlight++;
     this.groups++;
-    let appended: Promise<AppendedBatch>;
+    let appended: AppendedBatch | Promise<AppendedBatch>;
     try {
       // the core copies the bytes before append returns, so the group's buffer is reused at once
-      appended = this.writer.append({ bytes: group.bytes.view(0, group.bytes.pos), lengths: group.lengths.subarray(0, group.entries) }, group.graphd);
+      const payloads = { bytes: group.bytes.view(0, group.bytes.pos), lengths: group.lengths.subarray(0, group.entries) };
+      // with nothing of this journal awaiting an answer, the core may append on this thread (no
+      // thread hop there and back), and answers stay in call order
+      appended = this.inFlight === 0 && this.writer.appendNow !== undefined ? this.writer.appendNow(payloads, group.graphd) : this.writer.append(payloads, group.graphd);
     } catch (err) {
       appended = Promise.reject(err as Error);
     }
+    if (!isPromise(appended)) {
+      this.spareWriters.push(group.bytes);
+      this.appended += group.entries;
+      settleGroup(group, appended);
+      return;
+    }
+    this.inFlight++;
     this.spareWriters.push(group.bytes);
     appended.then(
       (batch) => {
@@ -509,6 +521,10 @@ export class Journal {
       op.reject(toGraphstreamError(err, `${op.kind} of journal ${this.dir}`));
     }
   }
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown }).then === 'function';
 }
 
 function pushLength(group: AppendGroup, length: number): void {

@@ -12,8 +12,8 @@ use super::errors::throwing;
 use super::{from_js_number, to_hash};
 use crate::error::{guard, Error, ErrorCode};
 use crate::writer::{
-    AppendedBatch, Durability, PayloadBatch, Writer, WriterOptions, WriterStart, WriterStats,
-    MAX_SEQUENCE,
+    AppendNow, AppendedBatch, Durability, PayloadBatch, Writer, WriterOptions, WriterStart,
+    WriterStats, MAX_SEQUENCE,
 };
 
 #[napi(object, js_name = "WriterStart")]
@@ -204,6 +204,31 @@ impl NativeJournalWriter {
         let (answer, promise) = writer_promise(env, js_batch)?;
         self.writer.append(batch, answer);
         Ok(promise)
+    }
+
+    /// Appends the packed payloads at once on this thread when the writer can (durability
+    /// 'none' or 'interval', nothing queued ahead, no rotation due) and returns the result, the
+    /// entries handed to the OS; otherwise queues them as `append` does and returns its promise.
+    #[napi(ts_return_type = "AppendedBatch | Promise<AppendedBatch>")]
+    pub fn append_now<'env>(
+        &self,
+        env: &'env Env,
+        payloads: &[u8],
+        lengths: &[u32],
+        stamp_sequences: Option<bool>,
+    ) -> napi::Result<Either<JsAppendedBatch, Object<'env>>> {
+        let mut batch = throwing(env, || PayloadBatch::from_packed(payloads, lengths))?;
+        if stamp_sequences == Some(true) {
+            batch = batch.stamping_sequences();
+        }
+        match throwing(env, || self.writer.append_now(batch))? {
+            AppendNow::Done(appended) => Ok(Either::A(js_batch(appended))),
+            AppendNow::Queue(batch) => {
+                let (answer, promise) = writer_promise(env, js_batch)?;
+                self.writer.append(batch, answer);
+                Ok(Either::B(promise))
+            }
+        }
     }
 
     #[napi(ts_return_type = "Promise<string | null>")]

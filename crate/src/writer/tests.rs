@@ -717,3 +717,141 @@ fn invalid_options_are_refused_before_locking() {
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     assert!(!dir.path().join(LOCK_FILE).exists());
 }
+
+/// `append_now`'s answer when it must have appended on the calling thread.
+fn appended_now(writer: &Writer, batch: PayloadBatch) -> AppendedBatch {
+    match writer.append_now(batch).unwrap() {
+        AppendNow::Done(batch) => batch,
+        AppendNow::Queue(_) => panic!("the batch was handed back instead of appended"),
+    }
+}
+
+/// Waits (without a deadline the test could miss on a slow machine) until the writer thread
+/// has finished what it was handed: `append_now` appends only then.
+fn until_idle(writer: &Writer) {
+    while {
+        let queue = lock(&writer.shared.queue);
+        queue.in_progress || !queue.requests.is_empty()
+    } {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn append_now_appends_on_the_calling_thread_in_order_with_queued_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    // small segments: some appends fall on a rotation, which append_now leaves to the thread
+    let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::None)).unwrap();
+    let payloads: Vec<Vec<u8>> = (1..=400).map(|seq| payload(seq, 100)).collect();
+    let expected = chain_of(&payloads);
+    let (mut now, mut queued) = (0, 0);
+    let mut seq = 1u64;
+    while seq <= 400 {
+        // batches of 1..=3 entries
+        let count = (seq % 3 + 1).min(401 - seq) as usize;
+        let batch: PayloadBatch = payloads[seq as usize - 1..][..count].iter().collect();
+        let result = match writer.append_now(batch).unwrap() {
+            AppendNow::Done(result) => {
+                now += 1;
+                result
+            }
+            AppendNow::Queue(batch) => {
+                queued += 1;
+                block_on(writer.appended(batch)).unwrap()
+            }
+        };
+        assert_eq!(result.first_sequence, seq);
+        assert_eq!(result.chain_hashes.len(), 32 * count);
+        for i in 0..count {
+            assert_eq!(
+                result.chain_hashes[32 * i..][..32],
+                expected[seq as usize - 1 + i]
+            );
+        }
+        assert_eq!(writer.sequence(), seq + count as u64 - 1);
+        seq += count as u64;
+        until_idle(&writer);
+    }
+    assert!(now > 0 && queued > 0, "{now} appended now, {queued} queued");
+    block_on(writer.closed()).unwrap();
+    let (segments, read) = read_journal(dir.path());
+    assert!(segments.len() > 5);
+    assert_eq!(read, payloads);
+}
+
+#[test]
+fn append_now_hands_back_what_only_the_writer_thread_may_do() {
+    // 'fsync': an append must wait for fdatasync, which never runs on the caller's thread
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::Fsync)).unwrap();
+    block_on(writer.appended(one(payload(1, 8)))).unwrap();
+    until_idle(&writer);
+    assert!(matches!(
+        writer.append_now(one(payload(2, 8))).unwrap(),
+        AppendNow::Queue(_)
+    ));
+    block_on(writer.closed()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::open(dir.path(), fresh(), options(1 << 20, Durability::None)).unwrap();
+    // no live segment yet: creating one is the thread's work
+    let Ok(AppendNow::Queue(first)) = writer.append_now(one(payload(1, 8))) else {
+        panic!("a new journal's first append needs a segment the thread creates");
+    };
+    block_on(writer.appended(first)).unwrap();
+    until_idle(&writer);
+    // a request queued ahead (held behind the publish lock): call order wins
+    let held = lock(&writer.shared.chain_hash);
+    let ahead = writer.appended(one(payload(2, 8)));
+    assert!(matches!(
+        writer.append_now(one(payload(3, 8))).unwrap(),
+        AppendNow::Queue(_)
+    ));
+    drop(held);
+    assert_eq!(block_on(ahead).unwrap().first_sequence, 2);
+    until_idle(&writer);
+    // an invalid batch: the thread answers it with its error
+    let Ok(AppendNow::Queue(empty)) = writer.append_now(PayloadBatch::default()) else {
+        panic!("an empty batch was appended");
+    };
+    assert_eq!(
+        block_on(writer.appended(empty)).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    until_idle(&writer);
+    assert_eq!(appended_now(&writer, one(payload(3, 8))).first_sequence, 3);
+    block_on(writer.closed()).unwrap();
+    // closed: everything goes to the queue, which answers `closed`
+    let Ok(AppendNow::Queue(late)) = writer.append_now(one(payload(4, 8))) else {
+        panic!("appended after close");
+    };
+    assert_eq!(
+        block_on(writer.appended(late)).unwrap_err().code,
+        ErrorCode::Closed
+    );
+    let (_, read) = read_journal(dir.path());
+    assert_eq!(read, (1..=3).map(|seq| payload(seq, 8)).collect::<Vec<_>>());
+}
+
+#[test]
+fn append_now_under_interval_gets_its_fsync_from_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut interval = options(1 << 20, Durability::Interval);
+    interval.fsync_interval = Duration::from_millis(5);
+    let writer = Writer::open(dir.path(), fresh(), interval).unwrap();
+    block_on(writer.appended(one(payload(1, 8)))).unwrap();
+    // the thread syncs the first append, then waits without a deadline
+    while writer.stats().syncs == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    until_idle(&writer);
+    let syncs = writer.stats().syncs;
+    appended_now(&writer, one(payload(2, 8)));
+    // fails by hanging (the test's timeout) if the thread never learns of the dirty segment
+    while writer.stats().syncs == syncs {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    block_on(writer.closed()).unwrap();
+    let (_, read) = read_journal(dir.path());
+    assert_eq!(read.len(), 2);
+}
