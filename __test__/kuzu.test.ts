@@ -298,7 +298,6 @@ describe('graphstream/kuzu: replicas', () => {
     const standby = new Follower({ storage, db: DB, dir: replicaDir });
     await replayUntil(standby, replicaDb, 30);
     const replicaAt = (await readPosition(replicaDb.connection)).sequence;
-    await standby.close();
     for (let id = 0; id < 50; id++) await leader.mutate('MATCH (n:Item) WHERE n.id = $id SET n.c = n.c + 1', { id });
     await journal.sealForUpload();
     await uploader.release();
@@ -307,8 +306,8 @@ describe('graphstream/kuzu: replicas', () => {
     await journal.close();
     await db.close();
 
-    // a new Follower on the replica's directory: the one that tailed misses segments uploaded after its tail stopped (reported)
-    const promotion = await new Follower({ storage, db: DB, dir: replicaDir }).promote({ lease: { ttlMs: 3000 } });
+    // the Follower that replayed promotes: its catch-up lists storage again (segments came after its tail stopped)
+    const promotion = await standby.promote({ lease: { ttlMs: 3000 } });
     expect(promotion.journal.sequence).toBe(tip);
     const promoted = await openKuzuLeader({ connection: replicaDb.connection, journal: promotion.journal });
     expect(promoted.redone).toBe(tip - replicaAt);

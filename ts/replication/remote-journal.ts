@@ -366,6 +366,8 @@ export class RemoteJournal {
    */
   async storeAll(dir: string, signal?: AbortSignal, what = 'download'): Promise<DownloadedSegment[]> {
     const stored: DownloadedSegment[] = [];
+    // a listing left by an earlier tail would end this at its end without listing again
+    this.dropListing();
     try {
       throwIfAborted(signal, what);
       for (let segment = await this.next(); segment !== null; segment = await this.next()) {
