@@ -287,10 +287,10 @@ function nearCeiling(random: Random, max: number): Buffer {
 
 // ---- outcomes --------------------------------------------------------------
 
-type Failure = { code: string; offset?: number };
+type Failure = { code: string; offset?: number; sequence?: number };
 type Outcome = Failure | { segment: RawSegment };
 
-/** A core error's code, and the offset of the entry or trailer it is about when it names one. */
+/** A core error's code, and the offset of the entry or trailer and the sequence of the entry it is about when it names them. */
 function failureOf(err: unknown): Failure {
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
   if (typeof code !== 'string' || !CODES.has(code)) {
@@ -298,8 +298,8 @@ function failureOf(err: unknown): Failure {
   }
   const mapped = toGraphstreamError(err);
   if (!(mapped instanceof GraphstreamError) || mapped.code !== code) return { code: `NOT MAPPED: ${code}` };
-  const offset = mapped.details?.offset;
-  return offset === undefined ? { code } : { code, offset };
+  const { offset, sequence } = mapped.details ?? {};
+  return { code, ...(offset === undefined ? {} : { offset }), ...(sequence === undefined ? {} : { sequence }) };
 }
 
 function decodeWith(core: Core, bytes: Buffer, options: DecodeOptions | undefined): Outcome {
@@ -321,8 +321,10 @@ async function decodeAsyncWith(core: Core, bytes: Buffer, options: DecodeOptions
 /** What differs between two outcomes, or null. */
 function difference(a: Outcome, b: Outcome): string | null {
   if ('code' in a || 'code' in b) {
-    const failureA = 'code' in a ? `${a.code}${a.offset === undefined ? '' : ` at ${a.offset}`}` : 'ok';
-    const failureB = 'code' in b ? `${b.code}${b.offset === undefined ? '' : ` at ${b.offset}`}` : 'ok';
+    const describe = (failure: Failure) =>
+      `${failure.code}${failure.offset === undefined ? '' : ` at ${failure.offset}`}${failure.sequence === undefined ? '' : ` (sequence ${failure.sequence})`}`;
+    const failureA = 'code' in a ? describe(a) : 'ok';
+    const failureB = 'code' in b ? describe(b) : 'ok';
     return failureA === failureB && !failureA.startsWith('NOT ') ? null : `native ${failureA}, pure ${failureB}`;
   }
   const [x, y] = [a.segment, b.segment];

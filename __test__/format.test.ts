@@ -256,6 +256,31 @@ describe.each(cores)('$kind core', (core) => {
       expect(codeOf(() => api.decodeSegment(bytes))).toBe('chain_broken');
     });
 
+    test("an entry's failure names its sequence and offset as error details", () => {
+      const entry1 = api.encodeEntry({ sequence: 7, prevHash: ZERO_HASH, payload: payloads[0]! });
+      const bytes = Buffer.concat([
+        api.encodeHeader({ firstSeq: 7 }),
+        entry1,
+        api.encodeEntry({ sequence: 8, prevHash: ZERO_HASH, payload: payloads[1]! }),
+      ]);
+      const detailsOf = (fn: () => unknown) => {
+        try {
+          fn();
+        } catch (err) {
+          return { code: (err as GraphstreamError).code, ...(err as GraphstreamError).details };
+        }
+        throw new Error('expected a failure');
+      };
+      expect(detailsOf(() => api.decodeSegment(bytes))).toEqual({ code: 'chain_broken', sequence: 8, offset: HEADER_SIZE + entry1.length });
+      // the entry where sequence 8 belongs says 9
+      const skipping = Buffer.concat([
+        api.encodeHeader({ firstSeq: 7 }),
+        entry1,
+        api.encodeEntry({ sequence: 9, prevHash: api.computeEntryHash(ZERO_HASH, payloads[0]!), payload: payloads[1]! }),
+      ]);
+      expect(detailsOf(() => api.decodeSegment(skipping))).toEqual({ code: 'invalid_segment', sequence: 8, offset: HEADER_SIZE + entry1.length });
+    });
+
     test('a segment continuing a chain keeps prev_segment_checksum and its start hash', () => {
       const start = hex(manifest.entries[1]!.hash);
       const sealed = api.sealSegment(unsealedSegment(api, payloads.slice(2), 3, start), { level: 0 });

@@ -92,11 +92,12 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 
 /** The details a core error carries as properties (`CoreErrorDetails` of ts/core/core.ts). */
 function coreErrorDetails(err: Error): ErrorDetails | undefined {
-  const { retryable, status, offset } = err as { retryable?: unknown; status?: unknown; offset?: unknown };
+  const { retryable, status, offset, sequence } = err as { retryable?: unknown; status?: unknown; offset?: unknown; sequence?: unknown };
   const details: ErrorDetails = {};
   if (typeof retryable === 'boolean') details.retryable = retryable;
   if (typeof status === 'number') details.status = status;
   if (typeof offset === 'number') details.offset = offset;
+  if (typeof sequence === 'number') details.sequence = sequence;
   return Object.keys(details).length > 0 ? details : undefined;
 }
 

@@ -71,6 +71,8 @@ pub struct Error {
     /// where the entry or trailer that failed its check starts in the segment's bytes, when
     /// they hold it as it is (not inside a compressed body)
     pub offset: Option<usize>,
+    /// the sequence of the entry that failed its check, when the error is about one entry
+    pub sequence: Option<u64>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -82,6 +84,15 @@ impl Error {
             message: message.into(),
             retry: None,
             offset: None,
+            sequence: None,
+        }
+    }
+
+    /// The same error, about the entry with this sequence.
+    pub fn about_entry(self, sequence: u64) -> Self {
+        Error {
+            sequence: Some(sequence),
+            ..self
         }
     }
 

@@ -152,9 +152,16 @@ fn walk_entries(
     file_base: Option<usize>,
     stop_at_bad_entry: bool,
 ) -> Result<BodyWalk> {
-    let located = |err: Error, at: usize| match file_base {
-        Some(base) => err.at_offset(base + at),
-        None => err,
+    // the error of the entry at `index`, which starts at body offset `at`
+    let located = |err: Error, at: usize, index: usize| {
+        let err = match first_seq.checked_add(index as u64) {
+            Some(sequence) => err.about_entry(sequence),
+            None => err,
+        };
+        match file_base {
+            Some(base) => err.at_offset(base + at),
+            None => err,
+        }
     };
     if body.len() > u32::MAX as usize {
         return Err(Error::new(
@@ -170,7 +177,7 @@ fn walk_entries(
         let entry = match decode_entry(body, offset) {
             Ok(entry) => entry,
             Err(err) => {
-                stopped_at = Some(located(err, offset));
+                stopped_at = Some(located(err, offset, offsets.len()));
                 break;
             }
         };
@@ -184,6 +191,7 @@ fn walk_entries(
                         format!("sequence overflows after first_seq {first_seq}"),
                     ),
                     offset,
+                    offsets.len(),
                 ));
                 break;
             }
@@ -198,6 +206,7 @@ fn walk_entries(
                     ),
                 ),
                 offset,
+                offsets.len(),
             ));
             break;
         }
@@ -219,7 +228,7 @@ fn walk_entries(
                 crate::format::hex(&expected[..8]),
             ),
         );
-        return Err(located(broken, at));
+        return Err(located(broken, at, i));
     }
     let torn = match stopped_at {
         None => None,

@@ -23,6 +23,8 @@ export interface CoreErrorDetails {
   retryable?: boolean;
   status?: number;
   offset?: number;
+  /** the sequence of the entry that failed its check */
+  sequence?: number;
 }
 
 /** A failure as both cores throw it: an Error whose `code` is one of ERROR_CODES, with its details as properties. */

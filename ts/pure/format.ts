@@ -48,8 +48,9 @@ const MAX_U64 = 2n ** 64n - 1n;
 const MIN_I64 = -(2n ** 63n);
 const MAX_I64 = 2n ** 63n - 1n;
 
-function fail(code: ErrorCode, message: string, offset?: number): never {
-  throw coreError(code, message, offset === undefined ? undefined : { details: { offset } });
+function fail(code: ErrorCode, message: string, offset?: number, sequence?: number): never {
+  const details = { ...(offset === undefined ? {} : { offset }), ...(sequence === undefined ? {} : { sequence }) };
+  throw coreError(code, message, { details });
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -318,6 +319,8 @@ interface WalkedEntries {
 function walkEntries(body: Buffer, firstSeq: number, fileBase: number | null, stopAtBadEntry: boolean): WalkedEntries {
   const bodyBase = fileBase ?? 0;
   const at = (offset: number): number | undefined => (fileBase === null ? undefined : fileBase + offset);
+  // the sequence of the entry at `index`, as a detail of its error (left out beyond 2^53, as the native core does)
+  const entrySequence = (index: number): { sequence?: number } => (Number.isSafeInteger(firstSeq + index) ? { sequence: firstSeq + index } : {});
   const offsets: number[] = [];
   let startHash: Buffer = ZERO_HASH;
   let chainHash: Buffer = ZERO_HASH;
@@ -331,19 +334,19 @@ function walkEntries(body: Buffer, firstSeq: number, fileBase: number | null, st
     } catch (err) {
       if (!stopAtBadEntry) {
         const entryAt = at(offset);
-        throw entryAt === undefined ? err : Object.assign(err as Error, { offset: entryAt });
+        throw Object.assign(err as Error, entrySequence(offsets.length), entryAt === undefined ? {} : { offset: entryAt });
       }
       tornReason = (err as Error).message;
       break;
     }
     if (!u64Equals(body, offset + ENTRY_SEQUENCE_OFFSET, firstSeq, offsets.length)) {
       const expected = BigInt(firstSeq) + BigInt(offsets.length);
-      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + ENTRY_SEQUENCE_OFFSET)}, expected ${expected}`, at(offset));
+      fail('invalid_segment', `entry at offset ${bodyBase + offset}: sequence ${body.readBigUInt64BE(offset + ENTRY_SEQUENCE_OFFSET)}, expected ${expected}`, at(offset), entrySequence(offsets.length).sequence);
     }
     if (offsets.length === 0) {
       startHash = Buffer.from(entry.prevHash);
     } else if (!entry.prevHash.equals(chainHash)) {
-      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${firstSeq + offsets.length}): prev_hash does not match the chain hash of sequence ${firstSeq + offsets.length - 1}`, at(offset));
+      fail('chain_broken', `entry at offset ${bodyBase + offset} (sequence ${firstSeq + offsets.length}): prev_hash does not match the chain hash of sequence ${firstSeq + offsets.length - 1}`, at(offset), entrySequence(offsets.length).sequence);
     }
     chainHash = sha256(entry.prevHash, body.subarray(entry.payloadOffset, entry.payloadOffset + entry.payloadLength));
     offsets.push(offset);

@@ -64,12 +64,6 @@ export function emptyReport(target: string): VerifyReport {
   return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [], staleKeys: [] };
 }
 
-/** The sequence a GraphstreamError message names (`... (sequence 12) ...`), if any. */
-function sequenceIn(message: string): number | null {
-  const match = /\(sequence (\d+)\)/.exec(message);
-  return match ? Number(match[1]) : null;
-}
-
 /** A segment key of the db, and where it is (the storage location and the key) for messages. */
 type RemoteSegment = DbSegmentKey & { url: string };
 
@@ -122,7 +116,7 @@ async function verifySegmentBytes(core: Core, segment: RemoteSegment, bytes: Uin
     decoded = await core.decodeSegmentAsync(bytes);
   } catch (err) {
     const error = toGraphstreamError(err);
-    return problem(error.code, error.message, sequenceIn(error.message) ?? segment.firstSeq);
+    return problem(error.code, error.message, error.details?.sequence ?? segment.firstSeq);
   }
   const { header } = decoded;
   if ((header.flags & FLAG_SEALED) === 0) return problem('invalid_segment', 'segment is not sealed (only sealed segments belong in storage)');

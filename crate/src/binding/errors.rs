@@ -1,6 +1,7 @@
 //! How a core error reaches JavaScript: an `Error` whose message is the error's message and
 //! whose `code` property is its code, with the retry hint of a storage failure as `retryable`
-//! and `status` properties and the `offset` of a bad entry or trailer in a segment.
+//! and `status` properties, the `offset` of a bad entry or trailer in a segment and the
+//! `sequence` of a bad entry.
 //! ts/errors.ts reads those properties; nothing parses the message.
 
 use napi::bindgen_prelude::{Env, JsObjectValue};
@@ -8,6 +9,8 @@ use napi::JsValue;
 use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode, Result};
+
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// The JavaScript error for `err`, to throw or to reject a promise with (on the JS thread).
 pub(super) fn js_error(env: &Env, err: Error) -> napi::Error {
@@ -22,6 +25,13 @@ fn create(env: &Env, err: &Error) -> napi::Result<napi::Error> {
     error.set_named_property("code", err.code.as_str())?;
     if let Some(offset) = err.offset {
         error.set_named_property("offset", offset as f64)?;
+    }
+    // a sequence beyond 2^53 would not survive the conversion to a JS number: left out
+    if let Some(sequence) = err
+        .sequence
+        .filter(|sequence| *sequence <= MAX_SAFE_INTEGER)
+    {
+        error.set_named_property("sequence", sequence as f64)?;
     }
     if let Some(hint) = err.retry {
         error.set_named_property("retryable", hint.retryable)?;
