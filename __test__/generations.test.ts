@@ -292,6 +292,27 @@ describe.each(cores)('a follower that begins a new generation ($kind core)', (co
     return dir;
   }
 
+  it('a follower whose tail was stopped catches up with everything uploaded since, and promotes from there', async () => {
+    const prefix = `tail${++testCounter}/`;
+    const old = await openLeader({ storage, prefix, db: DB, core, lease: { holder: 'old', ttlMs: 10_000 } });
+    cleanups.push(() => old.close());
+    await old.write(100);
+    const dir = await tempDir();
+    const standby = new Follower({ storage, prefix, db: DB, dir, core });
+    for await (const record of standby.tail({ pollIntervalMs: 10 })) if (record.sequence >= 10) break;
+    await old.write(50); // acknowledged (synced) after the tail stopped
+    await old.uploader.release();
+    const { record, journal, uploader, lease } = await standby.promote({ journal: { durability: 'none' }, uploader: { sealIntervalMs: 3_600_000 } });
+    cleanups.push(async () => {
+      await uploader.stop();
+      await journal.close();
+      await lease.release();
+    });
+    // the cut is after everything the old leader acknowledged, not where the stopped tail's listing ended
+    expect(record.startSeq).toBe(151);
+    expect(journal.sequence).toBe(150);
+  });
+
   it('continues the chain in its journal, ships only from start_seq into its generation, and followers read one chain', async () => {
     const prefix = `new${++testCounter}/`;
     const old = await openLeader({ storage, prefix, db: DB, core }); // from before leases: generation 0 without a record
