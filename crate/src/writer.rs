@@ -38,6 +38,9 @@ pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 pub const MAX_ENTRY_PAYLOAD: usize = DEFAULT_MAX_BODY_BYTES - ENTRY_HEADER_SIZE;
 
 const LOCK_FILE: &str = ".lock";
+/// Under 'none' and 'interval', the writer thread starts writeback of the live segment each
+/// time this much was written since it last did (see `WriterLoop::start_writeback`).
+const WRITEBACK_CHUNK: u64 = 1 << 20;
 /// How long the writer thread spins for the next request before it parks (see `next_work`).
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 const HEADER_LEN: u64 = HEADER_SIZE as u64;
@@ -301,8 +304,8 @@ struct Queue {
     in_progress: bool,
     /// the writer thread waits on `wake` (a submit wakes it only then: it spins first)
     parked: bool,
-    /// an append made on the caller's thread left the live segment dirty: the thread must
-    /// compute its interval fsync deadline again
+    /// an append made on the caller's thread gave the thread something to do: compute its
+    /// interval fsync deadline again (the segment was clean), or start writeback
     recheck: bool,
     /// close() was called: further appends are refused
     closing: bool,
@@ -481,7 +484,7 @@ enum Work {
     Seal(Reply<Option<PathBuf>>),
     Close(Option<Reply<()>>),
     SyncDue,
-    /// compute the interval fsync deadline again (see `Queue::recheck`)
+    /// compute the interval fsync deadline again and start due writeback (see `Queue::recheck`)
     Recheck,
 }
 
@@ -610,6 +613,7 @@ impl Writer {
         let was_clean = writer.live.as_ref().is_some_and(|live| !live.dirty);
         let interval = writer.options.durability == Durability::Interval;
         let appended = guard(|| Ok(writer.append_inline(payloads)));
+        let writeback_due = writer.writeback_due();
         let appended = match appended {
             Ok(appended) => appended,
             Err(err) => {
@@ -621,8 +625,9 @@ impl Writer {
         drop(state);
         match appended {
             Ok(batch) => {
-                if interval && was_clean {
-                    // the thread waits without a deadline: it must learn that one is due
+                if (interval && was_clean) || writeback_due {
+                    // the thread waits without a deadline (it must learn that one is due), or
+                    // has writeback to start, which can block: not on this thread
                     let mut queue = lock(&self.shared.queue);
                     queue.recheck = true;
                     let parked = queue.parked;
@@ -869,6 +874,8 @@ struct Live {
     dirty: bool,
     /// created since the directory was last fsynced: its name is not durable yet
     new_in_dir: bool,
+    /// writeback was started (or a sync made durable) up to here
+    written_back: u64,
 }
 
 impl Live {
@@ -920,6 +927,7 @@ impl Live {
             len,
             dirty: false,
             new_in_dir: false,
+            written_back: len,
         })
     }
 }
@@ -1027,9 +1035,10 @@ impl WriterLoop {
                 Work::Appends(group) => {
                     writer.append_group(group);
                     writer.sync_if_due();
+                    writer.start_writeback();
                 }
                 Work::SyncDue => writer.sync_if_due(),
-                Work::Recheck => {}
+                Work::Recheck => writer.start_writeback(),
                 Work::Flush(reply) => reply.send(writer.flush()),
                 Work::Seal(reply) => writer.seal_for_upload(reply),
                 Work::Close(reply) => {
@@ -1327,6 +1336,7 @@ impl WriterLoop {
         };
         synced.map_err(|err| Error::io(&format!("fdatasync of {}", live.path.display()), err))?;
         live.dirty = false;
+        live.written_back = live.len;
         if live.new_in_dir {
             sync_dir(&self.dir)?;
             live.new_in_dir = false;
@@ -1334,6 +1344,43 @@ impl WriterLoop {
         self.last_sync = Instant::now();
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether `WRITEBACK_CHUNK` bytes or more were written since writeback last started, with
+    /// a durability that does not sync every group.
+    fn writeback_due(&self) -> bool {
+        self.options.durability != Durability::Fsync
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|live| live.len - live.written_back.min(live.len) >= WRITEBACK_CHUNK)
+    }
+
+    /// Starts writeback of what was written since it last started (Linux `sync_file_range`,
+    /// which waits for nothing): the fdatasync of a rotation, flush or interval then finds
+    /// little left to write. Only a hint: a failure is left to the next sync to report.
+    fn start_writeback(&mut self) {
+        if !self.writeback_due() {
+            return;
+        }
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let from = live.written_back.min(live.len);
+            // SAFETY: a plain syscall on a file descriptor `live.file` owns.
+            unsafe {
+                libc::sync_file_range(
+                    live.file.as_raw_fd(),
+                    from as libc::off64_t,
+                    (live.len - from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+        live.written_back = live.len;
     }
 
     fn interval_sync_at(&self) -> Option<Instant> {
@@ -1398,6 +1445,7 @@ impl WriterLoop {
             len: HEADER_LEN,
             dirty: true,
             new_in_dir: true,
+            written_back: 0,
         });
         // Until it has created one, the writer knows the segment before the new one from the
         // hint that recovery checked or rewrote (its head); recovery checks what this says too.

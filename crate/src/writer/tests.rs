@@ -855,3 +855,29 @@ fn append_now_under_interval_gets_its_fsync_from_the_thread() {
     let (_, read) = read_journal(dir.path());
     assert_eq!(read.len(), 2);
 }
+
+#[test]
+fn appends_made_on_the_calling_thread_get_their_writeback_started_by_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::open(dir.path(), fresh(), options(8 << 20, Durability::None)).unwrap();
+    block_on(writer.appended(one(payload(1, 1000)))).unwrap();
+    until_idle(&writer);
+    let written_back = |writer: &Writer| {
+        let state = lock(&writer.state);
+        let live = state.as_ref().unwrap().live.as_ref().unwrap();
+        (live.written_back, live.len)
+    };
+    let mut seq = 2;
+    while written_back(&writer).1 < WRITEBACK_CHUNK + 4096 {
+        appended_now(&writer, one(payload(seq, 1000)));
+        seq += 1;
+    }
+    // fails by hanging (the test's timeout) if the thread is never told
+    while written_back(&writer).0 < WRITEBACK_CHUNK {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(writer.stats().syncs, 0, "writeback is no sync");
+    block_on(writer.closed()).unwrap();
+    let (_, read) = read_journal(dir.path());
+    assert_eq!(read.len() as u64, seq - 1);
+}
