@@ -19,10 +19,12 @@ import { followerGroup } from './groups/follower.js';
 import { memoryGroup } from './groups/memory.js';
 import { encryptionGroup } from './groups/encryption.js';
 import { kuzuGroup } from './groups/kuzu.js';
+import { crateGroup } from './groups/crate.js';
 
 const GROUPS: Record<string, (context: Context) => Promise<void>> = {
   format: formatGroup,
   journal: journalGroup,
+  crate: crateGroup,
   shipping: shippingGroup,
   follower: followerGroup,
   memory: memoryGroup,

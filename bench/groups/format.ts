@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeJournalEntry, nativeCore, pureCore } from '../../ts/index.js';
 import { availableZstdCodecs } from '../../ts/pure/zstd.js';
@@ -14,6 +14,7 @@ import { addTable, addTarget, MB, type Context } from '../lib/context.js';
 import { interleave, ratioOf, summarize, syncThroughput, type Summary } from '../lib/stats.js';
 import { graphdEntries, graphdPayloads, takeForSegment, unsealedSegment } from '../lib/workload.js';
 import { fmtNumber } from '../lib/report.js';
+import { crateRef, runCrateRef } from '../lib/crate-ref.js';
 
 const ENTRIES = 100_000;
 const SEGMENT_BYTES = 4 * 1024 * 1024;
@@ -97,7 +98,16 @@ export async function formatGroup(context: Context): Promise<void> {
   context.log(`format: seal/decode a ${(unsealed.length / 1048576).toFixed(2)} MiB segment (${count} entries), zstd -b3`);
   const zstdSeconds = context.quick ? 1 : 2;
   const zstdRuns: ZstdBench[] = [];
+  // the graphstream 0.3 crate's sealing of the same segment (bench/crate-ref), in its own process
+  const crate = crateRef(context, context.root);
+  const unsealedFile = join(context.scratch, 'segment-unsealed.hadbj');
+  const crateSealedFile = join(context.scratch, 'segment-sealed-by-crate.hadbj');
+  writeFileSync(unsealedFile, unsealed);
+  const crateSeal: Record<string, () => number> = crate.binary === null
+    ? {}
+    : { sealCrate: () => runCrateRef<{ mbPerSecond: number }>(crate.binary!, ['seal', unsealedFile, String(minMs), crateSealedFile]).mbPerSecond };
   const segment = await interleave(runs, {
+    ...crateSeal,
     sealNative: () => syncThroughput(segMB, () => native.sealSegment(unsealed, { level: 3 }), minMs),
     sealPure: () => syncThroughput(segMB, () => pureCore.sealSegment(unsealed, { level: 3 }), minMs),
     decodeNative: () => syncThroughput(segMB, () => native.decodeSegment(sealed.native), minMs),
@@ -111,6 +121,21 @@ export async function formatGroup(context: Context): Promise<void> {
     },
     sha256: () => syncThroughput(body.length / MB, () => createHash('sha256').update(body).digest(), minMs),
   });
+  // the crate's sealed form, read by this package: the same entries, chain and header fields (its
+  // zstd frame differs: it streams through zstd::encode_all, this package compresses in one call)
+  let sameAsCrate = 'the crate could not be built';
+  if (crate.binary !== null) {
+    const theirs = native.decodeSegment(readFileSync(crateSealedFile));
+    const ours = native.decodeSegment(sealed.native);
+    const { createdMs: _t, bodyLen: _l, bodyChecksum: _c, ...theirHeader } = theirs.header as unknown as Record<string, unknown>;
+    const { createdMs: _o, bodyLen: _m, bodyChecksum: _d, ...ourHeader } = ours.header as unknown as Record<string, unknown>;
+    const same = theirs.body.equals(ours.body) && theirs.chainHash.equals(ours.chainHash) && JSON.stringify(theirHeader) === JSON.stringify(ourHeader);
+    sameAsCrate = same
+      ? `decoded by this package to the same entries, chain hash and header fields (but for created_ms and the zstd frame: ${theirs.header.bodyLen} vs ${ours.header.bodyLen} B)`
+      : 'NOT decoded to the same entries and header as this package\'s';
+  }
+  const sealCrate = (segment as Record<string, Summary | undefined>).sealCrate;
+  if (sealCrate) context.figures['seal vs crate'] = segment.sealNative.median / sealCrate.median;
   // the warm-up round is the first entry of zstdRuns
   const zstdTimed = zstdRuns.slice(-runs);
   const zstdCompress = summarize(zstdTimed.map((r) => r.compressMBs));
@@ -137,6 +162,7 @@ export async function formatGroup(context: Context): Promise<void> {
       ['hash chain, computeEntryHash per entry', hash.native, hash.pure, ratio(hash.native, hash.pure), hash.sha256PerEntry, ratio(hash.native, hash.sha256PerEntry), 'entries/s (ref: node:crypto SHA-256 per entry)'],
       ['SHA-256 bulk over the same payloads (OpenSSL)', null, null, null, mbs(hash.sha256Bulk, avgPayload), null, 'MB/s'],
       ['sealSegment 4 MiB, zstd 3', segment.sealNative, segment.sealPure, ratio(segment.sealNative, segment.sealPure), zstdCompress, ratio(segment.sealNative, zstdCompress), 'MB/s (ref: zstd -b3)'],
+      ['  the graphstream 0.3 crate sealing the same segment (decode_entry, seal, encode_compressed; in memory)', null, null, null, sealCrate ?? null, sealCrate ? ratio(segment.sealNative, sealCrate) : null, 'MB/s (ref: the crate)'],
       ['decodeSegment + verify, into a reused buffer (DecodeOptions.into)', segment.decodeNativeInto, segment.decodePureInto, ratio(segment.decodeNativeInto, segment.decodePureInto), decodeReference, ratio(segment.decodeNativeInto, decodeReference), 'MB/s (ref: zstd -d then SHA-256)'],
       ['decodeSegment + verify, a fresh body each call', segment.decodeNative, segment.decodePure, ratio(segment.decodeNative, segment.decodePure), decodeReference, ratio(segment.decodeNative, decodeReference), 'MB/s (ref: zstd -d then SHA-256)'],
       ['  zstd -d alone', null, null, null, zstdDecompress, null, 'MB/s'],
@@ -144,6 +170,7 @@ export async function formatGroup(context: Context): Promise<void> {
     ],
     notes: [
       `median of ${runs} interleaved runs ±half their range; MB = 10^6 bytes of the uncompressed segment; ratios are medians of per-run ratios' medians`,
+      `the crate's row: the calls its private seal_segment makes between reading the file and rewriting it, at zstd 3, in its own process (bench/crate-ref); its sealed form is ${sameAsCrate}`,
       'target 2 compares like with like: zstd -b decompresses into the same buffer run after run, and so does the decode into a reused buffer; a fresh 4 MiB body each call also pays for its pages (about 1,000 page faults)',
     ],
   });

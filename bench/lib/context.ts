@@ -6,6 +6,8 @@ import type { Summary } from './stats.js';
 import { renderTable, type Table, type TargetLine } from './report.js';
 
 export interface Context {
+  /** the repository's root */
+  root: string;
   quick: boolean;
   /** the S3-compatible server the shipping and follower groups run against */
   s3Server: S3ServerName;
@@ -22,6 +24,7 @@ export async function createContext(root: string, quick: boolean, s3Server: S3Se
   await mkdir(join(root, 'node_modules', '.cache'), { recursive: true });
   const scratch = await mkdtemp(join(root, 'node_modules', '.cache', 'graphstream-bench-scratch-'));
   return {
+    root,
     quick,
     s3Server,
     scratch,
