@@ -125,11 +125,12 @@ export async function formatGroup(context: Context): Promise<void> {
   // zstd frame differs: it streams through zstd::encode_all, this package compresses in one call)
   let sameAsCrate = 'the crate could not be built';
   if (crate.binary !== null) {
+    const bigints = (_key: string, value: unknown) => (typeof value === 'bigint' ? value.toString() : value);
     const theirs = native.decodeSegment(readFileSync(crateSealedFile));
     const ours = native.decodeSegment(sealed.native);
     const { createdMs: _t, bodyLen: _l, bodyChecksum: _c, ...theirHeader } = theirs.header as unknown as Record<string, unknown>;
     const { createdMs: _o, bodyLen: _m, bodyChecksum: _d, ...ourHeader } = ours.header as unknown as Record<string, unknown>;
-    const same = theirs.body.equals(ours.body) && theirs.chainHash.equals(ours.chainHash) && JSON.stringify(theirHeader) === JSON.stringify(ourHeader);
+    const same = theirs.body.equals(ours.body) && theirs.chainHash.equals(ours.chainHash) && JSON.stringify(theirHeader, bigints) === JSON.stringify(ourHeader, bigints);
     sameAsCrate = same
       ? `decoded by this package to the same entries, chain hash and header fields (but for created_ms and the zstd frame: ${theirs.header.bodyLen} vs ${ours.header.bodyLen} B)`
       : 'NOT decoded to the same entries and header as this package\'s';
