@@ -322,6 +322,48 @@ impl Inner {
     }
 }
 
+/// Idle-class computations [`in_idle_class`] has running (including ones nobody waits for any more).
+static IDLE_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs `work` on a fresh thread in Linux's `SCHED_IDLE` class, so that a waking event loop
+/// preempts it at once, and returns its result; if it has not finished within `patience` (an
+/// idle-class thread starves while every core is busy), the calling thread runs `work` itself, in
+/// its own class, and the idle-class run finishes on its own, its result dropped. `work` may
+/// therefore run twice (it must not have side effects), and whatever it holds stays alive until
+/// both runs are done. While as many idle-class runs as there are cores are under way, `work`
+/// runs on the calling thread at once.
+pub fn in_idle_class<T: Send + 'static>(
+    patience: std::time::Duration,
+    work: Arc<dyn Fn() -> T + Send + Sync>,
+) -> T {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if IDLE_RUNNING.fetch_add(1, Ordering::SeqCst) >= cores {
+        IDLE_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return work();
+    }
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let idle_work = Arc::clone(&work);
+    let spawned = std::thread::Builder::new()
+        .name("graphstream-idle".into())
+        .spawn(move || {
+            yield_to_foreground_threads();
+            let result = idle_work();
+            // the caller's reference is the last one when it waits: what `work` holds is
+            // released on the caller's thread, not here
+            drop(idle_work);
+            IDLE_RUNNING.fetch_sub(1, Ordering::SeqCst);
+            let _ = reply.send(result);
+        });
+    if spawned.is_err() {
+        IDLE_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return work();
+    }
+    match answer.recv_timeout(patience) {
+        Ok(result) => result,
+        Err(_) => work(),
+    }
+}
+
 /// Puts the calling thread (and the threads it starts: the second thread of a seal) in
 /// Linux's `SCHED_IDLE` class. Where that fails, the thread keeps the normal class.
 fn yield_to_foreground_threads() {
@@ -330,5 +372,47 @@ fn yield_to_foreground_threads() {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 is the calling thread, and `param` outlives the call.
         unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    #[test]
+    fn an_idle_class_run_that_finishes_in_time_is_the_answer() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let answer = in_idle_class(
+            Duration::from_secs(60),
+            Arc::new(move || counted.fetch_add(1, Ordering::SeqCst) + 41),
+        );
+        assert_eq!(answer, 41);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
+    }
+
+    #[test]
+    fn a_starved_idle_class_run_is_overtaken_by_the_caller() {
+        // the idle-class run (the first) is held until the caller's run is over, as a busy
+        // machine would starve it; the caller must not wait for it past its patience
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let answer = in_idle_class(
+            Duration::from_millis(20),
+            Arc::new(move || {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = lock(&held).recv_timeout(Duration::from_secs(30));
+                    "idle"
+                } else {
+                    "caller"
+                }
+            }),
+        );
+        assert_eq!(answer, "caller");
+        drop(release);
     }
 }

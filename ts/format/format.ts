@@ -52,7 +52,12 @@ export interface FormatApi {
   decodeHeader(bytes: Uint8Array): HeaderFields;
   /** Seals an unsealed segment: verifies every entry, compresses (zstd level 3 unless `level`), adds the trailer. */
   sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer;
-  /** sealSegment off the JS thread (native core). */
+  /**
+   * sealSegment off the JS thread (native core). The native core compresses in Linux's idle
+   * scheduling class while cores are free, so that it never keeps the event loop from a core;
+   * on a machine whose cores are all busy it seals in the normal class after a short wait
+   * (about 50 ms for a 4 MiB segment).
+   */
   sealSegmentAsync(unsealed: Uint8Array, options?: SealOptions): Promise<Buffer>;
   /** Decodes and verifies a sealed or unsealed segment. */
   decodeSegment(bytes: Uint8Array, options?: DecodeOptions): DecodedSegment;

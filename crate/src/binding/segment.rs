@@ -1,5 +1,8 @@
 //! Decoding and sealing whole segments, on the JS thread or as tasks off it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task, Uint32Array};
 use napi_derive::napi;
 
@@ -8,6 +11,7 @@ use super::format::HeaderFields;
 use super::{to_js_number, MAX_SAFE_INTEGER};
 use crate::error::{guard, Error, ErrorCode};
 use crate::format::Header;
+use crate::sealer::in_idle_class;
 use crate::segment::{
     self, Body, DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
 };
@@ -141,20 +145,37 @@ pub fn decode_segment(
 }
 
 pub struct SealTask {
-    unsealed: Buffer,
+    unsealed: Arc<Buffer>,
     level: i32,
     max_body_bytes: usize,
+}
+
+/// How long a seal may wait for idle cores before its libuv thread computes it in the normal
+/// class: four times what a 4 MiB segment takes on an idle core (~12 ms), scaled to the input.
+fn seal_patience(bytes: usize) -> Duration {
+    Duration::from_millis(10 + (bytes as u64 >> 20) * 10)
 }
 
 impl Task for SealTask {
     type Output = Result<Vec<u8>, Error>;
     type JsValue = Buffer;
 
+    /// Sealing (a few ms of CPU per MiB on two threads) runs in the idle class while cores are
+    /// free, so that it never keeps the event loop from a core (the journal's sealer does the
+    /// same); see [`in_idle_class`] for what happens when the machine is busy.
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guard(|| {
-            check_header_fits_js(&self.unsealed)?;
-            segment::seal_segment(&self.unsealed, self.level, self.max_body_bytes)
-        }))
+        let unsealed = Arc::clone(&self.unsealed);
+        let (level, max_body_bytes) = (self.level, self.max_body_bytes);
+        let patience = seal_patience(unsealed.len());
+        Ok(in_idle_class(
+            patience,
+            Arc::new(move || {
+                guard(|| {
+                    check_header_fits_js(&unsealed)?;
+                    segment::seal_segment(&unsealed, level, max_body_bytes)
+                })
+            }),
+        ))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Buffer> {
@@ -170,7 +191,7 @@ pub fn seal_segment_async(
 ) -> napi::Result<AsyncTask<SealTask>> {
     let (level, max_body_bytes) = throwing(env, || seal_settings(options))?;
     Ok(AsyncTask::new(SealTask {
-        unsealed,
+        unsealed: Arc::new(unsealed),
         level,
         max_body_bytes,
     }))
