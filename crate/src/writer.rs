@@ -41,6 +41,9 @@ const LOCK_FILE: &str = ".lock";
 /// Under 'none' and 'interval', the writer thread starts writeback of the live segment each
 /// time this much was written since it last did (see `WriterLoop::start_writeback`).
 const WRITEBACK_CHUNK: u64 = 1 << 20;
+/// The largest group `Writer::append_now` appends on the calling thread: hashing and copying it
+/// takes a few microseconds; a larger one goes to the writer thread.
+const INLINE_MAX_BYTES: usize = 16 * 1024;
 /// How long the writer thread spins for the next request before it parks (see `next_work`).
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 const HEADER_LEN: u64 = HEADER_SIZE as u64;
@@ -587,7 +590,8 @@ impl Writer {
     }
 
     /// Appends the payloads on the calling thread, when that costs no more than encoding them
-    /// and one write into the page cache: under `Durability::None` or `Interval` (an append
+    /// (at most `INLINE_MAX_BYTES`) and one write into the page cache: under `Durability::None`
+    /// or `Interval` (an append
     /// then only has to reach the OS), with nothing queued or in progress on the writer thread
     /// (so call order holds), and when they fit the live segment (a rotation syncs, which is
     /// the thread's work). Otherwise, or if the write fails, nothing is appended and the batch
@@ -1070,6 +1074,7 @@ impl WriterLoop {
     ) -> std::result::Result<AppendedBatch, PayloadBatch> {
         if self.failed.is_some()
             || self.options.durability == Durability::Fsync
+            || payloads.bytes.len() > INLINE_MAX_BYTES
             || self.check_batch(&payloads).is_err()
         {
             return Err(payloads);

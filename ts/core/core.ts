@@ -206,7 +206,7 @@ export interface CoreWriter {
   /**
    * `append`, done at once on the calling thread when the writer can do so with no more than
    * one write into the page cache (durability 'none' or 'interval', nothing queued ahead of it,
-   * no rotation due): then it returns the result itself, the entries handed to the OS as
+   * no rotation due, a small group: the native core takes up to 16 KiB): then it returns the result itself, the entries handed to the OS as
    * `append` would have them. Otherwise it is `append` and returns its promise. Optional: a
    * writer without it always queues.
    */

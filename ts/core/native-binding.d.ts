@@ -24,7 +24,7 @@ export declare class NativeJournalWriter {
   append(payloads: Uint8Array, lengths: Uint32Array, stampSequences?: boolean | undefined | null): Promise<AppendedBatch>
   /**
    * Appends the packed payloads at once on this thread when the writer can (durability
-   * 'none' or 'interval', nothing queued ahead, no rotation due) and returns the result, the
+   * 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns the result, the
    * entries handed to the OS; otherwise queues them as `append` does and returns its promise.
    */
   appendNow(payloads: Uint8Array, lengths: Uint32Array, stampSequences?: boolean | undefined | null): AppendedBatch | Promise<AppendedBatch>

@@ -9,7 +9,7 @@
  * MAX_GROUPS_IN_FLIGHT such calls are in flight at once, and the core writer
  * commits whatever has queued up as one write and one fdatasync. When nothing
  * awaits an answer and the core can (CoreWriter.appendNow: the native core under
- * 'none' and 'interval', no rotation due), a group is appended on this thread
+ * 'none' and 'interval', up to 16 KiB, no rotation due), a group is appended on this thread
  * instead, with one write into the page cache and no thread hop. Graphd
  * entries are encoded without their sequence: the core writer stamps the one
  * it assigns, so nothing here has to wait to learn it.

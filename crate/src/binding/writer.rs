@@ -207,7 +207,7 @@ impl NativeJournalWriter {
     }
 
     /// Appends the packed payloads at once on this thread when the writer can (durability
-    /// 'none' or 'interval', nothing queued ahead, no rotation due) and returns the result, the
+    /// 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns the result, the
     /// entries handed to the OS; otherwise queues them as `append` does and returns its promise.
     #[napi(ts_return_type = "AppendedBatch | Promise<AppendedBatch>")]
     pub fn append_now<'env>(

@@ -810,6 +810,12 @@ fn append_now_hands_back_what_only_the_writer_thread_may_do() {
     drop(held);
     assert_eq!(block_on(ahead).unwrap().first_sequence, 2);
     until_idle(&writer);
+    // a large group: hashing and copying it is the thread's work
+    let Ok(AppendNow::Queue(large)) = writer.append_now(one(payload(3, INLINE_MAX_BYTES + 1)))
+    else {
+        panic!("a group over INLINE_MAX_BYTES was appended on the calling thread");
+    };
+    drop(large);
     // an invalid batch: the thread answers it with its error
     let Ok(AppendNow::Queue(empty)) = writer.append_now(PayloadBatch::default()) else {
         panic!("an empty batch was appended");
