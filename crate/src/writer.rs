@@ -44,8 +44,6 @@ const WRITEBACK_CHUNK: u64 = 1 << 20;
 /// The largest group `Writer::append_now` appends on the calling thread: hashing and copying it
 /// takes a few microseconds; a larger one goes to the writer thread.
 const INLINE_MAX_BYTES: usize = 16 * 1024;
-/// How long the writer thread spins for the next request before it parks (see `next_work`).
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 const HEADER_LEN: u64 = HEADER_SIZE as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +303,7 @@ struct Queue {
     requests: VecDeque<Request>,
     /// the writer thread has taken a request (or a due sync) and not finished it yet
     in_progress: bool,
-    /// the writer thread waits on `wake` (a submit wakes it only then: it spins first)
+    /// the writer thread waits on `wake` (a submit wakes it only then)
     parked: bool,
     /// an append made on the caller's thread gave the thread something to do: compute its
     /// interval fsync deadline again (the segment was clean), or start writeback
@@ -320,8 +318,6 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// the queue holds requests (read without the lock by the spinning thread)
-    queued: AtomicBool,
     sequence: AtomicU64,
     chain_hash: Mutex<[u8; 32]>,
     alive: AtomicBool,
@@ -368,7 +364,6 @@ impl Shared {
             _ => {}
         }
         queue.requests.push_back(request);
-        self.queued.store(true, Ordering::Release);
         let parked = queue.parked;
         drop(queue);
         if parked {
@@ -382,13 +377,11 @@ impl Shared {
     }
 
     /// Blocks until there is work: a group of appends, one control request, or the
-    /// interval fsync falling due at `sync_at`. Before it parks, the thread spins for up to
-    /// `SPIN_BEFORE_PARK`: a caller that awaits each append submits the next one a few
-    /// microseconds after its answer, and a parked thread takes tens of microseconds (far
-    /// more on a loaded machine) to wake.
+    /// interval fsync falling due at `sync_at`. (Spinning up to 50 µs before parking was
+    /// measured and dropped: a caller awaiting each 'fsync' append came back later than that,
+    /// and the spin cost 0.4 µs of CPU per append at c=256; BENCHMARKS.md, issue 15.)
     fn next_work(&self, sync_at: Option<Instant>, capacity: usize) -> Work {
         let mut queue = lock(&self.queue);
-        let mut spun = false;
         loop {
             if queue.recheck {
                 queue.recheck = false;
@@ -398,19 +391,6 @@ impl Shared {
             if let Some(work) = work {
                 queue.in_progress = true;
                 return work;
-            }
-            if !spun {
-                spun = true;
-                drop(queue);
-                let until = Instant::now() + SPIN_BEFORE_PARK;
-                while !self.queued.load(Ordering::Acquire)
-                    && sync_at.is_none_or(|at| at > until)
-                    && Instant::now() < until
-                {
-                    std::hint::spin_loop();
-                }
-                queue = lock(&self.queue);
-                continue;
             }
             queue.parked = true;
             queue = match sync_at {
@@ -456,9 +436,6 @@ impl Shared {
                 None => None,
             }
         };
-        if queue.requests.is_empty() {
-            self.queued.store(false, Ordering::Release);
-        }
         work
     }
 
@@ -534,7 +511,6 @@ impl Writer {
                 stopped: None,
             }),
             wake: Condvar::new(),
-            queued: AtomicBool::new(false),
             sequence: AtomicU64::new(start.sequence),
             chain_hash: Mutex::new(start.chain_hash),
             alive: AtomicBool::new(true),
