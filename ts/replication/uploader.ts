@@ -858,13 +858,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if ('uploaded' in transfer) return transfer.uploaded;
       const othersStillSending = this.transfersInFlight > 0;
       const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
-      // the manifest on disk has it: its kept ciphertext is put no more (a failed removal is retried by the cycle's prune)
-      await this.ciphertexts?.remove(segment.name).catch((err: unknown) => this.report(toGraphstreamError(err)));
+      // counted before anything else is awaited: a sync() that finds the segment recorded returns at once
       this.counters.succeeded++;
       this.counters.bytes += record.size;
       if (transfer.failuresBefore === this.failuresRecorded && segment.firstSeq >= this.lastErrorFirstSeq) this.lastError = null;
       this.metrics?.recordUpload(record.size, transfer.putMs);
       this.emit('uploaded', record);
+      // the manifest on disk has it: its kept ciphertext is put no more (a failed removal is retried by the cycle's prune)
+      await this.ciphertexts?.remove(segment.name).catch((err: unknown) => this.report(toGraphstreamError(err)));
       return record;
     } catch (err) {
       const error = toGraphstreamError(err, `uploading ${segment.path}`);
