@@ -210,6 +210,7 @@ describe.each(cores)('readers across generations ($kind core)', (core) => {
         const compaction = await compactOnce({ storage, prefix, db: DB, core, generation: 1, config: { threshold: 2, retention: { minAgeMs: 0, keepLast: 1 } } });
         expect(compaction).toMatchObject({ compacted: [], deleted: [], undecided: { leaseGeneration: 2 } });
         expect(await storage.get(staleKey)).not.toBeNull();
+        expect((await verifyStore(storage, { prefix, db: DB, core })).undecided).toEqual({ generation: 1, leaseGeneration: 2, holder: 'new', epoch: 3 });
 
         // the record says where generation 1 ends: the follower's tip + 1
         await putRecord(2, 61);
@@ -218,7 +219,7 @@ describe.each(cores)('readers across generations ($kind core)', (core) => {
         expect(await journalRecords(dir, core)).toEqual(expected);
         expect((await restore(storage, { prefix, db: DB, dir: await tempDir(), core })).undecided).toBeUndefined();
         const report = await verifyStore(storage, { prefix, db: DB, core });
-        expect(report).toMatchObject({ ok: true, lastSeq: ENTRIES });
+        expect(report).toMatchObject({ ok: true, lastSeq: ENTRIES, undecided: null });
         expect(report.staleKeys).toEqual([expect.stringContaining(staleKey)]);
       } finally {
         storage = s3Storage;

@@ -76,6 +76,13 @@ function printReport(report: VerifyReport, output: Output): void {
         `the lease; no reader reads them: ${report.staleKeys.join(', ')}`,
     );
   }
+  if (report.undecided !== null) {
+    const { generation, leaseGeneration, holder, epoch } = report.undecided;
+    output.print(
+      `  undecided: the lease names generation ${leaseGeneration} (${holder}, epoch ${epoch}), which has no record yet; where ` +
+        `generation ${generation} ends is not decided, and readers wait before its newest segments`,
+    );
+  }
   if (report.ignoredKeys.length > 0) {
     output.print(`  ignored ${report.ignoredKeys.length} key(s) that are not segments, e.g. ${report.ignoredKeys[0]}`);
   }

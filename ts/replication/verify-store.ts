@@ -11,7 +11,7 @@ import { FLAG_SEALED, ZERO_HASH } from '../format/constants.js';
 import { checkDb, checkPrefix } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { decryptDownloaded, type ReadEncryption } from './encryption.js';
-import { GenerationRecords, type Generation } from './generations.js';
+import { GenerationRecords, type Generation, type UndecidedGeneration } from './generations.js';
 import { COMPACTED_GENERATION_BIT, dbPrefix, listDbKeys, type DbSegmentKey } from './layout.js';
 
 /** remote segments downloaded ahead of the one being verified */
@@ -45,6 +45,11 @@ export interface VerifyReport {
    * before them), or in a generation that has no record
    */
   staleKeys: string[];
+  /**
+   * set while lease.json names a generation that has no record yet: where the newest generation
+   * ends is not decided, and its newest segments may be a stale writer's (readers wait there)
+   */
+  undecided: UndecidedGeneration | null;
 }
 
 export interface VerifyStoreOptions {
@@ -61,7 +66,7 @@ export interface VerifyStoreOptions {
 
 /** A report with nothing found yet. */
 export function emptyReport(target: string): VerifyReport {
-  return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [], staleKeys: [] };
+  return { target, ok: true, segments: 0, entries: 0, firstSeq: null, lastSeq: null, chainHash: null, bytes: 0, problems: [], ignoredKeys: [], staleKeys: [], undecided: null };
 }
 
 /** A segment key of the db, and where it is (the storage location and the key) for messages. */
@@ -216,7 +221,9 @@ export async function verifyStore(storage: SegmentStorage, options: VerifyStoreO
   const listing = await listDbKeys(storage, prefix, db);
   let generations: readonly Generation[] = [];
   try {
-    generations = await new GenerationRecords(storage, prefix, db).refresh();
+    const records = new GenerationRecords(storage, prefix, db);
+    report.undecided = await records.refreshAfterListing();
+    generations = records.generations;
   } catch (err) {
     const error = toGraphstreamError(err);
     report.problems.push({ where: report.target, sequence: null, code: error.code, message: `reading the generation records: ${error.message}` });
