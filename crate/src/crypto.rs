@@ -176,7 +176,7 @@ mod tests {
             use age::secrecy::ExposeSecret;
             other.to_string().expose_secret().to_string()
         };
-        let err = decrypt(&sealed, &with(&[other_text.clone()]), 1 << 20).unwrap_err();
+        let err = decrypt(&sealed, &with(std::slice::from_ref(&other_text)), 1 << 20).unwrap_err();
         assert_eq!(err.code, ErrorCode::DecryptionFailed);
         assert!(!err.message.contains(&other_text));
         let ids = [identity];
