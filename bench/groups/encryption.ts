@@ -9,11 +9,12 @@ import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { Follower, nativeCore, ObjectStoreStorage, pureCore, S3Storage, segmentFileName, segmentKey, Uploader, type SegmentStorage } from '../../ts/index.js';
+import { nativeCore, pureCore, segmentFileName, segmentKey, Uploader, type SegmentStorage } from '../../ts/index.js';
 import type { Core } from '../../ts/core/core.js';
 import { addTable, addTarget, MB, type Context } from '../lib/context.js';
 import type { Cell } from '../lib/report.js';
-import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
+import { benchStorages, timedCatchUp } from '../lib/replication.js';
+import { startBenchS3Server } from '../lib/s3-server.js';
 import { deleteObjects, pool, putObject } from '../lib/s3.js';
 import { asyncThroughput, interleave, nowMs, ratioOf, summarize, type Summary } from '../lib/stats.js';
 import { graphdPayloads, sealJournal } from '../lib/workload.js';
@@ -76,8 +77,7 @@ export async function encryptionGroup(context: Context): Promise<void> {
   try {
     await server.createBucket(BUCKET);
     const client = server.client();
-    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
-    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const { s3Storage, objectStore } = await benchStorages(server, BUCKET);
     let runId = 0;
     const clear = async (prefix: string) => {
       for (;;) {
@@ -117,16 +117,8 @@ export async function encryptionGroup(context: Context): Promise<void> {
       putObject(client, BUCKET, segmentKey('age/', DB, 0, followed[i]!.firstSeq), await native.encryptSegment(followed[i]!.bytes, { recipients })),
     );
     /** Seconds a native follower takes to catch up from nothing. */
-    const catchUp = async (storage: SegmentStorage, encrypted: boolean): Promise<number> => {
-      const dir = await mkdtemp(join(context.scratch, 'age-follow-'));
-      const follower = new Follower({ dir, storage, prefix: encrypted ? 'age/' : 'plain/', db: DB, core: native, ...(encrypted ? { encryption: { identities } } : {}) });
-      const start = nowMs();
-      const result = await follower.catchUp();
-      const seconds = (nowMs() - start) / 1000;
-      if (result.entries !== entries) throw new Error(`follower caught up ${result.entries} of ${entries} entries`);
-      await rm(dir, { recursive: true, force: true });
-      return seconds;
-    };
+    const catchUp = (storage: SegmentStorage, encrypted: boolean): Promise<number> =>
+      timedCatchUp(context.scratch, { storage, prefix: encrypted ? 'age/' : 'plain/', db: DB, core: native, ...(encrypted ? { encryption: { identities } } : {}) }, entries);
     context.log('encryption: catch-up runs, plaintext and encrypted');
     const follows = await interleave(runs, {
       plainS3: () => catchUp(s3Storage, false),

@@ -4,12 +4,11 @@
  * plain sequential GetObject of the same objects (the reference fetches one object at a time; the
  * follower keeps up to 3 GETs in flight while it verifies and writes, its default prefetch).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Follower, nativeCore, ObjectStoreStorage, pureCore, S3Storage, segmentKey, type SegmentStorage } from '../../ts/index.js';
+import { nativeCore, pureCore, segmentKey, type SegmentStorage } from '../../ts/index.js';
 import type { Core } from '../../ts/core/core.js';
 import { addTable, MB, type Context } from '../lib/context.js';
-import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
+import { benchStorages, timedCatchUp } from '../lib/replication.js';
+import { startBenchS3Server } from '../lib/s3-server.js';
 import { getObject, pool, putObject } from '../lib/s3.js';
 import { interleave, nowMs, ratioOf, summarize } from '../lib/stats.js';
 import { graphdPayloads, sealJournal } from '../lib/workload.js';
@@ -36,8 +35,7 @@ export async function followerGroup(context: Context): Promise<void> {
     await server.createBucket(BUCKET);
     const client = server.client();
     await pool(keys.length, 8, (i) => putObject(client, BUCKET, keys[i]!, journal.segments[i]!.bytes));
-    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
-    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const { s3Storage, objectStore } = await benchStorages(server, BUCKET);
 
     const plainGet = async (): Promise<number> => {
       const start = nowMs();
@@ -47,16 +45,7 @@ export async function followerGroup(context: Context): Promise<void> {
       if (bytes !== objectBytes) throw new Error(`GetObject returned ${bytes} bytes, expected ${objectBytes}`);
       return seconds;
     };
-    const catchUp = async (core: Core, storage: SegmentStorage): Promise<number> => {
-      const dir = await mkdtemp(join(context.scratch, `follow-${core.kind}-`));
-      const follower = new Follower({ dir, storage, db: DB, core });
-      const start = nowMs();
-      const result = await follower.catchUp();
-      const seconds = (nowMs() - start) / 1000;
-      if (result.entries !== entries) throw new Error(`follower caught up ${result.entries} of ${entries} entries`);
-      await rm(dir, { recursive: true, force: true });
-      return seconds;
-    };
+    const catchUp = (core: Core, storage: SegmentStorage): Promise<number> => timedCatchUp(context.scratch, { storage, db: DB, core }, entries);
     context.log(`follower: ${keys.length} segments, ${(objectBytes / 1048576).toFixed(1)} MiB of objects; catch-up runs`);
     const times = await interleave(runs, {
       plain: plainGet,

@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { nativeCore, ObjectStoreStorage, S3Storage, segmentFileName, Uploader, type SegmentStorage } from '../../ts/index.js';
+import { nativeCore, segmentFileName, Uploader, type SegmentStorage } from '../../ts/index.js';
 import { addTable, MB, type Context } from '../lib/context.js';
-import { CREDENTIALS, REGION, startBenchS3Server } from '../lib/s3-server.js';
+import { benchStorages } from '../lib/replication.js';
+import { startBenchS3Server } from '../lib/s3-server.js';
 import type { Cell } from '../lib/report.js';
 import { deleteObjects, pool, putObject } from '../lib/s3.js';
 import { interleave, median, nowMs, ratioOf, type Summary } from '../lib/stats.js';
@@ -50,8 +51,7 @@ export async function shippingGroup(context: Context): Promise<void> {
   try {
     await server.createBucket(BUCKET);
     const client = server.client();
-    const s3Storage = new S3Storage({ bucket: BUCKET, endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
-    const objectStore = await ObjectStoreStorage.open(`s3://${BUCKET}`, { endpoint: server.endpoint, region: REGION, credentials: CREDENTIALS, forcePathStyle: true });
+    const { s3Storage, objectStore } = await benchStorages(server, BUCKET);
     let runId = 0;
 
     const clearBucket = async () => {

@@ -225,6 +225,22 @@ impl PayloadBatch {
             .zip(self.ends.iter())
             .map(|(start, &end)| &self.bytes[start..end])
     }
+
+    /// The entry payload `payload` becomes at `sequence`: itself, or (with `stamp_sequences`) a
+    /// copy in `stamped` with the sequence in front.
+    fn entry_payload<'a>(
+        &self,
+        stamped: &'a mut Vec<u8>,
+        sequence: u64,
+        payload: &'a [u8],
+    ) -> &'a [u8] {
+        if self.stamp_sequences {
+            stamp_sequence(stamped, sequence, payload);
+            stamped
+        } else {
+            payload
+        }
+    }
 }
 
 impl<P: AsRef<[u8]>> FromIterator<P> for PayloadBatch {
@@ -1065,12 +1081,7 @@ impl WriterLoop {
         self.chunk.clear();
         let mut fits = true;
         for payload in payloads.iter() {
-            let payload = if payloads.stamp_sequences {
-                stamp_sequence(&mut stamped, self.next_seq, payload);
-                &stamped[..]
-            } else {
-                payload
-            };
+            let payload = payloads.entry_payload(&mut stamped, self.next_seq, payload);
             // a rotation syncs the segment: that is the writer thread's work
             if self.segment_full((ENTRY_HEADER_SIZE + payload.len()) as u64) {
                 fits = false;
@@ -1189,12 +1200,7 @@ impl WriterLoop {
                 chain_hashes: Vec::with_capacity(32 * payloads.len()),
             });
             for payload in payloads.iter() {
-                let payload = if payloads.stamp_sequences {
-                    stamp_sequence(&mut stamped, self.next_seq, payload);
-                    &stamped[..]
-                } else {
-                    payload
-                };
+                let payload = payloads.entry_payload(&mut stamped, self.next_seq, payload);
                 let entry_len = (ENTRY_HEADER_SIZE + payload.len()) as u64;
                 if !rotation_blocked && self.segment_full(entry_len) {
                     if !self.sealer.make_room() {
