@@ -113,7 +113,8 @@ describe('graphstream/kuzu parameter mapping, through the journal and Kuzu', () 
       fc.asyncProperty(double, async (value) => {
         const { same, read } = await roundTrip('d', ParamValue.float(value));
         expect(same).toBe(true);
-        expect(read).toEqual(ParamValue.float(value));
+        // Kuzu's binding reads -0.0 back as 0 (both compare equal inside Kuzu, and every replica applies the same entry)
+        expect(read).toEqual(ParamValue.float(Object.is(value, -0) ? 0 : value));
       }),
       { numRuns: PARAM_RUNS },
     );
@@ -187,8 +188,8 @@ describe('graphstream/kuzu parameter mapping, through the journal and Kuzu', () 
       fc.asyncProperty(
         fc.array(int64, { maxLength: 5 }),
         fc.array(fc.array(string, { maxLength: 3 }), { maxLength: 3 }),
-        // Kuzu's binding returns a MAP as an object whose keys end at a NUL character
-        fc.uniqueArray(fc.tuple(string.filter((key) => !key.includes('\u0000')), safeInt), { selector: ([key]) => key, maxLength: 4 }),
+        // Kuzu's binding returns a MAP as an object whose keys end at a NUL character, and sets a key __proto__ as its prototype
+        fc.uniqueArray(fc.tuple(string.filter((key) => !key.includes('\u0000') && key !== '__proto__'), safeInt), { selector: ([key]) => key, maxLength: 4 }),
         fc.record({ x: int64, y: string, z: fc.array(dateText, { minLength: 1, maxLength: 3 }) }),
         fc.array(jsDate, { minLength: 1, maxLength: 3 }),
         async (ints, strings, entries, struct, dates) => {
@@ -217,6 +218,15 @@ describe('graphstream/kuzu parameter mapping, through the journal and Kuzu', () 
     await runEntry(db.connection, throughJournal(`CREATE (:V {id: $id, st: CAST($v AS ${COLUMNS.st})})`, { id, v: value }));
     const rows = await runStatement(db.connection, 'MATCH (n:V) WHERE n.id = $id RETURN CAST(n.st AS STRING) AS s', { id });
     expect(rows[0]!.s).toBe('{x: , y: y, z: [2024-02-29]}');
+  });
+
+  test('a STRUCT field named __proto__ (as JSON.parse makes) is journaled as a field; reading it back through the binding is refused, not misread', async () => {
+    const value = JSON.parse('{"__proto__": 7, "y": "a"}') as KuzuParamInput;
+    const entry = decodeJournalEntry(encodeJournalEntry({ query: 'RETURN $v', params: toParamsInput({ v: value }) }));
+    expect(entry.params).toEqual([['v', ParamValue.map([['__proto__', ParamValue.int(7n)], ['y', ParamValue.string('a')]])]]);
+    const read = Object.create({}) as Record<string, unknown>;
+    read.y = 'a';
+    expect(() => fromKuzuValue(read, 'STRUCT(__proto__ INT64, y STRING)')).toThrow(/drops a field named __proto__/);
   });
 
   test('what Kuzu cannot hold is refused with invalid_argument, naming the parameter', () => {

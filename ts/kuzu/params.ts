@@ -62,7 +62,11 @@ export function toParamInput(value: KuzuParamInput, path = 'value'): ParamInput 
   if (Array.isArray(value)) return value.map((item: KuzuParamInput, i) => toParamInput(item, `${path}[${i}]`));
   if (!isPlainObject(value)) return value as ParamInput; // refused by the encoder, which names the type
   const out: { [key: string]: ParamInput } = {};
-  for (const key of Object.keys(value)) out[key] = toParamInput((value as { readonly [key: string]: KuzuParamInput })[key]!, `${path}.${key}`);
+  for (const key of Object.keys(value)) {
+    const member = toParamInput((value as { readonly [key: string]: KuzuParamInput })[key]!, `${path}.${key}`);
+    // an own property also for a field named __proto__ (JSON.parse makes those), which `out[key] =` would take as the prototype
+    Object.defineProperty(out, key, { value: member, enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
@@ -323,7 +327,13 @@ export function fromKuzuValue(value: unknown, type: string | KuzuType): ParamVal
     }
     case 'struct': {
       const object = value as Record<string, unknown>;
-      return ParamValue.map(parsed.fields.map(([name, fieldType]): [string, ParamValue] => [name, fromKuzuValue(object[name], fieldType)]));
+      return ParamValue.map(
+        parsed.fields.map(([name, fieldType]): [string, ParamValue] => {
+          // the binding sets a field named __proto__ as the object's prototype: the value is gone
+          if (!Object.hasOwn(object, name) && name === '__proto__') notCarried('STRUCT', "Kuzu's Node binding drops a field named __proto__");
+          return [name, fromKuzuValue(object[name], fieldType)];
+        }),
+      );
     }
     case 'scalar':
       break;
