@@ -26,6 +26,9 @@ export interface CypherScan {
 
 const IDENTIFIER_START = /[A-Za-z_]/;
 const IDENTIFIER_PART = /[A-Za-z0-9_]/;
+/** a parameter name's first character and the rest, as Kuzu's lexer has them (Unicode letters too) */
+const PARAM_START = /^[\p{ID_Start}\p{Pc}]/u;
+const PARAM_PART = /^[\p{ID_Continue}\p{Sc}]/u;
 
 function unterminated(what: string, at: number): never {
   throw new GraphstreamError('invalid_argument', `kuzu: query has an unterminated ${what} starting at offset ${at}`);
@@ -83,8 +86,17 @@ export function scanCypher(query: string): CypherScan {
       continue;
     }
     if (c === '$') {
+      // Kuzu's grammar: '$' then digits, or a name (ID_Start or Pc, then ID_Continue or Sc: Unicode letters too)
       const start = i++;
-      while (i < n && IDENTIFIER_PART.test(query[i]!)) i++;
+      if (query[i] === '`') {
+        throw new GraphstreamError('invalid_argument', `kuzu: the parameter at offset ${start} has a quoted name; name parameters with letters, digits and _`);
+      }
+      if (i < n && /\d/.test(query[i]!)) {
+        while (i < n && /\d/.test(query[i]!)) i++;
+      } else if (PARAM_START.test(query.slice(i, i + 2))) {
+        do i += query.codePointAt(i)! > 0xffff ? 2 : 1;
+        while (i < n && PARAM_PART.test(query.slice(i, i + 2)));
+      }
       if (i > start + 1) params.push({ name: query.slice(start + 1, i), start, end: i });
       previousSignificant = '$';
       continue;

@@ -1,13 +1,23 @@
 /**
  * What the Kuzu integration does with a connection: run one statement, run a unit of work in an
  * explicit transaction, and keep the journal position the database holds in a small meta table
- * (`_graphstream_meta`, one row: the last sequence applied and the chain hash after it), written
- * inside the same transaction as the entry it records. Kuzu's and LadybugDB's `Connection` both
- * fit `KuzuConnection`; nothing here loads either package.
+ * (`_graphstream_meta`, one row, created when the leader or replay opens: the last sequence
+ * applied and the chain hash after it), written inside the same transaction as the entry it
+ * records. Kuzu's and LadybugDB's `Connection` both fit `KuzuConnection`; nothing here loads
+ * either package.
+ *
+ * Statements run through prepared statements kept per connection and query text (at most
+ * `PREPARED_PER_CONNECTION`, least recently used dropped first). Kuzu parses a statement only
+ * when it is prepared and binds and plans it again at every execution, so a reused prepared
+ * statement sees the current schema; each `prepare()` also stays allocated inside the
+ * connection until it closes (about 11 KB each, measured), so preparing once per text is what
+ * keeps a long-running leader or replica from growing. A prepared statement keeps the values of
+ * its previous execution for parameters not passed again: `runStatement` binds every parameter
+ * the query refers to (a missing one as NULL, as a freshly prepared statement would).
  */
 import { GraphstreamError } from './root.js';
 import type { ParamValue } from '../payload/params.js';
-import { checkReplayable } from './cypher.js';
+import { checkReplayable, scanCypher } from './cypher.js';
 import { bindForKuzu, type KuzuBound } from './params.js';
 
 /** A prepared statement of Kuzu's Node API. */
@@ -70,20 +80,72 @@ async function rowsOf(result: KuzuQueryResult | KuzuQueryResult[]): Promise<Reco
   return rows;
 }
 
-/** Runs one statement with bound values; a Kuzu failure becomes `invalid_argument` with its message. */
-export async function runStatement(connection: KuzuConnection, query: string, values: Record<string, KuzuBound>): Promise<Record<string, unknown>[]> {
-  let prepared: KuzuPreparedStatement;
-  try {
-    prepared = await connection.prepare(query);
-  } catch (err) {
-    throw kuzuError(err, 'preparing the statement');
+/** At most this many prepared statements are kept per connection (the least recently used are dropped). */
+export const PREPARED_PER_CONNECTION = 256;
+
+interface Prepared {
+  statement: KuzuPreparedStatement;
+  /** the parameters the query refers to, each bound at every execution */
+  params: readonly string[];
+}
+
+const statementCaches = new WeakMap<KuzuConnection, Map<string, Promise<Prepared>>>();
+
+/** The connection's prepared statement for `query`, prepared on first use (a failed prepare is not kept). */
+function prepared(connection: KuzuConnection, query: string): Promise<Prepared> {
+  let cache = statementCaches.get(connection);
+  if (cache === undefined) {
+    cache = new Map();
+    statementCaches.set(connection, cache);
   }
-  if (!prepared.isSuccess()) throw new GraphstreamError('invalid_argument', `kuzu: ${prepared.getErrorMessage()}`);
-  try {
-    return await rowsOf(await connection.execute(prepared, values));
-  } catch (err) {
-    throw kuzuError(err, 'executing the statement');
+  const kept = cache.get(query);
+  if (kept !== undefined) {
+    // most recently used last
+    cache.delete(query);
+    cache.set(query, kept);
+    return kept;
   }
+  const params = [...new Set(scanCypher(query).params.map((ref) => ref.name))];
+  const making = (async (): Promise<Prepared> => {
+    let statement: KuzuPreparedStatement;
+    try {
+      statement = await connection.prepare(query);
+    } catch (err) {
+      throw kuzuError(err, 'preparing the statement');
+    }
+    if (!statement.isSuccess()) throw new GraphstreamError('invalid_argument', `kuzu: ${statement.getErrorMessage()}`);
+    return { statement, params };
+  })();
+  const owner = cache;
+  owner.set(query, making);
+  making.catch(() => {
+    if (owner.get(query) === making) owner.delete(query);
+  });
+  if (owner.size > PREPARED_PER_CONNECTION) owner.delete(owner.keys().next().value!);
+  return making;
+}
+
+async function execute(connection: KuzuConnection, query: string, values: Record<string, KuzuBound>, what: string): Promise<Record<string, unknown>[]> {
+  const { statement, params } = await prepared(connection, query);
+  let bound = values;
+  for (const name of params) {
+    if (Object.hasOwn(values, name)) continue;
+    if (bound === values) bound = { ...values };
+    Object.defineProperty(bound, name, { value: null, enumerable: true, writable: true, configurable: true });
+  }
+  try {
+    return await rowsOf(await connection.execute(statement, bound));
+  } catch (err) {
+    throw kuzuError(err, what);
+  }
+}
+
+/**
+ * Runs one statement with bound values (a parameter the query refers to but `values` lacks is
+ * bound as NULL); a Kuzu failure becomes `invalid_argument` with its message.
+ */
+export function runStatement(connection: KuzuConnection, query: string, values: Record<string, KuzuBound>): Promise<Record<string, unknown>[]> {
+  return execute(connection, query, values, 'executing the statement');
 }
 
 /**
@@ -92,11 +154,7 @@ export async function runStatement(connection: KuzuConnection, query: string, va
  * outlives its database.
  */
 export async function control(connection: KuzuConnection, statement: string): Promise<void> {
-  try {
-    await rowsOf(await connection.query(statement));
-  } catch (err) {
-    throw kuzuError(err, statement);
-  }
+  await execute(connection, statement, {}, statement);
 }
 
 /** Runs a journal entry (its query and typed parameters) as Kuzu binds it. */
@@ -106,46 +164,34 @@ export function runEntry(connection: KuzuConnection, entry: KuzuEntry): Promise<
   return runStatement(connection, statement.query, statement.values);
 }
 
-/** Creates the meta table when the database has none (in a transaction of its own). */
+/**
+ * Creates the meta table and its one row (sequence 0, the zero hash) when the database has
+ * none, each in a transaction of its own. Every position update finds that row.
+ */
 export async function ensureMetaTable(connection: KuzuConnection): Promise<void> {
   await control(connection, `CREATE NODE TABLE IF NOT EXISTS ${META_TABLE}(id INT64 PRIMARY KEY, seq INT64, hash STRING)`);
+  await control(connection, `MERGE (m:${META_TABLE} {id: 0}) ON CREATE SET m.seq = 0, m.hash = '${ZERO_HASH.toString('hex')}'`);
 }
 
 /** The position the database recorded; sequence 0 and the zero hash when it recorded none. */
 export async function readPosition(connection: KuzuConnection): Promise<KuzuPosition> {
-  const rows = await runStatement(connection, `MATCH (m:${META_TABLE}) WHERE m.id = 0 RETURN CAST(m.seq AS STRING) AS seq, m.hash AS hash`, {});
-  const row = rows[0];
-  if (row === undefined) return { sequence: 0, chainHash: ZERO_HASH };
+  const rows = await runStatement(connection, `MATCH (m:${META_TABLE}) RETURN m.id AS id, CAST(m.seq AS STRING) AS seq, m.hash AS hash`, {});
+  if (rows.length === 0) return { sequence: 0, chainHash: ZERO_HASH };
+  const row = rows[0]!;
   const sequence = Number(row.seq);
   const hash = row.hash;
-  if (!Number.isSafeInteger(sequence) || sequence < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
-    throw new GraphstreamError('corrupt', `kuzu: ${META_TABLE} holds ${JSON.stringify(row)}, not a sequence and a ${HASH_SIZE}-byte chain hash`);
+  if (rows.length > 1 || row.id !== 0 || !Number.isSafeInteger(sequence) || sequence < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
+    throw new GraphstreamError('corrupt', `kuzu: ${META_TABLE} holds ${JSON.stringify(rows)}, not one row with a sequence and a ${HASH_SIZE}-byte chain hash`);
   }
   return { sequence, chainHash: Buffer.from(hash, 'hex') };
 }
 
-const WRITE_POSITION = `MERGE (m:${META_TABLE} {id: 0}) SET m.seq = $seq, m.hash = $hash`;
-/** the meta update, prepared once per connection (it runs with every entry) */
-const preparedPositions = new WeakMap<KuzuConnection, Promise<KuzuPreparedStatement>>();
+/** The meta update: the table holds one row (ensureMetaTable), so a scan finds it; cheaper for Kuzu than a primary-key MERGE. */
+const WRITE_POSITION = `MATCH (m:${META_TABLE}) SET m.seq = $seq, m.hash = $hash`;
 
-/** Records the position, inside the caller's transaction. */
+/** Records the position, inside the caller's transaction (ensureMetaTable ran on this database). */
 export async function writePosition(connection: KuzuConnection, position: KuzuPosition): Promise<void> {
-  let prepared = preparedPositions.get(connection);
-  if (prepared === undefined) {
-    prepared = connection.prepare(WRITE_POSITION);
-    preparedPositions.set(connection, prepared);
-    prepared.catch(() => preparedPositions.delete(connection));
-  }
-  const statement = await prepared;
-  if (!statement.isSuccess()) {
-    preparedPositions.delete(connection);
-    throw new GraphstreamError('invalid_argument', `kuzu: ${statement.getErrorMessage()}`);
-  }
-  try {
-    await rowsOf(await connection.execute(statement, { seq: position.sequence, hash: position.chainHash.toString('hex') }));
-  } catch (err) {
-    throw kuzuError(err, 'recording the journal position');
-  }
+  await execute(connection, WRITE_POSITION, { seq: position.sequence, hash: position.chainHash.toString('hex') }, 'recording the journal position');
 }
 
 /**
