@@ -4,6 +4,9 @@
  * compares equal inside Kuzu to the same value bound again, and reads back (fromKuzuValue) as the
  * ParamValue it was, exactly where Kuzu's Node binding returns it exactly. Values Kuzu cannot hold
  * are refused with invalid_argument before anything runs.
+ *
+ * The properties run from a fresh fast-check seed each time; a failure prints fast-check's
+ * `{ seed, path }`. Rerun with that seed: GRAPHSTREAM_FC_SEED=<seed> npx vitest run __test__/kuzu-params.test.ts
  */
 import fc from 'fast-check';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,6 +20,8 @@ import { bindForKuzu, formatDuration, fromKuzuValue, kuzuMap, parseDuration, par
 import { ParamValue } from '../ts/payload/params.js';
 import { decodeJournalEntry, encodeJournalEntry } from '../ts/payload/payload.js';
 import { openDatabase, type OpenDatabase } from './helpers/kuzu.js';
+
+if (process.env.GRAPHSTREAM_FC_SEED !== undefined) fc.configureGlobal({ seed: Number(process.env.GRAPHSTREAM_FC_SEED) });
 
 let dir: string;
 let db: OpenDatabase;
