@@ -231,6 +231,38 @@ describe.each(backends)('SegmentStorage contract: $name', (backend) => {
     expect(Buffer.from((await second.get(segmentKey(9)))!)).toEqual(Buffer.from(firstBytes));
   });
 
+  it('metadata is stored with the object and head reads it back (lowercase keys); a refused put leaves it as it was', async () => {
+    const location = await backend.fresh();
+    const first = await location.open();
+    const second = await location.open();
+    const metadata = { 'graphstream-plaintext-sha256': 'ab'.repeat(32), 'graphstream-last-seq': '42' };
+    const payload = randomBytes(1_000);
+    expect(await first.head!(segmentKey(3))).toBeNull();
+    await first.put(segmentKey(3), payload, { ifNoneMatch: '*', metadata });
+    const head = (await second.head!(segmentKey(3)))!;
+    expect(head).toMatchObject({ size: 1_000, metadata });
+    expect(Object.keys(head.metadata).sort()).toEqual(Object.keys(metadata).sort());
+    await expectGraphstreamError(second.put(segmentKey(3), randomBytes(1_000), { ifNoneMatch: '*', metadata: { 'graphstream-last-seq': '7' } }), 'conflict');
+    expect((await first.head!(segmentKey(3)))!.metadata).toEqual(metadata);
+    expect(Buffer.from((await first.get(segmentKey(3)))!)).toEqual(payload);
+    // a put without metadata stores none; metadata files are no keys
+    await first.put(segmentKey(4), payload, { ifNoneMatch: '*' });
+    expect((await first.head!(segmentKey(4)))!.metadata).toEqual({});
+    expect(await second.list('wal/')).toEqual([segmentKey(3), segmentKey(4)]);
+    await first.delete(segmentKey(3));
+    expect(await second.head!(segmentKey(3))).toBeNull();
+    await second.put(segmentKey(3), payload, { ifNoneMatch: '*' });
+    expect((await first.head!(segmentKey(3)))!.metadata).toEqual({});
+  });
+
+  it('metadata a backend could not store as given is invalid_argument, and nothing is stored', async () => {
+    const storage = await (await backend.fresh()).open();
+    for (const metadata of [{ 'Upper-Case': 'x' } as Record<string, string>, { 'graphstream-x': 'caf\u00e9' }, { 'graphstream-x': ' padded' }, { 'graphstream-x': 'x'.repeat(2100) }]) {
+      await expectGraphstreamError(storage.put(segmentKey(6), bytes('x'), { ifNoneMatch: '*', metadata }), 'invalid_argument');
+    }
+    expect(await storage.get(segmentKey(6))).toBeNull();
+  });
+
   it('getWithETag gives the ETag of the version a put stored; missing is null', async () => {
     const storage = await (await backend.fresh()).open();
     expect(await storage.getWithETag!(segmentKey(1))).toBeNull();
@@ -621,6 +653,11 @@ describe.each(s3Servers)('S3 backends share one layout ($server)', (server) => {
     expect(new TextDecoder().decode((await native.get(segmentKey(1)))!)).toBe('from sdk');
     await expectGraphstreamError(native.put(segmentKey(1), bytes('other'), { ifNoneMatch: '*' }), 'conflict');
     await expectGraphstreamError(sdk.put(segmentKey(2), bytes('other'), { ifNoneMatch: '*' }), 'conflict');
+    // metadata one client put, the other reads
+    await sdk.put(segmentKey(3), bytes('meta'), { metadata: { 'graphstream-last-seq': '3' } });
+    await native.put(segmentKey(4), bytes('meta'), { metadata: { 'graphstream-last-seq': '4' } });
+    expect((await native.head!(segmentKey(3)))!.metadata).toEqual({ 'graphstream-last-seq': '3' });
+    expect((await sdk.head!(segmentKey(4)))!.metadata).toEqual({ 'graphstream-last-seq': '4' });
   });
 
   it('S3Storage follows continuation tokens with small pages', async () => {
@@ -737,6 +774,25 @@ describe('bad locations and keys', () => {
     await expectGraphstreamError(storage.put('a/b', bytes('y'), { ifNoneMatch: '*' }), 'conflict');
     expect(await readdir(join(dir, 'store', 'a'))).toEqual(['b']);
     expect(await readdir(dir)).toEqual(['store']);
+  });
+
+  it('LocalStorage and ObjectStoreStorage file:// keep metadata in the same sidecars, named by the bytes they describe', async () => {
+    const dir = await scratchDir();
+    const local = new LocalStorage(dir);
+    const native = track(await openStorage(pathToFileURL(dir).href, { backend: 'object_store' }));
+    await local.put('a/one', bytes('one'), { ifNoneMatch: '*', metadata: { 'graphstream-last-seq': '1' } });
+    await native.put('a/two', bytes('two'), { ifNoneMatch: '*', metadata: { 'graphstream-last-seq': '2' } });
+    expect((await native.head!('a/one'))!.metadata).toEqual({ 'graphstream-last-seq': '1' });
+    expect((await local.head!('a/two'))!.metadata).toEqual({ 'graphstream-last-seq': '2' });
+    expect(await native.list('a/')).toEqual(['a/one', 'a/two']);
+    expect(await local.list('a/')).toEqual(['a/one', 'a/two']);
+    // a sidecar of other bytes (a put that crashed before its link) describes nothing here
+    const sidecars = (await readdir(join(dir, 'a'))).filter((name) => name.startsWith('.graphstream-meta-'));
+    expect(sidecars).toHaveLength(2);
+    await local.delete('a/one');
+    await native.put('a/one', bytes('ONE'), { ifNoneMatch: '*' });
+    expect((await local.head!('a/one'))!.metadata).toEqual({});
+    await expectGraphstreamError(local.put('.graphstream-meta-x', bytes('x')), 'invalid_argument');
   });
 
   it('MemoryStorage copies bytes in and out', async () => {

@@ -90,6 +90,12 @@ async function waitUntilAnswering(name: S3ServerName, endpoint: string, child: C
   throw new Error(`${name} at ${endpoint} did not answer within ${STARTUP_TIMEOUT_MS} ms:\n${output()}`);
 }
 
+/** Whether the filesystem of `dir` refuses user extended attributes (asked through python3, which moto needs anyway). */
+function xattrsMissing(dir: string): boolean {
+  const probe = spawnSync('python3', ['-c', 'import os,sys; p=sys.argv[1]; os.setxattr(p, "user.graphstream-probe", b"1"); os.removexattr(p, "user.graphstream-probe")', dir], { encoding: 'utf8' });
+  return probe.error === undefined && probe.status !== 0;
+}
+
 /**
  * Starts `name` on a free loopback port. moto accepts any credentials; versitygw accepts only
  * `credentials` (its root user). versitygw's data directory is removed when it stops.
@@ -99,13 +105,19 @@ export async function startS3Server(name: S3ServerName, credentials: S3Credentia
   const endpoint = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
   let dataDir: string | undefined;
+  let metaDir: string | undefined;
   if (name === 'moto') {
     requireMoto();
     child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     requireVersitygw();
     dataDir = mkdtempSync(join(tmpdir(), 'graphstream-versitygw-'));
-    child = spawn(VERSITYGW_BIN, ['--port', `127.0.0.1:${port}`, '--quiet', 'posix', dataDir], {
+    // The posix backend keeps object metadata (x-amz-meta-*, which the Uploader's encrypted
+    // objects carry) in user extended attributes, and refuses to start where the filesystem has
+    // none ("xattr check failed", e.g. an old tmpfs): metadata then goes to its sidecar directory.
+    if (xattrsMissing(dataDir)) metaDir = mkdtempSync(join(tmpdir(), 'graphstream-versitygw-meta-'));
+    const sidecar = metaDir === undefined ? [] : ['--sidecar', metaDir];
+    child = spawn(VERSITYGW_BIN, ['--port', `127.0.0.1:${port}`, '--quiet', 'posix', ...sidecar, dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ROOT_ACCESS_KEY: credentials.accessKeyId, ROOT_SECRET_KEY: credentials.secretAccessKey },
     });
@@ -118,7 +130,7 @@ export async function startS3Server(name: S3ServerName, credentials: S3Credentia
   child.stderr?.on('data', keepTail);
   const stopAndClean = async () => {
     await stop(child);
-    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+    for (const dir of [dataDir, metaDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitUntilAnswering(name, endpoint, child, () => output);

@@ -46,7 +46,7 @@ export {
   type SegmentReadCore,
   type RecoveredJournalState,
 } from './journal/recovery.js';
-export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './storage/types.js';
+export type { GetOptions, ListOptions, ObjectHead, ObjectMetadata, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './storage/types.js';
 export {
   LocalStorage,
   MemoryStorage,

@@ -7,7 +7,7 @@
 //! error's `RetryHint`); its message says the same for people: ` (retryable; HTTP 503)`,
 //! ` (retryable)` or ` (not retryable; HTTP 403)`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    GetResult, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
-    UpdateVersion,
+    Attribute, Attributes, GetOptions, GetResult, GetResultPayload, ObjectStore, PutMode,
+    PutOptions, PutPayload, RetryConfig, UpdateVersion,
 };
 use url::Url;
 
@@ -227,6 +227,94 @@ pub enum PutCondition {
     Match(String),
 }
 
+/// User metadata of an object (`x-amz-meta-*` on S3): lowercase keys, printable ASCII values;
+/// ts/storage/bytes.ts checks them before they get here.
+pub type Metadata = BTreeMap<String, String>;
+
+/// An object's size, ETag and metadata, without its bytes (`Store::head`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// Sidecar files of a `file://` store (ts/storage/local.ts has the same): an object's metadata
+/// is in `.graphstream-meta-{16 hex of SHA-256(file name)}-{32 hex of SHA-256(its bytes)}`,
+/// JSON `{"key":…,"metadata":{…}}`, written durably before the object is put, and naming the
+/// very bytes it describes.
+const META_PREFIX: &str = ".graphstream-meta-";
+
+fn sidecar_stem(name: &str) -> String {
+    let digest = crate::format::hex(&crate::format::sha256(name.as_bytes()));
+    format!("{META_PREFIX}{}-", &digest[..16])
+}
+
+fn sidecar_path(object: &std::path::Path, bytes: &[u8]) -> PathBuf {
+    let name = object
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let digest = crate::format::hex(&crate::format::sha256(bytes));
+    object.with_file_name(format!("{}{}", sidecar_stem(&name), &digest[..32]))
+}
+
+/// Writes `text` to `path` durably: temp file, fsync, rename, directory fsync. Blocking.
+fn write_durably(path: &std::path::Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The metadata the sidecar of `bytes` at `key` holds (empty without one). Blocking.
+fn read_sidecar(object: &std::path::Path, key: &str, bytes: &[u8]) -> Metadata {
+    let Ok(text) = std::fs::read(sidecar_path(object, bytes)) else {
+        return Metadata::new();
+    };
+    let Ok(serde_json::Value::Object(stored)) = serde_json::from_slice(&text) else {
+        return Metadata::new();
+    };
+    if stored.get("key").and_then(|k| k.as_str()) != Some(key) {
+        return Metadata::new();
+    }
+    match stored.get("metadata") {
+        Some(serde_json::Value::Object(entries)) => entries
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+        _ => Metadata::new(),
+    }
+}
+
+/// Removes the sidecars of `object` except `keep` (best effort). Blocking.
+fn remove_sidecars(object: &std::path::Path, keep: Option<&std::path::Path>) {
+    let (Some(dir), Some(name)) = (object.parent(), object.file_name()) else {
+        return;
+    };
+    let stem = sidecar_stem(&name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(&stem) && Some(path.as_path()) != keep {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// What a put did (`Store::put`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -289,18 +377,77 @@ impl Store {
         blocking(move || inside_root(&root, &key, &description)).await
     }
 
-    /// Stores `bytes` at `key`, as `condition` allows. `Create`: an existing identical object is
-    /// a no-op (created false) and different bytes are a `conflict`; the stored object is never
-    /// replaced. `Match(etag)`: only the object with that ETag is replaced; any other, or none, is
-    /// a `conflict`.
+    /// The file of `key` in a `file://` store (None for other stores).
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(key))
+    }
+
+    /// Stores `bytes` at `key` with `metadata`, as `condition` allows. `Create`: an existing
+    /// identical object is a no-op (created false) and different bytes are a `conflict`; the
+    /// stored object is never replaced. `Match(etag)`: only the object with that ETag is
+    /// replaced; any other, or none, is a `conflict`. The metadata goes with the request
+    /// (`x-amz-meta-*` on S3); a `file://` store writes it to a sidecar first.
     pub async fn put(
         &self,
         key: String,
         bytes: bytes::Bytes,
         condition: PutCondition,
+        metadata: Metadata,
     ) -> Result<Stored> {
         let path = self.path(&key)?;
         self.check_inside(&key).await?;
+        let mut attributes = Attributes::new();
+        let mut sidecar = None;
+        if !metadata.is_empty() {
+            match self.local_file(&key) {
+                Some(file) => {
+                    let written = sidecar_path(&file, &bytes);
+                    let text = serde_json::json!({ "key": key, "metadata": metadata }).to_string();
+                    let target = written.clone();
+                    blocking(move || {
+                        write_durably(&target, text.as_bytes()).map_err(|err| {
+                            Error::io(&format!("writing the metadata {}", target.display()), err)
+                        })
+                    })
+                    .await?;
+                    sidecar = Some((file, written));
+                }
+                None => {
+                    for (name, value) in metadata {
+                        attributes.insert(Attribute::Metadata(name.into()), value.into());
+                    }
+                }
+            }
+        }
+        let result = self
+            .put_with(&key, &path, bytes, condition, attributes)
+            .await;
+        if let Some((file, written)) = sidecar {
+            // stored: other sidecars describe bytes no longer there; refused or failed: this
+            // sidecar describes bytes that were not stored
+            let stored = result.is_ok();
+            blocking(move || {
+                if stored {
+                    remove_sidecars(&file, Some(&written));
+                } else {
+                    let _ = std::fs::remove_file(&written);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        result
+    }
+
+    async fn put_with(
+        &self,
+        key: &str,
+        path: &Path,
+        bytes: bytes::Bytes,
+        condition: PutCondition,
+        attributes: Attributes,
+    ) -> Result<Stored> {
+        let key = key.to_string();
         let mode = match &condition {
             PutCondition::None => PutMode::Overwrite,
             PutCondition::Create => PutMode::Create,
@@ -311,11 +458,12 @@ impl Store {
         };
         let options = PutOptions {
             mode,
+            attributes,
             ..PutOptions::default()
         };
         let err = match self
             .store
-            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
+            .put_opts(path, PutPayload::from_bytes(bytes.clone()), options)
             .await
         {
             Ok(result) => {
@@ -403,6 +551,50 @@ impl Store {
             ));
         }
         Ok(Some(result))
+    }
+
+    /// The object's size, ETag and metadata, or None when there is no object. A `file://`
+    /// store reads the object to find the sidecar of its bytes.
+    pub async fn head(&self, key: String) -> Result<Option<Head>> {
+        let path = self.path(&key)?;
+        self.check_inside(&key).await?;
+        if let Some(file) = self.local_file(&key) {
+            let Some((bytes, etag)) = self.get_with_etag(key.clone()).await? else {
+                return Ok(None);
+            };
+            let size = bytes.len() as u64;
+            let metadata = blocking(move || Ok(read_sidecar(&file, &key, &bytes))).await?;
+            return Ok(Some(Head {
+                size,
+                etag,
+                metadata,
+            }));
+        }
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(&path, options).await {
+            Ok(result) => {
+                let metadata = result
+                    .attributes
+                    .iter()
+                    .filter_map(|(attribute, value)| match attribute {
+                        Attribute::Metadata(name) => {
+                            Some((name.to_ascii_lowercase(), value.to_string()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Some(Head {
+                    size: result.meta.size,
+                    etag: result.meta.e_tag,
+                    metadata,
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(map_error("head", &self.description, &key, err)),
+        }
     }
 
     /// The object's bytes and its ETag (None when the store gives none), or None when there is
@@ -549,6 +741,13 @@ impl Store {
             .filter(|key| start_after.as_ref().is_none_or(|after| key > after))
             .collect();
         if let Some(root) = self.local_root.clone() {
+            // metadata sidecars are no objects
+            keys.retain(|key| {
+                !key.rsplit('/')
+                    .next()
+                    .unwrap_or(key)
+                    .starts_with(META_PREFIX)
+            });
             // object_store's listing follows symbolic links: leave out what lies outside the root
             let description = self.description.clone();
             keys = blocking(move || {
@@ -580,9 +779,17 @@ impl Store {
         let path = self.path(&key)?;
         self.check_inside(&key).await?;
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(map_error("delete", &self.description, &key, err)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(map_error("delete", &self.description, &key, err)),
         }
+        if let Some(file) = self.local_file(&key) {
+            blocking(move || {
+                remove_sidecars(&file, None);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -785,10 +992,15 @@ mod tests {
         block_on(async {
             let store = open("memory://", HashMap::new()).await.unwrap();
             let one = bytes::Bytes::from_static(b"one");
-            let created = store.put("a/k".into(), one.clone(), PutCondition::Create);
+            let created = store.put(
+                "a/k".into(),
+                one.clone(),
+                PutCondition::Create,
+                Metadata::new(),
+            );
             let first = created.await.unwrap();
             assert!(first.created);
-            let again = store.put("a/k".into(), one, PutCondition::Create);
+            let again = store.put("a/k".into(), one, PutCondition::Create, Metadata::new());
             assert_eq!(
                 again.await.unwrap(),
                 Stored {
@@ -798,7 +1010,7 @@ mod tests {
             );
             let two = bytes::Bytes::from_static(b"two");
             let err = store
-                .put("a/k".into(), two, PutCondition::Create)
+                .put("a/k".into(), two, PutCondition::Create, Metadata::new())
                 .await
                 .unwrap_err();
             assert_eq!(err.code, ErrorCode::Conflict);
@@ -812,7 +1024,12 @@ mod tests {
         block_on(async {
             let store = open("memory://", HashMap::new()).await.unwrap();
             let put = |bytes: &'static [u8], condition| {
-                store.put("k".into(), bytes::Bytes::from_static(bytes), condition)
+                store.put(
+                    "k".into(),
+                    bytes::Bytes::from_static(bytes),
+                    condition,
+                    Metadata::new(),
+                )
             };
             let missing = put(b"x", PutCondition::Match("\"1\"".into())).await;
             assert_eq!(missing.unwrap_err().code, ErrorCode::Conflict);
@@ -827,6 +1044,42 @@ mod tests {
             assert_eq!(stale.unwrap_err().code, ErrorCode::Conflict);
             let (bytes, _) = store.get_with_etag("k".into()).await.unwrap().unwrap();
             assert_eq!(bytes.as_ref(), b"two");
+        });
+    }
+
+    #[test]
+    fn metadata_is_stored_with_the_object_and_read_by_head() {
+        block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let url = Url::from_directory_path(dir.path()).unwrap();
+            for store in [
+                open("memory://", HashMap::new()).await.unwrap(),
+                open(url.as_str(), HashMap::new()).await.unwrap(),
+            ] {
+                let metadata: Metadata = [("graphstream-x".to_string(), "1".to_string())].into();
+                let one = bytes::Bytes::from_static(b"one");
+                let put = store.put("d/k".into(), one, PutCondition::Create, metadata.clone());
+                assert!(put.await.unwrap().created);
+                let head = store.head("d/k".into()).await.unwrap().unwrap();
+                assert_eq!((head.size, &head.metadata), (3, &metadata));
+                // a refused put leaves the object's metadata as it was
+                let other: Metadata = [("graphstream-x".to_string(), "2".to_string())].into();
+                let two = bytes::Bytes::from_static(b"two");
+                let refused = store.put("d/k".into(), two, PutCondition::Create, other);
+                assert_eq!(refused.await.unwrap_err().code, ErrorCode::Conflict);
+                let head = store.head("d/k".into()).await.unwrap().unwrap();
+                assert_eq!(head.metadata, metadata);
+                assert_eq!(store.list("d/".into(), None).await.unwrap(), ["d/k"]);
+                let plain = bytes::Bytes::from_static(b"plain");
+                let put = store.put("d/p".into(), plain, PutCondition::Create, Metadata::new());
+                put.await.unwrap();
+                let head = store.head("d/p".into()).await.unwrap().unwrap();
+                assert!(head.metadata.is_empty());
+                store.delete("d/k".into()).await.unwrap();
+                assert_eq!(store.head("d/k".into()).await.unwrap(), None);
+            }
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("d")).unwrap().collect();
+            assert_eq!(left.len(), 1, "only d/p is left, no sidecar");
         });
     }
 
@@ -880,7 +1133,12 @@ mod tests {
             assert!(local.description.ends_with('/'));
             let bytes = bytes::Bytes::from_static(b"x");
             let err = local
-                .put("link/new".into(), bytes, PutCondition::None)
+                .put(
+                    "link/new".into(),
+                    bytes,
+                    PutCondition::None,
+                    Metadata::new(),
+                )
                 .await;
             assert_eq!(err.unwrap_err().code, ErrorCode::InvalidArgument);
             let err = local.get_with_etag("link/secret".into()).await.unwrap_err();

@@ -46,9 +46,12 @@ export declare class NativeObjectStore {
    * replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
    * is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
    * until the promise settles. `cancel` (from `cancellation()`) drops the request when it is
-   * cancelled, even once sent: the promise then rejects with `closed`.
+   * cancelled, even once sent: the promise then rejects with `closed`. `metadata` is stored
+   * with the object (`x-amz-meta-*`; a `file://` store's sidecar).
    */
-  put(key: string, bytes: Buffer, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeStored>
+  put(key: string, bytes: Buffer, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null, metadata?: Record<string, string> | undefined | null): Promise<NativeStored>
+  /** The object's size, ETag and metadata, or null when there is none. */
+  head(key: string): Promise<NativeHead | null>
   /** A new switch for cancelling requests (`put`'s `cancel`). */
   cancellation(): NativeCancel
   /** The object's bytes and ETag, or null when there is none. */
@@ -79,10 +82,10 @@ export declare class NativeStagedFile {
   /** SHA-256 of the bytes, lowercase hex. */
   get sha256(): string
   /**
-   * Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` included); may be
-   * called again (a retry).
+   * Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` and `metadata`
+   * included); may be called again (a retry).
    */
-  put(key: string, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeStored>
+  put(key: string, createOnly: boolean, ifMatch?: string | undefined | null, cancel?: NativeCancel | undefined | null, metadata?: Record<string, string> | undefined | null): Promise<NativeStored>
   /** Frees the bytes now rather than when the object is garbage-collected. */
   release(): void
 }
@@ -182,6 +185,15 @@ export interface HeaderInit {
   bodyChecksum?: Buffer
   prevSegmentChecksum?: bigint
   createdMs?: number | bigint
+}
+
+/** An object's size, ETag and metadata (`NativeObjectStore.head`). */
+export interface NativeHead {
+  size: number
+  /** null when the store gives none */
+  etag?: string
+  /** lowercase keys */
+  metadata: Record<string, string>
 }
 
 /** What a put did: `created` false when create-only found the same bytes already stored. */

@@ -24,8 +24,30 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Buffer.from(digest).toString('hex');
 }
 
-/** Rejects PutOptions no backend can honor: ifMatch with ifNoneMatch, or an ifMatch that is no ETag. */
+/** S3's limit on the user metadata of an object (keys and values, in bytes). */
+export const MAX_METADATA_BYTES = 2048;
+const METADATA_KEY = /^[a-z0-9][a-z0-9-]*$/;
+const METADATA_VALUE = /^[\x20-\x7e]*$/;
+
+/** Rejects metadata some backend could not store as given (see PutOptions.metadata). */
+function checkMetadata(metadata: unknown, object: string): void {
+  if (metadata === undefined) return;
+  const invalid = (why: string) => new GraphstreamError('invalid_argument', `put ${object}: metadata ${why}`);
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw invalid('must be an object of strings');
+  let bytes = 0;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (!METADATA_KEY.test(key)) throw invalid(`key ${JSON.stringify(key)} is not lowercase [a-z0-9-] (S3 folds metadata keys to lowercase)`);
+    if (typeof value !== 'string' || !METADATA_VALUE.test(value) || value.trim() !== value) {
+      throw invalid(`value of ${key} must be printable ASCII without surrounding spaces`);
+    }
+    bytes += key.length + value.length;
+  }
+  if (bytes > MAX_METADATA_BYTES) throw invalid(`is ${bytes} bytes, more than the ${MAX_METADATA_BYTES} allowed`);
+}
+
+/** Rejects PutOptions no backend can honor: ifMatch with ifNoneMatch, an ifMatch that is no ETag, metadata it could not store. */
 export function checkPutConditions(options: PutOptions | undefined, object: string): void {
+  checkMetadata(options?.metadata, object);
   const ifMatch = options?.ifMatch;
   if (ifMatch === undefined) return;
   if (typeof ifMatch !== 'string' || ifMatch === '') {

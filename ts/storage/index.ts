@@ -18,7 +18,7 @@ import { ObjectStoreStorage } from './object-store.js';
 import { S3Storage, s3SdkInstalled, type S3Credentials } from './s3.js';
 import type { SegmentStorage } from './types.js';
 
-export type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
+export type { GetOptions, ListOptions, ObjectHead, ObjectMetadata, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
 export { LocalStorage } from './local.js';
 export { MemoryStorage } from './memory.js';
 export { ObjectStoreStorage, type ObjectStoreStorageOptions } from './object-store.js';

@@ -6,19 +6,40 @@
  * one process at a time can create (O_EXCL), so two processes cannot both replace the same version;
  * an object's ETag is the SHA-256 of its bytes, which any process computes from the file. A symbolic link under the directory is followed only when it
  * leads to a place inside it: no operation reads, writes or lists outside the directory.
+ *
+ * Metadata (PutOptions.metadata) lives in a sidecar file beside the object,
+ * `.graphstream-meta-{16 hex of SHA-256(file name)}-{32 hex of SHA-256(object bytes)}`, JSON
+ * `{"key":…,"metadata":{…}}`, written durably (temp file, fsync, rename, directory fsync) before
+ * the object is linked into place: an object is never visible before its metadata is durable.
+ * Naming it by the object's bytes ties it to exactly those bytes: a sidecar left by a put that
+ * crashed before its link, or that lost a create-only race to another writer, never describes
+ * another writer's object (extended attributes would be atomic too, but Node has no API for them
+ * and not every filesystem keeps them; ObjectStoreStorage's file:// stores use the same sidecars).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readFileInto, syncDirectory } from '../journal/durable-fs.js';
+import { readFileInto, replaceFileAtomically, syncDirectory } from '../journal/durable-fs.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
-import { checkBody, checkPutConditions, compareKeys, contentETag, preconditionFailed, sameBytes } from './bytes.js';
+import { checkBody, checkPutConditions, compareKeys, contentETag, preconditionFailed, sameBytes, sha256Hex } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, VersionedObject } from './types.js';
+import type { GetOptions, ListOptions, ObjectHead, ObjectMetadata, PutOptions, PutResult, SegmentStorage, VersionedObject } from './types.js';
 
 const TEMP_PREFIX = '.graphstream-tmp-';
+/** sidecar files holding an object's metadata (see the module comment): never keys, never listed */
+const META_PREFIX = '.graphstream-meta-';
+
+/** The sidecars of the object named `name` (a file name) start with this. */
+function sidecarStem(name: string): string {
+  return `${META_PREFIX}${createHash('sha256').update(name).digest('hex').slice(0, 16)}-`;
+}
+
+/** The sidecar of the object named `name` whose bytes have SHA-256 `sha256` (hex). */
+function sidecarName(name: string, sha256: string): string {
+  return `${sidecarStem(name)}${sha256.slice(0, 32)}`;
+}
 /** A swap holds its key's lock for a read and a rename; a lock this old was left by a process that died holding it. */
 const STALE_LOCK_MS = 10_000;
 /** How long a put with ifMatch waits for another process's swap of the same key. */
@@ -49,8 +70,8 @@ export class LocalStorage implements SegmentStorage {
   private pathOf(key: string): string {
     checkKey(key, this.description);
     const segments = key.split('/');
-    if (segments.some((s) => s.startsWith(TEMP_PREFIX))) {
-      throw new GraphstreamError('invalid_argument', `invalid storage key ${JSON.stringify(key)} for ${this.description}: '${TEMP_PREFIX}' names temporary files`, {
+    if (segments.some((s) => s.startsWith(TEMP_PREFIX) || s.startsWith(META_PREFIX))) {
+      throw new GraphstreamError('invalid_argument', `invalid storage key ${JSON.stringify(key)} for ${this.description}: '${TEMP_PREFIX}' and '${META_PREFIX}' name graphstream's own files`, {
         details: { key, retryable: false },
       });
     }
@@ -132,13 +153,15 @@ export class LocalStorage implements SegmentStorage {
       } finally {
         await handle.close();
       }
+      const sha256 = await sha256Hex(bytes);
+      const sidecar = options?.metadata === undefined ? null : await this.writeSidecar(key, path, sha256, options.metadata);
       options?.signal?.throwIfAborted();
       if (options?.ifNoneMatch === '*') {
         try {
           await link(temp, path);
         } catch (err) {
           if (errnoOf(err) !== 'EEXIST') throw err;
-          return await this.resolveExisting(key, path, bytes);
+          return await this.resolveExisting(key, path, bytes, sidecar);
         } finally {
           await unlink(temp).catch(() => undefined);
         }
@@ -148,7 +171,8 @@ export class LocalStorage implements SegmentStorage {
         await rename(temp, path);
       }
       await syncDirectory(dir);
-      return { created: true, etag: await contentETag(bytes) };
+      if (options?.ifNoneMatch !== '*') await this.removeSidecars(path, sidecar);
+      return { created: true, etag: `"${sha256}"` };
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       if (options?.signal?.aborted && err === options.signal.reason) throw err;
@@ -197,9 +221,29 @@ export class LocalStorage implements SegmentStorage {
     }
   }
 
-  private async resolveExisting(key: string, path: string, bytes: Uint8Array): Promise<PutResult> {
+  /** Writes the sidecar of the object `bytes` (SHA-256 `sha256`) at `key` durably; its file name. */
+  private async writeSidecar(key: string, path: string, sha256: string, metadata: ObjectMetadata): Promise<string> {
+    const name = sidecarName(basename(path), sha256);
+    const sidecar = join(dirname(path), name);
+    const text = JSON.stringify({ key, metadata });
+    await replaceFileAtomically(sidecar, join(dirname(path), `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`), Buffer.from(text));
+    return name;
+  }
+
+  /** Removes the sidecars of the object at `path` except `keep` (best effort: a leftover never describes other bytes). */
+  private async removeSidecars(path: string, keep: string | null): Promise<void> {
+    const stem = sidecarStem(basename(path));
+    const names = await readdir(dirname(path)).catch(() => [] as string[]);
+    for (const name of names) {
+      if (name.startsWith(stem) && name !== keep) await unlink(join(dirname(path), name)).catch(() => undefined);
+    }
+  }
+
+  private async resolveExisting(key: string, path: string, bytes: Uint8Array, sidecar: string | null): Promise<PutResult> {
     const existing = await readFileInto(path, undefined);
     if (sameBytes(existing, bytes)) return { created: false, etag: await contentETag(existing) };
+    // this put's sidecar describes bytes that were not stored
+    if (sidecar !== null) await unlink(join(dirname(path), sidecar)).catch(() => undefined);
     throw new GraphstreamError(
       'conflict',
       `${objectName(this.description, key)} already holds different bytes (another writer created it); not overwritten`,
@@ -210,6 +254,25 @@ export class LocalStorage implements SegmentStorage {
   async getWithETag(key: string): Promise<VersionedObject | null> {
     const bytes = await this.get(key);
     return bytes === null ? null : { bytes, etag: await contentETag(bytes) };
+  }
+
+  /** Reads the object to hash it: its metadata is the sidecar of exactly those bytes. */
+  async head(key: string): Promise<ObjectHead | null> {
+    const bytes = await this.get(key);
+    if (bytes === null) return null;
+    const sha256 = await sha256Hex(bytes);
+    const path = this.pathOf(key);
+    const sidecar = join(dirname(path), sidecarName(basename(path), sha256));
+    let metadata: Record<string, string> = {};
+    try {
+      const stored = JSON.parse(await readFile(sidecar, 'utf8')) as { key?: unknown; metadata?: unknown };
+      if (stored.key === key && typeof stored.metadata === 'object' && stored.metadata !== null) {
+        metadata = Object.fromEntries(Object.entries(stored.metadata).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+      }
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT' && !(err instanceof SyntaxError)) throw this.failure('head', key, err);
+    }
+    return { size: bytes.byteLength, etag: `"${sha256}"`, metadata };
   }
 
   async get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
@@ -253,7 +316,7 @@ export class LocalStorage implements SegmentStorage {
       throw err;
     }
     for (const entry of entries) {
-      if (entry.name.startsWith(TEMP_PREFIX)) continue;
+      if (entry.name.startsWith(TEMP_PREFIX) || entry.name.startsWith(META_PREFIX)) continue;
       if (entry.isDirectory()) await this.collect(`${keyPrefix}${entry.name}/`, into);
       else if (entry.isFile()) into.push(keyPrefix + entry.name);
     }
@@ -264,6 +327,7 @@ export class LocalStorage implements SegmentStorage {
     try {
       await this.checkInside(key);
       await unlink(path);
+      await this.removeSidecars(path, null);
       await syncDirectory(dirname(path));
     } catch (err) {
       const errno = errnoOf(err);

@@ -1,13 +1,14 @@
 /** Objects in a Map: for tests and demos. Same semantics as the real stores, nothing persisted. */
 import { randomUUID } from 'node:crypto';
 import { GraphstreamError } from '../errors.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, VersionedObject } from './types.js';
+import type { GetOptions, ListOptions, ObjectHead, PutOptions, PutResult, SegmentStorage, VersionedObject } from './types.js';
 import { checkBody, checkPutConditions, compareKeys, preconditionFailed, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 
 interface StoredObject {
   bytes: Uint8Array;
   etag: string;
+  metadata: Record<string, string>;
 }
 
 export class MemoryStorage implements SegmentStorage {
@@ -40,7 +41,7 @@ export class MemoryStorage implements SegmentStorage {
       throw preconditionFailed(key, objectName(this.description, key), options.ifMatch, existing?.etag ?? null);
     }
     const etag = `"m${++this.versions}"`;
-    this.objects.set(key, { bytes: Uint8Array.from(bytes), etag });
+    this.objects.set(key, { bytes: Uint8Array.from(bytes), etag, metadata: { ...options?.metadata } });
     return { created: true, etag };
   }
 
@@ -58,6 +59,12 @@ export class MemoryStorage implements SegmentStorage {
     checkKey(key, this.description);
     const stored = this.objects.get(key);
     return stored === undefined ? null : { bytes: Uint8Array.from(stored.bytes), etag: stored.etag };
+  }
+
+  async head(key: string): Promise<ObjectHead | null> {
+    checkKey(key, this.description);
+    const stored = this.objects.get(key);
+    return stored === undefined ? null : { size: stored.bytes.byteLength, etag: stored.etag, metadata: { ...stored.metadata } };
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {

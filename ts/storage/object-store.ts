@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { checkBody, checkPutConditions } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 import { s3Identity, type S3Credentials } from './s3.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
+import type { GetOptions, ListOptions, ObjectHead, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
 
 export interface ObjectStoreStorageOptions {
   /** s3://: custom endpoint of an S3-compatible server */
@@ -76,7 +76,7 @@ async function putThrough(
   key: string,
   where: string,
   cancellation: () => NativeCancel,
-  send: (createOnly: boolean, ifMatch: string | undefined, cancel: NativeCancel | undefined) => Promise<NativeStored>,
+  send: (createOnly: boolean, ifMatch: string | undefined, cancel: NativeCancel | undefined, metadata: Record<string, string> | undefined) => Promise<NativeStored>,
   options: PutOptions | undefined,
 ): Promise<PutResult> {
   checkKey(key, where);
@@ -88,7 +88,7 @@ async function putThrough(
   signal?.addEventListener('abort', onAbort, { once: true });
   let stored: NativeStored;
   try {
-    stored = await send(options?.ifNoneMatch === '*', options?.ifMatch, cancel);
+    stored = await send(options?.ifNoneMatch === '*', options?.ifMatch, cancel, options?.metadata && { ...options.metadata });
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     throw fromNative(err, key);
@@ -139,7 +139,7 @@ export class ObjectStoreStorage implements SegmentStorage {
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     checkBody(bytes, objectName(this.description, key));
-    return putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel) => this.store.put(key, asBuffer(bytes), createOnly, ifMatch, cancel), options);
+    return putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel, metadata) => this.store.put(key, asBuffer(bytes), createOnly, ifMatch, cancel, metadata), options);
   }
 
   /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
@@ -153,7 +153,7 @@ export class ObjectStoreStorage implements SegmentStorage {
     return {
       size: staged.size,
       sha256: staged.sha256,
-      put: (key, options) => putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel) => staged.put(key, createOnly, ifMatch, cancel), options),
+      put: (key, options) => putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel, metadata) => staged.put(key, createOnly, ifMatch, cancel, metadata), options),
       release: () => staged.release(),
     };
   }
@@ -183,6 +183,19 @@ export class ObjectStoreStorage implements SegmentStorage {
       throw new GraphstreamError('storage', `get ${objectName(this.description, key)}: the store gave no ETag`, { details: { key, retryable: false } });
     }
     return { bytes: got.bytes, etag: got.etag };
+  }
+
+  /** S3: a HEAD request (object_store gives the x-amz-meta-* headers lowercase, as HTTP/1.1 header names); file://: the sidecar LocalStorage also reads. */
+  async head(key: string): Promise<ObjectHead | null> {
+    checkKey(key, this.description);
+    let got;
+    try {
+      got = await this.store.head(key);
+    } catch (err) {
+      throw fromNative(err, key);
+    }
+    if (got === null) return null;
+    return { size: got.size, ...(got.etag ? { etag: got.etag } : {}), metadata: { ...got.metadata } };
   }
 
   async list(prefix: string, options?: ListOptions): Promise<string[]> {

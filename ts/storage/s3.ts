@@ -8,7 +8,7 @@ import { GraphstreamError, type ErrorCode } from '../errors.js';
 import { checkBody, checkPutConditions, preconditionFailed, sameBytes } from './bytes.js';
 import { checkKey, checkListPrefix, checkPrefix, objectName } from './names.js';
 import { ReadBuffers } from './read-buffers.js';
-import type { GetOptions, ListOptions, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
+import type { GetOptions, ListOptions, ObjectHead, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
 import { RETRYABLE_ERRNO } from '../replication/retry.js';
 
 export interface S3Credentials {
@@ -262,6 +262,7 @@ export class S3Storage implements SegmentStorage {
         ContentLength: bytes.byteLength,
         ...(createOnly ? { IfNoneMatch: '*' } : {}),
         ...(ifMatch !== undefined ? { IfMatch: ifMatch } : {}),
+        ...(options?.metadata !== undefined ? { Metadata: { ...options.metadata } } : {}),
       });
       if (sha256 !== undefined) {
         command.middlewareStack.add(
@@ -310,6 +311,22 @@ export class S3Storage implements SegmentStorage {
       throw new GraphstreamError('storage', `get ${objectName(this.description, key)}: the server sent no ETag`, { details: { key, retryable: false } });
     }
     return { bytes: fetched.bytes, etag: fetched.etag };
+  }
+
+  /** HeadObject: the SDK gives the metadata keys as the server sent the headers (lowercase, as S3 stores them). */
+  async head(key: string): Promise<ObjectHead | null> {
+    checkKey(key, this.description);
+    let response;
+    try {
+      const { sdk, client } = await this.sdk();
+      response = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+    } catch (err) {
+      if (isNoSuchKey(err)) return null;
+      throw this.failure('head', key, err);
+    }
+    const metadata: Record<string, string> = {};
+    for (const [name, value] of Object.entries((response.Metadata ?? {}) as Record<string, string>)) metadata[name.toLowerCase()] = value;
+    return { size: response.ContentLength ?? 0, ...(response.ETag ? { etag: response.ETag } : {}), metadata };
   }
 
   private async fetch(key: string, into: Uint8Array | undefined): Promise<{ bytes: Uint8Array; etag: string | undefined } | null> {

@@ -15,6 +15,27 @@ export interface PutOptions {
    * links the object into place, MemoryStorage before it stores it.
    */
   signal?: AbortSignal;
+  /**
+   * User metadata stored with the object, atomically with it (S3 `x-amz-meta-*`): keys lowercase
+   * `[a-z0-9-]` (S3 and HTTP fold header names to lowercase), values printable ASCII, at most
+   * 2 KiB in all; anything else is `invalid_argument`. SegmentStorage.head reads it back. The
+   * create-only comparison is of the bytes alone: an identical object with other metadata is
+   * still `created: false`.
+   */
+  metadata?: ObjectMetadata;
+}
+
+/** User metadata of an object (PutOptions.metadata): lowercase keys, ASCII values. */
+export type ObjectMetadata = Readonly<Record<string, string>>;
+
+/** What SegmentStorage.head says of an object, without its bytes. */
+export interface ObjectHead {
+  /** bytes stored */
+  size: number;
+  /** its ETag, when the backend reports one */
+  etag?: string;
+  /** the metadata its put stored (empty when none); a reader must never trust it for the bytes */
+  metadata: Record<string, string>;
 }
 
 export interface ListOptions {
@@ -87,6 +108,12 @@ export interface SegmentStorage {
    * the compare-and-swap a Lease needs; a storage without it cannot hold a lease.
    */
   getWithETag?(key: string): Promise<VersionedObject | null>;
+  /**
+   * Optional: the object's size, ETag and metadata (PutOptions.metadata), or null when there is
+   * none. Every built-in backend has it; the Uploader reads it to recognise its own earlier put of
+   * an encrypted segment (age output differs each time), and without it cannot.
+   */
+  head?(key: string): Promise<ObjectHead | null>;
   /** All keys under `prefix` (every page), in ascending key order. */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
   /** Deletes `key`; deleting a missing key succeeds. */

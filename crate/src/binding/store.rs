@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::{js_error, throwing};
 use crate::error::{guard, Error, ErrorCode, Result};
-use crate::store::{self, Fetched, FileForUpload, PutCondition, Store, Stored};
+use crate::store::{self, Fetched, FileForUpload, Head, Metadata, PutCondition, Store, Stored};
 
 #[napi]
 pub struct NativeObjectStore {
@@ -122,6 +122,26 @@ impl From<Stored> for JsStored {
     }
 }
 
+/// An object's size, ETag and metadata (`NativeObjectStore.head`).
+#[napi(object, js_name = "NativeHead")]
+pub struct JsHead {
+    pub size: i64,
+    /// null when the store gives none
+    pub etag: Option<String>,
+    /// lowercase keys
+    pub metadata: HashMap<String, String>,
+}
+
+impl From<Head> for JsHead {
+    fn from(head: Head) -> Self {
+        JsHead {
+            size: head.size as i64,
+            etag: head.etag,
+            metadata: head.metadata.into_iter().collect(),
+        }
+    }
+}
+
 /// An object and its ETag (`NativeObjectStore.getWithETag`).
 #[napi(object, js_name = "NativeVersionedObject")]
 pub struct JsVersionedObject {
@@ -176,8 +196,10 @@ impl NativeObjectStore {
     /// replaced. With `if_match`, only the object with that ETag is replaced; any other, or none,
     /// is a `conflict`. The bytes are sent from the Buffer itself, not a copy: it must not change
     /// until the promise settles. `cancel` (from `cancellation()`) drops the request when it is
-    /// cancelled, even once sent: the promise then rejects with `closed`.
+    /// cancelled, even once sent: the promise then rejects with `closed`. `metadata` is stored
+    /// with the object (`x-amz-meta-*`; a `file://` store's sidecar).
     #[napi(ts_return_type = "Promise<NativeStored>")]
+    #[allow(clippy::too_many_arguments)]
     pub fn put<'env>(
         &self,
         env: &'env Env,
@@ -186,16 +208,30 @@ impl NativeObjectStore {
         create_only: bool,
         if_match: Option<String>,
         cancel: Option<&NativeCancel>,
+        metadata: Option<HashMap<String, String>>,
     ) -> napi::Result<PromiseRaw<'env, JsStored>> {
+        let metadata: Metadata = metadata.unwrap_or_default().into_iter().collect();
         let store = Arc::clone(&self.inner);
         let bytes = bytes::Bytes::from_owner(bytes);
         let cancel = cancel.map(|cancel| cancel.token.clone());
         let what = format!("put {}{key}", store.description());
         let put = async move {
             let condition = condition(create_only, if_match)?;
-            cancellable(store.put(key, bytes, condition), cancel, what).await
+            cancellable(store.put(key, bytes, condition, metadata), cancel, what).await
         };
         promise(env, put, IN_AN_OPERATION, JsStored::from)
+    }
+
+    /// The object's size, ETag and metadata, or null when there is none.
+    #[napi(ts_return_type = "Promise<NativeHead | null>")]
+    pub fn head<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> napi::Result<PromiseRaw<'env, Option<JsHead>>> {
+        let store = Arc::clone(&self.inner);
+        let head = async move { store.head(key).await };
+        promise(env, head, IN_AN_OPERATION, |head| head.map(JsHead::from))
     }
 
     /// A new switch for cancelling requests (`put`'s `cancel`).
@@ -299,8 +335,8 @@ impl NativeStagedFile {
         self.sha256.clone()
     }
 
-    /// Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` included); may be
-    /// called again (a retry).
+    /// Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` and `metadata`
+    /// included); may be called again (a retry).
     #[napi(ts_return_type = "Promise<NativeStored>")]
     pub fn put<'env>(
         &self,
@@ -309,7 +345,9 @@ impl NativeStagedFile {
         create_only: bool,
         if_match: Option<String>,
         cancel: Option<&NativeCancel>,
+        metadata: Option<HashMap<String, String>>,
     ) -> napi::Result<PromiseRaw<'env, JsStored>> {
+        let metadata: Metadata = metadata.unwrap_or_default().into_iter().collect();
         let store = Arc::clone(&self.store);
         let staged = self.bytes.lock().ok().and_then(|bytes| bytes.clone());
         let cancel = cancel.map(|cancel| cancel.token.clone());
@@ -325,7 +363,7 @@ impl NativeStagedFile {
                 )
             })?;
             let condition = condition(create_only, if_match)?;
-            cancellable(store.put(key, bytes, condition), cancel, what).await
+            cancellable(store.put(key, bytes, condition, metadata), cancel, what).await
         };
         promise(env, put, IN_AN_OPERATION, JsStored::from)
     }
