@@ -14,11 +14,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Core } from '../ts/core/core.js';
 import { Journal } from '../ts/journal/journal.js';
 import { SegmentCache } from '../ts/replication/cache.js';
-import { KeptCiphertexts } from '../ts/replication/kept-ciphertext.js';
 import { Uploader } from '../ts/replication/uploader.js';
 import { compactOnce } from '../ts/replication/compaction.js';
 import { Follower } from '../ts/replication/follower.js';
 import { restore } from '../ts/replication/restore.js';
+import { claimsMetadata } from '../ts/replication/encryption.js';
+import { sha256Hex } from '../ts/storage/bytes.js';
 import { verifyStore } from '../ts/replication/verify-store.js';
 import { LocalStorage } from '../ts/storage/local.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
@@ -149,17 +150,32 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     expect(migrating).toMatchObject({ ok: true, entries: 40, lastSeq: 40 });
   });
 
-  it('a kept ciphertext of other bytes under a segment\'s name is never put: the segment is encrypted anew, and the stale one removed', async () => {
-    const name = 'journal-0000000000000001.hadbj';
-    const stale = await core.encryptSegment(Buffer.from('not this segment'), { recipients: [RECIPIENT] });
-    await (await KeptCiphertexts.open(leader.dir, leader.uploader.destination)).keep(name, 'f'.repeat(64), stale);
+  it('each object carries metadata naming its plaintext segment (SHA-256, last sequence, chain hash), lowercase keys, no key material', async () => {
     await leader.write(20);
-    const first = Buffer.from((await storage.get(`${prefix}${DB}/0000/0000000000000001.hadbj`))!);
-    expect(first.equals(stale)).toBe(false);
-    const followerDir = await tempDir();
-    expect((await new Follower({ storage, prefix, db: DB, dir: followerDir, core, encryption: { identities: [IDENTITY] } }).catchUp()).sequence).toBe(20);
-    expect(await journalRecords(followerDir, core)).toEqual(await journalRecords(leader.dir, core));
-    expect(await readdir(KeptCiphertexts.folderOf(leader.dir, leader.uploader.destination))).toEqual([]);
+    const cache = await SegmentCache.open(leader.dir, leader.uploader.destination, {}, { core });
+    const records = cache.uploaded();
+    expect(records.length).toBeGreaterThan(1);
+    for (const record of records) {
+      const head = (await storage.head!(record.key))!;
+      expect(head.size).toBe(record.size);
+      const plaintext = await readFile(join(leader.dir, record.name));
+      expect(head.metadata).toEqual(claimsMetadata({ plaintextSha256: await sha256Hex(plaintext), lastSeq: record.lastSeq, chainHash: record.chainHash }));
+      expect(JSON.stringify(head.metadata)).not.toMatch(/AGE-SECRET-KEY|age1/i);
+    }
+  });
+
+  it.each([
+    { what: 'no metadata', metadata: undefined },
+    { what: "another segment's metadata", metadata: claimsMetadata({ plaintextSha256: 'ab'.repeat(32), lastSeq: 3, chainHash: 'cd'.repeat(32) }) },
+  ])('an encrypted object already at a segment\'s key with $what is a conflict: never taken as uploaded, never overwritten', async ({ metadata }) => {
+    const key = `${prefix}${DB}/0000/0000000000000001.hadbj`;
+    const foreign = await core.encryptSegment(Buffer.from('not this segment'), { recipients: [RECIPIENT] });
+    await storage.put(key, foreign, { ifNoneMatch: '*', ...(metadata ? { metadata } : {}) });
+    await expect(leader.write(20)).rejects.toMatchObject({ code: 'conflict' });
+    expect(Buffer.from((await storage.get(key))!).equals(Buffer.from(foreign))).toBe(true);
+    const cache = await SegmentCache.open(leader.dir, leader.uploader.destination, {}, { core });
+    expect(cache.uploaded().map((record) => record.key)).not.toContain(key);
+    expect(leader.uploader.stats().lastError?.code).toBe('conflict');
   });
 
   it('recipients changed mid-way take effect at the next segment; a segment `age -r` encrypted is read like the others', async () => {
@@ -218,14 +234,17 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
     const key = child.lines.find((line) => line.startsWith('landed '))!.slice('landed '.length);
     const landed = Buffer.from((await storage.get(key))!);
     expect(landed.subarray(0, AGE.length).toString('latin1')).toBe(AGE);
-    // the crash point: the object is stored, no manifest records it, its ciphertext is kept
-    const manifests = (await readdir(join(dir, 'uploads'))).filter((name) => name.endsWith('.json'));
-    for (const name of manifests) expect(await readFile(join(dir, 'uploads', name), 'utf8')).not.toContain(key);
+    // the crash point: the object is stored with its metadata, no manifest records it, and nothing else was written for it
+    const uploads = await readdir(join(dir, 'uploads'));
+    expect(uploads.filter((name) => !name.endsWith('.json'))).toEqual([]);
+    for (const name of uploads) expect(await readFile(join(dir, 'uploads', name), 'utf8')).not.toContain(key);
+    expect(Object.keys((await storage.head!(key))!.metadata).sort()).toEqual(['graphstream-chain-hash', 'graphstream-last-seq', 'graphstream-plaintext-sha256']);
     return { dir, key, landed };
   }
 
-  async function keptFiles(dir: string, uploader: Uploader): Promise<string[]> {
-    return readdir(KeptCiphertexts.folderOf(dir, uploader.destination)).catch(() => []);
+  /** Nothing but manifests in the journal's uploads folder. */
+  async function onlyManifests(dir: string): Promise<void> {
+    expect((await readdir(join(dir, 'uploads'))).filter((name) => !name.endsWith('.json'))).toEqual([]);
   }
 
   async function expectFollowerHasAll(prefix: string, dir: string, sequence: number, allowPlaintext = false) {
@@ -239,7 +258,7 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
   it.each([
     { restart: 'encrypting', encryption: { recipients: [RECIPIENT] } },
     { restart: 'with encryption turned off', encryption: undefined },
-  ])('without a lease, the restarted uploader ($restart) puts the kept ciphertext again: the segment counts as uploaded, nothing stays pending', async ({ encryption }) => {
+  ])('without a lease, the restarted uploader ($restart) recognises its object by its metadata: the segment counts as uploaded, nothing stays pending', async ({ encryption }) => {
     const prefix = `nolease${++counter}/`;
     const { dir, key, landed } = await crashedLeader(prefix, 0);
     const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
@@ -250,8 +269,9 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
       expect(Buffer.from((await storage.get(key))!).equals(landed)).toBe(true);
       const cache = await SegmentCache.open(dir, uploader.destination, {}, { core });
       expect(await cache.pending()).toEqual([]);
-      expect(cache.uploaded().map((record) => record.key)).toContain(key);
-      expect(await keptFiles(dir, uploader)).toEqual([]);
+      const record = cache.uploaded().find((r) => r.key === key)!;
+      expect(record).toMatchObject({ size: landed.byteLength, sha256: await sha256Hex(landed) });
+      await onlyManifests(dir);
       await expectFollowerHasAll(prefix, dir, 60, encryption === undefined);
     } finally {
       await uploader.stop();
@@ -259,7 +279,7 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
     }
   });
 
-  it('under a lease, the restarted uploader learns from the kept ciphertext where the stored chain ends, and continues it in a new generation; so does a clean restart from its manifest', async () => {
+  it('under a lease, the restarted uploader learns from the object\'s metadata where the stored chain ends, and continues it in a new generation; so does a clean restart from its manifest', async () => {
     const prefix = `lease${++counter}/`;
     const { dir } = await crashedLeader(prefix, 3_000);
     const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
@@ -271,7 +291,7 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
       expect(restarted.generation).toBe(1);
       expect(restarted.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
       await restarted.runCycle();
-      expect(await keptFiles(dir, restarted)).toEqual([]);
+      await onlyManifests(dir);
       await expectFollowerHasAll(prefix, dir, 60);
 
       await journal.appendBatch(Array.from({ length: 10 }, (_, k) => ({ query: 'CREATE (:After {k: $k})', params: { k } })));
@@ -283,6 +303,24 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
       await again.release();
       await expectFollowerHasAll(prefix, dir, 70);
     } finally {
+      await journal.close();
+    }
+  });
+
+  it('under a lease, a restart that lost its manifests learns from the metadata where the stored chain ends (no manifest, no kept copy)', async () => {
+    const prefix = `nomanifest${++counter}/`;
+    const { dir } = await crashedLeader(prefix, 3_000);
+    for (const name of await readdir(join(dir, 'uploads'))) await rm(join(dir, 'uploads', name));
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
+    const uploader = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, encryption: { recipients: [RECIPIENT] }, lease: { holder: 'after', ttlMs: 5_000, wait: true } });
+    try {
+      await uploader.sync();
+      expect(uploader.generation).toBe(1);
+      expect(uploader.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
+      await uploader.release();
+      await expectFollowerHasAll(prefix, dir, 60);
+    } finally {
+      await uploader.stop();
       await journal.close();
     }
   });

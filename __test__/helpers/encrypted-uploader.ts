@@ -43,6 +43,7 @@ function landThenHang(inner: SegmentStorage, at: number): SegmentStorage {
     },
     get: (key, options) => inner.get(key, options),
     ...(inner.getWithETag ? { getWithETag: (key: string) => inner.getWithETag!(key) } : {}),
+    ...(inner.head ? { head: (key: string) => inner.head!(key) } : {}),
     list: (key, options) => inner.list(key, options),
     delete: (key) => inner.delete(key),
   };

@@ -147,7 +147,7 @@ export async function encryptionGroup(context: Context): Promise<void> {
       columns: ['run', 'seconds', 'MB/s (sealed bytes)', 'time vs plaintext'],
       rows,
       notes: [
-        `median of ${runs} interleaved runs; encrypted uploads encrypt each segment after its checks and keep the ciphertext durably (temp file, fsync, rename, directory fsync) until the manifest records the put; ` +
+        `median of ${runs} interleaved runs; encrypted uploads encrypt each segment after its checks and put it with its identifying metadata (nothing written locally before the put); ` +
           'the encrypted follower decrypts each object before its checks',
       ],
     });

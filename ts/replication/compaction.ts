@@ -42,7 +42,7 @@ import { resolveCore } from '../core/default.js';
 import { sameBytes } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
-import { decryptDownloaded, encryptForUpload, encryptsUploads, type ReadEncryption, type UploadEncryption } from './encryption.js';
+import { claimsMetadata, decryptDownloaded, encryptForUpload, encryptsUploads, type ReadEncryption, type UploadEncryption } from './encryption.js';
 import { GenerationRecords, type UndecidedGeneration } from './generations.js';
 import { compactedGeneration, compactionManifestKey, generationPrefix, listSegmentKeys, segmentKey, type ListedSegment } from './layout.js';
 
@@ -386,8 +386,13 @@ class Compactor {
     await this.checkEquivalent(sealed, expected, 'the compacted segment just sealed');
     const encrypt = this.encryption !== undefined && encryptsUploads(this.encryption) ? this.encryption : undefined;
     let stored: Uint8Array = await encryptForUpload(this.core, sealed, encrypt, `compaction: ${this.where(key)}`);
+    // an encrypted output says which segment it holds, as the Uploader's objects do (encryption.ts, SegmentClaims)
+    const metadata =
+      encrypt === undefined
+        ? undefined
+        : claimsMetadata({ plaintextSha256: await sha256Hex(sealed), lastSeq: expected.lastSeq, chainHash: expected.chainHash.toString('hex') });
     try {
-      await this.storage.put(key, stored, { ifNoneMatch: '*' });
+      await this.storage.put(key, stored, { ifNoneMatch: '*', ...(metadata ? { metadata } : {}) });
     } catch (err) {
       if (toGraphstreamError(err).code !== 'conflict') throw err;
       // An earlier run created this key but did not record it: adopt it if it holds the same entries.

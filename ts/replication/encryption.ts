@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import type { AgeIdentities, AgeRecipients, Core } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { AGE_MAGIC } from '../format/constants.js';
+import type { ObjectMetadata } from '../storage/types.js';
 
 /** Who may read what is uploaded: X25519 recipients (`age1...`), or one passphrase alone (scrypt). */
 export type UploadEncryption = AgeRecipients;
@@ -51,6 +52,50 @@ export async function encryptForUpload(core: EncryptionCore, sealed: Uint8Array,
   } catch (err) {
     throw toGraphstreamError(err, `encrypting ${where}`);
   }
+}
+
+/**
+ * What an encrypted object says of the sealed segment it holds, in its object metadata
+ * (PutOptions.metadata, `x-amz-meta-graphstream-*` on S3): the SHA-256 of the plaintext
+ * segment, its last sequence and its chain hash there. age output differs each time, so an
+ * uploader restarted after a crash between its put and its manifest write cannot compare bytes:
+ * it recognises its own object by these (docs/FORMAT.md, "Encrypted objects"). They reveal no
+ * entry; a digest or chain hash only confirms an exact guess of the whole segment. Only writers
+ * read them, to decide what they put next; a reader never trusts them, it verifies what it
+ * downloads.
+ */
+export interface SegmentClaims {
+  /** SHA-256 of the sealed plaintext segment, lowercase hex */
+  plaintextSha256: string;
+  lastSeq: number;
+  /** the chain hash after its last entry, lowercase hex */
+  chainHash: string;
+}
+
+export const META_PLAINTEXT_SHA256 = 'graphstream-plaintext-sha256';
+export const META_LAST_SEQ = 'graphstream-last-seq';
+export const META_CHAIN_HASH = 'graphstream-chain-hash';
+const HEX_256 = /^[0-9a-f]{64}$/;
+
+/** The object metadata of an encrypted segment (lowercase keys: S3 and object_store give them back lowercase). */
+export function claimsMetadata(claims: SegmentClaims): ObjectMetadata {
+  return { [META_PLAINTEXT_SHA256]: claims.plaintextSha256, [META_LAST_SEQ]: String(claims.lastSeq), [META_CHAIN_HASH]: claims.chainHash };
+}
+
+/** What the metadata of an object claims, or null unless it holds all three, well formed. */
+export function claimsOf(metadata: Readonly<Record<string, string>> | undefined): SegmentClaims | null {
+  const plaintextSha256 = metadata?.[META_PLAINTEXT_SHA256];
+  const lastSeqText = metadata?.[META_LAST_SEQ];
+  const chainHash = metadata?.[META_CHAIN_HASH];
+  if (plaintextSha256 === undefined || lastSeqText === undefined || chainHash === undefined) return null;
+  if (!HEX_256.test(plaintextSha256) || !HEX_256.test(chainHash) || !/^[1-9][0-9]{0,15}$/.test(lastSeqText)) return null;
+  const lastSeq = Number(lastSeqText);
+  return Number.isSafeInteger(lastSeq) ? { plaintextSha256, lastSeq, chainHash } : null;
+}
+
+/** Whether two claims are of the same segment. */
+export function sameClaims(a: SegmentClaims, b: SegmentClaims): boolean {
+  return a.plaintextSha256 === b.plaintextSha256 && a.lastSeq === b.lastSeq && a.chainHash === b.chainHash;
 }
 
 /**

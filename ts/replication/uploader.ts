@@ -44,8 +44,7 @@ import { RetryPolicy, isRetryable, systemClock, type BreakerState, type Clock, t
 import { SegmentBuffers } from './segment-buffers.js';
 import type { SharedLimits } from './limits.js';
 import { sha256Hex } from '../storage/bytes.js';
-import { checkUploadEncryption, encryptForUpload, isEncrypted, type UploadEncryption } from './encryption.js';
-import { KeptCiphertexts } from './kept-ciphertext.js';
+import { checkUploadEncryption, claimsMetadata, claimsOf, encryptForUpload, isEncrypted, sameClaims, type SegmentClaims, type UploadEncryption } from './encryption.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage, StagedFile } from '../storage/types.js';
 
@@ -236,8 +235,6 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private readonly metrics: GraphstreamMetrics | undefined;
   private readonly coreLoading: Promise<Core>;
   private encryption: UploadEncryption | undefined;
-  /** ciphertexts kept from before their put until the manifest records it (./kept-ciphertext.ts); opened with the cache */
-  private ciphertexts: KeptCiphertexts | null = null;
   private readonly cacheConfig: Partial<CacheConfig>;
   private readonly clock: Clock;
   private readonly limits: SharedLimits | undefined;
@@ -498,20 +495,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if (this.stopped) return;
       const cleanup = await cache.cleanup();
       if (cleanup.deletedSegments > 0) this.emit('cleanup', cleanup);
-      await this.pruneCiphertexts(cache);
     } catch (err) {
       this.report(toGraphstreamError(err, `uploader for ${this.directory}`));
     }
-  }
-
-  /** Drops the kept ciphertexts no put needs: of segments the manifest has (not in flight), gone, or before firstSeq. */
-  private async pruneCiphertexts(cache: SegmentCache): Promise<void> {
-    const ciphertexts = this.ciphertexts;
-    if (ciphertexts === null || ciphertexts.names().length === 0) return;
-    const present = new Set(await cache.segmentFileNames());
-    await ciphertexts.prune(
-      (name) => !this.inFlight.has(name) && (cache.isUploaded(name) || !present.has(name) || firstSeqOfFileName(name) < this.firstSeq),
-    );
   }
 
   private schedule(delayMs: number): void {
@@ -535,7 +521,6 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     this.cacheOpening ??= this.acquireLease()
       .then(() => this.openCache())
       .then(async (cache) => {
-        this.ciphertexts = await KeptCiphertexts.open(this.directory, this.destination);
         if (this.lease !== null) await this.beginGeneration(cache);
         return cache;
       })
@@ -646,7 +631,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const where = objectName(this.storage.description, last.key);
     const bytes = await this.retry.run(() => this.storage.get(last.key), { signal: this.stopping.signal, description: `reading ${where}` });
     if (bytes === null) throw new GraphstreamError('not_found', `${where} was listed but is gone`, { details: { key: last.key, retryable: true } });
-    const tip = isEncrypted(bytes) ? await this.encryptedTip(last, bytes, names, where) : await this.decodedTip(bytes, `${where}, the newest segment of generation ${newest.generation}`);
+    const tip = isEncrypted(bytes) ? await this.encryptedTip(last, bytes, where) : await this.decodedTip(bytes, `${where}, the newest segment of generation ${newest.generation}`);
     const localSequence = await this.localSequence(names);
     if (tip.lastSeq > localSequence) {
       throw new GraphstreamError(
@@ -675,15 +660,16 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * Where an encrypted object of an earlier generation ends, without a key: it is what that
-   * generation's manifest in this directory records at its key (same SHA-256), or the ciphertext
-   * this journal kept for its segment there (put before a crash, never recorded). Anything else
-   * cannot be told apart from another chain: `conflict`.
+   * Where an encrypted object of an earlier generation ends, without a key: what that
+   * generation's manifest in this directory records at its key (same SHA-256), else what the
+   * object's metadata claims (encryption.ts, SegmentClaims: the uploader that put it said so;
+   * storedTipOf then compares it with the journal's own segment there, and readers verify the
+   * chain whatever it said). An object claiming nothing cannot be told apart from another chain:
+   * `conflict`.
    */
   private async encryptedTip(
     last: { key: string; firstSeq: number; generation: number },
     bytes: Uint8Array,
-    names: readonly string[],
     where: string,
   ): Promise<{ lastSeq: number; chainHash: Buffer }> {
     const core = await this.coreLoading;
@@ -691,22 +677,23 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const earlier = await SegmentCache.open(this.directory, { ...this.destination, generation: last.generation }, {}, { core });
     const record = [...earlier.uploaded(), earlier.tip()].find((r) => r !== null && r.key === last.key && r.sha256 === sha256);
     if (record) return { lastSeq: record.lastSeq, chainHash: Buffer.from(record.chainHash, 'hex') };
-    const localName = names.find((name) => firstSeqOfFileName(name) === last.firstSeq);
-    if (localName !== undefined && this.ciphertexts?.has(localName)) {
-      const path = join(this.directory, localName);
-      const plaintext = await readFile(path).catch((err: unknown) => {
-        throw toGraphstreamError(err, `reading ${path}`);
-      });
-      const kept = await this.ciphertexts.get(localName, await sha256Hex(plaintext));
-      const ends = kept !== null && kept.equals(bytes) ? await readSegmentEnds(path, core) : null;
-      if (ends !== null) return { lastSeq: ends.header.lastSeq, chainHash: ends.trailer };
-    }
+    const claimed = await this.claimedEnd(last.key, where);
+    if (claimed !== null) return claimed;
     throw new GraphstreamError(
       'conflict',
-      `${where} is encrypted, and it is neither what this journal uploaded there (its manifest) nor the ciphertext it kept for that put: ` +
+      `${where} is encrypted, and neither this journal's manifest records it nor does its metadata say which segment it holds: ` +
         `without a key, the uploader cannot tell whether the stored chain is the journal's; not continuing it ` +
         `(restore the journal from storage, graphstream restore, to continue that chain)`,
     );
+  }
+
+  /** Where the object at `key` ends as its metadata claims (an encrypted object's), or null when it claims nothing. */
+  private async claimedEnd(key: string, where: string): Promise<{ lastSeq: number; chainHash: Buffer } | null> {
+    const storage = this.storage;
+    if (storage.head === undefined) return null;
+    const head = await this.retry.run(() => storage.head!(key), { signal: this.stopping.signal, description: `reading the metadata of ${where}` });
+    const claimed = claimsOf(head?.metadata);
+    return claimed === null ? null : { lastSeq: claimed.lastSeq, chainHash: Buffer.from(claimed.chainHash, 'hex') };
   }
 
   /**
@@ -864,8 +851,6 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if (transfer.failuresBefore === this.failuresRecorded && segment.firstSeq >= this.lastErrorFirstSeq) this.lastError = null;
       this.metrics?.recordUpload(record.size, transfer.putMs);
       this.emit('uploaded', record);
-      // the manifest on disk has it: its kept ciphertext is put no more (a failed removal is retried by the cycle's prune)
-      await this.ciphertexts?.remove(segment.name).catch((err: unknown) => this.report(toGraphstreamError(err)));
       return record;
     } catch (err) {
       const error = toGraphstreamError(err, `uploading ${segment.path}`);
@@ -902,9 +887,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
         let freeBytes: (() => void) | undefined;
         try {
           // the shared byte budget: wait for room before reading the segment (taken in queue order, like the turn)
-          // (twice for a ciphertext beside the plaintext: encrypted, or kept from an earlier attempt)
-          const ciphered = this.encryption !== undefined || (this.ciphertexts?.has(segment.name) ?? false);
-          freeBytes = await this.limits?.reserveBytes(segment.size * (ciphered ? 2 : 1));
+          // (twice for a ciphertext beside the plaintext)
+          freeBytes = await this.limits?.reserveBytes(segment.size * (this.encryption !== undefined ? 2 : 1));
           const checked = await this.stageChecked(segment, cache, check);
           staged = checked.staged;
           await turn;
@@ -913,30 +897,42 @@ export class Uploader extends EventEmitter<UploaderEvents> {
           const failuresBefore = this.failuresRecorded;
           const key = this.keyFor(segment.firstSeq);
           const lease = this.lease;
-          await this.retry.run(
-            () => {
-              lease?.check();
-              if (!attempt.made) this.counters.attempted++;
-              attempt.made = true;
-              const put = () => staged!.put(key, lease === null ? { ifNoneMatch: '*' } : { ifNoneMatch: '*', signal: lease.signal });
-              return this.limits === undefined ? put() : this.limits.put(put);
-            },
-            {
-              signal: this.stopping.signal,
-              description: `uploading ${segment.path} to ${objectName(this.storage.description, key)}`,
-              onRetry: () => {
-                this.counters.retries++;
+          const { lastSeq, chainHash } = checked.end;
+          const claims: SegmentClaims = { plaintextSha256: checked.plaintextSha256, lastSeq, chainHash: chainHash.toString('hex') };
+          // an encrypted object says which segment it holds: a restarted uploader recognises it by that
+          const options = { ifNoneMatch: '*' as const, ...(checked.encrypted ? { metadata: claimsMetadata(claims) } : {}) };
+          const description = `uploading ${segment.path} to ${objectName(this.storage.description, key)}`;
+          let stored: { size: number; sha256: string } = staged;
+          try {
+            await this.retry.run(
+              () => {
+                lease?.check();
+                if (!attempt.made) this.counters.attempted++;
+                attempt.made = true;
+                const put = () => staged!.put(key, lease === null ? options : { ...options, signal: lease.signal });
+                return this.limits === undefined ? put() : this.limits.put(put);
               },
-            },
-          ).catch((err: unknown) => {
-            if (lease !== null && isGraphstreamError(err, 'conflict')) lease.fence(`another writer holds ${objectName(this.storage.description, key)}`, err);
-            throw lease?.fenced ?? err;
-          });
+              {
+                signal: this.stopping.signal,
+                description,
+                onRetry: () => {
+                  this.counters.retries++;
+                },
+              },
+            );
+          } catch (err) {
+            if (!isGraphstreamError(err, 'conflict')) throw lease?.fenced ?? err;
+            const own = await this.ownEarlierPut(key, claims, description);
+            if (own === null) {
+              lease?.fence(`another writer holds ${objectName(this.storage.description, key)}`, err);
+              throw lease?.fenced ?? err;
+            }
+            stored = own;
+          }
           // acknowledged only when the put completed while the lease was still ours
           lease?.check();
-          const { lastSeq, chainHash } = checked.end;
           return {
-            put: { name: segment.name, key, size: staged.size, sha256: staged.sha256, lastSeq, chainHash: chainHash.toString('hex') },
+            put: { name: segment.name, key, size: stored.size, sha256: stored.sha256, lastSeq, chainHash: chainHash.toString('hex') },
             putMs: this.clock.now() - started,
             failuresBefore,
           };
@@ -954,12 +950,37 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
+   * After a create-only put met another object at `key`: whether it is this very segment, put
+   * earlier (before a crash, or before the recipients changed), so that it counts as uploaded.
+   * It is when its metadata claims this plaintext, last sequence and chain hash (an encrypted
+   * put: age output differs each time, so bytes cannot be compared), or when it is this plaintext
+   * segment itself. Its size and SHA-256 then, for the record; null for anything else (no
+   * metadata, other metadata, other bytes): a `conflict`, nothing overwritten.
+   */
+  private async ownEarlierPut(key: string, claims: SegmentClaims, description: string): Promise<{ size: number; sha256: string } | null> {
+    const storage = this.storage;
+    const head = storage.head === undefined ? null : await this.retry.run(() => storage.head!(key), { signal: this.stopping.signal, description });
+    const claimed = claimsOf(head?.metadata);
+    const bytes = await this.retry.run(() => storage.get(key), { signal: this.stopping.signal, description });
+    if (bytes === null) {
+      throw new GraphstreamError('storage', `${description}: the object that was there is gone (retryable)`, { details: { key, retryable: true } });
+    }
+    const sha256 = await sha256Hex(bytes);
+    const own = claimed !== null ? sameClaims(claimed, claims) && isEncrypted(bytes) : sha256 === claims.plaintextSha256;
+    return own ? { size: bytes.byteLength, sha256 } : null;
+  }
+
+  /**
    * The segment staged for its put and checked: the bytes the put sends decode and verify in full
    * (several segments at once, one per core at most), and then, once the segment before it has
    * passed, it must continue that one's chain. A failure of the segment before fails this one
    * too: it waits behind it.
    */
-  private async stageChecked(segment: PendingSegment, cache: SegmentCache, check: CheckTurn): Promise<{ staged: StagedFile; end: ChainEnd }> {
+  private async stageChecked(
+    segment: PendingSegment,
+    cache: SegmentCache,
+    check: CheckTurn,
+  ): Promise<{ staged: StagedFile; end: ChainEnd; plaintextSha256: string; encrypted: boolean }> {
     if (segment.damaged !== undefined) {
       throw this.foundCorrupt(segment, new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`));
     }
@@ -967,9 +988,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     const encryption = this.encryption;
     let staged: StagedFile;
     let ownBytes: Uint8Array | null = null;
-    // an encrypted upload (or one whose ciphertext was kept) puts other bytes than the file's: the storage cannot stage the file itself
-    const kept = this.ciphertexts?.has(segment.name) ?? false;
-    if (storage.stageFile && encryption === undefined && !kept) {
+    // an encrypted upload puts other bytes than the file's: the storage cannot stage the file itself
+    if (storage.stageFile && encryption === undefined) {
       staged = await storage.stageFile(segment.path);
     } else {
       const bytes = await readFile(segment.path).catch((err: unknown) => {
@@ -998,8 +1018,9 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       this.corruptSegments.delete(segment.name);
       check.passed();
-      if (encryption !== undefined || kept) staged = (await this.encrypted(ownBytes!, staged.sha256, segment, encryption)) ?? staged;
-      return { staged, end };
+      const plaintextSha256 = staged.sha256;
+      if (encryption !== undefined) staged = await this.encrypted(ownBytes!, segment, encryption);
+      return { staged, end, plaintextSha256, encrypted: encryption !== undefined };
     } catch (err) {
       staged.release();
       throw err;
@@ -1007,19 +1028,12 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /**
-   * The checked segment staged as a ciphertext: the one kept for this plaintext (a put of it may
-   * have landed before a crash or a failed attempt; the same bytes again are a no-op), else its
-   * encryption, kept durably before the put. Null (put the plaintext) without encryption and
-   * nothing kept. The put, its size and its SHA-256 are of what is stored.
+   * The checked segment staged as its ciphertext: every attempt of this upload puts the same
+   * bytes (a retry after a put that landed is then a no-op). The put, its size and its SHA-256
+   * are of what is stored.
    */
-  private async encrypted(sealed: Uint8Array, plaintextSha256: string, segment: PendingSegment, encryption: UploadEncryption | undefined): Promise<StagedFile | null> {
-    const ciphertexts = this.ciphertexts!;
-    let stored: Uint8Array | null = await ciphertexts.get(segment.name, plaintextSha256);
-    if (stored === null) {
-      if (encryption === undefined) return null;
-      stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
-      await ciphertexts.keep(segment.name, plaintextSha256, stored);
-    }
+  private async encrypted(sealed: Uint8Array, segment: PendingSegment, encryption: UploadEncryption): Promise<StagedFile> {
+    const stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
     const sha256 = await sha256Hex(stored);
     return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, options), release: () => undefined };
   }
@@ -1137,6 +1151,19 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (before === undefined) return null;
     const bytes = await this.retry.run(() => this.storage.get(before), { signal: this.stopping.signal, description });
     if (bytes === null) return null;
+    const where = objectName(this.storage.description, before);
+    if (isEncrypted(bytes)) {
+      // without a key: where its metadata says it ends (the segment must start there, and readers verify it does)
+      const claimed = await this.claimedEnd(before, where);
+      if (claimed === null) {
+        throw new GraphstreamError(
+          'conflict',
+          `${where}, the object before ${segment.name}, is encrypted and its metadata does not say where it ends: ` +
+            `without a key, the uploader cannot tell whether ${segment.name} continues it; not uploading it`,
+        );
+      }
+      return { ...claimed, source: `${where} (as its metadata says)`, stored: true };
+    }
     const core = await this.coreLoading;
     const decoded = await core.decodeSegmentAsync(bytes).catch((err: unknown) => {
       throw toGraphstreamError(err, `${objectName(this.storage.description, before)}, the object before ${segment.name}`);
