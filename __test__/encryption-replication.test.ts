@@ -108,6 +108,14 @@ describe.each(runs)('an encrypted store: $s3.name ($core.kind core)', ({ s3, cor
     });
     expect(result.compacted.length).toBeGreaterThan(0);
     for (const object of await objects('8000')) expect(Buffer.from(object.subarray(0, AGE.length)).toString('latin1')).toBe(AGE);
+    // compaction's encrypted output names its plaintext segment in its metadata, as the Uploader's objects do
+    for (const key of await storage.list(`${prefix}${DB}/8000/`)) {
+      const compacted = await core.decryptSegment((await storage.get(key))!, { identities: [IDENTITY] });
+      const decoded = await core.decodeSegmentAsync(compacted);
+      expect((await storage.head!(key))!.metadata).toEqual(
+        claimsMetadata({ plaintextSha256: await sha256Hex(compacted), lastSeq: decoded.header.lastSeq, chainHash: Buffer.from(decoded.chainHash).toString('hex') }),
+      );
+    }
     const fresh = await tempDir();
     expect((await new Follower({ storage, prefix, db: DB, dir: fresh, core, encryption }).catchUp()).sequence).toBe(60);
     expect(await journalRecords(fresh, core)).toEqual(expected);
