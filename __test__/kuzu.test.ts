@@ -14,7 +14,7 @@ import { AbortError } from '../ts/abort.js';
 import { GraphstreamError } from '../ts/errors.js';
 import { Journal } from '../ts/journal/journal.js';
 import { readJournal } from '../ts/journal/reader.js';
-import { META_TABLE, PREPARED_PER_CONNECTION, readPosition, runStatement, type KuzuConnection } from '../ts/kuzu/database.js';
+import { META_TABLE, PREPARED_PER_CONNECTION, PRUNE_EVERY, readPosition, runStatement, writePosition, type KuzuConnection } from '../ts/kuzu/database.js';
 import { openKuzuLeader, replayIntoKuzu, type KuzuLeader } from '../ts/kuzu/index.js';
 import { GraphstreamMetrics } from '../ts/metrics.js';
 import { ParamValue } from '../ts/payload/params.js';
@@ -302,30 +302,64 @@ describe('graphstream/kuzu: statements and the meta table', () => {
     }
   });
 
-  test('the meta table holds one row from the moment the leader or replay opens; a database without the row gets it; more rows are refused as corrupt', async () => {
+  test('a small buffer pool takes thousands of entries: the position is inserted, not updated in place (Kuzu keeps every update in the pool until a checkpoint)', async () => {
+    const db = await openDatabase(fresh('db'), 16 * 1024 * 1024);
+    const journal = await Journal.open(fresh('journal'));
+    try {
+      await journal.append({ query: 'CREATE NODE TABLE Row(id INT64 PRIMARY KEY)' });
+      // an in-place update of one meta row filled this pool after about 550 entries
+      for (let id = 0; id < 2000; id++) await journal.append({ query: 'CREATE (:Row {id: $id})', params: { id } });
+      const leader = await openKuzuLeader({ connection: db.connection, journal });
+      expect(leader.redone).toBe(2001);
+      expect(await leader.query('MATCH (r:Row) RETURN count(*) AS n')).toEqual([{ n: 2000 }]);
+      expect(await readPosition(db.connection)).toEqual({ sequence: 2001, chainHash: journal.chainHash });
+    } finally {
+      await journal.close();
+      await db.close();
+    }
+  });
+
+  test(`the meta table is append-only (a row per entry, the largest sequence is the position), every ${PRUNE_EVERY}th entry deletes the older rows; a redo crosses a prune; the earlier one-row layout resumes; a sequence recorded twice fails`, async () => {
     const db = await openDatabase(fresh('db'));
     const journal = await Journal.open(fresh('journal'));
-    const rows = () => runStatement(db.connection, `MATCH (m:${META_TABLE}) RETURN m.id AS id, m.seq AS seq ORDER BY m.id`, {});
+    const conn = db.connection;
+    const rows = () => runStatement(conn, `MATCH (m:${META_TABLE}) RETURN m.id AS id, m.seq AS seq ORDER BY m.seq`, {});
     try {
-      // a table without its row (made before the row was created at open): open creates it and redoes the whole journal
-      await runStatement(db.connection, `CREATE NODE TABLE ${META_TABLE}(id INT64 PRIMARY KEY, seq INT64, hash STRING)`, {});
+      // the journal holds the schema, one counter and increments of it, past a prune
       await journal.append({ query: SCHEMA[0]! });
       await journal.append({ query: 'CREATE (:Item {id: $id, c: 0})', params: { id: 1 } });
-      expect(await readPosition(db.connection)).toEqual({ sequence: 0, chainHash: Buffer.alloc(32) });
-      let leader = await openKuzuLeader({ connection: db.connection, journal });
-      expect(leader.redone).toBe(2);
-      expect(await rows()).toEqual([{ id: 0, seq: 2 }]);
-      await leader.mutate('MATCH (n:Item) SET n.c = n.c + 1');
+      const total = PRUNE_EVERY + 6;
+      for (let seq = 3; seq <= total; seq++) await journal.append({ query: 'MATCH (n:Item) WHERE n.id = 1 SET n.c = n.c + 1' });
+      let afterTwo: Buffer | undefined;
+      for await (const record of readJournal(journal.directory)) {
+        if (record.sequence === 2) afterTwo = record.chainHash;
+      }
+      // the database applied the first two in the earlier layout: one row, id 0, updated in place
+      await runStatement(conn, SCHEMA[0]!, {});
+      await runStatement(conn, 'CREATE (:Item {id: 1, c: 0})', {});
+      await runStatement(conn, `CREATE NODE TABLE ${META_TABLE}(id INT64 PRIMARY KEY, seq INT64, hash STRING)`, {});
+      await runStatement(conn, `CREATE (:${META_TABLE} {id: 0, seq: 2, hash: $hash})`, { hash: afterTwo!.toString('hex') });
+      expect(await readPosition(conn)).toEqual({ sequence: 2, chainHash: afterTwo });
+
+      // the redo (as after a crash between appends and COMMITs) applies the rest once, pruning on its way
+      let leader = await openKuzuLeader({ connection: conn, journal });
+      expect(leader.redone).toBe(total - 2);
+      expect(await leader.query('MATCH (n:Item) RETURN n.c AS c')).toEqual([{ c: total - 2 }]);
+      expect(await rows()).toEqual(Array.from({ length: total - PRUNE_EVERY + 1 }, (_, i) => ({ id: PRUNE_EVERY + i, seq: PRUNE_EVERY + i })));
+      expect(await readPosition(conn)).toEqual({ sequence: total, chainHash: journal.chainHash });
+
       // a mutation that matches nothing still records its position
       await leader.mutate('MATCH (n:Item) WHERE n.id = 99 SET n.c = n.c + 1');
-      expect(await rows()).toEqual([{ id: 0, seq: 4 }]);
-      expect(await readPosition(db.connection)).toEqual({ sequence: 4, chainHash: journal.chainHash });
-      leader = await openKuzuLeader({ connection: db.connection, journal });
+      expect(await readPosition(conn)).toEqual({ sequence: total + 1, chainHash: journal.chainHash });
+      leader = await openKuzuLeader({ connection: conn, journal });
       expect(leader.redone).toBe(0);
+      expect(await leader.query('MATCH (n:Item) RETURN n.c AS c')).toEqual([{ c: total - 2 }]);
 
-      await runStatement(db.connection, `CREATE (:${META_TABLE} {id: 1, seq: 4, hash: $hash})`, { hash: journal.chainHash.toString('hex') });
-      await expect(openKuzuLeader({ connection: db.connection, journal })).rejects.toMatchObject({ code: 'corrupt' });
-      await expect(readPosition(db.connection)).rejects.toMatchObject({ code: 'corrupt' });
+      // recording a sequence again (an entry applied twice) fails
+      await expect(writePosition(conn, { sequence: total + 1, chainHash: journal.chainHash })).rejects.toMatchObject({ message: expect.stringMatching(/duplicated primary key/) });
+      // a largest row that is not a position is corrupt
+      await runStatement(conn, `CREATE (:${META_TABLE} {id: $seq, seq: $seq, hash: 'nope'})`, { seq: total + 2 });
+      await expect(readPosition(conn)).rejects.toMatchObject({ code: 'corrupt' });
     } finally {
       await journal.close();
       await db.close();

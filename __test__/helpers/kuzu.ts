@@ -18,8 +18,8 @@ export interface OpenDatabase {
  * A database in `dir` (created if needed) with a small buffer pool and a 4 GiB address-space
  * reservation (the default, 8 TiB each, runs a process with a few databases out of addresses).
  */
-export async function openDatabase(dir: string): Promise<OpenDatabase> {
-  const db = new kuzu.Database(dir, 64 * 1024 * 1024, true, false, 4 * 1024 * 1024 * 1024);
+export async function openDatabase(dir: string, bufferPoolBytes = 64 * 1024 * 1024): Promise<OpenDatabase> {
+  const db = new kuzu.Database(dir, bufferPoolBytes, true, false, 4 * 1024 * 1024 * 1024);
   await db.init();
   const connection = new kuzu.Connection(db);
   await connection.init();

@@ -1,10 +1,17 @@
 /**
  * What the Kuzu integration does with a connection: run one statement, run a unit of work in an
  * explicit transaction, and keep the journal position the database holds in a small meta table
- * (`_graphstream_meta`, one row, created when the leader or replay opens: the last sequence
- * applied and the chain hash after it), written inside the same transaction as the entry it
- * records. Kuzu's and LadybugDB's `Connection` both fit `KuzuConnection`; nothing here loads
- * either package.
+ * (`_graphstream_meta`), written inside the same transaction as the entry it records. Kuzu's
+ * and LadybugDB's `Connection` both fit `KuzuConnection`; nothing here loads either package.
+ *
+ * The meta table is append-only: each entry inserts a row (id and seq: its sequence; hash: the
+ * chain hash after it), and the position is the row with the largest sequence. Every
+ * `PRUNE_EVERY`th entry also deletes the rows below its own, in the same transaction, so the
+ * table stays small. Updating one row in place instead runs Kuzu 0.11 out of buffer pool: every
+ * update keeps a copy of the updated column vectors in the pool until a checkpoint (measured:
+ * a 16 MiB pool full after 556 updates of that row, the tests' 64 MiB after about 2,300
+ * mutations; inserts: 30,000 and more). An entry recorded twice fails on the primary key. The
+ * earlier layout (one row, id 0, updated) reads the same way.
  *
  * Statements run through prepared statements kept per connection and query text (at most
  * `PREPARED_PER_CONNECTION`, least recently used dropped first). Kuzu parses a statement only
@@ -164,34 +171,34 @@ export function runEntry(connection: KuzuConnection, entry: KuzuEntry): Promise<
   return runStatement(connection, statement.query, statement.values);
 }
 
-/**
- * Creates the meta table and its one row (sequence 0, the zero hash) when the database has
- * none, each in a transaction of its own. Every position update finds that row.
- */
+/** Creates the meta table when the database has none (in a transaction of its own). */
 export async function ensureMetaTable(connection: KuzuConnection): Promise<void> {
   await control(connection, `CREATE NODE TABLE IF NOT EXISTS ${META_TABLE}(id INT64 PRIMARY KEY, seq INT64, hash STRING)`);
-  await control(connection, `MERGE (m:${META_TABLE} {id: 0}) ON CREATE SET m.seq = 0, m.hash = '${ZERO_HASH.toString('hex')}'`);
 }
 
-/** The position the database recorded; sequence 0 and the zero hash when it recorded none. */
+/** The position the database recorded (its meta row with the largest sequence); sequence 0 and the zero hash when it recorded none. */
 export async function readPosition(connection: KuzuConnection): Promise<KuzuPosition> {
-  const rows = await runStatement(connection, `MATCH (m:${META_TABLE}) RETURN m.id AS id, CAST(m.seq AS STRING) AS seq, m.hash AS hash`, {});
-  if (rows.length === 0) return { sequence: 0, chainHash: ZERO_HASH };
-  const row = rows[0]!;
+  const rows = await runStatement(connection, `MATCH (m:${META_TABLE}) RETURN CAST(m.seq AS STRING) AS seq, m.hash AS hash ORDER BY m.seq DESC LIMIT 1`, {});
+  const row = rows[0];
+  if (row === undefined) return { sequence: 0, chainHash: ZERO_HASH };
   const sequence = Number(row.seq);
   const hash = row.hash;
-  if (rows.length > 1 || row.id !== 0 || !Number.isSafeInteger(sequence) || sequence < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
-    throw new GraphstreamError('corrupt', `kuzu: ${META_TABLE} holds ${JSON.stringify(rows)}, not one row with a sequence and a ${HASH_SIZE}-byte chain hash`);
+  if (!Number.isSafeInteger(sequence) || sequence < 0 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) {
+    throw new GraphstreamError('corrupt', `kuzu: ${META_TABLE} holds ${JSON.stringify(row)}, not a sequence and a ${HASH_SIZE}-byte chain hash`);
   }
   return { sequence, chainHash: Buffer.from(hash, 'hex') };
 }
 
-/** The meta update: the table holds one row (ensureMetaTable), so a scan finds it; cheaper for Kuzu than a primary-key MERGE. */
-const WRITE_POSITION = `MATCH (m:${META_TABLE}) SET m.seq = $seq, m.hash = $hash`;
+/** Every this many sequences, the meta update also deletes the older rows. */
+export const PRUNE_EVERY = 1024;
+const WRITE_POSITION = `CREATE (:${META_TABLE} {id: $seq, seq: $seq, hash: $hash})`;
+const PRUNE_POSITIONS = `MATCH (m:${META_TABLE}) WHERE m.seq < $seq DELETE m`;
 
-/** Records the position, inside the caller's transaction (ensureMetaTable ran on this database). */
+/** Records the position, inside the caller's transaction (see the module comment). */
 export async function writePosition(connection: KuzuConnection, position: KuzuPosition): Promise<void> {
-  await execute(connection, WRITE_POSITION, { seq: position.sequence, hash: position.chainHash.toString('hex') }, 'recording the journal position');
+  const seq = position.sequence;
+  await execute(connection, WRITE_POSITION, { seq, hash: position.chainHash.toString('hex') }, 'recording the journal position');
+  if (seq % PRUNE_EVERY === 0) await execute(connection, PRUNE_POSITIONS, { seq }, 'pruning the recorded journal positions');
 }
 
 /**
