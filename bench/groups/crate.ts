@@ -13,7 +13,7 @@ import type { Core } from '../../ts/core/core.js';
 import { addTable, addTarget, type Context } from '../lib/context.js';
 import { crateRef, runCrateRef, sharedEntries, writeSharedEntries } from '../lib/crate-ref.js';
 import { fmtNumber } from '../lib/report.js';
-import { interleave, nowMs, ratioOf } from '../lib/stats.js';
+import { interleave, nowMs, ratioOf, summarize } from '../lib/stats.js';
 
 const ENTRIES = 200_000;
 const SEGMENT_BYTES = 4 * 1024 * 1024;
@@ -24,14 +24,23 @@ interface CrateWriterRun {
   entriesPerSecond: number;
   payloadBytes: number;
   segments: number;
+  /** CPU of every thread of the runner during the timed part */
+  cpuSeconds: number;
+}
+
+/** One run of this package's writer: its rate, and the CPU of every thread of this process meanwhile (ms). */
+interface JournalRun {
+  entriesPerSecond: number;
+  cpuMs: number;
 }
 
 /** Every entry appended (appendBatch of `batch`, `depth` batches in flight; or single appends, `depth` in flight), then close. */
-async function journalRun(context: Context, core: Core, entries: JournalAppendEntry[], mode: 'batch' | 'single', depth: number): Promise<number> {
+async function journalRun(context: Context, core: Core, entries: JournalAppendEntry[], mode: 'batch' | 'single', depth: number): Promise<JournalRun> {
   const dir = await mkdtemp(join(context.scratch, `crate-cmp-${mode}-`));
   const journal = await Journal.open(dir, { core, durability: 'none', maxSegmentBytes: SEGMENT_BYTES, compression: { zstd: 3 } });
   const batch = 1000;
   let next = 0;
+  const cpuBefore = process.cpuUsage();
   const start = nowMs();
   const caller = async () => {
     if (mode === 'batch') {
@@ -47,8 +56,9 @@ async function journalRun(context: Context, core: Core, entries: JournalAppendEn
   await Promise.all(Array.from({ length: depth }, caller));
   await journal.close();
   const elapsed = nowMs() - start;
+  const cpu = process.cpuUsage(cpuBefore);
   await rm(dir, { recursive: true, force: true });
-  return entries.length / (elapsed / 1000);
+  return { entriesPerSecond: entries.length / (elapsed / 1000), cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 export async function crateGroup(context: Context): Promise<void> {
@@ -79,11 +89,23 @@ export async function crateGroup(context: Context): Promise<void> {
     return run.entriesPerSecond;
   };
   context.log(`crate: writer runs (${runs} interleaved)`);
+  const cpuMs: Record<'crate' | 'batch' | 'single', number[]> = { crate: [], batch: [], single: [] };
+  const ours = (key: 'batch' | 'single', depth: number) => async () => {
+    const run = await journalRun(context, native, entries, key, depth);
+    cpuMs[key].push(run.cpuMs);
+    return run.entriesPerSecond;
+  };
   const writer = await interleave(runs, {
-    crate: crateRun,
-    batch: () => journalRun(context, native, entries, 'batch', 4),
-    single: () => journalRun(context, native, entries, 'single', 1000),
+    crate: async () => {
+      const rate = await crateRun();
+      cpuMs.crate.push(crateRuns[crateRuns.length - 1]!.cpuSeconds * 1000);
+      return rate;
+    },
+    batch: ours('batch', 4),
+    single: ours('single', 1000),
   });
+  // the timed runs only (interleave's warm-up round is the first of each)
+  const cpu = (key: 'crate' | 'batch' | 'single') => summarize(cpuMs[key].slice(-runs));
   const crateFirst = crateRuns[0]!;
   if (crateFirst.payloadBytes !== ourPayloadBytes) {
     throw new Error(`not the same entries: the crate's payloads total ${crateFirst.payloadBytes} B, this package's ${ourPayloadBytes} B`);
@@ -92,14 +114,15 @@ export async function crateGroup(context: Context): Promise<void> {
   addTable(context, {
     group: 'journal',
     title: `2d. Against the graphstream 0.3 crate — ${ENTRIES.toLocaleString('en')} graphd entries (${avgPayload.toFixed(0)} B payloads), 4 MiB segments, zstd 3, no per-append fsync, written then closed`,
-    columns: ['writer', 'entries/s', 'vs crate', 'unit'],
+    columns: ['writer', 'entries/s', 'vs crate', 'CPU ms per run, all threads', 'CPU vs crate'],
     rows: [
-      ['graphstream 0.3 crate: spawn_journal_writer, one Write command per entry, then Shutdown', writer.crate, null, 'entries/s'],
-      ['Journal (native): appendBatch(1000), 4 batches in flight, then close()', writer.batch, ratioOf(writer.batch, writer.crate), 'entries/s'],
-      ['Journal (native): append(), 1000 in flight, then close()', writer.single, ratioOf(writer.single, writer.crate), 'entries/s'],
+      ['graphstream 0.3 crate: spawn_journal_writer, one Write command per entry, then Shutdown', writer.crate, null, cpu('crate'), null],
+      ['Journal (native): appendBatch(1000), 4 batches in flight, then close()', writer.batch, ratioOf(writer.batch, writer.crate), cpu('batch'), ratioOf(cpu('batch'), cpu('crate'))],
+      ['Journal (native): append(), 1000 in flight, then close()', writer.single, ratioOf(writer.single, writer.crate), cpu('single'), ratioOf(cpu('single'), cpu('crate'))],
     ],
     notes: [
       `median of ${runs} interleaved runs ±half their range; each run writes all entries into a fresh directory (${crateFirst.segments} segments) and ends when every segment is sealed (the crate seals on its writer thread at rotation and at Shutdown, this package on its sealer thread; each fsyncs every sealed segment)`,
+      'CPU: utime + stime of the whole process over the timed part (this package: process.cpuUsage around the run; the crate: its runner\'s /proc/self/stat around the writer); the crate does everything on its writer thread, this package on three (JS thread, writer, sealer) and the GC\'s helpers. On 2 cores a writer that costs c× the crate\'s CPU is at most 2/c× the crate\'s rate',
       `same entries: the crate's ParamValue has no temporal or point values, so dates are strings and points [srid, x, y] lists on both sides; the protobuf payloads both make total ${ourPayloadBytes.toLocaleString('en')} B (checked)`,
     ],
   });
