@@ -212,6 +212,31 @@ describe.each(cores)('$kind core', (core) => {
     expect(coreCodeOf(() => core.decodeSegment(readVector('broken-chain.hadbj'), { into: Buffer.alloc(1 << 20) }))).toBe('chain_broken');
   });
 
+  test('a segment is sealed into a given buffer when it fits, and into its own otherwise', async () => {
+    const unsealed = readVector('unsealed.hadbj');
+    for (const level of [0, 3]) {
+      const plain = core.sealSegment(unsealed, { level });
+      for (const seal of [core.sealSegment, core.sealSegmentAsync]) {
+        const into = Buffer.alloc(plain.length + 7, 0xaa);
+        const sealed = await seal(unsealed, { level, into });
+        expect(sealed.buffer, `level ${level}`).toBe(into.buffer);
+        expect(sealed.byteOffset, `level ${level}`).toBe(into.byteOffset);
+        expect(sealed, `level ${level}`).toEqual(plain);
+        expect(into.subarray(plain.length), `level ${level}`).toEqual(Buffer.alloc(7, 0xaa));
+
+        const small = Buffer.alloc(plain.length - 1, 0xbb);
+        const own = await seal(unsealed, { level, into: small });
+        expect(own.buffer, `level ${level}`).not.toBe(small.buffer);
+        expect(own, `level ${level}`).toEqual(plain);
+        expect(small, 'a buffer too small is not written to').toEqual(Buffer.alloc(plain.length - 1, 0xbb));
+      }
+    }
+    expect(coreCodeOf(() => core.sealSegment(unsealed, { into: unsealed }))).toBe('invalid_argument');
+    await expect(core.sealSegmentAsync(unsealed, { into: unsealed.subarray(100) })).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/shares memory/) });
+    await expect(core.sealSegmentAsync(unsealed, { into: new Uint8Array(1 << 20) as Buffer })).rejects.toMatchObject({ code: 'invalid_argument' });
+    expect(coreCodeOf(() => core.sealSegment(readVector('sealed-raw.hadbj'), { into: Buffer.alloc(1 << 20) }))).toBe('invalid_segment');
+  });
+
   describe('checks and their error codes', () => {
     const payloads = expectedEntries.map((e) => e.payload);
 

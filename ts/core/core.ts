@@ -116,11 +116,20 @@ export interface RawSegment {
 
 /** Throws (as a core error) unless `into` is absent or a Buffer sharing no memory with `bytes`. */
 export function checkDecodeTarget(bytes: Uint8Array, into: unknown): void {
+  checkOutputTarget('decode', 'the bytes being decoded', bytes, into);
+}
+
+/** The same check for SealOptions.into. */
+export function checkSealTarget(unsealed: Uint8Array, into: unknown): void {
+  checkOutputTarget('seal', 'the segment being sealed', unsealed, into);
+}
+
+function checkOutputTarget(operation: string, input: string, bytes: Uint8Array, into: unknown): void {
   if (into === undefined) return;
-  if (!Buffer.isBuffer(into)) throw coreError('invalid_argument', 'decode: into must be a Buffer');
+  if (!Buffer.isBuffer(into)) throw coreError('invalid_argument', `${operation}: into must be a Buffer`);
   const apart =
     into.buffer !== bytes.buffer || into.byteOffset + into.length <= bytes.byteOffset || bytes.byteOffset + bytes.length <= into.byteOffset;
-  if (!apart) throw coreError('invalid_argument', 'decode: into shares memory with the bytes being decoded');
+  if (!apart) throw coreError('invalid_argument', `${operation}: into shares memory with ${input}`);
 }
 
 export interface SealOptions {
@@ -128,6 +137,14 @@ export interface SealOptions {
   level?: number;
   /** Ceiling on the unsealed input; default 64 MiB (DEFAULT_MAX_BODY_BYTES). */
   maxBodyBytes?: number;
+  /**
+   * A buffer to write the sealed segment into when it fits: the result is then a view of its
+   * first bytes, and a caller sealing one segment after another can reuse one buffer instead of
+   * leaving a dead one per call to the garbage collector. When the sealed segment does not fit,
+   * it gets a buffer of its own and `into` is not written to. It must not share memory with the
+   * input, and must not be touched until the seal settles.
+   */
+  into?: Buffer;
 }
 
 /**

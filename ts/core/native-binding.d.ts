@@ -256,11 +256,13 @@ export declare function readFileForUpload(path: string, into: Buffer): Promise<F
 export interface SealOptions {
   level?: number
   maxBodyBytes?: number
+  /** a buffer to write the sealed segment into when it fits (never the input's memory) */
+  into?: Buffer
 }
 
-export declare function sealSegment(unsealed: Uint8Array, options?: SealOptions | undefined | null): Buffer
+export declare function sealSegment(unsealed: Uint8Array, options?: SealOptions | undefined | null): number | Buffer
 
-export declare function sealSegmentAsync(unsealed: Buffer, options?: SealOptions | undefined | null): Promise<Buffer>
+export declare function sealSegmentAsync(unsealed: Buffer, options?: SealOptions | undefined | null): Promise<number | Buffer>
 
 export interface WriterOptions {
   maxSegmentBytes: number

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraphstreamError } from '../errors.js';
-import { checkDecodeTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type WriterOptions, type WriterStart } from './core.js';
+import { checkDecodeTarget, checkSealTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type SealOptions, type WriterOptions, type WriterStart } from './core.js';
 import type * as Native from './native-binding.js';
 import { packPayloads } from './packed.js';
 
@@ -162,6 +162,16 @@ function decodeOptions(bytes: Uint8Array, options: DecodeOptions | undefined): D
   return options;
 }
 
+function sealOptions(unsealed: Uint8Array, options: SealOptions | undefined): SealOptions | undefined {
+  checkSealTarget(unsealed, options?.into);
+  return options;
+}
+
+/** The binding answers with the length it wrote at the start of `into`, or a buffer of its own when the sealed segment did not fit there. */
+function sealedSegment(sealed: number | Buffer, options: SealOptions | undefined): Buffer {
+  return typeof sealed === 'number' ? options!.into!.subarray(0, sealed) : sealed;
+}
+
 function adapt(native: NativeBinding): Core {
   return {
     kind: 'native',
@@ -179,8 +189,8 @@ function adapt(native: NativeBinding): Core {
         bodyChecksum: header.bodyChecksum === undefined ? undefined : asBuffer(header.bodyChecksum),
       }),
     decodeHeader: (bytes) => native.decodeHeader(bytes),
-    sealSegment: (unsealed, options) => native.sealSegment(unsealed, options),
-    sealSegmentAsync: (unsealed, options) => native.sealSegmentAsync(asBuffer(unsealed), options),
+    sealSegment: (unsealed, options) => sealedSegment(native.sealSegment(unsealed, sealOptions(unsealed, options)), options),
+    sealSegmentAsync: async (unsealed, options) => sealedSegment(await native.sealSegmentAsync(asBuffer(unsealed), sealOptions(unsealed, options)), options),
     decodeSegment: (bytes, options) => fromNativeSegment(native.decodeSegment(bytes, decodeOptions(bytes, options))),
     decodeSegmentAsync: async (bytes, options) => fromNativeSegment(await native.decodeSegmentAsync(asBuffer(bytes), decodeOptions(bytes, options))),
     encryptSegment: (bytes, to) => native.encryptSegmentAsync(asBuffer(bytes), { recipients: to.recipients && [...to.recipients], passphrase: to.passphrase }),

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import CRC32C from 'crc-32/crc32c.js';
 import {
   checkDecodeTarget,
+  checkSealTarget,
   coreError,
   type DecodeOptions,
   type EncodedBatch,
@@ -445,6 +446,7 @@ export function decodeSegment(bytes: Uint8Array, options?: DecodeOptions): RawSe
 
 export function sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer {
   checkBytes(unsealed, 'unsealed');
+  checkSealTarget(unsealed, options?.into);
   const level = options?.level ?? DEFAULT_ZSTD_LEVEL;
   if (!Number.isInteger(level) || level < 0 || level > 22) {
     fail('invalid_argument', `zstd level must be 0..22, got ${String(level)}`);
@@ -468,5 +470,11 @@ export function sealSegment(unsealed: Uint8Array, options?: SealOptions): Buffer
     prevSegmentChecksum: decoded.startHash.readBigUInt64BE(0),
     createdMs: header.createdMs,
   });
-  return Buffer.concat([sealedHeader, stored, decoded.chainHash], HEADER_SIZE + stored.length + TRAILER_SIZE);
+  const length = HEADER_SIZE + stored.length + TRAILER_SIZE;
+  const into = options?.into;
+  if (into === undefined || length > into.length) return Buffer.concat([sealedHeader, stored, decoded.chainHash], length);
+  sealedHeader.copy(into, 0);
+  asBuffer(stored).copy(into, HEADER_SIZE);
+  decoded.chainHash.copy(into, HEADER_SIZE + stored.length);
+  return into.subarray(0, length);
 }

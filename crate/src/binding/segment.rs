@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Env, Task, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Task, Uint32Array};
 use napi_derive::napi;
 
 use super::errors::throwing;
@@ -105,26 +105,61 @@ impl DecodeOptions {
 pub struct SealOptions {
     pub level: Option<i32>,
     pub max_body_bytes: Option<f64>,
+    /// a buffer to write the sealed segment into when it fits (never the input's memory)
+    pub into: Option<Buffer>,
 }
 
-fn seal_settings(options: Option<SealOptions>) -> Result<(i32, usize), Error> {
-    let options = options.unwrap_or(SealOptions {
-        level: None,
-        max_body_bytes: None,
-    });
-    Ok((options.level.unwrap_or(3), ceiling(options.max_body_bytes)?))
+fn seal_settings(options: Option<SealOptions>) -> Result<(i32, usize, Option<Buffer>), Error> {
+    let Some(options) = options else {
+        return Ok((3, DEFAULT_MAX_BODY_BYTES, None));
+    };
+    Ok((
+        options.level.unwrap_or(3),
+        ceiling(options.max_body_bytes)?,
+        options.into,
+    ))
 }
 
-#[napi]
+/// A sealed segment: the number of its bytes written at the start of the caller's `into` buffer
+/// when it fitted there (the caller takes the view), else a buffer of its own.
+pub enum Sealed {
+    Into(usize),
+    Own(Vec<u8>),
+}
+
+impl Sealed {
+    /// Copies `sealed` into `into` when it fits (a memcpy beside the seal's milliseconds: one
+    /// buffer reused call after call leaves the garbage collector no dead megabyte per call).
+    fn place(sealed: Vec<u8>, into: Option<&mut [u8]>) -> Sealed {
+        match into {
+            Some(into) if sealed.len() <= into.len() => {
+                into[..sealed.len()].copy_from_slice(&sealed);
+                Sealed::Into(sealed.len())
+            }
+            _ => Sealed::Own(sealed),
+        }
+    }
+
+    fn into_js(self) -> Either<u32, Buffer> {
+        match self {
+            // a sealed segment is at most its input's size plus a zstd frame's overhead: below 4 GiB
+            Sealed::Into(length) => Either::A(length as u32),
+            Sealed::Own(bytes) => Either::B(bytes.into()),
+        }
+    }
+}
+
+#[napi(ts_return_type = "number | Buffer")]
 pub fn seal_segment(
     env: &Env,
     unsealed: &[u8],
     options: Option<SealOptions>,
-) -> napi::Result<Buffer> {
+) -> napi::Result<Either<u32, Buffer>> {
     throwing(env, || {
-        let (level, max) = seal_settings(options)?;
+        let (level, max, mut into) = seal_settings(options)?;
         check_header_fits_js(unsealed)?;
-        Ok(guard(|| segment::seal_segment(unsealed, level, max))?.into())
+        let sealed = guard(|| segment::seal_segment(unsealed, level, max))?;
+        Ok(Sealed::place(sealed, into.as_deref_mut()).into_js())
     })
 }
 
@@ -148,6 +183,7 @@ pub struct SealTask {
     unsealed: Arc<Buffer>,
     level: i32,
     max_body_bytes: usize,
+    into: Option<Buffer>,
 }
 
 /// How long a seal may wait for idle cores before its libuv thread computes it in the normal
@@ -157,8 +193,8 @@ fn seal_patience(bytes: usize) -> Duration {
 }
 
 impl Task for SealTask {
-    type Output = Result<Vec<u8>, Error>;
-    type JsValue = Buffer;
+    type Output = Result<Sealed, Error>;
+    type JsValue = Either<u32, Buffer>;
 
     /// Sealing (a few ms of CPU per MiB on two threads) runs in the idle class while cores are
     /// free, so that it never keeps the event loop from a core (the journal's sealer does the
@@ -167,7 +203,8 @@ impl Task for SealTask {
         let unsealed = Arc::clone(&self.unsealed);
         let (level, max_body_bytes) = (self.level, self.max_body_bytes);
         let patience = seal_patience(unsealed.len());
-        Ok(in_idle_class(
+        // the work may run twice (see in_idle_class), so it only computes; `into` is written here
+        let sealed = in_idle_class(
             patience,
             Arc::new(move || {
                 guard(|| {
@@ -175,25 +212,27 @@ impl Task for SealTask {
                     segment::seal_segment(&unsealed, level, max_body_bytes)
                 })
             }),
-        ))
+        );
+        Ok(sealed.map(|sealed| Sealed::place(sealed, self.into.as_deref_mut())))
     }
 
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Buffer> {
-        throwing(&env, || Ok(output?.into()))
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Either<u32, Buffer>> {
+        throwing(&env, || Ok(output?.into_js()))
     }
 }
 
-#[napi(ts_return_type = "Promise<Buffer>")]
+#[napi(ts_return_type = "Promise<number | Buffer>")]
 pub fn seal_segment_async(
     env: &Env,
     unsealed: Buffer,
     options: Option<SealOptions>,
 ) -> napi::Result<AsyncTask<SealTask>> {
-    let (level, max_body_bytes) = throwing(env, || seal_settings(options))?;
+    let (level, max_body_bytes, into) = throwing(env, || seal_settings(options))?;
     Ok(AsyncTask::new(SealTask {
         unsealed: Arc::new(unsealed),
         level,
         max_body_bytes,
+        into,
     }))
 }
 
