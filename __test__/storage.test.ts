@@ -598,6 +598,31 @@ describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
     client.destroy();
   });
 
+  it('put signs with the SHA-256 given in its options (what the Uploader computed for a ciphertext) instead of hashing the body', async () => {
+    const client = testS3Client(server.endpoint());
+    const signed: string[] = [];
+    client.middlewareStack.add(
+      (next) => (args) => {
+        const request = args.request as { method?: string; headers?: Record<string, string> };
+        const hash = request.headers?.['x-amz-content-sha256'];
+        if (request.method === 'PUT' && hash !== undefined) signed.push(hash);
+        return next(args);
+      },
+      { step: 'deserialize', name: 'captureSignedPayloadHash' },
+    );
+    const storage = track(new S3Storage({ bucket: bucketOn(server), prefix: `hint-${randomBytes(4).toString('hex')}/`, client }));
+    const payload = randomBytes(10_000);
+    await storage.put('given', payload, { ifNoneMatch: '*', sha256: sha256(payload) });
+    expect(Buffer.from((await storage.get('given'))!)).toEqual(payload);
+    // the given hash is what is signed, even a wrong one (which versitygw refuses and moto does not check)
+    const wrong = sha256(Buffer.from('other bytes'));
+    await storage.put('wrong', payload, { ifNoneMatch: '*', sha256: wrong }).catch(() => undefined);
+    // a malformed one is not used: the SDK hashes the body itself
+    await storage.put('not-hex', payload, { ifNoneMatch: '*', sha256: 'not a digest' });
+    expect(signed).toEqual([sha256(payload), wrong, sha256(payload)]);
+    client.destroy();
+  });
+
   it('a file larger than maxObjectBytes is too_large', async () => {
     const storage = track(
       new S3Storage({ bucket: bucketOn(server), prefix: `big-${randomBytes(4).toString('hex')}/`, endpoint: server.endpoint(), region: TEST_REGION, credentials: TEST_CREDENTIALS, forcePathStyle: true, maxObjectBytes: 1000 }),

@@ -997,7 +997,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       ownBytes = bytes;
       const sha256 = await sha256Hex(bytes);
-      staged = { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, options), release: () => undefined };
+      staged = { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, { ...options, sha256 }), release: () => undefined };
     }
     try {
       const facts = await this.checking.run(() => this.checkSegment(segment, staged, ownBytes)).catch((err: unknown) => {
@@ -1035,7 +1035,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private async encrypted(sealed: Uint8Array, segment: PendingSegment, encryption: UploadEncryption): Promise<StagedFile> {
     const stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
     const sha256 = await sha256Hex(stored);
-    return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, options), release: () => undefined };
+    return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, { ...options, sha256 }), release: () => undefined };
   }
 
   private foundCorrupt(segment: PendingSegment, error: GraphstreamError): GraphstreamError {

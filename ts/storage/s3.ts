@@ -219,7 +219,8 @@ export class S3Storage implements SegmentStorage {
   }
 
   async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
-    return this.putBytes(key, bytes, options);
+    const sha256 = options?.sha256;
+    return this.putBytes(key, bytes, options, typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : undefined);
   }
 
   /**

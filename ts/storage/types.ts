@@ -23,6 +23,12 @@ export interface PutOptions {
    * still `created: false`.
    */
   metadata?: ObjectMetadata;
+  /**
+   * The SHA-256 of `bytes` (lowercase hex), when the caller has it already: S3Storage signs the
+   * request with it instead of hashing the body again on the JavaScript thread (S3 checks the
+   * bytes it receives against it: a wrong one fails the put). Other backends ignore it.
+   */
+  sha256?: string;
 }
 
 /** User metadata of an object (PutOptions.metadata): lowercase keys, ASCII values. */
