@@ -55,8 +55,13 @@ class HeldPutStorage extends MemoryStorage {
   override async put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<PutResult> {
     this.held++;
     await this.gate;
-    return super.put(key, bytes, options);
+    const result = await super.put(key, bytes, options);
+    this.landed?.();
+    return result;
   }
+
+  /** called as each put lands, before its caller goes on */
+  landed: (() => void) | undefined;
 
   release(): void {
     this.released();
@@ -194,6 +199,32 @@ describe.each(cores)('ending long operations ($kind core)', (core: Core) => {
         expect(await finish).toBe(200);
         expect(await journalRecords(dir, core)).toEqual(expected);
       }
+    }
+  });
+
+  it('Uploader.sync: resolves only once an upload already under way is recorded, even one whose put has landed', async () => {
+    const dir = await freshDir('sync-recorded');
+    const storage = new HeldPutStorage();
+    const journal = await Journal.open(dir, { core });
+    const uploader = new Uploader({ journal, storage, db: DB, core, sealIntervalMs: 3_600_000 });
+    const recorded: string[] = [];
+    uploader.on('uploaded', (record: { name: string }) => recorded.push(record.name));
+    try {
+      await uploader.start();
+      for (let i = 1; i <= 10; i++) await journal.append(entryFor(i));
+      const first = uploader.sync();
+      while (storage.held === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      // a sync() asked for as the put lands, while the manifest write that records it is still to come
+      const second = new Promise<void>((resolve, reject) => (storage.landed = () => uploader.sync().then(resolve, reject)));
+      storage.release();
+      await second;
+      const sealed = (await readdir(dir)).filter((name) => name.endsWith('.hadbj'));
+      expect(recorded).toEqual(sealed);
+      expect(uploader.stats()).toMatchObject({ succeeded: sealed.length, failed: 0 });
+      await first;
+    } finally {
+      await uploader.stop();
+      await journal.close();
     }
   });
 

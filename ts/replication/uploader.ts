@@ -386,10 +386,14 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   private async syncNow(signal: AbortSignal | undefined): Promise<void> {
     if (this.lease?.fenced) throw this.lease.fenced;
     await this.sealLive();
+    // an upload under way may have its put done and its manifest write not: pending() no longer
+    // lists its segment, yet sync() resolves only once every sealed segment is recorded
+    const underWay = [...this.inFlight.values()].map((upload) => upload.done);
     const cache = await this.cache();
     const pending = await this.pending(cache);
     if (signal?.aborted) return;
     await this.uploadAll(pending, { includeConflicts: true });
+    await Promise.all(underWay);
   }
 
   /**
@@ -845,7 +849,6 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       if ('uploaded' in transfer) return transfer.uploaded;
       const othersStillSending = this.transfersInFlight > 0;
       const record = await cache.markUploaded(transfer.put, othersStillSending ? { holdMs: MANIFEST_HOLD_MS } : {});
-      // counted before anything else is awaited: a sync() that finds the segment recorded returns at once
       this.counters.succeeded++;
       this.counters.bytes += record.size;
       if (transfer.failuresBefore === this.failuresRecorded && segment.firstSeq >= this.lastErrorFirstSeq) this.lastError = null;
