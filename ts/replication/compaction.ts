@@ -39,7 +39,7 @@ import type { Core, RawSegment, SegmentCore } from '../core/core.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, FLAG_COMPRESSED, FLAG_SEALED } from '../format/constants.js';
 import { resolveCore } from '../core/default.js';
-import { sameBytes } from '../storage/bytes.js';
+import { sameBytes, sha256Hex } from '../storage/bytes.js';
 import { checkDb, checkPrefix, objectName } from '../storage/names.js';
 import type { SegmentStorage } from '../storage/types.js';
 import { claimsMetadata, decryptDownloaded, encryptForUpload, encryptsUploads, type ReadEncryption, type UploadEncryption } from './encryption.js';
@@ -167,11 +167,6 @@ export async function sliceSegment(
   const start = decoded.entryOffsets[fromSeq - first]!;
   const end = toSeq - first + 1 < count ? decoded.entryOffsets[toSeq - first + 1]! : decoded.body.length;
   return sealRawEntries(core, fromSeq, decoded.header.createdMs, [decoded.body.subarray(start, end)], levelOf(decoded));
-}
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  // WebCrypto digests on the thread pool: a segment-sized hash does not block the event loop.
-  return Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
 }
 
 function resolveConfig(init: CompactionConfigInit | undefined): CompactionConfig {
