@@ -1,14 +1,16 @@
 // `npm run bench [-- --quick] [-- --only=format,journal]`: bundles the TypeScript suite (bench/*.ts
 // over ts/, the library's own sources) with esbuild, as the tests do, and runs it. The bundle
-// lives in node_modules/.cache so it never mixes with dist/ (which `npm run build` cleans), one
-// directory per run so that concurrent runs do not overwrite each other's bundle.
+// lives in .bench-cache/ so it never mixes with dist/ (which `npm run build` cleans), one directory
+// per run so that concurrent runs do not overwrite each other's bundle. It sits in the checkout
+// itself, not in node_modules: a git worktree whose node_modules is a link to another checkout's
+// would otherwise load that checkout's native addon.
 import { build } from 'esbuild';
 import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const outdir = join(root, 'node_modules', '.cache', `graphstream-bench-${process.pid}`);
+const outdir = join(root, '.bench-cache', `run-${process.pid}`);
 
 const common = { outdir, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' };
 await build({ ...common, entryPoints: { suite: join(root, 'bench/suite.ts') }, packages: 'external', sourcemap: 'inline' });

@@ -5,8 +5,8 @@
  * latency. The per-append figures stay readable on a loaded machine, where appends/s do not.
  *
  *   npx esbuild bench/probes/append-loop.ts --bundle --platform=node --format=esm \
- *     --packages=external --outfile=node_modules/.cache/append-loop.mjs
- *   node node_modules/.cache/append-loop.mjs none1,fsync1,fsync256 800 3
+ *     --packages=external --outfile=.bench-cache/append-loop.mjs
+ *   node .bench-cache/append-loop.mjs none1,fsync1,fsync256 800 3
  *
  * Arguments: workloads (`<durability><concurrency>`, comma-separated), ms per run, rounds.
  * CORES=native,pure picks the cores; SCRATCH the directory (default: the OS temp dir, which

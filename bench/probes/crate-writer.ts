@@ -6,8 +6,8 @@
  * wall time can be split into the JS thread's, the writer thread's and the sealer's shares.
  *
  *   npx esbuild bench/probes/crate-writer.ts --bundle --platform=node --format=esm \
- *     --packages=external --outfile=node_modules/.cache/crate-writer.mjs
- *   node --expose-gc node_modules/.cache/crate-writer.mjs batch,single 3
+ *     --packages=external --outfile=.bench-cache/crate-writer.mjs
+ *   node --expose-gc .bench-cache/crate-writer.mjs batch,single 3
  *
  * Arguments: modes (`batch`: appendBatch(1000), 4 in flight; `single`: append(), 1000 in flight;
  * `encode`: only the JS side's encoding, encodeJournalEntry of every entry), rounds. CRATE=path to

@@ -8,8 +8,8 @@
  * (it imports that tree's ts/), e.g. before and after a change:
  *
  *   npx esbuild bench/probes/encryption-upload.ts --bundle --platform=node --format=esm \
- *     --packages=external --outfile=node_modules/.cache/encryption-upload.mjs
- *   node node_modules/.cache/encryption-upload.mjs 12 6
+ *     --packages=external --outfile=.bench-cache/encryption-upload.mjs
+ *   node .bench-cache/encryption-upload.mjs 12 6
  *
  * Arguments: segments per upload (default 12), pairs (default 6).
  */

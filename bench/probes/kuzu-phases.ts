@@ -6,8 +6,8 @@
  * do not.
  *
  *   npx esbuild bench/probes/kuzu-phases.ts --bundle --platform=node --format=esm \
- *     --packages=external --outfile=node_modules/.cache/kuzu-phases.mjs
- *   node node_modules/.cache/kuzu-phases.mjs [statements per run, default 600] [rounds, default 3]
+ *     --packages=external --outfile=.bench-cache/kuzu-phases.mjs
+ *   node .bench-cache/kuzu-phases.mjs [statements per run, default 600] [rounds, default 3]
  *
  * Variants: `autocommit` (a reused prepared statement, Kuzu's auto-commit: the plain baseline),
  * `txn` (+ BEGIN and COMMIT, prepared), `txn+meta` (+ the meta update: what replay does per
