@@ -1,8 +1,9 @@
-import { appendFile, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Core } from '../ts/core/core.js';
 import { isGraphstreamError } from '../ts/errors.js';
+import { FLAG_SEALED } from '../ts/format/constants.js';
 import { HEAD_HINT_FILE as HEAD_HINT } from '../ts/journal/head-hint.js';
 import { Journal } from '../ts/journal/journal.js';
 import { recoverJournalState, writeRecoveryState, type RecoverOptions } from '../ts/journal/recovery.js';
@@ -18,12 +19,20 @@ function name(firstSeq: number): string {
 /**
  * A journal of `count` entries in segments of at most `maxSegmentBytes`, left
  * as a crash would leave it (writer never closed: the last segment unsealed).
+ * The zeros the native 'fsync' writer writes ahead of its entries are cut from
+ * the live segment, so that it ends at its last entry (the tests below add their
+ * own tails; a zero tail has tests of its own, "issue 15: ...").
  */
 async function crashedJournal(core: Core, count: number, maxSegmentBytes = 1024) {
   const dir = await tempDir();
   const journal = await Journal.open(dir, { core, maxSegmentBytes });
   for (let i = 0; i < count; i++) await journal.append(entryFor(i));
   const crashed = await crashedCopy(dir);
+  const live = join(crashed, (await segmentNames(crashed)).at(-1)!);
+  const bytes = await readFile(live);
+  if ((core.decodeHeader(bytes).flags & FLAG_SEALED) === 0) {
+    await truncate(live, (await core.decodeSegmentAsync(bytes, { allowTornTail: true })).validLength);
+  }
   const state = { sequence: journal.sequence, chainHash: journal.chainHash };
   await journal.close();
   return { dir: crashed, ...state };
@@ -484,10 +493,27 @@ describe.each(cores)('recovery ($kind core)', (core) => {
 });
 
 /** Offsets of the entries of an unsealed segment, in order. */
+/** Offsets of the whole entries of an unsealed segment, up to its torn tail (the zeros a native 'fsync' writer writes ahead, in a crashed copy). */
 function entryOffsets(core: Core, bytes: Buffer): number[] {
   const offsets: number[] = [];
-  for (let offset = 128; offset < bytes.length; offset += core.decodeEntry(bytes, offset).size) offsets.push(offset);
+  for (let offset = 128; offset < bytes.length; ) {
+    let size: number;
+    try {
+      size = core.decodeEntry(bytes, offset).size;
+    } catch {
+      break;
+    }
+    offsets.push(offset);
+    offset += size;
+  }
   return offsets;
+}
+
+/** How many bytes at the end of `bytes` are zero. */
+function trailingZeros(bytes: Buffer): number {
+  let at = bytes.length;
+  while (at > 0 && bytes[at - 1] === 0) at--;
+  return bytes.length - at;
 }
 
 async function flipBit(path: string, offset: number, mask = 0x01): Promise<void> {
@@ -585,6 +611,63 @@ describe.each(cores)('torn tail or corruption ($kind core)', (core) => {
     const crashed = await issueJournal('crashed');
     await setByte(crashed.paths[1]!, 6, 0);
     await expectCorrupt(crashed.dir, [crashed.paths[1]!, 'unsealed'], { file: crashed.paths[1], sequence: crashed.firstSeqs[1] });
+  });
+
+  /** The live segment of a crashed issueJournal cut to its entries, then `tail` appended: what a crash of a writer that wrote zeros ahead leaves. */
+  async function withTail(live: string, tail: Buffer): Promise<{ valid: number; count: number }> {
+    const bytes = await readFile(live);
+    const offsets = entryOffsets(core, bytes);
+    const valid = offsets.at(-1)! + core.decodeEntry(bytes, offsets.at(-1)!).size;
+    await writeFile(live, Buffer.concat([bytes.subarray(0, valid), tail]));
+    return { valid, count: offsets.length };
+  }
+
+  test('issue 15: zeros after the last entry of the live segment (a preallocating writer\'s crash) are a torn tail: cut, reported as zeros, nothing lost', async () => {
+    const { dir, paths, chainHash } = await issueJournal('crashed');
+    const live = paths[2]!;
+    const zeros = (1 << 20) + 3;
+    const { valid, count } = await withTail(live, Buffer.alloc(zeros));
+    const decoded = await core.decodeSegmentAsync(await readFile(live), { allowTornTail: true });
+    expect({ entries: decoded.entryOffsets.length, validLength: decoded.validLength, tornTail: decoded.tornTail }).toEqual({ entries: count, validLength: valid, tornTail: true });
+    expect((await readAll(dir, core)).at(-1)!.sequence).toBe(400);
+    expect(await recoverJournalState(dir, { core, repair: false })).toMatchObject({ sequence: 400, truncatedBytes: zeros, zeroTailBytes: zeros });
+    const journal = await Journal.open(dir, { core });
+    expect(journal.recovery).toMatchObject({ sequence: 400, liveSegment: live, truncatedBytes: zeros, zeroTailBytes: zeros, removedFiles: [] });
+    expect(journal.chainHash).toEqual(chainHash);
+    expect((await stat(live)).size).toBe(valid);
+    expect((await journal.append(entryFor(400))).sequence).toBe(401);
+    await journal.close();
+    expect((await readAll(dir, core)).map((r) => r.sequence)).toEqual(Array.from({ length: 401 }, (_, i) => i + 1));
+  });
+
+  test('issue 15: a torn entry before the zeros is cut with them; only the zeros count as zeros', async () => {
+    const { dir, paths, chainHash } = await issueJournal('crashed');
+    const torn = core.encodeEntry(401, chainHash, Buffer.from('never acknowledged')).subarray(0, 40);
+    await withTail(paths[2]!, Buffer.concat([torn, Buffer.alloc(4096)]));
+    const state = await recoverJournalState(dir, { core });
+    expect(state).toMatchObject({ sequence: 400, truncatedBytes: 40 + 4096, zeroTailBytes: 4096 + trailingZeros(torn) });
+  });
+
+  test('issue 15: a bit flipped in a middle entry of a live segment ending in zeros is still corruption, not a torn tail', async () => {
+    const { dir, paths, firstSeqs } = await issueJournal('crashed');
+    const live = paths[2]!;
+    await withTail(live, Buffer.alloc(1 << 20));
+    const offsets = entryOffsets(core, await readFile(live));
+    await flipBit(live, offsets[10]! + 60);
+    const sequence = firstSeqs[2]! + 10;
+    await expectCorrupt(dir, [live, `(sequence ${sequence})`, `at byte offset ${offsets[10]}`], { file: live, offset: offsets[10], sequence });
+  });
+
+  test('issue 15: zeros after the entries of an unsealed segment that is not the last are corruption (a writer cuts them before the next segment)', async () => {
+    const { dir, paths, firstSeqs, chainHash } = await issueJournal('crashed');
+    await withTail(paths[2]!, Buffer.alloc(4096));
+    // a later segment holding an entry makes the zeros a middle, not a tail
+    const next = firstSeqs[2]! + entryOffsets(core, (await readFile(paths[2]!))).length;
+    await writeFile(
+      join(dir, name(next)),
+      Buffer.concat([core.encodeHeader({ firstSeq: next, createdMs: Date.now() }), core.encodeEntry(next, chainHash, Buffer.from('later'))]),
+    );
+    await expectCode(recoverJournalState(dir, { core }), 'corrupt', paths[2]!);
   });
 
   test('issue 12, 2: one bit flipped in the last sealed segment\'s last_seq is corruption', async () => {

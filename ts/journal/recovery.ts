@@ -98,6 +98,12 @@ export interface RecoveredJournalState extends WriterStart {
   /** bytes cut off a torn tail (a crash mid-append); on a dry run, the bytes it would cut */
   truncatedBytes: number;
   /**
+   * of `truncatedBytes`, the zeros that ended the file: under `'fsync'` the native writer
+   * writes zeros ahead of its entries (so that an append's fdatasync has no file size to
+   * commit), and a crash leaves those it had not reached yet. No entry was in them.
+   */
+  zeroTailBytes: number;
+  /**
    * leftover files removed (on a dry run, that it would remove): temporary sealed files,
    * and trailing segments that hold no complete entry
    */
@@ -366,6 +372,8 @@ interface SegmentCheck {
   count: number;
   /** bytes holding the header and those entries */
   validLength: number;
+  /** zero bytes ending the file after `validLength` (see RecoveredJournalState.zeroTailBytes) */
+  zeroTail: number;
   startHash: Buffer;
   chainHash: Buffer;
   /** an unsealed header that fits the file's name: a writer can continue the file */
@@ -416,6 +424,7 @@ async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: Reco
     sealed: false,
     count: 0,
     validLength: 0,
+    zeroTail: 0,
     startHash: ZERO_HASH,
     chainHash: ZERO_HASH,
     liveHeader: false,
@@ -476,6 +485,7 @@ async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: Reco
   }
   check.liveHeader = true;
   if (decoded.tornTail) {
+    check.zeroTail = bytes.length - 1 - lastNonZero(bytes, decoded.validLength);
     const lastGood = segment.firstSeq + check.count - 1;
     const later = findVerifiedEntry(core, bytes, decoded.validLength, lastGood);
     if (later !== null) {
@@ -511,7 +521,11 @@ function sequenceAtOffset(core: RecoveryCore, bytes: Buffer, firstSeq: number, o
  * later, which bounds its sequence and leaves few offsets to verify.
  */
 function findVerifiedEntry(core: RecoveryCore, bytes: Buffer, tornAt: number, lastGood: number): { offset: number; sequence: number } | null {
-  for (let offset = tornAt + 1; offset + ENTRY_HEADER_SIZE <= bytes.length; offset++) {
+  // an entry past lastGood (>= 0) has a sequence that is not 0: it starts no later than
+  // ENTRY_SEQUENCE_OFFSET + 7 bytes before the last byte that is not zero (a preallocated
+  // segment's zeros, up to its whole size, need no walk)
+  const last = lastNonZero(bytes, tornAt + 1) - ENTRY_SEQUENCE_OFFSET;
+  for (let offset = tornAt + 1; offset <= last && offset + ENTRY_HEADER_SIZE <= bytes.length; offset++) {
     const payloadLength = bytes.readUInt32BE(offset + ENTRY_PAYLOAD_LEN_OFFSET);
     if (offset + ENTRY_HEADER_SIZE + payloadLength > bytes.length) continue;
     const high = bytes.readUInt32BE(offset + ENTRY_SEQUENCE_OFFSET);
@@ -526,6 +540,21 @@ function findVerifiedEntry(core: RecoveryCore, bytes: Buffer, tornAt: number, la
     }
   }
   return null;
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** The index of the last byte of `bytes` from `from` on that is not zero, or `from - 1` when there is none. */
+function lastNonZero(bytes: Buffer, from: number): number {
+  let end = bytes.length;
+  while (end > from) {
+    const start = Math.max(from, end - ZEROS.length);
+    if (!bytes.subarray(start, end).equals(ZEROS.subarray(0, end - start))) break;
+    end = start;
+  }
+  let at = end - 1;
+  while (at >= from && bytes[at] === 0) at--;
+  return at;
 }
 
 /** The highest sequence of an entry that verifies anywhere in `bytes` from `from` on, beyond `floor`; `floor` when there is none. */
@@ -567,7 +596,7 @@ interface TailPlan {
   live: SegmentFile | null;
   retired: SegmentFile[];
   /** the live segment's torn tail (or a partial first entry after a header alone): cut at validLength */
-  cut: { segment: SegmentFile; size: number; validLength: number } | null;
+  cut: { segment: SegmentFile; size: number; validLength: number; zeroTail: number } | null;
   /** trailing segments holding no entry, which are removed */
   empty: SegmentFile[];
 }
@@ -652,7 +681,7 @@ function planTail(checks: SegmentCheck[], base: Anchor, report: Report): TailPla
   }
 
   const last = checks[end - 1];
-  let cut = live !== null && last!.validLength < last!.size ? { segment: live, size: last!.size, validLength: last!.validLength } : null;
+  let cut = live !== null && last!.validLength < last!.size ? { segment: live, size: last!.size, validLength: last!.validLength, zeroTail: last!.zeroTail } : null;
   const empty = checks.slice(end);
   const first = empty[0];
   if (first !== undefined && position !== null) {
@@ -672,7 +701,7 @@ function planTail(checks: SegmentCheck[], base: Anchor, report: Report): TailPla
       // a crash after a new segment's header: it becomes the live segment, the one before it waits to be sealed
       if (live !== null) retired.push(live);
       live = first.segment;
-      cut = first.size > HEADER_SIZE ? { segment: first.segment, size: first.size, validLength: HEADER_SIZE } : null;
+      cut = first.size > HEADER_SIZE ? { segment: first.segment, size: first.size, validLength: HEADER_SIZE, zeroTail: first.zeroTail } : null;
       empty.shift();
     }
   }
@@ -975,6 +1004,7 @@ async function finish(
   const position = anchoredPosition(dir, plan);
   const removedFiles = [...leftovers, ...plan.empty.map((segment) => segment.path)];
   const truncatedBytes = plan.cut === null ? 0 : plan.cut.size - plan.cut.validLength;
+  const zeroTailBytes = plan.cut === null ? 0 : Math.min(plan.cut.zeroTail, truncatedBytes);
   if (changes) {
     for (const path of removedFiles) await removeFile(path);
     if (plan.cut !== null) await truncateDurably(plan.cut.segment.path, plan.cut.validLength);
@@ -996,6 +1026,7 @@ async function finish(
     lastSealedSegment: plan.lastSealed?.path ?? null,
     retiredSegments: plan.retired.map((segment) => segment.path),
     truncatedBytes,
+    zeroTailBytes,
     removedFiles,
     quarantine,
   };
