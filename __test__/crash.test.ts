@@ -3,6 +3,10 @@
  * (and again with 'none') and prints every acknowledged sequence; it is SIGKILLed at random moments,
  * and each time the journal must reopen with every acknowledged entry, a chain
  * that verifies end to end, and appending continuing at the next sequence.
+ * Under 'fsync' the native writer preallocates (its 4 KiB segments are written ahead with zeros,
+ * the next one prepared as a spare): the kills land before, during and after that too, the
+ * file-size limit case fails its zero write first (the append before it must still be
+ * acknowledged), and the full tmpfs runs out during the zeros or an entry's write.
  */
 import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';

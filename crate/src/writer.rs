@@ -29,6 +29,7 @@ use crate::format::{
 };
 use crate::sealer::Sealer;
 use crate::segment::{segment_file_name, DEFAULT_MAX_BODY_BYTES};
+use spare::Spare;
 
 /// Sequences are JavaScript numbers at the binding surface: the writer never assigns one above 2^53-1.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
@@ -44,6 +45,13 @@ const WRITEBACK_CHUNK: u64 = 1 << 20;
 /// The largest group `Writer::append_now` appends on the calling thread: hashing and copying it
 /// takes a few microseconds; a larger one goes to the writer thread.
 const INLINE_MAX_BYTES: usize = 16 * 1024;
+/// Under 'fsync', the live segment is kept written ahead of its entries: when a group passes the
+/// end of the file, the writer writes zeros after it up to this many bytes further (never past
+/// `max_segment_bytes`), synced with the group. Appends until then overwrite blocks that are
+/// allocated and written, inside the file's size, so their fdatasync has no metadata to commit:
+/// no ext4 journal commit, which would wait for whatever else that commit holds (a sealer's
+/// temp file). See `WriterLoop::preallocate`.
+const PREALLOCATE_STEP: u64 = 1 << 20;
 const HEADER_LEN: u64 = HEADER_SIZE as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,6 +547,10 @@ impl Writer {
             hold_idle_seals: AtomicBool::new(false),
         });
         let sealer = Sealer::start(Arc::clone(&shared), options.level)?;
+        let spare = match options.durability {
+            Durability::Fsync => Some(Spare::start(dir, options.max_segment_bytes)?),
+            _ => None,
+        };
         for path in &start.retired_segments {
             sealer.retire(dir.join(path));
         }
@@ -547,6 +559,8 @@ impl Writer {
             dir: dir.to_path_buf(),
             options,
             sealer,
+            spare,
+            spare_requested: false,
             _lock: lock_file,
             live,
             next_seq: start.sequence + 1,
@@ -556,6 +570,7 @@ impl Writer {
             chunk: Vec::new(),
             newest_segment: None,
             head_hint_due: None,
+            zeros: None,
         };
         let capacity = writer_loop.options.queue_capacity;
         let state = Arc::new(Mutex::new(Some(writer_loop)));
@@ -872,6 +887,11 @@ struct Live {
     new_in_dir: bool,
     /// writeback was started (or a sync made durable) up to here
     written_back: u64,
+    /// the file's size: bytes `len..allocated` are zeros written ahead of the entries (see
+    /// `PREALLOCATE_STEP`), which a crash leaves as a torn tail and a retirement cuts
+    allocated: u64,
+    /// writing zeros ahead failed (a full disk): this segment grows the plain way
+    preallocation_failed: bool,
 }
 
 impl Live {
@@ -924,6 +944,8 @@ impl Live {
             dirty: false,
             new_in_dir: false,
             written_back: len,
+            allocated: len,
+            preallocation_failed: false,
         })
     }
 }
@@ -997,6 +1019,10 @@ struct WriterLoop {
     options: WriterOptions,
     /// declared before the lock: dropping the writer stops the sealer before the lock goes
     sealer: Sealer,
+    /// the next segment prepared ahead, under 'fsync' (declared before the lock, like the sealer)
+    spare: Option<Spare>,
+    /// a spare was asked for since the live segment was created
+    spare_requested: bool,
     _lock: DirectoryLock,
     live: Option<Live>,
     /// next sequence to assign, and the chain hash it continues
@@ -1010,6 +1036,8 @@ struct WriterLoop {
     newest_segment: Option<String>,
     /// the head hint of a segment just created, written once its group is answered
     head_hint_due: Option<(String, Option<String>)>,
+    /// `PREALLOCATE_STEP` zero bytes, allocated the first time the writer preallocates
+    zeros: Option<Vec<u8>>,
 }
 
 impl WriterLoop {
@@ -1265,6 +1293,7 @@ impl WriterLoop {
                 .set_len(checkpoint.live_len)
                 .and_then(|()| live.file.sync_data());
             live.len = checkpoint.live_len;
+            live.allocated = checkpoint.live_len;
             if let Err(truncate_err) = truncated {
                 let truncate_err = Error::io(
                     &format!("truncating {} after a failed write", live.path.display()),
@@ -1304,7 +1333,106 @@ impl WriterLoop {
             )
         })?;
         live.len += self.chunk.len() as u64;
+        let half_full = live.len.saturating_mul(2) >= self.options.max_segment_bytes;
         self.chunk.clear();
+        self.preallocate();
+        if half_full && !self.spare_requested {
+            if let Some(spare) = &self.spare {
+                spare.request();
+                self.spare_requested = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The spare segment (see writer/spare.rs) as the segment at `path`, if one is ready: its
+    /// header written and fdatasynced first (a name made durable by some other directory fsync
+    /// must never show a file of zeros: recovery takes a header it cannot read for damage), then
+    /// linked to its name (which fails if that exists, as creating it would) and its spare name
+    /// removed. None when there is none, or writing or linking it fails (the spare is then
+    /// dropped and the segment made the plain way).
+    fn take_spare(&mut self, path: &Path, header: &[u8]) -> Result<Option<(File, u64)>> {
+        self.spare_requested = false;
+        let Some(spare) = &self.spare else {
+            return Ok(None);
+        };
+        let Some(mut file) = spare.take() else {
+            return Ok(None);
+        };
+        let linked = write_at(&mut file, header, 0)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| fs::hard_link(spare.path(), path));
+        // either way the spare name goes: a linked spare is the segment now, another is dropped
+        let _ = fs::remove_file(spare.path());
+        match linked {
+            Ok(()) => Ok(Some((file, spare.size()))),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "segment file {} already exists; refusing to overwrite it",
+                    path.display()
+                ),
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Under 'fsync', when the entries just written passed the end of the file's zeros, writes
+    /// zeros after them (see `PREALLOCATE_STEP`); the group's fdatasync makes them durable with
+    /// its entries. A write that fails (a full disk) is cut off again and the segment goes on
+    /// the plain way: the entries are already written, and an append that cannot be stored
+    /// still fails on its own write (`disk_full`).
+    fn preallocate(&mut self) {
+        if self.options.durability != Durability::Fsync {
+            return;
+        }
+        let max = self.options.max_segment_bytes;
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.preallocation_failed || live.len <= live.allocated {
+            return;
+        }
+        let target = live.len.saturating_add(PREALLOCATE_STEP).min(max);
+        if target <= live.len {
+            return;
+        }
+        let zeros = self
+            .zeros
+            .get_or_insert_with(|| vec![0u8; PREALLOCATE_STEP as usize]);
+        let written = write_at(
+            &mut live.file,
+            &zeros[..(target - live.len) as usize],
+            live.len,
+        );
+        if written.is_ok() {
+            live.allocated = target;
+        } else {
+            // whatever part was written is zeros a crash would leave as a torn tail: cut it now
+            let _ = live.file.set_len(live.len);
+            live.allocated = live.len;
+            live.preallocation_failed = true;
+        }
+    }
+
+    /// Cuts the zeros written ahead of the entries, so that the file is exactly its header and
+    /// entries (what the sealer reads, and what a retired segment must be: recovery takes bytes
+    /// after the last entry of a segment that is not the last for damage). Durable with the
+    /// next sync of the segment.
+    fn trim_live(&mut self) -> Result<()> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(());
+        };
+        if live.allocated > live.len {
+            live.file.set_len(live.len).map_err(|err| {
+                Error::io(
+                    &format!("cutting {} to its entries", live.path.display()),
+                    err,
+                )
+            })?;
+            live.allocated = live.len;
+            live.dirty = true;
+        }
         Ok(())
     }
 
@@ -1398,6 +1526,21 @@ impl WriterLoop {
     fn create_segment(&mut self) -> Result<()> {
         let name = segment_file_name(self.next_seq);
         let path = self.dir.join(&name);
+        let header = Header::unsealed(self.next_seq, now_ms()).encode();
+        if let Some((file, allocated)) = self.take_spare(&path, &header)? {
+            self.live = Some(Live {
+                file,
+                path,
+                len: HEADER_LEN,
+                dirty: true,
+                new_in_dir: true,
+                written_back: 0,
+                allocated,
+                preallocation_failed: false,
+            });
+            self.created_segment(name);
+            return Ok(());
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1416,7 +1559,6 @@ impl WriterLoop {
                     Error::io(&format!("creating segment {}", path.display()), err)
                 }
             })?;
-        let header = Header::unsealed(self.next_seq, now_ms()).encode();
         let written = file
             .write_all(&header)
             .map_err(|err| Error::io(&format!("writing segment {}", path.display()), err));
@@ -1433,7 +1575,15 @@ impl WriterLoop {
             dirty: true,
             new_in_dir: true,
             written_back: 0,
+            allocated: HEADER_LEN,
+            preallocation_failed: false,
         });
+        self.created_segment(name);
+        Ok(())
+    }
+
+    /// Names the segment just created in the head hint, once its group is answered.
+    fn created_segment(&mut self, name: String) {
         // Until it has created one, the writer knows the segment before the new one from the
         // hint that recovery checked or rewrote (its head); recovery checks what this says too.
         let previous = self
@@ -1443,7 +1593,6 @@ impl WriterLoop {
             .filter(|previous| *previous != name);
         self.head_hint_due = Some((name.clone(), previous));
         self.newest_segment = Some(name);
-        Ok(())
     }
 
     /// Writes the head hint of the segment created last, once the group that created it is
@@ -1467,6 +1616,7 @@ impl WriterLoop {
         if !live.has_entries() {
             return Ok(None);
         }
+        self.trim_live()?;
         self.sync_live()?;
         let Some(live) = self.live.take() else {
             return Ok(None);
@@ -1516,5 +1666,6 @@ impl WriterLoop {
     }
 }
 
+mod spare;
 #[cfg(test)]
 mod tests;

@@ -207,7 +207,11 @@ fn an_entry_exactly_filling_a_segment_stays_and_the_next_rotates() {
     let third = block_on(writer.appended(one(payload(3, 100)))).unwrap();
     assert_eq!(third.first_sequence, 3);
     let live = dir.path().join(segment_file_name(3));
-    assert_eq!(fs::metadata(&live).unwrap().len(), HEADER_LEN + entry);
+    assert_eq!(
+        entries_of_live(&live),
+        (HEADER_LEN + entry, vec![3]),
+        "one entry in the new segment (its zeros written ahead are no entry)"
+    );
     block_on(writer.closed()).unwrap();
     assert_eq!(writer.stats().segments_sealed, 2);
     let (segments, payloads) = read_journal(dir.path());
@@ -221,6 +225,136 @@ fn an_entry_exactly_filling_a_segment_stays_and_the_next_rotates() {
         payloads,
         (1..=3).map(|seq| payload(seq, 100)).collect::<Vec<_>>()
     );
+}
+
+/// A live segment read the way recovery and readers read one (a torn tail allowed): its valid
+/// length and the sequences of its entries.
+fn entries_of_live(path: &Path) -> (u64, Vec<u64>) {
+    let opts = DecodeOptions {
+        allow_torn_tail: true,
+        ..DecodeOptions::default()
+    };
+    let segment = decode_segment(&fs::read(path).unwrap(), &opts).unwrap();
+    let sequences = segment
+        .entry_offsets
+        .iter()
+        .map(|&offset| {
+            crate::format::decode_entry(&segment.body, offset as usize)
+                .unwrap()
+                .sequence
+        })
+        .collect();
+    (segment.valid_length as u64, sequences)
+}
+
+#[test]
+fn under_fsync_the_live_segment_is_written_ahead_with_zeros_and_cut_when_it_retires() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = (ENTRY_HEADER_SIZE + 1000) as u64;
+    // under PREALLOCATE_STEP: preallocated to the limit, which 100 entries do not fill exactly
+    let max = HEADER_LEN + 100 * entry + 500;
+    let writer = Writer::open(dir.path(), fresh(), options(max, Durability::Fsync)).unwrap();
+    // retired segments wait unsealed (the idle-class sealer is held) until close
+    writer.shared.hold_idle_seals.store(true, Ordering::SeqCst);
+    block_on(writer.appended(one(payload(1, 1000)))).unwrap();
+    let first = dir.path().join(segment_file_name(1));
+    let bytes = fs::read(&first).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        max,
+        "zeros written up to the segment limit"
+    );
+    assert!(
+        bytes[(HEADER_LEN + entry) as usize..]
+            .iter()
+            .all(|&b| b == 0),
+        "what follows the entry is zeros"
+    );
+    assert_eq!(entries_of_live(&first), (HEADER_LEN + entry, vec![1]));
+    let syncs = writer.stats().syncs;
+    for seq in 2..=100 {
+        block_on(writer.appended(one(payload(seq, 1000)))).unwrap();
+    }
+    assert_eq!(
+        fs::metadata(&first).unwrap().len(),
+        max,
+        "appends overwrite the zeros"
+    );
+    assert_eq!(
+        entries_of_live(&first),
+        (HEADER_LEN + 100 * entry, (1..=100).collect())
+    );
+    assert_eq!(
+        writer.stats().syncs,
+        syncs + 99,
+        "one fdatasync per append, as before"
+    );
+    // the next entry rotates: the retired segment is cut to its header and entries, exactly
+    // what the sealer got before preallocation
+    block_on(writer.appended(one(payload(101, 1000)))).unwrap();
+    assert_eq!(writer.stats().segments_sealed, 0, "the seal is held");
+    let retired = fs::read(&first).unwrap();
+    assert_eq!(retired.len() as u64, HEADER_LEN + 100 * entry);
+    let opts = DecodeOptions::default();
+    assert_eq!(
+        decode_segment(&retired, &opts).unwrap().entry_offsets.len(),
+        100
+    );
+    let second = dir.path().join(segment_file_name(101));
+    assert_eq!(fs::metadata(&second).unwrap().len(), max);
+    assert_eq!(entries_of_live(&second), (HEADER_LEN + entry, vec![101]));
+    writer.shared.hold_idle_seals.store(false, Ordering::SeqCst);
+    block_on(writer.closed()).unwrap();
+    let sealed = fs::read(&first).unwrap();
+    let level = options(max, Durability::Fsync).level;
+    assert_eq!(
+        sealed,
+        crate::segment::seal_segment(&retired, level, DEFAULT_MAX_BODY_BYTES).unwrap(),
+        "sealed byte for byte from the cut segment"
+    );
+    let (segments, payloads) = read_journal(dir.path());
+    assert_eq!(segments.len(), 2);
+    assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+    assert_eq!(
+        payloads,
+        (1..=101).map(|seq| payload(seq, 1000)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_close_cuts_the_zeros_of_a_live_segment_that_was_not_sealed_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::open(dir.path(), fresh(), options(8 << 20, Durability::Fsync)).unwrap();
+    for seq in 1..=3 {
+        block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+    }
+    let live = dir.path().join(segment_file_name(1));
+    assert_eq!(
+        fs::metadata(&live).unwrap().len(),
+        HEADER_LEN + (ENTRY_HEADER_SIZE as u64 + 100) + PREALLOCATE_STEP,
+        "one step of zeros after the entry that passed the end of the file"
+    );
+    block_on(writer.closed()).unwrap();
+    let (segments, payloads) = read_journal(dir.path());
+    assert_eq!(segments.len(), 1);
+    assert_eq!(payloads.len(), 3);
+}
+
+#[test]
+fn without_fsync_nothing_is_written_ahead() {
+    for durability in [Durability::None, Durability::Interval] {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(dir.path(), fresh(), options(8 << 20, durability)).unwrap();
+        for seq in 1..=3 {
+            block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+        }
+        let live = dir.path().join(segment_file_name(1));
+        assert_eq!(
+            fs::metadata(&live).unwrap().len(),
+            HEADER_LEN + 3 * (ENTRY_HEADER_SIZE as u64 + 100)
+        );
+        block_on(writer.closed()).unwrap();
+    }
 }
 
 #[test]
@@ -886,4 +1020,97 @@ fn appends_made_on_the_calling_thread_get_their_writeback_started_by_the_thread(
     block_on(writer.closed()).unwrap();
     let (_, read) = read_journal(dir.path());
     assert_eq!(read.len() as u64, seq - 1);
+}
+
+fn spare_ready(writer: &Writer) -> bool {
+    lock(&writer.state)
+        .as_ref()
+        .and_then(|state| state.spare.as_ref())
+        .is_some_and(|spare| spare.is_ready())
+}
+
+#[test]
+fn under_fsync_a_rotation_takes_the_spare_segment_prepared_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = (ENTRY_HEADER_SIZE + 1000) as u64;
+    let max = HEADER_LEN + 20 * entry;
+    let writer = Writer::open(dir.path(), fresh(), options(max, Durability::Fsync)).unwrap();
+    let spare = dir.path().join(spare::SPARE_FILE);
+    for seq in 1..=10 {
+        block_on(writer.appended(one(payload(seq, 1000)))).unwrap();
+    }
+    // half full: the spare is asked for, and written off the appends' path
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spare_ready(&writer) {
+        assert!(Instant::now() < deadline, "the spare gets ready");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let bytes = fs::read(&spare).unwrap();
+    assert_eq!(bytes.len() as u64, max);
+    assert!(bytes.iter().all(|&b| b == 0));
+    for seq in 11..=21 {
+        block_on(writer.appended(one(payload(seq, 1000)))).unwrap();
+    }
+    // entry 21 rotated into the spare, now the live segment 21 with its header and one entry
+    let live = dir.path().join(segment_file_name(21));
+    assert_eq!(fs::metadata(&live).unwrap().len(), max);
+    assert_eq!(entries_of_live(&live), (HEADER_LEN + entry, vec![21]));
+    assert!(!spare.exists(), "the spare's own name is gone");
+    block_on(writer.closed()).unwrap();
+    assert!(!spare.exists(), "close leaves no spare behind");
+    let (segments, payloads) = read_journal(dir.path());
+    assert_eq!(segments.len(), 2);
+    assert!(segments.iter().all(|segment| segment.header.is_sealed()));
+    assert_eq!(
+        payloads,
+        (1..=21).map(|seq| payload(seq, 1000)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_spare_left_by_a_crash_is_removed_when_a_writer_starts_and_none_is_made_without_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join(spare::SPARE_FILE);
+    fs::write(&spare, b"left by a crash").unwrap();
+    let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::Fsync)).unwrap();
+    assert!(!spare.exists());
+    block_on(writer.closed()).unwrap();
+
+    let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::None)).unwrap();
+    for seq in 1..=100 {
+        block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+    }
+    assert!(!spare.exists());
+    block_on(writer.closed()).unwrap();
+    assert_eq!(read_journal(dir.path()).1.len(), 100);
+}
+
+#[test]
+fn a_spare_linked_over_an_existing_segment_name_is_refused_like_a_created_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = (ENTRY_HEADER_SIZE + 1000) as u64;
+    let max = HEADER_LEN + 4 * entry;
+    let writer = Writer::open(dir.path(), fresh(), options(max, Durability::Fsync)).unwrap();
+    for seq in 1..=4 {
+        block_on(writer.appended(one(payload(seq, 1000)))).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spare_ready(&writer) {
+        assert!(Instant::now() < deadline, "the spare gets ready");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let squatter = dir.path().join(segment_file_name(5));
+    fs::write(&squatter, b"not ours").unwrap();
+    let err = block_on(writer.appended(one(payload(5, 1000)))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert_eq!(fs::read(&squatter).unwrap(), b"not ours");
+    fs::remove_file(&squatter).unwrap();
+    assert_eq!(
+        block_on(writer.appended(one(payload(5, 1000))))
+            .unwrap()
+            .first_sequence,
+        5
+    );
+    block_on(writer.closed()).unwrap();
+    assert_eq!(read_journal(dir.path()).1.len(), 5);
 }
