@@ -1348,9 +1348,11 @@ impl WriterLoop {
     /// The spare segment (see writer/spare.rs) as the segment at `path`, if one is ready: its
     /// header written and fdatasynced first (a name made durable by some other directory fsync
     /// must never show a file of zeros: recovery takes a header it cannot read for damage), then
-    /// linked to its name (which fails if that exists, as creating it would) and its spare name
-    /// removed. None when there is none, or writing or linking it fails (the spare is then
-    /// dropped and the segment made the plain way).
+    /// linked to its name (which fails if that exists, as creating it would), opened again by
+    /// that name, and the spare name removed once no handle holds it (a file system that names
+    /// open files by path, FUSE's, then never sees an open file lose its name). None when there
+    /// is none, or writing, linking or opening it fails (the spare is then dropped and the
+    /// segment made the plain way).
     fn take_spare(&mut self, path: &Path, header: &[u8]) -> Result<Option<(File, u64)>> {
         self.spare_requested = false;
         let Some(spare) = &self.spare else {
@@ -1362,10 +1364,20 @@ impl WriterLoop {
         let linked = write_at(&mut file, header, 0)
             .and_then(|()| file.sync_data())
             .and_then(|()| fs::hard_link(spare.path(), path));
+        drop(file);
+        let reopened = linked.and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .inspect_err(|_| {
+                    let _ = fs::remove_file(path);
+                })
+        });
         // either way the spare name goes: a linked spare is the segment now, another is dropped
         let _ = fs::remove_file(spare.path());
-        match linked {
-            Ok(()) => Ok(Some((file, spare.size()))),
+        match reopened {
+            Ok(file) => Ok(Some((file, spare.size()))),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::new(
                 ErrorCode::Conflict,
                 format!(
