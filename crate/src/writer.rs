@@ -547,10 +547,6 @@ impl Writer {
             hold_idle_seals: AtomicBool::new(false),
         });
         let sealer = Sealer::start(Arc::clone(&shared), options.level)?;
-        let spare = match options.durability {
-            Durability::Fsync => Some(Spare::start(dir, options.max_segment_bytes)?),
-            _ => None,
-        };
         for path in &start.retired_segments {
             sealer.retire(dir.join(path));
         }
@@ -559,7 +555,7 @@ impl Writer {
             dir: dir.to_path_buf(),
             options,
             sealer,
-            spare,
+            spare: None,
             spare_requested: false,
             _lock: lock_file,
             live,
@@ -1019,7 +1015,9 @@ struct WriterLoop {
     options: WriterOptions,
     /// declared before the lock: dropping the writer stops the sealer before the lock goes
     sealer: Sealer,
-    /// the next segment prepared ahead, under 'fsync' (declared before the lock, like the sealer)
+    /// the next segment prepared ahead, under 'fsync', started when first needed: a writer that
+    /// appends nothing (Journal.open's guard during recovery) touches no file (declared before
+    /// the lock, like the sealer)
     spare: Option<Spare>,
     /// a spare was asked for since the live segment was created
     spare_requested: bool,
@@ -1336,10 +1334,14 @@ impl WriterLoop {
         let half_full = live.len.saturating_mul(2) >= self.options.max_segment_bytes;
         self.chunk.clear();
         self.preallocate();
-        if half_full && !self.spare_requested {
+        if half_full && !self.spare_requested && self.options.durability == Durability::Fsync {
+            self.spare_requested = true;
+            if self.spare.is_none() {
+                // without its thread, segments are created the plain way
+                self.spare = Spare::start(&self.dir, self.options.max_segment_bytes).ok();
+            }
             if let Some(spare) = &self.spare {
                 spare.request();
-                self.spare_requested = true;
             }
         }
         Ok(())

@@ -7,8 +7,8 @@
 //!
 //! Only ever a help: a spare that is not ready, or that cannot be made (a full disk), leaves the
 //! writer creating segments the plain way. The file is no segment (its name is not one), so
-//! recovery and readers never look at it; a writer removes a leftover one when it starts and its
-//! own when it stops.
+//! recovery and readers never look at it; a writer removes a leftover one when it first needs a
+//! spare and its own when it stops.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -50,8 +50,8 @@ pub(crate) struct Spare {
 }
 
 impl Spare {
-    /// Removes a spare a previous writer left and starts the helper thread, which prepares a
-    /// spare of `size` bytes whenever `request` asks for one.
+    /// Removes a spare a previous writer left (a crash) and starts the helper thread, which
+    /// prepares a spare of `size` bytes whenever `request` asks for one.
     pub(crate) fn start(dir: &Path, size: u64) -> Result<Spare> {
         let path = dir.join(SPARE_FILE);
         match fs::remove_file(&path) {

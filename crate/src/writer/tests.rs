@@ -1068,19 +1068,29 @@ fn under_fsync_a_rotation_takes_the_spare_segment_prepared_ahead() {
 }
 
 #[test]
-fn a_spare_left_by_a_crash_is_removed_when_a_writer_starts_and_none_is_made_without_fsync() {
+fn a_spare_left_by_a_crash_is_replaced_when_a_writer_needs_one_and_none_is_made_without_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let spare = dir.path().join(spare::SPARE_FILE);
     fs::write(&spare, b"left by a crash").unwrap();
+    // a writer that appends nothing (Journal.open's guard while recovery runs) touches no file
     let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::Fsync)).unwrap();
-    assert!(!spare.exists());
     block_on(writer.closed()).unwrap();
+    assert_eq!(fs::read(&spare).unwrap(), b"left by a crash");
+    let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::Fsync)).unwrap();
+    for seq in 1..=100 {
+        block_on(writer.appended(one(payload(seq, 100)))).unwrap();
+    }
+    block_on(writer.closed()).unwrap();
+    assert!(!spare.exists(), "replaced, and removed at close");
 
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join(spare::SPARE_FILE);
     let writer = Writer::open(dir.path(), fresh(), options(4096, Durability::None)).unwrap();
     for seq in 1..=100 {
         block_on(writer.appended(one(payload(seq, 100)))).unwrap();
     }
     assert!(!spare.exists());
+    assert!(lock(&writer.state).as_ref().unwrap().spare.is_none());
     block_on(writer.closed()).unwrap();
     assert_eq!(read_journal(dir.path()).1.len(), 100);
 }
