@@ -28,6 +28,7 @@ import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Clie
 import { VECTORS_DIR, manifest } from './helpers/vectors.js';
 
 const FLAG_SEALED = 0x04;
+const HEADER_SIZE = 128;
 const HEX_HASH = /[0-9a-f]{64}/;
 
 beforeAll(buildCli);
@@ -692,6 +693,31 @@ describe('repair', () => {
     const missing = await runCli(['repair', join(dir, 'absent')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/error \[not_found\]/);
+  });
+
+  test('repair reports the zeros a writer wrote ahead apart from the torn tail before them, and cuts both', async () => {
+    const writing = await tempDir('cli-repair-zeros-writer');
+    const journal = await Journal.open(writing, { maxSegmentBytes: 2048, durability: 'none' });
+    await journal.appendBatch(Array.from({ length: 45 }, (_, k) => entry(k + 1)));
+    // the directory as a crash would leave it: sealed segments and the live one, copied while the writer has it open
+    const [live] = (await settledSegmentStates(writing)).live;
+    const dir = await tempDir('cli-repair-zeros');
+    await cp(writing, dir, { recursive: true, filter: (source) => !source.endsWith('.lock') });
+    await journal.close();
+    const path = join(dir, live!);
+    const whole = await readFile(path);
+    // a torn entry (its first 20 bytes: a crash mid-append), then the zeros a writer under 'fsync' keeps ahead
+    const torn = Buffer.concat([whole, whole.subarray(HEADER_SIZE, HEADER_SIZE + 20), Buffer.alloc(4096)]);
+    await writeFile(path, torn);
+    const dry = await runCli(['repair', dir, '--dry-run', '--json']);
+    expect(dry.code).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ sequence: 45, truncatedBytes: 20 + 4096, zeroTailBytes: 4096, quarantine: null });
+    const repaired = await runCli(['repair', dir]);
+    expect(fieldValues(repaired.stdout, 'torn tail')).toEqual(['20 bytes']);
+    expect(fieldValues(repaired.stdout, 'zeros written ahead')).toEqual(['4096 bytes']);
+    const after = await runCli(['verify', dir]);
+    expect(after.code).toBe(0);
+    expect(fieldValues(after.stdout, 'sequences')).toEqual(['1..45']);
   });
 
   test('verify reports every problem of a directory, not only the first', async () => {

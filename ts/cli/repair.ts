@@ -38,7 +38,8 @@ function printReport(dir: string, state: RecoveredJournalState, dryRun: boolean,
   output.print(
     formatFields([
       ['dropped', dropped ? `sequences ${dropped.first}..${dropped.last}` : 'none'],
-      ['torn tail', `${state.truncatedBytes} bytes`],
+      ['torn tail', `${state.truncatedBytes - state.zeroTailBytes} bytes`],
+      ['zeros written ahead', `${state.zeroTailBytes} bytes`],
       ['removed', state.removedFiles.length === 0 ? 'none' : state.removedFiles.join(', ')],
       ['continues at', `sequence ${state.sequence + 1}`],
     ]),
@@ -67,7 +68,7 @@ export function registerRepair(program: Command, output: Output): void {
         printReport(dir, state, dryRun, output);
         return;
       }
-      const { sequence, chainHash, truncatedBytes, removedFiles, quarantine } = state;
-      output.print(toJson({ dir, dryRun, sequence, chainHash: chainHash.toString('hex'), truncatedBytes, removedFiles, quarantine }, 2));
+      const { sequence, chainHash, truncatedBytes, zeroTailBytes, removedFiles, quarantine } = state;
+      output.print(toJson({ dir, dryRun, sequence, chainHash: chainHash.toString('hex'), truncatedBytes, zeroTailBytes, removedFiles, quarantine }, 2));
     });
 }
