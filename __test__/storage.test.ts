@@ -574,7 +574,8 @@ describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
     }
   });
 
-  it('signs each request with the SHA-256 of the bytes it sends', async () => {
+  /** A client on the server that records the payload hash each PUT is signed with. */
+  function clientRecordingSignedHashes() {
     const client = testS3Client(server.endpoint());
     const signed: string[] = [];
     client.middlewareStack.add(
@@ -586,6 +587,11 @@ describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
       },
       { step: 'deserialize', name: 'captureSignedPayloadHash' },
     );
+    return { client, signed };
+  }
+
+  it('signs each request with the SHA-256 of the bytes it sends', async () => {
+    const { client, signed } = clientRecordingSignedHashes();
     const storage = track(new S3Storage({ bucket: bucketOn(server), prefix: `signed-${randomBytes(4).toString('hex')}/`, client }));
     const data = [randomBytes(100_000), randomBytes(90_000)];
     for (const [i, bytes] of data.entries()) {
@@ -599,17 +605,7 @@ describe.each(s3Servers)('S3Storage.stageFile ($server)', (server) => {
   });
 
   it('put signs with the SHA-256 given in its options (what the Uploader computed for a ciphertext) instead of hashing the body', async () => {
-    const client = testS3Client(server.endpoint());
-    const signed: string[] = [];
-    client.middlewareStack.add(
-      (next) => (args) => {
-        const request = args.request as { method?: string; headers?: Record<string, string> };
-        const hash = request.headers?.['x-amz-content-sha256'];
-        if (request.method === 'PUT' && hash !== undefined) signed.push(hash);
-        return next(args);
-      },
-      { step: 'deserialize', name: 'captureSignedPayloadHash' },
-    );
+    const { client, signed } = clientRecordingSignedHashes();
     const storage = track(new S3Storage({ bucket: bucketOn(server), prefix: `hint-${randomBytes(4).toString('hex')}/`, client }));
     const payload = randomBytes(10_000);
     await storage.put('given', payload, { ifNoneMatch: '*', sha256: sha256(payload) });

@@ -891,6 +891,20 @@ struct Live {
 }
 
 impl Live {
+    /// A segment just created with its header (and `allocated` bytes in all), its name not yet durable.
+    fn created(file: File, path: PathBuf, allocated: u64) -> Live {
+        Live {
+            file,
+            path,
+            len: HEADER_LEN,
+            dirty: true,
+            new_in_dir: true,
+            written_back: 0,
+            allocated,
+            preallocation_failed: false,
+        }
+    }
+
     fn has_entries(&self) -> bool {
         self.len > HEADER_LEN
     }
@@ -1542,16 +1556,7 @@ impl WriterLoop {
         let path = self.dir.join(&name);
         let header = Header::unsealed(self.next_seq, now_ms()).encode();
         if let Some((file, allocated)) = self.take_spare(&path, &header)? {
-            self.live = Some(Live {
-                file,
-                path,
-                len: HEADER_LEN,
-                dirty: true,
-                new_in_dir: true,
-                written_back: 0,
-                allocated,
-                preallocation_failed: false,
-            });
+            self.live = Some(Live::created(file, path, allocated));
             self.created_segment(name);
             return Ok(());
         }
@@ -1582,16 +1587,7 @@ impl WriterLoop {
             let _ = fs::remove_file(&path);
             return Err(err);
         }
-        self.live = Some(Live {
-            file,
-            path,
-            len: HEADER_LEN,
-            dirty: true,
-            new_in_dir: true,
-            written_back: 0,
-            allocated: HEADER_LEN,
-            preallocation_failed: false,
-        });
+        self.live = Some(Live::created(file, path, HEADER_LEN));
         self.created_segment(name);
         Ok(())
     }
