@@ -287,6 +287,36 @@ describe.each(runs)('a leader killed between a put and its manifest write: $s3.n
     }
   });
 
+  it('a plaintext put that no manifest records (a crash before the manifest write) is its own object to an uploader restarted with encryption on: recognised by its bytes, never put again encrypted', async () => {
+    const prefix = `plainfirst${++counter}/`;
+    const dir = await mkdtemp(join(tmpdir(), 'graphstream-age-plain-first-'));
+    dirs.push(dir);
+    const journal = await Journal.open(dir, { core, maxSegmentBytes: 1500 });
+    const plain = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000 });
+    for (let i = 1; i <= 40; i += 10) await journal.appendBatch(Array.from({ length: 10 }, (_, k) => ({ query: `CREATE (:N {i: ${i + k}})`, params: {} })));
+    await plain.sync();
+    await plain.stop();
+    const stored = new Map<string, Buffer>();
+    for (const key of await storage.list(prefix)) stored.set(key, Buffer.from((await storage.get(key))!));
+    expect(stored.size).toBeGreaterThan(1);
+    // the state a crash between the puts and the manifest write leaves: the objects, no manifest
+    for (const name of await readdir(join(dir, 'uploads'))) await rm(join(dir, 'uploads', name), { recursive: true });
+    const encrypting = new Uploader({ journal, storage, core, prefix, db: DB, sealIntervalMs: 3_600_000, encryption: { recipients: [RECIPIENT] } });
+    try {
+      await encrypting.sync();
+      expect(encrypting.stats()).toMatchObject({ failed: 0, corrupt: 0, lastError: null });
+      const after = await storage.list(prefix);
+      expect(after).toEqual([...stored.keys()]);
+      for (const key of after) expect(Buffer.from((await storage.get(key))!).equals(stored.get(key)!), key).toBe(true);
+      const cache = await SegmentCache.open(dir, encrypting.destination, {}, { core });
+      expect(await cache.pending()).toEqual([]);
+      await expectFollowerHasAll(prefix, dir, 40, true);
+    } finally {
+      await encrypting.stop();
+      await journal.close();
+    }
+  });
+
   it('under a lease, the restarted uploader learns from the object\'s metadata where the stored chain ends, and continues it in a new generation; so does a clean restart from its manifest', async () => {
     const prefix = `lease${++counter}/`;
     const { dir } = await crashedLeader(prefix, 3_000);
