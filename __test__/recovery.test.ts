@@ -253,6 +253,19 @@ describe.each(cores)('recovery ($kind core)', (core) => {
     expect((await readAll(dir, core)).length).toBe(40);
   });
 
+  test('a spare segment a native writer left (a crash under \'fsync\') is removed by recovery, whichever core opens the journal; a dry run keeps it', async () => {
+    const { dir, sequence } = await crashedJournal(core, 30);
+    const spare = join(dir, '.spare-segment');
+    await writeFile(spare, Buffer.alloc(64 * 1024));
+    expect(await recoverJournalState(dir, { core, dryRun: true })).toMatchObject({ sequence, removedFiles: [spare] });
+    expect(await readdir(dir)).toContain('.spare-segment');
+    const journal = await Journal.open(dir, { core, durability: 'none' });
+    expect(journal.recovery).toMatchObject({ sequence, removedFiles: [spare] });
+    expect(await readdir(dir)).not.toContain('.spare-segment');
+    expect((await journal.append(entryFor(1))).sequence).toBe(sequence + 1);
+    await journal.close();
+  });
+
   test('a crash between the temporary sealed file and the rename: the temp is removed, the unsealed segment continued', async () => {
     const { dir, sequence, chainHash } = await crashedJournal(core, 30);
     const livePath = join(dir, (await segmentNames(dir)).at(-1)!);

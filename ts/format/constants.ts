@@ -53,6 +53,8 @@ export const DEFAULT_ZSTD_LEVEL = 3;
 export const SEGMENT_FILE_NAME = /^journal-(\d{16})\.hadbj$/;
 /** Suffix of the temporary file a segment is sealed into before it replaces the segment. */
 export const SEAL_TEMP_SUFFIX = '.seal.tmp';
+/** The next segment the native writer prepares (zeros, fsynced) under 'fsync' (crate/src/writer/spare.rs): a crash's leftover, removed by recovery. */
+export const SPARE_SEGMENT_FILE = '.spare-segment';
 
 /**
  * Default ceiling on a segment body, stored or decompressed (the native core's is the same):

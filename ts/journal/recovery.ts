@@ -55,6 +55,7 @@ import {
   ENTRY_PREV_HASH_OFFSET,
   SEGMENT_FILE_NAME,
   SEAL_TEMP_SUFFIX,
+  SPARE_SEGMENT_FILE,
 } from '../format/constants.js';
 import { firstSeqOfFileName, segmentFileName } from '../format/format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
@@ -104,8 +105,8 @@ export interface RecoveredJournalState extends WriterStart {
    */
   zeroTailBytes: number;
   /**
-   * leftover files removed (on a dry run, that it would remove): temporary sealed files,
-   * and trailing segments that hold no complete entry
+   * leftover files removed (on a dry run, that it would remove): temporary sealed files, the
+   * native writer's spare segment, and trailing segments that hold no complete entry
    */
   removedFiles: string[];
   /** what `repair: 'quarantine'` moved aside (would move, on a dry run); null when nothing was damaged */
@@ -868,7 +869,7 @@ function leftoversAmong(dir: string, names: string[]): { leftovers: string[]; or
   const orphans: string[] = [];
   for (const name of names) {
     const isSealTemp = name.endsWith(SEAL_TEMP_SUFFIX);
-    if (!isSealTemp && name !== RECOVERY_TEMP) continue;
+    if (!isSealTemp && name !== RECOVERY_TEMP && name !== SPARE_SEGMENT_FILE) continue;
     // The writer renames the temp file over its unsealed original, so the original always exists.
     if (isSealTemp && !present.has(name.slice(0, -SEAL_TEMP_SUFFIX.length))) orphans.push(join(dir, name));
     else leftovers.push(join(dir, name));
@@ -1073,7 +1074,7 @@ async function windowFromHint(
     checks.push(await checkSegment(next, core));
   }
   // leftovers of a crash the full path removes
-  const leftovers = [join(dir, RECOVERY_TEMP), ...checks.map((check) => check.segment.path + SEAL_TEMP_SUFFIX)];
+  const leftovers = [join(dir, RECOVERY_TEMP), join(dir, SPARE_SEGMENT_FILE), ...checks.map((check) => check.segment.path + SEAL_TEMP_SUFFIX)];
   if ((await Promise.all(leftovers.map(fileExists))).some(Boolean)) return null;
   const known = checks.map((check) => check.segment);
   const atStart = first === hinted && previous === null;

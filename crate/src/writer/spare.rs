@@ -7,8 +7,8 @@
 //!
 //! Only ever a help: a spare that is not ready, or that cannot be made (a full disk), leaves the
 //! writer creating segments the plain way. The file is no segment (its name is not one), so
-//! recovery and readers never look at it; a writer removes a leftover one when it first needs a
-//! spare and its own when it stops.
+//! readers never look at it; recovery (ts/journal/recovery.ts) removes a crash's leftover one,
+//! a writer removes any it finds when it first needs a spare, and its own when it stops.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
