@@ -23,6 +23,7 @@ import { Uploader } from '../ts/replication/uploader.js';
 import { Output } from '../ts/cli/output.js';
 import { parseConfig } from '../ts/cli/config.js';
 import { ROOT, buildCli, removeCliBuild, runCli, runCliPiped, startCli, startWriter, type CliResult } from './helpers/cli.js';
+import { cores } from './helpers/cores.js';
 import { tempDir } from './helpers/journal-fixtures.js';
 import { TEST_CREDENTIALS, TEST_REGION, createTestBucket, s3Endpoint, testS3Client } from './helpers/s3.js';
 import { VECTORS_DIR, manifest } from './helpers/vectors.js';
@@ -409,6 +410,29 @@ describe('inspect', () => {
     expect(fieldValues(result.stdout, 'torn tail')).toHaveLength(1);
   });
 
+  test("shows the zeros a writer under 'fsync' keeps ahead in its live segment as such, not as a torn tail", async () => {
+    const dir = await tempDir('cli-inspect-live');
+    const journal = await Journal.open(dir, { durability: 'fsync', core: cores[0] });
+    await journal.appendBatch(Array.from({ length: 3 }, (_, k) => entry(k + 1)));
+    const [live] = (await settledSegmentStates(dir)).live;
+    // the file as a crash would leave it (closing cuts the zeros)
+    const bytes = await readFile(join(dir, live!));
+    await journal.close();
+    const copy = join(await tempDir('cli-inspect-live-copy'), live!);
+    await writeFile(copy, bytes);
+    const result = await runCli(['inspect', copy, '--json']);
+    expect(result.code).toBe(0);
+    const decoded = JSON.parse(result.stdout);
+    expect(decoded.entries).toHaveLength(3);
+    const zeros = bytes.length - decoded.validLength;
+    expect(zeros).toBeGreaterThan(0);
+    expect(decoded).toMatchObject({ tornBytes: 0, zeroTailBytes: zeros });
+    expect(bytes.subarray(decoded.validLength).every((b) => b === 0)).toBe(true);
+    const table = await runCli(['inspect', copy]);
+    expect(fieldValues(table.stdout, 'torn tail')).toEqual([]);
+    expect(fieldValues(table.stdout, 'zeros written ahead')).toEqual([`${zeros} bytes (a live segment under 'fsync')`]);
+  });
+
   test('a damaged segment exits 1 with its error code and file', async () => {
     const damaged = Object.entries(manifest.files).filter(([name, file]) => file.expect !== 'ok' && name !== 'unsealed-torn-tail.hadbj');
     expect(damaged.length).toBeGreaterThan(5);
@@ -709,6 +733,10 @@ describe('repair', () => {
     // a torn entry (its first 20 bytes: a crash mid-append), then the zeros a writer under 'fsync' keeps ahead
     const torn = Buffer.concat([whole, whole.subarray(HEADER_SIZE, HEADER_SIZE + 20), Buffer.alloc(4096)]);
     await writeFile(path, torn);
+    const inspected = await runCli(['inspect', path]);
+    expect(inspected.code).toBe(0);
+    expect(fieldValues(inspected.stdout, 'torn tail')).toEqual([`20 bytes after byte ${whole.length}`]);
+    expect(fieldValues(inspected.stdout, 'zeros written ahead')).toEqual(["4096 bytes (a live segment under 'fsync')"]);
     const dry = await runCli(['repair', dir, '--dry-run', '--json']);
     expect(dry.code).toBe(0);
     expect(JSON.parse(dry.stdout)).toMatchObject({ sequence: 45, truncatedBytes: 20 + 4096, zeroTailBytes: 4096, quarantine: null });

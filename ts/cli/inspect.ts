@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import type { HeaderFields } from '../core/core.js';
 import { GraphstreamError, toGraphstreamError } from '../errors.js';
 import { ENTRY_HEADER_SIZE, FLAG_COMPRESSED, FLAG_HAS_CHAIN_HASH, FLAG_SEALED } from '../format/constants.js';
+import { zeroTailLength } from '../format/format.js';
 import { decodeHeader, decodeJournalEntry, decodeSegmentAsync, type DecodedSegment, type JournalEntry } from '../index.js';
 import { Output, formatBytes, formatFields, formatTable, hashPrefix, paramToJson, summarizeParams, toJson } from './output.js';
 
@@ -65,8 +66,17 @@ function headerJson(header: HeaderFields) {
   };
 }
 
-function printSegment(path: string, size: number, segment: DecodedSegment, entries: InspectedEntry[], output: Output): void {
+/** What follows the last whole entry of an unsealed segment: a torn entry, and the zeros a writer under 'fsync' wrote ahead. */
+function tailOf(bytes: Buffer, segment: DecodedSegment): { tornBytes: number; zeroTailBytes: number } {
+  if (!segment.tornTail) return { tornBytes: 0, zeroTailBytes: 0 };
+  const zeroTailBytes = zeroTailLength(bytes, segment.validLength);
+  return { tornBytes: bytes.length - segment.validLength - zeroTailBytes, zeroTailBytes };
+}
+
+function printSegment(path: string, bytes: Buffer, segment: DecodedSegment, entries: InspectedEntry[], output: Output): void {
   const { header } = segment;
+  const size = bytes.length;
+  const { tornBytes, zeroTailBytes } = tailOf(bytes, segment);
   const sealed = (header.flags & FLAG_SEALED) !== 0;
   output.print(`segment ${path} (${formatBytes(size)}, ${sealed ? 'sealed' : 'unsealed'})`);
   output.print(
@@ -83,7 +93,8 @@ function printSegment(path: string, size: number, segment: DecodedSegment, entri
       ['entries', entries.length],
       ['start hash', segment.startHash.toString('hex')],
       ['chain hash', segment.chainHash.toString('hex')],
-      ...(segment.tornTail ? ([['torn tail', `cut after byte ${segment.validLength}`]] as const) : []),
+      ...(tornBytes > 0 ? ([['torn tail', `${tornBytes} bytes after byte ${segment.validLength}`]] as const) : []),
+      ...(zeroTailBytes > 0 ? ([['zeros written ahead', `${zeroTailBytes} bytes (a live segment under 'fsync')`]] as const) : []),
     ]),
   );
   output.print();
@@ -160,6 +171,7 @@ export function registerInspect(program: Command, output: Output): void {
               chainHash: segment.chainHash.toString('hex'),
               validLength: segment.validLength,
               tornTail: segment.tornTail,
+              ...tailOf(bytes, segment),
               entries: entries.map(entryJson),
             },
             2,
@@ -167,6 +179,6 @@ export function registerInspect(program: Command, output: Output): void {
         );
         return;
       }
-      printSegment(path, bytes.length, segment, entries, output);
+      printSegment(path, bytes, segment, entries, output);
     });
 }

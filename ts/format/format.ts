@@ -79,6 +79,29 @@ export function firstSeqOfFileName(name: string): number {
   return Number(SEGMENT_FILE_NAME.exec(name)?.[1] ?? NaN);
 }
 
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** The index of the last byte of `bytes` from `from` on that is not zero, or `from - 1` when there is none. */
+export function lastNonZero(bytes: Buffer, from: number): number {
+  let end = bytes.length;
+  while (end > from) {
+    const start = Math.max(from, end - ZEROS.length);
+    if (!bytes.subarray(start, end).equals(ZEROS.subarray(0, end - start))) break;
+    end = start;
+  }
+  let at = end - 1;
+  while (at >= from && bytes[at] === 0) at--;
+  return at;
+}
+
+/**
+ * How many zero bytes end `bytes` after `from`: in a live segment, the zeros a native writer under
+ * 'fsync' writes ahead of its entries (recovery cuts them with the torn tail).
+ */
+export function zeroTailLength(bytes: Buffer, from: number): number {
+  return bytes.length - 1 - lastNonZero(bytes, from);
+}
+
 /** Runs an async core call so that a synchronous throw also becomes a GraphstreamError rejection. */
 function callAsync<T>(call: () => Promise<T>): Promise<T> {
   return normalizeAsyncErrors(new Promise<T>((resolve) => resolve(call())));

@@ -57,7 +57,7 @@ import {
   SEAL_TEMP_SUFFIX,
   SPARE_SEGMENT_FILE,
 } from '../format/constants.js';
-import { firstSeqOfFileName, segmentFileName } from '../format/format.js';
+import { firstSeqOfFileName, lastNonZero, segmentFileName, zeroTailLength } from '../format/format.js';
 import { readHeadHint, writeHeadHint, type HeadHint } from './head-hint.js';
 
 export const RECOVERY_FILE = 'recovery.json';
@@ -486,7 +486,7 @@ async function checkSegmentBytes(segment: SegmentFile, bytes: Buffer, core: Reco
   }
   check.liveHeader = true;
   if (decoded.tornTail) {
-    check.zeroTail = bytes.length - 1 - lastNonZero(bytes, decoded.validLength);
+    check.zeroTail = zeroTailLength(bytes, decoded.validLength);
     const lastGood = segment.firstSeq + check.count - 1;
     const later = findVerifiedEntry(core, bytes, decoded.validLength, lastGood);
     if (later !== null) {
@@ -543,20 +543,6 @@ function findVerifiedEntry(core: RecoveryCore, bytes: Buffer, tornAt: number, la
   return null;
 }
 
-const ZEROS = Buffer.alloc(64 * 1024);
-
-/** The index of the last byte of `bytes` from `from` on that is not zero, or `from - 1` when there is none. */
-function lastNonZero(bytes: Buffer, from: number): number {
-  let end = bytes.length;
-  while (end > from) {
-    const start = Math.max(from, end - ZEROS.length);
-    if (!bytes.subarray(start, end).equals(ZEROS.subarray(0, end - start))) break;
-    end = start;
-  }
-  let at = end - 1;
-  while (at >= from && bytes[at] === 0) at--;
-  return at;
-}
 
 /** The highest sequence of an entry that verifies anywhere in `bytes` from `from` on, beyond `floor`; `floor` when there is none. */
 function highestVerifiedSequence(core: RecoveryCore, bytes: Buffer, from: number, floor: number): number {
