@@ -4,6 +4,7 @@
  * object is a typed error, and no key reaches a message.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,6 +25,8 @@ const OTHER_IDENTITY = execFileSync('age-keygen', { encoding: 'utf8', stdio: ['i
   .find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
 const sealed = readFileSync(join(fixtures, 'vectors', 'sealed-zstd.hadbj'));
 const golden = readFileSync(join(fixtures, 'age', 'sealed-zstd.hadbj.age'));
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 const dir = mkdtempSync(join(tmpdir(), 'graphstream-age-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,6 +106,38 @@ describe.each(corePairs)('$writer.kind encrypts, $reader.kind decrypts', ({ writ
     const object = await writer.encryptSegment(sealed, { recipients: [other, RECIPIENT] });
     expect((await reader.decryptSegment(object, { identities: [IDENTITY] })).equals(sealed)).toBe(true);
     expect((await reader.decryptSegment(object, { identities: [OTHER_IDENTITY] })).equals(sealed)).toBe(true);
+  });
+});
+
+describe('the native core encrypts a file for its upload (encryptFileForUpload)', () => {
+  const native = cores.find((core) => core.kind === 'native')!;
+
+  test('the age file of the file, with the SHA-256 of both; `age -d` and each core open it', async () => {
+    const path = join(dir, 'segment.hadbj');
+    writeFileSync(path, sealed);
+    const file = await native.encryptFileForUpload!(path, { recipients: [RECIPIENT] });
+    expect({ plaintextSize: file.plaintextSize, plaintextSha256: file.plaintextSha256 }).toEqual({ plaintextSize: sealed.length, plaintextSha256: sha256(sealed) });
+    expect(file.sha256).toBe(sha256(file.bytes));
+    const copy = join(dir, 'segment.hadbj.age');
+    writeFileSync(copy, file.bytes);
+    expect(Buffer.compare(execFileSync('age', ['-d', '-i', keyFile, copy]), sealed)).toBe(0);
+    for (const reader of cores) expect((await reader.decryptSegment(file.bytes, { identities: [IDENTITY] })).equals(sealed), reader.kind).toBe(true);
+    const byPassphrase = await native.encryptFileForUpload!(path, { passphrase: 'correct horse' });
+    expect((await native.decryptSegment(byPassphrase.bytes, { passphrase: 'correct horse' })).equals(sealed)).toBe(true);
+  });
+
+  test('a missing file is not_found naming it; a bad recipient is invalid_argument naming the file, not the key', async () => {
+    const missing = join(dir, 'no-such-segment');
+    await expect(native.encryptFileForUpload!(missing, { recipients: [RECIPIENT] })).rejects.toMatchObject({ code: 'not_found', message: expect.stringContaining(missing) });
+    const path = join(dir, 'small.hadbj');
+    writeFileSync(path, sealed);
+    expect(await codeOf(native.encryptFileForUpload!(path, { recipients: [IDENTITY] }))).toBe('invalid_argument');
+    await expect(native.encryptFileForUpload!(path, { recipients: ['age1bogus'] })).rejects.toMatchObject({ message: expect.stringContaining(path) });
+    expect(await codeOf(native.encryptFileForUpload!(path, {}))).toBe('invalid_argument');
+  });
+
+  test('the pure core has none: the Uploader encrypts through encryptSegment there', () => {
+    expect(cores.find((core) => core.kind === 'pure')!.encryptFileForUpload).toBeUndefined();
   });
 });
 

@@ -4,6 +4,7 @@
  * global-setup.ts), and the local-directory and memory stores.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -21,6 +22,7 @@ import { ReadBuffers } from '../ts/storage/read-buffers.js';
 import { nativeStorage } from '../ts/core/native.js';
 import type { SegmentStorage } from '../ts/storage/types.js';
 import { bundleScripts } from './helpers/bundle.js';
+import { cores } from './helpers/cores.js';
 import { run } from './helpers/child-process.js';
 import { FAULT_KINDS, startFaultProxy } from './helpers/fault-proxy.js';
 import { TEST_CREDENTIALS, TEST_REGION, s3Servers, testS3Client, type S3TestServer } from './helpers/s3.js';
@@ -462,6 +464,44 @@ describe.each(stagingBackends)('SegmentStorage.stageFile: $name', (backend) => {
     const files = await scratchFiles(24, 20_000, 200_000);
     expect(await stageAndPutFourAtATime(storage, files)).toEqual(files.map((file) => sha256(file.data)));
     for (const file of files) expect(Buffer.from((await storage.get(file.key))!).equals(file.data), file.key).toBe(true);
+  });
+});
+
+/** The age test key (__test__/fixtures/age/test-key.txt): what stageEncryptedFile encrypts to, and what opens it. */
+const ageKeyText = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'age', 'test-key.txt'), 'utf8');
+const AGE_IDENTITY = ageKeyText.split('\n').find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
+const AGE_RECIPIENT = /# public key: (age1\w+)/.exec(ageKeyText)![1]!;
+
+describe.each(backends.filter((backend) => backend.name.startsWith('ObjectStoreStorage')))('SegmentStorage.stageEncryptedFile: $name', (backend) => {
+  it('stages the age file of the file: size and SHA-256 of what is stored, plaintext size and SHA-256 of the file; each core opens it', async () => {
+    const storage = await (await backend.fresh()).open();
+    const file = randomBytes(300_000);
+    const staged = await storage.stageEncryptedFile!(await writeScratchFile('encrypted', file), { recipients: [AGE_RECIPIENT] });
+    expect({ plaintextSize: staged.plaintextSize, plaintextSha256: staged.plaintextSha256 }).toEqual({ plaintextSize: file.length, plaintextSha256: sha256(file) });
+    const metadata = { 'graphstream-last-seq': '7' };
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*', metadata })).toMatchObject({ created: true });
+    // a retry puts the same ciphertext: a no-op
+    expect(await staged.put(segmentKey(1), { ifNoneMatch: '*', metadata })).toMatchObject({ created: false });
+    const stored = Buffer.from((await storage.get(segmentKey(1)))!);
+    expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: stored.length, sha256: sha256(stored) });
+    expect((await storage.head!(segmentKey(1)))?.metadata).toEqual(metadata);
+    for (const core of cores) expect((await core.decryptSegment(stored, { identities: [AGE_IDENTITY] })).equals(file), core.kind).toBe(true);
+    staged.release();
+    await expectGraphstreamError(staged.put(segmentKey(2)), 'closed');
+    expect(await storage.get(segmentKey(2))).toBeNull();
+  });
+
+  it('a missing file is not_found naming it; a bad recipient is invalid_argument, no key in the message', async () => {
+    const storage = await (await backend.fresh()).open();
+    const missing = join(await scratchDir(), 'no-such-segment');
+    const err = await expectGraphstreamError(storage.stageEncryptedFile!(missing, { recipients: [AGE_RECIPIENT] }), 'not_found');
+    expect(err.message).toContain(missing);
+    const path = await writeScratchFile('plain', randomBytes(1000));
+    for (const recipients of [[AGE_IDENTITY], ['age1bogus']]) {
+      const bad = await expectGraphstreamError(storage.stageEncryptedFile!(path, { recipients }), 'invalid_argument');
+      expect(bad.message).not.toContain(AGE_IDENTITY);
+      expect(bad.message).toContain(path);
+    }
   });
 });
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use age::secrecy::SecretString;
 use age::{x25519, Decryptor, Encryptor, Identity, Recipient};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -39,6 +40,48 @@ fn failed(message: impl Into<String>) -> Error {
 }
 
 pub fn encrypt(plaintext: &[u8], to: &Recipients) -> Result<Vec<u8>> {
+    encrypt_to(
+        plaintext,
+        to,
+        Vec::with_capacity(ciphertext_capacity(plaintext.len())),
+    )
+}
+
+/// The age file of `plaintext` and its SHA-256, hashed as it is written (while each chunk is
+/// still in cache) rather than in a second pass over the ciphertext.
+pub fn encrypt_hashed(plaintext: &[u8], to: &Recipients) -> Result<(Vec<u8>, [u8; 32])> {
+    let hashing = Hashing {
+        out: Vec::with_capacity(ciphertext_capacity(plaintext.len())),
+        hasher: Sha256::new(),
+    };
+    let hashing = encrypt_to(plaintext, to, hashing)?;
+    Ok((hashing.out, hashing.hasher.finalize().into()))
+}
+
+/// The age overhead: a header of a few hundred bytes per recipient and 16 bytes per 64 KiB.
+fn ciphertext_capacity(plaintext: usize) -> usize {
+    plaintext + plaintext / 4096 + 256 * 4
+}
+
+/// A writer that hashes what it passes on.
+struct Hashing {
+    out: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn encrypt_to<W: Write>(plaintext: &[u8], to: &Recipients, out: W) -> Result<W> {
     let encryptor = match (to.passphrase, to.recipients.is_empty()) {
         (Some(_), false) => {
             return Err(invalid(
@@ -67,17 +110,12 @@ pub fn encrypt(plaintext: &[u8], to: &Recipients) -> Result<Vec<u8>> {
                 .map_err(|err| invalid(format!("age: cannot encrypt to these recipients: {err}")))?
         }
     };
-    // the age overhead: a header of a few hundred bytes per recipient and 16 bytes per 64 KiB
-    let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 4096 + 256 * 4);
-    let write = |out: &mut Vec<u8>| -> std::io::Result<()> {
+    let write = |out: W| -> std::io::Result<W> {
         let mut writer = encryptor.wrap_output(out)?;
         writer.write_all(plaintext)?;
-        writer.finish()?;
-        Ok(())
+        writer.finish()
     };
-    write(&mut out)
-        .map_err(|err| Error::new(ErrorCode::Internal, format!("age: encrypting: {err}")))?;
-    Ok(out)
+    write(out).map_err(|err| Error::new(ErrorCode::Internal, format!("age: encrypting: {err}")))
 }
 
 /// Decrypts an age file holding at most `max_plaintext` bytes. Memory: the output never grows
@@ -165,6 +203,18 @@ mod tests {
         assert_eq!(decrypt(&sealed, &with(&ids), plain.len()).unwrap(), plain);
         let err = decrypt(&sealed, &with(&ids), plain.len() - 1).unwrap_err();
         assert_eq!(err.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn encrypt_hashed_gives_the_sha256_of_what_it_wrote() {
+        let (identity, recipient) = keys();
+        let plain = vec![3u8; 150_000];
+        let (sealed, digest) = encrypt_hashed(&plain, &to(&[recipient])).unwrap();
+        assert_eq!(digest, crate::format::sha256(&sealed));
+        assert_eq!(
+            decrypt(&sealed, &with(&[identity]), plain.len()).unwrap(),
+            plain
+        );
     }
 
     #[test]

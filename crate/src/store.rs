@@ -331,6 +331,17 @@ pub struct StagedFile {
     pub sha256: String,
 }
 
+/// A file read, hashed and age-encrypted ahead of its upload (`encrypt_file`): the ciphertext
+/// and its SHA-256, and the size and SHA-256 of the plaintext that was encrypted.
+pub struct EncryptedFile {
+    pub bytes: bytes::Bytes,
+    /// SHA-256 of `bytes`, lowercase hex
+    pub sha256: String,
+    pub plaintext_size: u64,
+    /// SHA-256 of the file's bytes, lowercase hex
+    pub plaintext_sha256: String,
+}
+
 /// What `read_into` found: the file's size and, when it fitted, the hash of its bytes.
 #[derive(Debug)]
 pub struct FileForUpload {
@@ -774,6 +785,24 @@ impl Store {
         .await
     }
 
+    /// `encrypt_file` on a blocking thread, bounded by the store's `max_object_bytes`.
+    pub async fn stage_encrypted_file(
+        &self,
+        path: String,
+        recipients: Vec<String>,
+        passphrase: Option<String>,
+    ) -> Result<EncryptedFile> {
+        let limit = self.max_object_bytes;
+        blocking(move || {
+            let to = crate::crypto::Recipients {
+                recipients: &recipients,
+                passphrase: passphrase.as_deref(),
+            };
+            encrypt_file(&path, limit, &to)
+        })
+        .await
+    }
+
     /// Deletes `key`; a missing key is not an error.
     pub async fn delete(&self, key: String) -> Result<()> {
         let path = self.path(&key)?;
@@ -832,6 +861,26 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| Error::new(ErrorCode::Internal, format!("blocking task failed: {err}")))?
+}
+
+/// Reads the file at `path` (at most `limit` bytes), hashes it and encrypts those very bytes to
+/// `to`, hashing the ciphertext as it is written: one pass off the JavaScript thread, so that an
+/// uploader can check the plaintext it encrypted by its SHA-256.
+pub fn encrypt_file(
+    path: &str,
+    limit: u64,
+    to: &crate::crypto::Recipients,
+) -> Result<EncryptedFile> {
+    let plaintext = read_file(path, limit)?;
+    let plaintext_sha256 = crate::format::hex(&crate::format::sha256(&plaintext));
+    let (ciphertext, digest) = crate::crypto::encrypt_hashed(&plaintext, to)
+        .map_err(|err| err.context(format!("encrypting {path} for upload")))?;
+    Ok(EncryptedFile {
+        bytes: bytes::Bytes::from(ciphertext),
+        sha256: crate::format::hex(&digest),
+        plaintext_size: plaintext.len() as u64,
+        plaintext_sha256,
+    })
 }
 
 /// The whole file, refused when it is larger than `limit` bytes (checked before anything is

@@ -248,6 +248,23 @@ export interface AgeRecipients {
   passphrase?: string;
 }
 
+/** AgeRecipients as the addon takes them (napi wants a mutable array). */
+export function nativeRecipients(to: AgeRecipients): { recipients?: string[]; passphrase?: string } {
+  return { recipients: to.recipients && [...to.recipients], passphrase: to.passphrase };
+}
+
+/** A file encrypted for its upload (Core.encryptFileForUpload). */
+export interface EncryptedFile {
+  /** the age file */
+  bytes: Buffer;
+  /** SHA-256 of `bytes`, lowercase hex */
+  sha256: string;
+  /** bytes read from the file */
+  plaintextSize: number;
+  /** SHA-256 of the bytes read from the file (those encrypted), lowercase hex */
+  plaintextSha256: string;
+}
+
 /** What a reader may open encrypted objects with: X25519 identities and/or a passphrase. */
 export interface AgeIdentities {
   /** `AGE-SECRET-KEY-1...` */
@@ -286,6 +303,13 @@ export interface Core {
    * `decryption_failed` when no identity opens it or it is truncated or altered.
    */
   decryptSegment(bytes: Uint8Array, using: AgeIdentities): Promise<Buffer>;
+  /**
+   * Native only: reads the file at `path` (at most the largest sealed segment), hashes it and
+   * age-encrypts those very bytes, hashing the ciphertext as it is written, in one task off the JS
+   * thread. The Uploader stages an encrypted upload with it and checks the file by its plaintext
+   * SHA-256. No key reaches an error message.
+   */
+  encryptFileForUpload?(path: string, to: AgeRecipients): Promise<EncryptedFile>;
   /** Locks `dir` (OS advisory lock) and starts a writer from `start`. */
   openWriter(dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter>;
 }

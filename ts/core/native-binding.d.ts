@@ -62,6 +62,12 @@ export declare class NativeObjectStore {
    */
   stageFile(path: string): Promise<NativeStagedFile>
   /**
+   * Reads the file at `path`, hashes it and age-encrypts it to `to` off the JavaScript thread,
+   * for `put`s of the ciphertext (`size` and `sha256` are the ciphertext's, `plaintextSize`
+   * and `plaintextSha256` the file's): neither enters JavaScript.
+   */
+  stageEncryptedFile(path: string, to: AgeRecipients): Promise<NativeStagedFile>
+  /**
    * The object's bytes, or null when there is none. Bytes that fit in `into` are read into it
    * (the answer is then their length); others come in a Buffer of their own.
    */
@@ -73,14 +79,19 @@ export declare class NativeObjectStore {
 }
 
 /**
- * A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`): its bytes stay in
- * native memory, and every `put` (the first one and any retry) sends them from there.
+ * A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`), or read, hashed
+ * and encrypted (`stageEncryptedFile`): the bytes to store stay in native memory, and every `put`
+ * (the first one and any retry) sends them from there.
  */
 export declare class NativeStagedFile {
   /** Bytes read from the file. */
   get size(): number
   /** SHA-256 of the bytes, lowercase hex. */
   get sha256(): string
+  /** Bytes read from the file (before encryption). */
+  get plaintextSize(): number
+  /** SHA-256 of the bytes read from the file (before encryption), lowercase hex. */
+  get plaintextSha256(): string
   /**
    * Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` and `metadata`
    * included); may be called again (a retry).
@@ -145,6 +156,24 @@ export declare function encodeEntries(firstSequence: number, prevHash: Uint8Arra
 export declare function encodeEntry(sequence: number, prevHash: Uint8Array, payload: Uint8Array): Buffer
 
 export declare function encodeHeader(header: HeaderInit): Buffer
+
+/** A file read, hashed and encrypted for its upload (`encryptFileForUploadAsync`). */
+export interface EncryptedFile {
+  /** the age file */
+  bytes: Buffer
+  /** SHA-256 of `bytes`, lowercase hex */
+  sha256: string
+  /** bytes read from the file */
+  plaintextSize: number
+  /** SHA-256 of the bytes read from the file, lowercase hex */
+  plaintextSha256: string
+}
+
+/**
+ * Reads the file at `path` (at most the largest sealed segment), hashes it and age-encrypts
+ * those bytes, hashing the ciphertext as it is written: one task off the JavaScript thread.
+ */
+export declare function encryptFileForUploadAsync(path: string, to: AgeRecipients): Promise<EncryptedFile>
 
 export declare function encryptSegmentAsync(bytes: Buffer, to: AgeRecipients): Promise<Buffer>
 

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraphstreamError } from '../errors.js';
-import { checkDecodeTarget, checkSealTarget, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type SealOptions, type WriterOptions, type WriterStart } from './core.js';
+import { checkDecodeTarget, checkSealTarget, nativeRecipients, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type SealOptions, type WriterOptions, type WriterStart } from './core.js';
 import type * as Native from './native-binding.js';
 import { packPayloads } from './packed.js';
 
@@ -193,7 +193,8 @@ function adapt(native: NativeBinding): Core {
     sealSegmentAsync: async (unsealed, options) => sealedSegment(await native.sealSegmentAsync(asBuffer(unsealed), sealOptions(unsealed, options)), options),
     decodeSegment: (bytes, options) => fromNativeSegment(native.decodeSegment(bytes, decodeOptions(bytes, options))),
     decodeSegmentAsync: async (bytes, options) => fromNativeSegment(await native.decodeSegmentAsync(asBuffer(bytes), decodeOptions(bytes, options))),
-    encryptSegment: (bytes, to) => native.encryptSegmentAsync(asBuffer(bytes), { recipients: to.recipients && [...to.recipients], passphrase: to.passphrase }),
+    encryptSegment: (bytes, to) => native.encryptSegmentAsync(asBuffer(bytes), nativeRecipients(to)),
+    encryptFileForUpload: (path, to) => native.encryptFileForUploadAsync(path, nativeRecipients(to)),
     decryptSegment: (bytes, using) =>
       native.decryptSegmentAsync(asBuffer(bytes), { identities: using.identities && [...using.identities], passphrase: using.passphrase, maxBytes: using.maxBytes }),
     openWriter: async (dir: string, start: WriterStart, options: WriterOptions): Promise<CoreWriter> =>

@@ -93,7 +93,7 @@ export interface UploaderOptions {
   clock?: Clock;
   /** the core that reads and checks segments before they are put; default the native addon (the pure twin where it does not load) */
   core?: Core;
-  /** encrypt each segment, once checked, to these recipients before its put (./encryption.ts); see setEncryption */
+  /** encrypt each segment to these recipients (./encryption.ts); it is put only once checked; see setEncryption */
   encryption?: UploadEncryption;
   /** limits shared with other uploaders of the process (puts in flight, bytes held for puts); see ./limits.ts */
   limits?: SharedLimits;
@@ -987,23 +987,12 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     if (segment.damaged !== undefined) {
       throw this.foundCorrupt(segment, new GraphstreamError('corrupt', `${segment.path} is corrupt, not uploaded: ${segment.damaged}`));
     }
-    const storage = this.storage;
     const encryption = this.encryption;
-    let staged: StagedFile;
-    let ownBytes: Uint8Array | null = null;
-    // an encrypted upload puts other bytes than the file's: the storage cannot stage the file itself
-    if (storage.stageFile && encryption === undefined) {
-      staged = await storage.stageFile(segment.path);
-    } else {
-      const bytes = await readFile(segment.path).catch((err: unknown) => {
-        throw toGraphstreamError(err, `reading ${segment.path} for upload`);
-      });
-      ownBytes = bytes;
-      const sha256 = await sha256Hex(bytes);
-      staged = { size: bytes.byteLength, sha256, put: (key, options) => storage.put(key, bytes, { ...options, sha256 }), release: () => undefined };
-    }
+    const staging = await this.stage(segment, encryption);
+    let { staged } = staging;
+    const { plaintextSha256, ownBytes } = staging;
     try {
-      const facts = await this.checking.run(() => this.checkSegment(segment, staged, ownBytes)).catch((err: unknown) => {
+      const facts = await this.checking.run(() => this.checkSegment(segment, plaintextSha256, ownBytes)).catch((err: unknown) => {
         throw isGraphstreamError(err, 'corrupt') ? this.foundCorrupt(segment, err) : err;
       });
       try {
@@ -1021,13 +1010,53 @@ export class Uploader extends EventEmitter<UploaderEvents> {
       });
       this.corruptSegments.delete(segment.name);
       check.passed();
-      const plaintextSha256 = staged.sha256;
-      if (encryption !== undefined) staged = await this.encrypted(ownBytes!, segment, encryption);
+      if (encryption !== undefined && ownBytes !== null) staged = await this.encrypted(ownBytes, segment, encryption);
       return { staged, end, plaintextSha256, encrypted: encryption !== undefined };
     } catch (err) {
       staged.release();
       throw err;
     }
+  }
+
+  /**
+   * The segment read for its put, and the SHA-256 of its plaintext, which its check compares with
+   * the file it reads again. An encrypted upload is staged as its ciphertext, read, hashed and
+   * encrypted in one native task off the JS thread (by the storage, which keeps the ciphertext
+   * where it sends it from, or by the core); those bytes are then the plaintext that was
+   * encrypted. Otherwise, without native staging, the segment is read here (`ownBytes`): the check
+   * decodes those very bytes, and an encrypted upload encrypts them once they have passed.
+   */
+  private async stage(
+    segment: PendingSegment,
+    encryption: UploadEncryption | undefined,
+  ): Promise<{ staged: StagedFile; plaintextSha256: string; ownBytes: Uint8Array | null }> {
+    const storage = this.storage;
+    if (encryption !== undefined) {
+      if (storage.stageEncryptedFile) {
+        const staged = await storage.stageEncryptedFile(segment.path, encryption);
+        return { staged, plaintextSha256: staged.plaintextSha256, ownBytes: null };
+      }
+      const core = await this.coreLoading;
+      if (core.encryptFileForUpload) {
+        const file = await core.encryptFileForUpload(segment.path, encryption).catch((err: unknown) => {
+          throw toGraphstreamError(err);
+        });
+        return { staged: this.held(file.bytes, file.sha256), plaintextSha256: file.plaintextSha256, ownBytes: null };
+      }
+    } else if (storage.stageFile) {
+      const staged = await storage.stageFile(segment.path);
+      return { staged, plaintextSha256: staged.sha256, ownBytes: null };
+    }
+    const bytes = await readFile(segment.path).catch((err: unknown) => {
+      throw toGraphstreamError(err, `reading ${segment.path} for upload`);
+    });
+    const sha256 = await sha256Hex(bytes);
+    return { staged: this.held(bytes, sha256), plaintextSha256: sha256, ownBytes: bytes };
+  }
+
+  /** Bytes held in JavaScript for their put: every attempt sends them, with their SHA-256. */
+  private held(bytes: Uint8Array, sha256: string): StagedFile {
+    return { size: bytes.byteLength, sha256, put: (key, options) => this.storage.put(key, bytes, { ...options, sha256 }), release: () => undefined };
   }
 
   /**
@@ -1037,8 +1066,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
    */
   private async encrypted(sealed: Uint8Array, segment: PendingSegment, encryption: UploadEncryption): Promise<StagedFile> {
     const stored = await encryptForUpload(await this.coreLoading, sealed, encryption, segment.path);
-    const sha256 = await sha256Hex(stored);
-    return { size: stored.byteLength, sha256, put: (key, options) => this.storage.put(key, stored, { ...options, sha256 }), release: () => undefined };
+    return this.held(stored, await sha256Hex(stored));
   }
 
   private foundCorrupt(segment: PendingSegment, error: GraphstreamError): GraphstreamError {
@@ -1048,7 +1076,7 @@ export class Uploader extends EventEmitter<UploaderEvents> {
   }
 
   /** Decodes and verifies the segment on its own; see decodeChecked. */
-  private async checkSegment(segment: PendingSegment, staged: StagedFile, ownBytes: Uint8Array | null): Promise<SegmentFacts> {
+  private async checkSegment(segment: PendingSegment, stagedSha256: string, ownBytes: Uint8Array | null): Promise<SegmentFacts> {
     if (ownBytes !== null) return this.decodeChecked(segment, ownBytes);
     // the storage holds its own copy of the bytes: read them again here, and make sure they are the same
     const into = this.checkReads.take();
@@ -1057,8 +1085,8 @@ export class Uploader extends EventEmitter<UploaderEvents> {
     });
     try {
       const sha256 = await sha256Hex(bytes);
-      if (sha256 !== staged.sha256) {
-        throw new GraphstreamError('corrupt', `${segment.path} changed while it was read for upload (SHA-256 ${staged.sha256}, then ${sha256})`);
+      if (sha256 !== stagedSha256) {
+        throw new GraphstreamError('corrupt', `${segment.path} changed while it was read for upload (SHA-256 ${stagedSha256}, then ${sha256})`);
       }
       return await this.decodeChecked(segment, bytes);
     } finally {

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { checkBody, checkPutConditions } from './bytes.js';
 import { checkKey, checkListPrefix, objectName } from './names.js';
 import { s3Identity, type S3Credentials } from './s3.js';
-import type { GetOptions, ListOptions, ObjectHead, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './types.js';
+import type { GetOptions, ListOptions, ObjectHead, PutOptions, PutResult, SegmentStorage, StagedEncryptedFile, StagedFile, VersionedObject } from './types.js';
+import { nativeRecipients, type AgeRecipients } from '../core/core.js';
 
 export interface ObjectStoreStorageOptions {
   /** s3://: custom endpoint of an S3-compatible server */
@@ -144,15 +145,26 @@ export class ObjectStoreStorage implements SegmentStorage {
 
   /** The file is read, hashed and later sent by the addon, off the JavaScript thread: its bytes never enter JavaScript. */
   async stageFile(path: string): Promise<StagedFile> {
+    return this.staged(() => this.store.stageFile(path));
+  }
+
+  /** The file is read, hashed, encrypted and its ciphertext hashed and later sent by the addon, off the JavaScript thread. */
+  async stageEncryptedFile(path: string, to: AgeRecipients): Promise<StagedEncryptedFile> {
+    return this.staged(() => this.store.stageEncryptedFile(path, nativeRecipients(to)));
+  }
+
+  private async staged(stage: () => Promise<NativeStagedFile>): Promise<StagedEncryptedFile> {
     let staged: NativeStagedFile;
     try {
-      staged = await this.store.stageFile(path);
+      staged = await stage();
     } catch (err) {
       throw fromNative(err);
     }
     return {
       size: staged.size,
       sha256: staged.sha256,
+      plaintextSize: staged.plaintextSize,
+      plaintextSha256: staged.plaintextSha256,
       put: (key, options) => putThrough(key, this.description, () => this.store.cancellation(), (createOnly, ifMatch, cancel, metadata) => staged.put(key, createOnly, ifMatch, cancel, metadata), options),
       release: () => staged.release(),
     };

@@ -1,3 +1,5 @@
+import type { AgeRecipients } from '../core/core.js';
+
 /** Object storage as graphstream uses it: whole objects, listed in key order. */
 export interface PutOptions {
   /** `'*'`: create only; an existing object is left untouched (see SegmentStorage.put). */
@@ -75,6 +77,14 @@ export interface StagedFile {
   release(): void;
 }
 
+/** A file read, hashed and age-encrypted ahead of its upload (SegmentStorage.stageEncryptedFile): `size` and `sha256` are of the ciphertext put() stores. */
+export interface StagedEncryptedFile extends StagedFile {
+  /** bytes read from the file */
+  readonly plaintextSize: number;
+  /** SHA-256 of the bytes read from the file, the very bytes that were encrypted; lowercase hex */
+  readonly plaintextSha256: string;
+}
+
 export interface GetOptions {
   /**
    * A buffer the object may be read into, sparing an allocation per object: when the object fits,
@@ -107,6 +117,13 @@ export interface SegmentStorage {
    * itself and calls put().
    */
   stageFile?(path: string): Promise<StagedFile>;
+  /**
+   * Optional: stageFile for an encrypted upload: reads the file at `path`, hashes it and
+   * age-encrypts it to `to`, keeping the ciphertext where this backend sends it from. The
+   * Uploader checks the file against plaintextSha256; without this method it encrypts through its
+   * core and calls put(). No key reaches an error message.
+   */
+  stageEncryptedFile?(path: string, to: AgeRecipients): Promise<StagedEncryptedFile>;
   /** The object's bytes, or null when there is no object at `key`. */
   get(key: string, options?: GetOptions): Promise<Uint8Array | null>;
   /**

@@ -13,6 +13,7 @@ use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, PromiseRaw, Task, To
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
+use super::crypto::AgeRecipients;
 use super::errors::{js_error, throwing};
 use crate::error::{guard, Error, ErrorCode, Result};
 use crate::store::{self, Fetched, FileForUpload, Head, Metadata, PutCondition, Store, Stored};
@@ -22,8 +23,9 @@ pub struct NativeObjectStore {
     inner: Arc<Store>,
 }
 
-/// A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`): its bytes stay in
-/// native memory, and every `put` (the first one and any retry) sends them from there.
+/// A file read and hashed ahead of its upload (`NativeObjectStore.stageFile`), or read, hashed
+/// and encrypted (`stageEncryptedFile`): the bytes to store stay in native memory, and every `put`
+/// (the first one and any retry) sends them from there.
 #[napi]
 pub struct NativeStagedFile {
     store: Arc<Store>,
@@ -31,6 +33,32 @@ pub struct NativeStagedFile {
     bytes: Mutex<Option<bytes::Bytes>>,
     size: i64,
     sha256: String,
+    /// of the file's bytes: the same as size and sha256 unless they were encrypted
+    plaintext_size: i64,
+    plaintext_sha256: String,
+}
+
+impl NativeStagedFile {
+    fn new(
+        store: Arc<Store>,
+        bytes: bytes::Bytes,
+        sha256: String,
+        plaintext: Option<(u64, String)>,
+    ) -> Self {
+        let size = bytes.len() as i64;
+        let (plaintext_size, plaintext_sha256) = match plaintext {
+            Some((size, sha256)) => (size as i64, sha256),
+            None => (size, sha256.clone()),
+        };
+        NativeStagedFile {
+            store,
+            bytes: Mutex::new(Some(bytes)),
+            size,
+            sha256,
+            plaintext_size,
+            plaintext_sha256,
+        }
+    }
 }
 
 /// A promise of `work`, run on the addon's tokio runtime: it resolves with `to_js` of the value,
@@ -271,12 +299,31 @@ impl NativeObjectStore {
         let stage = async move { store.stage_file(path).await };
         let inner = Arc::clone(&self.inner);
         promise(env, stage, IN_AN_OPERATION, move |staged| {
-            NativeStagedFile {
-                store: inner,
-                size: staged.bytes.len() as i64,
-                bytes: Mutex::new(Some(staged.bytes)),
-                sha256: staged.sha256,
-            }
+            NativeStagedFile::new(inner, staged.bytes, staged.sha256, None)
+        })
+    }
+
+    /// Reads the file at `path`, hashes it and age-encrypts it to `to` off the JavaScript thread,
+    /// for `put`s of the ciphertext (`size` and `sha256` are the ciphertext's, `plaintextSize`
+    /// and `plaintextSha256` the file's): neither enters JavaScript.
+    #[napi(ts_return_type = "Promise<NativeStagedFile>")]
+    pub fn stage_encrypted_file<'env>(
+        &self,
+        env: &'env Env,
+        path: String,
+        to: AgeRecipients,
+    ) -> napi::Result<PromiseRaw<'env, NativeStagedFile>> {
+        let store = Arc::clone(&self.inner);
+        let recipients = to.recipients.unwrap_or_default();
+        let stage = async move {
+            store
+                .stage_encrypted_file(path, recipients, to.passphrase)
+                .await
+        };
+        let inner = Arc::clone(&self.inner);
+        promise(env, stage, IN_AN_OPERATION, move |staged| {
+            let plaintext = (staged.plaintext_size, staged.plaintext_sha256);
+            NativeStagedFile::new(inner, staged.bytes, staged.sha256, Some(plaintext))
         })
     }
 
@@ -333,6 +380,18 @@ impl NativeStagedFile {
     #[napi(getter)]
     pub fn sha256(&self) -> String {
         self.sha256.clone()
+    }
+
+    /// Bytes read from the file (before encryption).
+    #[napi(getter)]
+    pub fn plaintext_size(&self) -> i64 {
+        self.plaintext_size
+    }
+
+    /// SHA-256 of the bytes read from the file (before encryption), lowercase hex.
+    #[napi(getter)]
+    pub fn plaintext_sha256(&self) -> String {
+        self.plaintext_sha256.clone()
     }
 
     /// Stores the bytes at `key` as `NativeObjectStore.put` does (`cancel` and `metadata`
