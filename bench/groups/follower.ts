@@ -45,7 +45,7 @@ export async function followerGroup(context: Context): Promise<void> {
       if (bytes !== objectBytes) throw new Error(`GetObject returned ${bytes} bytes, expected ${objectBytes}`);
       return seconds;
     };
-    const catchUp = (core: Core, storage: SegmentStorage): Promise<number> => timedCatchUp(context.scratch, { storage, db: DB, core }, entries);
+    const catchUp = async (core: Core, storage: SegmentStorage): Promise<number> => (await timedCatchUp(context.scratch, { storage, db: DB, core }, entries)).wall;
     context.log(`follower: ${keys.length} segments, ${(objectBytes / 1048576).toFixed(1)} MiB of objects; catch-up runs`);
     const times = await interleave(runs, {
       plain: plainGet,

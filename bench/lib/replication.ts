@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Follower, ObjectStoreStorage, S3Storage, type FollowerOptions } from '../../ts/index.js';
 import { CREDENTIALS, REGION, type BenchS3Server } from './s3-server.js';
-import { nowMs } from './stats.js';
+import { timedRun, type TimedRun } from './stats.js';
 
 /** S3Storage (aws-sdk) and ObjectStoreStorage (object_store) on `bucket` of `server`. */
 export async function benchStorages(server: BenchS3Server, bucket: string): Promise<{ s3Storage: S3Storage; objectStore: ObjectStoreStorage }> {
@@ -11,14 +11,15 @@ export async function benchStorages(server: BenchS3Server, bucket: string): Prom
   return { s3Storage: new S3Storage({ bucket, ...connection }), objectStore: await ObjectStoreStorage.open(`s3://${bucket}`, connection) };
 }
 
-/** Seconds a fresh Follower (in a new directory under `scratch`) takes to catch up with `entries` entries. */
-export async function timedCatchUp(scratch: string, options: Omit<FollowerOptions, 'dir'>, entries: number): Promise<number> {
+/** Wall and CPU seconds a fresh Follower (in a new directory under `scratch`) takes to catch up with `entries` entries. */
+export async function timedCatchUp(scratch: string, options: Omit<FollowerOptions, 'dir'>, entries: number): Promise<TimedRun> {
   const dir = await mkdtemp(join(scratch, 'follow-'));
   const follower = new Follower({ ...options, dir });
-  const start = nowMs();
-  const result = await follower.catchUp();
-  const seconds = (nowMs() - start) / 1000;
-  if (result.entries !== entries) throw new Error(`follower caught up ${result.entries} of ${entries} entries`);
+  let caughtUp = 0;
+  const timed = await timedRun(async () => {
+    caughtUp = (await follower.catchUp()).entries;
+  });
+  if (caughtUp !== entries) throw new Error(`follower caught up ${caughtUp} of ${entries} entries`);
   await rm(dir, { recursive: true, force: true });
-  return seconds;
+  return timed;
 }

@@ -86,6 +86,53 @@ export async function interleave<K extends string>(
   return Object.fromEntries(keys.map((key) => [key, summarize(samples[key])])) as Record<K, Summary>;
 }
 
+/** Wall seconds of a run, and CPU seconds this process spent meanwhile (JS thread, thread pool, the addon's threads). */
+export interface TimedRun {
+  wall: number;
+  cpu: number;
+}
+
+/** Times `run` (what a variant measures, without its setup). */
+export async function timedRun(run: () => Promise<unknown>): Promise<TimedRun> {
+  const cpu = process.cpuUsage();
+  const start = nowMs();
+  await run();
+  const wall = (nowMs() - start) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { wall, cpu: (used.user + used.system) / 1e6 };
+}
+
+/** Wall and CPU seconds of each variant of measuredPairs, and the ratio b / a of each pair. */
+export interface PairedRuns {
+  wall: { a: Summary; b: Summary };
+  cpu: { a: Summary; b: Summary };
+  /** median: the median of the per-pair ratios */
+  wallRatio: Summary;
+  cpuRatio: Summary;
+}
+
+/**
+ * Runs `a` and `b` in `pairs` pairs after one warm-up of each, alternating which runs first. The
+ * two runs of a pair are seconds apart, so the median of the per-pair ratios holds under the drift
+ * of a shared machine better than the ratio of two medians taken over minutes.
+ */
+export async function measuredPairs(pairs: number, a: () => Promise<TimedRun>, b: () => Promise<TimedRun>): Promise<PairedRuns> {
+  const run = async (variant: () => Promise<TimedRun>) => {
+    await settle();
+    return variant();
+  };
+  await run(a);
+  await run(b);
+  const runs = { a: [] as TimedRun[], b: [] as TimedRun[] };
+  for (let pair = 0; pair < pairs; pair++) {
+    const order = pair % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const);
+    for (const which of order) runs[which].push(await run(which === 'a' ? a : b));
+  }
+  const of = (what: keyof TimedRun) => ({ a: summarize(runs.a.map((r) => r[what])), b: summarize(runs.b.map((r) => r[what])) });
+  const ratio = (what: keyof TimedRun) => summarize(runs.a.map((r, i) => runs.b[i]![what] / r[what]));
+  return { wall: of('wall'), cpu: of('cpu'), wallRatio: ratio('wall'), cpuRatio: ratio('cpu') };
+}
+
 /** Throughput in units/s of a synchronous function repeated until at least `minMs` passed. */
 export function syncThroughput(units: number, fn: () => unknown, minMs: number): number {
   let calls = 0;

@@ -41,8 +41,11 @@ try {
     for (const segment of shipped) await link(join(source, segmentFileName(segment.firstSeq)), join(dir, segmentFileName(segment.firstSeq)));
     const uploader = new Uploader({ directory: dir, storage, db: 'probe', prefix: `r${runId++}/`, core: native, concurrency: 4, ...(encrypt ? { encryption: { recipients } } : {}) });
     const start = performance.now();
+    const cpu = process.cpuUsage();
     await uploader.sync();
     const ms = performance.now() - start;
+    const used = process.cpuUsage(cpu);
+    console.log(`  ${encrypt ? 'encrypted' : 'plaintext'} wall ${ms.toFixed(0)} ms, cpu ${((used.user + used.system) / 1000).toFixed(0)} ms`);
     await uploader.stop();
     if (uploader.stats().succeeded !== shipped.length) throw new Error(`shipped ${uploader.stats().succeeded} of ${shipped.length}`);
     await rm(dir, { recursive: true, force: true });
