@@ -1,4 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { createFormatApi, type DecodedSegment, type FormatApi } from '../ts/format/format.js';
 import { GraphstreamError, normalizeErrors, type ErrorCode } from '../ts/errors.js';
@@ -453,3 +459,40 @@ describe.each(availableZstdCodecs())('pure core zstd via $name', ({ codec }) => 
     expect(coreCodeOf(() => codec.decompress(damaged, 1 << 20))).toBe('invalid_segment');
   });
 });
+
+test('a process exits cleanly when its sealSegmentAsync calls resolved while every core was busy', async () => {
+  // With every core busy, an idle-class seal starves and the libuv thread seals in its place; the
+  // starved run goes on reading the input after the promise has resolved. Node frees that Buffer
+  // when the environment is torn down, so the teardown must wait for the run (it crashed with
+  // SIGSEGV before). 32 MiB keeps the starved run busy well into the teardown.
+  const api = createFormatApi(cores.find((core) => core.kind === 'native')!);
+  const dir = await mkdtemp(join(tmpdir(), 'gs-seal-exit-'));
+  try {
+    const file = join(dir, 'unsealed');
+    const word = (n: number) => Math.abs(Math.sin(n)).toString(36).slice(2, 10);
+    const payloads = Array.from({ length: 140_000 }, (_, i) =>
+      Buffer.from(`CREATE (p:Person {id: ${i}, name: '${word(i)} ${word(i + 1)}', email: '${word(i + 2)}@example.org', city: '${word(i % 97)}', score: ${Math.sin(i)}, tags: ['${word(i % 13)}', '${word(i % 31)}'], joined: '2026-0${1 + (i % 9)}-1${i % 10}'})`),
+    );
+    await writeFile(file, unsealedSegment(api, payloads));
+    const root = dirname(dirname(fileURLToPath(import.meta.url)));
+    const binary = join(root, 'native', readdirSync(join(root, 'native')).find((name) => name.endsWith('.node'))!);
+    const script = `
+      import { createRequire } from 'node:module';
+      import { readFileSync } from 'node:fs';
+      import { availableParallelism } from 'node:os';
+      import { Worker } from 'node:worker_threads';
+      const binding = createRequire(import.meta.url)(${JSON.stringify(binary)});
+      const unsealed = readFileSync(${JSON.stringify(file)});
+      const spinners = Array.from({ length: availableParallelism() }, () => new Worker('for (;;) {}', { eval: true }));
+      await Promise.all(spinners.map((worker) => new Promise((online) => worker.once('online', online))));
+      await Promise.all([binding.sealSegmentAsync(unsealed, { level: 3 }), binding.sealSegmentAsync(unsealed, { level: 3 })]);
+      await Promise.all(spinners.map((worker) => worker.terminate()));
+    `;
+    for (let run = 0; run < 3; run++) {
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect({ status: child.status, signal: child.signal, stderr: child.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 120_000);

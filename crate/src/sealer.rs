@@ -364,6 +364,16 @@ pub fn in_idle_class<T: Send + 'static>(
     }
 }
 
+/// Waits until every idle-class run [`in_idle_class`] started has finished, overtaken ones
+/// included. An overtaken run goes on reading what its work holds (`sealSegmentAsync`'s input, a
+/// JavaScript Buffer whose memory Node frees when its environment is torn down, whatever
+/// references Rust holds), so the binding waits here in the environment's cleanup.
+pub fn wait_for_idle_runs() {
+    while IDLE_RUNNING.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Puts the calling thread (and the threads it starts: the second thread of a seal) in
 /// Linux's `SCHED_IDLE` class. Where that fails, the thread keeps the normal class.
 fn yield_to_foreground_threads() {

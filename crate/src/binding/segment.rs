@@ -11,7 +11,7 @@ use super::format::HeaderFields;
 use super::{to_js_number, MAX_SAFE_INTEGER};
 use crate::error::{guard, Error, ErrorCode};
 use crate::format::Header;
-use crate::sealer::in_idle_class;
+use crate::sealer::{in_idle_class, wait_for_idle_runs};
 use crate::segment::{
     self, Body, DecodeOptions as SegmentDecodeOptions, DecodedSegment, DEFAULT_MAX_BODY_BYTES,
 };
@@ -221,6 +221,23 @@ impl Task for SealTask {
     }
 }
 
+thread_local! {
+    /// The environment of this thread that waits for idle-class seals in its cleanup.
+    static WAITING_ENV: std::cell::Cell<napi::sys::napi_env> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// A seal that [`in_idle_class`] overtook keeps reading its input, a Buffer whose memory Node
+/// frees when the environment is torn down (a process exiting, a worker ending): the
+/// environment's cleanup waits for such runs first.
+fn wait_for_idle_seals_at_cleanup(env: &Env) -> napi::Result<()> {
+    if WAITING_ENV.get() == env.raw() {
+        return Ok(());
+    }
+    env.add_env_cleanup_hook((), |()| wait_for_idle_runs())?;
+    WAITING_ENV.set(env.raw());
+    Ok(())
+}
+
 #[napi(ts_return_type = "Promise<number | Buffer>")]
 pub fn seal_segment_async(
     env: &Env,
@@ -228,6 +245,7 @@ pub fn seal_segment_async(
     options: Option<SealOptions>,
 ) -> napi::Result<AsyncTask<SealTask>> {
     let (level, max_body_bytes, into) = throwing(env, || seal_settings(options))?;
+    wait_for_idle_seals_at_cleanup(env)?;
     Ok(AsyncTask::new(SealTask {
         unsealed: Arc::new(unsealed),
         level,
