@@ -63,8 +63,8 @@ export async function encryptionGroup(context: Context): Promise<void> {
 
   // 2. and 3. against a server
   const segmentCount = quick ? 12 : 32;
-  const uploadPairs = quick ? 6 : 9;
-  const followPairs = quick ? 3 : 5;
+  const uploadPairs = quick ? 6 : 8;
+  const followPairs = quick ? 4 : 6;
   const entries = quick ? 200_000 : 1_000_000;
   context.log(`encryption: sealing ${segmentCount} segments to upload and a ${entries.toLocaleString('en')}-entry journal to follow`);
   const shipped = sealJournal(native, graphdPayloads(segmentCount * 14_600, 1, 21), 4 * 1024 * 1024).segments.slice(0, segmentCount);
