@@ -557,7 +557,6 @@ impl Writer {
             sealer,
             spare: None,
             spare_requested: false,
-            headed_spare: None,
             _lock: lock_file,
             live,
             next_seq: start.sequence + 1,
@@ -858,40 +857,6 @@ fn write_at(file: &mut File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
     }
 }
 
-/// Writes a new segment's header at the start of a spare and fdatasyncs it: a name made durable by
-/// some other directory fsync must never show a file of zeros (recovery takes a header it cannot
-/// read for damage), so this comes before the spare is linked to the segment's name.
-fn write_header(file: &mut File, header: &[u8]) -> std::io::Result<()> {
-    write_at(file, header, 0).and_then(|()| file.sync_data())
-}
-
-/// Runs `beside` on a helper thread while `main` runs on this one, and returns once both are
-/// done. Two syncs of different files at once cost about one device round trip, not two (a
-/// rotation's, measured in BENCHMARKS.md, issue 15). If no thread can be started, `beside` runs
-/// after `main`; a panic in it goes on on this thread.
-fn at_once<B>(beside: impl FnOnce() + Send, main: impl FnOnce() -> B) -> B {
-    let beside = Mutex::new(Some(beside));
-    let run_beside = || {
-        if let Some(beside) = lock(&beside).take() {
-            beside();
-        }
-    };
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("graphstream-sync".into())
-            .spawn_scoped(scope, run_beside);
-        let main = main();
-        if let Ok(helper) = helper {
-            if let Err(panic) = helper.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        // a no-op once the helper ran it
-        run_beside();
-        main
-    })
-}
-
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -1070,9 +1035,6 @@ struct WriterLoop {
     spare: Option<Spare>,
     /// a spare was asked for since the live segment was created
     spare_requested: bool,
-    /// the spare taken by a rotation, the header of the segment starting at this sequence
-    /// already written and fdatasynced in it (see `rotate`), for `take_spare` to link
-    headed_spare: Option<(u64, File)>,
     _lock: DirectoryLock,
     live: Option<Live>,
     /// next sequence to assign, and the chain hash it continues
@@ -1284,7 +1246,7 @@ impl WriterLoop {
                     if !self.sealer.make_room() {
                         rotation_blocked = true;
                     } else {
-                        if let Err(err) = self.write_chunk().and_then(|()| self.rotate()) {
+                        if let Err(err) = self.write_chunk().and_then(|()| self.retire_live()) {
                             self.roll_back(&mut group, err);
                             continue 'batches;
                         }
@@ -1412,19 +1374,12 @@ impl WriterLoop {
         let Some(spare) = &self.spare else {
             return Ok(None);
         };
-        let (mut file, headed) = match self.headed_spare.take() {
-            Some((first_seq, file)) => (file, first_seq == self.next_seq),
-            None => match spare.take() {
-                Some(file) => (file, false),
-                None => return Ok(None),
-            },
+        let Some(mut file) = spare.take() else {
+            return Ok(None);
         };
-        let headed = if headed {
-            Ok(())
-        } else {
-            write_header(&mut file, header)
-        };
-        let linked = headed.and_then(|()| fs::hard_link(spare.path(), path));
+        let linked = write_at(&mut file, header, 0)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| fs::hard_link(spare.path(), path));
         drop(file);
         let reopened = linked.and_then(|()| {
             OpenOptions::new()
@@ -1516,22 +1471,19 @@ impl WriterLoop {
         if !live.dirty {
             return Ok(());
         }
-        let fdatasync_error =
-            |err| Error::io(&format!("fdatasync of {}", live.path.display()), err);
-        if live.new_in_dir {
-            // a file's first sync is a full fsync (its inode is new as well), and its name needs
-            // the directory's: both at once, each on its own file
-            let dir = &self.dir;
-            let mut dir_synced = Ok(());
-            let file_synced = at_once(|| dir_synced = sync_dir(dir), || live.file.sync_all());
-            file_synced.map_err(fdatasync_error)?;
-            dir_synced?;
-            live.new_in_dir = false;
+        // a file's first sync is a full fsync: its inode is new as well
+        let synced = if live.new_in_dir {
+            live.file.sync_all()
         } else {
-            live.file.sync_data().map_err(fdatasync_error)?;
-        }
+            live.file.sync_data()
+        };
+        synced.map_err(|err| Error::io(&format!("fdatasync of {}", live.path.display()), err))?;
         live.dirty = false;
         live.written_back = live.len;
+        if live.new_in_dir {
+            sync_dir(&self.dir)?;
+            live.new_in_dir = false;
+        }
         self.last_sync = Instant::now();
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1662,70 +1614,25 @@ impl WriterLoop {
         }
     }
 
-    /// A rotation's retirement of the full live segment: beside its sync (on a helper thread, see
-    /// `at_once`), the ready spare gets the next segment's header written and fdatasynced, which
-    /// `take_spare` would otherwise do after it: the rotation waits for one round of syncs there
-    /// instead of two. A spare whose header could not be written, or that the rotation does not
-    /// reach, loses its name (a spare never has a header outside a rotation).
-    fn rotate(&mut self) -> Result<()> {
-        let ready = self.spare.as_ref().and_then(|spare| spare.take());
-        if ready.is_none() {
-            return self.retire_live().map(drop);
-        }
-        let header = Header::unsealed(self.next_seq, now_ms()).encode();
-        let mut headed = None;
-        let write_header_beside = || {
-            headed =
-                ready.and_then(|mut file| write_header(&mut file, &header).ok().map(|()| file));
-        };
-        let retired = match self.cut_for_retirement() {
-            Ok(true) => at_once(write_header_beside, || self.sync_live()).map(|()| {
-                self.hand_to_sealer();
-            }),
-            // a rotation's segment always has entries
-            Ok(false) => Ok(()),
-            Err(err) => Err(err),
-        };
-        match headed {
-            Some(file) if retired.is_ok() => self.headed_spare = Some((self.next_seq, file)),
-            headed => {
-                drop(headed);
-                if let Some(spare) = &self.spare {
-                    let _ = fs::remove_file(spare.path());
-                }
-            }
-        }
-        retired
-    }
-
     /// Hands the live segment, if it has entries, to the sealer and returns its path. Its
     /// entries, header and directory entry are made durable first, in every durability mode
     /// (the sealer may take a while): only the live segment then ever holds what a power loss
     /// can take, and what survives one is a journal with a torn tail at most, never a segment
     /// that lost its end before another segment (issue 21). On failure the segment stays live.
     fn retire_live(&mut self) -> Result<Option<PathBuf>> {
-        if !self.cut_for_retirement()? {
+        let Some(live) = self.live.as_ref() else {
+            return Ok(None);
+        };
+        if !live.has_entries() {
             return Ok(None);
         }
-        self.sync_live()?;
-        Ok(self.hand_to_sealer())
-    }
-
-    /// Cuts the live segment to its entries for `retire_live`; false when there is none to
-    /// retire (no live segment, or one without entries).
-    fn cut_for_retirement(&mut self) -> Result<bool> {
-        if !self.live.as_ref().is_some_and(Live::has_entries) {
-            return Ok(false);
-        }
         self.trim_live()?;
-        Ok(true)
-    }
-
-    /// The end of `retire_live`, once the segment is cut and synced.
-    fn hand_to_sealer(&mut self) -> Option<PathBuf> {
-        let live = self.live.take()?;
+        self.sync_live()?;
+        let Some(live) = self.live.take() else {
+            return Ok(None);
+        };
         self.sealer.retire(live.path.clone());
-        Some(live.path)
+        Ok(Some(live.path))
     }
 
     fn flush(&mut self) -> Result<()> {
