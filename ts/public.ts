@@ -23,7 +23,7 @@ export type {
   WriterStats,
 } from './core/core.js';
 export { AbortError } from './abort.js';
-export type { AgeIdentities, AgeRecipients } from './core/core.js';
+export type { AgeIdentities, AgeRecipients, EncryptedFile } from './core/core.js';
 export type { ReadEncryption, UploadEncryption } from './replication/encryption.js';
 export { GraphstreamError, isGraphstreamError, ERROR_CODES, type ErrorCode, type ErrorDetails } from './errors.js';
 export { ParamValue, TypedParam, type ParamInput, type ParamsInput, type ParamType, type ParamValueTypes, type Point } from './payload/params.js';
@@ -46,7 +46,7 @@ export {
   type SegmentReadCore,
   type RecoveredJournalState,
 } from './journal/recovery.js';
-export type { GetOptions, ListOptions, ObjectHead, ObjectMetadata, PutOptions, PutResult, SegmentStorage, StagedFile, VersionedObject } from './storage/types.js';
+export type { GetOptions, ListOptions, ObjectHead, ObjectMetadata, PutOptions, PutResult, SegmentStorage, StagedEncryptedFile, StagedFile, VersionedObject } from './storage/types.js';
 export {
   LocalStorage,
   MemoryStorage,
