@@ -852,12 +852,21 @@ fn invalid_options_are_refused_before_locking() {
     assert!(!dir.path().join(LOCK_FILE).exists());
 }
 
-/// `append_now`'s answer when it must have appended on the calling thread.
-fn appended_now(writer: &Writer, batch: PayloadBatch) -> AppendedBatch {
-    match writer.append_now(batch).unwrap() {
-        AppendNow::Done(batch) => batch,
-        AppendNow::Queue(_) => panic!("the batch was handed back instead of appended"),
+/// Appends on the calling thread. The thread may be busy for a moment (told to start writeback
+/// or to sync by an earlier inline append, or reading its deadline): the batch comes back, and
+/// goes again once the thread is idle, so the append is still made on this thread.
+fn appended_now(writer: &Writer, mut batch: PayloadBatch) -> AppendedBatch {
+    for _ in 0..1000 {
+        match writer.append_now(batch).unwrap() {
+            AppendNow::Done(appended) => return appended,
+            AppendNow::Queue(back) => {
+                batch = back;
+                until_idle(writer);
+                std::thread::yield_now();
+            }
+        }
     }
+    panic!("the batch was handed back 1000 times with the writer thread idle");
 }
 
 /// Waits (without a deadline the test could miss on a slow machine) until the writer thread
