@@ -141,12 +141,31 @@ const ALWAYS_REFUSED: ReadonlySet<string> = new Set(['current_timestamp', 'curre
 const TRANSACTION_KEYWORDS: ReadonlySet<string> = new Set(['BEGIN', 'COMMIT', 'ROLLBACK', 'CHECKPOINT']);
 
 /**
+ * The scans of the query texts checked last (a leader and a replica run a few texts over and
+ * over; each takes a scan of its own otherwise). Longer texts are not kept.
+ */
+const replayableScans = new Map<string, Readonly<CypherScan>>();
+const SCANS_KEPT = 256;
+const KEPT_QUERY_LENGTH = 4096;
+
+/**
  * Checks that a query can be journaled and replayed to the same result: one statement, no
  * transaction control (mutate runs its own transaction), no nondeterministic function. Throws
- * `invalid_argument` naming what was refused; returns the scan.
+ * `invalid_argument` naming what was refused; returns the scan (shared: not to be modified).
  */
-export function checkReplayable(query: string): CypherScan {
+export function checkReplayable(query: string): Readonly<CypherScan> {
   if (typeof query !== 'string') throw new GraphstreamError('invalid_argument', 'kuzu: the query must be a string');
+  const kept = replayableScans.get(query);
+  if (kept !== undefined) return kept;
+  const scan = checkScan(query);
+  if (query.length <= KEPT_QUERY_LENGTH) {
+    if (replayableScans.size >= SCANS_KEPT) replayableScans.delete(replayableScans.keys().next().value!);
+    replayableScans.set(query, scan);
+  }
+  return scan;
+}
+
+function checkScan(query: string): Readonly<CypherScan> {
   const scan = scanCypher(query);
   for (const call of scan.calls) {
     if (NONDETERMINISTIC_FUNCTIONS.has(call.name)) {

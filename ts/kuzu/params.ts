@@ -221,7 +221,7 @@ class Binder {
  * and replaced by an expression otherwise. Parameters the query does not refer to are not bound
  * (Kuzu refuses unknown parameters); a reference without a parameter is left for Kuzu to report.
  */
-export function bindForKuzu(query: string, scan: CypherScan, params: readonly (readonly [string, ParamValue])[]): KuzuStatement {
+export function bindForKuzu(query: string, scan: Readonly<CypherScan>, params: readonly (readonly [string, ParamValue])[]): KuzuStatement {
   const byName = new Map<string, ParamValue>(params.map(([key, value]) => [key, value]));
   const binder = new Binder(new Set(byName.keys()));
   const expressions = new Map<string, string>();

@@ -95,30 +95,46 @@ export function replayIntoKuzu(options: ReplayIntoKuzuOptions): KuzuReplay {
     let position = await readPosition(connection);
     replay.setPosition(position);
     metrics?.sequence.set(metrics.labels, position.sequence);
-    const records = follower.tail({
-      ...options.tail,
-      fromSeq: position.sequence + 1,
-      initialHash: position.chainHash,
-      ...(signal ? { signal } : {}),
-    });
-    for await (const record of records) {
-      const next = { sequence: record.sequence, chainHash: record.chainHash };
-      try {
-        await applyEntry(connection, record.entry, next);
-      } catch (err) {
-        const error = new GraphstreamError('conflict', `kuzu: journal entry ${record.sequence} failed to apply, replay stopped: ${(err as Error).message}`, {
-          cause: err,
-          details: { sequence: record.sequence },
-        });
-        metrics?.failures.inc(metrics.labels);
-        replay.emit('failed', { sequence: record.sequence, error });
-        throw error;
+    // ends the tail when the replay stops for any reason, also during the read of the entry after
+    // the one that failed
+    const stopTail = new AbortController();
+    const records = follower
+      .tail({
+        ...options.tail,
+        fromSeq: position.sequence + 1,
+        initialHash: position.chainHash,
+        signal: signal === undefined ? stopTail.signal : AbortSignal.any([signal, stopTail.signal]),
+      })
+      [Symbol.asyncIterator]();
+    try {
+      let upcoming = records.next();
+      for (;;) {
+        const { done, value: record } = await upcoming;
+        if (done) break;
+        // the follower reads (and verifies) the next entry while Kuzu applies this one
+        upcoming = records.next();
+        upcoming.catch(() => undefined);
+        const next = { sequence: record.sequence, chainHash: record.chainHash };
+        try {
+          await applyEntry(connection, record.entry, next);
+        } catch (err) {
+          const error = new GraphstreamError('conflict', `kuzu: journal entry ${record.sequence} failed to apply, replay stopped: ${(err as Error).message}`, {
+            cause: err,
+            details: { sequence: record.sequence },
+          });
+          metrics?.failures.inc(metrics.labels);
+          replay.emit('failed', { sequence: record.sequence, error });
+          throw error;
+        }
+        position = next;
+        replay.setPosition(position);
+        metrics?.applied.inc(metrics.labels);
+        metrics?.sequence.set(metrics.labels, position.sequence);
+        replay.emit('applied', { sequence: position.sequence, chainHash: Buffer.from(position.chainHash) });
       }
-      position = next;
-      replay.setPosition(position);
-      metrics?.applied.inc(metrics.labels);
-      metrics?.sequence.set(metrics.labels, position.sequence);
-      replay.emit('applied', { sequence: position.sequence, chainHash: Buffer.from(position.chainHash) });
+    } finally {
+      stopTail.abort();
+      await records.return?.(undefined).catch(() => undefined);
     }
     // the tail ends only through the follower's close(): say so
     throw new GraphstreamError('closed', `kuzu: the follower was closed; replay stopped at sequence ${position.sequence}`);
