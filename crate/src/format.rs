@@ -18,7 +18,8 @@ pub const FLAG_HAS_CHAIN_HASH: u8 = 0x08;
 pub const COMPRESSION_NONE: u8 = 0;
 pub const COMPRESSION_ZSTD: u8 = 1;
 
-pub const ZERO_HASH: [u8; 32] = [0u8; 32];
+pub const HASH_SIZE: usize = 32;
+pub const ZERO_HASH: [u8; HASH_SIZE] = [0u8; HASH_SIZE];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -24,10 +24,12 @@ export declare class NativeJournalWriter {
   append(payloads: Uint8Array, lengths: Uint32Array, stampSequences?: boolean | undefined | null): Promise<AppendedBatch>
   /**
    * Appends the packed payloads at once on this thread when the writer can (durability
-   * 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns the result, the
-   * entries handed to the OS; otherwise queues them as `append` does and returns its promise.
+   * 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns
+   * the first sequence, the entries handed to the OS and their chain hashes written into
+   * `chain_hashes` (32 bytes per payload: a buffer of the caller's, so that an inline append
+   * makes no external buffer); otherwise queues them as `append` does and returns its promise.
    */
-  appendNow(payloads: Uint8Array, lengths: Uint32Array, stampSequences?: boolean | undefined | null): AppendedBatch | Promise<AppendedBatch>
+  appendNow(payloads: Uint8Array, lengths: Uint32Array, stampSequences: boolean | undefined | null, chainHashes: Buffer): number | Promise<AppendedBatch>
   sealForUpload(): Promise<string | null>
   flush(): Promise<void>
   close(): Promise<void>

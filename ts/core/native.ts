@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraphstreamError } from '../errors.js';
+import { HASH_SIZE } from '../format/constants.js';
 import { checkDecodeTarget, checkSealTarget, nativeRecipients, type Core, type CoreWriter, type DecodeOptions, type RawSegment, type SealOptions, type WriterOptions, type WriterStart } from './core.js';
 import type * as Native from './native-binding.js';
 import { packPayloads } from './packed.js';
@@ -130,7 +131,11 @@ function adaptWriter(writer: Native.NativeJournalWriter): CoreWriter {
     appendNow: (payloads, stampSequences) => {
       try {
         const { bytes, lengths } = packPayloads(payloads);
-        return writer.appendNow(bytes, lengths, stampSequences);
+        // the chain hashes of an inline append land in a Buffer made here (from Node's pool for
+        // small groups), not in one the addon makes: an external buffer costs more than the append
+        const chainHashes = Buffer.allocUnsafe(lengths.length * HASH_SIZE);
+        const appended = writer.appendNow(bytes, lengths, stampSequences, chainHashes);
+        return typeof appended === 'number' ? { firstSequence: appended, chainHashes } : appended;
       } catch (err) {
         return Promise.reject(err);
       }

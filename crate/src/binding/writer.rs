@@ -5,12 +5,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Env, Null, Object, Task, ToNapiValue};
+use napi::bindgen_prelude::{
+    AsyncTask, Buffer, BufferSlice, Either, Env, Null, Object, Task, ToNapiValue,
+};
 use napi_derive::napi;
 
 use super::errors::throwing;
 use super::{from_js_number, to_hash};
 use crate::error::{guard, Error, ErrorCode};
+use crate::format::HASH_SIZE;
 use crate::writer::{
     AppendNow, AppendedBatch, Durability, PayloadBatch, Writer, WriterOptions, WriterStart,
     WriterStats, MAX_SEQUENCE,
@@ -207,22 +210,41 @@ impl NativeJournalWriter {
     }
 
     /// Appends the packed payloads at once on this thread when the writer can (durability
-    /// 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns the result, the
-    /// entries handed to the OS; otherwise queues them as `append` does and returns its promise.
-    #[napi(ts_return_type = "AppendedBatch | Promise<AppendedBatch>")]
+    /// 'none' or 'interval', nothing queued ahead, no rotation due, at most 16 KiB) and returns
+    /// the first sequence, the entries handed to the OS and their chain hashes written into
+    /// `chain_hashes` (32 bytes per payload: a buffer of the caller's, so that an inline append
+    /// makes no external buffer); otherwise queues them as `append` does and returns its promise.
+    #[napi(ts_return_type = "number | Promise<AppendedBatch>")]
     pub fn append_now<'env>(
         &self,
         env: &'env Env,
         payloads: &[u8],
         lengths: &[u32],
         stamp_sequences: Option<bool>,
-    ) -> napi::Result<Either<JsAppendedBatch, Object<'env>>> {
-        let mut batch = throwing(env, || PayloadBatch::from_packed(payloads, lengths))?;
+        mut chain_hashes: BufferSlice<'_>,
+    ) -> napi::Result<Either<i64, Object<'env>>> {
+        let mut batch = throwing(env, || {
+            if chain_hashes.len() != HASH_SIZE * lengths.len() {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "appendNow: chain_hashes has {} bytes, not {HASH_SIZE} per payload ({})",
+                        chain_hashes.len(),
+                        lengths.len()
+                    ),
+                ));
+            }
+            PayloadBatch::from_packed(payloads, lengths)
+        })?;
         if stamp_sequences == Some(true) {
             batch = batch.stamping_sequences();
         }
         match throwing(env, || self.writer.append_now(batch))? {
-            AppendNow::Done(appended) => Ok(Either::A(js_batch(appended))),
+            AppendNow::Done(appended) => {
+                chain_hashes.copy_from_slice(&appended.chain_hashes);
+                // the writer never assigns a sequence above 2^53-1
+                Ok(Either::A(appended.first_sequence as i64))
+            }
             AppendNow::Queue(batch) => {
                 let (answer, promise) = writer_promise(env, js_batch)?;
                 self.writer.append(batch, answer);
