@@ -98,6 +98,8 @@ const EARLY_DISPATCH_ENTRIES = 512;
 const EARLY_DISPATCH_BYTES = 256 * 1024;
 /** core append calls awaiting their answer before further groups wait here */
 const MAX_GROUPS_IN_FLIGHT = 4;
+/** a group's lengths array longer than this (16 KiB) is not kept for the next group */
+const MAX_SPARE_LENGTHS = 4096;
 const OPEN_ATTEMPTS = 3;
 
 interface AppendOp {
@@ -172,6 +174,8 @@ export class Journal {
   private readonly appendsDuringEncoding: (() => void)[] = [];
   /** group buffers handed back once the core has copied them */
   private readonly spareWriters: WireWriter[] = [];
+  /** the lengths arrays of groups handed to the core (which copies them), for the next groups */
+  private readonly spareLengths: Uint32Array[] = [];
   private inFlight = 0;
   private scheduled = false;
   private closing = false;
@@ -367,7 +371,7 @@ export class Journal {
     const group: AppendGroup = {
       kind: 'group',
       bytes: this.spareWriters.pop() ?? new WireWriter(),
-      lengths: new Uint32Array(Math.max(count, 64)),
+      lengths: this.lengthsFor(count),
       entries: 0,
       graphd,
       ops: [],
@@ -436,7 +440,18 @@ export class Journal {
     if (open === null) return;
     this.open = null;
     if (open.ops.length > 0) this.queue.push(open);
-    else this.spareWriters.push(open.bytes);
+    else this.recycle(open);
+  }
+
+  private lengthsFor(count: number): Uint32Array {
+    const spare = this.spareLengths.pop();
+    return spare !== undefined && spare.length >= count ? spare : new Uint32Array(Math.max(count, 64));
+  }
+
+  /** Keeps a group's buffers for the next groups, once the core has copied them (or never got them). */
+  private recycle(group: AppendGroup): void {
+    this.spareWriters.push(group.bytes);
+    if (group.lengths.length <= MAX_SPARE_LENGTHS) this.spareLengths.push(group.lengths);
   }
 
   private schedule(): void {
@@ -478,13 +493,13 @@ export class Journal {
       appended = Promise.reject(err as Error);
     }
     if (!isPromise(appended)) {
-      this.spareWriters.push(group.bytes);
+      this.recycle(group);
       this.appended += group.entries;
       settleGroup(group, appended);
       return;
     }
     this.inFlight++;
-    this.spareWriters.push(group.bytes);
+    this.recycle(group);
     appended.then(
       (batch) => {
         this.inFlight--;
@@ -542,7 +557,8 @@ function settleGroup(group: AppendGroup, batch: AppendedBatch): void {
   let index = 0;
   for (const op of group.ops) {
     if (op.single) {
-      op.resolve({ sequence: firstSequence + index, chainHash: chainHashes.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE) });
+      const chainHash = chainHashes.length === HASH_SIZE ? chainHashes : chainHashes.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE);
+      op.resolve({ sequence: firstSequence + index, chainHash });
       index++;
       continue;
     }
