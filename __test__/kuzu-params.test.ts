@@ -276,4 +276,14 @@ describe('graphstream/kuzu parameter mapping, through the journal and Kuzu', () 
     expect(statement.query).toBe("RETURN '$v' AS a, /* $v */ `$v` AS b, (CAST($__gs1 AS DOUBLE)) AS c // $v");
     expect(statement.values).toEqual({ __gs1: 1 });
   });
+
+  test('checkReplayable keeps the scan of a text it accepted (one frozen object per text) and refuses a refused text every time', () => {
+    const query = 'MATCH (n:V) WHERE n.id = $id SET n.s = $s';
+    const scan = checkReplayable(query);
+    expect(checkReplayable(query)).toBe(scan);
+    expect(scan.params.map((ref) => ref.name)).toEqual(['id', 's']);
+    expect(Object.isFrozen(scan) && Object.isFrozen(scan.params) && Object.isFrozen(scan.params[0]) && Object.isFrozen(scan.calls)).toBe(true);
+    expect(() => (scan.params as { name: string }[]).push({ name: 'x' })).toThrow(TypeError);
+    for (let i = 0; i < 2; i++) expect(() => checkReplayable('MATCH (n:V) SET n.d = rand()')).toThrow(/rand\(\) at offset \d+ is nondeterministic/);
+  });
 });

@@ -151,7 +151,8 @@ const KEPT_QUERY_LENGTH = 4096;
 /**
  * Checks that a query can be journaled and replayed to the same result: one statement, no
  * transaction control (mutate runs its own transaction), no nondeterministic function. Throws
- * `invalid_argument` naming what was refused; returns the scan (shared: not to be modified).
+ * `invalid_argument` naming what was refused; returns the scan, frozen (later checks of the same
+ * text return the same object).
  */
 export function checkReplayable(query: string): Readonly<CypherScan> {
   if (typeof query !== 'string') throw new GraphstreamError('invalid_argument', 'kuzu: the query must be a string');
@@ -179,5 +180,10 @@ function checkScan(query: string): Readonly<CypherScan> {
   if (TRANSACTION_KEYWORDS.has(scan.firstKeyword)) {
     throw new GraphstreamError('invalid_argument', `kuzu: ${scan.firstKeyword} is not a mutation: mutate() runs each statement in a transaction of its own`);
   }
-  return scan;
+  // frozen, as every later check of the same text returns this object
+  for (const ref of scan.params) Object.freeze(ref);
+  for (const call of scan.calls) Object.freeze(call);
+  Object.freeze(scan.params);
+  Object.freeze(scan.calls);
+  return Object.freeze(scan);
 }
