@@ -199,13 +199,16 @@ class ReplicaRunner {
   }
 
   async status(now = Date.now()): Promise<ReplicaStatus> {
+    // one snapshot: the uploader can be fenced while the backlog is read
+    const state = this.state;
     const uploader = this.uploader;
     const stats = uploader?.stats();
     const error = this.error ?? stats?.lastError ?? null;
-    const lease = uploader?.lease ?? null;
+    const held = uploader?.lease ?? null;
+    const lease = held === null ? null : { holder: held.holder, state: held.state, epoch: held.epoch, generation: held.generation };
     const reasons: string[] = [];
     let backlog: { segments: number; oldestWrittenMs: number | null } | null = null;
-    if (this.state === 'running' && uploader !== null) {
+    if (state === 'running' && uploader !== null) {
       backlog = await uploader.backlog().catch((err: unknown) => {
         reasons.push(`its backlog cannot be read: ${toGraphstreamError(err).message}`);
         return null;
@@ -213,8 +216,8 @@ class ReplicaRunner {
     }
     const lagSeconds = backlog === null ? null : backlog.oldestWrittenMs === null ? 0 : Math.max(0, (now - backlog.oldestWrittenMs) / 1000);
     const { maxLagSeconds, maxPendingSegments } = this.database.readiness;
-    if (this.state !== 'running' && this.state !== 'waiting_for_lease') reasons.push(this.state === 'waiting' ? `waiting for ${this.database.dir}` : this.state);
-    if (this.state === 'running') {
+    if (state !== 'running' && state !== 'waiting_for_lease') reasons.push(state === 'waiting' ? `waiting for ${this.database.dir}` : state);
+    if (state === 'running') {
       if (stats?.lastError) reasons.push(`its last upload failed [${stats.lastError.code}]`);
       if (lease !== null && lease.state !== 'held') reasons.push(`its lease is ${lease.state}, not held`);
       if (backlog !== null && backlog.segments > maxPendingSegments) reasons.push(`${backlog.segments} sealed segments wait for upload (max-pending-segments ${maxPendingSegments})`);
@@ -226,15 +229,15 @@ class ReplicaRunner {
       replica: this.replica.name,
       url: this.replica.url,
       prefix: this.replica.prefix,
-      state: this.state,
-      ready: this.state === 'waiting_for_lease' || reasons.length === 0,
+      state,
+      ready: state === 'waiting_for_lease' || reasons.length === 0,
       reasons,
       uploaded: stats?.succeeded ?? 0,
       failedAttempts: stats?.failed ?? 0,
       bytes: stats?.bytes ?? 0,
       pendingSegments: backlog?.segments ?? null,
       lagSeconds: lagSeconds === null ? null : Math.round(lagSeconds * 1000) / 1000,
-      lease: lease === null ? null : { holder: lease.holder, state: lease.state, epoch: lease.epoch, generation: lease.generation },
+      lease,
       compaction: this.replica.compaction === undefined ? null : { compacted: this.compacted.compacted, deleted: this.compacted.deleted, error: plain(this.compacted.error) },
       error: plain(error),
     };
