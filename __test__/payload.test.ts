@@ -124,6 +124,37 @@ describe('plain JavaScript parameters', () => {
     const shared = [1];
     expect(codeOf(() => encodeJournalEntry({ query: 'q', params: { a: shared, b: shared, c: [shared, shared] } }))).toBe('ok');
   });
+
+  test('an encoding that failed leaves no trace in the next one, and one started from a getter inside params is independent', () => {
+    const inner: { b: ParamInput[] } = { b: [1, undefined as never] };
+    expect(() => encodeJournalEntry({ query: 'q', params: { a: inner } })).toThrow(/params\.a\.b\[1\]/);
+    inner.b[1] = 2;
+    // the failed walk had entered `inner`: meeting it again is no cycle
+    expect(decodeJournalEntry(encodeJournalEntry({ query: 'q', params: { a: inner } })).params).toEqual([['a', ParamValue.from(inner)]]);
+    expect(() => encodeJournalEntry({ query: 'q', params: { z: Symbol('z') } as never })).toThrow(/params\.z\b/);
+
+    const nested: string[] = [];
+    const params = {
+      list: [1, 2],
+      get g() {
+        nested.push(Buffer.from(encodeJournalEntry({ query: 'inner', params: { deep: { x: [1] } } })).toString('hex'));
+        return 'v';
+      },
+    };
+    expect(decodeJournalEntry(encodeJournalEntry({ query: 'q', params })).params).toEqual([
+      ['list', ParamValue.from([1, 2])],
+      ['g', ParamValue.string('v')],
+    ]);
+    expect(nested).toEqual([Buffer.from(encodeJournalEntry({ query: 'inner', params: { deep: { x: [1] } } })).toString('hex')]);
+    const failing = {
+      get g() {
+        encodeJournalEntry({ query: 'inner', params: { deep: [1] } });
+        return 1;
+      },
+      bad: Symbol('bad'),
+    };
+    expect(() => encodeJournalEntry({ query: 'q', params: { outer: failing } as never })).toThrow(/params\.outer\.bad\b/);
+  });
 });
 
 describe('encoding rules', () => {

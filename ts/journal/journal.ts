@@ -21,7 +21,7 @@ import { resolveCore } from '../core/default.js';
 import { GraphstreamError, normalizeAsyncErrors, toGraphstreamError } from '../errors.js';
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_ZSTD_LEVEL, HASH_SIZE, MAX_ENTRY_PAYLOAD_BYTES, MIN_SEGMENT_BYTES, ZERO_HASH } from '../format/constants.js';
 import type { ParamsInput } from '../payload/params.js';
-import { writeJournalEntry } from '../payload/payload.js';
+import { writeJournalEntryFields } from '../payload/payload.js';
 import { assertNotBehindUploads } from '../replication/cache.js';
 import { journalFingerprint, recoverJournalState, type RecoveredJournalState } from './recovery.js';
 import { WireWriter } from '../payload/wire.js';
@@ -404,11 +404,7 @@ export class Journal {
     if (typeof entry !== 'object' || entry === null) throw invalid(`${where} must be { query, params?, timestampMs? }`);
     const start = writer.pos;
     try {
-      writeJournalEntry(writer, {
-        query: entry.query,
-        params: entry.params,
-        timestampMs: entry.timestampMs ?? Date.now(),
-      });
+      writeJournalEntryFields(writer, entry.query, entry.params, undefined, entry.timestampMs ?? Date.now());
     } catch (err) {
       const error = toGraphstreamError(err);
       throw index >= 0 ? new GraphstreamError(error.code, `${where}: ${error.message}`, { cause: err }) : error;

@@ -85,14 +85,25 @@ export function writeJournalEntry(writer: WireWriter, entry: JournalEntryInput):
     throw new GraphstreamError('invalid_argument', 'encodeJournalEntry takes { query, params?, sequence?, timestampMs? }');
   }
   const { query, params } = entry;
+  writeJournalEntryFields(writer, query, params, entry.sequence, entry.timestampMs);
+}
+
+/** `writeJournalEntry` of the entry's fields, read once by the caller (no entry object to make). */
+export function writeJournalEntryFields(
+  writer: WireWriter,
+  query: string,
+  params: ParamsInput | undefined,
+  sequence: number | bigint | undefined,
+  timestampMs: number | bigint | undefined,
+): void {
   if (typeof query !== 'string') throw badQuery();
-  writeInt64Field(writer, SEQUENCE, entry.sequence, 'sequence', 0n, MAX_U64);
+  writeInt64Field(writer, SEQUENCE, sequence, 'sequence', 0n, MAX_U64);
   if (query !== '') {
     writer.tag(QUERY, LENGTH_DELIMITED);
     if (!writer.repeatedString(query)) throw badQuery();
   }
   if (params !== undefined) writeParamEntries(writer, PARAMS, params);
-  writeInt64Field(writer, TIMESTAMP_MS, entry.timestampMs, 'timestampMs', MIN_I64, MAX_I64);
+  writeInt64Field(writer, TIMESTAMP_MS, timestampMs, 'timestampMs', MIN_I64, MAX_I64);
 }
 
 const sharedWriter = new WireWriter();
