@@ -252,7 +252,7 @@ const text = fc.oneof(
 const double = fc.oneof(fc.double(), fc.constantFrom(0, -0, Number.MIN_VALUE, -Number.MAX_VALUE));
 const int64 = fc.oneof(
   fc.bigInt({ min: MIN_I64, max: MAX_I64 }),
-  fc.constantFrom(MIN_I64, MAX_I64, -1n, 0n, 127n, 128n, 2n ** 32n, -(2n ** 32n)),
+  fc.constantFrom(MIN_I64, MAX_I64, -1n, 0n, 127n, 128n, 2n ** 32n, -(2n ** 32n), 2n ** 53n - 1n, 2n ** 53n, -(2n ** 53n) + 1n, -(2n ** 53n)),
 );
 /** numbers that map to int: safe integers, and integral doubles up to ±2^63 */
 const integralNumber = fc.oneof(

@@ -58,6 +58,9 @@ function varintSize(value: number): number {
   return size;
 }
 
+const MIN_SAFE_BIGINT = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+
 export class WireWriter {
   private buf: Buffer;
   /** bytes written so far */
@@ -142,6 +145,11 @@ export class WireWriter {
 
   /** A varint of a bigint in [-2^63, 2^64) (int64 or uint64). */
   int64Bigint(value: bigint): void {
+    // a safe integer goes the number way: no intermediate bigints to allocate
+    if (value >= MIN_SAFE_BIGINT && value <= MAX_SAFE_BIGINT) {
+      this.int64Number(Number(value));
+      return;
+    }
     const bits = BigInt.asUintN(64, value);
     this.varint64(Number(bits & 0xffff_ffffn), Number(bits >> 32n));
   }
