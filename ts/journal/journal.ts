@@ -453,13 +453,17 @@ export class Journal {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    // Wait for the rest of this tick: appends made in it join the same group.
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.closeOpenGroup();
-      this.dispatch();
-    });
+    // Wait for the rest of this tick: appends made in it join the same group. A reaction to a
+    // settled promise is the same microtask queue as queueMicrotask, without the AsyncResource
+    // Node makes for every queueMicrotask call (a quarter of a lone append's garbage).
+    SETTLED.then(this.runScheduled);
   }
+
+  private readonly runScheduled = (): void => {
+    this.scheduled = false;
+    this.closeOpenGroup();
+    this.dispatch();
+  };
 
   /** Hands queued work to the core in order, while fewer than MAX_GROUPS_IN_FLIGHT groups await their answer. */
   private dispatch(): void {
@@ -533,6 +537,8 @@ export class Journal {
     }
   }
 }
+
+const SETTLED = Promise.resolve();
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown }).then === 'function';
